@@ -1,0 +1,36 @@
+//! nnc's Graph IR: the dataflow graph every other part of the compiler reads and writes.
+//!
+//! - [`DType`], [`Dim`] (integers or symbolic expressions) and [`TensorType`] describe values;
+//! - [`Op`] is the closed set of operations, [`infer`] their shape rules;
+//! - [`Graph`] holds values and nodes in SSA form, [`GraphBuilder`] builds one with typed calls;
+//! - [`verify`] rejects malformed graphs; [`composite`] expands composites into primitives;
+//! - [`text`] prints and parses the `.nnir` text form.
+//!
+//! This crate depends on no other nnc crate.
+
+pub mod builder;
+pub mod composite;
+pub mod dim;
+pub mod dtype;
+pub mod error;
+pub mod graph;
+pub mod infer;
+pub mod op;
+pub mod shape;
+pub mod tensor;
+pub mod text;
+pub mod verify;
+
+pub use builder::GraphBuilder;
+pub use dim::Dim;
+pub use dtype::DType;
+pub use error::IrError;
+pub use graph::{Graph, Node, ValueId, ValueInfo};
+pub use infer::infer;
+pub use op::{
+    ArgKind, AttrMap, AttrValue, BinaryOp, GeluApprox, Op, PadMode, PoolKind, ReduceKind, UnaryOp,
+    Window,
+};
+pub use shape::{broadcast_shapes, Shape, TensorType};
+pub use tensor::{Element, TensorData};
+pub use verify::verify;

@@ -1,0 +1,310 @@
+//! Concrete tensor values: constants in a graph, inputs and outputs of a run.
+//!
+//! Data is kept as little-endian bytes in a reference-counted [`Bytes`] buffer, so a 47 MB
+//! weight file can be sliced into constants without copying, and cloning a graph (or a constant
+//! node) never copies weights.
+
+use crate::DType;
+use bytes::Bytes;
+use half::{bf16, f16};
+use std::fmt;
+
+/// A Rust type that is the native representation of one [`DType`].
+pub trait Element: Copy + Send + Sync + 'static {
+    const DTYPE: DType;
+    fn write_le(self, out: &mut Vec<u8>);
+    fn read_le(bytes: &[u8]) -> Self;
+    /// The value as `f64` (exact for every type but `i64` beyond 2^53).
+    fn to_f64(self) -> f64;
+}
+
+macro_rules! element {
+    ($t:ty, $d:expr, $n:expr, |$v:ident| $to:expr) => {
+        impl Element for $t {
+            const DTYPE: DType = $d;
+            fn write_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn read_le(bytes: &[u8]) -> Self {
+                let mut a = [0u8; $n];
+                a.copy_from_slice(&bytes[..$n]);
+                <$t>::from_le_bytes(a)
+            }
+            fn to_f64(self) -> f64 {
+                let $v = self;
+                $to
+            }
+        }
+    };
+}
+
+element!(f32, DType::F32, 4, |v| v as f64);
+element!(f64, DType::F64, 8, |v| v);
+element!(f16, DType::F16, 2, |v| v.to_f64());
+element!(bf16, DType::BF16, 2, |v| v.to_f64());
+element!(i64, DType::I64, 8, |v| v as f64);
+element!(i32, DType::I32, 4, |v| v as f64);
+element!(i8, DType::I8, 1, |v| v as f64);
+element!(u8, DType::U8, 1, |v| v as f64);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn write_le(self, out: &mut Vec<u8>) {
+        out.push(self as u8);
+    }
+    fn read_le(bytes: &[u8]) -> Self {
+        bytes[0] != 0
+    }
+    fn to_f64(self) -> f64 {
+        self as u8 as f64
+    }
+}
+
+/// A dense tensor with concrete shape, in row-major order.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TensorData {
+    dtype: DType,
+    shape: Vec<usize>,
+    bytes: Bytes,
+}
+
+/// Why bytes could not become a tensor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tensor of type {dtype}[{shape}] needs {expected} bytes, found {found}")]
+pub struct TensorSizeError {
+    pub dtype: DType,
+    pub shape: String,
+    pub expected: usize,
+    pub found: usize,
+}
+
+impl TensorData {
+    /// Wraps little-endian bytes without copying; fails if the length does not match the shape.
+    pub fn from_bytes(
+        dtype: DType,
+        shape: Vec<usize>,
+        bytes: Bytes,
+    ) -> Result<TensorData, TensorSizeError> {
+        let expected = shape
+            .iter()
+            .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
+            .unwrap_or(usize::MAX);
+        if bytes.len() != expected {
+            let shape = shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(TensorSizeError {
+                dtype,
+                shape,
+                expected,
+                found: bytes.len(),
+            });
+        }
+        Ok(TensorData {
+            dtype,
+            shape,
+            bytes,
+        })
+    }
+
+    /// Builds a tensor from typed values. Panics if `values.len()` differs from the shape's
+    /// element count: that is a programming error in the caller, not user input.
+    pub fn from_vec<T: Element>(shape: Vec<usize>, values: &[T]) -> TensorData {
+        let n: usize = shape.iter().product();
+        assert_eq!(
+            n,
+            values.len(),
+            "TensorData::from_vec: shape {shape:?} needs {n} values"
+        );
+        let mut out = Vec::with_capacity(n * T::DTYPE.size_bytes());
+        for &v in values {
+            v.write_le(&mut out);
+        }
+        TensorData {
+            dtype: T::DTYPE,
+            shape,
+            bytes: Bytes::from(out),
+        }
+    }
+
+    /// A rank-0 tensor.
+    pub fn scalar<T: Element>(value: T) -> TensorData {
+        TensorData::from_vec(Vec::new(), &[value])
+    }
+
+    /// A tensor of `dtype` from `f64` values, each rounded (or truncated, for integers) to the
+    /// dtype. Used by tests and by the text parser.
+    pub fn from_f64(dtype: DType, shape: Vec<usize>, values: &[f64]) -> TensorData {
+        match dtype {
+            DType::F32 => {
+                TensorData::from_vec(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>())
+            }
+            DType::F64 => TensorData::from_vec(shape, values),
+            DType::F16 => TensorData::from_vec(
+                shape,
+                &values.iter().map(|&v| f16::from_f64(v)).collect::<Vec<_>>(),
+            ),
+            DType::BF16 => TensorData::from_vec(
+                shape,
+                &values
+                    .iter()
+                    .map(|&v| bf16::from_f64(v))
+                    .collect::<Vec<_>>(),
+            ),
+            DType::I64 => {
+                TensorData::from_vec(shape, &values.iter().map(|&v| v as i64).collect::<Vec<_>>())
+            }
+            DType::I32 => {
+                TensorData::from_vec(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>())
+            }
+            DType::I8 => {
+                TensorData::from_vec(shape, &values.iter().map(|&v| v as i8).collect::<Vec<_>>())
+            }
+            DType::U8 => {
+                TensorData::from_vec(shape, &values.iter().map(|&v| v as u8).collect::<Vec<_>>())
+            }
+            DType::Bool => {
+                TensorData::from_vec(shape, &values.iter().map(|&v| v != 0.0).collect::<Vec<_>>())
+            }
+        }
+    }
+
+    /// A tensor of `dtype` from `i64` values (exact for every integer dtype that holds them).
+    pub fn from_i64(dtype: DType, shape: Vec<usize>, values: &[i64]) -> TensorData {
+        match dtype {
+            DType::I64 => TensorData::from_vec(shape, values),
+            _ => TensorData::from_f64(
+                dtype,
+                shape,
+                &values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+            ),
+        }
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw little-endian bytes.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The same data with another shape of equal element count.
+    pub fn reshaped(&self, shape: Vec<usize>) -> Option<TensorData> {
+        (shape.iter().product::<usize>() == self.len()).then(|| TensorData {
+            dtype: self.dtype,
+            shape,
+            bytes: self.bytes.clone(),
+        })
+    }
+
+    /// The elements as `T`, or `None` if `T` is not this tensor's element type.
+    pub fn to_vec<T: Element>(&self) -> Option<Vec<T>> {
+        if T::DTYPE != self.dtype {
+            return None;
+        }
+        let size = self.dtype.size_bytes();
+        Some(self.bytes.chunks_exact(size).map(T::read_le).collect())
+    }
+
+    /// Every element converted to `f64`.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        let size = self.dtype.size_bytes();
+        let chunks = self.bytes.chunks_exact(size);
+        match self.dtype {
+            DType::F32 => chunks.map(|c| f32::read_le(c).to_f64()).collect(),
+            DType::F64 => chunks.map(f64::read_le).collect(),
+            DType::F16 => chunks.map(|c| f16::read_le(c).to_f64()).collect(),
+            DType::BF16 => chunks.map(|c| bf16::read_le(c).to_f64()).collect(),
+            DType::I64 => chunks.map(|c| i64::read_le(c) as f64).collect(),
+            DType::I32 => chunks.map(|c| i32::read_le(c) as f64).collect(),
+            DType::I8 => chunks.map(|c| i8::read_le(c) as f64).collect(),
+            DType::U8 => chunks.map(|c| c[0] as f64).collect(),
+            DType::Bool => chunks.map(|c| (c[0] != 0) as u8 as f64).collect(),
+        }
+    }
+
+    /// Every element converted to `i64` (floats truncate toward zero).
+    pub fn to_i64_vec(&self) -> Vec<i64> {
+        let size = self.dtype.size_bytes();
+        let chunks = self.bytes.chunks_exact(size);
+        match self.dtype {
+            DType::I64 => chunks.map(i64::read_le).collect(),
+            DType::I32 => chunks.map(|c| i32::read_le(c) as i64).collect(),
+            DType::I8 => chunks.map(|c| i8::read_le(c) as i64).collect(),
+            DType::U8 => chunks.map(|c| c[0] as i64).collect(),
+            DType::Bool => chunks.map(|c| (c[0] != 0) as i64).collect(),
+            _ => self.to_f64_vec().into_iter().map(|v| v as i64).collect(),
+        }
+    }
+}
+
+impl fmt::Debug for TensorData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "TensorData({}{:?}, {} bytes)",
+            self.dtype,
+            self.shape,
+            self.bytes.len()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_round_trip() {
+        let t = TensorData::from_vec(vec![2, 2], &[1.0f32, 2.0, 3.0, 4.5]);
+        assert_eq!(t.bytes().len(), 16);
+        assert_eq!(t.to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.5]);
+        assert_eq!(t.to_vec::<f64>(), None);
+        assert_eq!(t.to_f64_vec(), vec![1.0, 2.0, 3.0, 4.5]);
+    }
+
+    #[test]
+    fn byte_length_is_checked() {
+        let err =
+            TensorData::from_bytes(DType::F32, vec![3], Bytes::from(vec![0u8; 8])).unwrap_err();
+        assert_eq!(err.expected, 12);
+        assert!(TensorData::from_bytes(DType::F32, vec![usize::MAX, 2], Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn clones_share_bytes() {
+        let t = TensorData::from_vec(vec![1024], &vec![0.5f32; 1024]);
+        let u = t.clone();
+        assert_eq!(t.bytes().as_ptr(), u.bytes().as_ptr());
+    }
+
+    #[test]
+    fn every_dtype_converts_from_f64() {
+        for d in DType::ALL {
+            let t = TensorData::from_f64(d, vec![3], &[0.0, 1.0, 2.0]);
+            assert_eq!(t.dtype(), d);
+            let expect = if d == DType::Bool {
+                vec![0.0, 1.0, 1.0]
+            } else {
+                vec![0.0, 1.0, 2.0]
+            };
+            assert_eq!(t.to_f64_vec(), expect);
+        }
+    }
+}

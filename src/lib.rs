@@ -1,0 +1,8 @@
+//! nnc: a neural-network compiler and kernel-generation toolkit.
+//!
+//! This facade re-exports the crates a framework author needs: the Graph IR ([`ir`]) with
+//! its builder and text form, and the reference interpreter ([`interp`]).
+
+pub use nnc_interp as interp;
+pub use nnc_ir as ir;
+pub use nnc_onnx as onnx;
