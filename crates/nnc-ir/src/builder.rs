@@ -31,11 +31,7 @@ pub struct GraphBuilder {
 
 impl GraphBuilder {
     pub fn new(name: &str) -> GraphBuilder {
-        GraphBuilder {
-            graph: Graph::new(name),
-            taken: HashSet::new(),
-            next_name: 0,
-        }
+        GraphBuilder { graph: Graph::new(name), taken: HashSet::new(), next_name: 0 }
     }
 
     /// The type of a value built so far.
@@ -58,15 +54,9 @@ impl GraphBuilder {
     ) -> Result<ValueId, IrError> {
         let at = Location::caller();
         if !self.taken.insert(name.to_string()) {
-            return Err(build_error(
-                at,
-                "input",
-                format!("the name `{name}` is already used"),
-            ));
+            return Err(build_error(at, "input", format!("the name `{name}` is already used")));
         }
-        let id = self
-            .graph
-            .add_value(name.to_string(), TensorType::new(dtype, shape));
+        let id = self.graph.add_value(name.to_string(), TensorType::new(dtype, shape));
         self.graph.inputs.push(id);
         Ok(id)
     }
@@ -81,11 +71,7 @@ impl GraphBuilder {
     pub fn set_name(&mut self, v: ValueId, name: &str) -> Result<(), IrError> {
         let at = Location::caller();
         if !self.taken.insert(name.to_string()) {
-            return Err(build_error(
-                at,
-                "set_name",
-                format!("the name `{name}` is already used"),
-            ));
+            return Err(build_error(at, "set_name", format!("the name `{name}` is already used")));
         }
         let old = std::mem::replace(&mut self.graph.values[v.index()].name, name.to_string());
         self.taken.remove(&old);
@@ -95,10 +81,7 @@ impl GraphBuilder {
     /// Verifies the whole graph and returns it, values numbered in definition order.
     pub fn finish(mut self) -> Result<Graph, IrError> {
         if self.graph.outputs.is_empty() {
-            return Err(IrError::Graph {
-                graph: self.graph.name,
-                message: "has no outputs (call `output`)".into(),
-            });
+            return Err(IrError::Graph { graph: self.graph.name, message: "has no outputs (call `output`)".into() });
         }
         self.graph.canonicalize();
         verify(&self.graph)?;
@@ -110,11 +93,7 @@ impl GraphBuilder {
     pub fn op(&mut self, op: Op, inputs: &[ValueId]) -> Result<Vec<ValueId>, IrError> {
         let at = Location::caller();
         if let Some(bad) = inputs.iter().find(|v| v.index() >= self.graph.values.len()) {
-            return Err(build_error(
-                at,
-                op.name(),
-                format!("operand {bad:?} does not belong to this builder"),
-            ));
+            return Err(build_error(at, op.name(), format!("operand {bad:?} does not belong to this builder")));
         }
         let types: Vec<&TensorType> = inputs.iter().map(|&v| self.graph.ty(v)).collect();
         let out_types = infer(&op, &types).map_err(|m| build_error(at, op.name(), m))?;
@@ -125,11 +104,7 @@ impl GraphBuilder {
                 self.graph.add_value(name, ty)
             })
             .collect::<Vec<_>>();
-        self.graph.nodes.push(crate::Node {
-            op,
-            inputs: inputs.to_vec(),
-            outputs: outputs.clone(),
-        });
+        self.graph.nodes.push(crate::Node { op, inputs: inputs.to_vec(), outputs: outputs.clone() });
         Ok(outputs)
     }
 
@@ -163,8 +138,7 @@ impl GraphBuilder {
 
     /// A constant tensor; its data is shared, not copied.
     pub fn constant(&mut self, t: TensorData) -> ValueId {
-        self.op1(Op::Constant(t), &[])
-            .expect("a constant always has a type")
+        self.op1(Op::Constant(t), &[]).expect("a constant always has a type")
     }
 
     /// A rank-0 constant of `dtype` holding `value`.
@@ -174,8 +148,7 @@ impl GraphBuilder {
 
     #[track_caller]
     pub fn iota(&mut self, dtype: DType, shape: Vec<Dim>, axis: i64) -> Result<ValueId, IrError> {
-        let axis = normalize_axis(axis, shape.len())
-            .map_err(|m| build_error(Location::caller(), "iota", m))?;
+        let axis = normalize_axis(axis, shape.len()).map_err(|m| build_error(Location::caller(), "iota", m))?;
         self.op1(Op::Iota { dtype, shape, axis }, &[])
     }
 
@@ -243,12 +216,7 @@ impl GraphBuilder {
 
     /// `x op scalar`, the scalar in `x`'s dtype: a common shorthand in expansions.
     #[track_caller]
-    pub fn binary_scalar(
-        &mut self,
-        op: BinaryOp,
-        x: ValueId,
-        scalar: f64,
-    ) -> Result<ValueId, IrError> {
+    pub fn binary_scalar(&mut self, op: BinaryOp, x: ValueId, scalar: f64) -> Result<ValueId, IrError> {
         let s = self.scalar(self.ty(x).dtype, scalar);
         self.binary(op, x, s)
     }
@@ -267,56 +235,25 @@ impl GraphBuilder {
 
     /// Reduces over `axes` (negative axes count from the end).
     #[track_caller]
-    pub fn reduce(
-        &mut self,
-        kind: ReduceKind,
-        x: ValueId,
-        axes: &[i64],
-        keep_dims: bool,
-    ) -> Result<ValueId, IrError> {
+    pub fn reduce(&mut self, kind: ReduceKind, x: ValueId, axes: &[i64], keep_dims: bool) -> Result<ValueId, IrError> {
         let axes = self.axes(x, axes, "reduce")?;
-        self.op1(
-            Op::Reduce {
-                kind,
-                axes,
-                keep_dims,
-            },
-            &[x],
-        )
+        self.op1(Op::Reduce { kind, axes, keep_dims }, &[x])
     }
 
     #[track_caller]
-    pub fn reduce_sum(
-        &mut self,
-        x: ValueId,
-        axes: &[i64],
-        keep_dims: bool,
-    ) -> Result<ValueId, IrError> {
+    pub fn reduce_sum(&mut self, x: ValueId, axes: &[i64], keep_dims: bool) -> Result<ValueId, IrError> {
         self.reduce(ReduceKind::Sum, x, axes, keep_dims)
     }
 
     #[track_caller]
-    pub fn reduce_mean(
-        &mut self,
-        x: ValueId,
-        axes: &[i64],
-        keep_dims: bool,
-    ) -> Result<ValueId, IrError> {
+    pub fn reduce_mean(&mut self, x: ValueId, axes: &[i64], keep_dims: bool) -> Result<ValueId, IrError> {
         self.reduce(ReduceKind::Mean, x, axes, keep_dims)
     }
 
     #[track_caller]
     pub fn argmax(&mut self, x: ValueId, axis: i64, keep_dims: bool) -> Result<ValueId, IrError> {
         let axis = self.axis(x, axis, "argmax")?;
-        self.op1(
-            Op::ArgReduce {
-                kind: ArgKind::Max,
-                axis,
-                keep_dims,
-                select_last: false,
-            },
-            &[x],
-        )
+        self.op1(Op::ArgReduce { kind: ArgKind::Max, axis, keep_dims, select_last: false }, &[x])
     }
 
     // ---- contractions ----
@@ -327,34 +264,13 @@ impl GraphBuilder {
     }
 
     #[track_caller]
-    pub fn conv(
-        &mut self,
-        x: ValueId,
-        w: ValueId,
-        window: Window,
-        groups: i64,
-    ) -> Result<ValueId, IrError> {
+    pub fn conv(&mut self, x: ValueId, w: ValueId, window: Window, groups: i64) -> Result<ValueId, IrError> {
         self.op1(Op::Conv { window, groups }, &[x, w])
     }
 
     #[track_caller]
-    pub fn pool(
-        &mut self,
-        kind: PoolKind,
-        x: ValueId,
-        kernel: Vec<i64>,
-        window: Window,
-    ) -> Result<ValueId, IrError> {
-        self.op1(
-            Op::Pool {
-                kind,
-                kernel,
-                window,
-                ceil_mode: false,
-                count_include_pad: false,
-            },
-            &[x],
-        )
+    pub fn pool(&mut self, kind: PoolKind, x: ValueId, kernel: Vec<i64>, window: Window) -> Result<ValueId, IrError> {
+        self.op1(Op::Pool { kind, kernel, window, ceil_mode: false, count_include_pad: false }, &[x])
     }
 
     // ---- data movement ----
@@ -392,35 +308,20 @@ impl GraphBuilder {
 
     #[track_caller]
     pub fn concat(&mut self, xs: &[ValueId], axis: i64) -> Result<ValueId, IrError> {
-        let first = *xs.first().ok_or_else(|| {
-            build_error(
-                Location::caller(),
-                "concat",
-                "needs at least one operand".into(),
-            )
-        })?;
+        let first = *xs
+            .first()
+            .ok_or_else(|| build_error(Location::caller(), "concat", "needs at least one operand".into()))?;
         let axis = self.axis(first, axis, "concat")?;
         self.op1(Op::Concat { axis }, xs)
     }
 
     #[track_caller]
-    pub fn pad(
-        &mut self,
-        x: ValueId,
-        pads: Vec<i64>,
-        mode: PadMode,
-        value: f64,
-    ) -> Result<ValueId, IrError> {
+    pub fn pad(&mut self, x: ValueId, pads: Vec<i64>, mode: PadMode, value: f64) -> Result<ValueId, IrError> {
         self.op1(Op::Pad { pads, mode, value }, &[x])
     }
 
     #[track_caller]
-    pub fn gather(
-        &mut self,
-        data: ValueId,
-        indices: ValueId,
-        axis: i64,
-    ) -> Result<ValueId, IrError> {
+    pub fn gather(&mut self, data: ValueId, indices: ValueId, axis: i64) -> Result<ValueId, IrError> {
         let axis = self.axis(data, axis, "gather")?;
         self.op1(Op::Gather { axis }, &[data, indices])
     }
@@ -474,11 +375,7 @@ impl GraphBuilder {
 }
 
 fn build_error(at: &Location<'_>, op: &str, message: String) -> IrError {
-    IrError::Build {
-        at: format!("{}:{}:{}", at.file(), at.line(), at.column()),
-        op: op.to_string(),
-        message,
-    }
+    IrError::Build { at: format!("{}:{}:{}", at.file(), at.line(), at.column()), op: op.to_string(), message }
 }
 
 #[cfg(test)]
@@ -493,21 +390,14 @@ mod tests {
         let line = line!() + 1;
         let err = b.matmul(x, y).unwrap_err().to_string();
         assert!(err.contains(&format!("builder.rs:{line}:")), "{err}");
-        assert!(
-            err.contains("`matmul`: contraction dimensions differ"),
-            "{err}"
-        );
+        assert!(err.contains("`matmul`: contraction dimensions differ"), "{err}");
     }
 
     #[test]
     fn names_are_unique() {
         let mut b = GraphBuilder::new("g");
         b.input("x", DType::F32, [1]).unwrap();
-        assert!(b
-            .input("x", DType::F32, [1])
-            .unwrap_err()
-            .to_string()
-            .contains("already used"));
+        assert!(b.input("x", DType::F32, [1]).unwrap_err().to_string().contains("already used"));
     }
 
     #[test]
@@ -519,11 +409,7 @@ mod tests {
         let y = b.mul(x, c).unwrap();
         b.output(y);
         let g = b.finish().unwrap();
-        assert_eq!(
-            g.inputs[0].index(),
-            0,
-            "inputs come first after canonicalize"
-        );
+        assert_eq!(g.inputs[0].index(), 0, "inputs come first after canonicalize");
         assert_eq!(g.name_of(g.outputs[0]), "1");
     }
 }

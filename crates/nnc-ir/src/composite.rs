@@ -11,11 +11,7 @@ use std::collections::HashMap;
 
 /// Appends the expansion of composite `op` applied to `inputs` to `b` and returns its results;
 /// `None` if `op` is a primitive.
-pub fn expand(
-    op: &Op,
-    b: &mut GraphBuilder,
-    inputs: &[ValueId],
-) -> Result<Option<Vec<ValueId>>, IrError> {
+pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Option<Vec<ValueId>>, IrError> {
     let out = match op {
         Op::Softmax { axis } => softmax(b, inputs[0], *axis, false)?,
         Op::LogSoftmax { axis } => softmax(b, inputs[0], *axis, true)?,
@@ -103,12 +99,7 @@ fn softmax(b: &mut GraphBuilder, x: ValueId, axis: usize, log: bool) -> Result<V
     }
 }
 
-fn layer_norm(
-    b: &mut GraphBuilder,
-    inputs: &[ValueId],
-    axis: usize,
-    epsilon: f64,
-) -> Result<ValueId, IrError> {
+fn layer_norm(b: &mut GraphBuilder, inputs: &[ValueId], axis: usize, epsilon: f64) -> Result<ValueId, IrError> {
     let (x, scale, bias) = (inputs[0], inputs[1], inputs[2]);
     let axes: Vec<i64> = (axis as i64..b.ty(x).rank() as i64).collect();
     let mean = b.reduce_mean(x, &axes, true)?;
@@ -132,9 +123,7 @@ fn batch_norm(b: &mut GraphBuilder, inputs: &[ValueId], epsilon: f64) -> Result<
         shape.extend(std::iter::repeat_n(Dim::constant(1), rank - 2));
         per_channel.push(b.reshape(p, shape)?);
     }
-    let [scale, bias, mean, var] = per_channel[..] else {
-        unreachable!("batch_norm has five operands")
-    };
+    let [scale, bias, mean, var] = per_channel[..] else { unreachable!("batch_norm has five operands") };
     let var_eps = b.binary_scalar(BinaryOp::Add, var, epsilon)?;
     let inv = b.unary(UnaryOp::Rsqrt, var_eps)?;
     let factor = b.mul(scale, inv)?;
@@ -156,8 +145,7 @@ fn gelu(b: &mut GraphBuilder, x: ValueId, approximate: GeluApprox) -> Result<Val
             let x3 = b.mul(x2, x)?;
             let cubic = b.binary_scalar(BinaryOp::Mul, x3, 0.044715)?;
             let sum = b.add(x, cubic)?;
-            let scaled =
-                b.binary_scalar(BinaryOp::Mul, sum, (2.0 / std::f64::consts::PI).sqrt())?;
+            let scaled = b.binary_scalar(BinaryOp::Mul, sum, (2.0 / std::f64::consts::PI).sqrt())?;
             b.tanh(scaled)?
         }
     };
@@ -166,27 +154,17 @@ fn gelu(b: &mut GraphBuilder, x: ValueId, approximate: GeluApprox) -> Result<Val
     b.mul(half_x, one_plus)
 }
 
-fn attention(
-    b: &mut GraphBuilder,
-    inputs: &[ValueId],
-    scale: Option<f64>,
-    causal: bool,
-) -> Result<ValueId, IrError> {
+fn attention(b: &mut GraphBuilder, inputs: &[ValueId], scale: Option<f64>, causal: bool) -> Result<ValueId, IrError> {
     let (q, k, v) = (inputs[0], inputs[1], inputs[2]);
     let q_ty = b.ty(q).clone();
     let scale = match scale {
         Some(s) => s,
         None => {
-            let d = q_ty.shape[q_ty.rank() - 1]
-                .as_const()
-                .filter(|&d| d > 0)
-                .ok_or_else(|| IrError::Build {
-                    at: "attention expansion".into(),
-                    op: "attention".into(),
-                    message: format!(
-                        "the default scale 1/sqrt(d) needs a concrete head size; q is {q_ty}"
-                    ),
-                })?;
+            let d = q_ty.shape[q_ty.rank() - 1].as_const().filter(|&d| d > 0).ok_or_else(|| IrError::Build {
+                at: "attention expansion".into(),
+                op: "attention".into(),
+                message: format!("the default scale 1/sqrt(d) needs a concrete head size; q is {q_ty}"),
+            })?;
             1.0 / (d as f64).sqrt()
         }
     };
@@ -196,10 +174,7 @@ fn attention(
     if causal {
         // Query i may attend to keys 0..=i (top-left aligned, as PyTorch's is_causal).
         let s_ty = b.ty(scores).clone();
-        let (lq, lk) = (
-            s_ty.shape[s_ty.rank() - 2].clone(),
-            s_ty.shape[s_ty.rank() - 1].clone(),
-        );
+        let (lq, lk) = (s_ty.shape[s_ty.rank() - 2].clone(), s_ty.shape[s_ty.rank() - 1].clone());
         let rows = b.iota(DType::I64, vec![lq.clone(), lk.clone()], 0)?;
         let cols = b.iota(DType::I64, vec![lq, lk], 1)?;
         let allowed = b.binary(BinaryOp::Le, cols, rows)?;
@@ -235,15 +210,10 @@ mod tests {
     #[test]
     fn attention_default_scale_needs_concrete_head_size() {
         let mut b = GraphBuilder::new("g");
-        let q = b
-            .input("q", DType::F32, [Dim::from(4), Dim::sym("d")])
-            .unwrap();
+        let q = b.input("q", DType::F32, [Dim::from(4), Dim::sym("d")]).unwrap();
         let y = b.attention(q, q, q, None, None, true).unwrap();
         b.output(y);
         let g = b.finish().unwrap();
-        assert!(decompose(&g)
-            .unwrap_err()
-            .to_string()
-            .contains("concrete head size"));
+        assert!(decompose(&g).unwrap_err().to_string().contains("concrete head size"));
     }
 }

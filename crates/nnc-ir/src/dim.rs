@@ -82,10 +82,7 @@ impl Dim {
         for (mono, coeff) in &self.terms {
             let mut term = Dim::constant(*coeff);
             for s in mono {
-                term = term
-                    * bindings(s)
-                        .map(Dim::constant)
-                        .unwrap_or_else(|| Dim::sym(s));
+                term = term * bindings(s).map(Dim::constant).unwrap_or_else(|| Dim::sym(s));
             }
             out = out + term;
         }
@@ -97,11 +94,7 @@ impl Dim {
         if divisor == 0 || self.terms.values().any(|c| c % divisor != 0) {
             return None;
         }
-        let terms = self
-            .terms
-            .iter()
-            .map(|(m, c)| (m.clone(), c / divisor))
-            .collect();
+        let terms = self.terms.iter().map(|(m, c)| (m.clone(), c / divisor)).collect();
         Some(Dim { terms })
     }
 
@@ -112,11 +105,7 @@ impl Dim {
             return self.div_exact(c);
         }
         if other.terms.len() != 1 {
-            return if self == other {
-                Some(Dim::constant(1))
-            } else {
-                None
-            };
+            return if self == other { Some(Dim::constant(1)) } else { None };
         }
         let (dmono, dcoeff) = other.terms.iter().next()?;
         let mut terms = BTreeMap::new();
@@ -269,8 +258,7 @@ mod tests {
 
     #[test]
     fn printing_orders_by_degree_then_name() {
-        let d =
-            Dim::constant(-1) + Dim::sym("seq") + Dim::sym("batch") * Dim::sym("seq") * 2.into();
+        let d = Dim::constant(-1) + Dim::sym("seq") + Dim::sym("batch") * Dim::sym("seq") * 2.into();
         assert_eq!(d.to_string(), "2*batch*seq + seq - 1");
         assert_eq!((Dim::constant(0) - Dim::sym("b")).to_string(), "-b");
     }

@@ -20,17 +20,8 @@ pub enum DType {
 
 impl DType {
     /// Every dtype, in the order used by documentation and tests.
-    pub const ALL: [DType; 9] = [
-        DType::F32,
-        DType::F64,
-        DType::F16,
-        DType::BF16,
-        DType::I64,
-        DType::I32,
-        DType::I8,
-        DType::U8,
-        DType::Bool,
-    ];
+    pub const ALL: [DType; 9] =
+        [DType::F32, DType::F64, DType::F16, DType::BF16, DType::I64, DType::I32, DType::I8, DType::U8, DType::Bool];
 
     /// The name used in the text form (`f32`, `i64`, `bool`, ...).
     pub fn name(self) -> &'static str {

@@ -5,28 +5,14 @@
 pub enum IrError {
     /// A builder call was given operands its op cannot take; `at` is the caller's `file:line:col`.
     #[error("{at}: `{op}`: {message}")]
-    Build {
-        at: String,
-        op: String,
-        message: String,
-    },
+    Build { at: String, op: String, message: String },
     /// A node of a graph is malformed.
     #[error("graph `{graph}`, node `{node}`: {message}")]
-    Node {
-        graph: String,
-        node: String,
-        message: String,
-    },
+    Node { graph: String, node: String, message: String },
     /// The graph as a whole is malformed (inputs, outputs, names).
     #[error("graph `{graph}`: {message}")]
     Graph { graph: String, message: String },
     /// Text that is not a well-formed `.nnir` graph.
     #[error("{file}:{line}:{col}: expected {expected}, found {found}")]
-    Parse {
-        file: String,
-        line: usize,
-        col: usize,
-        expected: String,
-        found: String,
-    },
+    Parse { file: String, line: usize, col: usize, expected: String, found: String },
 }

@@ -50,10 +50,7 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(name: &str) -> Graph {
-        Graph {
-            name: name.to_string(),
-            ..Graph::default()
-        }
+        Graph { name: name.to_string(), ..Graph::default() }
     }
 
     /// Adds a value (not yet defined by anything) and returns its id.
@@ -76,10 +73,7 @@ impl Graph {
 
     /// The value with this name, if any.
     pub fn find(&self, name: &str) -> Option<ValueId> {
-        self.values
-            .iter()
-            .position(|v| v.name == name)
-            .map(|i| ValueId(i as u32))
+        self.values.iter().position(|v| v.name == name).map(|i| ValueId(i as u32))
     }
 
     /// For each value, the index of the node that defines it (`None` for inputs and orphans).
@@ -98,12 +92,7 @@ impl Graph {
     /// For each value, how many times nodes and graph outputs use it.
     pub fn use_counts(&self) -> Vec<usize> {
         let mut out = vec![0; self.values.len()];
-        for id in self
-            .nodes
-            .iter()
-            .flat_map(|n| n.inputs.iter())
-            .chain(self.outputs.iter())
-        {
+        for id in self.nodes.iter().flat_map(|n| n.inputs.iter()).chain(self.outputs.iter()) {
             if let Some(slot) = out.get_mut(id.index()) {
                 *slot += 1;
             }
@@ -122,12 +111,7 @@ impl Graph {
         };
         let outs: Vec<String> = node.outputs.iter().map(name).collect();
         let ins: Vec<String> = node.inputs.iter().map(name).collect();
-        format!(
-            "{} = {}({})",
-            outs.join(", "),
-            node.op.name(),
-            ins.join(", ")
-        )
+        format!("{} = {}({})", outs.join(", "), node.op.name(), ins.join(", "))
     }
 
     /// Renumbers values in definition order (inputs, then node results) and drops values that
@@ -135,10 +119,7 @@ impl Graph {
     pub fn canonicalize(&mut self) {
         let mut map: HashMap<ValueId, ValueId> = HashMap::new();
         let mut values = Vec::with_capacity(self.values.len());
-        let order = self
-            .inputs
-            .iter()
-            .chain(self.nodes.iter().flat_map(|n| n.outputs.iter()));
+        let order = self.inputs.iter().chain(self.nodes.iter().flat_map(|n| n.outputs.iter()));
         for &id in order {
             if let Some(v) = self.values.get(id.index()) {
                 map.entry(id).or_insert_with(|| {

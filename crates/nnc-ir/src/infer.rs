@@ -29,10 +29,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             if !dtype.is_numeric() {
                 return Err(format!("iota needs a numeric dtype, found {dtype}"));
             }
-            one(TensorType {
-                dtype: *dtype,
-                shape: shape.clone(),
-            })
+            one(TensorType { dtype: *dtype, shape: shape.clone() })
         }
         Op::Unary(u) => {
             let x = inputs[0];
@@ -49,11 +46,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                     u.class()
                 ));
             }
-            let dtype = if u.class() == UnaryClass::FloatPredicate {
-                DType::Bool
-            } else {
-                x.dtype
-            };
+            let dtype = if u.class() == UnaryClass::FloatPredicate { DType::Bool } else { x.dtype };
             one(x.with_dtype(dtype))
         }
         Op::Binary(b) => {
@@ -63,144 +56,78 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                 BinaryClass::Arithmetic if x.dtype.is_numeric() => x.dtype,
                 BinaryClass::Logical if x.dtype == DType::Bool => DType::Bool,
                 BinaryClass::Comparison => DType::Bool,
-                class => {
-                    return Err(format!(
-                        "`{}` ({class:?}) does not accept dtype {}",
-                        b.name(),
-                        x.dtype
-                    ))
-                }
+                class => return Err(format!("`{}` ({class:?}) does not accept dtype {}", b.name(), x.dtype)),
             };
-            one(TensorType {
-                dtype,
-                shape: broadcast_shapes(&x.shape, &y.shape)?,
-            })
+            one(TensorType { dtype, shape: broadcast_shapes(&x.shape, &y.shape)? })
         }
         Op::Select => {
             let (c, a, b) = (inputs[0], inputs[1], inputs[2]);
             if c.dtype != DType::Bool {
-                return Err(format!(
-                    "operand 0 (condition) must be bool, found {}",
-                    c.dtype
-                ));
+                return Err(format!("operand 0 (condition) must be bool, found {}", c.dtype));
             }
             same_dtype(a, b, 1, 2)?;
             let shape = broadcast_shapes(&broadcast_shapes(&c.shape, &a.shape)?, &b.shape)?;
-            one(TensorType {
-                dtype: a.dtype,
-                shape,
-            })
+            one(TensorType { dtype: a.dtype, shape })
         }
         Op::Cast { to } => one(inputs[0].with_dtype(*to)),
-        Op::Reduce {
-            axes,
-            keep_dims,
-            kind,
-        } => {
+        Op::Reduce { axes, keep_dims, kind } => {
             let x = inputs[0];
             check_axes(axes, x.rank())?;
             if !x.dtype.is_numeric() {
-                return Err(format!(
-                    "reduce_{} needs numbers, found {}",
-                    kind.name(),
-                    x.dtype
-                ));
+                return Err(format!("reduce_{} needs numbers, found {}", kind.name(), x.dtype));
             }
-            one(TensorType {
-                dtype: x.dtype,
-                shape: reduced_shape(&x.shape, axes, *keep_dims),
-            })
+            one(TensorType { dtype: x.dtype, shape: reduced_shape(&x.shape, axes, *keep_dims) })
         }
-        Op::ArgReduce {
-            axis, keep_dims, ..
-        } => {
+        Op::ArgReduce { axis, keep_dims, .. } => {
             let x = inputs[0];
             check_axis(*axis, x.rank())?;
             if !x.dtype.is_numeric() {
                 return Err(format!("needs numbers, found {}", x.dtype));
             }
-            one(TensorType {
-                dtype: DType::I64,
-                shape: reduced_shape(&x.shape, &[*axis], *keep_dims),
-            })
+            one(TensorType { dtype: DType::I64, shape: reduced_shape(&x.shape, &[*axis], *keep_dims) })
         }
         Op::MatMul => matmul(inputs[0], inputs[1]).map(|t| vec![t]),
         Op::Conv { window, groups } => conv(inputs[0], inputs[1], window, *groups).map(|t| vec![t]),
-        Op::Pool {
-            kernel,
-            window,
-            ceil_mode,
-            ..
-        } => {
+        Op::Pool { kernel, window, ceil_mode, .. } => {
             let x = inputs[0];
             let n = kernel.len();
             if x.rank() != n + 2 {
-                return Err(format!(
-                    "input must have rank {} (N, C and {n} spatial axes), found {x}",
-                    n + 2
-                ));
+                return Err(format!("input must have rank {} (N, C and {n} spatial axes), found {x}", n + 2));
             }
             check_window(window, n)?;
             let mut shape = x.shape[..2].to_vec();
             for i in 0..n {
-                shape.push(window_out(
-                    &x.shape[2 + i],
-                    kernel[i],
-                    window,
-                    i,
-                    *ceil_mode,
-                )?);
+                shape.push(window_out(&x.shape[2 + i], kernel[i], window, i, *ceil_mode)?);
             }
             if !x.dtype.is_numeric() {
                 return Err(format!("needs numbers, found {}", x.dtype));
             }
-            one(TensorType {
-                dtype: x.dtype,
-                shape,
-            })
+            one(TensorType { dtype: x.dtype, shape })
         }
         Op::Reshape { shape } => {
             let x = inputs[0];
-            let (from, to) = (
-                x.num_elements(),
-                TensorType::new(x.dtype, shape.clone()).num_elements(),
-            );
+            let (from, to) = (x.num_elements(), TensorType::new(x.dtype, shape.clone()).num_elements());
             if from != to {
                 return Err(format!(
                     "cannot reshape {x} ({from} elements) to [{}] ({to} elements)",
                     format_shape(shape)
                 ));
             }
-            one(TensorType {
-                dtype: x.dtype,
-                shape: shape.clone(),
-            })
+            one(TensorType { dtype: x.dtype, shape: shape.clone() })
         }
         Op::Transpose { perm } => {
             let x = inputs[0];
             let mut sorted = perm.clone();
             sorted.sort_unstable();
             if sorted != (0..x.rank()).collect::<Vec<_>>() {
-                return Err(format!(
-                    "perm {perm:?} is not a permutation of the {} axes of {x}",
-                    x.rank()
-                ));
+                return Err(format!("perm {perm:?} is not a permutation of the {} axes of {x}", x.rank()));
             }
-            one(TensorType {
-                dtype: x.dtype,
-                shape: perm.iter().map(|&p| x.shape[p].clone()).collect(),
-            })
+            one(TensorType { dtype: x.dtype, shape: perm.iter().map(|&p| x.shape[p].clone()).collect() })
         }
-        Op::Expand { shape } => one(TensorType {
-            dtype: inputs[0].dtype,
-            shape: broadcast_shapes(&inputs[0].shape, shape)?,
-        }),
-        Op::Slice {
-            axes,
-            starts,
-            ends,
-            steps,
-        } => {
+        Op::Expand { shape } => {
+            one(TensorType { dtype: inputs[0].dtype, shape: broadcast_shapes(&inputs[0].shape, shape)? })
+        }
+        Op::Slice { axes, starts, ends, steps } => {
             let x = inputs[0];
             if starts.len() != axes.len() || ends.len() != axes.len() || steps.len() != axes.len() {
                 return Err("axes, starts, ends and steps must have the same length".into());
@@ -211,10 +138,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                 shape[axis] = slice_len(&x.shape[axis], starts[i], ends[i], steps[i])
                     .map_err(|e| format!("axis {axis} of {x}: {e}"))?;
             }
-            one(TensorType {
-                dtype: x.dtype,
-                shape,
-            })
+            one(TensorType { dtype: x.dtype, shape })
         }
         Op::Concat { axis } => {
             let first = inputs[0];
@@ -222,19 +146,18 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             let mut total = Dim::constant(0);
             for (i, t) in inputs.iter().enumerate() {
                 same_dtype(first, t, 0, i)?;
-                let mismatch = t.rank() != first.rank()
-                    || (0..first.rank()).any(|a| a != *axis && t.shape[a] != first.shape[a]);
+                let mismatch =
+                    t.rank() != first.rank() || (0..first.rank()).any(|a| a != *axis && t.shape[a] != first.shape[a]);
                 if mismatch {
-                    return Err(format!("operand {i} has shape {t}, which does not match operand 0 ({first}) off axis {axis}"));
+                    return Err(format!(
+                        "operand {i} has shape {t}, which does not match operand 0 ({first}) off axis {axis}"
+                    ));
                 }
                 total = total + t.shape[*axis].clone();
             }
             let mut shape = first.shape.clone();
             shape[*axis] = total;
-            one(TensorType {
-                dtype: first.dtype,
-                shape,
-            })
+            one(TensorType { dtype: first.dtype, shape })
         }
         Op::Pad { pads, .. } => {
             let x = inputs[0];
@@ -245,27 +168,18 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                     pads.len()
                 ));
             }
-            let shape: Vec<Dim> = (0..x.rank())
-                .map(|a| x.shape[a].clone() + Dim::constant(pads[a] + pads[a + x.rank()]))
-                .collect();
+            let shape: Vec<Dim> =
+                (0..x.rank()).map(|a| x.shape[a].clone() + Dim::constant(pads[a] + pads[a + x.rank()])).collect();
             if shape.iter().any(|d| d.as_const().is_some_and(|v| v < 0)) {
-                return Err(format!(
-                    "negative pads crop more than the axis holds in {x}"
-                ));
+                return Err(format!("negative pads crop more than the axis holds in {x}"));
             }
-            one(TensorType {
-                dtype: x.dtype,
-                shape,
-            })
+            one(TensorType { dtype: x.dtype, shape })
         }
         Op::Gather { axis } => {
             let (data, idx) = (inputs[0], inputs[1]);
             check_axis(*axis, data.rank())?;
             check_index_dtype(idx, 1)?;
-            one(TensorType {
-                dtype: data.dtype,
-                shape: gathered_shape(data, idx, *axis),
-            })
+            one(TensorType { dtype: data.dtype, shape: gathered_shape(data, idx, *axis) })
         }
         Op::ScatterAdd { axis } => {
             let (data, idx, upd) = (inputs[0], inputs[1], inputs[2]);
@@ -296,8 +210,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             float_operand(x, 0)?;
             for i in 1..3 {
                 same_dtype(x, inputs[i], 0, i)?;
-                broadcast_to(&inputs[i].shape, &x.shape[*axis..])
-                    .map_err(|e| format!("operand {i}: {e}"))?;
+                broadcast_to(&inputs[i].shape, &x.shape[*axis..]).map_err(|e| format!("operand {i}: {e}"))?;
             }
             one(x.clone())
         }
@@ -305,9 +218,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             let x = inputs[0];
             float_operand(x, 0)?;
             if x.rank() < 2 {
-                return Err(format!(
-                    "input must have rank 2 or more (N, C, ...), found {x}"
-                ));
+                return Err(format!("input must have rank 2 or more (N, C, ...), found {x}"));
             }
             for (i, param) in inputs.iter().enumerate().skip(1) {
                 same_dtype(x, param, 0, i)?;
@@ -346,10 +257,7 @@ fn same_dtype(a: &TensorType, b: &TensorType, ia: usize, ib: usize) -> Result<()
     if a.dtype == b.dtype {
         Ok(())
     } else {
-        Err(format!(
-            "operand {ia} has dtype {} but operand {ib} has dtype {}",
-            a.dtype, b.dtype
-        ))
+        Err(format!("operand {ia} has dtype {} but operand {ib} has dtype {}", a.dtype, b.dtype))
     }
 }
 
@@ -357,10 +265,7 @@ fn float_operand(t: &TensorType, i: usize) -> Result<(), String> {
     if t.dtype.is_float() {
         Ok(())
     } else {
-        Err(format!(
-            "operand {i} must be floating point, found {}",
-            t.dtype
-        ))
+        Err(format!("operand {i} must be floating point, found {}", t.dtype))
     }
 }
 
@@ -368,10 +273,7 @@ fn check_index_dtype(t: &TensorType, i: usize) -> Result<(), String> {
     if matches!(t.dtype, DType::I64 | DType::I32) {
         Ok(())
     } else {
-        Err(format!(
-            "operand {i} (indices) must be i64 or i32, found {}",
-            t.dtype
-        ))
+        Err(format!("operand {i} (indices) must be i64 or i32, found {}", t.dtype))
     }
 }
 
@@ -380,11 +282,7 @@ fn broadcast_to(shape: &[Dim], target: &[Dim]) -> Result<(), String> {
     if broadcast_shapes(shape, target)? == target {
         Ok(())
     } else {
-        Err(format!(
-            "shape [{}] does not broadcast to [{}]",
-            format_shape(shape),
-            format_shape(target)
-        ))
+        Err(format!("shape [{}] does not broadcast to [{}]", format_shape(shape), format_shape(target)))
     }
 }
 
@@ -414,41 +312,26 @@ fn matmul(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
         return Err(format!("matmul needs numbers, found {}", a.dtype));
     }
     if a.rank() == 0 || b.rank() == 0 {
-        return Err(format!(
-            "matmul operands must have rank 1 or more, found {a} and {b}"
-        ));
+        return Err(format!("matmul operands must have rank 1 or more, found {a} and {b}"));
     }
     // numpy: a 1-D left operand is a row vector, a 1-D right operand a column vector; the
     // promoted axis is dropped from the result.
-    let sa: Vec<Dim> = if a.rank() == 1 {
-        vec![1.into(), a.shape[0].clone()]
-    } else {
-        a.shape.clone()
-    };
-    let sb: Vec<Dim> = if b.rank() == 1 {
-        vec![b.shape[0].clone(), 1.into()]
-    } else {
-        b.shape.clone()
-    };
+    let sa: Vec<Dim> = if a.rank() == 1 { vec![1.into(), a.shape[0].clone()] } else { a.shape.clone() };
+    let sb: Vec<Dim> = if b.rank() == 1 { vec![b.shape[0].clone(), 1.into()] } else { b.shape.clone() };
     let (m, k1) = (&sa[sa.len() - 2], &sa[sa.len() - 1]);
     let (k2, n) = (&sb[sb.len() - 2], &sb[sb.len() - 1]);
     if k1 != k2 {
-        return Err(format!(
-            "contraction dimensions differ: {a} has {k1}, {b} has {k2}"
-        ));
+        return Err(format!("contraction dimensions differ: {a} has {k1}, {b} has {k2}"));
     }
-    let mut shape = broadcast_shapes(&sa[..sa.len() - 2], &sb[..sb.len() - 2])
-        .map_err(|e| format!("batch axes: {e}"))?;
+    let mut shape =
+        broadcast_shapes(&sa[..sa.len() - 2], &sb[..sb.len() - 2]).map_err(|e| format!("batch axes: {e}"))?;
     if a.rank() > 1 {
         shape.push(m.clone());
     }
     if b.rank() > 1 {
         shape.push(n.clone());
     }
-    Ok(TensorType {
-        dtype: a.dtype,
-        shape,
-    })
+    Ok(TensorType { dtype: a.dtype, shape })
 }
 
 fn check_window(w: &Window, n: usize) -> Result<(), String> {
@@ -469,13 +352,7 @@ fn check_window(w: &Window, n: usize) -> Result<(), String> {
 
 /// Output length of a sliding window along spatial axis `i`:
 /// `floor_or_ceil((len + pads - dilation*(kernel-1) - 1) / stride) + 1`.
-fn window_out(
-    len: &Dim,
-    kernel: i64,
-    w: &Window,
-    i: usize,
-    ceil_mode: bool,
-) -> Result<Dim, String> {
+fn window_out(len: &Dim, kernel: i64, w: &Window, i: usize, ceil_mode: bool) -> Result<Dim, String> {
     let n = w.strides.len();
     let span = w.dilations[i] * (kernel - 1) + 1;
     let padded = len.clone() + Dim::constant(w.pads[i] + w.pads[i + n]);
@@ -489,15 +366,9 @@ fn window_out(
         };
     };
     if kernel < 1 || p < span {
-        return Err(format!(
-            "spatial axis {i}: window of span {span} does not fit in padded length {p}"
-        ));
+        return Err(format!("spatial axis {i}: window of span {span} does not fit in padded length {p}"));
     }
-    let mut out = if ceil_mode {
-        (p - span + stride - 1) / stride + 1
-    } else {
-        (p - span) / stride + 1
-    };
+    let mut out = if ceil_mode { (p - span + stride - 1) / stride + 1 } else { (p - span) / stride + 1 };
     // With ceil_mode the last window must start inside the input or its begin padding
     // (the rule PyTorch and ONNX Runtime use).
     if ceil_mode && (out - 1) * stride >= len.as_const().unwrap_or(0) + w.pads[i] {
@@ -506,20 +377,12 @@ fn window_out(
     Ok(Dim::constant(out))
 }
 
-fn conv(
-    x: &TensorType,
-    w: &TensorType,
-    window: &Window,
-    groups: i64,
-) -> Result<TensorType, String> {
+fn conv(x: &TensorType, w: &TensorType, window: &Window, groups: i64) -> Result<TensorType, String> {
     same_dtype(x, w, 0, 1)?;
     float_operand(x, 0)?;
     let n = window.strides.len();
     if x.rank() != n + 2 || w.rank() != n + 2 {
-        return Err(format!(
-            "input {x} and weight {w} must both have rank {} (N, C and {n} spatial axes)",
-            n + 2
-        ));
+        return Err(format!("input {x} and weight {w} must both have rank {} (N, C and {n} spatial axes)", n + 2));
     }
     check_window(window, n)?;
     if groups < 1 {
@@ -533,22 +396,14 @@ fn conv(
         ));
     }
     if w.shape[0].div_exact(groups).is_none() {
-        return Err(format!(
-            "output channels {} are not divisible by groups {groups}",
-            w.shape[0]
-        ));
+        return Err(format!("output channels {} are not divisible by groups {groups}", w.shape[0]));
     }
     let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
     for i in 0..n {
-        let k = w.shape[2 + i]
-            .as_const()
-            .ok_or_else(|| format!("kernel size on axis {} must be concrete", 2 + i))?;
+        let k = w.shape[2 + i].as_const().ok_or_else(|| format!("kernel size on axis {} must be concrete", 2 + i))?;
         shape.push(window_out(&x.shape[2 + i], k, window, i, false)?);
     }
-    Ok(TensorType {
-        dtype: x.dtype,
-        shape,
-    })
+    Ok(TensorType { dtype: x.dtype, shape })
 }
 
 /// Length of a slice with ONNX semantics; needs a concrete length unless the slice is a plain
@@ -561,17 +416,11 @@ fn slice_len(len: &Dim, start: i64, end: i64, step: i64) -> Result<Dim, String> 
         return match (start, end, step) {
             (s, i64::MAX, 1) if s >= 0 => Ok(len.clone() - Dim::constant(s)),
             (s, e, 1) if s >= 0 && e >= s => Ok(Dim::constant(e - s)),
-            _ => Err(format!(
-                "slicing symbolic length {len} needs non-negative start and end and step 1"
-            )),
+            _ => Err(format!("slicing symbolic length {len} needs non-negative start and end and step 1")),
         };
     };
     let (s, e) = slice_bounds(n, start, end, step);
-    let count = if step > 0 {
-        (e - s + step - 1) / step
-    } else {
-        (s - e + (-step) - 1) / (-step)
-    };
+    let count = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
     Ok(Dim::constant(count.max(0)))
 }
 
@@ -613,10 +462,7 @@ fn attention(inputs: &[&TensorType]) -> Result<TensorType, String> {
     }
     let mut shape = batch;
     shape.extend([lq.clone(), dv.clone()]);
-    Ok(TensorType {
-        dtype: q.dtype,
-        shape,
-    })
+    Ok(TensorType { dtype: q.dtype, shape })
 }
 
 #[cfg(test)]
@@ -642,53 +488,24 @@ mod tests {
     fn matmul_batches_and_promotes() {
         let r = infer(&Op::MatMul, &[&f32s(&[5, 1, 2, 3]), &f32s(&[4, 3, 7])]).unwrap();
         assert_eq!(r[0], f32s(&[5, 4, 2, 7]));
-        assert_eq!(
-            infer(&Op::MatMul, &[&f32s(&[3]), &f32s(&[3, 7])]).unwrap()[0],
-            f32s(&[7])
-        );
-        assert_eq!(
-            infer(&Op::MatMul, &[&f32s(&[2, 3]), &f32s(&[3])]).unwrap()[0],
-            f32s(&[2])
-        );
-        assert!(infer(&Op::MatMul, &[&f32s(&[2, 3]), &f32s(&[4, 3])])
-            .unwrap_err()
-            .contains("contraction"));
+        assert_eq!(infer(&Op::MatMul, &[&f32s(&[3]), &f32s(&[3, 7])]).unwrap()[0], f32s(&[7]));
+        assert_eq!(infer(&Op::MatMul, &[&f32s(&[2, 3]), &f32s(&[3])]).unwrap()[0], f32s(&[2]));
+        assert!(infer(&Op::MatMul, &[&f32s(&[2, 3]), &f32s(&[4, 3])]).unwrap_err().contains("contraction"));
     }
 
     #[test]
     fn conv_output_size() {
-        let w = Window {
-            strides: vec![2, 2],
-            dilations: vec![1, 1],
-            pads: vec![3, 3, 3, 3],
-        };
-        let r = infer(
-            &Op::Conv {
-                window: w,
-                groups: 1,
-            },
-            &[&f32s(&[1, 3, 224, 224]), &f32s(&[64, 3, 7, 7])],
-        )
-        .unwrap();
+        let w = Window { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![3, 3, 3, 3] };
+        let r = infer(&Op::Conv { window: w, groups: 1 }, &[&f32s(&[1, 3, 224, 224]), &f32s(&[64, 3, 7, 7])]).unwrap();
         assert_eq!(r[0], f32s(&[1, 64, 112, 112]));
-        let depthwise = Op::Conv {
-            window: Window::unit(2),
-            groups: 8,
-        };
-        assert_eq!(
-            infer(&depthwise, &[&f32s(&[1, 8, 5, 5]), &f32s(&[8, 1, 3, 3])]).unwrap()[0],
-            f32s(&[1, 8, 3, 3])
-        );
+        let depthwise = Op::Conv { window: Window::unit(2), groups: 8 };
+        assert_eq!(infer(&depthwise, &[&f32s(&[1, 8, 5, 5]), &f32s(&[8, 1, 3, 3])]).unwrap()[0], f32s(&[1, 8, 3, 3]));
         assert!(infer(&depthwise, &[&f32s(&[1, 8, 5, 5]), &f32s(&[8, 2, 3, 3])]).is_err());
     }
 
     #[test]
     fn pool_ceil_mode() {
-        let w = Window {
-            strides: vec![2, 2],
-            dilations: vec![1, 1],
-            pads: vec![0; 4],
-        };
+        let w = Window { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![0; 4] };
         let pool = |ceil_mode| Op::Pool {
             kind: PoolKind::Max,
             kernel: vec![3, 3],
@@ -696,24 +513,13 @@ mod tests {
             ceil_mode,
             count_include_pad: false,
         };
-        assert_eq!(
-            infer(&pool(false), &[&f32s(&[1, 1, 112, 112])]).unwrap()[0],
-            f32s(&[1, 1, 55, 55])
-        );
-        assert_eq!(
-            infer(&pool(true), &[&f32s(&[1, 1, 112, 112])]).unwrap()[0],
-            f32s(&[1, 1, 56, 56])
-        );
+        assert_eq!(infer(&pool(false), &[&f32s(&[1, 1, 112, 112])]).unwrap()[0], f32s(&[1, 1, 55, 55]));
+        assert_eq!(infer(&pool(true), &[&f32s(&[1, 1, 112, 112])]).unwrap()[0], f32s(&[1, 1, 56, 56]));
     }
 
     #[test]
     fn slices_clamp_like_onnx() {
-        let op = |s, e, st| Op::Slice {
-            axes: vec![0],
-            starts: vec![s],
-            ends: vec![e],
-            steps: vec![st],
-        };
+        let op = |s, e, st| Op::Slice { axes: vec![0], starts: vec![s], ends: vec![e], steps: vec![st] };
         let x = f32s(&[10]);
         assert_eq!(infer(&op(2, 100, 1), &[&x]).unwrap()[0], f32s(&[8]));
         assert_eq!(infer(&op(-1, i64::MIN, -1), &[&x]).unwrap()[0], f32s(&[10]));
@@ -724,53 +530,20 @@ mod tests {
     #[test]
     fn symbolic_dims_flow_through() {
         let x = TensorType::new(DType::F32, [Dim::sym("batch"), Dim::constant(4)]);
-        let r = infer(
-            &Op::Reshape {
-                shape: vec![Dim::sym("batch") * 2.into(), 2.into()],
-            },
-            &[&x],
-        )
-        .unwrap();
+        let r = infer(&Op::Reshape { shape: vec![Dim::sym("batch") * 2.into(), 2.into()] }, &[&x]).unwrap();
         assert_eq!(r[0].shape[0].to_string(), "2*batch");
-        let bad = infer(
-            &Op::Reshape {
-                shape: vec![Dim::sym("batch"), 3.into()],
-            },
-            &[&x],
-        )
-        .unwrap_err();
+        let bad = infer(&Op::Reshape { shape: vec![Dim::sym("batch"), 3.into()] }, &[&x]).unwrap_err();
         assert!(bad.contains("cannot reshape"));
-        let red = infer(
-            &Op::Reduce {
-                kind: ReduceKind::Sum,
-                axes: vec![1],
-                keep_dims: true,
-            },
-            &[&x],
-        )
-        .unwrap();
-        assert_eq!(
-            red[0],
-            TensorType::new(DType::F32, [Dim::sym("batch"), 1.into()])
-        );
+        let red = infer(&Op::Reduce { kind: ReduceKind::Sum, axes: vec![1], keep_dims: true }, &[&x]).unwrap();
+        assert_eq!(red[0], TensorType::new(DType::F32, [Dim::sym("batch"), 1.into()]));
     }
 
     #[test]
     fn dtype_rules() {
-        assert!(infer(
-            &Op::Binary(BinaryOp::Add),
-            &[&f32s(&[1]), &t(DType::I64, &[1])]
-        )
-        .unwrap_err()
-        .contains("dtype"));
-        assert_eq!(
-            infer(&Op::Binary(BinaryOp::Lt), &[&f32s(&[2]), &f32s(&[1])]).unwrap()[0].dtype,
-            DType::Bool
-        );
+        assert!(infer(&Op::Binary(BinaryOp::Add), &[&f32s(&[1]), &t(DType::I64, &[1])]).unwrap_err().contains("dtype"));
+        assert_eq!(infer(&Op::Binary(BinaryOp::Lt), &[&f32s(&[2]), &f32s(&[1])]).unwrap()[0].dtype, DType::Bool);
         assert!(infer(&Op::Binary(BinaryOp::And), &[&f32s(&[2]), &f32s(&[1])]).is_err());
-        assert!(infer(&Op::Gather { axis: 0 }, &[&f32s(&[2]), &f32s(&[1])])
-            .unwrap_err()
-            .contains("indices"));
+        assert!(infer(&Op::Gather { axis: 0 }, &[&f32s(&[2]), &f32s(&[1])]).unwrap_err().contains("indices"));
     }
 
     #[test]
@@ -779,9 +552,6 @@ mod tests {
         let idx = t(DType::I64, &[2, 3]);
         let g = infer(&Op::Gather { axis: 1 }, &[&data, &idx]).unwrap();
         assert_eq!(g[0], f32s(&[5, 2, 3]));
-        assert_eq!(
-            infer(&Op::ScatterAdd { axis: 1 }, &[&data, &idx, &g[0]]).unwrap()[0],
-            data
-        );
+        assert_eq!(infer(&Op::ScatterAdd { axis: 1 }, &[&data, &idx, &g[0]]).unwrap()[0], data);
     }
 }

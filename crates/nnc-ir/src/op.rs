@@ -59,10 +59,8 @@ impl UnaryOp {
             Neg | Abs | Sign | Relu => UnaryClass::Numeric,
             Not => UnaryClass::Logical,
             IsNan | IsInf => UnaryClass::FloatPredicate,
-            Exp | Log | Sqrt | Rsqrt | Reciprocal | Sin | Cos | Tan | Asin | Acos | Atan | Sinh
-            | Cosh | Tanh | Asinh | Acosh | Atanh | Sigmoid | Erf | Floor | Ceil | Round => {
-                UnaryClass::Float
-            }
+            Exp | Log | Sqrt | Rsqrt | Reciprocal | Sin | Cos | Tan | Asin | Acos | Atan | Sinh | Cosh | Tanh
+            | Asinh | Acosh | Atanh | Sigmoid | Erf | Floor | Ceil | Round => UnaryClass::Float,
         }
     }
 }
@@ -137,11 +135,7 @@ pub struct Window {
 impl Window {
     /// Stride 1, dilation 1, no padding over `n` spatial axes.
     pub fn unit(n: usize) -> Window {
-        Window {
-            strides: vec![1; n],
-            dilations: vec![1; n],
-            pads: vec![0; 2 * n],
-        }
+        Window { strides: vec![1; n], dilations: vec![1; n], pads: vec![0; 2 * n] }
     }
 }
 
@@ -323,13 +317,7 @@ fn usizes(v: &[usize]) -> AttrValue {
 
 fn dims(v: &[Dim]) -> AttrValue {
     AttrValue::List(
-        v.iter()
-            .map(|d| {
-                d.as_const()
-                    .map(AttrValue::Int)
-                    .unwrap_or_else(|| AttrValue::Dim(d.clone()))
-            })
-            .collect(),
+        v.iter().map(|d| d.as_const().map(AttrValue::Int).unwrap_or_else(|| AttrValue::Dim(d.clone()))).collect(),
     )
 }
 
@@ -384,22 +372,11 @@ impl Op {
         match self {
             Op::Constant(_) | Op::Unary(_) | Op::Binary(_) | Op::Select | Op::MatMul => vec![],
             Op::Iota { dtype, shape, axis } => {
-                vec![
-                    ("dtype", ident(dtype.name())),
-                    ("shape", dims(shape)),
-                    ("axis", AttrValue::Int(*axis as i64)),
-                ]
+                vec![("dtype", ident(dtype.name())), ("shape", dims(shape)), ("axis", AttrValue::Int(*axis as i64))]
             }
             Op::Cast { to } => vec![("to", ident(to.name()))],
-            Op::Reduce {
-                axes, keep_dims, ..
-            } => vec![("axes", usizes(axes)), ("keep_dims", boolean(*keep_dims))],
-            Op::ArgReduce {
-                axis,
-                keep_dims,
-                select_last,
-                ..
-            } => vec![
+            Op::Reduce { axes, keep_dims, .. } => vec![("axes", usizes(axes)), ("keep_dims", boolean(*keep_dims))],
+            Op::ArgReduce { axis, keep_dims, select_last, .. } => vec![
                 ("axis", AttrValue::Int(*axis as i64)),
                 ("keep_dims", boolean(*keep_dims)),
                 ("select_last", boolean(*select_last)),
@@ -409,13 +386,7 @@ impl Op {
                 a.push(("groups", AttrValue::Int(*groups)));
                 a
             }
-            Op::Pool {
-                kernel,
-                window,
-                ceil_mode,
-                count_include_pad,
-                ..
-            } => {
+            Op::Pool { kernel, window, ceil_mode, count_include_pad, .. } => {
                 let mut a = vec![("kernel", ints(kernel))];
                 a.extend(window_attrs(window));
                 a.push(("ceil_mode", boolean(*ceil_mode)));
@@ -424,18 +395,8 @@ impl Op {
             }
             Op::Reshape { shape } | Op::Expand { shape } => vec![("shape", dims(shape))],
             Op::Transpose { perm } => vec![("perm", usizes(perm))],
-            Op::Slice {
-                axes,
-                starts,
-                ends,
-                steps,
-            } => {
-                vec![
-                    ("axes", usizes(axes)),
-                    ("starts", ints(starts)),
-                    ("ends", ints(ends)),
-                    ("steps", ints(steps)),
-                ]
+            Op::Slice { axes, starts, ends, steps } => {
+                vec![("axes", usizes(axes)), ("starts", ints(starts)), ("ends", ints(ends)), ("steps", ints(steps))]
             }
             Op::Concat { axis }
             | Op::Gather { axis }
@@ -445,17 +406,10 @@ impl Op {
                 vec![("axis", AttrValue::Int(*axis as i64))]
             }
             Op::Pad { pads, mode, value } => {
-                vec![
-                    ("pads", ints(pads)),
-                    ("mode", ident(mode.name())),
-                    ("value", AttrValue::Float(*value)),
-                ]
+                vec![("pads", ints(pads)), ("mode", ident(mode.name())), ("value", AttrValue::Float(*value))]
             }
             Op::LayerNorm { axis, epsilon } => {
-                vec![
-                    ("axis", AttrValue::Int(*axis as i64)),
-                    ("epsilon", AttrValue::Float(*epsilon)),
-                ]
+                vec![("axis", AttrValue::Int(*axis as i64)), ("epsilon", AttrValue::Float(*epsilon))]
             }
             Op::BatchNorm { epsilon } => vec![("epsilon", AttrValue::Float(*epsilon))],
             Op::Gelu { approximate } => vec![("approximate", ident(approximate.name()))],
@@ -474,21 +428,13 @@ impl Op {
     /// is a literal, which the parser handles. Unknown names, missing, extra or ill-typed
     /// attributes are errors that name the op and attribute.
     pub fn from_parts(name: &str, attrs: &AttrMap) -> Result<Op, String> {
-        let mut a = Attrs {
-            op: name,
-            map: attrs,
-            used: Vec::new(),
-        };
+        let mut a = Attrs { op: name, map: attrs, used: Vec::new() };
         let op = if let Some(u) = UnaryOp::from_name(name) {
             Op::Unary(u)
         } else if let Some(b) = BinaryOp::from_name(name) {
             Op::Binary(b)
         } else if let Some(kind) = name.strip_prefix("reduce_").and_then(ReduceKind::from_name) {
-            Op::Reduce {
-                kind,
-                axes: a.usizes("axes")?,
-                keep_dims: a.boolean("keep_dims")?,
-            }
+            Op::Reduce { kind, axes: a.usizes("axes")?, keep_dims: a.boolean("keep_dims")? }
         } else if let Some(kind) = ArgKind::from_name(name) {
             Op::ArgReduce {
                 kind,
@@ -507,69 +453,35 @@ impl Op {
         } else {
             match name {
                 "constant" => return Err("`constant` takes a literal, not attributes".into()),
-                "iota" => Op::Iota {
-                    dtype: a.dtype("dtype")?,
-                    shape: a.dims("shape")?,
-                    axis: a.usize("axis")?,
-                },
+                "iota" => Op::Iota { dtype: a.dtype("dtype")?, shape: a.dims("shape")?, axis: a.usize("axis")? },
                 "select" => Op::Select,
                 "cast" => Op::Cast { to: a.dtype("to")? },
                 "matmul" => Op::MatMul,
-                "conv" => Op::Conv {
-                    window: a.window()?,
-                    groups: a.int("groups")?,
-                },
-                "reshape" => Op::Reshape {
-                    shape: a.dims("shape")?,
-                },
-                "expand" => Op::Expand {
-                    shape: a.dims("shape")?,
-                },
-                "transpose" => Op::Transpose {
-                    perm: a.usizes("perm")?,
-                },
+                "conv" => Op::Conv { window: a.window()?, groups: a.int("groups")? },
+                "reshape" => Op::Reshape { shape: a.dims("shape")? },
+                "expand" => Op::Expand { shape: a.dims("shape")? },
+                "transpose" => Op::Transpose { perm: a.usizes("perm")? },
                 "slice" => Op::Slice {
                     axes: a.usizes("axes")?,
                     starts: a.ints("starts")?,
                     ends: a.ints("ends")?,
                     steps: a.ints("steps")?,
                 },
-                "concat" => Op::Concat {
-                    axis: a.usize("axis")?,
-                },
+                "concat" => Op::Concat { axis: a.usize("axis")? },
                 "pad" => Op::Pad {
                     pads: a.ints("pads")?,
                     mode: a.named("mode", PadMode::from_name)?,
                     value: a.float("value")?,
                 },
-                "gather" => Op::Gather {
-                    axis: a.usize("axis")?,
-                },
-                "scatter_add" => Op::ScatterAdd {
-                    axis: a.usize("axis")?,
-                },
-                "softmax" => Op::Softmax {
-                    axis: a.usize("axis")?,
-                },
-                "log_softmax" => Op::LogSoftmax {
-                    axis: a.usize("axis")?,
-                },
-                "layer_norm" => Op::LayerNorm {
-                    axis: a.usize("axis")?,
-                    epsilon: a.float("epsilon")?,
-                },
-                "batch_norm" => Op::BatchNorm {
-                    epsilon: a.float("epsilon")?,
-                },
-                "gelu" => Op::Gelu {
-                    approximate: a.named("approximate", GeluApprox::from_name)?,
-                },
+                "gather" => Op::Gather { axis: a.usize("axis")? },
+                "scatter_add" => Op::ScatterAdd { axis: a.usize("axis")? },
+                "softmax" => Op::Softmax { axis: a.usize("axis")? },
+                "log_softmax" => Op::LogSoftmax { axis: a.usize("axis")? },
+                "layer_norm" => Op::LayerNorm { axis: a.usize("axis")?, epsilon: a.float("epsilon")? },
+                "batch_norm" => Op::BatchNorm { epsilon: a.float("epsilon")? },
+                "gelu" => Op::Gelu { approximate: a.named("approximate", GeluApprox::from_name)? },
                 "attention" => Op::Attention {
-                    scale: if attrs.contains_key("scale") {
-                        Some(a.float("scale")?)
-                    } else {
-                        None
-                    },
+                    scale: if attrs.contains_key("scale") { Some(a.float("scale")?) } else { None },
                     causal: a.boolean("causal")?,
                 },
                 _ => return Err(format!("unknown op `{name}`")),
@@ -596,16 +508,8 @@ impl Op {
     pub fn arity(&self) -> (usize, usize) {
         match self {
             Op::Constant(_) | Op::Iota { .. } => (0, 0),
-            Op::Unary(_)
-            | Op::Cast { .. }
-            | Op::Reduce { .. }
-            | Op::ArgReduce { .. }
-            | Op::Pool { .. } => (1, 1),
-            Op::Reshape { .. }
-            | Op::Transpose { .. }
-            | Op::Expand { .. }
-            | Op::Slice { .. }
-            | Op::Pad { .. } => (1, 1),
+            Op::Unary(_) | Op::Cast { .. } | Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Pool { .. } => (1, 1),
+            Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::Gather { .. } => (2, 2),
             Op::Select | Op::ScatterAdd { .. } | Op::LayerNorm { .. } => (3, 3),
@@ -617,11 +521,7 @@ impl Op {
 }
 
 fn window_attrs(w: &Window) -> Vec<(&'static str, AttrValue)> {
-    vec![
-        ("strides", ints(&w.strides)),
-        ("dilations", ints(&w.dilations)),
-        ("pads", ints(&w.pads)),
-    ]
+    vec![("strides", ints(&w.strides)), ("dilations", ints(&w.dilations)), ("pads", ints(&w.pads))]
 }
 
 /// Typed access to parsed attributes, remembering which were used.
@@ -634,17 +534,11 @@ struct Attrs<'a> {
 impl Attrs<'_> {
     fn get(&mut self, key: &'static str) -> Result<AttrValue, String> {
         self.used.push(key);
-        self.map
-            .get(key)
-            .cloned()
-            .ok_or_else(|| format!("`{}` needs attribute `{key}`", self.op))
+        self.map.get(key).cloned().ok_or_else(|| format!("`{}` needs attribute `{key}`", self.op))
     }
 
     fn wrong(&self, key: &str, want: &str, found: &AttrValue) -> String {
-        format!(
-            "`{}` attribute `{key}`: expected {want}, found `{found}`",
-            self.op
-        )
+        format!("`{}` attribute `{key}`: expected {want}, found `{found}`", self.op)
     }
 
     fn int(&mut self, key: &'static str) -> Result<i64, String> {
@@ -656,12 +550,8 @@ impl Attrs<'_> {
 
     fn usize(&mut self, key: &'static str) -> Result<usize, String> {
         let v = self.int(key)?;
-        usize::try_from(v).map_err(|_| {
-            format!(
-                "`{}` attribute `{key}`: expected a non-negative integer, found {v}",
-                self.op
-            )
-        })
+        usize::try_from(v)
+            .map_err(|_| format!("`{}` attribute `{key}`: expected a non-negative integer, found {v}", self.op))
     }
 
     fn float(&mut self, key: &'static str) -> Result<f64, String> {
@@ -714,9 +604,7 @@ impl Attrs<'_> {
         let op = self.op;
         self.ints(key)?
             .into_iter()
-            .map(|v| {
-                usize::try_from(v).map_err(|_| format!("`{op}` attribute `{key}`: {v} is negative"))
-            })
+            .map(|v| usize::try_from(v).map_err(|_| format!("`{op}` attribute `{key}`: {v} is negative")))
             .collect()
     }
 
@@ -734,31 +622,18 @@ impl Attrs<'_> {
     }
 
     fn window(&mut self) -> Result<Window, String> {
-        Ok(Window {
-            strides: self.ints("strides")?,
-            dilations: self.ints("dilations")?,
-            pads: self.ints("pads")?,
-        })
+        Ok(Window { strides: self.ints("strides")?, dilations: self.ints("dilations")?, pads: self.ints("pads")? })
     }
 
     fn reject_unused(&self) -> Result<(), String> {
-        let extra: Vec<&str> = self
-            .map
-            .keys()
-            .map(String::as_str)
-            .filter(|k| !self.used.contains(k))
-            .collect();
+        let extra: Vec<&str> = self.map.keys().map(String::as_str).filter(|k| !self.used.contains(k)).collect();
         if extra.is_empty() {
             Ok(())
         } else {
             Err(format!(
                 "`{}` has no attribute {}",
                 self.op,
-                extra
-                    .iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                extra.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
             ))
         }
     }
@@ -774,27 +649,11 @@ mod tests {
         let ops = vec![
             Op::Unary(UnaryOp::Erf),
             Op::Binary(BinaryOp::Ge),
-            Op::Iota {
-                dtype: DType::I64,
-                shape: vec![Dim::sym("n"), 3.into()],
-                axis: 1,
-            },
+            Op::Iota { dtype: DType::I64, shape: vec![Dim::sym("n"), 3.into()], axis: 1 },
             Op::Cast { to: DType::F16 },
-            Op::Reduce {
-                kind: ReduceKind::Mean,
-                axes: vec![0, 2],
-                keep_dims: true,
-            },
-            Op::ArgReduce {
-                kind: ArgKind::Min,
-                axis: 1,
-                keep_dims: false,
-                select_last: true,
-            },
-            Op::Conv {
-                window: Window::unit(2),
-                groups: 2,
-            },
+            Op::Reduce { kind: ReduceKind::Mean, axes: vec![0, 2], keep_dims: true },
+            Op::ArgReduce { kind: ArgKind::Min, axis: 1, keep_dims: false, select_last: true },
+            Op::Conv { window: Window::unit(2), groups: 2 },
             Op::Pool {
                 kind: PoolKind::Avg,
                 kernel: vec![3],
@@ -802,42 +661,16 @@ mod tests {
                 ceil_mode: true,
                 count_include_pad: false,
             },
-            Op::Reshape {
-                shape: vec![Dim::sym("b") * 2.into(), 5.into()],
-            },
-            Op::Slice {
-                axes: vec![0],
-                starts: vec![-1],
-                ends: vec![i64::MIN],
-                steps: vec![-1],
-            },
-            Op::Pad {
-                pads: vec![1, 0, 0, 2],
-                mode: PadMode::Reflect,
-                value: 0.0,
-            },
-            Op::LayerNorm {
-                axis: 2,
-                epsilon: 1e-5,
-            },
-            Op::Gelu {
-                approximate: GeluApprox::Tanh,
-            },
-            Op::Attention {
-                scale: Some(0.125),
-                causal: true,
-            },
-            Op::Attention {
-                scale: None,
-                causal: false,
-            },
+            Op::Reshape { shape: vec![Dim::sym("b") * 2.into(), 5.into()] },
+            Op::Slice { axes: vec![0], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] },
+            Op::Pad { pads: vec![1, 0, 0, 2], mode: PadMode::Reflect, value: 0.0 },
+            Op::LayerNorm { axis: 2, epsilon: 1e-5 },
+            Op::Gelu { approximate: GeluApprox::Tanh },
+            Op::Attention { scale: Some(0.125), causal: true },
+            Op::Attention { scale: None, causal: false },
         ];
         for op in ops {
-            let map: AttrMap = op
-                .attrs()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
+            let map: AttrMap = op.attrs().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             assert_eq!(Op::from_parts(op.name(), &map).unwrap(), op);
         }
     }
@@ -845,17 +678,11 @@ mod tests {
     #[test]
     fn attribute_errors_name_the_op_and_attribute() {
         let mut map = AttrMap::new();
-        assert!(Op::from_parts("concat", &map)
-            .unwrap_err()
-            .contains("`concat` needs attribute `axis`"));
+        assert!(Op::from_parts("concat", &map).unwrap_err().contains("`concat` needs attribute `axis`"));
         map.insert("axis".into(), AttrValue::Int(0));
         map.insert("bogus".into(), AttrValue::Int(0));
-        assert!(Op::from_parts("concat", &map)
-            .unwrap_err()
-            .contains("no attribute `bogus`"));
-        assert!(Op::from_parts("frobnicate", &AttrMap::new())
-            .unwrap_err()
-            .contains("unknown op"));
+        assert!(Op::from_parts("concat", &map).unwrap_err().contains("no attribute `bogus`"));
+        assert!(Op::from_parts("frobnicate", &AttrMap::new()).unwrap_err().contains("unknown op"));
     }
 
     #[test]

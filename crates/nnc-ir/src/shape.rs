@@ -15,17 +15,11 @@ pub struct TensorType {
 
 impl TensorType {
     pub fn new(dtype: DType, shape: impl IntoIterator<Item = impl Into<Dim>>) -> TensorType {
-        TensorType {
-            dtype,
-            shape: shape.into_iter().map(Into::into).collect(),
-        }
+        TensorType { dtype, shape: shape.into_iter().map(Into::into).collect() }
     }
 
     pub fn scalar(dtype: DType) -> TensorType {
-        TensorType {
-            dtype,
-            shape: Vec::new(),
-        }
+        TensorType { dtype, shape: Vec::new() }
     }
 
     pub fn rank(&self) -> usize {
@@ -39,17 +33,11 @@ impl TensorType {
 
     /// The number of elements as a dimension expression.
     pub fn num_elements(&self) -> Dim {
-        self.shape
-            .iter()
-            .cloned()
-            .fold(Dim::constant(1), |a, b| a * b)
+        self.shape.iter().cloned().fold(Dim::constant(1), |a, b| a * b)
     }
 
     pub fn with_dtype(&self, dtype: DType) -> TensorType {
-        TensorType {
-            dtype,
-            shape: self.shape.clone(),
-        }
+        TensorType { dtype, shape: self.shape.clone() }
     }
 }
 
@@ -67,11 +55,7 @@ impl fmt::Debug for TensorType {
 
 /// `batch, 3, 224` — the inside of a shape's brackets.
 pub fn format_shape(shape: &[Dim]) -> String {
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// The broadcast of two shapes under numpy/ONNX rules: align from the right; each pair of
@@ -81,16 +65,8 @@ pub fn broadcast_shapes(a: &[Dim], b: &[Dim]) -> Result<Shape, String> {
     let one = Dim::constant(1);
     let mut out = Vec::with_capacity(rank);
     for i in 0..rank {
-        let da = if i + a.len() >= rank {
-            &a[i + a.len() - rank]
-        } else {
-            &one
-        };
-        let db = if i + b.len() >= rank {
-            &b[i + b.len() - rank]
-        } else {
-            &one
-        };
+        let da = if i + a.len() >= rank { &a[i + a.len() - rank] } else { &one };
+        let db = if i + b.len() >= rank { &b[i + b.len() - rank] } else { &one };
         let d = if da == db || *db == one {
             da.clone()
         } else if *da == one {
@@ -128,19 +104,11 @@ mod tests {
 
     #[test]
     fn broadcasting_follows_numpy() {
-        assert_eq!(
-            broadcast_shapes(&s(&[2, 1, 4]), &s(&[3, 1])).unwrap(),
-            s(&[2, 3, 4])
-        );
+        assert_eq!(broadcast_shapes(&s(&[2, 1, 4]), &s(&[3, 1])).unwrap(), s(&[2, 3, 4]));
         assert_eq!(broadcast_shapes(&s(&[]), &s(&[5])).unwrap(), s(&[5]));
-        assert!(broadcast_shapes(&s(&[2, 3]), &s(&[4]))
-            .unwrap_err()
-            .contains("axis 1"));
+        assert!(broadcast_shapes(&s(&[2, 3]), &s(&[4])).unwrap_err().contains("axis 1"));
         let b = vec![Dim::sym("batch"), Dim::constant(1)];
-        assert_eq!(
-            broadcast_shapes(&b, &s(&[7])).unwrap(),
-            vec![Dim::sym("batch"), 7.into()]
-        );
+        assert_eq!(broadcast_shapes(&b, &s(&[7])).unwrap(), vec![Dim::sym("batch"), 7.into()]);
     }
 
     #[test]

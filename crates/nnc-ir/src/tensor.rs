@@ -80,53 +80,25 @@ pub struct TensorSizeError {
 
 impl TensorData {
     /// Wraps little-endian bytes without copying; fails if the length does not match the shape.
-    pub fn from_bytes(
-        dtype: DType,
-        shape: Vec<usize>,
-        bytes: Bytes,
-    ) -> Result<TensorData, TensorSizeError> {
-        let expected = shape
-            .iter()
-            .try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d))
-            .unwrap_or(usize::MAX);
+    pub fn from_bytes(dtype: DType, shape: Vec<usize>, bytes: Bytes) -> Result<TensorData, TensorSizeError> {
+        let expected = shape.iter().try_fold(dtype.size_bytes(), |acc, &d| acc.checked_mul(d)).unwrap_or(usize::MAX);
         if bytes.len() != expected {
-            let shape = shape
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Err(TensorSizeError {
-                dtype,
-                shape,
-                expected,
-                found: bytes.len(),
-            });
+            let shape = shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ");
+            return Err(TensorSizeError { dtype, shape, expected, found: bytes.len() });
         }
-        Ok(TensorData {
-            dtype,
-            shape,
-            bytes,
-        })
+        Ok(TensorData { dtype, shape, bytes })
     }
 
     /// Builds a tensor from typed values. Panics if `values.len()` differs from the shape's
     /// element count: that is a programming error in the caller, not user input.
     pub fn from_vec<T: Element>(shape: Vec<usize>, values: &[T]) -> TensorData {
         let n: usize = shape.iter().product();
-        assert_eq!(
-            n,
-            values.len(),
-            "TensorData::from_vec: shape {shape:?} needs {n} values"
-        );
+        assert_eq!(n, values.len(), "TensorData::from_vec: shape {shape:?} needs {n} values");
         let mut out = Vec::with_capacity(n * T::DTYPE.size_bytes());
         for &v in values {
             v.write_le(&mut out);
         }
-        TensorData {
-            dtype: T::DTYPE,
-            shape,
-            bytes: Bytes::from(out),
-        }
+        TensorData { dtype: T::DTYPE, shape, bytes: Bytes::from(out) }
     }
 
     /// A rank-0 tensor.
@@ -138,36 +110,15 @@ impl TensorData {
     /// dtype. Used by tests and by the text parser.
     pub fn from_f64(dtype: DType, shape: Vec<usize>, values: &[f64]) -> TensorData {
         match dtype {
-            DType::F32 => {
-                TensorData::from_vec(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>())
-            }
+            DType::F32 => TensorData::from_vec(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>()),
             DType::F64 => TensorData::from_vec(shape, values),
-            DType::F16 => TensorData::from_vec(
-                shape,
-                &values.iter().map(|&v| f16::from_f64(v)).collect::<Vec<_>>(),
-            ),
-            DType::BF16 => TensorData::from_vec(
-                shape,
-                &values
-                    .iter()
-                    .map(|&v| bf16::from_f64(v))
-                    .collect::<Vec<_>>(),
-            ),
-            DType::I64 => {
-                TensorData::from_vec(shape, &values.iter().map(|&v| v as i64).collect::<Vec<_>>())
-            }
-            DType::I32 => {
-                TensorData::from_vec(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>())
-            }
-            DType::I8 => {
-                TensorData::from_vec(shape, &values.iter().map(|&v| v as i8).collect::<Vec<_>>())
-            }
-            DType::U8 => {
-                TensorData::from_vec(shape, &values.iter().map(|&v| v as u8).collect::<Vec<_>>())
-            }
-            DType::Bool => {
-                TensorData::from_vec(shape, &values.iter().map(|&v| v != 0.0).collect::<Vec<_>>())
-            }
+            DType::F16 => TensorData::from_vec(shape, &values.iter().map(|&v| f16::from_f64(v)).collect::<Vec<_>>()),
+            DType::BF16 => TensorData::from_vec(shape, &values.iter().map(|&v| bf16::from_f64(v)).collect::<Vec<_>>()),
+            DType::I64 => TensorData::from_vec(shape, &values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
+            DType::I32 => TensorData::from_vec(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
+            DType::I8 => TensorData::from_vec(shape, &values.iter().map(|&v| v as i8).collect::<Vec<_>>()),
+            DType::U8 => TensorData::from_vec(shape, &values.iter().map(|&v| v as u8).collect::<Vec<_>>()),
+            DType::Bool => TensorData::from_vec(shape, &values.iter().map(|&v| v != 0.0).collect::<Vec<_>>()),
         }
     }
 
@@ -175,11 +126,7 @@ impl TensorData {
     pub fn from_i64(dtype: DType, shape: Vec<usize>, values: &[i64]) -> TensorData {
         match dtype {
             DType::I64 => TensorData::from_vec(shape, values),
-            _ => TensorData::from_f64(
-                dtype,
-                shape,
-                &values.iter().map(|&v| v as f64).collect::<Vec<_>>(),
-            ),
+            _ => TensorData::from_f64(dtype, shape, &values.iter().map(|&v| v as f64).collect::<Vec<_>>()),
         }
     }
 
@@ -256,13 +203,7 @@ impl TensorData {
 
 impl fmt::Debug for TensorData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "TensorData({}{:?}, {} bytes)",
-            self.dtype,
-            self.shape,
-            self.bytes.len()
-        )
+        write!(f, "TensorData({}{:?}, {} bytes)", self.dtype, self.shape, self.bytes.len())
     }
 }
 
@@ -281,8 +222,7 @@ mod tests {
 
     #[test]
     fn byte_length_is_checked() {
-        let err =
-            TensorData::from_bytes(DType::F32, vec![3], Bytes::from(vec![0u8; 8])).unwrap_err();
+        let err = TensorData::from_bytes(DType::F32, vec![3], Bytes::from(vec![0u8; 8])).unwrap_err();
         assert_eq!(err.expected, 12);
         assert!(TensorData::from_bytes(DType::F32, vec![usize::MAX, 2], Bytes::new()).is_err());
     }
@@ -299,11 +239,7 @@ mod tests {
         for d in DType::ALL {
             let t = TensorData::from_f64(d, vec![3], &[0.0, 1.0, 2.0]);
             assert_eq!(t.dtype(), d);
-            let expect = if d == DType::Bool {
-                vec![0.0, 1.0, 1.0]
-            } else {
-                vec![0.0, 1.0, 2.0]
-            };
+            let expect = if d == DType::Bool { vec![0.0, 1.0, 1.0] } else { vec![0.0, 1.0, 2.0] };
             assert_eq!(t.to_f64_vec(), expect);
         }
     }

@@ -10,10 +10,7 @@ use std::collections::HashSet;
 
 /// Checks `graph`; `Ok` means every pass and the interpreter may rely on it.
 pub fn verify(graph: &Graph) -> Result<(), IrError> {
-    let graph_err = |message: String| IrError::Graph {
-        graph: graph.name.clone(),
-        message,
-    };
+    let graph_err = |message: String| IrError::Graph { graph: graph.name.clone(), message };
     let n = graph.values.len();
     let in_range = |id: &ValueId| id.index() < n;
 
@@ -23,23 +20,14 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
             return Err(graph_err("a value has an empty name".into()));
         }
         if !names.insert(v.name.as_str()) {
-            return Err(graph_err(format!(
-                "the value name `%{}` is used twice",
-                v.name
-            )));
+            return Err(graph_err(format!("the value name `%{}` is used twice", v.name)));
         }
         for d in &v.ty.shape {
             if d.as_const().is_some_and(|c| c < 0) {
-                return Err(graph_err(format!(
-                    "value `%{}` has a negative dimension in {}",
-                    v.name, v.ty
-                )));
+                return Err(graph_err(format!("value `%{}` has a negative dimension in {}", v.name, v.ty)));
             }
             if let Some(s) = d.symbols().iter().find(|s| !is_symbol_name(s)) {
-                return Err(graph_err(format!(
-                    "value `%{}` has an invalid symbol `{s}`",
-                    v.name
-                )));
+                return Err(graph_err(format!("value `%{}` has an invalid symbol `{s}`", v.name)));
             }
         }
     }
@@ -48,31 +36,21 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
     let mut defined_by: Vec<Option<Option<usize>>> = vec![None; n];
     for id in &graph.inputs {
         if !in_range(id) {
-            return Err(graph_err(format!(
-                "input {id:?} is not a value of the graph"
-            )));
+            return Err(graph_err(format!("input {id:?} is not a value of the graph")));
         }
         if defined_by[id.index()].replace(None).is_some() {
-            return Err(graph_err(format!(
-                "input `%{}` is listed twice",
-                graph.name_of(*id)
-            )));
+            return Err(graph_err(format!("input `%{}` is listed twice", graph.name_of(*id))));
         }
     }
     for (i, node) in graph.nodes.iter().enumerate() {
-        let node_err = |message: String| IrError::Node {
-            graph: graph.name.clone(),
-            node: graph.describe_node(i),
-            message,
-        };
+        let node_err =
+            |message: String| IrError::Node { graph: graph.name.clone(), node: graph.describe_node(i), message };
         if node.outputs.is_empty() {
             return Err(node_err("defines no value".into()));
         }
         for id in node.inputs.iter().chain(&node.outputs) {
             if !in_range(id) {
-                return Err(node_err(format!(
-                    "refers to {id:?}, which is not a value of the graph"
-                )));
+                return Err(node_err(format!("refers to {id:?}, which is not a value of the graph")));
             }
         }
         for id in &node.outputs {
@@ -83,29 +61,15 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
     }
 
     for (i, node) in graph.nodes.iter().enumerate() {
-        let node_err = |message: String| IrError::Node {
-            graph: graph.name.clone(),
-            node: graph.describe_node(i),
-            message,
-        };
+        let node_err =
+            |message: String| IrError::Node { graph: graph.name.clone(), node: graph.describe_node(i), message };
         for (k, id) in node.inputs.iter().enumerate() {
             match defined_by[id.index()] {
-                None => {
-                    return Err(node_err(format!(
-                        "operand {k} `%{}` is never defined",
-                        graph.name_of(*id)
-                    )))
-                }
+                None => return Err(node_err(format!("operand {k} `%{}` is never defined", graph.name_of(*id)))),
                 Some(Some(j)) if j >= i => {
-                    let what = if depends_on(graph, j, i) {
-                        "is part of a cycle"
-                    } else {
-                        "is used before its definition"
-                    };
-                    return Err(node_err(format!(
-                        "operand {k} `%{}` {what}",
-                        graph.name_of(*id)
-                    )));
+                    let what =
+                        if depends_on(graph, j, i) { "is part of a cycle" } else { "is used before its definition" };
+                    return Err(node_err(format!("operand {k} `%{}` {what}", graph.name_of(*id))));
                 }
                 _ => {}
             }
@@ -213,16 +177,10 @@ mod tests {
     fn reports_wrong_arity_and_dtype() {
         let mut g = two_node_graph();
         g.nodes[0].inputs.push(g.inputs[0]);
-        assert!(verify(&g)
-            .unwrap_err()
-            .to_string()
-            .contains("expects 1 operand"));
+        assert!(verify(&g).unwrap_err().to_string().contains("expects 1 operand"));
         let mut g = two_node_graph();
         g.nodes[0].op = Op::Unary(UnaryOp::Not);
-        assert!(verify(&g)
-            .unwrap_err()
-            .to_string()
-            .contains("does not accept"));
+        assert!(verify(&g).unwrap_err().to_string().contains("does not accept"));
     }
 
     #[test]
@@ -231,11 +189,8 @@ mod tests {
         g.nodes[1].inputs[0] = ValueId(99);
         assert!(verify(&g).unwrap_err().to_string().contains("not a value"));
         let mut g = two_node_graph();
-        let again = Node {
-            op: Op::Unary(UnaryOp::Exp),
-            inputs: vec![g.inputs[0]],
-            outputs: g.nodes[0].outputs.clone(),
-        };
+        let again =
+            Node { op: Op::Unary(UnaryOp::Exp), inputs: vec![g.inputs[0]], outputs: g.nodes[0].outputs.clone() };
         g.nodes.push(again);
         assert!(verify(&g).unwrap_err().to_string().contains("redefines"));
     }
