@@ -1,0 +1,206 @@
+//! ONNX `TensorProto` to [`TensorData`], and `.pb` tensor files (as in ONNX test data sets).
+//!
+//! `raw_data` is wrapped without copying (it is already a slice of the file's buffer); typed
+//! fields (`float_data`, `int64_data`, ...) are converted. Every length is checked against
+//! the data actually present before anything is allocated, so a corrupt header cannot make us
+//! allocate gigabytes.
+
+use crate::proto::{tensor_proto::DataLocation, tensor_proto::DataType, TensorProto};
+use crate::OnnxError;
+use bytes::Bytes;
+use half::{bf16, f16};
+use nnc_ir::{DType, TensorData};
+use prost::Message;
+use std::path::Path;
+
+/// The nnc dtype of an ONNX `TensorProto.DataType` code, or an error naming the type.
+pub fn dtype_from_onnx(code: i32) -> Result<DType, String> {
+    let dt = DataType::try_from(code).map_err(|_| format!("unknown ONNX data type code {code}"))?;
+    Ok(match dt {
+        DataType::Float => DType::F32,
+        DataType::Double => DType::F64,
+        DataType::Float16 => DType::F16,
+        DataType::Bfloat16 => DType::BF16,
+        DataType::Int64 => DType::I64,
+        DataType::Int32 => DType::I32,
+        DataType::Int8 => DType::I8,
+        DataType::Uint8 => DType::U8,
+        DataType::Bool => DType::Bool,
+        other => return Err(format!("ONNX data type {} is not supported", other.as_str_name())),
+    })
+}
+
+/// Converts a `TensorProto` to a tensor. `what` names it in errors (file or initializer name);
+/// `base_dir` is where external data files are looked up (the model's folder).
+pub fn tensor_from_proto(t: &TensorProto, what: &str, base_dir: Option<&Path>) -> Result<TensorData, OnnxError> {
+    let err = |m: String| OnnxError::invalid(what, m);
+    let dtype = dtype_from_onnx(t.data_type()).map_err(err)?;
+    let shape: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| err(format!("negative dimension {d} in {:?}", t.dims))))
+        .collect::<Result<_, _>>()?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
+
+    if t.data_location() == DataLocation::External {
+        let raw = read_external(t, what, base_dir)?;
+        return TensorData::from_bytes(dtype, shape, raw).map_err(|e| err(e.to_string()));
+    }
+    if let Some(raw) = &t.raw_data {
+        return TensorData::from_bytes(dtype, shape, raw.clone()).map_err(|e| err(e.to_string()));
+    }
+    // Typed fields: check the element count first, then convert.
+    let present = match dtype {
+        DType::F32 => t.float_data.len(),
+        DType::F64 => t.double_data.len(),
+        DType::I64 => t.int64_data.len(),
+        DType::I32 | DType::I8 | DType::U8 | DType::Bool | DType::F16 | DType::BF16 => t.int32_data.len(),
+    };
+    if present != count {
+        return Err(err(format!("shape {shape:?} needs {count} {dtype} values, the tensor holds {present}")));
+    }
+    Ok(match dtype {
+        DType::F32 => TensorData::from_vec(shape, &t.float_data),
+        DType::F64 => TensorData::from_vec(shape, &t.double_data),
+        DType::I64 => TensorData::from_vec(shape, &t.int64_data),
+        DType::I32 => TensorData::from_vec(shape, &t.int32_data),
+        // Narrow types are stored widened in `int32_data`; half floats as their bit patterns.
+        DType::I8 => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v as i8).collect::<Vec<_>>()),
+        DType::U8 => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v as u8).collect::<Vec<_>>()),
+        DType::Bool => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v != 0).collect::<Vec<_>>()),
+        DType::F16 => {
+            TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| f16::from_bits(v as u16)).collect::<Vec<_>>())
+        }
+        DType::BF16 => {
+            TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| bf16::from_bits(v as u16)).collect::<Vec<_>>())
+        }
+    })
+}
+
+/// Reads the bytes of a tensor stored in an external file (`location`, `offset`, `length`).
+fn read_external(t: &TensorProto, what: &str, base_dir: Option<&Path>) -> Result<Bytes, OnnxError> {
+    let err = |m: String| OnnxError::invalid(what, m);
+    let entry = |key: &str| t.external_data.iter().find(|e| e.key() == key).map(|e| e.value().to_string());
+    let location = entry("location").ok_or_else(|| err("external data without a `location`".into()))?;
+    let rel = Path::new(&location);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(err(format!(
+            "external data location `{location}` must be a relative path inside the model's folder"
+        )));
+    }
+    let base = base_dir.ok_or_else(|| err("external data needs the model's folder".into()))?;
+    let path = base.join(rel);
+    let parse = |key: &str| -> Result<Option<u64>, OnnxError> {
+        entry(key)
+            .map(|v| v.parse::<u64>().map_err(|_| err(format!("external data `{key}` is not a number: {v}"))))
+            .transpose()
+    };
+    let (offset, length) = (parse("offset")?.unwrap_or(0), parse("length")?);
+    let file = std::fs::read(&path).map_err(|source| OnnxError::Io { path: path.display().to_string(), source })?;
+    let start = usize::try_from(offset).ok().filter(|&o| o <= file.len());
+    let start =
+        start.ok_or_else(|| err(format!("external data offset {offset} is past the end of {}", path.display())))?;
+    let end = match length {
+        Some(l) => usize::try_from(l).ok().and_then(|l| start.checked_add(l)).filter(|&e| e <= file.len()),
+        None => Some(file.len()),
+    }
+    .ok_or_else(|| err(format!("external data length runs past the end of {}", path.display())))?;
+    Ok(Bytes::from(file).slice(start..end))
+}
+
+/// Reads a serialized `TensorProto` file (`input_0.pb`); returns its name (may be empty) and data.
+pub fn read_tensor_file(path: &Path) -> Result<(String, TensorData), OnnxError> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    let proto =
+        TensorProto::decode(Bytes::from(bytes)).map_err(|source| OnnxError::Decode { what: what.clone(), source })?;
+    let data = tensor_from_proto(&proto, &what, path.parent())?;
+    Ok((proto.name().to_string(), data))
+}
+
+/// Converts a tensor to a `TensorProto` with `raw_data` (for writing test data).
+pub fn tensor_to_proto(name: &str, t: &TensorData) -> TensorProto {
+    let code = match t.dtype() {
+        DType::F32 => DataType::Float,
+        DType::F64 => DataType::Double,
+        DType::F16 => DataType::Float16,
+        DType::BF16 => DataType::Bfloat16,
+        DType::I64 => DataType::Int64,
+        DType::I32 => DataType::Int32,
+        DType::I8 => DataType::Int8,
+        DType::U8 => DataType::Uint8,
+        DType::Bool => DataType::Bool,
+    };
+    TensorProto {
+        dims: t.shape().iter().map(|&d| d as i64).collect(),
+        data_type: Some(code as i32),
+        name: Some(name.to_string()),
+        raw_data: Some(t.bytes().clone()),
+        ..TensorProto::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_data_round_trips_without_copy() {
+        let t = TensorData::from_vec(vec![2, 3], &[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let p = tensor_to_proto("x", &t);
+        let back = tensor_from_proto(&p, "x", None).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(back.bytes().as_ptr(), t.bytes().as_ptr());
+    }
+
+    #[test]
+    fn typed_fields_are_checked_against_the_shape() {
+        let p = TensorProto {
+            dims: vec![3],
+            data_type: Some(DataType::Float as i32),
+            float_data: vec![1.0, 2.0],
+            ..Default::default()
+        };
+        let e = tensor_from_proto(&p, "w", None).unwrap_err().to_string();
+        assert!(e.contains("w: shape [3] needs 3 f32 values, the tensor holds 2"), "{e}");
+        let huge =
+            TensorProto { dims: vec![1 << 40, 1 << 40], data_type: Some(DataType::Float as i32), ..Default::default() };
+        assert!(tensor_from_proto(&huge, "w", None).is_err());
+    }
+
+    #[test]
+    fn narrow_types_come_from_int32_data() {
+        let p = TensorProto {
+            dims: vec![2],
+            data_type: Some(DataType::Bool as i32),
+            int32_data: vec![0, 1],
+            ..Default::default()
+        };
+        assert_eq!(tensor_from_proto(&p, "b", None).unwrap().to_vec::<bool>().unwrap(), vec![false, true]);
+        let p = TensorProto {
+            dims: vec![1],
+            data_type: Some(DataType::Float16 as i32),
+            int32_data: vec![0x3c00],
+            ..Default::default()
+        };
+        assert_eq!(tensor_from_proto(&p, "h", None).unwrap().to_f64_vec(), vec![1.0]);
+    }
+
+    #[test]
+    fn unsupported_types_are_named() {
+        let p = TensorProto { dims: vec![1], data_type: Some(DataType::String as i32), ..Default::default() };
+        assert!(tensor_from_proto(&p, "s", None).unwrap_err().to_string().contains("STRING is not supported"));
+    }
+
+    #[test]
+    fn external_data_cannot_escape_the_model_folder() {
+        let mut p = TensorProto { dims: vec![1], data_type: Some(DataType::Float as i32), ..Default::default() };
+        p.set_data_location(DataLocation::External);
+        p.external_data
+            .push(crate::proto::StringStringEntryProto { key: Some("location".into()), value: Some("../x".into()) });
+        assert!(tensor_from_proto(&p, "e", Some(Path::new("."))).unwrap_err().to_string().contains("relative path"));
+    }
+}
