@@ -96,8 +96,8 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             }
             check_window(window, n)?;
             let mut shape = x.shape[..2].to_vec();
-            for i in 0..n {
-                shape.push(window_out(&x.shape[2 + i], kernel[i], window, i, *ceil_mode)?);
+            for (i, &k) in kernel.iter().enumerate() {
+                shape.push(window_out(&x.shape[2 + i], k, window, i, *ceil_mode)?);
             }
             if !x.dtype.is_numeric() {
                 return Err(format!("needs numbers, found {}", x.dtype));
@@ -208,9 +208,9 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             let x = inputs[0];
             check_axis(*axis, x.rank())?;
             float_operand(x, 0)?;
-            for i in 1..3 {
-                same_dtype(x, inputs[i], 0, i)?;
-                broadcast_to(&inputs[i].shape, &x.shape[*axis..]).map_err(|e| format!("operand {i}: {e}"))?;
+            for (i, param) in inputs.iter().enumerate().skip(1) {
+                same_dtype(x, param, 0, i)?;
+                broadcast_to(&param.shape, &x.shape[*axis..]).map_err(|e| format!("operand {i}: {e}"))?;
             }
             one(x.clone())
         }
