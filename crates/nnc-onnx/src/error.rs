@@ -9,6 +9,23 @@ pub enum OnnxError {
     Decode { what: String, source: prost::DecodeError },
     #[error("{what}: {message}")]
     Invalid { what: String, message: String },
+    /// Every node of the model that could not be imported, listed at once.
+    #[error("{file}: {} node(s) cannot be imported:\n{}", problems.len(), problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
+    Unsupported { file: String, problems: Vec<NodeProblem> },
+}
+
+/// Why one ONNX node could not be imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeProblem {
+    pub node: String,
+    pub op_type: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for NodeProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "node `{}` ({}): {}", self.node, self.op_type, self.message)
+    }
 }
 
 impl OnnxError {

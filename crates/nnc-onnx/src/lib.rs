@@ -1,9 +1,12 @@
 //! nnc's ONNX front end.
 //!
 //! - [`proto`]: the ONNX protobuf messages, generated from the vendored `onnx.proto`;
-//! - [`tensor`]: `TensorProto` ↔ [`nnc_ir::TensorData`], and `.pb` tensor files.
+//! - [`tensor`]: `TensorProto` ↔ [`nnc_ir::TensorData`], and `.pb` tensor files;
+//! - [`import`]: ONNX models to Graph IR, with the op converters in `ops/`.
 
 pub mod error;
+pub mod import;
+mod ops;
 pub mod tensor;
 
 /// The ONNX protobuf schema (`onnx.proto`, ONNX 1.22), generated at build time.
@@ -12,5 +15,7 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-pub use error::OnnxError;
+pub use error::{NodeProblem, OnnxError};
+pub use import::{import_bytes, import_file, import_file_with, ImportOptions};
+pub use ops::supported_ops;
 pub use tensor::{read_tensor_file, tensor_from_proto, tensor_to_proto};

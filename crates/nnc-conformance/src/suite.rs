@@ -1,0 +1,167 @@
+//! Finding and running ONNX test cases.
+
+use crate::compare::{compare, Tolerance};
+use crate::Backend;
+use nnc_ir::TensorData;
+use nnc_onnx::proto::{type_proto, ModelProto};
+use nnc_onnx::{import_file_with, read_tensor_file, ImportOptions};
+use prost_free::decode_model;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What happened to one case.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CaseOutcome {
+    Pass,
+    /// The reason, starting with a short category (`import:`, `run:`, `output 0:`).
+    Fail(String),
+    /// The case is outside what a tensor IR can express (sequence, map or optional values).
+    Skip(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct CaseResult {
+    /// The case's folder name (`test_conv_with_strides_padding`).
+    pub name: String,
+    /// The op types of the model's nodes, in order.
+    pub node_ops: Vec<String>,
+    pub outcome: CaseOutcome,
+    pub seconds: f64,
+}
+
+/// The case folders under `root` (folders holding a `model.onnx`), sorted by name; `root`
+/// itself if it is a case.
+pub fn discover_cases(root: &Path) -> Result<Vec<PathBuf>, String> {
+    if root.join("model.onnx").is_file() {
+        return Ok(vec![root.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    let mut cases: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("model.onnx").is_file()).collect();
+    cases.sort();
+    Ok(cases)
+}
+
+/// Runs every data set of the case in `dir` on `backend`.
+pub fn run_case(dir: &Path, backend: &dyn Backend) -> CaseResult {
+    let start = Instant::now();
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (node_ops, outcome) = match decode_model(&dir.join("model.onnx")) {
+        Err(e) => (Vec::new(), CaseOutcome::Fail(format!("import: {e}"))),
+        Ok(model) => {
+            let ops = model
+                .graph
+                .as_ref()
+                .map(|g| g.node.iter().map(|n| n.op_type().to_string()).collect())
+                .unwrap_or_default();
+            let outcome = match non_tensor_io(&model) {
+                Some(why) => CaseOutcome::Skip(why),
+                None => run_data_sets(dir, &model, backend),
+            };
+            (ops, outcome)
+        }
+    };
+    CaseResult { name, node_ops, outcome, seconds: start.elapsed().as_secs_f64() }
+}
+
+/// Why the model's interface is not all tensors, if it is not.
+fn non_tensor_io(model: &ModelProto) -> Option<String> {
+    let g = model.graph.as_ref()?;
+    for v in g.input.iter().chain(&g.output) {
+        match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+            Some(type_proto::Value::TensorType(_)) => {}
+            Some(other) => {
+                let kind = match other {
+                    type_proto::Value::SequenceType(_) => "sequence",
+                    type_proto::Value::MapType(_) => "map",
+                    type_proto::Value::OptionalType(_) => "optional",
+                    _ => "non-tensor",
+                };
+                return Some(format!("`{}` is a {kind} value; the Graph IR has tensors only", v.name()));
+            }
+            None => {}
+        }
+    }
+    None
+}
+
+fn run_data_sets(dir: &Path, model: &ModelProto, backend: &dyn Backend) -> CaseOutcome {
+    let mut sets: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(e) => e.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir() && is_data_set(p)).collect(),
+        Err(e) => return CaseOutcome::Fail(format!("io: {e}")),
+    };
+    sets.sort();
+    if sets.is_empty() {
+        return CaseOutcome::Fail("no test_data_set_* folder".into());
+    }
+    let graph_inputs = graph_input_names(model);
+    for set in sets {
+        let (inputs, outputs) = match (read_numbered(&set, "input"), read_numbered(&set, "output")) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(e), _) | (_, Err(e)) => return CaseOutcome::Fail(format!("data: {e}")),
+        };
+        // Inputs may stand in where an op needs a constant (a `Reshape` shape given as input).
+        let hints: HashMap<String, TensorData> = graph_inputs.iter().cloned().zip(inputs.iter().cloned()).collect();
+        let graph = match import_file_with(&dir.join("model.onnx"), &ImportOptions { input_hints: hints }) {
+            Ok(g) => g,
+            Err(e) => return CaseOutcome::Fail(format!("import: {}", one_line(&e.to_string()))),
+        };
+        let results = match backend.run(&graph, &inputs) {
+            Ok(r) => r,
+            Err(e) => return CaseOutcome::Fail(format!("run: {}", one_line(&e))),
+        };
+        if results.len() != outputs.len() {
+            return CaseOutcome::Fail(format!("run: {} outputs, the reference has {}", results.len(), outputs.len()));
+        }
+        for (k, (got, want)) in results.iter().zip(&outputs).enumerate() {
+            let c = compare(got, want, Tolerance::for_dtype(want.dtype()));
+            if !c.passed {
+                let why = c
+                    .mismatch
+                    .unwrap_or_else(|| format!("max abs error {:.3e}, max rel error {:.3e}", c.max_abs, c.max_rel));
+                return CaseOutcome::Fail(format!("output {k}: {why}"));
+            }
+        }
+    }
+    CaseOutcome::Pass
+}
+
+fn is_data_set(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("test_data_set_"))
+}
+
+/// `input_0.pb`, `input_1.pb`, ... until the first missing number.
+fn read_numbered(set: &Path, prefix: &str) -> Result<Vec<TensorData>, String> {
+    let mut out = Vec::new();
+    for i in 0.. {
+        let path = set.join(format!("{prefix}_{i}.pb"));
+        if !path.is_file() {
+            break;
+        }
+        out.push(read_tensor_file(&path).map_err(|e| e.to_string())?.1);
+    }
+    Ok(out)
+}
+
+/// The graph's real inputs (not initializers), in order.
+fn graph_input_names(model: &ModelProto) -> Vec<String> {
+    let Some(g) = model.graph.as_ref() else { return Vec::new() };
+    let inits: std::collections::HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
+    g.input.iter().map(|i| i.name()).filter(|n| !inits.contains(n)).map(str::to_string).collect()
+}
+
+fn one_line(s: &str) -> String {
+    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" | ")
+}
+
+mod prost_free {
+    //! Decoding the model once to look at its interface (the importer decodes it again).
+    use nnc_onnx::proto::ModelProto;
+    use std::path::Path;
+
+    pub fn decode_model(path: &Path) -> Result<ModelProto, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        <ModelProto as prost::Message>::decode(bytes.as_slice()).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}

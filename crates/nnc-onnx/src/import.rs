@@ -1,0 +1,309 @@
+//! Imports an ONNX model into the Graph IR.
+//!
+//! The importer walks the ONNX graph in order and hands each node to its converter in
+//! [`crate::ops`]. Along the way it keeps every value that is known at import time (initializers,
+//! `Constant` nodes, and small computations on them such as shape arithmetic) as a constant, so
+//! that ops whose IR form needs a static attribute (`Reshape`'s target shape, `Slice`'s bounds)
+//! can read it. Nodes whose operands are all known are folded by running the reference
+//! interpreter on them. Problems are collected for every node, and reported all at once.
+
+use crate::error::NodeProblem;
+use crate::ops::{self, NodeCx};
+use crate::proto::{tensor_shape_proto::dimension::Value as DimValue, type_proto, GraphProto, ModelProto};
+use crate::tensor::{dtype_from_onnx, tensor_from_proto};
+use crate::OnnxError;
+use bytes::Bytes;
+use nnc_ir::{Dim, Graph, GraphBuilder, IrError, TensorData, TensorType, ValueId};
+use prost::Message;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Options for [`import_file_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ImportOptions {
+    /// Values of graph inputs that may be used where an op needs a compile-time constant (for
+    /// example a `Reshape` whose target shape is a graph input, as in the ONNX node tests).
+    /// The graph stays correct only for these values; the inputs remain graph inputs.
+    pub input_hints: HashMap<String, TensorData>,
+}
+
+/// Where an ONNX value lives during import.
+#[derive(Clone)]
+pub(crate) enum Slot {
+    /// A value of the graph being built.
+    Value(ValueId),
+    /// A value known at import time; materialized as a `constant` node on first use as an operand.
+    Known { data: TensorData, value: Option<ValueId> },
+}
+
+/// The ONNX values seen so far, by name.
+#[derive(Default)]
+pub(crate) struct Scope {
+    pub slots: HashMap<String, Slot>,
+    /// Input values usable as constants (see [`ImportOptions::input_hints`]).
+    pub hints: HashMap<String, TensorData>,
+}
+
+/// Imports an ONNX model file.
+pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
+    import_file_with(path, &ImportOptions::default())
+}
+
+/// Imports an ONNX model file with options.
+pub fn import_file_with(path: &Path, options: &ImportOptions) -> Result<Graph, OnnxError> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    import_bytes(Bytes::from(bytes), &what, path.parent(), options)
+}
+
+/// Imports a serialized ONNX model. `what` names it in errors; `base_dir` is where external
+/// data files live. Weights in `raw_data` are not copied: constants share the model's buffer.
+pub fn import_bytes(
+    bytes: Bytes,
+    what: &str,
+    base_dir: Option<&Path>,
+    options: &ImportOptions,
+) -> Result<Graph, OnnxError> {
+    let model = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { what: what.to_string(), source })?;
+    let opset =
+        model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map(|o| o.version()).unwrap_or(1);
+    let graph = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(what, "the model has no graph"))?;
+    Importer { file: what.to_string(), base_dir, opset }.import_graph(graph, options)
+}
+
+struct Importer<'a> {
+    file: String,
+    base_dir: Option<&'a Path>,
+    opset: i64,
+}
+
+impl Importer<'_> {
+    fn import_graph(&self, g: &GraphProto, options: &ImportOptions) -> Result<Graph, OnnxError> {
+        let name = if g.name().is_empty() { "main" } else { g.name() };
+        let mut b = GraphBuilder::new(&sanitize_graph_name(name));
+        let mut scope = Scope { hints: options.input_hints.clone(), ..Scope::default() };
+
+        for init in &g.initializer {
+            let what = format!("{}: initializer `{}`", self.file, init.name());
+            let data = tensor_from_proto(init, &what, self.base_dir)?;
+            scope.slots.insert(init.name().to_string(), Slot::Known { data, value: None });
+        }
+        // Older models list initializers among the inputs too; those are constants, not inputs.
+        let initializers: HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
+        for input in g.input.iter().filter(|i| !initializers.contains(i.name())) {
+            let ty = value_type(input)
+                .map_err(|m| OnnxError::invalid(format!("{}: graph input `{}`", self.file, input.name()), m))?;
+            let id =
+                b.input(input.name(), ty.dtype, ty.shape).map_err(|e| OnnxError::invalid(&self.file, e.to_string()))?;
+            scope.slots.insert(input.name().to_string(), Slot::Value(id));
+        }
+
+        let problems = self.import_nodes(&g.node, &mut b, &mut scope);
+        if !problems.is_empty() {
+            return Err(OnnxError::Unsupported { file: self.file.clone(), problems });
+        }
+
+        for out in &g.output {
+            let slot = scope.slots.get(out.name()).cloned();
+            let id = match slot {
+                Some(Slot::Value(id)) => id,
+                Some(Slot::Known { data, .. }) => b.constant(data),
+                None => {
+                    return Err(OnnxError::invalid(
+                        &self.file,
+                        format!("graph output `{}` is never computed", out.name()),
+                    ))
+                }
+            };
+            b.output(id);
+        }
+        b.finish().map_err(|e| OnnxError::invalid(&self.file, e.to_string()))
+    }
+
+    /// Converts every node, returning the problems of all nodes that failed. A node whose
+    /// operands come from a failed node is skipped silently: its cause is already reported.
+    fn import_nodes(
+        &self,
+        nodes: &[crate::proto::NodeProto],
+        b: &mut GraphBuilder,
+        scope: &mut Scope,
+    ) -> Vec<NodeProblem> {
+        let mut problems = Vec::new();
+        let mut poisoned: HashSet<String> = HashSet::new();
+        // Unsupported op types are reported for every node up front, even those downstream of
+        // another failure, so one run lists everything that is missing.
+        for (i, node) in nodes.iter().enumerate() {
+            if let Err(message) = ops::check_supported(node, self.opset) {
+                problems.push(problem(node, i, message));
+            }
+        }
+        if !problems.is_empty() {
+            return problems;
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            if node.input.iter().any(|n| poisoned.contains(n)) {
+                poisoned.extend(node.output.iter().cloned());
+                continue;
+            }
+            if let Err(message) = self.import_node(node, b, scope) {
+                problems.push(problem(node, i, message));
+                poisoned.extend(node.output.iter().cloned());
+            }
+        }
+        problems
+    }
+
+    fn import_node(
+        &self,
+        node: &crate::proto::NodeProto,
+        b: &mut GraphBuilder,
+        scope: &mut Scope,
+    ) -> Result<(), String> {
+        for name in node.input.iter().filter(|n| !n.is_empty()) {
+            if !scope.slots.contains_key(name) {
+                return Err(format!("input `{name}` is not defined before this node"));
+            }
+        }
+        let known_inputs =
+            node.input.iter().filter(|n| !n.is_empty()).all(|n| matches!(scope.slots.get(n), Some(Slot::Known { .. })));
+        if known_inputs && ops::foldable(node) {
+            if let Some(values) = self.fold(node, scope)? {
+                for (name, data) in node.output.iter().zip(values) {
+                    scope.slots.insert(name.clone(), Slot::Known { data, value: None });
+                }
+                return Ok(());
+            }
+        }
+        let outputs = {
+            let mut cx = NodeCx::new(node, self.opset, b, scope, self.base_dir);
+            ops::convert(&mut cx)?
+        };
+        for (k, name) in node.output.iter().enumerate() {
+            if name.is_empty() {
+                continue;
+            }
+            match outputs.get(k) {
+                Some(out) => {
+                    scope.slots.insert(name.clone(), out.clone());
+                    if let Slot::Value(id) = out {
+                        name_value(b, *id, name);
+                    }
+                }
+                None => return Err(format!("optional output {k} (`{name}`) is not supported")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Computes a node whose operands are all known, by converting it into a scratch graph and
+    /// running the reference interpreter. `None` if the operands are too large to be worth it.
+    fn fold(&self, node: &crate::proto::NodeProto, scope: &Scope) -> Result<Option<Vec<TensorData>>, String> {
+        const MAX_FOLD_ELEMENTS: usize = 1 << 16;
+        let mut total = 0;
+        for name in node.input.iter().filter(|n| !n.is_empty()) {
+            if let Some(Slot::Known { data, .. }) = scope.slots.get(name) {
+                total += data.len();
+            }
+        }
+        if total > MAX_FOLD_ELEMENTS {
+            return Ok(None);
+        }
+        let mut scratch_scope = Scope { hints: scope.hints.clone(), ..Scope::default() };
+        for name in node.input.iter().filter(|n| !n.is_empty()) {
+            if let Some(Slot::Known { data, .. }) = scope.slots.get(name) {
+                scratch_scope.slots.insert(name.clone(), Slot::Known { data: data.clone(), value: None });
+            }
+        }
+        let mut b = GraphBuilder::new("fold");
+        let outputs = {
+            let mut cx = NodeCx::new(node, self.opset, &mut b, &mut scratch_scope, self.base_dir);
+            ops::convert(&mut cx)?
+        };
+        let mut results = Vec::new();
+        let mut pending = Vec::new();
+        for slot in outputs.iter().take(node.output.len()) {
+            match slot {
+                Slot::Known { data, .. } => results.push(Some(data.clone())),
+                Slot::Value(id) => {
+                    pending.push(*id);
+                    results.push(None);
+                }
+            }
+        }
+        if !pending.is_empty() {
+            for id in &pending {
+                b.output(*id);
+            }
+            let graph = b.finish().map_err(ir_message)?;
+            let mut values =
+                nnc_interp::run(&graph, &[]).map_err(|e| format!("while folding constants: {e}"))?.into_iter();
+            for r in results.iter_mut().filter(|r| r.is_none()) {
+                *r = values.next();
+            }
+        }
+        Ok(Some(results.into_iter().flatten().collect()))
+    }
+}
+
+/// Gives value `id` the ONNX name `name` unless another value already has it, so dumps and
+/// errors speak the model's names.
+fn name_value(b: &mut GraphBuilder, id: ValueId, name: &str) {
+    if b.graph().find(name).is_none() {
+        // Cannot fail: the name was just checked to be free.
+        let _ = b.set_name(id, name);
+    }
+}
+
+fn problem(node: &crate::proto::NodeProto, index: usize, message: String) -> NodeProblem {
+    let name = if node.name().is_empty() { format!("#{index}") } else { node.name().to_string() };
+    NodeProblem { node: name, op_type: node.op_type().to_string(), message }
+}
+
+/// A builder error as a message for a node problem (the builder's source location is ours, not
+/// the user's, so it is left out).
+pub(crate) fn ir_message(e: IrError) -> String {
+    match e {
+        IrError::Build { op, message, .. } => format!("`{op}`: {message}"),
+        other => other.to_string(),
+    }
+}
+
+/// The IR type of a graph input. Unnamed unknown dimensions become fresh symbols.
+fn value_type(v: &crate::proto::ValueInfoProto) -> Result<TensorType, String> {
+    let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
+        return Err("only tensor inputs are supported (this input has no tensor type)".into());
+    };
+    let dtype = dtype_from_onnx(t.elem_type())?;
+    let mut shape = Vec::new();
+    if let Some(s) = &t.shape {
+        for (axis, d) in s.dim.iter().enumerate() {
+            shape.push(match &d.value {
+                Some(DimValue::DimValue(n)) if *n >= 0 => Dim::constant(*n),
+                Some(DimValue::DimParam(p)) if !p.is_empty() => Dim::sym(&sanitize_symbol(p)),
+                _ => Dim::sym(&format!("{}_dim{axis}", sanitize_symbol(v.name()))),
+            });
+        }
+    } else {
+        return Err("the input has no shape; nnc needs at least its rank".into());
+    }
+    Ok(TensorType { dtype, shape })
+}
+
+/// ONNX `dim_param`s may hold any text; symbols are identifiers.
+fn sanitize_symbol(s: &str) -> String {
+    let mut out: String = s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+fn sanitize_graph_name(s: &str) -> String {
+    let out: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '.' { c } else { '_' }).collect();
+    if out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out
+    } else {
+        format!("g_{out}")
+    }
+}

@@ -1,0 +1,234 @@
+//! [`NodeCx`]: what a converter sees of one ONNX node — its operands, constants and attributes.
+
+use crate::import::{ir_message, Scope, Slot};
+use crate::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
+use crate::tensor::tensor_from_proto;
+use nnc_ir::{DType, GraphBuilder, IrError, TensorData, TensorType, ValueId};
+use std::path::Path;
+
+/// A converter's view of one ONNX node.
+pub struct NodeCx<'a> {
+    pub node: &'a NodeProto,
+    /// The model's default-domain opset version.
+    pub opset: i64,
+    pub b: &'a mut GraphBuilder,
+    scope: &'a mut Scope,
+    base_dir: Option<&'a Path>,
+}
+
+/// Converter results: `?` on a builder error gives a message without our source location.
+pub type Res<T> = Result<T, String>;
+
+impl<'a> NodeCx<'a> {
+    pub(crate) fn new(
+        node: &'a NodeProto,
+        opset: i64,
+        b: &'a mut GraphBuilder,
+        scope: &'a mut Scope,
+        base_dir: Option<&'a Path>,
+    ) -> Self {
+        NodeCx { node, opset, b, scope, base_dir }
+    }
+
+    /// True if operand `i` is given (ONNX marks omitted optional operands with an empty name).
+    pub fn has_input(&self, i: usize) -> bool {
+        self.node.input.get(i).is_some_and(|n| !n.is_empty())
+    }
+
+    /// The number of operand slots, including omitted optional ones.
+    pub fn num_inputs(&self) -> usize {
+        self.node.input.len()
+    }
+
+    /// Operand `i` as a graph value (materializing a known constant if needed).
+    pub fn input(&mut self, i: usize) -> Res<ValueId> {
+        let name =
+            self.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| format!("operand {i} is required"))?;
+        match self.scope.slots.get_mut(name) {
+            Some(Slot::Value(id)) => Ok(*id),
+            Some(Slot::Known { data, value }) => {
+                if value.is_none() {
+                    *value = Some(self.b.constant(data.clone()));
+                }
+                Ok(value.expect("just set"))
+            }
+            None => Err(format!("operand {i} `{name}` is not defined")),
+        }
+    }
+
+    pub fn opt_input(&mut self, i: usize) -> Res<Option<ValueId>> {
+        if self.has_input(i) {
+            self.input(i).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Operand `i`'s value, which nnc needs at compile time (a shape, axes, bounds, ...).
+    pub fn const_input(&self, i: usize) -> Res<TensorData> {
+        let name =
+            self.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| format!("operand {i} is required"))?;
+        match self.scope.slots.get(name) {
+            Some(Slot::Known { data, .. }) => Ok(data.clone()),
+            _ => self.scope.hints.get(name).cloned().ok_or_else(|| {
+                format!("operand {i} (`{name}`) must be a constant: nnc needs it at compile time, but it is computed at run time")
+            }),
+        }
+    }
+
+    pub fn opt_const_input(&self, i: usize) -> Res<Option<TensorData>> {
+        if self.has_input(i) {
+            self.const_input(i).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// A constant operand as integers (shapes, axes, pads).
+    pub fn const_ints(&self, i: usize) -> Res<Vec<i64>> {
+        let t = self.const_input(i)?;
+        if !t.dtype().is_int() {
+            return Err(format!("operand {i} must be integers, found {}", t.dtype()));
+        }
+        Ok(t.to_i64_vec())
+    }
+
+    pub fn opt_const_ints(&self, i: usize) -> Res<Option<Vec<i64>>> {
+        if self.has_input(i) {
+            self.const_ints(i).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// True if operand `i` is known at import time.
+    pub fn is_known(&self, i: usize) -> bool {
+        self.node.input.get(i).is_some_and(|n| matches!(self.scope.slots.get(n), Some(Slot::Known { .. })))
+    }
+
+    pub fn ty(&self, v: ValueId) -> TensorType {
+        self.b.ty(v).clone()
+    }
+
+    /// The type of operand `i` without materializing it.
+    pub fn input_type(&self, i: usize) -> Res<TensorType> {
+        let name =
+            self.node.input.get(i).filter(|n| !n.is_empty()).ok_or_else(|| format!("operand {i} is required"))?;
+        match self.scope.slots.get(name) {
+            Some(Slot::Value(id)) => Ok(self.b.ty(*id).clone()),
+            Some(Slot::Known { data, .. }) => Ok(TensorType::new(data.dtype(), data.shape().iter().copied())),
+            None => Err(format!("operand {i} `{name}` is not defined")),
+        }
+    }
+
+    pub fn rank(&self, v: ValueId) -> usize {
+        self.b.ty(v).rank()
+    }
+
+    // ---- attributes ----
+
+    fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.node.attribute.iter().find(|a| a.name() == name)
+    }
+
+    pub fn has_attr(&self, name: &str) -> bool {
+        self.attr(name).is_some()
+    }
+
+    fn typed_attr(&self, name: &str, want: AttributeType) -> Res<Option<&AttributeProto>> {
+        match self.attr(name) {
+            None => Ok(None),
+            // Some exporters leave the type unset; trust the field then.
+            Some(a) if a.r#type() == want || a.r#type() == AttributeType::Undefined => Ok(Some(a)),
+            Some(a) => {
+                Err(format!("attribute `{name}` should be {}, found {}", want.as_str_name(), a.r#type().as_str_name()))
+            }
+        }
+    }
+
+    pub fn attr_int(&self, name: &str) -> Res<Option<i64>> {
+        Ok(self.typed_attr(name, AttributeType::Int)?.map(|a| a.i()))
+    }
+
+    pub fn attr_int_or(&self, name: &str, default: i64) -> Res<i64> {
+        Ok(self.attr_int(name)?.unwrap_or(default))
+    }
+
+    pub fn attr_float_or(&self, name: &str, default: f32) -> Res<f32> {
+        Ok(self.typed_attr(name, AttributeType::Float)?.map(|a| a.f()).unwrap_or(default))
+    }
+
+    pub fn attr_ints(&self, name: &str) -> Res<Option<Vec<i64>>> {
+        Ok(self.typed_attr(name, AttributeType::Ints)?.map(|a| a.ints.clone()))
+    }
+
+    pub fn attr_floats(&self, name: &str) -> Res<Option<Vec<f32>>> {
+        Ok(self.typed_attr(name, AttributeType::Floats)?.map(|a| a.floats.clone()))
+    }
+
+    pub fn attr_string(&self, name: &str) -> Res<Option<String>> {
+        Ok(self.typed_attr(name, AttributeType::String)?.map(|a| String::from_utf8_lossy(a.s()).into_owned()))
+    }
+
+    pub fn attr_tensor(&self, name: &str) -> Res<Option<TensorData>> {
+        match self.typed_attr(name, AttributeType::Tensor)? {
+            None => Ok(None),
+            Some(a) => {
+                let t = a.t.as_ref().ok_or_else(|| format!("attribute `{name}` has no tensor"))?;
+                tensor_from_proto(t, &format!("attribute `{name}`"), self.base_dir).map(Some).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Fails if the node has an attribute this converter does not handle, so an unknown
+    /// attribute is never silently ignored.
+    pub fn only_attrs(&self, known: &[&str]) -> Res<()> {
+        let extra: Vec<&str> = self.node.attribute.iter().map(|a| a.name()).filter(|n| !known.contains(n)).collect();
+        if extra.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("unsupported attribute(s): {}", extra.join(", ")))
+        }
+    }
+
+    /// A rank-0 constant of `dtype`.
+    pub fn scalar(&mut self, dtype: DType, v: f64) -> ValueId {
+        self.b.scalar(dtype, v)
+    }
+
+    /// A result that is a graph value.
+    pub fn value(v: ValueId) -> Slot {
+        Slot::Value(v)
+    }
+
+    /// A result known at import time (no node is added).
+    pub fn known(data: TensorData) -> Slot {
+        Slot::Known { data, value: None }
+    }
+}
+
+/// A converter's failure message. Converting from [`IrError`] drops the builder's source
+/// location (ours, not the user's), so converters can use `?` on builder calls.
+#[derive(Debug)]
+pub struct Fail(pub String);
+
+impl From<String> for Fail {
+    fn from(s: String) -> Fail {
+        Fail(s)
+    }
+}
+
+impl From<&str> for Fail {
+    fn from(s: &str) -> Fail {
+        Fail(s.to_string())
+    }
+}
+
+impl From<IrError> for Fail {
+    fn from(e: IrError) -> Fail {
+        Fail(ir_message(e))
+    }
+}
+
+/// What a converter returns: one slot per ONNX output it produces.
+pub type Out = Result<Vec<Slot>, Fail>;

@@ -1,0 +1,161 @@
+//! Neural-network ONNX ops: convolution, pooling, Gemm/MatMul, normalizations, softmax.
+
+use super::{Fail, NodeCx, Out};
+use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, ValueId, Window};
+
+/// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes.
+fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
+    let n = kernel.len();
+    let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
+    let dilations = cx.attr_ints("dilations")?.unwrap_or_else(|| vec![1; n]);
+    if strides.len() != n || dilations.len() != n {
+        return Err(format!("strides and dilations need {n} entries").into());
+    }
+    let auto_pad = cx.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+    let pads = match auto_pad.as_str() {
+        "NOTSET" => cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * n]),
+        "VALID" => vec![0; 2 * n],
+        "SAME_UPPER" | "SAME_LOWER" => {
+            // Output length ceil(len / stride); the padding that needs is split evenly, the odd
+            // element going at the end (UPPER) or the beginning (LOWER).
+            let ty = cx.ty(x);
+            let mut pads = vec![0; 2 * n];
+            for i in 0..n {
+                let len = ty.shape[2 + i].as_const().ok_or("auto_pad SAME needs concrete spatial sizes")?;
+                let out = (len + strides[i] - 1) / strides[i];
+                let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - len).max(0);
+                let small = total / 2;
+                let (begin, end) =
+                    if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                pads[i] = begin;
+                pads[i + n] = end;
+            }
+            pads
+        }
+        other => return Err(format!("auto_pad = `{other}` is not supported").into()),
+    };
+    if pads.len() != 2 * n {
+        return Err(format!("pads needs {} entries", 2 * n).into());
+    }
+    Ok(Window { strides, dilations, pads })
+}
+
+/// `Conv(X, W, B?)`: an IR `conv`, plus a bias add broadcast over the channel axis.
+pub fn conv(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
+    let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let w_ty = cx.ty(w);
+    let kernel: Vec<i64> = w_ty.shape[2.min(w_ty.rank())..]
+        .iter()
+        .map(|d| d.as_const().ok_or("kernel sizes must be concrete"))
+        .collect::<Result<_, _>>()?;
+    let window = window(cx, x, &kernel)?;
+    let groups = cx.attr_int_or("group", 1)?;
+    let mut y = cx.b.conv(x, w, window, groups)?;
+    if let Some(bias) = cx.opt_input(2)? {
+        y = add_channel_bias(cx, y, bias)?;
+    }
+    Ok(vec![NodeCx::value(y)])
+}
+
+/// Adds a per-channel `[C]` vector to an `[N, C, ...]` tensor.
+fn add_channel_bias(cx: &mut NodeCx, y: ValueId, bias: ValueId) -> Result<ValueId, Fail> {
+    let rank = cx.rank(y);
+    let mut shape = cx.ty(bias).shape;
+    shape.extend(std::iter::repeat_n(Dim::constant(1), rank.saturating_sub(2)));
+    let b = cx.b.reshape(bias, shape)?;
+    Ok(cx.b.add(y, b)?)
+}
+
+pub fn pool(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&[
+        "auto_pad",
+        "ceil_mode",
+        "dilations",
+        "kernel_shape",
+        "pads",
+        "strides",
+        "storage_order",
+        "count_include_pad",
+    ])?;
+    if cx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err("the Indices output of MaxPool is not supported".into());
+    }
+    if cx.attr_int_or("storage_order", 0)? != 0 {
+        return Err("storage_order = 1 is not supported".into());
+    }
+    let x = cx.input(0)?;
+    let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
+    let window = window(cx, x, &kernel)?;
+    let kind = if cx.node.op_type() == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
+    let op = Op::Pool {
+        kind,
+        kernel,
+        window,
+        ceil_mode: cx.attr_int_or("ceil_mode", 0)? != 0,
+        count_include_pad: cx.attr_int_or("count_include_pad", 0)? != 0,
+    };
+    Ok(vec![NodeCx::value(cx.b.op1(op, &[x])?)])
+}
+
+/// Global pooling is a reduction over the spatial axes, keeping them as size 1.
+pub fn global_pool(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&[])?;
+    let x = cx.input(0)?;
+    let axes: Vec<i64> = (2..cx.rank(x) as i64).collect();
+    let kind = if cx.node.op_type() == "GlobalMaxPool" { ReduceKind::Max } else { ReduceKind::Mean };
+    Ok(vec![NodeCx::value(cx.b.reduce(kind, x, &axes, true)?)])
+}
+
+/// `Gemm`: `alpha * A' · B' + beta * C` with optional transposes.
+pub fn gemm(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["alpha", "beta", "transA", "transB"])?;
+    let (mut a, mut b) = (cx.input(0)?, cx.input(1)?);
+    if cx.attr_int_or("transA", 0)? != 0 {
+        a = cx.b.transpose_last2(a)?;
+    }
+    if cx.attr_int_or("transB", 0)? != 0 {
+        b = cx.b.transpose_last2(b)?;
+    }
+    let mut y = cx.b.matmul(a, b)?;
+    let alpha = cx.attr_float_or("alpha", 1.0)? as f64;
+    if alpha != 1.0 {
+        y = cx.b.binary_scalar(BinaryOp::Mul, y, alpha)?;
+    }
+    if let Some(mut c) = cx.opt_input(2)? {
+        let beta = cx.attr_float_or("beta", 1.0)? as f64;
+        if beta != 1.0 {
+            c = cx.b.binary_scalar(BinaryOp::Mul, c, beta)?;
+        }
+        y = cx.b.add(y, c)?;
+    }
+    Ok(vec![NodeCx::value(y)])
+}
+
+pub fn matmul(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&[])?;
+    let (a, b) = (cx.input(0)?, cx.input(1)?);
+    Ok(vec![NodeCx::value(cx.b.matmul(a, b)?)])
+}
+
+/// `Softmax`/`LogSoftmax`. Before opset 13 the input is flattened to 2-D at `axis` (default 1)
+/// and normalised over the whole second part; from 13 on it is normalised along `axis` (default -1).
+pub fn softmax(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["axis"])?;
+    let log = cx.node.op_type() == "LogSoftmax";
+    let x = cx.input(0)?;
+    let ty = cx.ty(x);
+    let apply = |cx: &mut NodeCx, v: ValueId, axis: i64| -> Result<ValueId, Fail> {
+        Ok(if log { cx.b.log_softmax(v, axis)? } else { cx.b.softmax(v, axis)? })
+    };
+    if cx.opset >= 13 {
+        let axis = cx.attr_int_or("axis", -1)?;
+        return Ok(vec![NodeCx::value(apply(cx, x, axis)?)]);
+    }
+    let axis = nnc_ir::shape::normalize_axis(cx.attr_int_or("axis", 1)?, ty.rank().max(1))?;
+    let outer = ty.shape[..axis].iter().cloned().fold(Dim::constant(1), |a, b| a * b);
+    let inner = ty.shape[axis..].iter().cloned().fold(Dim::constant(1), |a, b| a * b);
+    let flat = cx.b.reshape(x, vec![outer, inner])?;
+    let y = apply(cx, flat, 1)?;
+    Ok(vec![NodeCx::value(cx.b.reshape(y, ty.shape)?)])
+}
