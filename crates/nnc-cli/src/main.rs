@@ -1,0 +1,80 @@
+//! `nnc`, the command-line face of the nnc neural-network compiler.
+//!
+//! One subcommand per file in [`commands`]; shared pieces are [`model`] (loading a model file of any
+//! supported format), [`tensor_io`] (`.npy` and `.pb` tensors) and [`compare`] (allclose-style checks).
+//!
+//! Every error a user can cause is reported as one line `error: ...` on stderr (with the chain of
+//! context, outermost first) and exit code 1; a failed comparison also exits 1. A panic is a bug in
+//! nnc: it is reported as an internal error and exits 101.
+
+mod commands;
+mod compare;
+mod model;
+mod tensor_io;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// nnc: a neural-network compiler. Reads models (.nnir text form; .onnx soon), checks them, runs them.
+#[derive(Parser, Debug)]
+#[command(name = "nnc", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a model as verified .nnir text, every value's type annotated.
+    Dump(commands::dump::DumpArgs),
+    /// Run a model on inputs from files, print or save its outputs, and compare them with expected ones.
+    Run(commands::run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // `--help` and `--version` are not errors; usage errors are, and exit 1 like the rest.
+            let code = if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let result = match cli.command {
+        Command::Dump(args) => commands::dump::run(args),
+        Command::Run(args) => commands::run::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Output piped into a reader that stopped early (`nnc dump big.nnir | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// Reports a panic (always a bug in nnc) in one line instead of Rust's default message, unless
+/// `RUST_BACKTRACE` asks for the details.
+fn install_panic_hook() {
+    if std::env::var_os("RUST_BACKTRACE").is_some() {
+        return;
+    }
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".to_string());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error in nnc (this is a bug; please report it): {msg}{at}");
+    }));
+}

@@ -1,0 +1,227 @@
+//! End-to-end tests of `nnc dump` and `nnc run` on small graphs written to temporary folders.
+
+mod common;
+
+use common::*;
+use nnc_ir::TensorData;
+use predicates::prelude::*;
+
+const X: [f32; 6] = [1.0, 2.0, -1.0, 0.5, -0.5, 3.0];
+
+fn mlp_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "mlp.nnir", mlp_text());
+    (dir, model)
+}
+
+#[test]
+fn dump_prints_the_verified_graph_with_types() {
+    let (_dir, model) = mlp_dir();
+    let out = nnc().arg("dump").arg(&model).arg("--full").output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(text.starts_with("graph mlp(%x: f32[batch, 3]) {"), "{text}");
+    assert!(text.contains("%h: f32[batch, 4] = matmul(%x, %w1)"), "{text}");
+    assert!(text.contains("%r: f32[batch, 4] = relu(%hb)"), "{text}");
+    assert!(text.contains("return %y"), "{text}");
+    // The full dump is a .nnir file that dumps to itself.
+    let dir = tempfile::tempdir().unwrap();
+    let again = write(dir.path(), "again.nnir", &text);
+    nnc().arg("dump").arg(&again).arg("--full").assert().success().stdout(text);
+}
+
+#[test]
+fn dump_elides_large_constants() {
+    let (_dir, model) = mlp_dir();
+    // Default: elide over 64 elements, and these constants are small.
+    let full = stdout_of(&nnc().arg("dump").arg(&model).output().unwrap());
+    assert!(full.contains("0.5, -1.0") || full.contains("0.5, -1"), "{full}");
+    let elided = nnc().arg("dump").arg(&model).args(["--elide", "4"]).output().unwrap();
+    assert!(elided.status.success());
+    let elided = stdout_of(&elided);
+    assert!(elided.contains("elided"), "{elided}");
+    assert!(!elided.contains("-0.25"), "{elided}");
+    // --full and --elide together are a usage error.
+    nnc().arg("dump").arg(&model).args(["--elide", "4", "--full"]).assert().code(1);
+}
+
+#[test]
+fn run_with_npy_input_prints_outputs() {
+    let (dir, model) = mlp_dir();
+    let x = write_npy(dir.path(), "x.npy", &[2, 3], &X);
+    let out = nnc().arg("run").arg(&model).arg("--input").arg(format!("x={}", x.display())).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let expect = mlp_reference(&X, 2);
+    let values = expect.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
+    assert_eq!(stdout_of(&out), format!("%y: f32[2, 2] = [{values}]\n"));
+    assert!(stderr_of(&out).contains("on interp in"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn run_writes_outputs_as_npy() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "two.nnir", TWO_IO);
+    let a = write_npy(dir.path(), "a.npy", &[2, 2], &[1.0f32, 2.0, 3.0, 4.0]);
+    let b = write_pb(dir.path(), "b.pb", &TensorData::from_vec(vec![3], &[1i64, -2, 3]));
+    let outdir = dir.path().join("out").join("nested");
+    let out = nnc()
+        .arg("run")
+        .arg(&model)
+        .args(["--target", "interp"])
+        .arg("--input")
+        .arg(format!("%a={}", a.display()))
+        .arg("-i")
+        .arg(format!("b={}", b.display()))
+        .arg("--output-dir")
+        .arg(&outdir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let sum = outdir.join("out_sum_0.npy");
+    assert_eq!(read_npy_f32(&sum), (vec![2, 2], vec![2.0, 8.0, 18.0, 32.0]));
+    let bytes = std::fs::read(outdir.join("n.npy")).unwrap();
+    let n = npyz::NpyFile::new(&bytes[..]).unwrap();
+    assert_eq!(n.shape(), &[3]);
+    assert_eq!(n.into_vec::<i64>().unwrap(), vec![-1, 2, -3]);
+    assert!(stdout_of(&out).contains("out_sum_0.npy"), "{}", stdout_of(&out));
+}
+
+fn data_dir(expected: &[f32]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_pb(dir.path(), "input_0.pb", &TensorData::from_vec(vec![2, 3], &X));
+    write_pb(dir.path(), "output_0.pb", &TensorData::from_vec(vec![2, 2], expected));
+    dir
+}
+
+#[test]
+fn run_with_data_dir_passes() {
+    let (_dir, model) = mlp_dir();
+    let data = data_dir(&mlp_reference(&X, 2));
+    let out = nnc().arg("run").arg(&model).arg("--data").arg(data.path()).output().unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout_of(&out), stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(text.contains("%y  f32[2, 2]  max abs err"), "{text}");
+    assert!(text.contains("PASS"), "{text}");
+    assert!(text.contains("summary: PASS, 1 of 1 outputs match"), "{text}");
+}
+
+#[test]
+fn run_with_data_dir_fails_on_a_wrong_expectation() {
+    let (_dir, model) = mlp_dir();
+    let mut expected = mlp_reference(&X, 2);
+    expected[3] += 0.5;
+    let data = data_dir(&expected);
+    let out = nnc().arg("run").arg(&model).arg("--data").arg(data.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout_of(&out);
+    assert!(text.contains("max abs err 5.000e-1"), "{text}");
+    assert!(text.contains("FAIL (1 of 4 differ)"), "{text}");
+    assert!(text.contains("summary: FAIL, 1 of 1 outputs differ"), "{text}");
+    // A looser tolerance passes.
+    nnc().arg("run").arg(&model).arg("--data").arg(data.path()).args(["--atol", "0.6"]).assert().success();
+    // The wrong shape is a FAIL too, with the reason.
+    let bad = tempfile::tempdir().unwrap();
+    write_pb(bad.path(), "input_0.pb", &TensorData::from_vec(vec![2, 3], &X));
+    write_pb(bad.path(), "output_0.pb", &TensorData::from_vec(vec![4], &mlp_reference(&X, 2)));
+    nnc()
+        .arg("run")
+        .arg(&model)
+        .arg("--data")
+        .arg(bad.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL (shape [2, 2] differs from the expected [4])"));
+}
+
+#[test]
+fn explicit_input_overrides_data_dir() {
+    let (dir, model) = mlp_dir();
+    let data = data_dir(&mlp_reference(&X, 2));
+    // Other values for x: the comparison must now fail.
+    let x = write_npy(dir.path(), "x.npy", &[2, 3], &[0.0f32; 6]);
+    nnc()
+        .arg("run")
+        .arg(&model)
+        .arg("--data")
+        .arg(data.path())
+        .arg("--input")
+        .arg(format!("x={}", x.display()))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("FAIL"));
+}
+
+#[test]
+fn missing_inputs_are_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "two.nnir", TWO_IO);
+    nnc().arg("run").arg(&model).assert().code(1).stderr(
+        "error: missing inputs %a: f32[2, 2], %b: i64[3] (give each with --input NAME=PATH, or all with --data DIR)\n",
+    );
+    let a = write_npy(dir.path(), "a.npy", &[2, 2], &[1.0f32; 4]);
+    nnc()
+        .arg("run")
+        .arg(&model)
+        .arg("--input")
+        .arg(format!("a={}", a.display()))
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with("error: missing input %b: i64[3] "));
+}
+
+#[test]
+fn wrong_inputs_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "two.nnir", TWO_IO);
+    let good_b = write_npy(dir.path(), "b.npy", &[3], &[1i64, 2, 3]);
+    let b_arg = format!("b={}", good_b.display());
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("f64.npy", npy_bytes(&[2, 2], &[1.0f64; 4]), "input %a from"),
+        ("shape.npy", npy_bytes(&[4], &[1.0f32; 4]), "expected f32[2, 2], found f32[4]"),
+        ("bad.txt", b"1 2 3 4".to_vec(), "unknown tensor file format"),
+    ];
+    for (file, bytes, message) in cases {
+        let a = write(dir.path(), file, bytes);
+        nnc()
+            .arg("run")
+            .arg(&model)
+            .args(["--input", &format!("a={}", a.display()), "--input", &b_arg])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(message));
+    }
+    nnc()
+        .arg("run")
+        .arg(&model)
+        .args(["--input", &format!("zz={}", good_b.display())])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("the graph has no input %zz (its inputs: %a, %b)"));
+}
+
+#[test]
+fn bad_model_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let txt = write(dir.path(), "model.txt", "graph g() {}");
+    nnc()
+        .arg("dump")
+        .arg(&txt)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("model.txt: unknown model format (expected a file ending in .nnir, .onnx)"));
+    let missing = dir.path().join("nope.nnir");
+    nnc()
+        .arg("run")
+        .arg(&missing)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::starts_with("error: cannot read").and(predicate::str::contains("nope.nnir")));
+    nnc().arg("dump").arg(dir.path().join("nope.onnx")).assert().code(1);
+    // A parse error names file:line:col.
+    let bad = write(dir.path(), "bad.nnir", "graph g(%x: f32[2]) {\n  return %nothing\n}\n");
+    nnc().arg("dump").arg(&bad).assert().code(1).stderr(predicate::str::contains("bad.nnir:"));
+    // Usage errors exit 1 as well.
+    nnc().args(["run", "--target", "gpu9000"]).arg(&bad).assert().code(1);
+    nnc().arg("frobnicate").assert().code(1);
+    nnc().arg("--help").assert().success().stdout(predicate::str::contains("dump"));
+}
