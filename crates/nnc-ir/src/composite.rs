@@ -184,7 +184,9 @@ fn attention(b: &mut GraphBuilder, inputs: &[ValueId], scale: Option<f64>, causa
     if let Some(&mask) = inputs.get(3) {
         scores = b.add(scores, mask)?;
     }
-    let probs = b.softmax(scores, -1)?;
+    // Expand softmax here too (not `b.softmax`, a composite), so `decompose` leaves only primitives.
+    let last = b.ty(scores).rank() - 1;
+    let probs = softmax(b, scores, last, false)?;
     b.matmul(probs, v)
 }
 
@@ -205,6 +207,17 @@ mod tests {
         assert!(d.nodes.iter().all(|n| !n.op.is_composite()));
         assert!(d.find("probs").is_some());
         assert_eq!(d.ty(d.outputs[0]), g.ty(g.outputs[0]));
+    }
+
+    #[test]
+    fn decomposed_attention_has_no_composites_left() {
+        let mut b = GraphBuilder::new("g");
+        let q = b.input("q", DType::F32, [2, 4, 8]).unwrap();
+        let y = b.attention(q, q, q, None, None, true).unwrap();
+        b.output(y);
+        let d = decompose(&b.finish().unwrap()).unwrap();
+        let left: Vec<&str> = d.nodes.iter().filter(|n| n.op.is_composite()).map(|n| n.op.name()).collect();
+        assert!(left.is_empty(), "still composite: {left:?}");
     }
 
     #[test]

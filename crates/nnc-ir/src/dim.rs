@@ -90,11 +90,18 @@ impl Dim {
     }
 
     /// `self / divisor` when every coefficient is divisible by the constant `divisor`.
+    /// (`checked_*` because `i64::MIN / -1` overflows: that quotient is `None` too.)
     pub fn div_exact(&self, divisor: i64) -> Option<Dim> {
-        if divisor == 0 || self.terms.values().any(|c| c % divisor != 0) {
+        if divisor == 0 {
             return None;
         }
-        let terms = self.terms.iter().map(|(m, c)| (m.clone(), c / divisor)).collect();
+        let mut terms = BTreeMap::new();
+        for (m, c) in &self.terms {
+            if c.checked_rem(divisor)? != 0 {
+                return None;
+            }
+            terms.insert(m.clone(), c.checked_div(divisor)?);
+        }
         Some(Dim { terms })
     }
 
@@ -111,12 +118,65 @@ impl Dim {
         let mut terms = BTreeMap::new();
         for (mono, coeff) in &self.terms {
             let rest = remove_factors(mono, dmono)?;
-            if coeff % dcoeff != 0 {
+            if coeff.checked_rem(*dcoeff)? != 0 {
                 return None;
             }
-            terms.insert(rest, coeff / dcoeff);
+            terms.insert(rest, coeff.checked_div(*dcoeff)?);
         }
         Some(Dim { terms })
+    }
+
+    /// `self + rhs`, or `None` if a coefficient overflows `i64`. The operators panic on
+    /// overflow; code that handles untrusted sizes (the parser, shape inference) uses these.
+    pub fn checked_add(&self, rhs: &Dim) -> Option<Dim> {
+        let mut out = self.clone();
+        for (mono, &coeff) in &rhs.terms {
+            out.checked_add_term(mono.clone(), coeff)?;
+        }
+        Some(out)
+    }
+
+    /// `-self`, or `None` if a coefficient is `i64::MIN`.
+    pub fn checked_neg(&self) -> Option<Dim> {
+        let terms = self.terms.iter().map(|(m, c)| Some((m.clone(), c.checked_neg()?))).collect::<Option<_>>()?;
+        Some(Dim { terms })
+    }
+
+    /// `self - rhs`, or `None` on overflow.
+    pub fn checked_sub(&self, rhs: &Dim) -> Option<Dim> {
+        self.checked_add(&rhs.checked_neg()?)
+    }
+
+    /// `self * rhs`, or `None` on overflow.
+    pub fn checked_mul(&self, rhs: &Dim) -> Option<Dim> {
+        let mut out = Dim::constant(0);
+        for (ma, ca) in &self.terms {
+            for (mb, cb) in &rhs.terms {
+                let mut mono: Monomial = ma.iter().chain(mb.iter()).cloned().collect();
+                mono.sort();
+                out.checked_add_term(mono, ca.checked_mul(*cb)?)?;
+            }
+        }
+        Some(out)
+    }
+
+    /// How many terms the canonical polynomial has (`0` has none, `2*b + 1` has two).
+    pub fn num_terms(&self) -> usize {
+        self.terms.len()
+    }
+
+    /// The largest number of symbol factors in one term (`0` for constants, `2` for `b*s`).
+    pub fn degree(&self) -> usize {
+        self.terms.keys().map(Vec::len).max().unwrap_or(0)
+    }
+
+    fn checked_add_term(&mut self, mono: Monomial, coeff: i64) -> Option<()> {
+        let entry = self.terms.entry(mono.clone()).or_insert(0);
+        *entry = entry.checked_add(coeff)?;
+        if *entry == 0 {
+            self.terms.remove(&mono);
+        }
+        Some(())
     }
 
     fn add_term(&mut self, mono: Monomial, coeff: i64) {
@@ -271,6 +331,24 @@ mod tests {
         assert_eq!(d.div_exact(0), None);
         assert_eq!(d.div_exact_dim(&Dim::sym("batch")), Some(Dim::constant(6)));
         assert_eq!(Dim::sym("a").div_exact_dim(&Dim::sym("b")), None);
+        // i64::MIN / -1 overflows: not a panic, just no exact quotient.
+        assert_eq!(Dim::constant(i64::MIN).div_exact(-1), None);
+        let min_b = Dim::sym("b") * Dim::constant(i64::MIN);
+        assert_eq!(min_b.div_exact_dim(&(Dim::sym("b") * Dim::constant(-1))), None);
+    }
+
+    #[test]
+    fn checked_arithmetic_reports_overflow() {
+        let big = Dim::constant(i64::MAX);
+        assert_eq!(big.checked_add(&Dim::constant(1)), None);
+        assert_eq!(big.checked_mul(&Dim::constant(2)), None);
+        assert_eq!(Dim::constant(i64::MIN).checked_neg(), None);
+        assert_eq!(Dim::constant(i64::MIN + 1).checked_sub(&Dim::constant(2)), None);
+        let d = Dim::sym("b") * 2.into() + 1.into();
+        assert_eq!(d.checked_mul(&Dim::sym("s")), Some(d.clone() * Dim::sym("s")));
+        assert_eq!(d.checked_sub(&d), Some(Dim::constant(0)));
+        assert_eq!((d.num_terms(), d.degree()), (2, 1));
+        assert_eq!((Dim::constant(0).num_terms(), Dim::constant(7).degree()), (0, 0));
     }
 
     #[test]

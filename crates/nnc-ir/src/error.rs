@@ -15,4 +15,9 @@ pub enum IrError {
     /// Text that is not a well-formed `.nnir` graph.
     #[error("{file}:{line}:{col}: expected {expected}, found {found}")]
     Parse { file: String, line: usize, col: usize, expected: String, found: String },
+    /// Well-formed `.nnir` text that does not make a valid graph, at a known place: an
+    /// undefined or duplicate name, an unknown op or bad attribute, a type annotation that
+    /// disagrees with shape inference. The message names the value or op.
+    #[error("{file}:{line}:{col}: {message}")]
+    At { file: String, line: usize, col: usize, message: String },
 }

@@ -106,7 +106,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
         }
         Op::Reshape { shape } => {
             let x = inputs[0];
-            let (from, to) = (x.num_elements(), TensorType::new(x.dtype, shape.clone()).num_elements());
+            let (from, to) = (num_elements(&x.shape)?, num_elements(shape)?);
             if from != to {
                 return Err(format!(
                     "cannot reshape {x} ({from} elements) to [{}] ({to} elements)",
@@ -153,7 +153,9 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                         "operand {i} has shape {t}, which does not match operand 0 ({first}) off axis {axis}"
                     ));
                 }
-                total = total + t.shape[*axis].clone();
+                total = total
+                    .checked_add(&t.shape[*axis])
+                    .ok_or_else(|| format!("the length of axis {axis} overflows 64 bits"))?;
             }
             let mut shape = first.shape.clone();
             shape[*axis] = total;
@@ -168,8 +170,14 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
                     pads.len()
                 ));
             }
-            let shape: Vec<Dim> =
-                (0..x.rank()).map(|a| x.shape[a].clone() + Dim::constant(pads[a] + pads[a + x.rank()])).collect();
+            let mut shape = Vec::with_capacity(x.rank());
+            for a in 0..x.rank() {
+                let d = pads[a]
+                    .checked_add(pads[a + x.rank()])
+                    .and_then(|p| x.shape[a].checked_add(&Dim::constant(p)))
+                    .ok_or_else(|| format!("padding axis {a} of {x} overflows 64 bits"))?;
+                shape.push(d);
+            }
             if shape.iter().any(|d| d.as_const().is_some_and(|v| v < 0)) {
                 return Err(format!("negative pads crop more than the axis holds in {x}"));
             }
@@ -286,6 +294,14 @@ fn broadcast_to(shape: &[Dim], target: &[Dim]) -> Result<(), String> {
     }
 }
 
+/// The element count of `shape` as a dimension; an error (not a panic) if it overflows `i64`.
+fn num_elements(shape: &[Dim]) -> Result<Dim, String> {
+    shape
+        .iter()
+        .try_fold(Dim::constant(1), |acc, d| acc.checked_mul(d))
+        .ok_or_else(|| format!("the element count of [{}] overflows 64 bits", format_shape(shape)))
+}
+
 fn reduced_shape(shape: &[Dim], axes: &[usize], keep_dims: bool) -> Vec<Dim> {
     let mut out = Vec::new();
     for (a, d) in shape.iter().enumerate() {
@@ -354,27 +370,36 @@ fn check_window(w: &Window, n: usize) -> Result<(), String> {
 /// `floor_or_ceil((len + pads - dilation*(kernel-1) - 1) / stride) + 1`.
 fn window_out(len: &Dim, kernel: i64, w: &Window, i: usize, ceil_mode: bool) -> Result<Dim, String> {
     let n = w.strides.len();
-    let span = w.dilations[i] * (kernel - 1) + 1;
-    let padded = len.clone() + Dim::constant(w.pads[i] + w.pads[i + n]);
-    let stride = w.strides[i];
+    if kernel < 1 {
+        return Err(format!("spatial axis {i}: kernel size must be at least 1, found {kernel}"));
+    }
+    // Attributes come from files: compute in i128 so no value overflows, then check the result
+    // fits back in i64.
+    let overflow = || format!("spatial axis {i}: window arithmetic overflows 64 bits");
+    let span = i128::from(w.dilations[i]) * (i128::from(kernel) - 1) + 1;
+    let pads = i64::try_from(i128::from(w.pads[i]) + i128::from(w.pads[i + n])).map_err(|_| overflow())?;
+    let padded = len.checked_add(&Dim::constant(pads)).ok_or_else(overflow)?;
+    let stride = i128::from(w.strides[i]);
     let Some(p) = padded.as_const() else {
         // Symbolic length: only stride 1 is exact.
         return if stride == 1 {
-            Ok(padded - Dim::constant(span - 1))
+            let shrink = i64::try_from(span - 1).map_err(|_| overflow())?;
+            padded.checked_sub(&Dim::constant(shrink)).ok_or_else(overflow)
         } else {
             Err(format!("spatial axis {i} has symbolic length {len}; stride {stride} needs a concrete length"))
         };
     };
-    if kernel < 1 || p < span {
+    let p = i128::from(p);
+    if p < span {
         return Err(format!("spatial axis {i}: window of span {span} does not fit in padded length {p}"));
     }
     let mut out = if ceil_mode { (p - span + stride - 1) / stride + 1 } else { (p - span) / stride + 1 };
     // With ceil_mode the last window must start inside the input or its begin padding
     // (the rule PyTorch and ONNX Runtime use).
-    if ceil_mode && (out - 1) * stride >= len.as_const().unwrap_or(0) + w.pads[i] {
+    if ceil_mode && (out - 1) * stride >= i128::from(len.as_const().unwrap_or(0)) + i128::from(w.pads[i]) {
         out -= 1;
     }
-    Ok(Dim::constant(out))
+    i64::try_from(out).map(Dim::constant).map_err(|_| overflow())
 }
 
 fn conv(x: &TensorType, w: &TensorType, window: &Window, groups: i64) -> Result<TensorType, String> {
@@ -414,14 +439,22 @@ fn slice_len(len: &Dim, start: i64, end: i64, step: i64) -> Result<Dim, String> 
     }
     let Some(n) = len.as_const() else {
         return match (start, end, step) {
-            (s, i64::MAX, 1) if s >= 0 => Ok(len.clone() - Dim::constant(s)),
+            (s, i64::MAX, 1) if s >= 0 => {
+                len.checked_sub(&Dim::constant(s)).ok_or_else(|| "slice length overflows 64 bits".to_string())
+            }
             (s, e, 1) if s >= 0 && e >= s => Ok(Dim::constant(e - s)),
             _ => Err(format!("slicing symbolic length {len} needs non-negative start and end and step 1")),
         };
     };
+    if n < 0 {
+        return Err(format!("cannot slice an axis of negative length {n}"));
+    }
     let (s, e) = slice_bounds(n, start, end, step);
-    let count = if step > 0 { (e - s + step - 1) / step } else { (s - e + (-step) - 1) / (-step) };
-    Ok(Dim::constant(count.max(0)))
+    // i128: a step near i64::MAX or i64::MIN must not overflow the rounding arithmetic.
+    let (s, e, step) = (i128::from(s), i128::from(e), i128::from(step));
+    let count = if step > 0 { (e - s + step - 1) / step } else { (s - e - step - 1) / -step };
+    // 0 <= count <= n + 1, so it fits.
+    Ok(Dim::constant(i64::try_from(count.max(0)).unwrap_or(i64::MAX)))
 }
 
 /// Clamped `(start, end)` for a slice of an axis of length `n` (ONNX rules).
@@ -544,6 +577,40 @@ mod tests {
         assert_eq!(infer(&Op::Binary(BinaryOp::Lt), &[&f32s(&[2]), &f32s(&[1])]).unwrap()[0].dtype, DType::Bool);
         assert!(infer(&Op::Binary(BinaryOp::And), &[&f32s(&[2]), &f32s(&[1])]).is_err());
         assert!(infer(&Op::Gather { axis: 0 }, &[&f32s(&[2]), &f32s(&[1])]).unwrap_err().contains("indices"));
+    }
+
+    /// Extreme attribute values and sizes (from a parsed file) are errors, never overflow panics.
+    #[test]
+    fn extreme_values_are_errors_not_panics() {
+        let big = i64::MAX;
+        let slice = |s, e, st| Op::Slice { axes: vec![0], starts: vec![s], ends: vec![e], steps: vec![st] };
+        assert_eq!(infer(&slice(0, 5, big), &[&f32s(&[5])]).unwrap()[0], f32s(&[1]));
+        assert_eq!(infer(&slice(4, i64::MIN, i64::MIN), &[&f32s(&[5])]).unwrap()[0], f32s(&[1]));
+        assert!(infer(&slice(0, 1, 1), &[&f32s(&[-3])]).unwrap_err().contains("negative length"));
+        let huge = f32s(&[big, 2]);
+        assert!(infer(&Op::Reshape { shape: vec![1.into()] }, &[&huge]).unwrap_err().contains("overflows"));
+        assert!(infer(&Op::Concat { axis: 0 }, &[&huge, &huge]).unwrap_err().contains("overflows"));
+        let pad = Op::Pad { pads: vec![big, big, 0, 0], mode: crate::PadMode::Constant, value: 0.0 };
+        assert!(infer(&pad, &[&huge]).unwrap_err().contains("overflows"));
+        let w = Window { strides: vec![big], dilations: vec![big], pads: vec![big, big] };
+        let pool = |kernel| Op::Pool {
+            kind: PoolKind::Max,
+            kernel: vec![kernel],
+            window: w.clone(),
+            ceil_mode: true,
+            count_include_pad: false,
+        };
+        assert!(infer(&pool(big), &[&f32s(&[1, 1, big])]).unwrap_err().contains("overflows"));
+        assert!(infer(&pool(i64::MIN), &[&f32s(&[1, 1, 4])]).unwrap_err().contains("at least 1"));
+        let sym = TensorType::new(DType::F32, [Dim::from(1), Dim::from(1), Dim::sym("n")]);
+        let unit = Op::Pool {
+            kind: PoolKind::Avg,
+            kernel: vec![big],
+            window: Window::unit(1),
+            ceil_mode: false,
+            count_include_pad: false,
+        };
+        assert!(infer(&unit, &[&sym]).is_ok(), "n - (2^63 - 2) is representable");
     }
 
     #[test]
