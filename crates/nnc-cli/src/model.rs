@@ -1,18 +1,53 @@
 //! Loading a model file into a verified [`Graph`], whatever its format.
 //!
-//! This is the one place that maps file extensions to front ends: `.nnir` (the text form) today,
-//! `.onnx` once the ONNX importer is wired in. Every command that takes a model calls
-//! [`load_model`], so a new format becomes available to all of them at once.
+//! This is the one place that maps file extensions to front ends: `.nnir` (the text form) and
+//! `.onnx` (through `nnc-onnx`). Every command that takes a model goes through [`open_model`], so
+//! a new format becomes available to all of them at once.
+//!
+//! Opening and importing are two steps because an ONNX model can be specialized to the shapes of
+//! the inputs it is about to run on: shape computations and `If` conditions that depend on them
+//! are then resolved at import time. `nnc run` reads the inputs between the two steps.
 
 use anyhow::{anyhow, bail, Context};
-use nnc_ir::{Graph, IrError};
-use std::path::Path;
+use nnc_ir::{Graph, IrError, TensorType};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// The model file extensions `nnc` accepts, for messages.
 pub const MODEL_EXTENSIONS: &str = ".nnir, .onnx";
 
-/// Reads, parses and verifies the model at `path`, choosing the front end by its extension.
-pub fn load_model(path: &Path) -> anyhow::Result<Graph> {
+/// A model file, opened but (for ONNX) not yet imported.
+pub enum Model {
+    /// A parsed and verified `.nnir` graph.
+    Nnir(Graph),
+    /// An ONNX file, with its graph inputs' names and declared types.
+    Onnx { path: PathBuf, inputs: Vec<(String, TensorType)> },
+}
+
+impl Model {
+    /// The graph inputs' names and declared types, in order.
+    pub fn inputs(&self) -> Vec<(String, TensorType)> {
+        match self {
+            Model::Nnir(g) => g.inputs.iter().map(|&id| (g.name_of(id).to_string(), g.ty(id).clone())).collect(),
+            Model::Onnx { inputs, .. } => inputs.clone(),
+        }
+    }
+
+    /// The verified graph; an ONNX model is imported with `input_shapes` replacing the declared
+    /// shapes of those inputs.
+    pub fn into_graph(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Graph> {
+        match self {
+            Model::Nnir(g) => Ok(g),
+            Model::Onnx { path, .. } => {
+                let options = nnc_onnx::ImportOptions { input_shapes, ..Default::default() };
+                nnc_onnx::import_file_with(&path, &options).map_err(|e| anyhow!(e))
+            }
+        }
+    }
+}
+
+/// Opens the model at `path`, choosing the front end by its extension.
+pub fn open_model(path: &Path) -> anyhow::Result<Model> {
     let shown = path.display().to_string();
     match extension(path).as_deref() {
         Some("nnir") => {
@@ -20,19 +55,25 @@ pub fn load_model(path: &Path) -> anyhow::Result<Graph> {
             let src = String::from_utf8(bytes).map_err(|e| {
                 anyhow!("{shown}: not a text file (invalid UTF-8 at byte {})", e.utf8_error().valid_up_to())
             })?;
-            nnc_ir::text::parse(&src, &shown).map_err(|e| match e {
+            let graph = nnc_ir::text::parse(&src, &shown).map_err(|e| match e {
                 // Parse errors already start with `file:line:col`.
-                IrError::Parse { .. } => anyhow!(e),
+                IrError::Parse { .. } | IrError::At { .. } => anyhow!(e),
                 other => anyhow!("{shown}: {other}"),
-            })
+            })?;
+            Ok(Model::Nnir(graph))
         }
         Some("onnx") => {
-            // Fail on a missing file first: that is the more useful message.
             std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
-            bail!("{shown}: ONNX import is not available yet")
+            let inputs = nnc_onnx::read_inputs(path).map_err(|e| anyhow!(e))?;
+            Ok(Model::Onnx { path: path.to_path_buf(), inputs })
         }
         _ => bail!("{shown}: unknown model format (expected a file ending in {MODEL_EXTENSIONS})"),
     }
+}
+
+/// Opens and imports the model at `path` with its declared shapes.
+pub fn load_model(path: &Path) -> anyhow::Result<Graph> {
+    open_model(path)?.into_graph(HashMap::new())
 }
 
 /// The file's extension, lower-cased (`None` if it has none or it is not UTF-8).

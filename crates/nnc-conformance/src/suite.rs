@@ -102,8 +102,11 @@ fn run_data_sets(dir: &Path, model: &ModelProto, backend: &dyn Backend) -> CaseO
             (Err(e), _) | (_, Err(e)) => return CaseOutcome::Fail(format!("data: {e}")),
         };
         // Inputs may stand in where an op needs a constant (a `Reshape` shape given as input).
+        // The graph is specialized to the data's shapes, as `nnc run` does.
         let hints: HashMap<String, TensorData> = graph_inputs.iter().cloned().zip(inputs.iter().cloned()).collect();
-        let graph = match import_file_with(&dir.join("model.onnx"), &ImportOptions { input_hints: hints }) {
+        let input_shapes = hints.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
+        let graph = match import_file_with(&dir.join("model.onnx"), &ImportOptions { input_hints: hints, input_shapes })
+        {
             Ok(g) => g,
             Err(e) => return CaseOutcome::Fail(format!("import: {}", one_line(&e.to_string()))),
         };

@@ -25,6 +25,10 @@ pub struct ImportOptions {
     /// example a `Reshape` whose target shape is a graph input, as in the ONNX node tests).
     /// The graph stays correct only for these values; the inputs remain graph inputs.
     pub input_hints: HashMap<String, TensorData>,
+    /// Concrete shapes for graph inputs, replacing the model's symbolic dimensions (for example
+    /// the shapes of the data a model is about to run on). Shape computations and `If`
+    /// conditions that depend on them are then resolved at import time.
+    pub input_shapes: HashMap<String, Vec<usize>>,
 }
 
 /// Where an ONNX value lives during import.
@@ -91,7 +95,7 @@ impl Importer<'_> {
         // Older models list initializers among the inputs too; those are constants, not inputs.
         let initializers: HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
         for input in g.input.iter().filter(|i| !initializers.contains(i.name())) {
-            let ty = value_type(input)
+            let ty = value_type(input, options.input_shapes.get(input.name()))
                 .map_err(|m| OnnxError::invalid(format!("{}: graph input `{}`", self.file, input.name()), m))?;
             let id =
                 b.input(input.name(), ty.dtype, ty.shape).map_err(|e| OnnxError::invalid(&self.file, e.to_string()))?;
@@ -105,16 +109,10 @@ impl Importer<'_> {
 
         for out in &g.output {
             let slot = scope.slots.get(out.name()).cloned();
-            let id = match slot {
-                Some(Slot::Value(id)) => id,
-                Some(Slot::Known { data, .. }) => b.constant(data),
-                None => {
-                    return Err(OnnxError::invalid(
-                        &self.file,
-                        format!("graph output `{}` is never computed", out.name()),
-                    ))
-                }
+            let Some(slot) = slot else {
+                return Err(OnnxError::invalid(&self.file, format!("graph output `{}` is never computed", out.name())));
             };
+            let id = materialize(&mut b, slot);
             b.output(id);
         }
         b.finish().map_err(|e| OnnxError::invalid(&self.file, e.to_string()))
@@ -130,13 +128,9 @@ impl Importer<'_> {
     ) -> Vec<NodeProblem> {
         let mut problems = Vec::new();
         let mut poisoned: HashSet<String> = HashSet::new();
-        // Unsupported op types are reported for every node up front, even those downstream of
-        // another failure, so one run lists everything that is missing.
-        for (i, node) in nodes.iter().enumerate() {
-            if let Err(message) = ops::check_supported(node, self.opset) {
-                problems.push(problem(node, i, message));
-            }
-        }
+        // Unsupported op types are reported for every node up front (in branches too), even
+        // those downstream of another failure, so one run lists everything that is missing.
+        self.collect_unsupported(nodes, &mut problems);
         if !problems.is_empty() {
             return problems;
         }
@@ -153,6 +147,17 @@ impl Importer<'_> {
         problems
     }
 
+    fn collect_unsupported(&self, nodes: &[crate::proto::NodeProto], problems: &mut Vec<NodeProblem>) {
+        for (i, node) in nodes.iter().enumerate() {
+            if let Err(message) = ops::check_supported(node, self.opset) {
+                problems.push(problem(node, i, message));
+            }
+            for sub in node.attribute.iter().filter_map(|a| a.g.as_ref()) {
+                self.collect_unsupported(&sub.node, problems);
+            }
+        }
+    }
+
     fn import_node(
         &self,
         node: &crate::proto::NodeProto,
@@ -163,6 +168,9 @@ impl Importer<'_> {
             if !scope.slots.contains_key(name) {
                 return Err(format!("input `{name}` is not defined before this node"));
             }
+        }
+        if node.op_type() == "If" {
+            return self.import_if(node, b, scope);
         }
         let known_inputs =
             node.input.iter().filter(|n| !n.is_empty()).all(|n| matches!(scope.slots.get(n), Some(Slot::Known { .. })));
@@ -193,6 +201,86 @@ impl Importer<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `If`: with a condition known at import time, the taken branch is imported in place of
+    /// the node. Otherwise both branches are imported and each output is a `select` on the
+    /// condition, which needs both branches to give outputs of the same types.
+    fn import_if(&self, node: &crate::proto::NodeProto, b: &mut GraphBuilder, scope: &mut Scope) -> Result<(), String> {
+        let branch = |name: &str| {
+            node.attribute
+                .iter()
+                .find(|a| a.name() == name)
+                .and_then(|a| a.g.as_ref())
+                .ok_or(format!("`{name}` is missing"))
+        };
+        let (then_g, else_g) = (branch("then_branch")?, branch("else_branch")?);
+        let cond_name = node.input.first().filter(|n| !n.is_empty()).ok_or("the condition is missing")?;
+        let known = match scope.slots.get(cond_name) {
+            Some(Slot::Known { data, .. }) => Some(data.clone()),
+            _ => scope.hints.get(cond_name).cloned(),
+        };
+        let outputs = match known {
+            Some(cond) => {
+                let taken = cond.to_i64_vec().first().copied().ok_or("the condition is empty")? != 0;
+                self.import_branch(if taken { then_g } else { else_g }, b, scope)?
+            }
+            None => {
+                let then_out = self.import_branch(then_g, b, scope)?;
+                let else_out = self.import_branch(else_g, b, scope)?;
+                let cond = match scope.slots.get(cond_name) {
+                    Some(Slot::Value(id)) => *id,
+                    _ => return Err("the condition is not a value".into()),
+                };
+                let mut merged = Vec::new();
+                for (k, (t, e)) in then_out.into_iter().zip(else_out).enumerate() {
+                    let (t, e) = (materialize(b, t), materialize(b, e));
+                    if b.ty(t) != b.ty(e) {
+                        return Err(format!(
+                            "the condition is only known at run time and output {k} differs between branches ({} vs {}); \
+                             nnc has no run-time control flow",
+                            b.ty(t),
+                            b.ty(e)
+                        ));
+                    }
+                    merged.push(Slot::Value(b.select(cond, t, e).map_err(ir_message)?));
+                }
+                merged
+            }
+        };
+        if outputs.len() != node.output.len() {
+            return Err(format!("the branch has {} outputs, the node {}", outputs.len(), node.output.len()));
+        }
+        for (name, slot) in node.output.iter().zip(outputs) {
+            if let Slot::Value(id) = slot {
+                name_value(b, id, name);
+            }
+            scope.slots.insert(name.clone(), slot);
+        }
+        Ok(())
+    }
+
+    /// Imports a subgraph's nodes into the enclosing scope (ONNX names are unique across
+    /// subgraphs, and a subgraph may read any value of its enclosing graphs) and returns its outputs.
+    fn import_branch(&self, g: &GraphProto, b: &mut GraphBuilder, scope: &mut Scope) -> Result<Vec<Slot>, String> {
+        for init in &g.initializer {
+            let data = tensor_from_proto(init, init.name(), self.base_dir).map_err(|e| e.to_string())?;
+            scope.slots.insert(init.name().to_string(), Slot::Known { data, value: None });
+        }
+        let problems = self.import_nodes(&g.node, b, scope);
+        if let Some(p) = problems.first() {
+            return Err(format!("in a branch: {p}"));
+        }
+        g.output
+            .iter()
+            .map(|o| {
+                scope
+                    .slots
+                    .get(o.name())
+                    .cloned()
+                    .ok_or_else(|| format!("branch output `{}` is never computed", o.name()))
+            })
+            .collect()
     }
 
     /// Computes a node whose operands are all known, by converting it into a scratch graph and
@@ -245,6 +333,14 @@ impl Importer<'_> {
     }
 }
 
+/// The value of a slot, adding a constant node for a known one.
+fn materialize(b: &mut GraphBuilder, slot: Slot) -> ValueId {
+    match slot {
+        Slot::Value(id) => id,
+        Slot::Known { data, .. } => b.constant(data),
+    }
+}
+
 /// Gives value `id` the ONNX name `name` unless another value already has it, so dumps and
 /// errors speak the model's names.
 fn name_value(b: &mut GraphBuilder, id: ValueId, name: &str) {
@@ -268,8 +364,9 @@ pub(crate) fn ir_message(e: IrError) -> String {
     }
 }
 
-/// The IR type of a graph input. Unnamed unknown dimensions become fresh symbols.
-fn value_type(v: &crate::proto::ValueInfoProto) -> Result<TensorType, String> {
+/// The IR type of a graph input. Unnamed unknown dimensions become fresh symbols; `concrete`
+/// replaces the declared shape (checked against it).
+fn value_type(v: &crate::proto::ValueInfoProto, concrete: Option<&Vec<usize>>) -> Result<TensorType, String> {
     let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err("only tensor inputs are supported (this input has no tensor type)".into());
     };
@@ -283,8 +380,18 @@ fn value_type(v: &crate::proto::ValueInfoProto) -> Result<TensorType, String> {
                 _ => Dim::sym(&format!("{}_dim{axis}", sanitize_symbol(v.name()))),
             });
         }
-    } else {
+    } else if concrete.is_none() {
         return Err("the input has no shape; nnc needs at least its rank".into());
+    }
+    if let Some(c) = concrete {
+        let declared = TensorType { dtype, shape: shape.clone() };
+        let fits = t.shape.is_none()
+            || (c.len() == shape.len()
+                && shape.iter().zip(c).all(|(d, &n)| d.as_const().is_none_or(|k| k == n as i64)));
+        if !fits {
+            return Err(format!("the model declares {declared}, which does not admit shape {c:?}"));
+        }
+        shape = c.iter().map(|&n| Dim::from(n)).collect();
     }
     Ok(TensorType { dtype, shape })
 }
@@ -306,4 +413,24 @@ fn sanitize_graph_name(s: &str) -> String {
     } else {
         format!("g_{out}")
     }
+}
+
+/// The names and declared types of a model's graph inputs (initializers excluded), in order,
+/// without importing the graph.
+pub fn read_inputs(path: &Path) -> Result<Vec<(String, TensorType)>, OnnxError> {
+    let what = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    let model =
+        ModelProto::decode(Bytes::from(bytes)).map_err(|source| OnnxError::Decode { what: what.clone(), source })?;
+    let g = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(&what, "the model has no graph"))?;
+    let initializers: HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
+    g.input
+        .iter()
+        .filter(|i| !initializers.contains(i.name()))
+        .map(|i| {
+            let ty = value_type(i, None)
+                .map_err(|m| OnnxError::invalid(format!("{what}: graph input `{}`", i.name()), m))?;
+            Ok((i.name().to_string(), ty))
+        })
+        .collect()
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
-    /// The model file (.nnir; .onnx once the importer lands).
+    /// The model file (.nnir or .onnx).
     pub file: PathBuf,
 
     /// Elide constants with more than N elements (printed as `<elided N elements>`, which does not

@@ -8,12 +8,13 @@
 //! `<name>.npy`; otherwise the first few values of each are printed.
 
 use crate::compare::{compare, Tolerance};
-use crate::model::load_model;
+use crate::model::open_model;
 use crate::tensor_io::{read_pb, read_tensor, write_npy};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
-use nnc_ir::{DType, Graph, TensorData, ValueId};
+use nnc_ir::{DType, Graph, TensorData, TensorType};
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -28,7 +29,8 @@ pub enum Target {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The model file (.nnir; .onnx once the importer lands).
+    /// The model file (.nnir or .onnx). An ONNX model is specialized to the shapes of the
+    /// given inputs.
     pub file: PathBuf,
 
     /// Where to run the model.
@@ -78,8 +80,19 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let graph = load_model(&args.file)?;
-    let inputs = gather_inputs(&graph, &args)?;
+    let model = open_model(&args.file)?;
+    let interface = model.inputs();
+    let inputs = gather_inputs(&interface, &args)?;
+    let shapes: HashMap<String, Vec<usize>> =
+        interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
+    let graph = model.into_graph(shapes)?;
+    if graph.inputs.len() != inputs.len() {
+        bail!(
+            "internal error: the imported graph has {} inputs, the model declares {}",
+            graph.inputs.len(),
+            inputs.len()
+        );
+    }
     // Read expected outputs before running, so a bad file fails fast.
     let expected = match &args.data {
         Some(dir) => read_expected(dir, graph.outputs.len())?,
@@ -125,22 +138,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// The tensor for every graph input, in `graph.inputs` order, from `--data` and `--input`.
-fn gather_inputs(graph: &Graph, args: &RunArgs) -> anyhow::Result<Vec<TensorData>> {
-    let mut given: Vec<Option<(TensorData, String)>> = vec![None; graph.inputs.len()];
+/// The tensor for every graph input (`interface` lists their names and types in order), from
+/// `--data` and `--input`.
+fn gather_inputs(interface: &[(String, TensorType)], args: &RunArgs) -> anyhow::Result<Vec<TensorData>> {
+    let mut given: Vec<Option<(TensorData, String)>> = vec![None; interface.len()];
 
     if let Some(dir) = &args.data {
         check_dir(dir)?;
         for (i, slot) in given.iter_mut().enumerate() {
             let path = dir.join(format!("input_{i}.pb"));
-            if path.exists() && !args.inputs.iter().any(|(n, _)| n == graph.name_of(graph.inputs[i])) {
-                let t = read_pb(&path).with_context(|| format!("input %{}", graph.name_of(graph.inputs[i])))?;
+            if path.exists() && !args.inputs.iter().any(|(n, _)| *n == interface[i].0) {
+                let t = read_pb(&path).with_context(|| format!("input %{}", interface[i].0))?;
                 *slot = Some((t, path.display().to_string()));
             }
         }
-        let extra = dir.join(format!("input_{}.pb", graph.inputs.len()));
+        let extra = dir.join(format!("input_{}.pb", interface.len()));
         if extra.exists() {
-            eprintln!("warning: {} ignored: the graph has {} inputs", extra.display(), graph.inputs.len());
+            eprintln!("warning: {} ignored: the graph has {} inputs", extra.display(), interface.len());
         }
     }
 
@@ -149,8 +163,8 @@ fn gather_inputs(graph: &Graph, args: &RunArgs) -> anyhow::Result<Vec<TensorData
         if !seen.insert(name.as_str()) {
             bail!("--input {name} is given more than once");
         }
-        let index = graph.inputs.iter().position(|&id| graph.name_of(id) == name).ok_or_else(|| {
-            let names: Vec<String> = graph.inputs.iter().map(|&id| format!("%{}", graph.name_of(id))).collect();
+        let index = interface.iter().position(|(n, _)| n == name).ok_or_else(|| {
+            let names: Vec<String> = interface.iter().map(|(n, _)| format!("%{n}")).collect();
             let names = if names.is_empty() { "none".to_string() } else { names.join(", ") };
             anyhow!("--input {name}: the graph has no input %{name} (its inputs: {names})")
         })?;
@@ -158,13 +172,8 @@ fn gather_inputs(graph: &Graph, args: &RunArgs) -> anyhow::Result<Vec<TensorData
         given[index] = Some((t, path.display().to_string()));
     }
 
-    let missing: Vec<String> = graph
-        .inputs
-        .iter()
-        .zip(&given)
-        .filter(|(_, g)| g.is_none())
-        .map(|(&id, _)| format!("%{}: {}", graph.name_of(id), graph.ty(id)))
-        .collect();
+    let missing: Vec<String> =
+        interface.iter().zip(&given).filter(|(_, g)| g.is_none()).map(|((n, ty), _)| format!("%{n}: {ty}")).collect();
     if !missing.is_empty() {
         bail!(
             "missing input{} {} (give each with --input NAME=PATH, or all with --data DIR)",
@@ -174,9 +183,9 @@ fn gather_inputs(graph: &Graph, args: &RunArgs) -> anyhow::Result<Vec<TensorData
     }
 
     let mut inputs = Vec::with_capacity(given.len());
-    for (&id, g) in graph.inputs.iter().zip(given) {
-        let (t, source) = g.ok_or_else(|| anyhow!("internal error: input %{} lost", graph.name_of(id)))?;
-        check_input(graph, id, &t, &source)?;
+    for ((name, ty), g) in interface.iter().zip(given) {
+        let (t, source) = g.ok_or_else(|| anyhow!("internal error: input %{name} lost"))?;
+        check_input(name, ty, &t, &source)?;
         inputs.push(t);
     }
     Ok(inputs)
@@ -184,13 +193,12 @@ fn gather_inputs(graph: &Graph, args: &RunArgs) -> anyhow::Result<Vec<TensorData
 
 /// Rejects a tensor whose dtype, rank or concrete dimensions differ from the input's declared type
 /// (symbolic dimensions are bound and checked by the interpreter).
-fn check_input(graph: &Graph, id: ValueId, t: &TensorData, source: &str) -> anyhow::Result<()> {
-    let ty = graph.ty(id);
+fn check_input(name: &str, ty: &TensorType, t: &TensorData, source: &str) -> anyhow::Result<()> {
     let fits = t.dtype() == ty.dtype
         && t.shape().len() == ty.rank()
         && ty.shape.iter().zip(t.shape()).all(|(d, &n)| d.as_usize().is_none_or(|c| c == n));
     if !fits {
-        bail!("input %{} from {source}: expected {ty}, found {}", graph.name_of(id), type_of(t));
+        bail!("input %{name} from {source}: expected {ty}, found {}", type_of(t));
     }
     Ok(())
 }
