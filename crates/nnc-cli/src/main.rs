@@ -1,21 +1,22 @@
 //! `nnc`, the command-line face of the nnc neural-network compiler.
 //!
 //! One subcommand per file in [`commands`]; shared pieces are [`model`] (loading a model file of any
-//! supported format), [`tensor_io`] (`.npy` and `.pb` tensors) and [`compare`] (allclose-style checks).
+//! supported format), [`target`] (the backends `--target` names) and [`tensor_io`] (`.npy` and `.pb`
+//! tensors).
 //!
 //! Every error a user can cause is reported as one line `error: ...` on stderr (with the chain of
 //! context, outermost first) and exit code 1; a failed comparison also exits 1. A panic is a bug in
 //! nnc: it is reported as an internal error and exits 101.
 
 mod commands;
-mod compare;
 mod model;
+mod target;
 mod tensor_io;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// nnc: a neural-network compiler. Reads models (.nnir text form; .onnx soon), checks them, runs them.
+/// nnc: a neural-network compiler. Reads models (.onnx, or the .nnir text form), checks them, runs them.
 #[derive(Parser, Debug)]
 #[command(name = "nnc", version, max_term_width = 100)]
 struct Cli {
@@ -29,6 +30,8 @@ enum Command {
     Dump(commands::dump::DumpArgs),
     /// Run a model on inputs from files, print or save its outputs, and compare them with expected ones.
     Run(commands::run::RunArgs),
+    /// Run every ONNX test case under a folder and report, per op, how many pass.
+    Conformance(commands::conformance::ConformanceArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +48,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Dump(args) => commands::dump::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Conformance(args) => commands::conformance::run(args),
     };
     match result {
         Ok(code) => code,

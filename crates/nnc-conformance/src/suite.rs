@@ -118,12 +118,15 @@ fn run_data_sets(dir: &Path, model: &ModelProto, backend: &dyn Backend) -> CaseO
             return CaseOutcome::Fail(format!("run: {} outputs, the reference has {}", results.len(), outputs.len()));
         }
         for (k, (got, want)) in results.iter().zip(&outputs).enumerate() {
-            let c = compare(got, want, Tolerance::for_dtype(want.dtype()));
-            if !c.passed {
-                let why = c
-                    .mismatch
-                    .unwrap_or_else(|| format!("max abs error {:.3e}, max rel error {:.3e}", c.max_abs, c.max_rel));
-                return CaseOutcome::Fail(format!("output {k}: {why}"));
+            match compare(got, want, Tolerance::for_dtype(want.dtype())) {
+                Err(why) => return CaseOutcome::Fail(format!("output {k}: {why}")),
+                Ok(c) if !c.passed() => {
+                    return CaseOutcome::Fail(format!(
+                        "output {k}: {} of {} values differ (max abs error {:.3e}, max rel error {:.3e})",
+                        c.mismatches, c.total, c.max_abs, c.max_rel
+                    ))
+                }
+                Ok(_) => {}
             }
         }
     }

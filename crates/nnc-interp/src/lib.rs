@@ -248,7 +248,8 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::LayerNorm { .. }
         | Op::BatchNorm { .. }
         | Op::Gelu { .. }
-        | Op::Attention { .. } => Cow::Borrowed(op),
+        | Op::Attention { .. }
+        | Op::Recurrent { .. } => Cow::Borrowed(op),
     })
 }
 
@@ -377,7 +378,8 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         | Op::LayerNorm { .. }
         | Op::BatchNorm { .. }
         | Op::Gelu { .. }
-        | Op::Attention { .. } => run_expansion(op, operands),
+        | Op::Attention { .. }
+        | Op::Recurrent { .. } => run_expansion(op, operands),
     }
 }
 

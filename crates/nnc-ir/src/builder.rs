@@ -301,6 +301,12 @@ impl GraphBuilder {
         self.transpose(x, perm)
     }
 
+    /// `x[.., start..end, ..]` along one axis (step 1).
+    #[track_caller]
+    pub fn slice_axis(&mut self, x: ValueId, axis: usize, start: i64, end: i64) -> Result<ValueId, IrError> {
+        self.op1(Op::Slice { axes: vec![axis], starts: vec![start], ends: vec![end], steps: vec![1] }, &[x])
+    }
+
     #[track_caller]
     pub fn expand(&mut self, x: ValueId, shape: Vec<Dim>) -> Result<ValueId, IrError> {
         self.op1(Op::Expand { shape }, &[x])

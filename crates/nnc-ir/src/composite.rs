@@ -9,6 +9,8 @@ use crate::op::{BinaryOp, GeluApprox, ReduceKind, UnaryOp};
 use crate::{DType, Dim, Graph, GraphBuilder, IrError, Op, ValueId};
 use std::collections::HashMap;
 
+mod recurrent;
+
 /// Appends the expansion of composite `op` applied to `inputs` to `b` and returns its results;
 /// `None` if `op` is a primitive.
 pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Option<Vec<ValueId>>, IrError> {
@@ -19,6 +21,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         Op::BatchNorm { epsilon } => batch_norm(b, inputs, *epsilon)?,
         Op::Gelu { approximate } => gelu(b, inputs[0], *approximate)?,
         Op::Attention { scale, causal } => attention(b, inputs, *scale, *causal)?,
+        Op::Recurrent { .. } => return recurrent::expand(op, b, inputs).map(Some),
         Op::Constant(_)
         | Op::Iota { .. }
         | Op::Unary(_)

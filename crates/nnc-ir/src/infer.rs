@@ -4,7 +4,7 @@
 //! the verifier and the parser all call it. Errors are short sentences about the op's operands;
 //! callers add which node and file they came from.
 
-use crate::op::{BinaryClass, Op, UnaryClass, Window};
+use crate::op::{BinaryClass, Op, RnnCell, RnnDirection, UnaryClass, Window};
 use crate::shape::{broadcast_shapes, format_shape};
 use crate::{DType, Dim, TensorType};
 
@@ -240,6 +240,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             one(x.clone())
         }
         Op::Attention { .. } => attention(inputs).map(|t| vec![t]),
+        Op::Recurrent { cell, hidden, direction, .. } => recurrent(inputs, *cell, *hidden, *direction),
     }
 }
 
@@ -466,6 +467,45 @@ pub fn slice_bounds(n: i64, start: i64, end: i64, step: i64) -> (i64, i64) {
     } else {
         (s.clamp(-1, n - 1), e.clamp(-1, n - 1))
     }
+}
+
+/// Checks every operand of a recurrent layer against `[S, B, I]` and the hidden size.
+fn recurrent(
+    inputs: &[&TensorType],
+    cell: RnnCell,
+    hidden: usize,
+    direction: RnnDirection,
+) -> Result<Vec<TensorType>, String> {
+    let x = inputs[0];
+    float_operand(x, 0)?;
+    let [s, b, i] = x.shape.as_slice() else {
+        return Err(format!("operand 0 (x) must be [seq, batch, input], found {x}"));
+    };
+    let (d, h) = (Dim::from(direction.count()), Dim::from(hidden));
+    let gh = Dim::from(cell.gates() * hidden);
+    let mut expected = vec![
+        ("w", vec![d.clone(), gh.clone(), i.clone()]),
+        ("r", vec![d.clone(), gh.clone(), h.clone()]),
+        ("b", vec![d.clone(), Dim::from(2 * cell.gates() * hidden)]),
+        ("h0", vec![d.clone(), b.clone(), h.clone()]),
+    ];
+    if cell == RnnCell::Lstm {
+        expected.push(("c0", vec![d.clone(), b.clone(), h.clone()]));
+        expected.push(("p", vec![d.clone(), Dim::from(3 * hidden)]));
+    }
+    for (k, (name, shape)) in expected.into_iter().enumerate() {
+        let t = inputs[k + 1];
+        same_dtype(x, t, 0, k + 1)?;
+        if t.shape != shape {
+            return Err(format!("operand {} ({name}) must have shape [{}], found {t}", k + 1, format_shape(&shape)));
+        }
+    }
+    let state = TensorType { dtype: x.dtype, shape: vec![d.clone(), b.clone(), h.clone()] };
+    let mut out = vec![TensorType { dtype: x.dtype, shape: vec![s.clone(), d, b.clone(), h] }, state.clone()];
+    if cell == RnnCell::Lstm {
+        out.push(state);
+    }
+    Ok(out)
 }
 
 fn attention(inputs: &[&TensorType]) -> Result<TensorType, String> {

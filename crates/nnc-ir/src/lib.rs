@@ -27,7 +27,10 @@ pub use dtype::DType;
 pub use error::IrError;
 pub use graph::{Graph, Node, ValueId, ValueInfo};
 pub use infer::infer;
-pub use op::{ArgKind, AttrMap, AttrValue, BinaryOp, GeluApprox, Op, PadMode, PoolKind, ReduceKind, UnaryOp, Window};
+pub use op::{
+    ArgKind, AttrMap, AttrValue, BinaryOp, GeluApprox, Op, PadMode, PoolKind, ReduceKind, RnnCell, RnnDirection,
+    UnaryOp, Window,
+};
 pub use shape::{broadcast_shapes, Shape, TensorType};
 pub use tensor::{Element, TensorData};
 pub use verify::verify;

@@ -122,6 +122,37 @@ named_enum!(
     GeluApprox { None => "none", Tanh => "tanh" }
 );
 
+named_enum!(
+    /// The cell of a recurrent layer.
+    RnnCell { Lstm => "lstm", Gru => "gru", Simple => "rnn" }
+);
+
+named_enum!(
+    /// Which way a recurrent layer walks the sequence.
+    RnnDirection { Forward => "forward", Reverse => "reverse", Bidirectional => "bidirectional" }
+);
+
+impl RnnCell {
+    /// How many gate blocks the weights stack: LSTM i,o,f,c; GRU z,r,h; a simple RNN one.
+    pub fn gates(self) -> usize {
+        match self {
+            RnnCell::Lstm => 4,
+            RnnCell::Gru => 3,
+            RnnCell::Simple => 1,
+        }
+    }
+}
+
+impl RnnDirection {
+    pub fn count(self) -> usize {
+        if self == RnnDirection::Bidirectional {
+            2
+        } else {
+            1
+        }
+    }
+}
+
 /// Window geometry shared by convolution and pooling. All lists have one entry per spatial
 /// axis, except `pads`, which has the begin pads of every spatial axis then the end pads
 /// (ONNX's order).
@@ -247,6 +278,20 @@ pub enum Op {
     Gelu {
         approximate: GeluApprox,
     },
+    /// A recurrent layer (ONNX's LSTM, GRU and RNN with default activations), time-major:
+    /// `x [S, B, I]`, `w [D, G*H, I]`, `r [D, G*H, H]`, `b [D, 2*G*H]`, `h0 [D, B, H]`, and for
+    /// LSTM `c0 [D, B, H]` and peepholes `p [D, 3*H]`. Results: `y [S, D, B, H]`, `y_h [D, B, H]`
+    /// and for LSTM `y_c [D, B, H]`. Gate order and equations are ONNX's; `clip` bounds gate
+    /// pre-activations, `input_forget` couples LSTM's forget gate to `1 - input`, and
+    /// `linear_before_reset` applies GRU's reset gate after the recurrent product.
+    Recurrent {
+        cell: RnnCell,
+        hidden: usize,
+        direction: RnnDirection,
+        clip: Option<f64>,
+        input_forget: bool,
+        linear_before_reset: bool,
+    },
     /// `attention(q, k, v [, mask])`: `softmax(q·kᵀ·scale + mask) · v` over the last two axes;
     /// `scale` defaults to `1/sqrt(d)`; `causal` masks keys after the query position.
     Attention {
@@ -364,6 +409,7 @@ impl Op {
             Op::BatchNorm { .. } => "batch_norm",
             Op::Gelu { .. } => "gelu",
             Op::Attention { .. } => "attention",
+            Op::Recurrent { cell, .. } => cell.name(),
         }
     }
 
@@ -421,6 +467,18 @@ impl Op {
                 a.push(("causal", boolean(*causal)));
                 a
             }
+            Op::Recurrent { cell, hidden, direction, clip, input_forget, linear_before_reset } => {
+                let mut a = vec![("hidden", AttrValue::Int(*hidden as i64)), ("direction", ident(direction.name()))];
+                if let Some(c) = clip {
+                    a.push(("clip", AttrValue::Float(*c)));
+                }
+                match cell {
+                    RnnCell::Lstm => a.push(("input_forget", boolean(*input_forget))),
+                    RnnCell::Gru => a.push(("linear_before_reset", boolean(*linear_before_reset))),
+                    RnnCell::Simple => {}
+                }
+                a
+            }
         }
     }
 
@@ -441,6 +499,15 @@ impl Op {
                 axis: a.usize("axis")?,
                 keep_dims: a.boolean("keep_dims")?,
                 select_last: a.boolean("select_last")?,
+            }
+        } else if let Some(cell) = RnnCell::from_name(name) {
+            Op::Recurrent {
+                cell,
+                hidden: a.usize("hidden")?,
+                direction: a.named("direction", RnnDirection::from_name)?,
+                clip: if attrs.contains_key("clip") { Some(a.float("clip")?) } else { None },
+                input_forget: cell == RnnCell::Lstm && a.boolean("input_forget")?,
+                linear_before_reset: cell == RnnCell::Gru && a.boolean("linear_before_reset")?,
             }
         } else if let Some(kind) = PoolKind::from_name(name) {
             Op::Pool {
@@ -501,6 +568,7 @@ impl Op {
                 | Op::BatchNorm { .. }
                 | Op::Gelu { .. }
                 | Op::Attention { .. }
+                | Op::Recurrent { .. }
         )
     }
 
@@ -515,6 +583,8 @@ impl Op {
             Op::Select | Op::ScatterAdd { .. } | Op::LayerNorm { .. } => (3, 3),
             Op::Attention { .. } => (3, 4),
             Op::BatchNorm { .. } => (5, 5),
+            Op::Recurrent { cell: RnnCell::Lstm, .. } => (7, 7),
+            Op::Recurrent { .. } => (5, 5),
             Op::Concat { .. } => (1, usize::MAX),
         }
     }
@@ -668,6 +738,22 @@ mod tests {
             Op::Gelu { approximate: GeluApprox::Tanh },
             Op::Attention { scale: Some(0.125), causal: true },
             Op::Attention { scale: None, causal: false },
+            Op::Recurrent {
+                cell: RnnCell::Lstm,
+                hidden: 8,
+                direction: RnnDirection::Bidirectional,
+                clip: Some(3.0),
+                input_forget: true,
+                linear_before_reset: false,
+            },
+            Op::Recurrent {
+                cell: RnnCell::Gru,
+                hidden: 4,
+                direction: RnnDirection::Reverse,
+                clip: None,
+                input_forget: false,
+                linear_before_reset: true,
+            },
         ];
         for op in ops {
             let map: AttrMap = op.attrs().into_iter().map(|(k, v)| (k.to_string(), v)).collect();

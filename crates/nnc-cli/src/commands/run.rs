@@ -7,11 +7,12 @@
 //! per output, then a summary; any failure exits 1. With `--output-dir` every output is written as
 //! `<name>.npy`; otherwise the first few values of each are printed.
 
-use crate::compare::{compare, Tolerance};
 use crate::model::open_model;
+use crate::target::Target;
 use crate::tensor_io::{read_pb, read_tensor, write_npy};
 use anyhow::{anyhow, bail, Context};
-use clap::{Args, ValueEnum};
+use clap::Args;
+use nnc_conformance::{compare, Tolerance};
 use nnc_ir::{DType, Graph, TensorData, TensorType};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
@@ -19,13 +20,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
-
-/// Where a model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Target {
-    /// The reference interpreter: plain, exact, the oracle every backend is checked against.
-    Interp,
-}
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -103,16 +97,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let start = Instant::now();
-    let outputs = match args.target {
-        Target::Interp => nnc_interp::run(&graph, &inputs).map_err(|e| anyhow!("{}: {e}", args.file.display()))?,
-    };
+    let outputs = args.target.backend().run(&graph, &inputs).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
     let elapsed = start.elapsed();
-    eprintln!(
-        "ran {} on {} in {:.3} ms",
-        args.file.display(),
-        args.target.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default(),
-        elapsed.as_secs_f64() * 1e3
-    );
+    eprintln!("ran {} on {} in {:.3} ms", args.file.display(), args.target.name(), elapsed.as_secs_f64() * 1e3);
     if outputs.len() != graph.outputs.len() {
         bail!("internal error: the graph has {} outputs, the run returned {}", graph.outputs.len(), outputs.len());
     }

@@ -170,6 +170,12 @@ impl<'a> NodeCx<'a> {
         Ok(self.typed_attr(name, AttributeType::String)?.map(|a| String::from_utf8_lossy(a.s()).into_owned()))
     }
 
+    pub fn attr_strings(&self, name: &str) -> Res<Option<Vec<String>>> {
+        Ok(self
+            .typed_attr(name, AttributeType::Strings)?
+            .map(|a| a.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect()))
+    }
+
     pub fn attr_tensor(&self, name: &str) -> Res<Option<TensorData>> {
         match self.typed_attr(name, AttributeType::Tensor)? {
             None => Ok(None),

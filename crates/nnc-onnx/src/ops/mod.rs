@@ -9,6 +9,7 @@ mod indexing;
 mod loss;
 mod nn;
 mod norm;
+mod recurrent;
 mod reduce;
 mod shape;
 
@@ -115,6 +116,10 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("CumSum", indexing::cumsum),
     ("Softmax", nn::softmax),
     ("LogSoftmax", nn::softmax),
+    // recurrent.rs
+    ("LSTM", recurrent::recurrent),
+    ("GRU", recurrent::recurrent),
+    ("RNN", recurrent::recurrent),
     // reduce.rs
     ("ReduceSum", reduce::reduce),
     ("ReduceMean", reduce::reduce),
