@@ -179,9 +179,11 @@ impl Dim {
         Some(())
     }
 
+    /// Adds a term, saturating at the `i64` range: the operators never panic on sizes read
+    /// from a file; a saturated size is rejected as too large wherever memory is planned.
     fn add_term(&mut self, mono: Monomial, coeff: i64) {
         let entry = self.terms.entry(mono).or_insert(0);
-        *entry += coeff;
+        *entry = entry.saturating_add(coeff);
         if *entry == 0 {
             self.terms.retain(|_, c| *c != 0);
         }
@@ -247,7 +249,7 @@ impl std::ops::Mul for Dim {
             for (mb, cb) in &rhs.terms {
                 let mut mono: Monomial = ma.iter().chain(mb.iter()).cloned().collect();
                 mono.sort();
-                out.add_term(mono, ca * cb);
+                out.add_term(mono, ca.saturating_mul(*cb));
             }
         }
         out

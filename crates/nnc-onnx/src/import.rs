@@ -169,8 +169,10 @@ impl Importer<'_> {
                 return Err(format!("input `{name}` is not defined before this node"));
             }
         }
-        if node.op_type() == "If" {
-            return self.import_if(node, b, scope);
+        match node.op_type() {
+            "If" => return self.import_if(node, b, scope),
+            "Loop" => return self.import_loop(node, b, scope),
+            _ => {}
         }
         let known_inputs =
             node.input.iter().filter(|n| !n.is_empty()).all(|n| matches!(scope.slots.get(n), Some(Slot::Known { .. })));
@@ -260,6 +262,100 @@ impl Importer<'_> {
         Ok(())
     }
 
+    /// `Loop`, unrolled: its trip count and every condition must be known at import time (as
+    /// they are in loops over shapes or fixed counts). Each iteration imports the body again with
+    /// the iteration number, condition and loop-carried values bound to its inputs; scan outputs
+    /// are stacked along a new first axis.
+    fn import_loop(
+        &self,
+        node: &crate::proto::NodeProto,
+        b: &mut GraphBuilder,
+        scope: &mut Scope,
+    ) -> Result<(), String> {
+        const MAX_ITERATIONS: i64 = 4096;
+        let body =
+            node.attribute.iter().find(|a| a.name() == "body").and_then(|a| a.g.as_ref()).ok_or("`body` is missing")?;
+        let known = |scope: &Scope, name: &str| -> Option<TensorData> {
+            match scope.slots.get(name) {
+                Some(Slot::Known { data, .. }) => Some(data.clone()),
+                _ => scope.hints.get(name).cloned(),
+            }
+        };
+        let operand = |i: usize| node.input.get(i).filter(|n| !n.is_empty());
+        let trip_count = match operand(0) {
+            Some(name) => {
+                let t = known(scope, name).ok_or("the trip count must be known at compile time (nnc unrolls loops)")?;
+                Some(t.to_i64_vec().first().copied().ok_or("the trip count is empty")?)
+            }
+            None => None,
+        };
+        let uses_cond = operand(1).is_some();
+        let mut cond = match operand(1) {
+            Some(name) => {
+                known(scope, name).ok_or("the loop condition must be known at compile time (nnc unrolls loops)")?
+            }
+            None => TensorData::scalar(true),
+        };
+        let carried_names: Vec<&String> = node.input.iter().skip(2).collect();
+        let n_carried = carried_names.len();
+        if body.input.len() != n_carried + 2 || body.output.len() < n_carried + 1 {
+            return Err(format!(
+                "the body has {} inputs and {} outputs for {n_carried} loop-carried values",
+                body.input.len(),
+                body.output.len()
+            ));
+        }
+        let mut carried: Vec<Slot> = carried_names
+            .iter()
+            .map(|n| scope.slots.get(*n).cloned().ok_or_else(|| format!("`{n}` is not defined")))
+            .collect::<Result<_, _>>()?;
+        let mut scans: Vec<Vec<ValueId>> = vec![Vec::new(); body.output.len() - 1 - n_carried];
+        let mut i = 0i64;
+        while trip_count.is_none_or(|m| i < m) && cond.to_i64_vec().first().copied().unwrap_or(0) != 0 {
+            if i >= MAX_ITERATIONS {
+                return Err(format!("the loop runs more than {MAX_ITERATIONS} iterations; nnc unrolls loops"));
+            }
+            scope
+                .slots
+                .insert(body.input[0].name().to_string(), Slot::Known { data: TensorData::scalar(i), value: None });
+            scope.slots.insert(body.input[1].name().to_string(), Slot::Known { data: cond.clone(), value: None });
+            for (input, slot) in body.input[2..].iter().zip(&carried) {
+                scope.slots.insert(input.name().to_string(), slot.clone());
+            }
+            let outputs = self.import_branch(body, b, scope)?;
+            if uses_cond {
+                cond = match &outputs[0] {
+                    Slot::Known { data, .. } => data.clone(),
+                    Slot::Value(_) => {
+                        return Err("the loop condition is computed at run time; nnc unrolls loops".into())
+                    }
+                };
+            }
+            carried = outputs[1..=n_carried].to_vec();
+            for (scan, slot) in scans.iter_mut().zip(outputs.into_iter().skip(1 + n_carried)) {
+                let v = materialize(b, slot);
+                let mut shape = vec![nnc_ir::Dim::constant(1)];
+                shape.extend(b.ty(v).shape.iter().cloned());
+                scan.push(b.reshape(v, shape).map_err(ir_message)?);
+            }
+            i += 1;
+        }
+        let mut results = carried;
+        for scan in scans {
+            if scan.is_empty() {
+                return Err("a loop with zero iterations has scan outputs of unknown shape".into());
+            }
+            results.push(Slot::Value(b.concat(&scan, 0).map_err(ir_message)?));
+        }
+        for (name, slot) in node.output.iter().zip(results) {
+            if let Slot::Value(id) = slot {
+                name_value(b, id, name);
+            }
+            scope.slots.insert(name.clone(), slot);
+        }
+        Ok(())
+    }
+
     /// Imports a subgraph's nodes into the enclosing scope (ONNX names are unique across
     /// subgraphs, and a subgraph may read any value of its enclosing graphs) and returns its outputs.
     fn import_branch(&self, g: &GraphProto, b: &mut GraphBuilder, scope: &mut Scope) -> Result<Vec<Slot>, String> {
@@ -307,6 +403,16 @@ impl Importer<'_> {
             let mut cx = NodeCx::new(node, self.opset, &mut b, &mut scratch_scope, self.base_dir);
             ops::convert(&mut cx)?
         };
+        // Large results (a broadcast of a small constant, say) stay in the graph as ops rather
+        // than being computed and stored here.
+        for slot in &outputs {
+            if let Slot::Value(id) = slot {
+                let n = b.ty(*id).static_shape().map(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)));
+                if !matches!(n, Some(Some(n)) if n <= MAX_FOLD_ELEMENTS) {
+                    return Ok(None);
+                }
+            }
+        }
         let mut results = Vec::new();
         let mut pending = Vec::new();
         for slot in outputs.iter().take(node.output.len()) {

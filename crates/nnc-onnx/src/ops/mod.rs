@@ -174,7 +174,7 @@ pub fn check_supported(node: &NodeProto, _opset: i64) -> Result<(), String> {
     match lookup(node.op_type()) {
         Some(_) => Ok(()),
         // Control flow is handled by the importer itself.
-        None if node.op_type() == "If" => Ok(()),
+        None if matches!(node.op_type(), "If" | "Loop") => Ok(()),
         None => Err("unsupported op".into()),
     }
 }

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Runs nnc's front-end benchmarks and ONNX Runtime on the same machine in the same run, and
+prints one Markdown table of median times with the ratio nnc / peer.
+
+Usage: scripts/bench.py            (needs the shared models beside the checkout)
+It installs onnxruntime and numpy from PyPI if they are missing.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.environ.get("NNC_SHARED_DIR", os.path.join(ROOT, "..", "shared")) + "/models"
+
+
+def ensure(pkg, module):
+    try:
+        __import__(module)
+    except ImportError:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", pkg])
+
+
+def criterion_median_ms(group, name):
+    path = os.path.join(ROOT, "target", "criterion", group, name, "new", "estimates.json")
+    with open(path) as f:
+        return json.load(f)["median"]["point_estimate"] / 1e6
+
+
+def median_ms(fn, runs):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def main():
+    ensure("onnxruntime", "onnxruntime")
+    ensure("numpy", "numpy")
+    import numpy as np
+    import onnxruntime as ort
+    from onnx_pb_reader import read_tensor  # noqa: E402  (local helper below)
+
+    subprocess.check_call(["cargo", "bench", "--bench", "import", "--", "--noplot"], cwd=ROOT)
+    threads = os.cpu_count() or 1
+    rows = []
+    for name in ["resnet18", "mobilenet_v2", "transformer_encoder", "silero_vad_16k_op15"]:
+        path = os.path.join(MODELS, name, "model.onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        load = median_ms(lambda: ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]), 10)
+        nnc = criterion_median_ms("import", name)
+        rows.append((f"import {name}", nnc, f"ORT session load ({threads} threads)", load))
+    for name in ["digits_cnn", "transformer_encoder", "resnet18"]:
+        path = os.path.join(MODELS, name, "model.onnx")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        x = read_tensor(os.path.join(MODELS, name, "test_data_set_0", "input_0.pb"))
+        feed = {sess.get_inputs()[0].name: x}
+        sess.run(None, feed)
+        run = median_ms(lambda: sess.run(None, feed), 20)
+        nnc = criterion_median_ms("interpret", name)
+        rows.append((f"run {name} (reference interpreter)", nnc, f"ORT run ({threads} threads)", run))
+    print("| what | nnc (ms) | peer | peer (ms) | nnc / peer |")
+    print("|---|---|---|---|---|")
+    for what, nnc, peer, peer_ms in rows:
+        print(f"| {what} | {nnc:.2f} | {peer} | {peer_ms:.2f} | {nnc / peer_ms:.2f}× |")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
