@@ -396,11 +396,15 @@ fn input_type(declared: &ir::TensorType, lit: &Literal) -> Result<(DType, Vec<us
 
 fn format_elem(dtype: DType, v: f64, i: i64, b: bool) -> String {
     let float = |s: String| if s == "NaN" { "nan".to_string() } else { s };
-    match dtype {
-        DType::F64 => float(format!("{v:?}")),
-        DType::F32 | DType::F16 | DType::BF16 => float(format!("{:?}", v as f32)),
-        DType::Bool => b.to_string(),
-        DType::I64 | DType::I32 | DType::I8 | DType::U8 => i.to_string(),
+    if dtype == DType::F64 {
+        float(format!("{v:?}"))
+    } else if dtype.is_float() {
+        // f32, and the narrower floats through their exact f32 value.
+        float(format!("{:?}", v as f32))
+    } else if dtype == DType::Bool {
+        b.to_string()
+    } else {
+        i.to_string()
     }
 }
 
@@ -428,7 +432,8 @@ fn default_tolerance(dtype: DType) -> (f64, f64) {
         DType::F32 => (1e-5, 1e-6),
         DType::F16 => (2e-3, 1e-3),
         DType::BF16 => (1e-2, 1e-2),
-        DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool => (0.0, 0.0),
+        // Integers and bools compare exactly.
+        _ => (0.0, 0.0),
     }
 }
 
