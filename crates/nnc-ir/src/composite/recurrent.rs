@@ -147,34 +147,37 @@ fn step(
         RnnCell::Lstm => {
             let (c, peep) = (c.expect("LSTM has a cell state"), p.peep.expect("LSTM has peepholes"));
             let pre = b.add(xt, hr)?;
-            let pre = clip(b, pre, layer.clip)?;
-            let (pi, po, pf) = (
-                b.slice_axis(peep, 0, 0, hid)?,
-                b.slice_axis(peep, 0, hid, 2 * hid)?,
-                b.slice_axis(peep, 0, 2 * hid, 3 * hid)?,
-            );
-            // Gate order i, o, f, c.
+            let peephole = |b: &mut GraphBuilder, k: i64| b.slice_axis(peep, 0, k * hid, (k + 1) * hid);
+            // Gate order i, o, f, c; peepholes i, o, f. `clip` bounds each activation's input,
+            // peephole term included.
             let gi = gate(b, pre, 0)?;
+            let pi = peephole(b, 0)?;
             let ci = b.mul(pi, c)?;
             let gi = b.add(gi, ci)?;
+            let gi = clip(b, gi, layer.clip)?;
             let i = b.sigmoid(gi)?;
             let f = if layer.input_forget {
                 let one = b.scalar(b.ty(i).dtype, 1.0);
                 b.sub(one, i)?
             } else {
                 let gf = gate(b, pre, 2)?;
+                let pf = peephole(b, 2)?;
                 let cf = b.mul(pf, c)?;
                 let gf = b.add(gf, cf)?;
+                let gf = clip(b, gf, layer.clip)?;
                 b.sigmoid(gf)?
             };
             let gc = gate(b, pre, 3)?;
+            let gc = clip(b, gc, layer.clip)?;
             let candidate = b.tanh(gc)?;
             let keep = b.mul(f, c)?;
             let write = b.mul(i, candidate)?;
             let new_c = b.add(keep, write)?;
             let go = gate(b, pre, 1)?;
+            let po = peephole(b, 1)?;
             let co = b.mul(po, new_c)?;
             let go = b.add(go, co)?;
+            let go = clip(b, go, layer.clip)?;
             let o = b.sigmoid(go)?;
             let tc = b.tanh(new_c)?;
             Ok((b.mul(o, tc)?, Some(new_c)))
