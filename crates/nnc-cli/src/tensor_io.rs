@@ -5,7 +5,8 @@
 //! overflow, data shorter than the shape) before anything is allocated, so a corrupt or hostile file
 //! gives an error, never a panic or a huge allocation. Writing uses `npyz`.
 //!
-//! Supported `.npy` dtypes: `f32 f64 f16 i64 i32 i8 u8 bool`, either byte order, C or Fortran order.
+//! Supported `.npy` dtypes: `f32 f64 f16 i64 i32 i16 i8 u64 u32 u16 u8 bool`, either byte order, C or
+//! Fortran order.
 //! numpy has no `bf16`, so a `bf16` tensor is written as `f32` (exactly).
 
 use anyhow::{anyhow, bail, Context};
@@ -122,7 +123,7 @@ fn fortran_to_c(data: &[u8], shape: &[usize], elem: usize) -> Vec<u8> {
 
 /// The nnc dtype, element size and byte order of a numpy type string such as `<f4`.
 fn numpy_dtype(descr: &str) -> Result<(DType, usize, bool), String> {
-    let unsupported = || format!("unsupported numpy dtype '{descr}' (supported: f4 f8 f2 i8 i4 i1 u1 b1)");
+    let unsupported = || format!("unsupported numpy dtype '{descr}' (supported: f4 f8 f2 i8 i4 i2 i1 u8 u4 u2 u1 b1)");
     let mut chars = descr.chars();
     let order = chars.next().ok_or_else(unsupported)?;
     let big_endian = match order {
@@ -137,7 +138,11 @@ fn numpy_dtype(descr: &str) -> Result<(DType, usize, bool), String> {
         "f2" => (DType::F16, 2),
         "i8" => (DType::I64, 8),
         "i4" => (DType::I32, 4),
+        "i2" => (DType::I16, 2),
         "i1" => (DType::I8, 1),
+        "u8" => (DType::U64, 8),
+        "u4" => (DType::U32, 4),
+        "u2" => (DType::U16, 2),
         "u1" => (DType::U8, 1),
         "b1" => (DType::Bool, 1),
         _ => return Err(unsupported()),
@@ -287,7 +292,11 @@ pub fn write_npy_to<W: Write>(out: W, t: &TensorData) -> std::io::Result<()> {
         DType::BF16 => write(out, shape, &t.to_f64_vec().iter().map(|&v| v as f32).collect::<Vec<_>>()),
         DType::I64 => write(out, shape, &t.to_vec::<i64>().ok_or_else(wrong)?),
         DType::I32 => write(out, shape, &t.to_vec::<i32>().ok_or_else(wrong)?),
+        DType::I16 => write(out, shape, &t.to_vec::<i16>().ok_or_else(wrong)?),
         DType::I8 => write(out, shape, &t.to_vec::<i8>().ok_or_else(wrong)?),
+        DType::U64 => write(out, shape, &t.to_vec::<u64>().ok_or_else(wrong)?),
+        DType::U32 => write(out, shape, &t.to_vec::<u32>().ok_or_else(wrong)?),
+        DType::U16 => write(out, shape, &t.to_vec::<u16>().ok_or_else(wrong)?),
         DType::U8 => write(out, shape, &t.to_vec::<u8>().ok_or_else(wrong)?),
         DType::Bool => write(out, shape, &t.to_vec::<bool>().ok_or_else(wrong)?),
     }
@@ -316,6 +325,29 @@ mod tests {
         assert_eq!(round_trip(&scalar), scalar);
         let empty = TensorData::from_vec::<i64>(vec![0, 3], &[]);
         assert_eq!(round_trip(&empty), empty);
+    }
+
+    #[test]
+    fn new_integer_dtypes_round_trip_exactly() {
+        let cases = [
+            TensorData::from_vec(vec![3], &[i16::MIN, -1, i16::MAX]),
+            TensorData::from_vec(vec![2], &[0u16, u16::MAX]),
+            TensorData::from_vec(vec![2], &[7u32, u32::MAX]),
+            TensorData::from_vec(vec![2, 2], &[0u64, 1 << 63, u64::MAX, (1 << 63) + 1]),
+        ];
+        for t in &cases {
+            assert_eq!(&round_trip(t), t, "{}", t.dtype());
+        }
+        // numpy's names, either byte order.
+        let data: Vec<u8> = [1u64 << 63, u64::MAX].iter().flat_map(|v| v.to_be_bytes()).collect();
+        let t = parse_npy(npy(">u8", false, "(2,)", &data)).unwrap();
+        assert_eq!(t.to_vec::<u64>().unwrap(), vec![1 << 63, u64::MAX]);
+        let data: Vec<u8> = [-2i16, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(parse_npy(npy("<i2", false, "(2,)", &data)).unwrap().to_vec::<i16>().unwrap(), vec![-2, 3]);
+        let data: Vec<u8> = [65535u16, 3].iter().flat_map(|v| v.to_be_bytes()).collect();
+        assert_eq!(parse_npy(npy(">u2", false, "(2,)", &data)).unwrap().to_vec::<u16>().unwrap(), vec![65535, 3]);
+        let data: Vec<u8> = [4000000000u32].iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(parse_npy(npy("<u4", false, "(1,)", &data)).unwrap().to_vec::<u32>().unwrap(), vec![4000000000]);
     }
 
     #[test]
@@ -352,7 +384,8 @@ mod tests {
         let cases = [
             npy("<f4", false, "(2,)", &[0; 4]),
             npy("<f4", false, "(2,)", &[0; 12]),
-            npy("<u4", false, "(1,)", &[0; 4]),
+            npy("<c8", false, "(1,)", &[0; 8]),
+            npy("<u4", false, "(1,)", &[0; 8]),
             npy("<f4", false, "(4294967296, 4294967296, 4294967296)", &[]),
             npy("<f4", false, "(-1,)", &[]),
             npy("<f4", false, "[2]", &[0; 8]),

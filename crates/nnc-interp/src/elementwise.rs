@@ -2,19 +2,23 @@
 //!
 //! Semantics (ONNX/numpy where the IR follows them):
 //! - floats compute in `f64` and round to the value's dtype afterwards; integers compute in `i64`
-//!   with wrapping and wrap to the dtype's width; `bool` stays `bool`;
+//!   with wrapping and wrap to the dtype's width (`u64` computes in `u64`, so order, division and
+//!   remainder are unsigned: see [`crate::value::Int`]); `bool` stays `bool`;
 //! - integer `div` truncates toward zero, integer `rem` has the sign of the dividend (C `%`);
 //!   either by zero is an error; float `div` is IEEE, float `rem` is `fmod`;
 //! - integer `pow` needs exponents `>= 0` (wrapping result); float `pow` is `powf`;
 //! - `max`/`min` propagate NaN; comparisons are IEEE (NaN compares unequal to everything);
 //!   `bool` orders `false < true`;
 //! - `sign(±0) = ±0`, `sign(NaN) = NaN`; `relu(NaN) = NaN`; `round` is half-to-even;
-//!   `neg`/`abs` of integers wrap (`abs(i8 -128) = -128`, as numpy);
+//!   `neg`/`abs` of integers wrap (`abs(i8 -128) = -128`, as numpy; `abs` of unsigned dtypes is
+//!   the identity, `neg(u8 1) = 255`);
 //! - `cast`: float → int truncates toward zero and saturates, NaN → 0 (Rust `as`); int → int
 //!   wraps; anything → bool is `!= 0` (so NaN → true); float → float rounds to nearest-even.
 
 use crate::erf::erf;
-use crate::value::{broadcast_strides, float_to_int, for_each_offset, internal, round_float, strides, Data, Value};
+use crate::value::{
+    broadcast_strides, float_to_int, for_each_offset, internal, round_float, strides, with_int, Data, Int, Value,
+};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
 
 /// `f` applied to `a` and `b` broadcast to `shape`.
@@ -75,13 +79,13 @@ fn float_unary(op: UnaryOp) -> Option<fn(f64) -> f64> {
     Some(f)
 }
 
-fn int_unary(op: UnaryOp) -> Option<fn(i64) -> i64> {
+fn int_unary<T: Int>(op: UnaryOp) -> Option<fn(T) -> T> {
     use UnaryOp::*;
-    let f: fn(i64) -> i64 = match op {
-        Neg => i64::wrapping_neg,
-        Abs => i64::wrapping_abs,
-        Sign => i64::signum,
-        Relu => |x| x.max(0),
+    let f: fn(T) -> T = match op {
+        Neg => T::neg,
+        Abs => T::abs,
+        Sign => T::signum,
+        Relu => |x| x.max(T::ZERO),
         Exp | Log | Sqrt | Rsqrt | Reciprocal | Sin | Cos | Tan | Asin | Acos | Atan | Sinh | Cosh | Tanh | Asinh
         | Acosh | Atanh | Sigmoid | Erf | Floor | Ceil | Round | Not | IsNan | IsInf => return None,
     };
@@ -98,10 +102,10 @@ pub fn unary(op: UnaryOp, x: &Value) -> Result<Value, String> {
             let f = float_unary(op).ok_or_else(bad)?;
             Ok(Value::float(x.dtype, shape, v.iter().map(|&x| f(x)).collect()))
         }
-        (Data::Int(v), _) => {
-            let f = int_unary(op).ok_or_else(bad)?;
-            Ok(Value::int(x.dtype, shape, v.iter().map(|&x| f(x)).collect()))
-        }
+        (Data::Int(v), _) => with_int!(x.dtype, T => {
+            let f = int_unary::<T>(op).ok_or_else(bad)?;
+            Ok(Value::int(x.dtype, shape, v.iter().map(|&x| f(T::from_held(x)).held()).collect()))
+        }),
         (Data::Bool(v), UnaryOp::Not) => Ok(Value::bool(shape, v.iter().map(|x| !x).collect())),
         (Data::Bool(_), _) => Err(bad()),
     }
@@ -122,19 +126,6 @@ fn nan_min(a: f64, b: f64) -> f64 {
     } else {
         a.min(b)
     }
-}
-
-/// `base^exp` with wrapping multiplication; `exp >= 0`.
-fn int_pow(base: i64, mut exp: i64) -> i64 {
-    let (mut result, mut b) = (1i64, base);
-    while exp > 0 {
-        if exp & 1 == 1 {
-            result = result.wrapping_mul(b);
-        }
-        b = b.wrapping_mul(b);
-        exp >>= 1;
-    }
-    result
 }
 
 fn comparison<T: PartialOrd>(op: BinaryOp) -> Option<fn(T, T) -> bool> {
@@ -175,35 +166,8 @@ pub fn binary(op: BinaryOp, a: &Value, b: &Value, shape: &[usize]) -> Result<Val
             };
             Ok(Value::float(a.dtype, out, zip_map(x, y, shape, f)?))
         }
-        (Data::Int(xv), Data::Int(yv)) => {
-            let (x, y) = ((xv.as_slice(), a.shape.as_slice()), (yv.as_slice(), b.shape.as_slice()));
-            if let Some(cmp) = comparison::<i64>(op) {
-                return Ok(Value::bool(out, zip_map(x, y, shape, cmp)?));
-            }
-            // Every element of `b` meets some element of `a` unless the result is empty, so
-            // checking the divisors up front is exact.
-            let nonempty = !shape.contains(&0);
-            if matches!(op, Div | Rem) && nonempty && yv.contains(&0) {
-                let what = if op == Div { "division" } else { "remainder" };
-                return Err(format!("integer {what} by zero"));
-            }
-            if op == Pow && nonempty {
-                if let Some(e) = yv.iter().find(|&&e| e < 0) {
-                    return Err(format!("integer pow with negative exponent {e}"));
-                }
-            }
-            let f: fn(i64, i64) -> i64 = match op {
-                Add => i64::wrapping_add,
-                Sub => i64::wrapping_sub,
-                Mul => i64::wrapping_mul,
-                Div => |a, b| if b == 0 { 0 } else { a.wrapping_div(b) },
-                Rem => |a, b| if b == 0 { 0 } else { a.wrapping_rem(b) },
-                Pow => int_pow,
-                Max => |a, b| a.max(b),
-                Min => |a, b| a.min(b),
-                And | Or | Xor | Eq | Ne | Lt | Le | Gt | Ge => return Err(bad()),
-            };
-            Ok(Value::int(a.dtype, out, zip_map(x, y, shape, f)?))
+        (Data::Int(x), Data::Int(y)) => {
+            with_int!(a.dtype, T => int_binary::<T>(op, (x, &a.shape), (y, &b.shape), a.dtype, shape))
         }
         (Data::Bool(x), Data::Bool(y)) => {
             let (x, y) = ((x.as_slice(), a.shape.as_slice()), (y.as_slice(), b.shape.as_slice()));
@@ -218,6 +182,48 @@ pub fn binary(op: BinaryOp, a: &Value, b: &Value, shape: &[usize]) -> Result<Val
         }
         _ => Err(bad()),
     }
+}
+
+/// [`binary`] on integers held as `i64` (see [`crate::value`]), computed in `T`.
+fn int_binary<T: Int>(
+    op: BinaryOp,
+    (xv, x_shape): (&[i64], &[usize]),
+    (yv, y_shape): (&[i64], &[usize]),
+    dtype: DType,
+    shape: &[usize],
+) -> Result<Value, String> {
+    use BinaryOp::*;
+    let out = shape.to_vec();
+    let (x, y) = ((xv, x_shape), (yv, y_shape));
+    if let Some(cmp) = comparison::<T>(op) {
+        return Ok(Value::bool(out, zip_map(x, y, shape, |p, q| cmp(T::from_held(p), T::from_held(q)))?));
+    }
+    // Every element of `b` meets some element of `a` unless the result is empty, so
+    // checking the divisors up front is exact.
+    let nonempty = !shape.contains(&0);
+    if matches!(op, Div | Rem) && nonempty && yv.contains(&0) {
+        let what = if op == Div { "division" } else { "remainder" };
+        return Err(format!("integer {what} by zero"));
+    }
+    if op == Pow && nonempty {
+        if let Some(e) = yv.iter().map(|&e| T::from_held(e)).find(|&e| e < T::ZERO) {
+            return Err(format!("integer pow with negative exponent {e}"));
+        }
+    }
+    let f: fn(T, T) -> T = match op {
+        Add => T::add,
+        Sub => T::sub,
+        Mul => T::mul,
+        Div => T::div,
+        Rem => T::rem,
+        Pow => T::pow,
+        Max => |a, b| a.max(b),
+        Min => |a, b| a.min(b),
+        And | Or | Xor | Eq | Ne | Lt | Le | Gt | Ge => {
+            return Err(internal(&format!("`{}` on {dtype} values", op.name())))
+        }
+    };
+    Ok(Value::int(dtype, out, zip_map(x, y, shape, |p, q| f(T::from_held(p), T::from_held(q)).held())?))
 }
 
 /// `select(cond, a, b)`: `a` where `cond`, else `b`, all three broadcast to `shape`.
@@ -250,14 +256,14 @@ pub fn cast(x: &Value, to: DType) -> Result<Value, String> {
         Data::Float(v) if to_float => Value::float(to, shape, v.clone()),
         Data::Float(v) if to_int => Value::int(to, shape, v.iter().map(|&f| float_to_int(to, f)).collect()),
         Data::Float(v) => Value::bool(shape, v.iter().map(|&f| f != 0.0).collect()),
-        Data::Int(v) if to_float => {
-            // i64 → f32 directly, so large integers round once, not twice.
+        Data::Int(v) if to_float => with_int!(x.dtype, T => {
+            // Integer → f32 directly, so large integers round once, not twice.
             let data = match to {
-                DType::F32 => v.iter().map(|&i| i as f32 as f64).collect(),
-                _ => v.iter().map(|&i| round_float(to, i as f64)).collect(),
+                DType::F32 => v.iter().map(|&i| T::from_held(i).to_f32() as f64).collect(),
+                _ => v.iter().map(|&i| round_float(to, T::from_held(i).to_f64())).collect(),
             };
             Value { dtype: to, shape, data: Data::Float(data) }
-        }
+        }),
         Data::Int(v) if to_int => Value::int(to, shape, v.clone()),
         Data::Int(v) => Value::bool(shape, v.iter().map(|&i| i != 0).collect()),
         Data::Bool(v) if to_float => Value::float(to, shape, v.iter().map(|&b| b as u8 as f64).collect()),
@@ -400,6 +406,95 @@ mod tests {
         assert_eq!(cast(&big, DType::F32).unwrap().floats().unwrap()[1], ((1i64 << 53) + 1) as f32 as f64);
         let b = Value::bool(vec![2], vec![true, false]);
         assert_eq!(cast(&b, DType::F32).unwrap().floats().unwrap(), [1.0, 0.0]);
+    }
+
+    const TOP: u64 = 1 << 63;
+
+    /// A `u64` value from `u64` elements (held as bit patterns).
+    fn u(v: &[u64]) -> Value {
+        Value::from_tensor(&nnc_ir::TensorData::from_vec(vec![v.len()], v))
+    }
+
+    /// The elements of a `u64` value.
+    fn u64s(v: &Value) -> Vec<u64> {
+        v.to_tensor().unwrap().to_vec::<u64>().unwrap()
+    }
+
+    #[test]
+    fn new_integer_widths_wrap() {
+        let bin = |op, d, x: &[i64], y: &[i64]| {
+            let n = x.len();
+            binary(op, &i(d, &[n], x), &i(d, &[n], y), &[n]).unwrap().ints().unwrap().to_vec()
+        };
+        assert_eq!(bin(BinaryOp::Add, DType::I16, &[32767, -32768], &[1, -1]), [-32768, 32767]);
+        assert_eq!(bin(BinaryOp::Mul, DType::I16, &[256, -300], &[256, 300]), [0, -24464]);
+        assert_eq!(bin(BinaryOp::Sub, DType::U16, &[0, 5], &[1, 65535]), [65535, 6]);
+        assert_eq!(bin(BinaryOp::Mul, DType::U16, &[256, 300], &[256, 300]), [0, 24464]);
+        assert_eq!(bin(BinaryOp::Add, DType::U32, &[4294967295, 7], &[1, 4294967290]), [0, 1]);
+        assert_eq!(bin(BinaryOp::Mul, DType::U32, &[65536, 3], &[65536, 1431655766]), [0, 2]);
+        assert_eq!(bin(BinaryOp::Pow, DType::U32, &[2, 3], &[32, 21]), [0, 3486784401u32 as i64 * 3 % (1 << 32)]);
+        assert_eq!(bin(BinaryOp::Div, DType::I16, &[-7, -32768], &[2, -1]), [-3, -32768]);
+        assert_eq!(bin(BinaryOp::Rem, DType::I16, &[-7, 7], &[2, -2]), [-1, 1]);
+        // u8 .. u32 values fit i64, so unsigned comparison needs nothing special.
+        let lt = binary(BinaryOp::Lt, &i(DType::U32, &[1], &[4294967295]), &i(DType::U32, &[1], &[1]), &[1]).unwrap();
+        assert_eq!(lt.bools().unwrap(), [false]);
+        assert_eq!(unary(UnaryOp::Neg, &i(DType::U16, &[2], &[1, 0])).unwrap().ints().unwrap(), [65535, 0]);
+        assert_eq!(unary(UnaryOp::Abs, &i(DType::I16, &[1], &[-32768])).unwrap().ints().unwrap(), [-32768]);
+        let (a, b) = (u(&[u64::MAX, TOP, TOP]), u(&[1, TOP, 3]));
+        assert_eq!(u64s(&binary(BinaryOp::Add, &a, &b, &[3]).unwrap()), [0, 0, TOP + 3]);
+        assert_eq!(u64s(&binary(BinaryOp::Sub, &b, &a, &[3]).unwrap()), [2, 0, 3u64.wrapping_sub(TOP)]);
+        assert_eq!(u64s(&binary(BinaryOp::Mul, &a, &b, &[3]).unwrap()), [u64::MAX, 0, TOP]);
+    }
+
+    #[test]
+    fn u64_above_2_pow_63_orders_and_divides_unsigned() {
+        let a = u(&[TOP, u64::MAX, 5, TOP + 1, 0]);
+        let b = u(&[1, TOP, 7, TOP + 1, u64::MAX]);
+        let cmp = |op| binary(op, &a, &b, &[5]).unwrap().bools().unwrap().to_vec();
+        assert_eq!(cmp(BinaryOp::Gt), [true, true, false, false, false]);
+        assert_eq!(cmp(BinaryOp::Lt), [false, false, true, false, true]);
+        assert_eq!(cmp(BinaryOp::Ge), [true, true, false, true, false]);
+        assert_eq!(cmp(BinaryOp::Le), [false, false, true, true, true]);
+        assert_eq!(cmp(BinaryOp::Eq), [false, false, false, true, false]);
+        assert_eq!(u64s(&binary(BinaryOp::Max, &a, &b, &[5]).unwrap()), [TOP, u64::MAX, 7, TOP + 1, u64::MAX]);
+        assert_eq!(u64s(&binary(BinaryOp::Min, &a, &b, &[5]).unwrap()), [1, TOP, 5, TOP + 1, 0]);
+        let n = u(&[u64::MAX, TOP, TOP + 7, 10, u64::MAX]);
+        let d = u(&[2, 3, 10, TOP, u64::MAX - 1]);
+        assert_eq!(u64s(&binary(BinaryOp::Div, &n, &d, &[5]).unwrap()), [u64::MAX / 2, TOP / 3, (TOP + 7) / 10, 0, 1]);
+        assert_eq!(u64s(&binary(BinaryOp::Rem, &n, &d, &[5]).unwrap()), [1, TOP % 3, (TOP + 7) % 10, 10, 1]);
+        assert_eq!(binary(BinaryOp::Div, &n, &u(&[0]), &[5]).unwrap_err(), "integer division by zero");
+        // An exponent of 2^63 is not negative.
+        let p = binary(BinaryOp::Pow, &u(&[2, 1, 3]), &u(&[63, TOP, 2]), &[3]).unwrap();
+        assert_eq!(u64s(&p), [TOP, 1, 9]);
+        assert_eq!(u64s(&unary(UnaryOp::Abs, &a).unwrap()), u64s(&a));
+        assert_eq!(u64s(&unary(UnaryOp::Relu, &a).unwrap()), u64s(&a));
+        assert_eq!(u64s(&unary(UnaryOp::Sign, &a).unwrap()), [1, 1, 1, 1, 0]);
+        assert_eq!(u64s(&unary(UnaryOp::Neg, &u(&[1, TOP])).unwrap()), [u64::MAX, TOP]);
+    }
+
+    #[test]
+    fn u64_casts() {
+        let a = u(&[TOP, u64::MAX, TOP + 4096, 3]);
+        let f = cast(&a, DType::F64).unwrap();
+        assert_eq!(f.floats().unwrap(), [9223372036854775808.0, 18446744073709551616.0, (TOP + 4096) as f64, 3.0]);
+        let f = cast(&a, DType::F32).unwrap();
+        assert_eq!(f.floats().unwrap()[1], u64::MAX as f32 as f64);
+        assert_eq!(cast(&a, DType::I64).unwrap().ints().unwrap(), [i64::MIN, -1, i64::MIN + 4096, 3]);
+        assert_eq!(cast(&a, DType::U32).unwrap().ints().unwrap(), [0, 4294967295, 4096, 3]);
+        assert_eq!(cast(&a, DType::I16).unwrap().ints().unwrap(), [0, -1, 4096, 3]);
+        assert_eq!(cast(&a, DType::Bool).unwrap().bools().unwrap(), [true, true, true, true]);
+        assert_eq!(u64s(&cast(&i(DType::I64, &[2], &[-1, 5]), DType::U64).unwrap()), [u64::MAX, 5]);
+        assert_eq!(u64s(&cast(&i(DType::I8, &[1], &[-1]), DType::U64).unwrap()), [u64::MAX]);
+        assert_eq!(u64s(&cast(&i(DType::U32, &[1], &[4294967295]), DType::U64).unwrap()), [4294967295]);
+        let x = f_(&[1e19, -1.0, 2e19, f64::NAN, 9223372036854775808.0]);
+        assert_eq!(u64s(&cast(&x, DType::U64).unwrap()), [10_000_000_000_000_000_000, 0, u64::MAX, 0, TOP]);
+        assert_eq!(cast(&x, DType::U16).unwrap().ints().unwrap(), [65535, 0, 65535, 0, 65535]);
+        assert_eq!(cast(&x, DType::I16).unwrap().ints().unwrap(), [32767, -1, 32767, 0, 32767]);
+        assert_eq!(cast(&i(DType::U32, &[1], &[4294967295]), DType::F32).unwrap().floats().unwrap(), [4294967296.0]);
+    }
+
+    fn f_(v: &[f64]) -> Value {
+        f(DType::F64, &[v.len()], v)
     }
 
     #[test]

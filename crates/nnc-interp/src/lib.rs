@@ -26,8 +26,8 @@
 //!   operands (so runtime shapes are checked by the same rules as the verifier) and must equal
 //!   the declared types under the bindings.
 //! - Values are computed in a wide form (module `value`): floats in `f64`, rounded to their
-//!   dtype after every op; integers in `i64`, wrapped to their width after every op; `bool` as
-//!   `bool`. Op-by-op rules are documented in the modules `elementwise`, `reduce`, `linalg` and
+//!   dtype after every op; integers in `i64`, wrapped to their width after every op (`u64` held
+//!   as its bit pattern and compared, divided and converted as `u64`); `bool` as `bool`. Op-by-op rules are documented in the modules `elementwise`, `reduce`, `linalg` and
 //!   `movement`.
 //! - Composites (`softmax`, `layer_norm`, `attention`, ...) run their expansion from
 //!   [`nnc_ir::composite::expand`], built for the concrete operand types: the expansion IS the

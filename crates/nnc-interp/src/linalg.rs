@@ -15,10 +15,13 @@
 //!   dtype's minimum for integers). `avg_pool` divides the sum of the in-bounds elements by their
 //!   count, or with `count_include_pad` by the count of window elements inside the padded input
 //!   (input plus begin and end pads), so elements hanging past the end padding in `ceil_mode`
-//!   never count, as in ONNX Runtime and PyTorch. Integer averages truncate.
+//!   never count, as in ONNX Runtime and PyTorch. Integer averages truncate. (`u64` compares and
+//!   divides as `u64`.)
 
-use crate::value::{broadcast_strides, for_each_offset, internal, strides, Data, Value, FILL};
-use nnc_ir::{DType, PoolKind, Window};
+use crate::value::{
+    broadcast_strides, for_each_offset, int_range, internal, strides, with_int, Data, Int, Value, FILL,
+};
+use nnc_ir::{PoolKind, Window};
 
 // ---------------------------------------------------------------- matmul
 
@@ -369,30 +372,31 @@ pub fn pool(
             Ok(Value::float(x.dtype, out_shape.to_vec(), out))
         }
         Data::Int(v) => {
-            let min = match x.dtype {
-                DType::I32 => i32::MIN as i64,
-                DType::I8 => i8::MIN as i64,
-                DType::U8 => 0,
-                _ => i64::MIN,
-            };
-            let mut out = vec![0i64; planes * p];
-            each_window(&mut |t, offs, padded| {
-                for pl in 0..planes {
-                    let src = &v[pl * plane..(pl + 1) * plane];
-                    out[pl * p + t] = match kind {
-                        PoolKind::Max => offs.iter().fold(min, |m, &o| m.max(src[o])),
-                        PoolKind::Avg => {
-                            let sum = offs.iter().fold(0i64, |s, &o| s.wrapping_add(src[o]));
-                            let count = if count_include_pad { padded } else { offs.len() };
-                            if count == 0 {
-                                return Err("avg_pool window with no input elements (integer division by zero)".into());
+            let out = with_int!(x.dtype, T => {
+                let (min, _) = int_range::<T>(x.dtype);
+                let mut out = vec![0i64; planes * p];
+                each_window(&mut |t, offs, padded| {
+                    for pl in 0..planes {
+                        let src = |o: usize| T::from_held(v[pl * plane + o]);
+                        let r = match kind {
+                            PoolKind::Max => offs.iter().fold(min, |m, &o| m.max(src(o))),
+                            PoolKind::Avg => {
+                                let sum = offs.iter().fold(<T as Int>::ZERO, |s, &o| s.add(src(o)));
+                                let count = if count_include_pad { padded } else { offs.len() };
+                                if count == 0 {
+                                    return Err(
+                                        "avg_pool window with no input elements (integer division by zero)".into()
+                                    );
+                                }
+                                sum.div(T::from_count(count))
                             }
-                            sum.wrapping_div(count as i64)
-                        }
-                    };
-                }
-                Ok(())
-            })?;
+                        };
+                        out[pl * p + t] = r.held();
+                    }
+                    Ok(())
+                })?;
+                out
+            });
             Ok(Value::int(x.dtype, out_shape.to_vec(), out))
         }
         Data::Bool(_) => Err(internal("pool of bool")),
@@ -402,6 +406,7 @@ pub fn pool(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nnc_ir::DType;
 
     fn f(shape: &[usize], v: &[f64]) -> Value {
         Value::float(DType::F64, shape.to_vec(), v.to_vec())
@@ -511,5 +516,20 @@ mod tests {
         let xi = Value::int(DType::I32, vec![1, 1, 3], vec![1, 2, 4]);
         let r = pool(PoolKind::Avg, &xi, &[2], &win(&[1], &[1], &[0, 0]), false, &[1, 1, 2]).unwrap();
         assert_eq!(r.ints().unwrap(), [1, 3]);
+    }
+
+    #[test]
+    fn u64_pools_compare_and_divide_unsigned() {
+        let top = 1u64 << 63;
+        let t = nnc_ir::TensorData::from_vec(vec![1, 1, 3], &[top, 2u64, u64::MAX]);
+        let x = Value::from_tensor(&t);
+        let w = win(&[1], &[1], &[0, 0]);
+        let u64s = |v: Value| v.to_tensor().unwrap().to_vec::<u64>().unwrap();
+        assert_eq!(u64s(pool(PoolKind::Max, &x, &[2], &w, false, &[1, 1, 2]).unwrap()), [top, u64::MAX]);
+        // Sums wrap: (2 + 2^64 - 1) mod 2^64 = 1.
+        assert_eq!(u64s(pool(PoolKind::Avg, &x, &[2], &w, false, &[1, 1, 2]).unwrap()), [top / 2 + 1, 0]);
+        let xi = Value::int(DType::I16, vec![1, 1, 2], vec![-5, -7]);
+        let r = pool(PoolKind::Max, &xi, &[1], &win(&[1], &[1], &[1, 0]), false, &[1, 1, 3]).unwrap();
+        assert_eq!(r.ints().unwrap(), [-32768, -5, -7]);
     }
 }

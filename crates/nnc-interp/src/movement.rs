@@ -9,7 +9,9 @@
 //! - `pad`: `pads` are the begin pads of every axis then the end pads; negative pads crop.
 //!   `constant` fills with `value` (converted to the dtype like `cast`); `edge` repeats the
 //!   border element; `reflect` mirrors without repeating the border (numpy's `reflect`),
-//!   repeatedly if the pad is longer than the axis. `edge`/`reflect` of an empty axis is an error.
+//!   repeatedly if the pad is longer than the axis; `wrap` repeats the axis periodically (numpy's
+//!   `wrap`: position `p` reads `p mod n`). Like `reflect`, `edge` and `wrap` index the whole input
+//!   axis, cropped or not. `edge`/`reflect`/`wrap` of an empty axis is an error.
 //! - `gather`: ONNX `Gather`; negative indices count from the end; an index outside `[-n, n)` is
 //!   an error naming it.
 //! - `scatter_add`: the adjoint of gather: `out = data`, then for every position `(.., j.., ..)`
@@ -151,6 +153,7 @@ pub fn pad(x: &Value, pads: &[i64], mode: PadMode, value: f64, out_shape: &[usiz
                         PadMode::Constant => return FILL,
                         PadMode::Edge => p.clamp(0, n - 1),
                         PadMode::Reflect => reflect(p, n),
+                        PadMode::Wrap => p.rem_euclid(n),
                     }
                 };
                 src as usize * stride
@@ -298,8 +301,18 @@ mod tests {
         assert_eq!(p(&[5, 0], PadMode::Reflect, 9), [2, 3, 4, 3, 2, 1, 2, 3, 4]);
         assert_eq!(p(&[-1, 1], PadMode::Constant, 4), [2, 3, 4, 9]);
         assert_eq!(p(&[0, -3], PadMode::Edge, 1), [1]);
+        assert_eq!(p(&[2, 3], PadMode::Wrap, 9), [3, 4, 1, 2, 3, 4, 1, 2, 3]);
+        // Pads longer than the axis keep repeating it.
+        assert_eq!(p(&[5, 6], PadMode::Wrap, 15), [4, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 1, 2]);
+        assert_eq!(p(&[-1, 2], PadMode::Wrap, 5), [2, 3, 4, 1, 2]);
+        let one = iv(&[1], &[7]);
+        assert_eq!(pad(&one, &[2, 1], PadMode::Wrap, 0.0, &[4]).unwrap().ints().unwrap(), [7, 7, 7, 7]);
+        let m = range(&[2, 3]);
+        let r = pad(&m, &[1, 1, 0, 1], PadMode::Wrap, 0.0, &[3, 5]).unwrap();
+        assert_eq!(r.ints().unwrap(), [5, 3, 4, 5, 3, 2, 0, 1, 2, 0, 5, 3, 4, 5, 3]);
         let e = iv(&[0], &[]);
         assert!(pad(&e, &[1, 0], PadMode::Edge, 0.0, &[1]).unwrap_err().contains("empty"));
+        assert_eq!(pad(&e, &[1, 0], PadMode::Wrap, 0.0, &[1]).unwrap_err(), "cannot wrap-pad axis 0, which is empty");
         assert_eq!(pad(&e, &[1, 0], PadMode::Constant, 2.0, &[1]).unwrap().ints().unwrap(), [2]);
         let f = Value::float(DType::F32, vec![1], vec![1.0]);
         assert_eq!(pad(&f, &[1, 0], PadMode::Constant, 0.1, &[2]).unwrap().floats().unwrap()[0], 0.1f32 as f64);

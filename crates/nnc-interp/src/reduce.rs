@@ -2,7 +2,7 @@
 //!
 //! - Elements combine in row-major order of the input, floats in `f64` (rounded to the dtype once
 //!   at the end), integers in wrapping `i64` (wrapped to the dtype once at the end; an integer
-//!   mean is the `i64` sum divided by the count, truncating).
+//!   mean is the `i64` sum divided by the count, truncating). `u64` computes in `u64`.
 //! - An empty axis list is an identity copy; `keep_dims` only changes the result's shape.
 //! - Over zero elements: sum 0, prod 1, max `-inf` (the dtype's minimum for integers), min
 //!   `+inf` (the maximum), mean NaN for floats and an error for integers (ONNX's rules).
@@ -11,7 +11,7 @@
 //!   PyTorch); ties and repeated NaNs pick the first occurrence, or the last with `select_last`.
 //!   Indices are `i64`; an empty axis is an error.
 
-use crate::value::{for_each_offset, internal, strides, Data, Value};
+use crate::value::{for_each_offset, int_range, internal, strides, with_int, Data, Int, Value};
 use nnc_ir::{ArgKind, DType, ReduceKind};
 
 /// Strides that send each input element to its output element: the output in keep-dims
@@ -27,13 +27,29 @@ fn output_strides(shape: &[usize], axes: &[usize]) -> Vec<usize> {
     s
 }
 
-fn int_range(dtype: DType) -> (i64, i64) {
-    match dtype {
-        DType::I32 => (i32::MIN as i64, i32::MAX as i64),
-        DType::I8 => (i8::MIN as i64, i8::MAX as i64),
-        DType::U8 => (0, u8::MAX as i64),
-        DType::I64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => (i64::MIN, i64::MAX),
+/// The integer part of [`reduce`], computed in `T`; returns the `i64` form.
+fn int_reduce<T: Int>(
+    kind: ReduceKind,
+    x: &Value,
+    v: &[i64],
+    s: [&[usize]; 2],
+    n_out: usize,
+    count: usize,
+) -> Vec<i64> {
+    let (lo, hi) = int_range::<T>(x.dtype);
+    let (init, f): (T, fn(T, T) -> T) = match kind {
+        ReduceKind::Sum | ReduceKind::Mean => (T::ZERO, T::add),
+        ReduceKind::Prod => (T::from_count(1), T::mul),
+        ReduceKind::Max => (lo, |a, b| a.max(b)),
+        ReduceKind::Min => (hi, |a, b| a.min(b)),
+    };
+    let mut acc = vec![init; n_out];
+    for_each_offset(&x.shape, s, |[i, o]| acc[o] = f(acc[o], T::from_held(v[i])));
+    if kind == ReduceKind::Mean {
+        // Truncating division of the wide sum (wrapped to the dtype only afterwards).
+        acc.iter_mut().for_each(|a| *a = a.div(T::from_count(count)));
     }
+    acc.into_iter().map(T::held).collect()
 }
 
 /// `reduce_<kind>` of `x` over `axes`; `out_shape` is the inferred result shape.
@@ -67,22 +83,10 @@ pub fn reduce(kind: ReduceKind, x: &Value, axes: &[usize], out_shape: &[usize]) 
             Ok(Value::float(x.dtype, out_shape.to_vec(), acc))
         }
         Data::Int(v) => {
-            let (lo, hi) = int_range(x.dtype);
-            let (init, f): (i64, fn(i64, i64) -> i64) = match kind {
-                ReduceKind::Sum | ReduceKind::Mean => (0, i64::wrapping_add),
-                ReduceKind::Prod => (1, i64::wrapping_mul),
-                ReduceKind::Max => (lo, |a, b| a.max(b)),
-                ReduceKind::Min => (hi, |a, b| a.min(b)),
-            };
             if kind == ReduceKind::Mean && count == 0 && n_out > 0 {
                 return Err("integer reduce_mean over zero elements".into());
             }
-            let mut acc = vec![init; n_out];
-            for_each_offset(&x.shape, s, |[i, o]| acc[o] = f(acc[o], v[i]));
-            if kind == ReduceKind::Mean {
-                // Truncating division of the i64 sum (wrapped to the dtype only afterwards).
-                acc.iter_mut().for_each(|a| *a = a.wrapping_div(count as i64));
-            }
+            let acc = with_int!(x.dtype, T => int_reduce::<T>(kind, x, v, s, n_out, count));
             Ok(Value::int(x.dtype, out_shape.to_vec(), acc))
         }
         Data::Bool(_) => Err(internal("reduce of bool")),
@@ -139,11 +143,16 @@ pub fn arg_reduce(
                 c < b
             }
         }),
-        Data::Int(v) => scan(v, outer, len, inner, |c: i64, b: i64| match (is_max, select_last) {
-            (true, false) => c > b,
-            (true, true) => c >= b,
-            (false, false) => c < b,
-            (false, true) => c <= b,
+        Data::Int(v) => with_int!(x.dtype, T => {
+            scan(v, outer, len, inner, |c: i64, b: i64| {
+                let (c, b) = (T::from_held(c), T::from_held(b));
+                match (is_max, select_last) {
+                    (true, false) => c > b,
+                    (true, true) => c >= b,
+                    (false, false) => c < b,
+                    (false, true) => c <= b,
+                }
+            })
         }),
         Data::Bool(_) => return Err(internal("arg reduce of bool")),
     };
@@ -191,6 +200,34 @@ mod tests {
         assert_eq!(reduce(ReduceKind::Sum, &xi, &[0], &[]).unwrap().ints().unwrap(), [-63]);
         // The mean divides the i64 sum, then wraps: 193 / 3 = 64.
         assert_eq!(reduce(ReduceKind::Mean, &xi, &[0], &[]).unwrap().ints().unwrap(), [64]);
+    }
+
+    #[test]
+    fn new_integer_dtypes_reduce() {
+        let top = 1u64 << 63;
+        let x = Value::from_tensor(&nnc_ir::TensorData::from_vec(vec![2, 2], &[top, 1u64, 4, u64::MAX]));
+        let red = |k, axes: &[usize], out: &[usize]| {
+            reduce(k, &x, axes, out).unwrap().to_tensor().unwrap().to_vec::<u64>().unwrap()
+        };
+        assert_eq!(red(ReduceKind::Max, &[1], &[2]), [top, u64::MAX]);
+        assert_eq!(red(ReduceKind::Min, &[0], &[2]), [4, 1]);
+        assert_eq!(red(ReduceKind::Mean, &[0], &[2]), [top / 2 + 2, 0]);
+        assert_eq!(red(ReduceKind::Sum, &[1], &[2]), [top + 1, 3]);
+        let am = |k, axis, out: &[usize]| arg_reduce(k, &x, axis, false, out).unwrap().ints().unwrap().to_vec();
+        assert_eq!(am(ArgKind::Max, 1, &[2]), [0, 1]);
+        assert_eq!(am(ArgKind::Min, 0, &[2]), [1, 0]);
+        let empty = Value::from_tensor(&nnc_ir::TensorData::from_vec::<u64>(vec![0], &[]));
+        let m = reduce(ReduceKind::Min, &empty, &[0], &[]).unwrap();
+        assert_eq!(m.to_tensor().unwrap().to_vec::<u64>().unwrap(), [u64::MAX]);
+        let xi = Value::int(DType::I16, vec![3], vec![30000, 30000, 1]);
+        assert_eq!(reduce(ReduceKind::Sum, &xi, &[0], &[]).unwrap().ints().unwrap(), [-5535]);
+        assert_eq!(
+            reduce(ReduceKind::Max, &Value::int(DType::I16, vec![0], vec![]), &[0], &[]).unwrap().ints().unwrap(),
+            [-32768]
+        );
+        let xu = Value::int(DType::U16, vec![2], vec![65535, 2]);
+        assert_eq!(reduce(ReduceKind::Prod, &xu, &[0], &[]).unwrap().ints().unwrap(), [65534]);
+        assert_eq!(reduce(ReduceKind::Mean, &xu, &[0], &[]).unwrap().ints().unwrap(), [32768]);
     }
 
     #[test]

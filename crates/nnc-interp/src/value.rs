@@ -3,8 +3,13 @@
 //! A [`Value`] holds its elements in one of three widened forms:
 //! - floating-point dtypes (`f32`, `f64`, `f16`, `bf16`) as `f64`, always already rounded to the
 //!   value's dtype, so every float element is exactly representable in its dtype;
-//! - integer dtypes (`i64`, `i32`, `i8`, `u8`) as `i64`, always already wrapped to the dtype's
-//!   width (two's complement, as numpy's fixed-width integers);
+//! - integer dtypes (`i64 i32 i16 i8 u64 u32 u16 u8`) as `i64`, always already wrapped to the
+//!   dtype's width (two's complement, as numpy's fixed-width integers). Every dtype but `u64`
+//!   fits, so the `i64` is the value itself. A `u64` is held as its bit pattern (`u64 as i64`:
+//!   `2^64 - 1` is held as `-1`), which makes wrapping `+ - *` (and casts between integer
+//!   dtypes) the same bit operations as for `i64`; everything that depends on the value's sign
+//!   (order, `max`/`min`, division, remainder, `abs`, `sign`, conversion to float) reads it back
+//!   as `u64` first, through [`IntKind`];
 //! - `bool` as `bool`.
 //!
 //! Kernels compute in the wide form and call [`Value::float`] / [`Value::int`], which round or
@@ -48,18 +53,30 @@ pub fn round_float(dtype: DType, x: f64) -> f64 {
         DType::F32 => x as f32 as f64,
         DType::F16 => f16::from_f64(x).to_f64(),
         DType::BF16 => bf16::from_f64(x).to_f64(),
-        DType::F64 | DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool => x,
+        DType::F64
+        | DType::I64
+        | DType::I32
+        | DType::I16
+        | DType::I8
+        | DType::U64
+        | DType::U32
+        | DType::U16
+        | DType::U8
+        | DType::Bool => x,
     }
 }
 
-/// Wraps `x` to the width of integer dtype `dtype` (two's complement); other dtypes leave it
-/// unchanged.
+/// Wraps `x` to the width of integer dtype `dtype` (two's complement; `u64` keeps the bit
+/// pattern); other dtypes leave it unchanged.
 pub fn wrap_int(dtype: DType, x: i64) -> i64 {
     match dtype {
         DType::I32 => x as i32 as i64,
+        DType::I16 => x as i16 as i64,
         DType::I8 => x as i8 as i64,
+        DType::U32 => x as u32 as i64,
+        DType::U16 => x as u16 as i64,
         DType::U8 => x as u8 as i64,
-        DType::I64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => x,
+        DType::I64 | DType::U64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => x,
     }
 }
 
@@ -69,16 +86,165 @@ pub fn round_all(dtype: DType, xs: &mut [f64]) {
         DType::F32 => xs.iter_mut().for_each(|x| *x = *x as f32 as f64),
         DType::F16 => xs.iter_mut().for_each(|x| *x = f16::from_f64(*x).to_f64()),
         DType::BF16 => xs.iter_mut().for_each(|x| *x = bf16::from_f64(*x).to_f64()),
-        DType::F64 | DType::I64 | DType::I32 | DType::I8 | DType::U8 | DType::Bool => {}
+        DType::F64
+        | DType::I64
+        | DType::I32
+        | DType::I16
+        | DType::I8
+        | DType::U64
+        | DType::U32
+        | DType::U16
+        | DType::U8
+        | DType::Bool => {}
     }
 }
 
 /// Wraps every element of `xs` to `dtype` in place.
 pub fn wrap_all(dtype: DType, xs: &mut [i64]) {
     match dtype {
-        DType::I32 | DType::I8 | DType::U8 => xs.iter_mut().for_each(|x| *x = wrap_int(dtype, *x)),
-        DType::I64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => {}
+        DType::I32 | DType::I16 | DType::I8 | DType::U32 | DType::U16 | DType::U8 => {
+            xs.iter_mut().for_each(|x| *x = wrap_int(dtype, *x))
+        }
+        DType::I64 | DType::U64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => {}
     }
+}
+
+/// The arithmetic of the `i64` form of integer values: `i64` itself for every integer dtype but
+/// `u64`, whose values are held as their bit patterns and computed on as `u64` (see the module
+/// docs). Kernels whose result depends on the sign are generic over `Int` and pick the type
+/// with [`with_int!`].
+pub trait Int: Copy + Ord + std::fmt::Display + 'static {
+    const ZERO: Self;
+    /// The smallest and largest values of the widened type (`i64` or `u64`).
+    const MIN: Self;
+    const MAX: Self;
+    /// The value held as `x`.
+    fn from_held(x: i64) -> Self;
+    /// The `i64` form that holds `self`.
+    fn held(self) -> i64;
+    /// A count (`< 2^63`).
+    fn from_count(n: usize) -> Self;
+    /// Nearest `f64` / `f32` (each rounded once, to nearest-even).
+    fn to_f64(self) -> f64;
+    fn to_f32(self) -> f32;
+    fn add(self, o: Self) -> Self;
+    fn mul(self, o: Self) -> Self;
+    fn sub(self, o: Self) -> Self;
+    /// Truncating division (`o != 0`), wrapping on `MIN / -1`.
+    fn div(self, o: Self) -> Self;
+    /// Remainder with the dividend's sign (`o != 0`).
+    fn rem(self, o: Self) -> Self;
+    fn neg(self) -> Self;
+    /// `|x|`, wrapping (`i64::MIN` stays `i64::MIN`); the identity for `u64`.
+    fn abs(self) -> Self;
+    /// `-1`, `0` or `1`.
+    fn signum(self) -> Self;
+    /// `self^exp` by repeated wrapping multiplication; `exp >= 0`.
+    fn pow(self, exp: Self) -> Self;
+}
+
+macro_rules! int_impl {
+    ($t:ty, abs: |$a:ident| $abs:expr, signum: |$s:ident| $signum:expr) => {
+        impl Int for $t {
+            const ZERO: $t = 0;
+            const MIN: $t = <$t>::MIN;
+            const MAX: $t = <$t>::MAX;
+            fn from_held(x: i64) -> $t {
+                x as $t
+            }
+            fn held(self) -> i64 {
+                self as i64
+            }
+            fn from_count(n: usize) -> $t {
+                n as $t
+            }
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+            fn add(self, o: $t) -> $t {
+                self.wrapping_add(o)
+            }
+            fn sub(self, o: $t) -> $t {
+                self.wrapping_sub(o)
+            }
+            fn mul(self, o: $t) -> $t {
+                self.wrapping_mul(o)
+            }
+            fn div(self, o: $t) -> $t {
+                if o == 0 {
+                    0
+                } else {
+                    self.wrapping_div(o)
+                }
+            }
+            fn rem(self, o: $t) -> $t {
+                if o == 0 {
+                    0
+                } else {
+                    self.wrapping_rem(o)
+                }
+            }
+            fn neg(self) -> $t {
+                self.wrapping_neg()
+            }
+            fn abs(self) -> $t {
+                let $a = self;
+                $abs
+            }
+            fn signum(self) -> $t {
+                let $s = self;
+                $signum
+            }
+            fn pow(self, mut exp: $t) -> $t {
+                let (mut result, mut b): ($t, $t) = (1, self);
+                while exp > 0 {
+                    if exp & 1 == 1 {
+                        result = result.wrapping_mul(b);
+                    }
+                    b = b.wrapping_mul(b);
+                    exp >>= 1;
+                }
+                result
+            }
+        }
+    };
+}
+
+int_impl!(i64, abs: |x| x.wrapping_abs(), signum: |x| x.signum());
+int_impl!(u64, abs: |x| x, signum: |x| (x != 0) as u64);
+
+/// Evaluates `$body` with the type alias `$t` naming the [`Int`] type of integer dtype `$dtype`
+/// (`u64` for `u64`, `i64` for the others).
+macro_rules! with_int {
+    ($dtype:expr, $t:ident => $body:expr) => {
+        if $dtype == nnc_ir::DType::U64 {
+            type $t = u64;
+            $body
+        } else {
+            type $t = i64;
+            $body
+        }
+    };
+}
+pub(crate) use with_int;
+
+/// The smallest and largest values of integer dtype `dtype`, in `T` (the type it computes in).
+pub fn int_range<T: Int>(dtype: DType) -> (T, T) {
+    let (lo, hi): (i64, i64) = match dtype {
+        DType::I32 => (i32::MIN.into(), i32::MAX.into()),
+        DType::I16 => (i16::MIN.into(), i16::MAX.into()),
+        DType::I8 => (i8::MIN.into(), i8::MAX.into()),
+        DType::U32 => (0, u32::MAX.into()),
+        DType::U16 => (0, u16::MAX.into()),
+        DType::U8 => (0, u8::MAX.into()),
+        DType::I64 | DType::U64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => {
+            return (T::MIN, T::MAX)
+        }
+    };
+    (T::from_held(lo), T::from_held(hi))
 }
 
 /// The message for a widened form that does not match the dtype: unreachable for verified
@@ -120,7 +286,10 @@ impl Value {
         let shape = t.shape().to_vec();
         let data = match t.dtype() {
             DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Data::Float(t.to_f64_vec()),
-            DType::I64 | DType::I32 | DType::I8 | DType::U8 => Data::Int(t.to_i64_vec()),
+            // `u64` as bit patterns, which is what `to_i64_vec` gives.
+            DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U32 | DType::U16 | DType::U8 => {
+                Data::Int(t.to_i64_vec())
+            }
             DType::Bool => Data::Bool(t.to_i64_vec().into_iter().map(|v| v != 0).collect()),
         };
         Value { dtype: t.dtype(), shape, data }
@@ -134,9 +303,7 @@ impl Value {
             (Data::Float(v), DType::F32 | DType::F64 | DType::F16 | DType::BF16) => {
                 Ok(TensorData::from_f64(self.dtype, shape, v))
             }
-            (Data::Int(v), DType::I64 | DType::I32 | DType::I8 | DType::U8) => {
-                Ok(TensorData::from_i64(self.dtype, shape, v))
-            }
+            (Data::Int(v), d) if d.is_int() => Ok(TensorData::from_i64(self.dtype, shape, v)),
             (Data::Bool(v), DType::Bool) => Ok(TensorData::from_vec(shape, v)),
             _ => Err(internal(&format!("{} value holds the wrong element kind", self.dtype))),
         }
@@ -173,18 +340,24 @@ impl Value {
     pub fn scalar_like(dtype: DType, value: f64) -> Scalar {
         match dtype {
             DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Scalar::Float(round_float(dtype, value)),
-            DType::I64 | DType::I32 | DType::I8 | DType::U8 => Scalar::Int(float_to_int(dtype, value)),
+            DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U32 | DType::U16 | DType::U8 => {
+                Scalar::Int(float_to_int(dtype, value))
+            }
             DType::Bool => Scalar::Bool(value != 0.0),
         }
     }
 }
 
 /// Float to integer dtype: truncates toward zero and saturates at the dtype's range; NaN is 0
-/// (Rust's `as`).
+/// (Rust's `as`). The result is in the `i64` form (a `u64` as its bit pattern).
 pub fn float_to_int(dtype: DType, x: f64) -> i64 {
     match dtype {
         DType::I32 => x as i32 as i64,
+        DType::I16 => x as i16 as i64,
         DType::I8 => x as i8 as i64,
+        DType::U64 => x as u64 as i64,
+        DType::U32 => x as u32 as i64,
+        DType::U16 => x as u16 as i64,
         DType::U8 => x as u8 as i64,
         DType::I64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => x as i64,
     }
@@ -363,6 +536,25 @@ mod tests {
     }
 
     #[test]
+    fn u64_values_round_trip_through_the_i64_form() {
+        let big = [0u64, 1 << 63, u64::MAX, 12];
+        let t = TensorData::from_vec(vec![4], &big);
+        let v = Value::from_tensor(&t);
+        assert_eq!(v.ints().unwrap(), [0, i64::MIN, -1, 12]);
+        assert_eq!(v.to_tensor().unwrap(), t);
+        for d in DType::ALL.into_iter().filter(|d| d.is_int()) {
+            let t = TensorData::from_i64(d, vec![3], &[0, 1, 100]);
+            assert_eq!(Value::from_tensor(&t).to_tensor().unwrap(), t, "{d}");
+        }
+        assert_eq!(<u64 as Int>::from_held(-1).div(2), u64::MAX / 2);
+        assert_eq!(<u64 as Int>::from_held(-1).rem(10), 5);
+        assert_eq!(<u64 as Int>::from_held(i64::MIN).abs(), 1 << 63);
+        assert_eq!(Int::signum(u64::MAX), 1);
+        assert_eq!(Int::pow(2u64, 63), 1 << 63);
+        assert_eq!(Int::pow(3i64, 3), 27);
+    }
+
+    #[test]
     fn rounding_and_wrapping() {
         assert_eq!(round_float(DType::F32, 0.1), 0.1f32 as f64);
         assert_eq!(round_float(DType::F16, 65520.0), f64::INFINITY);
@@ -371,6 +563,18 @@ mod tests {
         assert_eq!(float_to_int(DType::I8, 1e9), 127);
         assert_eq!(float_to_int(DType::I64, f64::NAN), 0);
         assert_eq!(float_to_int(DType::U8, -3.7), 0);
+        assert_eq!(wrap_int(DType::I16, 32768), -32768);
+        assert_eq!(wrap_int(DType::U16, -1), 65535);
+        assert_eq!(wrap_int(DType::U32, (1 << 32) + 5), 5);
+        assert_eq!(wrap_int(DType::U64, -1), -1);
+        assert_eq!(float_to_int(DType::U16, 1e9), 65535);
+        assert_eq!(float_to_int(DType::I16, -1e9), -32768);
+        assert_eq!(float_to_int(DType::U32, -1.0), 0);
+        assert_eq!(float_to_int(DType::U64, 1e30), -1);
+        assert_eq!(float_to_int(DType::U64, 9223372036854775808.0), i64::MIN);
+        assert_eq!(int_range::<u64>(DType::U64), (0, u64::MAX));
+        assert_eq!(int_range::<i64>(DType::U16), (0, 65535));
+        assert_eq!(int_range::<i64>(DType::I16), (-32768, 32767));
         assert!(checked_numel(&[1 << 20, 1 << 12]).is_err());
         assert!(checked_numel(&[usize::MAX, 2]).is_err());
         assert_eq!(checked_numel(&[]).unwrap(), 1);

@@ -362,3 +362,45 @@ fn every_unary_op_and_cast_runs_on_every_dtype_it_accepts() {
     assert_eq!(v(2)[2], 0.5);
     assert_eq!(v(3), vec![0.0, 2.0, 4.0]);
 }
+
+#[test]
+fn u64_graph_end_to_end_above_2_pow_63() {
+    let top = 1u64 << 63;
+    let mut b = GraphBuilder::new("u64");
+    let x = b.input("x", DType::U64, [3]).unwrap();
+    let y = b.input("y", DType::U64, [3]).unwrap();
+    let q = b.div(x, y).unwrap();
+    let gt = b.binary(BinaryOp::Gt, x, y).unwrap();
+    let m = b.max(x, y).unwrap();
+    let f = b.cast(x, DType::F64).unwrap();
+    let w = b.pad(x, vec![1, 1], PadMode::Wrap, 0.0).unwrap();
+    for v in [q, gt, m, f, w] {
+        b.output(v);
+    }
+    let g = b.finish().unwrap();
+    let xs = TensorData::from_vec(vec![3], &[u64::MAX, top, 7u64]);
+    let ys = TensorData::from_vec(vec![3], &[2u64, 1, top]);
+    let out = run(&g, &[xs, ys]).unwrap();
+    assert_eq!(out[0].to_vec::<u64>().unwrap(), [u64::MAX / 2, top, 0]);
+    assert_eq!(out[1].to_vec::<bool>().unwrap(), [true, true, false]);
+    assert_eq!(out[2].to_vec::<u64>().unwrap(), [u64::MAX, top, top]);
+    assert_eq!(out[3].to_vec::<f64>().unwrap(), [u64::MAX as f64, top as f64, 7.0]);
+    assert_eq!(out[4].to_vec::<u64>().unwrap(), [7, u64::MAX, top, 7, u64::MAX]);
+}
+
+#[test]
+fn narrow_integer_graphs_wrap_at_their_width() {
+    for (dtype, a, b_, sum) in
+        [(DType::I16, 32767i64, 1i64, -32768i64), (DType::U16, 65535, 2, 1), (DType::U32, 4294967295, 3, 2)]
+    {
+        let mut b = GraphBuilder::new("wrap");
+        let x = b.input("x", dtype, [1]).unwrap();
+        let y = b.input("y", dtype, [1]).unwrap();
+        let s = b.add(x, y).unwrap();
+        b.output(s);
+        let g = b.finish().unwrap();
+        let t = |v: i64| TensorData::from_i64(dtype, vec![1], &[v]);
+        let out = run(&g, &[t(a), t(b_)]).unwrap();
+        assert_eq!(out[0], t(sum), "{dtype}");
+    }
+}

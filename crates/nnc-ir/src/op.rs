@@ -114,7 +114,7 @@ named_enum!(
 
 named_enum!(
     /// How `pad` fills the new border.
-    PadMode { Constant => "constant", Reflect => "reflect", Edge => "edge" }
+    PadMode { Constant => "constant", Reflect => "reflect", Edge => "edge", Wrap => "wrap" }
 );
 
 named_enum!(

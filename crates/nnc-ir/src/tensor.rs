@@ -14,7 +14,7 @@ pub trait Element: Copy + Send + Sync + 'static {
     const DTYPE: DType;
     fn write_le(self, out: &mut Vec<u8>);
     fn read_le(bytes: &[u8]) -> Self;
-    /// The value as `f64` (exact for every type but `i64` beyond 2^53).
+    /// The value as `f64` (exact for every type but `i64`/`u64` beyond 2^53).
     fn to_f64(self) -> f64;
 }
 
@@ -44,7 +44,11 @@ element!(f16, DType::F16, 2, |v| v.to_f64());
 element!(bf16, DType::BF16, 2, |v| v.to_f64());
 element!(i64, DType::I64, 8, |v| v as f64);
 element!(i32, DType::I32, 4, |v| v as f64);
+element!(i16, DType::I16, 2, |v| v as f64);
 element!(i8, DType::I8, 1, |v| v as f64);
+element!(u64, DType::U64, 8, |v| v as f64);
+element!(u32, DType::U32, 4, |v| v as f64);
+element!(u16, DType::U16, 2, |v| v as f64);
 element!(u8, DType::U8, 1, |v| v as f64);
 
 impl Element for bool {
@@ -106,27 +110,51 @@ impl TensorData {
         TensorData::from_vec(Vec::new(), &[value])
     }
 
-    /// A tensor of `dtype` from `f64` values, each rounded (or truncated, for integers) to the
-    /// dtype. Used by tests and by the text parser.
+    /// A tensor of `dtype` from `f64` values, each rounded (or truncated toward zero and saturated,
+    /// for integers) to the dtype. Used by tests and by the text parser.
     pub fn from_f64(dtype: DType, shape: Vec<usize>, values: &[f64]) -> TensorData {
+        fn conv<T: Element>(shape: Vec<usize>, values: &[f64], f: impl Fn(f64) -> T) -> TensorData {
+            TensorData::from_vec(shape, &values.iter().map(|&v| f(v)).collect::<Vec<_>>())
+        }
         match dtype {
-            DType::F32 => TensorData::from_vec(shape, &values.iter().map(|&v| v as f32).collect::<Vec<_>>()),
+            DType::F32 => conv(shape, values, |v| v as f32),
             DType::F64 => TensorData::from_vec(shape, values),
-            DType::F16 => TensorData::from_vec(shape, &values.iter().map(|&v| f16::from_f64(v)).collect::<Vec<_>>()),
-            DType::BF16 => TensorData::from_vec(shape, &values.iter().map(|&v| bf16::from_f64(v)).collect::<Vec<_>>()),
-            DType::I64 => TensorData::from_vec(shape, &values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
-            DType::I32 => TensorData::from_vec(shape, &values.iter().map(|&v| v as i32).collect::<Vec<_>>()),
-            DType::I8 => TensorData::from_vec(shape, &values.iter().map(|&v| v as i8).collect::<Vec<_>>()),
-            DType::U8 => TensorData::from_vec(shape, &values.iter().map(|&v| v as u8).collect::<Vec<_>>()),
-            DType::Bool => TensorData::from_vec(shape, &values.iter().map(|&v| v != 0.0).collect::<Vec<_>>()),
+            DType::F16 => conv(shape, values, f16::from_f64),
+            DType::BF16 => conv(shape, values, bf16::from_f64),
+            DType::I64 => conv(shape, values, |v| v as i64),
+            DType::I32 => conv(shape, values, |v| v as i32),
+            DType::I16 => conv(shape, values, |v| v as i16),
+            DType::I8 => conv(shape, values, |v| v as i8),
+            DType::U64 => conv(shape, values, |v| v as u64),
+            DType::U32 => conv(shape, values, |v| v as u32),
+            DType::U16 => conv(shape, values, |v| v as u16),
+            DType::U8 => conv(shape, values, |v| v as u8),
+            DType::Bool => conv(shape, values, |v| v != 0.0),
         }
     }
 
-    /// A tensor of `dtype` from `i64` values (exact for every integer dtype that holds them).
+    /// A tensor of `dtype` from `i64` values. Integer dtypes wrap (two's complement truncation),
+    /// so `u64` takes each value's bit pattern (`-1` is `2^64 - 1`): [`TensorData::to_i64_vec`]
+    /// reads it back exactly. Floats round to nearest; `bool` is `!= 0`.
     pub fn from_i64(dtype: DType, shape: Vec<usize>, values: &[i64]) -> TensorData {
+        fn conv<T: Element>(shape: Vec<usize>, values: &[i64], f: impl Fn(i64) -> T) -> TensorData {
+            TensorData::from_vec(shape, &values.iter().map(|&v| f(v)).collect::<Vec<_>>())
+        }
         match dtype {
             DType::I64 => TensorData::from_vec(shape, values),
-            _ => TensorData::from_f64(dtype, shape, &values.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+            DType::I32 => conv(shape, values, |v| v as i32),
+            DType::I16 => conv(shape, values, |v| v as i16),
+            DType::I8 => conv(shape, values, |v| v as i8),
+            DType::U64 => conv(shape, values, |v| v as u64),
+            DType::U32 => conv(shape, values, |v| v as u32),
+            DType::U16 => conv(shape, values, |v| v as u16),
+            DType::U8 => conv(shape, values, |v| v as u8),
+            DType::Bool => conv(shape, values, |v| v != 0),
+            // Straight to `f32`, so large integers round once.
+            DType::F32 => conv(shape, values, |v| v as f32),
+            DType::F64 | DType::F16 | DType::BF16 => {
+                TensorData::from_f64(dtype, shape, &values.iter().map(|&v| v as f64).collect::<Vec<_>>())
+            }
         }
     }
 
@@ -180,23 +208,35 @@ impl TensorData {
             DType::BF16 => chunks.map(|c| bf16::read_le(c).to_f64()).collect(),
             DType::I64 => chunks.map(|c| i64::read_le(c) as f64).collect(),
             DType::I32 => chunks.map(|c| i32::read_le(c) as f64).collect(),
+            DType::I16 => chunks.map(|c| i16::read_le(c) as f64).collect(),
             DType::I8 => chunks.map(|c| i8::read_le(c) as f64).collect(),
+            DType::U64 => chunks.map(|c| u64::read_le(c) as f64).collect(),
+            DType::U32 => chunks.map(|c| u32::read_le(c) as f64).collect(),
+            DType::U16 => chunks.map(|c| u16::read_le(c) as f64).collect(),
             DType::U8 => chunks.map(|c| c[0] as f64).collect(),
             DType::Bool => chunks.map(|c| (c[0] != 0) as u8 as f64).collect(),
         }
     }
 
-    /// Every element converted to `i64` (floats truncate toward zero).
+    /// Every element converted to `i64`: exact for every integer dtype but `u64`, which gives each
+    /// value's bit pattern (`2^64 - 1` reads as `-1`; [`TensorData::from_i64`] undoes it, and
+    /// equality is exact). Floats truncate toward zero and saturate; `bool` is 0 or 1.
     pub fn to_i64_vec(&self) -> Vec<i64> {
         let size = self.dtype.size_bytes();
         let chunks = self.bytes.chunks_exact(size);
         match self.dtype {
             DType::I64 => chunks.map(i64::read_le).collect(),
             DType::I32 => chunks.map(|c| i32::read_le(c) as i64).collect(),
+            DType::I16 => chunks.map(|c| i16::read_le(c) as i64).collect(),
             DType::I8 => chunks.map(|c| i8::read_le(c) as i64).collect(),
+            DType::U64 => chunks.map(|c| u64::read_le(c) as i64).collect(),
+            DType::U32 => chunks.map(|c| u32::read_le(c) as i64).collect(),
+            DType::U16 => chunks.map(|c| u16::read_le(c) as i64).collect(),
             DType::U8 => chunks.map(|c| c[0] as i64).collect(),
             DType::Bool => chunks.map(|c| (c[0] != 0) as i64).collect(),
-            _ => self.to_f64_vec().into_iter().map(|v| v as i64).collect(),
+            DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
+                self.to_f64_vec().into_iter().map(|v| v as i64).collect()
+            }
         }
     }
 }
@@ -241,6 +281,40 @@ mod tests {
             assert_eq!(t.dtype(), d);
             let expect = if d == DType::Bool { vec![0.0, 1.0, 1.0] } else { vec![0.0, 1.0, 2.0] };
             assert_eq!(t.to_f64_vec(), expect);
+            assert_eq!(TensorData::from_i64(d, vec![3], &[0, 1, 2]), t, "{d}");
         }
+    }
+
+    #[test]
+    fn new_integer_dtypes_round_trip() {
+        let t = TensorData::from_vec(vec![3], &[i16::MIN, -1, i16::MAX]);
+        assert_eq!((t.dtype(), t.bytes().len()), (DType::I16, 6));
+        assert_eq!(t.to_vec::<i16>().unwrap(), vec![i16::MIN, -1, i16::MAX]);
+        assert_eq!(t.to_i64_vec(), vec![-32768, -1, 32767]);
+        assert_eq!(TensorData::from_i64(DType::I16, vec![3], &t.to_i64_vec()), t);
+        let t = TensorData::from_vec(vec![2], &[0u16, u16::MAX]);
+        assert_eq!(t.to_i64_vec(), vec![0, 65535]);
+        assert_eq!(t.to_f64_vec(), vec![0.0, 65535.0]);
+        let t = TensorData::from_vec(vec![2], &[7u32, u32::MAX]);
+        assert_eq!(t.to_i64_vec(), vec![7, 4294967295]);
+        assert_eq!(TensorData::from_i64(DType::U32, vec![2], &t.to_i64_vec()), t);
+        // Integer dtypes wrap in from_i64 and saturate in from_f64.
+        assert_eq!(TensorData::from_i64(DType::U16, vec![2], &[65536 + 3, -1]).to_vec::<u16>().unwrap(), [3, 65535]);
+        assert_eq!(TensorData::from_f64(DType::U16, vec![2], &[1e9, -5.0]).to_vec::<u16>().unwrap(), [65535, 0]);
+        assert_eq!(TensorData::from_f64(DType::I16, vec![1], &[-1e9]).to_vec::<i16>().unwrap(), [i16::MIN]);
+    }
+
+    #[test]
+    fn u64_above_2_pow_63_is_kept_exactly() {
+        let big = [0u64, 1 << 63, u64::MAX, (1 << 63) + 12345];
+        let t = TensorData::from_vec(vec![4], &big);
+        assert_eq!(t.to_vec::<u64>().unwrap(), big);
+        // to_i64_vec gives the bit patterns, and from_i64 takes them back.
+        assert_eq!(t.to_i64_vec(), vec![0, i64::MIN, -1, i64::MIN + 12345]);
+        assert_eq!(TensorData::from_i64(DType::U64, vec![4], &t.to_i64_vec()), t);
+        assert_eq!(t.to_f64_vec(), big.map(|v| v as f64));
+        assert_eq!(t.to_f64_vec()[1], 9223372036854775808.0);
+        let f = TensorData::from_f64(DType::U64, vec![3], &[1e30, -1.0, 9223372036854775808.0]);
+        assert_eq!(f.to_vec::<u64>().unwrap(), [u64::MAX, 0, 1 << 63]);
     }
 }

@@ -126,7 +126,15 @@ fn random_tensor(bits: &mut Bits, dtype: DType, shape: Vec<usize>) -> TensorData
             TensorData::from_vec(shape, &v)
         }
         DType::I32 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as i32).collect::<Vec<_>>()),
+        DType::I16 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as i16).collect::<Vec<_>>()),
         DType::I8 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as i8).collect::<Vec<_>>()),
+        DType::U64 => {
+            let v: Vec<u64> =
+                (0..n).map(|_| if bits.flip() { bits.pick(&[u64::MAX, 1 << 63, 0]) } else { bits.next() }).collect();
+            TensorData::from_vec(shape, &v)
+        }
+        DType::U32 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as u32).collect::<Vec<_>>()),
+        DType::U16 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as u16).collect::<Vec<_>>()),
         DType::U8 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as u8).collect::<Vec<_>>()),
         DType::Bool => TensorData::from_vec(shape, &(0..n).map(|_| bits.flip()).collect::<Vec<_>>()),
     }

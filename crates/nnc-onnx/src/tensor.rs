@@ -23,7 +23,11 @@ pub fn dtype_from_onnx(code: i32) -> Result<DType, String> {
         DataType::Bfloat16 => DType::BF16,
         DataType::Int64 => DType::I64,
         DataType::Int32 => DType::I32,
+        DataType::Int16 => DType::I16,
         DataType::Int8 => DType::I8,
+        DataType::Uint64 => DType::U64,
+        DataType::Uint32 => DType::U32,
+        DataType::Uint16 => DType::U16,
         DataType::Uint8 => DType::U8,
         DataType::Bool => DType::Bool,
         other => return Err(format!("ONNX data type {} is not supported", other.as_str_name())),
@@ -52,12 +56,15 @@ pub fn tensor_from_proto(t: &TensorProto, what: &str, base_dir: Option<&Path>) -
     if let Some(raw) = &t.raw_data {
         return TensorData::from_bytes(dtype, shape, raw.clone()).map_err(|e| err(e.to_string()));
     }
-    // Typed fields: check the element count first, then convert.
+    // Typed fields (as onnx.proto assigns them): check the element count first, then convert.
     let present = match dtype {
         DType::F32 => t.float_data.len(),
         DType::F64 => t.double_data.len(),
         DType::I64 => t.int64_data.len(),
-        DType::I32 | DType::I8 | DType::U8 | DType::Bool | DType::F16 | DType::BF16 => t.int32_data.len(),
+        DType::U64 | DType::U32 => t.uint64_data.len(),
+        DType::I32 | DType::I16 | DType::I8 | DType::U16 | DType::U8 | DType::Bool | DType::F16 | DType::BF16 => {
+            t.int32_data.len()
+        }
     };
     if present != count {
         return Err(err(format!("shape {shape:?} needs {count} {dtype} values, the tensor holds {present}")));
@@ -67,8 +74,12 @@ pub fn tensor_from_proto(t: &TensorProto, what: &str, base_dir: Option<&Path>) -
         DType::F64 => TensorData::from_vec(shape, &t.double_data),
         DType::I64 => TensorData::from_vec(shape, &t.int64_data),
         DType::I32 => TensorData::from_vec(shape, &t.int32_data),
+        DType::U64 => TensorData::from_vec(shape, &t.uint64_data),
+        DType::U32 => TensorData::from_vec(shape, &t.uint64_data.iter().map(|&v| v as u32).collect::<Vec<_>>()),
         // Narrow types are stored widened in `int32_data`; half floats as their bit patterns.
+        DType::I16 => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v as i16).collect::<Vec<_>>()),
         DType::I8 => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v as i8).collect::<Vec<_>>()),
+        DType::U16 => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v as u16).collect::<Vec<_>>()),
         DType::U8 => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v as u8).collect::<Vec<_>>()),
         DType::Bool => TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| v != 0).collect::<Vec<_>>()),
         DType::F16 => {
@@ -130,7 +141,11 @@ pub fn tensor_to_proto(name: &str, t: &TensorData) -> TensorProto {
         DType::BF16 => DataType::Bfloat16,
         DType::I64 => DataType::Int64,
         DType::I32 => DataType::Int32,
+        DType::I16 => DataType::Int16,
         DType::I8 => DataType::Int8,
+        DType::U64 => DataType::Uint64,
+        DType::U32 => DataType::Uint32,
+        DType::U16 => DataType::Uint16,
         DType::U8 => DataType::Uint8,
         DType::Bool => DataType::Bool,
     };
@@ -187,6 +202,56 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(tensor_from_proto(&p, "h", None).unwrap().to_f64_vec(), vec![1.0]);
+    }
+
+    fn typed(dtype: DataType, dims: Vec<i64>) -> TensorProto {
+        TensorProto { dims, data_type: Some(dtype as i32), ..Default::default() }
+    }
+
+    #[test]
+    fn sixteen_bit_integers_come_widened_from_int32_data() {
+        let p = TensorProto { int32_data: vec![-32768, -1, 32767], ..typed(DataType::Int16, vec![3]) };
+        let t = tensor_from_proto(&p, "a", None).unwrap();
+        assert_eq!(t.to_vec::<i16>().unwrap(), vec![i16::MIN, -1, i16::MAX]);
+        let p = TensorProto { int32_data: vec![0, 65535], ..typed(DataType::Uint16, vec![2]) };
+        assert_eq!(tensor_from_proto(&p, "b", None).unwrap().to_vec::<u16>().unwrap(), vec![0, u16::MAX]);
+        // The count is checked against the field the type lives in.
+        let p = TensorProto { uint64_data: vec![1, 2], ..typed(DataType::Uint16, vec![2]) };
+        let e = tensor_from_proto(&p, "c", None).unwrap_err().to_string();
+        assert!(e.contains("needs 2 u16 values, the tensor holds 0"), "{e}");
+    }
+
+    #[test]
+    fn u32_and_u64_come_from_uint64_data() {
+        let p = TensorProto { uint64_data: vec![0, u32::MAX as u64], ..typed(DataType::Uint32, vec![2]) };
+        assert_eq!(tensor_from_proto(&p, "a", None).unwrap().to_vec::<u32>().unwrap(), vec![0, u32::MAX]);
+        let big = vec![u64::MAX, 1 << 63, 5];
+        let p = TensorProto { uint64_data: big.clone(), ..typed(DataType::Uint64, vec![3]) };
+        assert_eq!(tensor_from_proto(&p, "b", None).unwrap().to_vec::<u64>().unwrap(), big);
+        let p = TensorProto { int64_data: vec![1], ..typed(DataType::Uint64, vec![1]) };
+        assert!(tensor_from_proto(&p, "c", None).unwrap_err().to_string().contains("needs 1 u64 values"));
+    }
+
+    #[test]
+    fn new_integer_types_round_trip_through_raw_data() {
+        let cases = [
+            TensorData::from_vec(vec![2], &[i16::MIN, 300]),
+            TensorData::from_vec(vec![2], &[u16::MAX, 300]),
+            TensorData::from_vec(vec![2], &[u32::MAX, 70000]),
+            TensorData::from_vec(vec![3], &[u64::MAX, 1 << 63, 1]),
+        ];
+        let codes = [DataType::Int16, DataType::Uint16, DataType::Uint32, DataType::Uint64];
+        for (t, code) in cases.iter().zip(codes) {
+            let p = tensor_to_proto("x", t);
+            assert_eq!(p.data_type, Some(code as i32));
+            assert_eq!(&tensor_from_proto(&p, "x", None).unwrap(), t);
+        }
+        // raw_data is little-endian, whatever the host.
+        let raw: Vec<u8> = [0x0102u16, 0xfffe].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let p = TensorProto { raw_data: Some(Bytes::from(raw)), ..typed(DataType::Uint16, vec![2]) };
+        assert_eq!(tensor_from_proto(&p, "r", None).unwrap().to_vec::<u16>().unwrap(), vec![0x0102, 0xfffe]);
+        let p = TensorProto { raw_data: Some(Bytes::from(vec![0u8; 6])), ..typed(DataType::Uint32, vec![2]) };
+        assert!(tensor_from_proto(&p, "r", None).is_err());
     }
 
     #[test]

@@ -312,6 +312,7 @@ fn preview(t: &TensorData, n: usize) -> String {
     let mut items: Vec<String> = match t.dtype() {
         DType::F32 => head.to_vec::<f32>().unwrap_or_default().iter().map(|v| v.to_string()).collect(),
         DType::Bool => head.to_vec::<bool>().unwrap_or_default().iter().map(|v| v.to_string()).collect(),
+        DType::U64 => head.to_vec::<u64>().unwrap_or_default().iter().map(|v| v.to_string()).collect(),
         d if d.is_int() => head.to_i64_vec().iter().map(|v| v.to_string()).collect(),
         _ => head.to_f64_vec().iter().map(|v| v.to_string()).collect(),
     };

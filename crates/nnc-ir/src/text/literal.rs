@@ -21,7 +21,11 @@ enum Elements {
     BF16(Vec<bf16>),
     I64(Vec<i64>),
     I32(Vec<i32>),
+    I16(Vec<i16>),
     I8(Vec<i8>),
+    U64(Vec<u64>),
+    U32(Vec<u32>),
+    U16(Vec<u16>),
     U8(Vec<u8>),
     Bool(Vec<bool>),
 }
@@ -35,7 +39,11 @@ impl Elements {
             DType::BF16 => Elements::BF16(Vec::new()),
             DType::I64 => Elements::I64(Vec::new()),
             DType::I32 => Elements::I32(Vec::new()),
+            DType::I16 => Elements::I16(Vec::new()),
             DType::I8 => Elements::I8(Vec::new()),
+            DType::U64 => Elements::U64(Vec::new()),
+            DType::U32 => Elements::U32(Vec::new()),
+            DType::U16 => Elements::U16(Vec::new()),
             DType::U8 => Elements::U8(Vec::new()),
             DType::Bool => Elements::Bool(Vec::new()),
         }
@@ -50,7 +58,11 @@ impl Elements {
             Elements::BF16(v) => TensorData::from_vec(shape, &v),
             Elements::I64(v) => TensorData::from_vec(shape, &v),
             Elements::I32(v) => TensorData::from_vec(shape, &v),
+            Elements::I16(v) => TensorData::from_vec(shape, &v),
             Elements::I8(v) => TensorData::from_vec(shape, &v),
+            Elements::U64(v) => TensorData::from_vec(shape, &v),
+            Elements::U32(v) => TensorData::from_vec(shape, &v),
+            Elements::U16(v) => TensorData::from_vec(shape, &v),
             Elements::U8(v) => TensorData::from_vec(shape, &v),
             Elements::Bool(v) => TensorData::from_vec(shape, &v),
         }
@@ -115,7 +127,11 @@ impl<'a> Parser<'a> {
             Elements::BF16(v) => v.push(bf16::from_f32(self.float(DType::BF16, f32::INFINITY, f32::NAN)?)),
             Elements::I64(v) => v.push(self.int(DType::I64)?),
             Elements::I32(v) => v.push(self.int(DType::I32)?),
+            Elements::I16(v) => v.push(self.int(DType::I16)?),
             Elements::I8(v) => v.push(self.int(DType::I8)?),
+            Elements::U64(v) => v.push(self.int(DType::U64)?),
+            Elements::U32(v) => v.push(self.int(DType::U32)?),
+            Elements::U16(v) => v.push(self.int(DType::U16)?),
             Elements::U8(v) => v.push(self.int(DType::U8)?),
             Elements::Bool(v) => {
                 let b = match &self.tok.kind {
@@ -199,6 +215,11 @@ mod tests {
         assert_eq!(literal(DType::I8, &[2], "[-128, 127]").unwrap().to_vec::<i8>().unwrap(), vec![-128, 127]);
         assert_eq!(literal(DType::U8, &[1], "[255]").unwrap().to_vec::<u8>().unwrap(), vec![255]);
         assert_eq!(literal(DType::I32, &[], "[-7]").unwrap().to_vec::<i32>().unwrap(), vec![-7]);
+        assert_eq!(literal(DType::I16, &[2], "[-32768, 32767]").unwrap().to_vec::<i16>().unwrap(), vec![-32768, 32767]);
+        assert_eq!(literal(DType::U16, &[1], "[65535]").unwrap().to_vec::<u16>().unwrap(), vec![65535]);
+        assert_eq!(literal(DType::U32, &[1], "[4294967295]").unwrap().to_vec::<u32>().unwrap(), vec![u32::MAX]);
+        let t = literal(DType::U64, &[2], "[0, 18446744073709551615]").unwrap();
+        assert_eq!(t.to_vec::<u64>().unwrap(), vec![0, u64::MAX]);
         assert_eq!(literal(DType::Bool, &[2], "[true, false]").unwrap().to_vec::<bool>().unwrap(), vec![true, false]);
         assert_eq!(literal(DType::F32, &[0, 5], "[]").unwrap().shape(), &[0, 5]);
     }
@@ -209,6 +230,13 @@ mod tests {
         assert_eq!(e(DType::U8, "[256]"), "t.nnir:1:2: `256` is out of range for u8");
         assert_eq!(e(DType::U8, "[-1]"), "t.nnir:1:3: `-1` is out of range for u8");
         assert_eq!(e(DType::I64, "[9223372036854775808]"), "t.nnir:1:2: `9223372036854775808` is out of range for i64");
+        assert_eq!(
+            e(DType::U64, "[18446744073709551616]"),
+            "t.nnir:1:2: `18446744073709551616` is out of range for u64"
+        );
+        assert_eq!(e(DType::U64, "[-1]"), "t.nnir:1:3: `-1` is out of range for u64");
+        assert_eq!(e(DType::I16, "[32768]"), "t.nnir:1:2: `32768` is out of range for i16");
+        assert_eq!(e(DType::U32, "[4294967296]"), "t.nnir:1:2: `4294967296` is out of range for u32");
         assert_eq!(e(DType::I32, "[1.5]"), "t.nnir:1:2: expected an integer (the constant is i32), found `1.5`");
         assert_eq!(e(DType::Bool, "[1]"), "t.nnir:1:2: expected `true` or `false` (the constant is bool), found `1`");
         assert_eq!(

@@ -129,7 +129,10 @@ fn write_literal(out: &mut String, t: &TensorData) {
         DType::F16 => t.to_vec::<f16>().unwrap_or_default().into_iter().map(|v| format_f32(v.to_f32())).collect(),
         DType::BF16 => t.to_vec::<bf16>().unwrap_or_default().into_iter().map(|v| format_f32(v.to_f32())).collect(),
         DType::Bool => t.to_vec::<bool>().unwrap_or_default().into_iter().map(|b| b.to_string()).collect(),
-        DType::I64 | DType::I32 | DType::I8 | DType::U8 => t.to_i64_vec().into_iter().map(|v| v.to_string()).collect(),
+        DType::U64 => t.to_vec::<u64>().unwrap_or_default().into_iter().map(|v| v.to_string()).collect(),
+        DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U32 | DType::U16 | DType::U8 => {
+            t.to_i64_vec().into_iter().map(|v| v.to_string()).collect()
+        }
     };
     out.push('[');
     out.push_str(&items.join(", "));
@@ -200,6 +203,10 @@ graph mlp(%x: f32[batch, 2]) {
             (TensorData::from_vec(vec![2], &[i64::MIN, 7]), "[-9223372036854775808, 7]"),
             (TensorData::from_vec(vec![2], &[-128i8, 127]), "[-128, 127]"),
             (TensorData::from_vec(vec![1], &[255u8]), "[255]"),
+            (TensorData::from_vec(vec![2], &[i16::MIN, 1]), "[-32768, 1]"),
+            (TensorData::from_vec(vec![1], &[65535u16]), "[65535]"),
+            (TensorData::from_vec(vec![1], &[u32::MAX]), "[4294967295]"),
+            (TensorData::from_vec(vec![2], &[u64::MAX, 1 << 63]), "[18446744073709551615, 9223372036854775808]"),
             (TensorData::from_vec(vec![2], &[true, false]), "[true, false]"),
             (TensorData::from_vec(vec![0, 3], &[] as &[i32]), "[]"),
         ];

@@ -298,6 +298,7 @@ pub fn pad(cx: &mut NodeCx) -> Out {
         "constant" => PadMode::Constant,
         "reflect" => PadMode::Reflect,
         "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
         other => return Err(format!("mode `{other}` is not supported").into()),
     };
     let (raw, value, axes) = if cx.opset < 11 {
