@@ -12,10 +12,12 @@ fn models_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"))
         .join("models");
-    dir.is_dir().then_some(dir).or_else(|| {
+    if dir.is_dir() {
+        Some(dir)
+    } else {
         eprintln!("SKIPPED: shared models not found at {}", dir.display());
         None
-    })
+    }
 }
 
 fn import(c: &mut Criterion) {

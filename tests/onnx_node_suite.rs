@@ -8,9 +8,41 @@ use nnc_conformance::{discover_cases, run_case, CaseOutcome, Interpreter, Report
 
 /// The ONNX ops used by the shared models (from their `index.json`).
 const SHARED_MODEL_OPS: &[&str] = &[
-    "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "Div", "Equal", "Erf", "Gather", "Gemm",
-    "Identity", "If", "LayerNormalization", "LSTM", "MatMul", "MaxPool", "Mul", "Not", "Pad", "Pow", "ReduceMean",
-    "Relu", "Reshape", "Shape", "Sigmoid", "Size", "Slice", "Softmax", "Sqrt", "Squeeze", "Sub", "Tanh", "Transpose",
+    "Add",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "Div",
+    "Equal",
+    "Erf",
+    "Gather",
+    "Gemm",
+    "Identity",
+    "If",
+    "LayerNormalization",
+    "LSTM",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Not",
+    "Pad",
+    "Pow",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Shape",
+    "Sigmoid",
+    "Size",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
     "Unsqueeze",
 ];
 
@@ -42,7 +74,8 @@ fn node_suite_on_the_interpreter() {
     assert!(unexplained.is_empty(), "cases of shared-model ops fail:\n{}", unexplained.join("\n"));
 
     // SUPPORTED_OPS.md must be the report of this very code.
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SUPPORTED_OPS.md")).expect("SUPPORTED_OPS.md");
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/SUPPORTED_OPS.md")).expect("SUPPORTED_OPS.md");
     let line = format!("**{passed} passed, {failed} failed, {skipped} skipped**");
     assert!(
         doc.contains(&line),

@@ -30,8 +30,8 @@ fn run_model(dir: &Path) -> (Vec<nnc::ir::TensorData>, Vec<nnc::ir::TensorData>)
         (0..names.len()).map(|i| read_tensor_file(&data.join(format!("input_{i}.pb"))).expect("input").1).collect();
     let shapes: HashMap<String, Vec<usize>> =
         names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
-    let graph =
-        import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() }).unwrap_or_else(|e| panic!("{e}"));
+    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{e}"));
     let outputs = interp::run(&graph, &inputs).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
     let mut expected = Vec::new();
     for i in 0.. {
@@ -54,8 +54,13 @@ fn every_shared_model_matches_onnx_runtime() {
         assert_eq!(outputs.len(), expected.len(), "{name}: output count");
         for (k, (got, want)) in outputs.iter().zip(&expected).enumerate() {
             match compare(got, want, tol) {
-                Ok(c) if c.passed() => eprintln!("{name} output {k}: max abs {:.2e}, max rel {:.2e}", c.max_abs, c.max_rel),
-                Ok(c) => failures.push(format!("{name} output {k}: {} of {} values differ (max abs {:.2e})", c.mismatches, c.total, c.max_abs)),
+                Ok(c) if c.passed() => {
+                    eprintln!("{name} output {k}: max abs {:.2e}, max rel {:.2e}", c.max_abs, c.max_rel)
+                }
+                Ok(c) => failures.push(format!(
+                    "{name} output {k}: {} of {} values differ (max abs {:.2e})",
+                    c.mismatches, c.total, c.max_abs
+                )),
                 Err(e) => failures.push(format!("{name} output {k}: {e}")),
             }
         }

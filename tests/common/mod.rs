@@ -15,7 +15,10 @@ pub fn shared_models() -> Option<PathBuf> {
 
 /// The ONNX backend node tests fetched by `scripts/fetch-onnx-tests.sh`.
 pub fn onnx_node_tests() -> Option<PathBuf> {
-    require(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".nnc-data/onnx-node"), "the ONNX node tests (scripts/fetch-onnx-tests.sh)")
+    require(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".nnc-data/onnx-node"),
+        "the ONNX node tests (scripts/fetch-onnx-tests.sh)",
+    )
 }
 
 /// `Some(dir)` if it exists; otherwise a failure in CI and a printed skip elsewhere.

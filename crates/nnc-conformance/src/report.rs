@@ -123,29 +123,20 @@ impl Report {
     }
 }
 
-/// Merges reasons that differ only in value names and numbers, so the report groups them.
+/// Merges reasons that differ only in node numbers (`#12`) and data-set file numbers, so the
+/// report groups them.
 fn generalize(reason: &str) -> String {
     let mut out = String::with_capacity(reason.len());
-    let mut in_tick = false;
-    let mut prev_digit = false;
-    for c in reason.chars() {
-        if c == '`' {
-            in_tick = !in_tick;
-            out.push(c);
-            if !in_tick {
-                prev_digit = false;
-            }
-            continue;
-        }
-        if c.is_ascii_digit() || (c == '.' && prev_digit) {
-            if !prev_digit {
-                out.push('N');
-            }
-            prev_digit = true;
-            continue;
-        }
-        prev_digit = false;
+    let mut chars = reason.chars().peekable();
+    while let Some(c) = chars.next() {
         out.push(c);
+        let numbered = c == '#' || out.ends_with("test_data_set_") || out.ends_with("put_");
+        if numbered && chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+            while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                chars.next();
+            }
+            out.push('N');
+        }
     }
     out
 }

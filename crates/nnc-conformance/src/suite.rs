@@ -57,7 +57,12 @@ pub fn run_case(dir: &Path, backend: &dyn Backend) -> CaseResult {
                 .unwrap_or_default();
             let outcome = match non_tensor_io(&model) {
                 Some(why) => CaseOutcome::Skip(why),
-                None => run_data_sets(dir, &model, backend),
+                None => match run_data_sets(dir, &model, backend) {
+                    // Paths inside the case folder are shown relative to it, so reasons of
+                    // different cases read (and group) alike.
+                    CaseOutcome::Fail(why) => CaseOutcome::Fail(why.replace(&format!("{}/", dir.display()), "")),
+                    other => other,
+                },
             };
             (ops, outcome)
         }
