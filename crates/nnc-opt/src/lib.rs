@@ -1,0 +1,269 @@
+//! nnc's graph optimizer: equality saturation over the Graph IR with [egg].
+//!
+//! [`optimize`] translates a verified [`Graph`] into an e-graph (`translate.rs`, with the
+//! language in `lang.rs` and the shape/dtype analysis in `analysis.rs`), applies the named rules
+//! of `rules/` until saturation or a limit, extracts the cheapest equivalent graph under a
+//! [`CostModel`] (`extract.rs`, `cost.rs`) and translates it back into a verified graph.
+//!
+//! Every rule keeps types: it only applies where its right side has exactly the matched value's
+//! dtype and shape. Saturation is always bounded by node, iteration and time limits, and the
+//! result is deterministic: the same graph gives the same printed graph on every run (as long as
+//! the time limit, the only limit that depends on the machine, is not what stopped it).
+
+pub mod analysis;
+pub mod cost;
+pub mod extract;
+pub mod fold;
+pub mod lang;
+pub mod rules;
+pub mod translate;
+
+#[cfg(test)]
+mod soundness;
+#[cfg(test)]
+mod testing;
+
+pub use cost::{Cost, CostModel};
+pub use rules::{all_rules, Family, Rule};
+
+use egg::{BackoffScheduler, Id, Runner};
+use lang::Nn;
+use nnc_ir::{Graph, IrError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+/// What `optimize` may do.
+#[derive(Clone, Debug)]
+pub struct OptOptions {
+    /// Stop saturating when the e-graph holds this many e-nodes.
+    pub node_limit: usize,
+    /// Stop after this many rounds of rule application.
+    pub iter_limit: usize,
+    /// Stop after this long (a safety net: when it is what stops the run, the result may differ
+    /// between runs, and [`Optimized::stop`] says so).
+    pub time_limit: Duration,
+    /// The cost extraction minimises.
+    pub cost: CostModel,
+    /// Apply only these rules (by name); `None` applies all of them.
+    pub only: Option<Vec<String>>,
+    /// Never apply these rules.
+    pub disabled: Vec<String>,
+    /// For tests of the rules themselves: make every e-node of the input graph very expensive,
+    /// so that extraction takes whatever the rules derived wherever they derived something.
+    #[doc(hidden)]
+    pub prefer_rewrites: bool,
+}
+
+impl Default for OptOptions {
+    fn default() -> Self {
+        OptOptions {
+            node_limit: 50_000,
+            iter_limit: 24,
+            time_limit: Duration::from_secs(5),
+            cost: CostModel::default(),
+            only: None,
+            disabled: Vec::new(),
+            prefer_rewrites: false,
+        }
+    }
+}
+
+impl OptOptions {
+    /// The default options, applying only the named rule.
+    pub fn only(rule: &str) -> OptOptions {
+        OptOptions { only: Some(vec![rule.to_string()]), ..OptOptions::default() }
+    }
+}
+
+/// Why saturation stopped.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stop {
+    /// No rule could add anything.
+    Saturated,
+    IterationLimit(usize),
+    NodeLimit(usize),
+    /// The time limit: the one limit whose result can differ between runs.
+    TimeLimit,
+    Other(String),
+}
+
+/// The result of [`optimize`].
+#[derive(Clone, Debug)]
+pub struct Optimized {
+    /// The optimized, verified graph: same inputs (names, types, order) and outputs (names,
+    /// types, order) as the input graph.
+    pub graph: Graph,
+    /// The rules that changed the graph and how many of their rewrites the extracted graph uses,
+    /// in rule order.
+    pub applied: Vec<(&'static str, usize)>,
+    /// How often each rule added an equality during saturation (whether or not extraction kept
+    /// its result), in rule order.
+    pub fired: Vec<(&'static str, usize)>,
+    pub cost_before: Cost,
+    pub cost_after: Cost,
+    pub stop: Stop,
+    pub iterations: usize,
+    /// E-nodes in the e-graph when saturation stopped.
+    pub egraph_nodes: usize,
+}
+
+/// Why `optimize` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OptError {
+    #[error("the input graph is not valid: {0}")]
+    Invalid(IrError),
+    #[error("unknown rule `{0}`")]
+    UnknownRule(String),
+    #[error("the optimized graph does not verify (an optimizer bug): {0}")]
+    Rebuild(IrError),
+    #[error("optimizer bug: {0}")]
+    Internal(String),
+}
+
+/// Optimizes `graph` with the rules `options` selects, returning an equivalent graph that is no
+/// more expensive under `options.cost`.
+pub fn optimize(graph: &Graph, options: &OptOptions) -> Result<Optimized, OptError> {
+    nnc_ir::verify(graph).map_err(OptError::Invalid)?;
+    let rules = select_rules(options)?;
+    let model = &options.cost;
+    let cost_before = model.graph_cost(graph);
+
+    let t = translate::to_egraph(graph)?;
+    let rewrites: Vec<_> = rules.iter().flat_map(|r| r.to_egg()).collect();
+    let mut runner = Runner::default()
+        .with_egraph(t.egraph)
+        .with_node_limit(options.node_limit)
+        .with_iter_limit(options.iter_limit)
+        .with_time_limit(options.time_limit)
+        .with_scheduler(BackoffScheduler::default());
+    runner.roots = t.roots.clone();
+    let runner = runner.run(&rewrites);
+    let egraph = runner.egraph;
+    let stop = match runner.stop_reason {
+        Some(egg::StopReason::Saturated) | None => Stop::Saturated,
+        Some(egg::StopReason::IterationLimit(n)) => Stop::IterationLimit(n),
+        Some(egg::StopReason::NodeLimit(n)) => Stop::NodeLimit(n),
+        Some(egg::StopReason::TimeLimit(_)) => Stop::TimeLimit,
+        Some(egg::StopReason::Other(s)) => Stop::Other(s),
+    };
+    let mut fired_by_name: HashMap<&str, usize> = HashMap::new();
+    for it in &runner.iterations {
+        for (name, n) in &it.applied {
+            *fired_by_name.entry(name.as_str()).or_default() += n;
+        }
+    }
+
+    let canon = |n: &Nn| n.clone().map_children_canon(&egraph);
+    let penalized: HashSet<Nn> = if options.prefer_rewrites {
+        t.original.iter().flatten().filter(|n| !n.children.is_empty()).map(canon).collect()
+    } else {
+        HashSet::new()
+    };
+    let choice = extract::extract(&egraph, model, &penalized);
+    let new_graph = translate::to_graph(graph, &egraph, &t.roots, &t.classes, &choice)?;
+    let cost_after = model.graph_cost(&new_graph);
+
+    // Which rewrites the extracted graph uses: a rewrite whose right side is a new e-node counts
+    // if that e-node was chosen for its e-class; one whose right side is an existing e-class
+    // (`x * 1 → x`) counts if its e-class no longer has the e-node an original value had.
+    let reachable = reachable_classes(&egraph, &t.roots, &choice);
+    let changed: HashSet<Id> = t
+        .classes
+        .iter()
+        .zip(&t.original)
+        .filter_map(|(c, n)| {
+            let class = egraph.find((*c)?);
+            let chosen = choice.get(&class)?;
+            (reachable.contains(&class) && *chosen != canon(n.as_ref()?)).then_some(class)
+        })
+        .collect();
+    let mut used: BTreeMap<&str, HashSet<Id>> = BTreeMap::new();
+    for (name, class, rhs) in &egraph.analysis.log {
+        let class = egraph.find(*class);
+        if !reachable.contains(&class) {
+            continue;
+        }
+        let counts = match rhs {
+            Some(node) => choice.get(&class) == Some(&canon(node)),
+            None => changed.contains(&class),
+        };
+        if counts {
+            used.entry(name).or_default().insert(class);
+        }
+    }
+
+    let order = |counts: &dyn Fn(&str) -> usize| -> Vec<(&'static str, usize)> {
+        rules.iter().map(|r| (r.name, counts(r.name))).filter(|(_, n)| *n > 0).collect()
+    };
+    let mut applied = order(&|name| used.get(name).map_or(0, HashSet::len));
+    let fired = order(&|name| fired_by_name.get(name).copied().unwrap_or(0));
+
+    // Extraction minimises a tree cost; should the graph's cost have grown (values shared by
+    // several users count once in a graph), keep the input graph.
+    let (graph, cost_after) = if cost_after.total(model) > cost_before.total(model) && !options.prefer_rewrites {
+        applied.clear();
+        (graph.clone(), cost_before)
+    } else {
+        (new_graph, cost_after)
+    };
+    Ok(Optimized {
+        graph,
+        applied,
+        fired,
+        cost_before,
+        cost_after,
+        stop,
+        iterations: runner.iterations.len(),
+        egraph_nodes: egraph.total_size(),
+    })
+}
+
+fn select_rules(options: &OptOptions) -> Result<Vec<Rule>, OptError> {
+    let all = all_rules();
+    let known = |name: &String| {
+        if all.iter().any(|r| r.name == name) {
+            Ok(())
+        } else {
+            Err(OptError::UnknownRule(name.clone()))
+        }
+    };
+    options.disabled.iter().try_for_each(known)?;
+    if let Some(only) = &options.only {
+        only.iter().try_for_each(known)?;
+    }
+    Ok(all
+        .into_iter()
+        .filter(|r| options.only.as_ref().is_none_or(|o| o.iter().any(|n| n == r.name)))
+        .filter(|r| !options.disabled.iter().any(|n| n == r.name))
+        .collect())
+}
+
+/// The e-classes the chosen e-nodes reach from the roots.
+fn reachable_classes(
+    egraph: &egg::EGraph<Nn, analysis::NnAnalysis>,
+    roots: &[Id],
+    choice: &HashMap<Id, Nn>,
+) -> HashSet<Id> {
+    let mut seen = HashSet::new();
+    let mut stack: Vec<Id> = roots.iter().map(|&r| egraph.find(r)).collect();
+    while let Some(c) = stack.pop() {
+        if !seen.insert(c) {
+            continue;
+        }
+        if let Some(n) = choice.get(&c) {
+            stack.extend(n.children.iter().map(|&k| egraph.find(k)));
+        }
+    }
+    seen
+}
+
+trait Canon {
+    fn map_children_canon(self, egraph: &egg::EGraph<Nn, analysis::NnAnalysis>) -> Self;
+}
+
+impl Canon for Nn {
+    fn map_children_canon(self, egraph: &egg::EGraph<Nn, analysis::NnAnalysis>) -> Nn {
+        use egg::Language;
+        self.map_children(|c| egraph.find(c))
+    }
+}
