@@ -237,6 +237,7 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::MatMul
         | Op::Conv { .. }
         | Op::Pool { .. }
+        | Op::ArgMaxPool { .. }
         | Op::Transpose { .. }
         | Op::Slice { .. }
         | Op::Concat { .. }
@@ -365,6 +366,7 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         Op::Pool { kind, kernel, window, ceil_mode: _, count_include_pad } => {
             one(linalg::pool(*kind, arg(0)?, kernel, window, *count_include_pad, out)?)
         }
+        Op::ArgMaxPool { kernel, window, ceil_mode: _ } => one(linalg::argmax_pool(arg(0)?, kernel, window, out)?),
         Op::Reshape { shape: _ } => one(arg(0)?.clone().with_shape(out.to_vec())),
         Op::Transpose { perm } => one(movement::transpose(arg(0)?, perm, out)?),
         Op::Expand { shape: _ } => one(movement::expand(arg(0)?, out)?),

@@ -319,6 +319,50 @@ fn window_offsets(taps: &[AxisTaps], ocoords: &[usize], buf: &mut Vec<usize>, sc
 /// Called per output position `t` with the window's in-bounds plane offsets and padded count.
 type WindowFn<'a> = dyn FnMut(usize, &[usize], usize) -> Result<(), String> + 'a;
 
+/// The windows of a pooling op over an `[N, C, spatial...]` input.
+struct PoolWindows {
+    taps: Vec<AxisTaps>,
+    out_spatial: Vec<usize>,
+    /// `N * C`: the planes the windows slide over independently.
+    planes: usize,
+    /// Elements per input plane.
+    plane: usize,
+    /// Output positions per plane.
+    positions: usize,
+}
+
+impl PoolWindows {
+    fn new(x: &Value, kernel: &[i64], window: &Window, out_shape: &[usize]) -> Result<PoolWindows, String> {
+        let kernel: Vec<usize> = kernel
+            .iter()
+            .map(|&k| usize::try_from(k).map_err(|_| internal("pool kernel")))
+            .collect::<Result<_, _>>()?;
+        let out_spatial = out_shape.get(2..).ok_or_else(|| internal("pool output rank"))?.to_vec();
+        let taps = window_taps(&x.shape, &kernel, &out_spatial, window)?;
+        Ok(PoolWindows {
+            taps,
+            planes: x.shape.iter().take(2).product(),
+            plane: x.shape[2..].iter().product(),
+            positions: out_spatial.iter().product(),
+            out_spatial,
+        })
+    }
+
+    /// Calls `f` for every output position with the window's in-bounds plane offsets and
+    /// padded count.
+    fn for_each(&self, f: &mut WindowFn<'_>) -> Result<(), String> {
+        let mut ocoords = vec![0usize; self.out_spatial.len()];
+        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+        for t in 0..self.positions {
+            unravel(t, &self.out_spatial, &mut ocoords);
+            window_offsets(&self.taps, &ocoords, &mut buf, &mut scratch);
+            let padded: usize = self.taps.iter().zip(&ocoords).map(|(tap, &o)| tap.padded_count[o]).product();
+            f(t, &buf, padded)?;
+        }
+        Ok(())
+    }
+}
+
 pub fn pool(
     kind: PoolKind,
     x: &Value,
@@ -327,29 +371,12 @@ pub fn pool(
     count_include_pad: bool,
     out_shape: &[usize],
 ) -> Result<Value, String> {
-    let kernel: Vec<usize> =
-        kernel.iter().map(|&k| usize::try_from(k).map_err(|_| internal("pool kernel"))).collect::<Result<_, _>>()?;
-    let out_spatial = out_shape.get(2..).ok_or_else(|| internal("pool output rank"))?;
-    let taps = window_taps(&x.shape, &kernel, out_spatial, window)?;
-    let planes: usize = x.shape.iter().take(2).product();
-    let plane: usize = x.shape[2..].iter().product();
-    let p: usize = out_spatial.iter().product();
-    let mut ocoords = vec![0usize; out_spatial.len()];
-    let (mut buf, mut scratch) = (Vec::new(), Vec::new());
-    // Visits every output position with its in-bounds offsets and padded count.
-    let mut each_window = |f: &mut WindowFn<'_>| {
-        for t in 0..p {
-            unravel(t, out_spatial, &mut ocoords);
-            window_offsets(&taps, &ocoords, &mut buf, &mut scratch);
-            let padded: usize = taps.iter().zip(&ocoords).map(|(tap, &o)| tap.padded_count[o]).product();
-            f(t, &buf, padded)?;
-        }
-        Ok::<(), String>(())
-    };
+    let w = PoolWindows::new(x, kernel, window, out_shape)?;
+    let (planes, plane, p) = (w.planes, w.plane, w.positions);
     match &x.data {
         Data::Float(v) => {
             let mut out = vec![0.0f64; planes * p];
-            each_window(&mut |t, offs, padded| {
+            w.for_each(&mut |t, offs, padded| {
                 for pl in 0..planes {
                     let src = &v[pl * plane..(pl + 1) * plane];
                     out[pl * p + t] = match kind {
@@ -375,7 +402,7 @@ pub fn pool(
             let out = with_int!(x.dtype, T => {
                 let (min, _) = int_range::<T>(x.dtype);
                 let mut out = vec![0i64; planes * p];
-                each_window(&mut |t, offs, padded| {
+                w.for_each(&mut |t, offs, padded| {
                     for pl in 0..planes {
                         let src = |o: usize| T::from_held(v[pl * plane + o]);
                         let r = match kind {
@@ -403,10 +430,62 @@ pub fn pool(
     }
 }
 
+/// The flat input index of each max-pool window's first maximum (NaN never wins; a window of
+/// only NaNs or of no input elements points at its first in-bounds element, or is an error).
+pub fn argmax_pool(x: &Value, kernel: &[i64], window: &Window, out_shape: &[usize]) -> Result<Value, String> {
+    let w = PoolWindows::new(x, kernel, window, out_shape)?;
+    let (planes, plane, p) = (w.planes, w.plane, w.positions);
+    let mut out = vec![0i64; planes * p];
+    // The first offset whose value beats every earlier one under `greater`.
+    fn first_max(offs: &[usize], greater: impl Fn(usize, usize) -> bool) -> Option<usize> {
+        offs.iter().copied().fold(None, |best, o| match best {
+            Some(b) if !greater(o, b) => Some(b),
+            _ => Some(o),
+        })
+    }
+    let mut record = |pl: usize, t: usize, best: Option<usize>| -> Result<(), String> {
+        let o = best.ok_or("argmax_pool window with no input elements")?;
+        out[pl * p + t] = i64::try_from(pl * plane + o).map_err(|_| internal("argmax_pool index"))?;
+        Ok(())
+    };
+    match &x.data {
+        Data::Float(v) => w.for_each(&mut |t, offs, _| {
+            for pl in 0..planes {
+                let src = &v[pl * plane..(pl + 1) * plane];
+                let valid: Vec<usize> = offs.iter().copied().filter(|&o| !src[o].is_nan()).collect();
+                let pick = if valid.is_empty() { offs } else { &valid };
+                record(pl, t, first_max(pick, |a, b| src[a] > src[b]))?;
+            }
+            Ok(())
+        })?,
+        Data::Int(v) => with_int!(x.dtype, T => {
+            w.for_each(&mut |t, offs, _| {
+                for pl in 0..planes {
+                    let src = |o: usize| T::from_held(v[pl * plane + o]);
+                    record(pl, t, first_max(offs, |a, b| src(a) > src(b)))?;
+                }
+                Ok(())
+            })?
+        }),
+        Data::Bool(_) => return Err(internal("argmax_pool of bool")),
+    }
+    Ok(Value::int(nnc_ir::DType::I64, out_shape.to_vec(), out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use nnc_ir::DType;
+
+    #[test]
+    fn argmax_pool_gives_flat_input_indices_first_on_ties() {
+        // Two planes of [1, 4]; windows of 2 with stride 2.
+        let x = Value::float(DType::F32, vec![1, 2, 4], vec![1.0, 3.0, 3.0, 2.0, 5.0, f64::NAN, 0.0, 0.0]);
+        let w = win(&[2], &[1], &[0, 0]);
+        let r = argmax_pool(&x, &[2], &w, &[1, 2, 2]).unwrap();
+        let Data::Int(idx) = &r.data else { panic!("indices are integers") };
+        assert_eq!(idx, &[1, 2, 4, 6]);
+    }
 
     fn f(shape: &[usize], v: &[f64]) -> Value {
         Value::float(DType::F64, shape.to_vec(), v.to_vec())

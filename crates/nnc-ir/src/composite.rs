@@ -33,6 +33,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         | Op::MatMul
         | Op::Conv { .. }
         | Op::Pool { .. }
+        | Op::ArgMaxPool { .. }
         | Op::Reshape { .. }
         | Op::Transpose { .. }
         | Op::Expand { .. }

@@ -88,21 +88,9 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
         }
         Op::MatMul => matmul(inputs[0], inputs[1]).map(|t| vec![t]),
         Op::Conv { window, groups } => conv(inputs[0], inputs[1], window, *groups).map(|t| vec![t]),
-        Op::Pool { kernel, window, ceil_mode, .. } => {
-            let x = inputs[0];
-            let n = kernel.len();
-            if x.rank() != n + 2 {
-                return Err(format!("input must have rank {} (N, C and {n} spatial axes), found {x}", n + 2));
-            }
-            check_window(window, n)?;
-            let mut shape = x.shape[..2].to_vec();
-            for (i, &k) in kernel.iter().enumerate() {
-                shape.push(window_out(&x.shape[2 + i], k, window, i, *ceil_mode)?);
-            }
-            if !x.dtype.is_numeric() {
-                return Err(format!("needs numbers, found {}", x.dtype));
-            }
-            one(TensorType { dtype: x.dtype, shape })
+        Op::Pool { kernel, window, ceil_mode, .. } => one(pool(inputs[0], kernel, window, *ceil_mode)?),
+        Op::ArgMaxPool { kernel, window, ceil_mode } => {
+            one(pool(inputs[0], kernel, window, *ceil_mode)?.with_dtype(DType::I64))
         }
         Op::Reshape { shape } => {
             let x = inputs[0];
@@ -242,6 +230,23 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
         Op::Attention { .. } => attention(inputs).map(|t| vec![t]),
         Op::Recurrent { cell, hidden, direction, .. } => recurrent(inputs, *cell, *hidden, *direction),
     }
+}
+
+/// The type of a pooling result: `[N, C]` then one windowed length per spatial axis.
+fn pool(x: &TensorType, kernel: &[i64], window: &Window, ceil_mode: bool) -> Result<TensorType, String> {
+    let n = kernel.len();
+    if x.rank() != n + 2 {
+        return Err(format!("input must have rank {} (N, C and {n} spatial axes), found {x}", n + 2));
+    }
+    check_window(window, n)?;
+    let mut shape = x.shape[..2].to_vec();
+    for (i, &k) in kernel.iter().enumerate() {
+        shape.push(window_out(&x.shape[2 + i], k, window, i, ceil_mode)?);
+    }
+    if !x.dtype.is_numeric() {
+        return Err(format!("needs numbers, found {}", x.dtype));
+    }
+    Ok(TensorType { dtype: x.dtype, shape })
 }
 
 fn check_axis(axis: usize, rank: usize) -> Result<(), String> {

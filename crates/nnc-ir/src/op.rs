@@ -221,6 +221,13 @@ pub enum Op {
         ceil_mode: bool,
         count_include_pad: bool,
     },
+    /// Where each `max_pool` window's maximum is: its flat row-major index into the whole input
+    /// (ONNX MaxPool's `Indices`), first occurrence on ties, as `i64`.
+    ArgMaxPool {
+        kernel: Vec<i64>,
+        window: Window,
+        ceil_mode: bool,
+    },
 
     // ---- data movement ----
     Reshape {
@@ -395,6 +402,7 @@ impl Op {
             Op::MatMul => "matmul",
             Op::Conv { .. } => "conv",
             Op::Pool { kind, .. } => kind.name(),
+            Op::ArgMaxPool { .. } => "argmax_pool",
             Op::Reshape { .. } => "reshape",
             Op::Transpose { .. } => "transpose",
             Op::Expand { .. } => "expand",
@@ -430,6 +438,12 @@ impl Op {
             Op::Conv { window, groups } => {
                 let mut a = window_attrs(window);
                 a.push(("groups", AttrValue::Int(*groups)));
+                a
+            }
+            Op::ArgMaxPool { kernel, window, ceil_mode } => {
+                let mut a = vec![("kernel", ints(kernel))];
+                a.extend(window_attrs(window));
+                a.push(("ceil_mode", boolean(*ceil_mode)));
                 a
             }
             Op::Pool { kernel, window, ceil_mode, count_include_pad, .. } => {
@@ -525,6 +539,11 @@ impl Op {
                 "cast" => Op::Cast { to: a.dtype("to")? },
                 "matmul" => Op::MatMul,
                 "conv" => Op::Conv { window: a.window()?, groups: a.int("groups")? },
+                "argmax_pool" => Op::ArgMaxPool {
+                    kernel: a.ints("kernel")?,
+                    window: a.window()?,
+                    ceil_mode: a.boolean("ceil_mode")?,
+                },
                 "reshape" => Op::Reshape { shape: a.dims("shape")? },
                 "expand" => Op::Expand { shape: a.dims("shape")? },
                 "transpose" => Op::Transpose { perm: a.usizes("perm")? },
@@ -577,6 +596,7 @@ impl Op {
         match self {
             Op::Constant(_) | Op::Iota { .. } => (0, 0),
             Op::Unary(_) | Op::Cast { .. } | Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Pool { .. } => (1, 1),
+            Op::ArgMaxPool { .. } => (1, 1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::Gather { .. } => (2, 2),

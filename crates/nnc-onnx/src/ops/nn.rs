@@ -78,24 +78,56 @@ pub fn pool(cx: &mut NodeCx) -> Out {
         "storage_order",
         "count_include_pad",
     ])?;
-    if cx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err("the Indices output of MaxPool is not supported".into());
-    }
-    if cx.attr_int_or("storage_order", 0)? != 0 {
-        return Err("storage_order = 1 is not supported".into());
-    }
+    let wants_indices = cx.node.output.get(1).is_some_and(|o| !o.is_empty());
+    let column_major = cx.attr_int_or("storage_order", 0)? != 0;
     let x = cx.input(0)?;
     let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
     let window = window(cx, x, &kernel)?;
     let kind = if cx.node.op_type() == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
+    let ceil_mode = cx.attr_int_or("ceil_mode", 0)? != 0;
     let op = Op::Pool {
         kind,
-        kernel,
-        window,
-        ceil_mode: cx.attr_int_or("ceil_mode", 0)? != 0,
+        kernel: kernel.clone(),
+        window: window.clone(),
+        ceil_mode,
         count_include_pad: cx.attr_int_or("count_include_pad", 0)? != 0,
     };
-    Ok(vec![NodeCx::value(cx.b.op1(op, &[x])?)])
+    let mut outs = vec![NodeCx::value(cx.b.op1(op, &[x])?)];
+    if wants_indices {
+        let mut idx = cx.b.op1(Op::ArgMaxPool { kernel, window, ceil_mode }, &[x])?;
+        if column_major {
+            idx = column_major_index(cx, idx, &cx.ty(x).shape[2..])?;
+        }
+        outs.push(NodeCx::value(idx));
+    }
+    Ok(outs)
+}
+
+/// Re-expresses row-major flat indices into `[N, C, spatial...]` with the spatial axes in
+/// column-major order (MaxPool's `storage_order = 1`): plane offset + Σ coord_i · stride_i with
+/// the strides taken from the first spatial axis outwards.
+fn column_major_index(cx: &mut NodeCx, idx: ValueId, spatial: &[Dim]) -> Result<ValueId, Fail> {
+    let sizes: Vec<i64> = spatial
+        .iter()
+        .map(|d| d.as_const().ok_or("column-major indices need concrete spatial sizes"))
+        .collect::<Result<_, _>>()?;
+    let plane: i64 = sizes.iter().product();
+    let mut rest = cx.b.binary_scalar(BinaryOp::Rem, idx, plane as f64)?;
+    let plane_start = cx.b.sub(idx, rest)?;
+    // Row-major coordinates, last axis first.
+    let mut coords = vec![idx; sizes.len()];
+    for (axis, &size) in sizes.iter().enumerate().rev() {
+        coords[axis] = cx.b.binary_scalar(BinaryOp::Rem, rest, size as f64)?;
+        rest = cx.b.binary_scalar(BinaryOp::Div, rest, size as f64)?;
+    }
+    let mut out = plane_start;
+    let mut stride = 1i64;
+    for (axis, &size) in sizes.iter().enumerate() {
+        let term = cx.b.binary_scalar(BinaryOp::Mul, coords[axis], stride as f64)?;
+        out = cx.b.add(out, term)?;
+        stride *= size;
+    }
+    Ok(out)
 }
 
 /// Global pooling is a reduction over the spatial axes, keeping them as size 1.

@@ -35,6 +35,12 @@ pub fn reduce(cx: &mut NodeCx) -> Out {
         (None, "ReduceL2" | "ReduceSumSquare") => cx.b.mul(x, x)?,
         _ => x,
     };
+    // Max and min of booleans are "any" and "all": reduce them as 0/1 bytes.
+    if cx.ty(x).dtype == nnc_ir::DType::Bool && matches!(kind, ReduceKind::Max | ReduceKind::Min) {
+        let bytes = cx.b.cast(x, nnc_ir::DType::U8)?;
+        let r = cx.b.reduce(kind, bytes, &axes, keep)?;
+        return Ok(vec![NodeCx::value(cx.b.cast(r, nnc_ir::DType::Bool)?)]);
+    }
     let y = if op_type == "ReduceLogSumExp" {
         // log(sum(exp(x - m))) + m with m the maximum, so large inputs do not overflow.
         let m = cx.b.reduce(ReduceKind::Max, x, &axes, true)?;

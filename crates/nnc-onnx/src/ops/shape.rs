@@ -5,8 +5,9 @@ use super::{Fail, NodeCx, Out};
 use nnc_ir::shape::normalize_axis;
 use nnc_ir::{Dim, PadMode, TensorData};
 
-/// Largest constant the importer materializes from a `ConstantOfShape` or `Range`.
-const MAX_CONSTANT_ELEMENTS: usize = 1 << 26;
+/// Largest constant the importer materializes from a `ConstantOfShape` or `Range`; a larger
+/// `ConstantOfShape` becomes a broadcast in the graph instead.
+const MAX_CONSTANT_ELEMENTS: usize = 1 << 16;
 
 pub fn constant(cx: &mut NodeCx) -> Out {
     let attr = cx.node.attribute.first().map(|a| a.name().to_string()).ok_or("`Constant` has no value attribute")?;
@@ -43,11 +44,15 @@ fn usize_shape(dims: &[i64]) -> Result<Vec<usize>, Fail> {
 pub fn constant_of_shape(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&["value"])?;
     let shape = usize_shape(&cx.const_ints(0)?)?;
-    let n = checked_count(&shape)?;
     let fill = cx.attr_tensor("value")?.unwrap_or_else(|| TensorData::scalar(0.0f32));
     if fill.len() != 1 {
         return Err("`value` must hold one element".into());
     }
+    let Ok(n) = checked_count(&shape) else {
+        let scalar = cx.b.constant(fill.reshaped(vec![]).ok_or("`value` must hold one element")?);
+        let dims = shape.iter().map(|&d| Dim::from(d)).collect();
+        return Ok(vec![NodeCx::value(cx.b.expand(scalar, dims)?)]);
+    };
     let one = fill.bytes().clone();
     let mut bytes = Vec::with_capacity(n * one.len());
     for _ in 0..n {
