@@ -38,6 +38,7 @@
 
 mod elementwise;
 mod erf;
+mod indexing;
 mod linalg;
 mod movement;
 mod reduce;
@@ -244,6 +245,10 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::Pad { .. }
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
+        | Op::GatherElements { .. }
+        | Op::ScatterElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterNd { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
@@ -375,6 +380,12 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         Op::Pad { pads, mode, value } => one(movement::pad(arg(0)?, pads, *mode, *value, out)?),
         Op::Gather { axis } => one(movement::gather(arg(0)?, arg(1)?, *axis, out)?),
         Op::ScatterAdd { axis } => one(movement::scatter_add(arg(0)?, arg(1)?, arg(2)?, *axis)?),
+        Op::GatherElements { axis } => one(indexing::gather_elements(arg(0)?, arg(1)?, *axis)?),
+        Op::ScatterElements { axis, reduction } => {
+            one(indexing::scatter_elements(arg(0)?, arg(1)?, arg(2)?, *axis, *reduction)?)
+        }
+        Op::GatherNd { batch_dims } => one(indexing::gather_nd(arg(0)?, arg(1)?, *batch_dims, out)?),
+        Op::ScatterNd { reduction } => one(indexing::scatter_nd(arg(0)?, arg(1)?, arg(2)?, *reduction)?),
         Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }

@@ -165,7 +165,7 @@ pub fn pad(x: &Value, pads: &[i64], mode: PadMode, value: f64, out_shape: &[usiz
 }
 
 /// `indices` made non-negative and checked against an axis of length `n`.
-fn normalize_indices(indices: &Value, n: usize, axis: usize) -> Result<Vec<usize>, String> {
+pub(crate) fn normalize_indices(indices: &Value, n: usize, axis: usize) -> Result<Vec<usize>, String> {
     let idx_strides = strides(&indices.shape);
     indices
         .indices()?

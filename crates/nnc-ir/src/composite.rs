@@ -41,7 +41,11 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         | Op::Concat { .. }
         | Op::Pad { .. }
         | Op::Gather { .. }
-        | Op::ScatterAdd { .. } => return Ok(None),
+        | Op::ScatterAdd { .. }
+        | Op::GatherElements { .. }
+        | Op::ScatterElements { .. }
+        | Op::GatherNd { .. }
+        | Op::ScatterNd { .. } => return Ok(None),
     };
     Ok(Some(vec![out]))
 }

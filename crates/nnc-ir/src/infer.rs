@@ -191,6 +191,43 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             }
             one(data.clone())
         }
+        Op::GatherElements { axis } => {
+            let (data, idx) = (inputs[0], inputs[1]);
+            check_axis(*axis, data.rank())?;
+            check_index_dtype(idx, 1)?;
+            elementwise_indices(data, idx, *axis)?;
+            one(TensorType { dtype: data.dtype, shape: idx.shape.clone() })
+        }
+        Op::ScatterElements { axis, .. } => {
+            let (data, idx, upd) = (inputs[0], inputs[1], inputs[2]);
+            check_axis(*axis, data.rank())?;
+            check_index_dtype(idx, 1)?;
+            same_dtype(data, upd, 0, 2)?;
+            elementwise_indices(data, idx, *axis)?;
+            if upd.shape != idx.shape {
+                return Err(format!("updates must have the shape of the indices ({idx}), found {upd}"));
+            }
+            one(data.clone())
+        }
+        Op::GatherNd { batch_dims } => {
+            let (data, idx) = (inputs[0], inputs[1]);
+            check_index_dtype(idx, 1)?;
+            let shape = gathered_nd_shape(data, idx, *batch_dims)?;
+            one(TensorType { dtype: data.dtype, shape })
+        }
+        Op::ScatterNd { .. } => {
+            let (data, idx, upd) = (inputs[0], inputs[1], inputs[2]);
+            check_index_dtype(idx, 1)?;
+            same_dtype(data, upd, 0, 2)?;
+            let want = gathered_nd_shape(data, idx, 0)?;
+            if upd.shape != want {
+                return Err(format!(
+                    "updates must have shape [{}] (what gather_nd would give), found {upd}",
+                    format_shape(&want)
+                ));
+            }
+            one(data.clone())
+        }
         Op::Softmax { axis } | Op::LogSoftmax { axis } => {
             check_axis(*axis, inputs[0].rank())?;
             float_operand(inputs[0], 0)?;
@@ -326,6 +363,55 @@ pub(crate) fn gathered_shape(data: &TensorType, idx: &TensorType, axis: usize) -
     shape.extend(idx.shape.iter().cloned());
     shape.extend(data.shape[axis + 1..].iter().cloned());
     shape
+}
+
+/// `gather_elements`/`scatter_elements`: `indices` has `data`'s rank and, off `axis`, no
+/// dimension larger than `data`'s (equal, or both concrete).
+fn elementwise_indices(data: &TensorType, idx: &TensorType, axis: usize) -> Result<(), String> {
+    if idx.rank() != data.rank() {
+        return Err(format!("indices {idx} must have the rank of the data {data}"));
+    }
+    for (a, (i, d)) in idx.shape.iter().zip(&data.shape).enumerate() {
+        if a == axis || i == d {
+            continue;
+        }
+        match (i.as_const(), d.as_const()) {
+            (Some(i), Some(d)) if i <= d => {}
+            _ => {
+                return Err(format!(
+                    "indices {idx} must not be larger than the data {data} on axis {a} (other than axis {axis})"
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The shape `gather_nd` gives: `indices.shape[..q-1] ++ data.shape[batch_dims + m..]`, where
+/// `m = indices.shape[q-1]` is the length of each index tuple.
+fn gathered_nd_shape(data: &TensorType, idx: &TensorType, batch_dims: usize) -> Result<Vec<Dim>, String> {
+    let (r, q) = (data.rank(), idx.rank());
+    if q == 0 || r == 0 {
+        return Err(format!("data {data} and indices {idx} must have rank 1 or more"));
+    }
+    if batch_dims >= q.min(r) {
+        return Err(format!("batch_dims {batch_dims} must be less than the ranks of data {data} and indices {idx}"));
+    }
+    if data.shape[..batch_dims] != idx.shape[..batch_dims] {
+        return Err(format!("the first {batch_dims} axes of data {data} and indices {idx} must be equal"));
+    }
+    let m = idx.shape[q - 1]
+        .as_const()
+        .ok_or_else(|| format!("the last axis of the indices {idx} (the index length) must be concrete"))?;
+    if m < 1 || m as u64 > (r - batch_dims) as u64 {
+        return Err(format!(
+            "the index length {m} (last axis of {idx}) must be between 1 and {} (the rank of {data} less batch_dims)",
+            r - batch_dims
+        ));
+    }
+    let mut shape = idx.shape[..q - 1].to_vec();
+    shape.extend(data.shape[batch_dims + m as usize..].iter().cloned());
+    Ok(shape)
 }
 
 fn matmul(a: &TensorType, b: &TensorType) -> Result<TensorType, String> {
@@ -665,5 +751,28 @@ mod tests {
         let g = infer(&Op::Gather { axis: 1 }, &[&data, &idx]).unwrap();
         assert_eq!(g[0], f32s(&[5, 2, 3]));
         assert_eq!(infer(&Op::ScatterAdd { axis: 1 }, &[&data, &idx, &g[0]]).unwrap()[0], data);
+    }
+
+    #[test]
+    fn gather_elements_and_nd_shapes() {
+        use crate::op::ScatterReduction;
+        let data = f32s(&[3, 4]);
+        let idx = t(DType::I64, &[2, 4]);
+        assert_eq!(infer(&Op::GatherElements { axis: 0 }, &[&data, &idx]).unwrap()[0], f32s(&[2, 4]));
+        let e = infer(&Op::GatherElements { axis: 0 }, &[&data, &t(DType::I64, &[2, 5])]).unwrap_err();
+        assert!(e.contains("must not be larger"), "{e}");
+        let sc = Op::ScatterElements { axis: 0, reduction: ScatterReduction::Add };
+        assert_eq!(infer(&sc, &[&data, &idx, &f32s(&[2, 4])]).unwrap()[0], data);
+        assert!(infer(&sc, &[&data, &idx, &f32s(&[2, 3])]).unwrap_err().contains("updates"));
+        let d3 = f32s(&[2, 3, 4]);
+        let nd = t(DType::I64, &[2, 5, 1]);
+        assert_eq!(infer(&Op::GatherNd { batch_dims: 1 }, &[&d3, &nd]).unwrap()[0], f32s(&[2, 5, 4]));
+        assert_eq!(infer(&Op::GatherNd { batch_dims: 0 }, &[&d3, &nd]).unwrap()[0], f32s(&[2, 5, 3, 4]));
+        let too_long = t(DType::I64, &[2, 3]);
+        assert!(infer(&Op::GatherNd { batch_dims: 1 }, &[&d3, &too_long]).unwrap_err().contains("index length"));
+        let snd = Op::ScatterNd { reduction: ScatterReduction::None };
+        let idx2 = t(DType::I64, &[5, 2]);
+        assert_eq!(infer(&snd, &[&d3, &idx2, &f32s(&[5, 4])]).unwrap()[0], d3);
+        assert!(infer(&snd, &[&d3, &idx2, &f32s(&[5, 3])]).unwrap_err().contains("gather_nd"));
     }
 }

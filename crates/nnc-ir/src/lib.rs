@@ -29,7 +29,7 @@ pub use graph::{Graph, Node, ValueId, ValueInfo};
 pub use infer::infer;
 pub use op::{
     ArgKind, AttrMap, AttrValue, BinaryOp, GeluApprox, Op, PadMode, PoolKind, ReduceKind, RnnCell, RnnDirection,
-    UnaryOp, Window,
+    ScatterReduction, UnaryOp, Window,
 };
 pub use shape::{broadcast_shapes, Shape, TensorType};
 pub use tensor::{Element, TensorData};

@@ -118,6 +118,12 @@ named_enum!(
 );
 
 named_enum!(
+    /// How `scatter_elements` and `scatter_nd` combine an update with the element it lands on:
+    /// `none` replaces it, the others combine the two.
+    ScatterReduction { None => "none", Add => "add", Mul => "mul", Max => "max", Min => "min" }
+);
+
+named_enum!(
     /// Which formula `gelu` uses.
     GeluApprox { None => "none", Tanh => "tanh" }
 );
@@ -265,6 +271,27 @@ pub enum Op {
     ScatterAdd {
         axis: usize,
     },
+    /// ONNX `GatherElements`: `out[p] = data[p with axis replaced by indices[p]]`; the result has
+    /// the shape of `indices`.
+    GatherElements {
+        axis: usize,
+    },
+    /// ONNX `ScatterElements`: `data` with each `updates[p]` combined into the element at `p`
+    /// with axis `axis` replaced by `indices[p]`, in row-major order of `updates`.
+    ScatterElements {
+        axis: usize,
+        reduction: ScatterReduction,
+    },
+    /// ONNX `GatherND`: each row of the last axis of `indices` addresses a slice of `data`
+    /// (after `batch_dims` leading axes shared by both).
+    GatherNd {
+        batch_dims: usize,
+    },
+    /// ONNX `ScatterND`: the adjoint of `gather_nd` (no batch axes), combining each update slice
+    /// into `data` with `reduction`.
+    ScatterNd {
+        reduction: ScatterReduction,
+    },
 
     // ---- composites: defined by their expansion into the ops above ----
     Softmax {
@@ -411,6 +438,10 @@ impl Op {
             Op::Pad { .. } => "pad",
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
+            Op::GatherElements { .. } => "gather_elements",
+            Op::ScatterElements { .. } => "scatter_elements",
+            Op::GatherNd { .. } => "gather_nd",
+            Op::ScatterNd { .. } => "scatter_nd",
             Op::Softmax { .. } => "softmax",
             Op::LogSoftmax { .. } => "log_softmax",
             Op::LayerNorm { .. } => "layer_norm",
@@ -461,10 +492,16 @@ impl Op {
             Op::Concat { axis }
             | Op::Gather { axis }
             | Op::ScatterAdd { axis }
+            | Op::GatherElements { axis }
             | Op::Softmax { axis }
             | Op::LogSoftmax { axis } => {
                 vec![("axis", AttrValue::Int(*axis as i64))]
             }
+            Op::ScatterElements { axis, reduction } => {
+                vec![("axis", AttrValue::Int(*axis as i64)), ("reduction", ident(reduction.name()))]
+            }
+            Op::GatherNd { batch_dims } => vec![("batch_dims", AttrValue::Int(*batch_dims as i64))],
+            Op::ScatterNd { reduction } => vec![("reduction", ident(reduction.name()))],
             Op::Pad { pads, mode, value } => {
                 vec![("pads", ints(pads)), ("mode", ident(mode.name())), ("value", AttrValue::Float(*value))]
             }
@@ -561,6 +598,13 @@ impl Op {
                 },
                 "gather" => Op::Gather { axis: a.usize("axis")? },
                 "scatter_add" => Op::ScatterAdd { axis: a.usize("axis")? },
+                "gather_elements" => Op::GatherElements { axis: a.usize("axis")? },
+                "scatter_elements" => Op::ScatterElements {
+                    axis: a.usize("axis")?,
+                    reduction: a.named("reduction", ScatterReduction::from_name)?,
+                },
+                "gather_nd" => Op::GatherNd { batch_dims: a.usize("batch_dims")? },
+                "scatter_nd" => Op::ScatterNd { reduction: a.named("reduction", ScatterReduction::from_name)? },
                 "softmax" => Op::Softmax { axis: a.usize("axis")? },
                 "log_softmax" => Op::LogSoftmax { axis: a.usize("axis")? },
                 "layer_norm" => Op::LayerNorm { axis: a.usize("axis")?, epsilon: a.float("epsilon")? },
@@ -600,7 +644,9 @@ impl Op {
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::Gather { .. } => (2, 2),
+            Op::GatherElements { .. } | Op::GatherNd { .. } => (2, 2),
             Op::Select | Op::ScatterAdd { .. } | Op::LayerNorm { .. } => (3, 3),
+            Op::ScatterElements { .. } | Op::ScatterNd { .. } => (3, 3),
             Op::Attention { .. } => (3, 4),
             Op::BatchNorm { .. } => (5, 5),
             Op::Recurrent { cell: RnnCell::Lstm, .. } => (7, 7),
@@ -754,6 +800,10 @@ mod tests {
             Op::Reshape { shape: vec![Dim::sym("b") * 2.into(), 5.into()] },
             Op::Slice { axes: vec![0], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] },
             Op::Pad { pads: vec![1, 0, 0, 2], mode: PadMode::Reflect, value: 0.0 },
+            Op::GatherElements { axis: 1 },
+            Op::ScatterElements { axis: 0, reduction: ScatterReduction::Max },
+            Op::GatherNd { batch_dims: 1 },
+            Op::ScatterNd { reduction: ScatterReduction::None },
             Op::LayerNorm { axis: 2, epsilon: 1e-5 },
             Op::Gelu { approximate: GeluApprox::Tanh },
             Op::Attention { scale: Some(0.125), causal: true },

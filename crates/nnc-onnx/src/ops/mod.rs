@@ -5,6 +5,7 @@
 
 mod cx;
 mod elementwise;
+mod gather;
 mod indexing;
 mod loss;
 mod nn;
@@ -108,6 +109,12 @@ const CONVERTERS: &[(&str, Converter)] = &[
     // loss.rs
     ("NegativeLogLikelihoodLoss", loss::nll_loss),
     ("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy),
+    // gather.rs
+    ("GatherElements", gather::gather_elements),
+    ("ScatterElements", gather::scatter_elements),
+    ("Scatter", gather::scatter_elements),
+    ("GatherND", gather::gather_nd),
+    ("ScatterND", gather::scatter_nd),
     // indexing.rs
     ("Trilu", indexing::trilu),
     ("EyeLike", indexing::eye_like),
