@@ -149,7 +149,8 @@ pub fn optimize(graph: &Graph, options: &OptOptions) -> Result<Optimized, OptErr
     let mut fired_by_name: HashMap<&str, usize> = HashMap::new();
     for it in &runner.iterations {
         for (name, n) in &it.applied {
-            *fired_by_name.entry(name.as_str()).or_default() += n;
+            let base = name.as_str().split('#').next().unwrap_or_default();
+            *fired_by_name.entry(base).or_default() += n;
         }
     }
 

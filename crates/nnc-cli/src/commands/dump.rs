@@ -1,15 +1,27 @@
-//! `nnc dump FILE`: print a model as verified `.nnir` text.
+//! `nnc dump FILE`: print a model as verified `.nnir` text, after a chosen pass.
 //!
 //! The printer annotates every value with its inferred type. Large constants are elided by default
 //! so weights do not drown the graph; `--full` prints them all (the output then parses back to the
-//! same graph).
+//! same graph). `--after opt` prints the graph the optimizer (`nnc-opt`) makes of it; `--explain`
+//! adds, as `#` comment lines before the graph, the rules that changed it and the cost before and
+//! after.
 
 use crate::model::load_model;
-use anyhow::Context;
-use clap::Args;
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, ValueEnum};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// The passes whose result `dump` can print, in pipeline order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Pass {
+    /// The graph as imported and verified.
+    Import,
+    /// After e-graph rewriting (nnc-opt).
+    Opt,
+}
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
@@ -24,13 +36,71 @@ pub struct DumpArgs {
     /// Print every constant in full, however large (overrides --elide).
     #[arg(long, conflicts_with = "elide")]
     pub full: bool,
+
+    /// Print the graph after this pass [default: import, or opt with --explain].
+    #[arg(long, value_enum, value_name = "PASS")]
+    pub after: Option<Pass>,
+
+    /// Before the graph, list (as `#` comments) the rules that changed it, with counts, and its
+    /// cost (bytes moved, floating-point work) before and after optimization. Implies `--after opt`.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
-    let graph = load_model(&args.file)?;
+    let pass = args.after.unwrap_or(if args.explain { Pass::Opt } else { Pass::Import });
+    if args.explain && pass != Pass::Opt {
+        bail!("--explain describes the `opt` pass; it cannot be used with --after {pass:?}");
+    }
+    let mut graph = load_model(&args.file)?;
+    let mut text = String::new();
+    if pass == Pass::Opt {
+        let before = graph.nodes.len();
+        let options = nnc_opt::OptOptions::default();
+        let opt = nnc_opt::optimize(&graph, &options)
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("cannot optimize {}", args.file.display()))?;
+        if args.explain {
+            text = explain(&opt, before, &options.cost);
+        }
+        graph = opt.graph;
+    }
     let options = nnc_ir::text::PrintOptions { elide_constants_over: (!args.full).then_some(args.elide) };
-    let text = nnc_ir::text::print_with(&graph, &options);
+    text.push_str(&nnc_ir::text::print_with(&graph, &options));
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--explain` report, as comment lines (so the dump still parses).
+fn explain(opt: &nnc_opt::Optimized, nodes_before: usize, model: &nnc_opt::CostModel) -> String {
+    let mut s = String::new();
+    let stop = match &opt.stop {
+        nnc_opt::Stop::Saturated => "saturated".to_string(),
+        nnc_opt::Stop::IterationLimit(n) => format!("stopped at the iteration limit ({n})"),
+        nnc_opt::Stop::NodeLimit(n) => format!("stopped at the e-node limit ({n})"),
+        nnc_opt::Stop::TimeLimit => "stopped at the time limit (results may vary between runs)".to_string(),
+        nnc_opt::Stop::Other(m) => format!("stopped: {m}"),
+    };
+    let _ = writeln!(
+        s,
+        "# opt: {nodes_before} -> {} nodes; {stop} after {} iterations, {} e-nodes",
+        opt.graph.nodes.len(),
+        opt.iterations,
+        opt.egraph_nodes
+    );
+    let (b, a) = (opt.cost_before.total(model), opt.cost_after.total(model));
+    let change = if b > 0.0 { format!(" ({:+.1}%)", 100.0 * (a - b) / b) } else { String::new() };
+    let _ = writeln!(s, "# cost before: {b:.4e} ({:.4e} bytes, {:.4e} flops)", opt.cost_before.bytes, opt.cost_before.flops);
+    let _ = writeln!(s, "# cost after:  {a:.4e} ({:.4e} bytes, {:.4e} flops){change}", opt.cost_after.bytes, opt.cost_after.flops);
+    if opt.applied.is_empty() {
+        let _ = writeln!(s, "# no rule changed the graph");
+    } else {
+        let _ = writeln!(s, "# rules that changed the graph:");
+        let width = opt.applied.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        for (name, count) in &opt.applied {
+            let _ = writeln!(s, "#   {name:width$}  {count}");
+        }
+    }
+    s
 }

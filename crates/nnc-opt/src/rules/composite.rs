@@ -1,4 +1,252 @@
-use super::Rule;
+//! Composite recognition: spelled-out softmax, log-softmax, layer norm and GELU become the
+//! composite op, which later stages run as one fused kernel (and the cost model prices so).
+//!
+//! A composite means its expansion (`nnc_ir::composite`), so recognising the exact expansion is
+//! exact. Other spellings (dividing by `sqrt(2)` instead of multiplying by `1/sqrt(2)`, `/ sqrt`
+//! instead of `* rsqrt`) agree up to rounding. Constants must be the composite's constants to the
+//! precision of their dtype.
+
+use super::{attr, class, info, uniform, var, Family, Rule, Term};
+use crate::analysis::EG;
+use egg::Subst;
+use nnc_ir::{DType, GeluApprox, Op, ReduceKind};
+
+const F: Family = Family::Composite;
+
+/// `v` is `target` up to the rounding of a constant of `dtype`.
+fn approx(v: f64, target: f64, dtype: DType) -> bool {
+    let tol = match dtype {
+        DType::F64 => 1e-12,
+        DType::F32 => 1e-6,
+        DType::F16 => 1e-3,
+        DType::BF16 => 8e-3,
+        _ => return false,
+    };
+    (v - target).abs() <= tol * target.abs()
+}
+
+/// The constant bound to `name` is a single value (`[]`, `[1]`, ...) equal to `target` up to
+/// its dtype's rounding.
+fn const_is(eg: &EG, s: &Subst, name: &str, target: f64) -> bool {
+    let v = var(name);
+    let single = info(eg, s, v).is_some_and(|i| i.ty.shape.iter().all(|d| d.as_const() == Some(1)));
+    let dtype = info(eg, s, v).map(|i| i.ty.dtype);
+    single && matches!((uniform(eg, s, v), dtype), (Some(x), Some(d)) if approx(x, target, d))
+}
+
+/// The single axis of a keep-dims reduction of kind `kind` bound to `name`.
+fn reduce_axis(eg: &EG, s: &Subst, name: &str, kind: ReduceKind) -> Option<usize> {
+    match attr(eg, s, var(name))? {
+        Op::Reduce { kind: k, axes, keep_dims: true } if *k == kind && axes.len() == 1 => Some(axes[0]),
+        _ => None,
+    }
+}
+
 pub fn rules() -> Vec<Rule> {
-    vec![]
+    let x = var("?x");
+    let sqrt2 = std::f64::consts::SQRT_2;
+
+    // gelu {none}: x · 0.5 · (erf(x / √2) + 1), in the orders exporters write it.
+    let mut gelu_erf = Rule::named(F, "gelu_erf");
+    for (arg, s) in [("(div ?x ?s)", sqrt2), ("(mul ?x ?s)", 1.0 / sqrt2)] {
+        let e = format!("(add (erf {arg}) ?one)");
+        for lhs in [
+            format!("(mul ?x (mul {e} ?h))"),
+            format!("(mul ?x (mul ?h {e}))"),
+            format!("(mul (mul ?x ?h) {e})"),
+            format!("(mul (mul ?x {e}) ?h)"),
+            format!("(mul (mul {e} ?h) ?x)"),
+        ] {
+            gelu_erf = gelu_erf.or_custom(&lhs, move |eg, st| {
+                let ok = const_is(eg, st, "?s", s) && const_is(eg, st, "?h", 0.5) && const_is(eg, st, "?one", 1.0);
+                ok.then(|| Term::op(Op::Gelu { approximate: GeluApprox::None }, vec![Term::Class(st[x])]))
+            });
+        }
+    }
+
+    // The exact expansions of softmax and log_softmax.
+    let shifted = "(sub ?x (reduce_max ?a ?x))";
+    let sum = format!("(reduce_sum ?b (exp {shifted}))");
+    let softmax_like = move |log: bool| {
+        move |eg: &EG, s: &Subst| {
+            let k = reduce_axis(eg, s, "?a", ReduceKind::Max)?;
+            (reduce_axis(eg, s, "?b", ReduceKind::Sum)? == k).then_some(())?;
+            let op = if log { Op::LogSoftmax { axis: k } } else { Op::Softmax { axis: k } };
+            Some(Term::op(op, vec![class(s, x)?]))
+        }
+    };
+
+    // layer_norm: (x - mean) · rsqrt(var + ε) · scale + bias, and spellings with / sqrt and pow.
+    let centered = "(sub ?x (reduce_mean ?a ?x))";
+    let mut layer_norm = Rule::named(F, "layer_norm_expansion");
+    for (square, norm) in [
+        (format!("(mul {centered} {centered})"), "rsqrt"),
+        (format!("(mul {centered} {centered})"), "sqrt"),
+        (format!("(pow {centered} ?two)"), "sqrt"),
+    ] {
+        let var_eps = format!("(add (reduce_mean ?a {square}) ?eps)");
+        let normed = if norm == "rsqrt" {
+            format!("(mul {centered} (rsqrt {var_eps}))")
+        } else {
+            format!("(div {centered} (sqrt {var_eps}))")
+        };
+        let uses_pow = square.starts_with("(pow");
+        layer_norm = layer_norm.or_custom(&format!("(add (mul {normed} ?scale) ?bias)"), move |eg, s| {
+            let Op::Reduce { kind: ReduceKind::Mean, axes, keep_dims: true } = attr(eg, s, var("?a"))? else {
+                return None;
+            };
+            let rank = info(eg, s, x)?.ty.rank();
+            let axis = *axes.first()?;
+            // The axes must be axis..rank, in order.
+            (axes.iter().enumerate().all(|(i, &a)| a == axis + i) && axis + axes.len() == rank).then_some(())?;
+            if uses_pow && !const_is(eg, s, "?two", 2.0) {
+                return None;
+            }
+            let eps_ty = info(eg, s, var("?eps"))?;
+            eps_ty.ty.shape.iter().all(|d| d.as_const() == Some(1)).then_some(())?;
+            let epsilon = uniform(eg, s, var("?eps"))?;
+            let args = vec![class(s, x)?, class(s, var("?scale"))?, class(s, var("?bias"))?];
+            Some(Term::op(Op::LayerNorm { axis, epsilon }, args))
+        });
+    }
+
+    vec![
+        // x·0.5·(erf(x/√2) + 1) → gelu(x) {none} (up to rounding; exact for the IR's own
+        // expansion); guard: float, the constants single values 0.5, 1 and √2 (or 1/√2 for a
+        // product) to their dtype's precision, and the type gate (they broadcast nothing).
+        gelu_erf,
+        // exp(x - max(x)) / sum(exp(x - max(x))) → softmax(x) (exact: the expansion); guard: the
+        // max and sum reduce the same single axis and keep dims.
+        Rule::custom(F, "softmax_expansion", &format!("(div (exp {shifted}) {sum})"), softmax_like(false)),
+        // (x - max(x)) - log(sum(exp(x - max(x)))) → log_softmax(x) (exact: the expansion); guard
+        // as `softmax_expansion`.
+        Rule::custom(F, "log_softmax_expansion", &format!("(sub {shifted} (log {sum}))"), softmax_like(true)),
+        // (x - mean(x)) · rsqrt(mean((x - mean(x))²) + ε) · scale + bias → layer_norm(x, scale,
+        // bias) {axis, ε} (exact for the expansion; `/ sqrt` and `pow(·, 2)` up to rounding);
+        // guard: the means keep dims over axis..rank, ε a single constant, and layer_norm's own
+        // shape rule for scale and bias (through the type gate).
+        layer_norm,
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{assert_not_applied, assert_rule};
+
+    #[test]
+    fn gelu_erf() {
+        // As torch exports it.
+        assert_rule(
+            "gelu_erf",
+            "graph g(%x: f32[2, 8]) {
+               %s: f32[] = constant [1.4142135]
+               %one: f32[] = constant [1.0]
+               %h: f32[] = constant [0.5]
+               %a: f32[2, 8] = div(%x, %s)
+               %b: f32[2, 8] = erf(%a)
+               %c: f32[2, 8] = add(%b, %one)
+               %d: f32[2, 8] = mul(%h, %c)
+               %y: f32[2, 8] = mul(%x, %d)
+               return %y
+             }",
+            &["%y: f32[2, 8] = gelu(%x) {approximate = none}"],
+        );
+        // A different constant is a different function.
+        assert_not_applied(
+            "gelu_erf",
+            "graph g(%x: f32[2, 8]) {
+               %s: f32[] = constant [1.5]
+               %one: f32[] = constant [1.0]
+               %h: f32[] = constant [0.5]
+               %a: f32[2, 8] = div(%x, %s)
+               %b: f32[2, 8] = erf(%a)
+               %c: f32[2, 8] = add(%b, %one)
+               %d: f32[2, 8] = mul(%h, %c)
+               %y: f32[2, 8] = mul(%x, %d)
+               return %y
+             }",
+        );
+    }
+
+    #[test]
+    fn softmax_expansion() {
+        assert_rule(
+            "softmax_expansion",
+            "graph g(%x: f32[2, 5]) {
+               %m: f32[2, 1] = reduce_max(%x) {axes = [1], keep_dims = true}
+               %d: f32[2, 5] = sub(%x, %m)
+               %e: f32[2, 5] = exp(%d)
+               %s: f32[2, 1] = reduce_sum(%e) {axes = [1], keep_dims = true}
+               %y: f32[2, 5] = div(%e, %s)
+               return %y
+             }",
+            &["%y: f32[2, 5] = softmax(%x) {axis = 1}"],
+        );
+        assert_not_applied(
+            "softmax_expansion",
+            "graph g(%x: f32[2, 5]) {
+               %m: f32[1, 5] = reduce_max(%x) {axes = [0], keep_dims = true}
+               %d: f32[2, 5] = sub(%x, %m)
+               %e: f32[2, 5] = exp(%d)
+               %s: f32[2, 1] = reduce_sum(%e) {axes = [1], keep_dims = true}
+               %y: f32[2, 5] = div(%e, %s)
+               return %y
+             }",
+        );
+    }
+
+    #[test]
+    fn log_softmax_expansion() {
+        assert_rule(
+            "log_softmax_expansion",
+            "graph g(%x: f32[2, 5]) {
+               %m: f32[2, 1] = reduce_max(%x) {axes = [1], keep_dims = true}
+               %d: f32[2, 5] = sub(%x, %m)
+               %e: f32[2, 5] = exp(%d)
+               %s: f32[2, 1] = reduce_sum(%e) {axes = [1], keep_dims = true}
+               %l: f32[2, 1] = log(%s)
+               %y: f32[2, 5] = sub(%d, %l)
+               return %y
+             }",
+            &["%y: f32[2, 5] = log_softmax(%x) {axis = 1}"],
+        );
+    }
+
+    #[test]
+    fn layer_norm_expansion() {
+        assert_rule(
+            "layer_norm_expansion",
+            "graph g(%x: f32[2, 3, 4], %g: f32[4], %b: f32[4]) {
+               %m: f32[2, 3, 1] = reduce_mean(%x) {axes = [2], keep_dims = true}
+               %c: f32[2, 3, 4] = sub(%x, %m)
+               %sq: f32[2, 3, 4] = mul(%c, %c)
+               %v: f32[2, 3, 1] = reduce_mean(%sq) {axes = [2], keep_dims = true}
+               %eps: f32[] = constant [1e-5]
+               %ve: f32[2, 3, 1] = add(%v, %eps)
+               %r: f32[2, 3, 1] = rsqrt(%ve)
+               %n: f32[2, 3, 4] = mul(%c, %r)
+               %s: f32[2, 3, 4] = mul(%n, %g)
+               %y: f32[2, 3, 4] = add(%s, %b)
+               return %y
+             }",
+            &["%y: f32[2, 3, 4] = layer_norm(%x, %g, %b) {axis = 2, epsilon = 9.999999747378752e-6}"],
+        );
+        // Normalising over the middle axis only is not a layer norm.
+        assert_not_applied(
+            "layer_norm_expansion",
+            "graph g(%x: f32[2, 3, 4], %g: f32[3, 1], %b: f32[3, 1]) {
+               %m: f32[2, 1, 4] = reduce_mean(%x) {axes = [1], keep_dims = true}
+               %c: f32[2, 3, 4] = sub(%x, %m)
+               %sq: f32[2, 3, 4] = mul(%c, %c)
+               %v: f32[2, 1, 4] = reduce_mean(%sq) {axes = [1], keep_dims = true}
+               %eps: f32[] = constant [1e-5]
+               %ve: f32[2, 1, 4] = add(%v, %eps)
+               %r: f32[2, 1, 4] = rsqrt(%ve)
+               %n: f32[2, 3, 4] = mul(%c, %r)
+               %s: f32[2, 3, 4] = mul(%n, %g)
+               %y: f32[2, 3, 4] = add(%s, %b)
+               return %y
+             }",
+        );
+    }
 }

@@ -147,10 +147,13 @@ impl Rule {
     pub fn to_egg(&self) -> Vec<Rewrite<Nn, NnAnalysis>> {
         self.alts
             .iter()
-            .map(|(lhs, rhs)| {
+            .enumerate()
+            .map(|(i, (lhs, rhs))| {
                 let applier = TypedApplier { name: self.name, rhs: rhs.clone(), guards: self.guards.clone() };
+                // egg wants unique names: alternatives after the first are `name#i`.
+                let name = if i == 0 { self.name.to_string() } else { format!("{}#{i}", self.name) };
                 // A right side only uses variables its left side binds (a test checks every rule).
-                Rewrite::new(self.name, lhs.clone(), applier).unwrap_or_else(|e| panic!("rule `{}`: {e}", self.name))
+                Rewrite::new(name, lhs.clone(), applier).unwrap_or_else(|e| panic!("rule `{}`: {e}", self.name))
             })
             .collect()
     }
