@@ -100,7 +100,7 @@ pub fn const_data(t: &TensorData) -> Data {
     let small = t.len() <= SMALL_CONST;
     let nonneg = ty.dtype.is_unsigned_int()
         || ty.dtype == nnc_ir::DType::Bool
-        || (small && t.to_f64_vec().iter().all(|v| !(*v < 0.0)));
+        || (small && t.to_f64_vec().iter().all(|v| v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Less)));
     Data::Tensor(Info { ty, value: small.then(|| t.clone()), nonneg })
 }
 
