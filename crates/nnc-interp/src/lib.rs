@@ -249,6 +249,7 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::ScatterElements { .. }
         | Op::GatherNd { .. }
         | Op::ScatterNd { .. }
+        | Op::TopK { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
@@ -366,6 +367,7 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         Op::ArgReduce { kind, axis, keep_dims: _, select_last } => {
             one(reduce::arg_reduce(*kind, arg(0)?, *axis, *select_last, out)?)
         }
+        Op::TopK { axis, k, largest } => reduce::topk(arg(0)?, *axis, *k, *largest, out),
         Op::MatMul => one(linalg::matmul(arg(0)?, arg(1)?, out)?),
         Op::Conv { window, groups } => one(linalg::conv(arg(0)?, arg(1)?, window, *groups, out)?),
         Op::Pool { kind, kernel, window, ceil_mode: _, count_include_pad } => {

@@ -10,6 +10,9 @@
 //!   index points at an element equal to `reduce_max`/`reduce_min`, NaN included, as numpy and
 //!   PyTorch); ties and repeated NaNs pick the first occurrence, or the last with `select_last`.
 //!   Indices are `i64`; an empty axis is an error.
+//! - `topk`: the `k` largest (or smallest) elements along an axis, most extreme first, with
+//!   their `i64` indices. Ties keep the smaller index first; NaN counts as more extreme than
+//!   every number in both directions (as for `argmax`/`argmin`, so `k = 1` gives their index).
 
 use crate::value::{for_each_offset, int_range, internal, strides, with_int, Data, Int, Value};
 use nnc_ir::{ArgKind, DType, ReduceKind};
@@ -159,9 +162,92 @@ pub fn arg_reduce(
     Ok(Value::int(DType::I64, out_shape.to_vec(), idx))
 }
 
+/// `topk` of `x` along `axis`: the values and their indices. `out_shape` is the result shape
+/// (`x`'s with `k` on `axis`).
+pub fn topk(x: &Value, axis: usize, k: usize, largest: bool, out_shape: &[usize]) -> Result<Vec<Value>, String> {
+    let Some(&len) = x.shape.get(axis) else { return Err(internal("topk axis out of range")) };
+    if k > len {
+        return Err(format!("k = {k} is larger than axis {axis} (length {len})"));
+    }
+    let outer: usize = x.shape[..axis].iter().product();
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    /// For every line along the axis, the positions of its first `k` elements in the order
+    /// `cmp` gives (stable, so ties keep the smaller index first).
+    fn order<T: Copy>(
+        v: &[T],
+        (outer, len, inner, k): (usize, usize, usize, usize),
+        cmp: impl Fn(T, T) -> std::cmp::Ordering,
+    ) -> Vec<usize> {
+        let mut picks = vec![0; outer * k * inner];
+        let mut line: Vec<usize> = Vec::with_capacity(len);
+        for o in 0..outer {
+            for i in 0..inner {
+                let at = |j: usize| v[(o * len + j) * inner + i];
+                line.clear();
+                line.extend(0..len);
+                line.sort_by(|&a, &b| cmp(at(a), at(b)));
+                for (j, &p) in line.iter().take(k).enumerate() {
+                    picks[(o * k + j) * inner + i] = p;
+                }
+            }
+        }
+        picks
+    }
+    let dims = (outer, len, inner, k);
+    let picks = match &x.data {
+        Data::Float(v) => order(v, dims, |a: f64, b: f64| match (a.is_nan(), b.is_nan()) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            // IEEE order: -0.0 and 0.0 tie.
+            (false, false) if largest => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+            (false, false) => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+        }),
+        Data::Int(v) => with_int!(x.dtype, T => order(v, dims, |a: i64, b: i64| {
+            let (a, b) = (T::from_held(a), T::from_held(b));
+            if largest { b.cmp(&a) } else { a.cmp(&b) }
+        })),
+        Data::Bool(_) => return Err(internal("topk of bool")),
+    };
+    let offsets: Vec<usize> = picks
+        .iter()
+        .enumerate()
+        .map(|(n, &p)| {
+            let (o, i) = (n / (k * inner), n % inner);
+            (o * len + p) * inner + i
+        })
+        .collect();
+    let values = Value { dtype: x.dtype, shape: out_shape.to_vec(), data: x.data.take(&offsets, None)? };
+    let indices = Value::int(DType::I64, out_shape.to_vec(), picks.into_iter().map(|p| p as i64).collect());
+    Ok(vec![values, indices])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn topk_orders_ties_and_nan() {
+        let x = f(&[2, 4], &[1.0, 3.0, 3.0, 0.0, 2.0, f64::NAN, 9.0, -0.0]);
+        let r = topk(&x, 1, 3, true, &[2, 3]).unwrap();
+        assert_eq!(r[1].ints().unwrap(), [1, 2, 0, 1, 2, 0]);
+        let v = r[0].floats().unwrap();
+        assert_eq!(&v[..3], [3.0, 3.0, 1.0]);
+        assert!(v[3].is_nan() && v[4] == 9.0 && v[5] == 2.0);
+        let r = topk(&x, 1, 2, false, &[2, 2]).unwrap();
+        assert_eq!(r[1].ints().unwrap(), [3, 0, 1, 3]);
+        let r = topk(&x, 0, 1, true, &[1, 4]).unwrap();
+        assert_eq!(r[1].ints().unwrap(), [1, 1, 1, 0]);
+        // -0.0 and 0.0 tie: the first wins either way.
+        let z = f(&[2], &[-0.0, 0.0]);
+        assert_eq!(topk(&z, 0, 1, true, &[1]).unwrap()[1].ints().unwrap(), [0]);
+        assert_eq!(topk(&z, 0, 1, false, &[1]).unwrap()[1].ints().unwrap(), [0]);
+        assert!(topk(&x, 1, 5, true, &[2, 5]).unwrap_err().contains("larger than axis 1"));
+        // u64 orders unsigned.
+        let u = Value::int(DType::U64, vec![3], vec![-1, 5, 7]);
+        assert_eq!(topk(&u, 0, 2, true, &[2]).unwrap()[1].ints().unwrap(), [0, 2]);
+        assert_eq!(topk(&u, 0, 1, false, &[1]).unwrap()[0].ints().unwrap(), [5]);
+    }
 
     fn f(shape: &[usize], v: &[f64]) -> Value {
         Value::float(DType::F64, shape.to_vec(), v.to_vec())

@@ -30,6 +30,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         | Op::Cast { .. }
         | Op::Reduce { .. }
         | Op::ArgReduce { .. }
+        | Op::TopK { .. }
         | Op::MatMul
         | Op::Conv { .. }
         | Op::Pool { .. }

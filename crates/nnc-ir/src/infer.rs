@@ -86,6 +86,20 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             }
             one(TensorType { dtype: DType::I64, shape: reduced_shape(&x.shape, &[*axis], *keep_dims) })
         }
+        Op::TopK { axis, k, .. } => {
+            let x = inputs[0];
+            check_axis(*axis, x.rank())?;
+            if !x.dtype.is_numeric() {
+                return Err(format!("needs numbers, found {}", x.dtype));
+            }
+            let k = i64::try_from(*k).map_err(|_| format!("k = {k} does not fit 64 bits"))?;
+            if x.shape[*axis].as_const().is_some_and(|n| k > n) {
+                return Err(format!("k = {k} is larger than axis {axis} of {x}"));
+            }
+            let mut shape = x.shape.clone();
+            shape[*axis] = Dim::constant(k);
+            Ok(vec![TensorType { dtype: x.dtype, shape: shape.clone() }, TensorType { dtype: DType::I64, shape }])
+        }
         Op::MatMul => matmul(inputs[0], inputs[1]).map(|t| vec![t]),
         Op::Conv { window, groups } => conv(inputs[0], inputs[1], window, *groups).map(|t| vec![t]),
         Op::Pool { kernel, window, ceil_mode, .. } => one(pool(inputs[0], kernel, window, *ceil_mode)?),

@@ -211,6 +211,13 @@ pub enum Op {
         keep_dims: bool,
         select_last: bool,
     },
+    /// The `k` largest (or smallest) elements along `axis`, most extreme first (ties: smaller
+    /// index first), and their `i64` indices: two results.
+    TopK {
+        axis: usize,
+        k: usize,
+        largest: bool,
+    },
 
     // ---- contractions ----
     /// numpy `matmul`: batched over leading axes with broadcasting; 1-D operands are promoted.
@@ -426,6 +433,7 @@ impl Op {
                 ReduceKind::Prod => "reduce_prod",
             },
             Op::ArgReduce { kind, .. } => kind.name(),
+            Op::TopK { .. } => "topk",
             Op::MatMul => "matmul",
             Op::Conv { .. } => "conv",
             Op::Pool { kind, .. } => kind.name(),
@@ -465,6 +473,11 @@ impl Op {
                 ("axis", AttrValue::Int(*axis as i64)),
                 ("keep_dims", boolean(*keep_dims)),
                 ("select_last", boolean(*select_last)),
+            ],
+            Op::TopK { axis, k, largest } => vec![
+                ("axis", AttrValue::Int(*axis as i64)),
+                ("k", AttrValue::Int(*k as i64)),
+                ("largest", boolean(*largest)),
             ],
             Op::Conv { window, groups } => {
                 let mut a = window_attrs(window);
@@ -575,6 +588,7 @@ impl Op {
                 "select" => Op::Select,
                 "cast" => Op::Cast { to: a.dtype("to")? },
                 "matmul" => Op::MatMul,
+                "topk" => Op::TopK { axis: a.usize("axis")?, k: a.usize("k")?, largest: a.boolean("largest")? },
                 "conv" => Op::Conv { window: a.window()?, groups: a.int("groups")? },
                 "argmax_pool" => Op::ArgMaxPool {
                     kernel: a.ints("kernel")?,
@@ -640,7 +654,7 @@ impl Op {
         match self {
             Op::Constant(_) | Op::Iota { .. } => (0, 0),
             Op::Unary(_) | Op::Cast { .. } | Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Pool { .. } => (1, 1),
-            Op::ArgMaxPool { .. } => (1, 1),
+            Op::ArgMaxPool { .. } | Op::TopK { .. } => (1, 1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::Gather { .. } => (2, 2),
@@ -801,6 +815,7 @@ mod tests {
             Op::Slice { axes: vec![0], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] },
             Op::Pad { pads: vec![1, 0, 0, 2], mode: PadMode::Reflect, value: 0.0 },
             Op::GatherElements { axis: 1 },
+            Op::TopK { axis: 2, k: 3, largest: false },
             Op::ScatterElements { axis: 0, reduction: ScatterReduction::Max },
             Op::GatherNd { batch_dims: 1 },
             Op::ScatterNd { reduction: ScatterReduction::None },

@@ -140,6 +140,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("ReduceSumSquare", reduce::reduce),
     ("ArgMax", reduce::arg_reduce),
     ("ArgMin", reduce::arg_reduce),
+    ("TopK", reduce::topk),
     // shape.rs
     ("Constant", shape::constant),
     ("ConstantOfShape", shape::constant_of_shape),

@@ -79,3 +79,26 @@ pub fn arg_reduce(cx: &mut NodeCx) -> Out {
     };
     Ok(vec![NodeCx::value(cx.b.op1(op, &[x])?)])
 }
+
+/// `TopK(X, K)`: values and `i64` indices of the `K` largest (or smallest) elements along
+/// `axis`. `K` (an attribute before opset 10) must be known at import time. The IR always
+/// returns them sorted, which `sorted = 0` (any order) allows.
+pub fn topk(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["axis", "largest", "sorted", "k"])?;
+    let x = cx.input(0)?;
+    let axis = nnc_ir::shape::normalize_axis(cx.attr_int_or("axis", -1)?, cx.rank(x))?;
+    let k = match cx.attr_int("k")? {
+        Some(k) if !cx.has_input(1) => k,
+        _ => {
+            let k = cx.const_ints(1)?;
+            match k.as_slice() {
+                [k] => *k,
+                _ => return Err(format!("K must hold one value, found {k:?}").into()),
+            }
+        }
+    };
+    let k = usize::try_from(k).map_err(|_| format!("K = {k} is negative"))?;
+    let op = Op::TopK { axis, k, largest: cx.attr_int_or("largest", 1)? != 0 };
+    let outs = cx.b.op(op, &[x])?;
+    Ok(outs.into_iter().map(NodeCx::value).collect())
+}
