@@ -67,8 +67,9 @@ pub fn rules() -> Vec<Rule> {
         Rule::rewrite(F, "relu_nonneg", "(relu ?x)", "?x").when(nonneg("?x")),
         // abs(abs(x)) → abs(x) (exact, also for wrapping integer abs); no guard.
         Rule::rewrite(F, "abs_abs", "(abs (abs ?x))", "(abs ?x)"),
-        // abs(-x) → abs(x) (exact, also for the most negative integer); no guard.
-        Rule::rewrite(F, "abs_neg", "(abs (neg ?x))", "(abs ?x)"),
+        // abs(-x) → abs(x) (exact, also for the most negative integer); guard: not unsigned
+        // (`neg` wraps there and `abs` is the identity: abs(neg(4)) is 252 in u8).
+        Rule::rewrite(F, "abs_neg", "(abs (neg ?x))", "(abs ?x)").when(not_unsigned("?x")),
         // abs(x) → x (exact up to the sign of zero); guard: x is known non-negative (or NaN).
         Rule::rewrite(F, "abs_nonneg", "(abs ?x)", "?x").when(nonneg("?x")),
         // exp(log(x)) → x (up to rounding; x = 0 and +inf come back, NaN stays NaN); guard: x is
@@ -107,6 +108,12 @@ pub fn rules() -> Vec<Rule> {
             move |eg, s| Some(with_const(Mul, class(s, x)?, fold::unary(nnc_ir::UnaryOp::Neg, value(eg, s, c)?)?))
         }),
     ]
+}
+
+/// Guard: the value's dtype is not an unsigned integer.
+fn not_unsigned(name: &str) -> impl Fn(&crate::analysis::EG, &egg::Subst) -> bool + Send + Sync + 'static {
+    let v = var(name);
+    move |eg, s| info(eg, s, v).is_some_and(|i| !i.ty.dtype.is_unsigned_int())
 }
 
 /// Guard: the analysis knows the value is never negative.
@@ -332,6 +339,14 @@ mod tests {
                return %b
              }",
             &["%b: f32[2] = abs(%x)"],
+        );
+        assert_not_applied(
+            "abs_neg",
+            "graph g(%x: u8[2]) {
+               %a: u8[2] = neg(%x)
+               %b: u8[2] = abs(%a)
+               return %b
+             }",
         );
     }
 
