@@ -237,6 +237,7 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::ArgReduce { .. }
         | Op::MatMul
         | Op::Conv { .. }
+        | Op::ConvTranspose { .. }
         | Op::Pool { .. }
         | Op::ArgMaxPool { .. }
         | Op::Transpose { .. }
@@ -370,6 +371,9 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         Op::TopK { axis, k, largest } => reduce::topk(arg(0)?, *axis, *k, *largest, out),
         Op::MatMul => one(linalg::matmul(arg(0)?, arg(1)?, out)?),
         Op::Conv { window, groups } => one(linalg::conv(arg(0)?, arg(1)?, window, *groups, out)?),
+        Op::ConvTranspose { window, output_padding: _, groups } => {
+            one(linalg::conv_transpose(arg(0)?, arg(1)?, window, *groups, out)?)
+        }
         Op::Pool { kind, kernel, window, ceil_mode: _, count_include_pad } => {
             one(linalg::pool(*kind, arg(0)?, kernel, window, *count_include_pad, out)?)
         }

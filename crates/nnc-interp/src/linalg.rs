@@ -9,6 +9,9 @@
 //!   padding reads zeros (so it contributes `0 * w`). Sums accumulate in `f64` in the order of
 //!   the weight's `(c, k..)` elements. It runs as im2col plus a register-blocked dot product,
 //!   in output-position chunks so the scratch buffer stays small.
+//! - `conv_transpose` is ONNX's `ConvTranspose` without bias: input `[N, C, S..]`, weight
+//!   `[C, M/groups, K..]`; each input element times each kernel tap adds into output position
+//!   `i*stride - pad_begin + k*dilation` (dropped outside the output), in `f64`, rounded once.
 //! - Pools: the same window geometry, `ceil_mode` as in shape inference (a last window that would
 //!   start in the end padding is dropped). `max_pool` takes the maximum of the in-bounds elements
 //!   (padding never wins; NaN propagates; a window with no input element gives `-inf`, or the
@@ -296,6 +299,78 @@ pub fn conv(x: &Value, w: &Value, window: &Window, groups: i64, out_shape: &[usi
     Ok(Value::float(x.dtype, out_shape.to_vec(), out))
 }
 
+/// `conv_transpose`: every input element, times every kernel tap, adds into the output
+/// position `i*s - p_b + k*d` (per spatial axis) of each output channel of its group. Sums
+/// accumulate in `f64` and are rounded once.
+pub fn conv_transpose(
+    x: &Value,
+    w: &Value,
+    window: &Window,
+    groups: i64,
+    out_shape: &[usize],
+) -> Result<Value, String> {
+    let (xs, ws) = (x.floats()?, w.floats()?);
+    let (&[n_batch, c_in, ..], &[c_w, m_group, ..]) = (x.shape.as_slice(), w.shape.as_slice()) else {
+        return Err(internal("conv_transpose operand rank"));
+    };
+    let groups = usize::try_from(groups).map_err(|_| internal("conv_transpose groups"))?;
+    if groups == 0 || c_in % groups != 0 || c_in != c_w {
+        return Err(internal("conv_transpose channel counts"));
+    }
+    let (c_group, m_out) = (c_in / groups, m_group * groups);
+    let kernel = &w.shape[2..];
+    let in_spatial = &x.shape[2..];
+    let out_spatial = out_shape.get(2..).ok_or_else(|| internal("conv_transpose output rank"))?;
+    let d = kernel.len();
+    if in_spatial.len() != d || out_spatial.len() != d || window.strides.len() != d || window.pads.len() != 2 * d {
+        return Err(internal("conv_transpose window lists"));
+    }
+    let (plane, kp, p) =
+        (in_spatial.iter().product::<usize>(), kernel.iter().product::<usize>(), out_spatial.iter().product::<usize>());
+    // targets[t * kp + k]: the flat output position input position t sends tap k to, or FILL.
+    let out_strides = strides(out_spatial);
+    let mut targets = vec![FILL; plane * kp];
+    let (mut ic, mut kc) = (vec![0usize; d], vec![0usize; d]);
+    for t in 0..plane {
+        unravel(t, in_spatial, &mut ic);
+        for k in 0..kp {
+            unravel(k, kernel, &mut kc);
+            let mut off = 0usize;
+            for a in 0..d {
+                let o = ic[a] as i128 * window.strides[a] as i128 - window.pads[a] as i128
+                    + kc[a] as i128 * window.dilations[a] as i128;
+                if !(0..out_spatial[a] as i128).contains(&o) {
+                    off = FILL;
+                    break;
+                }
+                off += o as usize * out_strides[a];
+            }
+            targets[t * kp + k] = off;
+        }
+    }
+    let mut out = vec![0.0f64; n_batch * m_out * p];
+    for nb in 0..n_batch {
+        for g in 0..groups {
+            let out_base = (nb * m_out + g * m_group) * p;
+            for c in g * c_group..(g + 1) * c_group {
+                let x_plane = &xs[(nb * c_in + c) * plane..(nb * c_in + c + 1) * plane];
+                let w_c = &ws[c * m_group * kp..(c + 1) * m_group * kp];
+                for (t, &xv) in x_plane.iter().enumerate() {
+                    for (k, &o) in targets[t * kp..(t + 1) * kp].iter().enumerate() {
+                        if o == FILL {
+                            continue;
+                        }
+                        for m in 0..m_group {
+                            out[out_base + m * p + o] += xv * w_c[m * kp + k];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(Value::float(x.dtype, out_shape.to_vec(), out))
+}
+
 // ---------------------------------------------------------------- pools
 
 /// Fills `buf` with the plane offsets of the in-bounds taps of the window at `ocoords`.
@@ -476,6 +551,22 @@ pub fn argmax_pool(x: &Value, kernel: &[i64], window: &Window, out_shape: &[usiz
 mod tests {
     use super::*;
     use nnc_ir::DType;
+
+    #[test]
+    fn conv_transpose_scatters_each_input_through_the_kernel() {
+        let x = Value::float(DType::F32, vec![1, 1, 3], vec![1.0, 2.0, 3.0]);
+        let w = Value::float(DType::F32, vec![1, 1, 2], vec![1.0, 10.0]);
+        let r = conv_transpose(&x, &w, &win(&[2], &[1], &[0, 0]), 1, &[1, 1, 6]).unwrap();
+        assert_eq!(r.floats().unwrap(), [1.0, 10.0, 2.0, 20.0, 3.0, 30.0]);
+        // Overlapping taps add; a begin pad crops the start, and a longer output is zero there.
+        let r = conv_transpose(&x, &w, &win(&[1], &[1], &[1, 0]), 1, &[1, 1, 4]).unwrap();
+        assert_eq!(r.floats().unwrap(), [12.0, 23.0, 30.0, 0.0]);
+        // Two groups of one channel each, two output channels per group.
+        let x = Value::float(DType::F32, vec![1, 2, 1], vec![1.0, 2.0]);
+        let w = Value::float(DType::F32, vec![2, 2, 1], vec![1.0, 2.0, 3.0, 4.0]);
+        let r = conv_transpose(&x, &w, &win(&[1], &[1], &[0, 0]), 2, &[1, 4, 1]).unwrap();
+        assert_eq!(r.floats().unwrap(), [1.0, 2.0, 6.0, 8.0]);
+    }
 
     #[test]
     fn argmax_pool_gives_flat_input_indices_first_on_ties() {

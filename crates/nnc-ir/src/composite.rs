@@ -33,6 +33,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         | Op::TopK { .. }
         | Op::MatMul
         | Op::Conv { .. }
+        | Op::ConvTranspose { .. }
         | Op::Pool { .. }
         | Op::ArgMaxPool { .. }
         | Op::Reshape { .. }

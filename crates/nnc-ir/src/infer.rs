@@ -102,6 +102,9 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
         }
         Op::MatMul => matmul(inputs[0], inputs[1]).map(|t| vec![t]),
         Op::Conv { window, groups } => conv(inputs[0], inputs[1], window, *groups).map(|t| vec![t]),
+        Op::ConvTranspose { window, output_padding, groups } => {
+            conv_transpose(inputs[0], inputs[1], window, output_padding, *groups).map(|t| vec![t])
+        }
         Op::Pool { kernel, window, ceil_mode, .. } => one(pool(inputs[0], kernel, window, *ceil_mode)?),
         Op::ArgMaxPool { kernel, window, ceil_mode } => {
             one(pool(inputs[0], kernel, window, *ceil_mode)?.with_dtype(DType::I64))
@@ -537,6 +540,62 @@ fn conv(x: &TensorType, w: &TensorType, window: &Window, groups: i64) -> Result<
     Ok(TensorType { dtype: x.dtype, shape })
 }
 
+fn conv_transpose(
+    x: &TensorType,
+    w: &TensorType,
+    window: &Window,
+    output_padding: &[i64],
+    groups: i64,
+) -> Result<TensorType, String> {
+    same_dtype(x, w, 0, 1)?;
+    float_operand(x, 0)?;
+    let n = window.strides.len();
+    if x.rank() != n + 2 || w.rank() != n + 2 {
+        return Err(format!("input {x} and weight {w} must both have rank {} (N, C and {n} spatial axes)", n + 2));
+    }
+    check_window(window, n)?;
+    if output_padding.len() != n || output_padding.iter().any(|&p| p < 0) {
+        return Err(format!("output_padding needs {n} non-negative entries, found {output_padding:?}"));
+    }
+    if groups < 1 {
+        return Err(format!("groups must be at least 1, found {groups}"));
+    }
+    if x.shape[1] != w.shape[0] {
+        return Err(format!("input channels {} must equal weight axis 0 ({})", x.shape[1], w.shape[0]));
+    }
+    if x.shape[1].div_exact(groups).is_none() {
+        return Err(format!("input channels {} are not divisible by groups {groups}", x.shape[1]));
+    }
+    let overflow = || "output size overflows 64 bits".to_string();
+    let m = w.shape[1].checked_mul(&Dim::constant(groups)).ok_or_else(overflow)?;
+    let mut shape = vec![x.shape[0].clone(), m];
+    for (i, &extra) in output_padding.iter().enumerate() {
+        let k = w.shape[2 + i].as_const().ok_or_else(|| format!("kernel size on axis {} must be concrete", 2 + i))?;
+        if k < 1 {
+            return Err(format!("spatial axis {i}: kernel size must be at least 1, found {k}"));
+        }
+        let len = &x.shape[2 + i];
+        if len.as_const().is_some_and(|l| l < 1) {
+            return Err(format!("spatial axis {i} of the input {x} is empty"));
+        }
+        // s*(L - 1) + d*(K - 1) + 1 + output_padding - pads, in i128 for the constant part.
+        let tail = i128::from(window.dilations[i]) * (i128::from(k) - 1) + 1 + i128::from(extra)
+            - i128::from(window.pads[i])
+            - i128::from(window.pads[i + n])
+            - i128::from(window.strides[i]);
+        let tail = i64::try_from(tail).map_err(|_| overflow())?;
+        let out = len
+            .checked_mul(&Dim::constant(window.strides[i]))
+            .and_then(|d| d.checked_add(&Dim::constant(tail)))
+            .ok_or_else(overflow)?;
+        if out.as_const().is_some_and(|o| o < 0) {
+            return Err(format!("spatial axis {i}: the pads crop more than the output holds"));
+        }
+        shape.push(out);
+    }
+    Ok(TensorType { dtype: x.dtype, shape })
+}
+
 /// Length of a slice with ONNX semantics; needs a concrete length unless the slice is a plain
 /// `start..` or `start..end` with non-negative bounds and step 1.
 fn slice_len(len: &Dim, start: i64, end: i64, step: i64) -> Result<Dim, String> {
@@ -679,6 +738,25 @@ mod tests {
         let depthwise = Op::Conv { window: Window::unit(2), groups: 8 };
         assert_eq!(infer(&depthwise, &[&f32s(&[1, 8, 5, 5]), &f32s(&[8, 1, 3, 3])]).unwrap()[0], f32s(&[1, 8, 3, 3]));
         assert!(infer(&depthwise, &[&f32s(&[1, 8, 5, 5]), &f32s(&[8, 2, 3, 3])]).is_err());
+    }
+
+    #[test]
+    fn conv_transpose_output_size() {
+        let w = Window { strides: vec![3, 2], dilations: vec![1, 1], pads: vec![1, 0, 1, 0] };
+        let op = Op::ConvTranspose { window: w, output_padding: vec![1, 1], groups: 1 };
+        // 3*(3-1) + 3 + 1 - 2 = 8; 2*(3-1) + 3 + 1 = 8.
+        let r = infer(&op, &[&f32s(&[1, 1, 3, 3]), &f32s(&[1, 2, 3, 3])]).unwrap();
+        assert_eq!(r[0], f32s(&[1, 2, 8, 8]));
+        let grouped = Op::ConvTranspose { window: Window::unit(1), output_padding: vec![0], groups: 2 };
+        assert_eq!(infer(&grouped, &[&f32s(&[1, 4, 5]), &f32s(&[4, 3, 2])]).unwrap()[0], f32s(&[1, 6, 6]));
+        assert!(infer(&grouped, &[&f32s(&[1, 3, 5]), &f32s(&[3, 3, 2])]).unwrap_err().contains("divisible"));
+        let sym = TensorType::new(DType::F32, [Dim::from(1), Dim::from(1), Dim::sym("n")]);
+        let strided = Op::ConvTranspose {
+            window: Window { strides: vec![2], dilations: vec![1], pads: vec![0, 0] },
+            output_padding: vec![0],
+            groups: 1,
+        };
+        assert_eq!(infer(&strided, &[&sym, &f32s(&[1, 1, 3])]).unwrap()[0].shape[2].to_string(), "2*n + 1");
     }
 
     #[test]

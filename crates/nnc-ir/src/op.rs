@@ -227,6 +227,14 @@ pub enum Op {
         window: Window,
         groups: i64,
     },
+    /// N-d transposed convolution (the adjoint of `conv`), input `[N, C, ...]`, weight
+    /// `[C, M/groups, k...]`, no bias. `output_padding` adds positions at the end of each
+    /// spatial axis.
+    ConvTranspose {
+        window: Window,
+        output_padding: Vec<i64>,
+        groups: i64,
+    },
     Pool {
         kind: PoolKind,
         kernel: Vec<i64>,
@@ -436,6 +444,7 @@ impl Op {
             Op::TopK { .. } => "topk",
             Op::MatMul => "matmul",
             Op::Conv { .. } => "conv",
+            Op::ConvTranspose { .. } => "conv_transpose",
             Op::Pool { kind, .. } => kind.name(),
             Op::ArgMaxPool { .. } => "argmax_pool",
             Op::Reshape { .. } => "reshape",
@@ -481,6 +490,12 @@ impl Op {
             ],
             Op::Conv { window, groups } => {
                 let mut a = window_attrs(window);
+                a.push(("groups", AttrValue::Int(*groups)));
+                a
+            }
+            Op::ConvTranspose { window, output_padding, groups } => {
+                let mut a = window_attrs(window);
+                a.push(("output_padding", ints(output_padding)));
                 a.push(("groups", AttrValue::Int(*groups)));
                 a
             }
@@ -590,6 +605,11 @@ impl Op {
                 "matmul" => Op::MatMul,
                 "topk" => Op::TopK { axis: a.usize("axis")?, k: a.usize("k")?, largest: a.boolean("largest")? },
                 "conv" => Op::Conv { window: a.window()?, groups: a.int("groups")? },
+                "conv_transpose" => Op::ConvTranspose {
+                    window: a.window()?,
+                    output_padding: a.ints("output_padding")?,
+                    groups: a.int("groups")?,
+                },
                 "argmax_pool" => Op::ArgMaxPool {
                     kernel: a.ints("kernel")?,
                     window: a.window()?,
@@ -657,7 +677,7 @@ impl Op {
             Op::ArgMaxPool { .. } | Op::TopK { .. } => (1, 1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
-            Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::Gather { .. } => (2, 2),
+            Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::ConvTranspose { .. } | Op::Gather { .. } => (2, 2),
             Op::GatherElements { .. } | Op::GatherNd { .. } => (2, 2),
             Op::Select | Op::ScatterAdd { .. } | Op::LayerNorm { .. } => (3, 3),
             Op::ScatterElements { .. } | Op::ScatterNd { .. } => (3, 3),
@@ -804,6 +824,7 @@ mod tests {
             Op::Reduce { kind: ReduceKind::Mean, axes: vec![0, 2], keep_dims: true },
             Op::ArgReduce { kind: ArgKind::Min, axis: 1, keep_dims: false, select_last: true },
             Op::Conv { window: Window::unit(2), groups: 2 },
+            Op::ConvTranspose { window: Window::unit(1), output_padding: vec![1], groups: 1 },
             Op::Pool {
                 kind: PoolKind::Avg,
                 kernel: vec![3],

@@ -91,6 +91,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Shrink", elementwise::shrink),
     // nn.rs
     ("Conv", nn::conv),
+    ("ConvTranspose", nn::conv_transpose),
     ("MaxPool", nn::pool),
     ("AveragePool", nn::pool),
     ("GlobalAveragePool", nn::global_pool),

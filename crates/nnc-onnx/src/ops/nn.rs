@@ -58,6 +58,98 @@ pub fn conv(cx: &mut NodeCx) -> Out {
     Ok(vec![NodeCx::value(y)])
 }
 
+/// `ConvTranspose(X, W, B?)`: an IR `conv_transpose` plus the bias. With `output_shape` (or
+/// `auto_pad = SAME_*`, whose output is `input * stride`) the pads are derived from the wanted
+/// size as ONNX specifies, the odd unit going to the beginning (`SAME_UPPER`: the end); a
+/// negative end pad (an output larger than the full result) becomes extra `output_padding`.
+pub fn conv_transpose(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&[
+        "auto_pad",
+        "dilations",
+        "group",
+        "kernel_shape",
+        "output_padding",
+        "output_shape",
+        "pads",
+        "strides",
+    ])?;
+    let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let (x_ty, w_ty) = (cx.ty(x), cx.ty(w));
+    if w_ty.rank() < 3 || x_ty.rank() != w_ty.rank() {
+        return Err(format!("input {x_ty} and weight {w_ty} must have the same rank, 3 or more").into());
+    }
+    let n = w_ty.rank() - 2;
+    let kernel: Vec<i64> = w_ty.shape[2..]
+        .iter()
+        .map(|d| d.as_const().ok_or("kernel sizes must be concrete"))
+        .collect::<Result<_, _>>()?;
+    if let Some(k) = cx.attr_ints("kernel_shape")? {
+        if k != kernel {
+            return Err(format!("kernel_shape {k:?} differs from the weight's spatial shape {kernel:?}").into());
+        }
+    }
+    let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
+    let dilations = cx.attr_ints("dilations")?.unwrap_or_else(|| vec![1; n]);
+    let mut output_padding = cx.attr_ints("output_padding")?.unwrap_or_else(|| vec![0; n]);
+    if strides.len() != n || dilations.len() != n || output_padding.len() != n {
+        return Err(format!("strides, dilations and output_padding need {n} entries").into());
+    }
+    let auto_pad = cx.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
+    let same = matches!(auto_pad.as_str(), "SAME_UPPER" | "SAME_LOWER");
+    if !same && !matches!(auto_pad.as_str(), "NOTSET" | "VALID") {
+        return Err(format!("auto_pad = `{auto_pad}` is not supported").into());
+    }
+    let input_len = |i: usize| -> Result<i64, Fail> {
+        x_ty.shape[2 + i].as_const().ok_or_else(|| "output_shape and auto_pad SAME need concrete spatial sizes".into())
+    };
+    let wanted: Option<Vec<i64>> = match cx.attr_ints("output_shape")? {
+        Some(mut s) => {
+            if s.len() == n + 2 {
+                s.drain(..2);
+            }
+            if s.len() != n {
+                return Err(format!("output_shape needs {n} entries, found {s:?}").into());
+            }
+            Some(s)
+        }
+        None if same => Some((0..n).map(|i| Ok(input_len(i)? * strides[i])).collect::<Result<_, Fail>>()?),
+        None => None,
+    };
+    let pads = match wanted {
+        Some(out) => {
+            let mut pads = vec![0; 2 * n];
+            for i in 0..n {
+                let full = strides[i] * (input_len(i)? - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1;
+                let total = full - out[i];
+                let half = total.div_euclid(2);
+                let (begin, end) = if auto_pad == "SAME_UPPER" { (half, total - half) } else { (total - half, half) };
+                if begin < 0 {
+                    return Err(format!("output_shape {out:?} needs padding before the start of axis {i}").into());
+                }
+                pads[i] = begin;
+                if end < 0 {
+                    output_padding[i] -= end;
+                } else {
+                    pads[i + n] = end;
+                }
+            }
+            pads
+        }
+        None if auto_pad == "VALID" => vec![0; 2 * n],
+        None => cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * n]),
+    };
+    if pads.len() != 2 * n {
+        return Err(format!("pads needs {} entries", 2 * n).into());
+    }
+    let groups = cx.attr_int_or("group", 1)?;
+    let op = Op::ConvTranspose { window: Window { strides, dilations, pads }, output_padding, groups };
+    let mut y = cx.b.op1(op, &[x, w])?;
+    if let Some(bias) = cx.opt_input(2)? {
+        y = add_channel_bias(cx, y, bias)?;
+    }
+    Ok(vec![NodeCx::value(y)])
+}
+
 /// Adds a per-channel `[C]` vector to an `[N, C, ...]` tensor.
 fn add_channel_bias(cx: &mut NodeCx, y: ValueId, bias: ValueId) -> Result<ValueId, Fail> {
     let rank = cx.rank(y);
