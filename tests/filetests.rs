@@ -10,6 +10,9 @@
 //! |                  | with the same output types                                          |                          |
 //! | `ir/verify/err`  | fail to parse or verify with exactly the expected message           | `# error: <message>`     |
 //! | `ir/run`         | run on the given inputs and give the expected outputs               | `# output` or `# error:` |
+//! | `ir/opt`         | optimize (`nnc::opt`, all rules or those a `# rules:` line names)   | `# applied:` and the     |
+//! |                  | into the expected graph, which must print, parse back, and agree    | `# optimized:` block     |
+//! |                  | with the input graph in the interpreter on deterministic inputs     |                          |
 //!
 //! Error messages are compared after removing the file path the parser was given (the path
 //! relative to the repository, e.g. `ir/parse/err/x.nnir`) from their start, so `# error:` lines
@@ -31,9 +34,13 @@
 //! floats within `|found - expected| <= atol + rtol * |expected|` (NaN matches NaN), with
 //! defaults per dtype that a `# tolerance: rtol = X, atol = Y` line overrides.
 //!
+//! An opt file ends with its expectation: a `# applied: rule count, ...` line (the rules that
+//! changed the graph, or `none`) and a `# optimized:` line followed by the optimized graph's
+//! printed form, each line commented out with `# `.
+//!
 //! `NNC_BLESS=1 cargo test --test filetests` rewrites the expectations from what the code does
 //! now: the `# error:` lines, the printed form of `parse/ok` files, the `# output` lines of run
-//! files. Review the diff before committing it: blessing records behaviour, it does not check it.
+//! files, the `# applied:` and `# optimized:` sections of opt files. Review the diff before committing it: blessing records behaviour, it does not check it.
 
 use nnc::interp;
 use nnc::ir::{self, DType, Graph, TensorData};
@@ -122,6 +129,11 @@ fn verify_err() {
 #[test]
 fn run() {
     run_dir("run", check_run);
+}
+
+#[test]
+fn opt() {
+    run_dir("opt", check_opt);
 }
 
 // ---- expectations in comments ----
@@ -591,5 +603,109 @@ fn check_run(rel: &str, src: &str, bless: bool) -> Outcome {
         Ok(Some(with_output_lines(src, &lines)))
     } else {
         Err(problems.join("\n"))
+    }
+}
+
+// ---- opt ----
+
+/// Splits an opt file into the input (everything before the expectation) and the expectation
+/// section (from the first `# applied:` or `# optimized:` line to the end).
+fn split_expectation(src: &str) -> (&str, &str) {
+    let mut at = 0;
+    for line in src.split_inclusive('\n') {
+        if line.starts_with("# applied:") || line.starts_with("# optimized:") {
+            return src.split_at(at);
+        }
+        at += line.len();
+    }
+    (src, "")
+}
+
+/// Deterministic inputs for a graph whose input shapes are concrete: floats in [-3, 3), integers
+/// in [-10, 10) ([0, 20) unsigned), bools alternating.
+fn opt_inputs(g: &Graph) -> Option<Vec<TensorData>> {
+    let mut state = 0x2545f4914f6cdd1du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    g.inputs
+        .iter()
+        .map(|&id| {
+            let ty = g.ty(id);
+            let shape = ty.static_shape()?;
+            let n: usize = shape.iter().product();
+            let v: Vec<f64> = (0..n)
+                .map(|k| {
+                    let u = next();
+                    match ty.dtype {
+                        d if d.is_float() => u * 6.0 - 3.0,
+                        DType::Bool => (k % 2) as f64,
+                        d if d.is_unsigned_int() => (u * 20.0).floor(),
+                        _ => (u * 20.0).floor() - 10.0,
+                    }
+                })
+                .collect();
+            Some(TensorData::from_f64(ty.dtype, shape, &v))
+        })
+        .collect()
+}
+
+fn check_opt(rel: &str, src: &str, bless: bool) -> Outcome {
+    let (input, expectation) = split_expectation(src);
+    let g = parse(rel, input)?;
+    let mut options = nnc::opt::OptOptions::default();
+    if let Some(list) = directive(input, "rules")? {
+        options.only = Some(list.split(',').map(|r| r.trim().to_string()).collect());
+    }
+    let opt = nnc::opt::optimize(&g, &options).map_err(|e| format!("does not optimize: {e}"))?;
+    let printed = check_round_trip(rel, &opt.graph)?;
+    if let Some(inputs) = opt_inputs(&g) {
+        if let Ok(want) = interp::run(&g, &inputs) {
+            let got = interp::run(&opt.graph, &inputs).map_err(|e| format!("the optimized graph fails to run: {e}"))?;
+            for (k, (w, f)) in want.iter().zip(&got).enumerate() {
+                let name = g.name_of(g.outputs[k]);
+                let same = w.dtype() == f.dtype()
+                    && w.shape() == f.shape()
+                    && if w.dtype().is_float() {
+                        w.to_f64_vec().iter().zip(f.to_f64_vec()).all(|(&a, b)| {
+                            (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= 1e-5 + 1e-4 * a.abs()
+                        })
+                    } else {
+                        w.to_i64_vec() == f.to_i64_vec()
+                    };
+                if !same {
+                    return Err(format!(
+                        "the optimized graph computes another {}:\n  input graph: {}\n  optimized:   {}",
+                        value_name(name),
+                        format_tensor(name, w),
+                        format_tensor(name, f)
+                    ));
+                }
+            }
+        }
+    }
+    let applied = if opt.applied.is_empty() {
+        "none".to_string()
+    } else {
+        opt.applied.iter().map(|(n, c)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
+    };
+    let mut want = format!("# applied: {applied}\n# optimized:\n");
+    for line in printed.lines() {
+        want.push_str(&format!("# {line}").trim_end().to_string());
+        want.push('\n');
+    }
+    if expectation == want {
+        Ok(None)
+    } else if bless {
+        let mut input = input.to_string();
+        if !input.ends_with('\n') {
+            input.push('\n');
+        }
+        Ok(Some(format!("{input}{want}")))
+    } else {
+        Err(format!("optimizes differently:\n{}", diff(expectation, &want)))
     }
 }

@@ -225,3 +225,85 @@ fn bad_model_paths() {
     nnc().arg("frobnicate").assert().code(1);
     nnc().arg("--help").assert().success().stdout(predicate::str::contains("dump"));
 }
+
+/// A graph with work for the optimizer: a unit, a double negation and a spelled-out GELU.
+const OPTIMIZABLE: &str = "graph opt(%x: f32[2, 4]) {
+  %one: f32[] = constant [1.0]
+  %a: f32[2, 4] = mul(%x, %one)
+  %n: f32[2, 4] = neg(%a)
+  %nn: f32[2, 4] = neg(%n)
+  %s: f32[] = constant [1.4142135]
+  %h: f32[] = constant [0.5]
+  %d: f32[2, 4] = div(%nn, %s)
+  %e: f32[2, 4] = erf(%d)
+  %e1: f32[2, 4] = add(%e, %one)
+  %he: f32[2, 4] = mul(%h, %e1)
+  %y: f32[2, 4] = mul(%nn, %he)
+  return %y
+}
+";
+
+#[test]
+fn dump_after_opt_prints_the_optimized_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "opt.nnir", OPTIMIZABLE);
+    // The default pass is the import: the graph as written.
+    let imported = stdout_of(&nnc().arg("dump").arg(&model).output().unwrap());
+    assert!(imported.contains("erf(%d)"), "{imported}");
+    let same = stdout_of(&nnc().arg("dump").arg(&model).args(["--after", "import"]).output().unwrap());
+    assert_eq!(imported, same);
+    let out = nnc().arg("dump").arg(&model).args(["--after", "opt", "--full"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert_eq!(
+        text, "graph opt(%x: f32[2, 4]) {\n  %y: f32[2, 4] = gelu(%x) {approximate = none}\n  return %y\n}\n",
+        "{text}"
+    );
+    // The optimized dump is a .nnir file, which optimizes to itself.
+    let again = write(dir.path(), "again.nnir", &text);
+    nnc().arg("dump").arg(&again).args(["--after", "opt", "--full"]).assert().success().stdout(text);
+}
+
+#[test]
+fn dump_explain_lists_rules_and_costs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "opt.nnir", OPTIMIZABLE);
+    let out = nnc().arg("dump").arg(&model).arg("--explain").output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    assert!(text.starts_with("# opt: 11 -> 1 nodes; saturated after"), "{text}");
+    assert!(text.contains("# cost before: "), "{text}");
+    assert!(text.contains("# cost after:  ") && text.contains("%)"), "{text}");
+    assert!(text.contains("# rules that changed the graph:"), "{text}");
+    for rule in ["mul_one", "neg_neg", "gelu_erf"] {
+        assert!(text.lines().any(|l| l.starts_with("#   ") && l.contains(rule)), "{rule} missing:\n{text}");
+    }
+    assert!(text.contains("gelu(%x)"), "{text}");
+    // Twice the same, and the explanation is comments: the dump still parses.
+    nnc().arg("dump").arg(&model).arg("--explain").assert().success().stdout(text.clone());
+    let again = write(dir.path(), "again.nnir", &text);
+    nnc().arg("dump").arg(&again).assert().success();
+    // Nothing to do is said so.
+    let plain = write(dir.path(), "plain.nnir", "graph p(%x: f32[2]) {\n  %y: f32[2] = exp(%x)\n  return %y\n}\n");
+    nnc()
+        .arg("dump")
+        .arg(&plain)
+        .args(["--explain", "--after", "opt"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("# no rule changed the graph"));
+}
+
+#[test]
+fn dump_pass_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write(dir.path(), "opt.nnir", OPTIMIZABLE);
+    nnc()
+        .arg("dump")
+        .arg(&model)
+        .args(["--after", "import", "--explain"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("--explain describes the `opt` pass"));
+    nnc().arg("dump").arg(&model).args(["--after", "fuse"]).assert().code(1);
+}

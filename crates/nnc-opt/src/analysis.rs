@@ -56,9 +56,10 @@ pub struct NnAnalysis {
     pub consts: ConstTable,
     /// The graph inputs' types, by position.
     pub inputs: Vec<TensorType>,
-    /// Every rewrite that changed the e-graph: the rule, the e-class it matched, and the e-node
-    /// its right side added (`None` when the right side is an existing e-class).
-    pub log: Vec<(&'static str, Id, Option<Nn>)>,
+    /// Every rewrite that changed the e-graph: the rule, the e-class it matched, and the e-nodes
+    /// its right side is made of, with their e-classes (none when the right side is an existing
+    /// e-class, as in `x * 1 → x`).
+    pub log: Vec<(&'static str, Id, Vec<(Id, Nn)>)>,
 }
 
 impl NnAnalysis {

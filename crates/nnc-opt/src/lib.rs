@@ -164,9 +164,9 @@ pub fn optimize(graph: &Graph, options: &OptOptions) -> Result<Optimized, OptErr
     let new_graph = translate::to_graph(graph, &egraph, &t.roots, &t.classes, &choice)?;
     let cost_after = model.graph_cost(&new_graph);
 
-    // Which rewrites the extracted graph uses: a rewrite whose right side is a new e-node counts
-    // if that e-node was chosen for its e-class; one whose right side is an existing e-class
-    // (`x * 1 → x`) counts if its e-class no longer has the e-node an original value had.
+    // Which rewrites the extracted graph uses: one that made e-nodes counts if extraction chose
+    // one of them; one whose right side is an existing e-class (`x * 1 → x`) counts if the
+    // e-class it matched lost the e-node an original value had there.
     let reachable = reachable_classes(&egraph, &t.roots, &choice);
     let changed: HashSet<Id> = t
         .classes
@@ -179,14 +179,15 @@ pub fn optimize(graph: &Graph, options: &OptOptions) -> Result<Optimized, OptErr
         })
         .collect();
     let mut used: BTreeMap<&str, HashSet<Id>> = BTreeMap::new();
-    for (name, class, rhs) in &egraph.analysis.log {
+    for (name, class, made) in &egraph.analysis.log {
         let class = egraph.find(*class);
-        if !reachable.contains(&class) {
-            continue;
-        }
-        let counts = match rhs {
-            Some(node) => choice.get(&class) == Some(&canon(node)),
-            None => changed.contains(&class),
+        let counts = if made.is_empty() {
+            changed.contains(&class)
+        } else {
+            made.iter().any(|(id, node)| {
+                let c = egraph.find(*id);
+                reachable.contains(&c) && choice.get(&c) == Some(&canon(node))
+            })
         };
         if counts {
             used.entry(name).or_default().insert(class);
@@ -266,5 +267,84 @@ impl Canon for Nn {
     fn map_children_canon(self, egraph: &egg::EGraph<Nn, analysis::NnAnalysis>) -> Nn {
         use egg::Language;
         self.map_children(|c| egraph.find(c))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_ir::text;
+
+    const ATTENTION: &str = "graph attn(%q: f32[1, 2, 4, 8], %k: f32[1, 2, 4, 8], %v: f32[1, 2, 4, 8]) {
+      %c: f32[1] = constant [0.59460354]
+      %kt: f32[1, 2, 8, 4] = transpose(%k) {perm = [0, 1, 3, 2]}
+      %qs: f32[1, 2, 4, 8] = mul(%q, %c)
+      %ks: f32[1, 2, 8, 4] = mul(%kt, %c)
+      %s: f32[1, 2, 4, 4] = matmul(%qs, %ks)
+      %m: f32[1, 2, 4, 1] = reduce_max(%s) {axes = [3], keep_dims = true}
+      %d: f32[1, 2, 4, 4] = sub(%s, %m)
+      %e: f32[1, 2, 4, 4] = exp(%d)
+      %z: f32[1, 2, 4, 1] = reduce_sum(%e) {axes = [3], keep_dims = true}
+      %p: f32[1, 2, 4, 4] = div(%e, %z)
+      %o: f32[1, 2, 4, 8] = matmul(%p, %v)
+      %t: f32[1, 4, 2, 8] = transpose(%o) {perm = [0, 2, 1, 3]}
+      %t2: f32[1, 2, 4, 8] = transpose(%t) {perm = [0, 2, 1, 3]}
+      %one: f32[] = constant [1.0]
+      %y: f32[1, 2, 4, 8] = mul(%t2, %one)
+      return %y
+    }";
+
+    fn attention() -> Graph {
+        text::parse(ATTENTION, "attn.nnir").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn optimizing_twice_prints_identically() {
+        let g = attention();
+        let a = optimize(&g, &OptOptions::default()).unwrap();
+        let b = optimize(&g, &OptOptions::default()).unwrap();
+        assert_eq!(text::print(&a.graph), text::print(&b.graph));
+        assert_eq!(a.applied, b.applied);
+        assert_eq!(a.stop, Stop::Saturated);
+        // Optimizing the result again finds nothing more to do.
+        let c = optimize(&a.graph, &OptOptions::default()).unwrap();
+        assert_eq!(text::print(&c.graph), text::print(&a.graph));
+        assert!(c.applied.is_empty(), "{:?}", c.applied);
+        let printed = text::print(&a.graph);
+        assert!(printed.contains("softmax("), "{printed}");
+        assert!(!printed.contains("transpose(%o)"), "{printed}");
+        assert!(a.cost_after.total(&CostModel::default()) < a.cost_before.total(&CostModel::default()));
+    }
+
+    #[test]
+    fn limits_always_apply() {
+        let g = attention();
+        let tiny = OptOptions { node_limit: 5, ..OptOptions::default() };
+        let opt = optimize(&g, &tiny).unwrap();
+        assert!(matches!(opt.stop, Stop::NodeLimit(_)), "{:?}", opt.stop);
+        nnc_ir::verify(&opt.graph).unwrap();
+        let one = OptOptions { iter_limit: 1, ..OptOptions::default() };
+        let opt = optimize(&g, &one).unwrap();
+        assert_eq!(opt.stop, Stop::IterationLimit(1));
+        let none = OptOptions { time_limit: Duration::ZERO, ..OptOptions::default() };
+        assert_eq!(optimize(&g, &none).unwrap().stop, Stop::TimeLimit);
+    }
+
+    #[test]
+    fn rule_selection_is_checked() {
+        let g = attention();
+        assert!(matches!(optimize(&g, &OptOptions::only("no_such_rule")), Err(OptError::UnknownRule(_))));
+        let off =
+            OptOptions { disabled: all_rules().iter().map(|r| r.name.to_string()).collect(), ..Default::default() };
+        let opt = optimize(&g, &off).unwrap();
+        assert!(opt.applied.is_empty() && opt.fired.is_empty());
+        assert_eq!(opt.cost_after, opt.cost_before);
+    }
+
+    #[test]
+    fn invalid_graphs_are_errors() {
+        let mut g = attention();
+        g.outputs.clear();
+        assert!(matches!(optimize(&g, &OptOptions::default()), Err(OptError::Invalid(_))));
     }
 }

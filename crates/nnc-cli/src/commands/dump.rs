@@ -91,8 +91,16 @@ fn explain(opt: &nnc_opt::Optimized, nodes_before: usize, model: &nnc_opt::CostM
     );
     let (b, a) = (opt.cost_before.total(model), opt.cost_after.total(model));
     let change = if b > 0.0 { format!(" ({:+.1}%)", 100.0 * (a - b) / b) } else { String::new() };
-    let _ = writeln!(s, "# cost before: {b:.4e} ({:.4e} bytes, {:.4e} flops)", opt.cost_before.bytes, opt.cost_before.flops);
-    let _ = writeln!(s, "# cost after:  {a:.4e} ({:.4e} bytes, {:.4e} flops){change}", opt.cost_after.bytes, opt.cost_after.flops);
+    let _ = writeln!(
+        s,
+        "# cost before: {b:.4e} ({:.4e} bytes, {:.4e} flops)",
+        opt.cost_before.bytes, opt.cost_before.flops
+    );
+    let _ = writeln!(
+        s,
+        "# cost after:  {a:.4e} ({:.4e} bytes, {:.4e} flops){change}",
+        opt.cost_after.bytes, opt.cost_after.flops
+    );
     if opt.applied.is_empty() {
         let _ = writeln!(s, "# no rule changed the graph");
     } else {

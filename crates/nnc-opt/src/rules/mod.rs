@@ -206,9 +206,9 @@ impl Applier<Nn, NnAnalysis> for TypedApplier {
         if !same_type(&egraph[eclass].data, &got) {
             return vec![];
         }
-        let (id, node) = add_root(egraph, &term);
+        let (id, made) = add_root(egraph, &term);
         if egraph.union(eclass, id) {
-            egraph.analysis.log.push((self.name, eclass, node));
+            egraph.analysis.log.push((self.name, eclass, made));
             vec![id]
         } else {
             vec![]
@@ -281,16 +281,34 @@ pub fn term_data(egraph: &EG, term: &Term) -> Option<Data> {
     (data != Data::Invalid).then_some(data)
 }
 
-/// Adds a term to the e-graph and returns its e-class and, unless the term is an existing
-/// e-class, its root e-node.
-fn add_root(egraph: &mut EG, term: &Term) -> (Id, Option<Nn>) {
-    let node = match term {
-        Term::Class(id) => return (*id, None),
-        Term::Const(t) => Nn::leaf(Head::Const(egraph.analysis.consts.intern(t))),
-        Term::Attr(op) => Nn::leaf(Head::Attr(egraph.analysis.ops.intern(op))),
-        Term::Node(head, children) => Nn::new(head.clone(), children.iter().map(|c| add_term(egraph, c)).collect()),
-    };
-    (egraph.add(node.clone()), Some(node))
+/// Adds a term to the e-graph and returns its e-class and the operation e-nodes it is made of
+/// (root first, leaves left out) with their e-classes.
+fn add_root(egraph: &mut EG, term: &Term) -> (Id, Vec<(Id, Nn)>) {
+    let mut made = Vec::new();
+    let id = add_collect(egraph, term, &mut made);
+    made.reverse();
+    (id, made)
+}
+
+fn add_collect(egraph: &mut EG, term: &Term, made: &mut Vec<(Id, Nn)>) -> Id {
+    match term {
+        Term::Node(head, children) => {
+            let ids = children.iter().map(|c| add_collect(egraph, c, made)).collect();
+            let node = Nn::new(head.clone(), ids);
+            let id = egraph.add(node.clone());
+            made.push((id, node));
+            id
+        }
+        // A new constant is what a folding rule makes: it counts as a made e-node.
+        Term::Const(_) => {
+            let id = add_term(egraph, term);
+            if let Some(n) = egraph[id].nodes.iter().find(|n| matches!(n.head, Head::Const(_))) {
+                made.push((id, n.clone()));
+            }
+            id
+        }
+        _ => add_term(egraph, term),
+    }
 }
 
 /// Adds a term to the e-graph and returns its e-class.
