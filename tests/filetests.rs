@@ -694,7 +694,7 @@ fn check_opt(rel: &str, src: &str, bless: bool) -> Outcome {
     };
     let mut want = format!("# applied: {applied}\n# optimized:\n");
     for line in printed.lines() {
-        want.push_str(&format!("# {line}").trim_end().to_string());
+        want.push_str(format!("# {line}").trim_end());
         want.push('\n');
     }
     if expectation == want {

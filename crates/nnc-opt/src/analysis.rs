@@ -49,6 +49,10 @@ impl Data {
     }
 }
 
+/// One rewrite that changed the e-graph: the rule, the e-class it matched, and the e-nodes its
+/// right side is made of, with their e-classes.
+pub type Rewritten = (&'static str, Id, Vec<(Id, Nn)>);
+
 /// The analysis, with the tables the e-graph's leaves refer to.
 #[derive(Debug, Clone, Default)]
 pub struct NnAnalysis {
@@ -59,7 +63,7 @@ pub struct NnAnalysis {
     /// Every rewrite that changed the e-graph: the rule, the e-class it matched, and the e-nodes
     /// its right side is made of, with their e-classes (none when the right side is an existing
     /// e-class, as in `x * 1 → x`).
-    pub log: Vec<(&'static str, Id, Vec<(Id, Nn)>)>,
+    pub log: Vec<Rewritten>,
 }
 
 impl NnAnalysis {
