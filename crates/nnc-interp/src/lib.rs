@@ -42,6 +42,7 @@ mod indexing;
 mod linalg;
 mod movement;
 mod reduce;
+mod resize;
 mod value;
 
 pub use erf::erf;
@@ -247,6 +248,7 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::GatherElements { .. }
+        | Op::Resize(_)
         | Op::ScatterElements { .. }
         | Op::GatherNd { .. }
         | Op::ScatterNd { .. }
@@ -386,6 +388,7 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         Op::Pad { pads, mode, value } => one(movement::pad(arg(0)?, pads, *mode, *value, out)?),
         Op::Gather { axis } => one(movement::gather(arg(0)?, arg(1)?, *axis, out)?),
         Op::ScatterAdd { axis } => one(movement::scatter_add(arg(0)?, arg(1)?, arg(2)?, *axis)?),
+        Op::Resize(r) => one(resize::resize(arg(0)?, r, out)?),
         Op::GatherElements { axis } => one(indexing::gather_elements(arg(0)?, arg(1)?, *axis)?),
         Op::ScatterElements { axis, reduction } => {
             one(indexing::scatter_elements(arg(0)?, arg(1)?, arg(2)?, *axis, *reduction)?)

@@ -45,6 +45,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         | Op::Gather { .. }
         | Op::ScatterAdd { .. }
         | Op::GatherElements { .. }
+        | Op::Resize(_)
         | Op::ScatterElements { .. }
         | Op::GatherNd { .. }
         | Op::ScatterNd { .. } => return Ok(None),

@@ -226,6 +226,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             }
             one(data.clone())
         }
+        Op::Resize(r) => one(resize(inputs[0], r)?),
         Op::GatherNd { batch_dims } => {
             let (data, idx) = (inputs[0], inputs[1]);
             check_index_dtype(idx, 1)?;
@@ -536,6 +537,37 @@ fn conv(x: &TensorType, w: &TensorType, window: &Window, groups: i64) -> Result<
     for i in 0..n {
         let k = w.shape[2 + i].as_const().ok_or_else(|| format!("kernel size on axis {} must be concrete", 2 + i))?;
         shape.push(window_out(&x.shape[2 + i], k, window, i, false)?);
+    }
+    Ok(TensorType { dtype: x.dtype, shape })
+}
+
+fn resize(x: &TensorType, r: &crate::op::ResizeAttrs) -> Result<TensorType, String> {
+    check_axes(&r.axes, x.rank())?;
+    let n = r.axes.len();
+    if r.sizes.len() != n || r.scales.len() != n || r.roi.len() != 2 * n {
+        return Err(format!(
+            "{n} resized axes need {n} sizes, {n} scales and {} roi entries, found {}, {} and {}",
+            2 * n,
+            r.sizes.len(),
+            r.scales.len(),
+            r.roi.len()
+        ));
+    }
+    if r.mode != crate::op::ResizeMode::Nearest && !x.dtype.is_float() {
+        return Err(format!("{} interpolation needs a floating-point operand, found {}", r.mode.name(), x.dtype));
+    }
+    if let Some(s) = r.scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(format!("scales must be positive and finite, found {s}"));
+    }
+    if let Some(s) = r.sizes.iter().find(|&&s| s < 0) {
+        return Err(format!("sizes must not be negative, found {s}"));
+    }
+    if r.antialias && r.mode == crate::op::ResizeMode::Nearest {
+        return Err("antialias needs linear or cubic interpolation".into());
+    }
+    let mut shape = x.shape.clone();
+    for (&a, &size) in r.axes.iter().zip(&r.sizes) {
+        shape[a] = Dim::constant(size);
     }
     Ok(TensorType { dtype: x.dtype, shape })
 }

@@ -124,6 +124,52 @@ named_enum!(
 );
 
 named_enum!(
+    /// How `resize` interpolates.
+    ResizeMode { Nearest => "nearest", Linear => "linear", Cubic => "cubic" }
+);
+
+named_enum!(
+    /// How `resize` maps an output coordinate to an input coordinate (ONNX's
+    /// `coordinate_transformation_mode`).
+    CoordMode {
+        HalfPixel => "half_pixel",
+        HalfPixelSymmetric => "half_pixel_symmetric",
+        PytorchHalfPixel => "pytorch_half_pixel",
+        AlignCorners => "align_corners",
+        Asymmetric => "asymmetric",
+        TfCropAndResize => "tf_crop_and_resize",
+    }
+);
+
+named_enum!(
+    /// Which neighbour `resize {mode = nearest}` picks.
+    NearestMode {
+        RoundPreferFloor => "round_prefer_floor",
+        RoundPreferCeil => "round_prefer_ceil",
+        Floor => "floor",
+        Ceil => "ceil",
+    }
+);
+
+/// The attributes of `resize`: ONNX `Resize` with every input fixed. `axes` are the resized
+/// axes; `sizes`, `scales` and `roi` (the starts, then the ends) have one entry (two for `roi`)
+/// per listed axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResizeAttrs {
+    pub mode: ResizeMode,
+    pub coordinate_transformation_mode: CoordMode,
+    pub nearest_mode: NearestMode,
+    pub cubic_coeff_a: f64,
+    pub exclude_outside: bool,
+    pub extrapolation_value: f64,
+    pub antialias: bool,
+    pub axes: Vec<usize>,
+    pub sizes: Vec<i64>,
+    pub scales: Vec<f64>,
+    pub roi: Vec<f64>,
+}
+
+named_enum!(
     /// Which formula `gelu` uses.
     GeluApprox { None => "none", Tanh => "tanh" }
 );
@@ -308,6 +354,9 @@ pub enum Op {
         reduction: ScatterReduction,
     },
 
+    /// ONNX `Resize`: interpolation along `axes` to static sizes.
+    Resize(ResizeAttrs),
+
     // ---- composites: defined by their expansion into the ops above ----
     Softmax {
         axis: usize,
@@ -405,6 +454,10 @@ fn ints(v: &[i64]) -> AttrValue {
     AttrValue::List(v.iter().map(|&x| AttrValue::Int(x)).collect())
 }
 
+fn floats(v: &[f64]) -> AttrValue {
+    AttrValue::List(v.iter().map(|&x| AttrValue::Float(x)).collect())
+}
+
 fn usizes(v: &[usize]) -> AttrValue {
     AttrValue::List(v.iter().map(|&x| AttrValue::Int(x as i64)).collect())
 }
@@ -456,6 +509,7 @@ impl Op {
             Op::Gather { .. } => "gather",
             Op::ScatterAdd { .. } => "scatter_add",
             Op::GatherElements { .. } => "gather_elements",
+            Op::Resize(_) => "resize",
             Op::ScatterElements { .. } => "scatter_elements",
             Op::GatherNd { .. } => "gather_nd",
             Op::ScatterNd { .. } => "scatter_nd",
@@ -528,6 +582,19 @@ impl Op {
             Op::ScatterElements { axis, reduction } => {
                 vec![("axis", AttrValue::Int(*axis as i64)), ("reduction", ident(reduction.name()))]
             }
+            Op::Resize(r) => vec![
+                ("mode", ident(r.mode.name())),
+                ("coordinate_transformation_mode", ident(r.coordinate_transformation_mode.name())),
+                ("nearest_mode", ident(r.nearest_mode.name())),
+                ("cubic_coeff_a", AttrValue::Float(r.cubic_coeff_a)),
+                ("exclude_outside", boolean(r.exclude_outside)),
+                ("extrapolation_value", AttrValue::Float(r.extrapolation_value)),
+                ("antialias", boolean(r.antialias)),
+                ("axes", usizes(&r.axes)),
+                ("sizes", ints(&r.sizes)),
+                ("scales", floats(&r.scales)),
+                ("roi", floats(&r.roi)),
+            ],
             Op::GatherNd { batch_dims } => vec![("batch_dims", AttrValue::Int(*batch_dims as i64))],
             Op::ScatterNd { reduction } => vec![("reduction", ident(reduction.name()))],
             Op::Pad { pads, mode, value } => {
@@ -637,6 +704,19 @@ impl Op {
                     axis: a.usize("axis")?,
                     reduction: a.named("reduction", ScatterReduction::from_name)?,
                 },
+                "resize" => Op::Resize(ResizeAttrs {
+                    mode: a.named("mode", ResizeMode::from_name)?,
+                    coordinate_transformation_mode: a.named("coordinate_transformation_mode", CoordMode::from_name)?,
+                    nearest_mode: a.named("nearest_mode", NearestMode::from_name)?,
+                    cubic_coeff_a: a.float("cubic_coeff_a")?,
+                    exclude_outside: a.boolean("exclude_outside")?,
+                    extrapolation_value: a.float("extrapolation_value")?,
+                    antialias: a.boolean("antialias")?,
+                    axes: a.usizes("axes")?,
+                    sizes: a.ints("sizes")?,
+                    scales: a.floats("scales")?,
+                    roi: a.floats("roi")?,
+                }),
                 "gather_nd" => Op::GatherNd { batch_dims: a.usize("batch_dims")? },
                 "scatter_nd" => Op::ScatterNd { reduction: a.named("reduction", ScatterReduction::from_name)? },
                 "softmax" => Op::Softmax { axis: a.usize("axis")? },
@@ -674,7 +754,7 @@ impl Op {
         match self {
             Op::Constant(_) | Op::Iota { .. } => (0, 0),
             Op::Unary(_) | Op::Cast { .. } | Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Pool { .. } => (1, 1),
-            Op::ArgMaxPool { .. } | Op::TopK { .. } => (1, 1),
+            Op::ArgMaxPool { .. } | Op::TopK { .. } | Op::Resize(_) => (1, 1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::ConvTranspose { .. } | Op::Gather { .. } => (2, 2),
@@ -770,6 +850,18 @@ impl Attrs<'_> {
             .collect()
     }
 
+    fn floats(&mut self, key: &'static str) -> Result<Vec<f64>, String> {
+        let items = self.list(key)?;
+        items
+            .iter()
+            .map(|v| match v {
+                AttrValue::Float(x) => Ok(*x),
+                AttrValue::Int(i) => Ok(*i as f64),
+                other => Err(self.wrong(key, "a list of numbers", other)),
+            })
+            .collect()
+    }
+
     fn usizes(&mut self, key: &'static str) -> Result<Vec<usize>, String> {
         let op = self.op;
         self.ints(key)?
@@ -836,6 +928,19 @@ mod tests {
             Op::Slice { axes: vec![0], starts: vec![-1], ends: vec![i64::MIN], steps: vec![-1] },
             Op::Pad { pads: vec![1, 0, 0, 2], mode: PadMode::Reflect, value: 0.0 },
             Op::GatherElements { axis: 1 },
+            Op::Resize(ResizeAttrs {
+                mode: ResizeMode::Cubic,
+                coordinate_transformation_mode: CoordMode::TfCropAndResize,
+                nearest_mode: NearestMode::Ceil,
+                cubic_coeff_a: -0.5,
+                exclude_outside: true,
+                extrapolation_value: 10.0,
+                antialias: false,
+                axes: vec![2, 3],
+                sizes: vec![3, 5],
+                scales: vec![0.75, 1.25],
+                roi: vec![0.1, 0.0, 0.9, 1.0],
+            }),
             Op::TopK { axis: 2, k: 3, largest: false },
             Op::ScatterElements { axis: 0, reduction: ScatterReduction::Max },
             Op::GatherNd { batch_dims: 1 },

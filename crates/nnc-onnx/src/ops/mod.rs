@@ -12,6 +12,7 @@ mod nn;
 mod norm;
 mod recurrent;
 mod reduce;
+mod resize;
 mod shape;
 
 pub use cx::{Fail, NodeCx, Out};
@@ -142,6 +143,9 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("ArgMax", reduce::arg_reduce),
     ("ArgMin", reduce::arg_reduce),
     ("TopK", reduce::topk),
+    // resize.rs
+    ("Resize", resize::resize),
+    ("Upsample", resize::resize),
     // shape.rs
     ("Constant", shape::constant),
     ("ConstantOfShape", shape::constant_of_shape),
