@@ -253,6 +253,7 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::GatherNd { .. }
         | Op::ScatterNd { .. }
         | Op::TopK { .. }
+        | Op::Cumulative { .. }
         | Op::Softmax { .. }
         | Op::LogSoftmax { .. }
         | Op::LayerNorm { .. }
@@ -369,6 +370,9 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         Op::Reduce { kind, axes, keep_dims: _ } => one(reduce::reduce(*kind, arg(0)?, axes, out)?),
         Op::ArgReduce { kind, axis, keep_dims: _, select_last } => {
             one(reduce::arg_reduce(*kind, arg(0)?, *axis, *select_last, out)?)
+        }
+        Op::Cumulative { axis, kind, exclusive, reverse } => {
+            one(reduce::cumulative(arg(0)?, *axis, *kind, *exclusive, *reverse)?)
         }
         Op::TopK { axis, k, largest } => reduce::topk(arg(0)?, *axis, *k, *largest, out),
         Op::MatMul => one(linalg::matmul(arg(0)?, arg(1)?, out)?),

@@ -10,12 +10,16 @@
 //!   index points at an element equal to `reduce_max`/`reduce_min`, NaN included, as numpy and
 //!   PyTorch); ties and repeated NaNs pick the first occurrence, or the last with `select_last`.
 //!   Indices are `i64`; an empty axis is an error.
+//! - `cumulative`: running sums or products along an axis, each result element the combination of
+//!   the elements before it (and itself unless `exclusive`; from the end with `reverse`); floats
+//!   accumulate in `f64` and each result is rounded once (the running value is not rounded),
+//!   integers wrap; an empty sum is 0, an empty product 1.
 //! - `topk`: the `k` largest (or smallest) elements along an axis, most extreme first, with
 //!   their `i64` indices. Ties keep the smaller index first; NaN counts as more extreme than
 //!   every number in both directions (as for `argmax`/`argmin`, so `k = 1` gives their index).
 
 use crate::value::{for_each_offset, int_range, internal, strides, with_int, Data, Int, Value};
-use nnc_ir::{ArgKind, DType, ReduceKind};
+use nnc_ir::{ArgKind, CumKind, DType, ReduceKind};
 
 /// Strides that send each input element to its output element: the output in keep-dims
 /// layout, with stride 0 on the reduced axes.
@@ -162,6 +166,60 @@ pub fn arg_reduce(
     Ok(Value::int(DType::I64, out_shape.to_vec(), idx))
 }
 
+/// `cumulative` of `x` along `axis`.
+pub fn cumulative(x: &Value, axis: usize, kind: CumKind, exclusive: bool, reverse: bool) -> Result<Value, String> {
+    let Some(&len) = x.shape.get(axis) else { return Err(internal("cumulative axis out of range")) };
+    let outer: usize = x.shape[..axis].iter().product();
+    let inner: usize = x.shape[axis + 1..].iter().product();
+    fn scan<T: Copy>(
+        v: &[T],
+        (outer, len, inner): (usize, usize, usize),
+        (exclusive, reverse): (bool, bool),
+        init: T,
+        f: impl Fn(T, T) -> T,
+    ) -> Vec<T> {
+        let mut out = vec![init; v.len()];
+        for o in 0..outer {
+            for i in 0..inner {
+                let mut acc = init;
+                for step in 0..len {
+                    let j = if reverse { len - 1 - step } else { step };
+                    let at = (o * len + j) * inner + i;
+                    if exclusive {
+                        out[at] = acc;
+                        acc = f(acc, v[at]);
+                    } else {
+                        acc = f(acc, v[at]);
+                        out[at] = acc;
+                    }
+                }
+            }
+        }
+        out
+    }
+    let dims = (outer, len, inner);
+    let flags = (exclusive, reverse);
+    match &x.data {
+        Data::Float(v) => {
+            let out = match kind {
+                // An inclusive sum starts from -0.0, the identity of + (so a sum of one -0.0
+                // stays -0.0); an exclusive one from 0.0, its first (empty) sum.
+                CumKind::Sum => scan(v, dims, flags, if exclusive { 0.0 } else { -0.0 }, |a, b| a + b),
+                CumKind::Prod => scan(v, dims, flags, 1.0, |a, b| a * b),
+            };
+            Ok(Value::float(x.dtype, x.shape.clone(), out))
+        }
+        Data::Int(v) => {
+            let out = match kind {
+                CumKind::Sum => scan(v, dims, flags, 0, i64::wrapping_add),
+                CumKind::Prod => scan(v, dims, flags, 1, i64::wrapping_mul),
+            };
+            Ok(Value::int(x.dtype, x.shape.clone(), out))
+        }
+        Data::Bool(_) => Err(internal("cumulative of bool")),
+    }
+}
+
 /// `topk` of `x` along `axis`: the values and their indices. `out_shape` is the result shape
 /// (`x`'s with `k` on `axis`).
 pub fn topk(x: &Value, axis: usize, k: usize, largest: bool, out_shape: &[usize]) -> Result<Vec<Value>, String> {
@@ -225,6 +283,19 @@ pub fn topk(x: &Value, axis: usize, k: usize, largest: bool, out_shape: &[usize]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cumulative_sums_and_products() {
+        let x = f(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let run = |axis, kind, ex, rev| cumulative(&x, axis, kind, ex, rev).unwrap().floats().unwrap().to_vec();
+        assert_eq!(run(1, CumKind::Sum, false, false), [1.0, 3.0, 6.0, 4.0, 9.0, 15.0]);
+        assert_eq!(run(1, CumKind::Sum, true, false), [0.0, 1.0, 3.0, 0.0, 4.0, 9.0]);
+        assert_eq!(run(1, CumKind::Sum, false, true), [6.0, 5.0, 3.0, 15.0, 11.0, 6.0]);
+        assert_eq!(run(1, CumKind::Prod, true, true), [6.0, 3.0, 1.0, 30.0, 6.0, 1.0]);
+        assert_eq!(run(0, CumKind::Prod, false, false), [1.0, 2.0, 3.0, 4.0, 10.0, 18.0]);
+        let i = Value::int(DType::I8, vec![3], vec![100, 2, 3]);
+        assert_eq!(cumulative(&i, 0, CumKind::Prod, false, false).unwrap().ints().unwrap(), [100, -56, 88]);
+    }
 
     #[test]
     fn topk_orders_ties_and_nan() {

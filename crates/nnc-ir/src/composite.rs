@@ -31,6 +31,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         | Op::Reduce { .. }
         | Op::ArgReduce { .. }
         | Op::TopK { .. }
+        | Op::Cumulative { .. }
         | Op::MatMul
         | Op::Conv { .. }
         | Op::ConvTranspose { .. }

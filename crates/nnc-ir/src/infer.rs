@@ -86,6 +86,14 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             }
             one(TensorType { dtype: DType::I64, shape: reduced_shape(&x.shape, &[*axis], *keep_dims) })
         }
+        Op::Cumulative { axis, kind, .. } => {
+            let x = inputs[0];
+            check_axis(*axis, x.rank())?;
+            if !x.dtype.is_numeric() {
+                return Err(format!("cumulative {} needs numbers, found {}", kind.name(), x.dtype));
+            }
+            one(x.clone())
+        }
         Op::TopK { axis, k, .. } => {
             let x = inputs[0];
             check_axis(*axis, x.rank())?;

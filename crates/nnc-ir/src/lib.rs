@@ -28,8 +28,8 @@ pub use error::IrError;
 pub use graph::{Graph, Node, ValueId, ValueInfo};
 pub use infer::infer;
 pub use op::{
-    ArgKind, AttrMap, AttrValue, BinaryOp, CoordMode, GeluApprox, NearestMode, Op, PadMode, PoolKind, ReduceKind,
-    ResizeAttrs, ResizeMode, RnnCell, RnnDirection, ScatterReduction, UnaryOp, Window,
+    ArgKind, AttrMap, AttrValue, BinaryOp, CoordMode, CumKind, GeluApprox, NearestMode, Op, PadMode, PoolKind,
+    ReduceKind, ResizeAttrs, ResizeMode, RnnCell, RnnDirection, ScatterReduction, UnaryOp, Window,
 };
 pub use shape::{broadcast_shapes, Shape, TensorType};
 pub use tensor::{Element, TensorData};

@@ -103,6 +103,11 @@ named_enum!(
 );
 
 named_enum!(
+    /// How `cumulative` combines the elements along its axis.
+    CumKind { Sum => "sum", Prod => "prod" }
+);
+
+named_enum!(
     /// Index of the largest or smallest element.
     ArgKind { Max => "argmax", Min => "argmin" }
 );
@@ -256,6 +261,14 @@ pub enum Op {
         axis: usize,
         keep_dims: bool,
         select_last: bool,
+    },
+    /// Running sums or products along `axis` (ONNX `CumSum`, `CumProd`): `exclusive` leaves out
+    /// the element itself, `reverse` runs from the end.
+    Cumulative {
+        axis: usize,
+        kind: CumKind,
+        exclusive: bool,
+        reverse: bool,
     },
     /// The `k` largest (or smallest) elements along `axis`, most extreme first (ties: smaller
     /// index first), and their `i64` indices: two results.
@@ -495,6 +508,7 @@ impl Op {
             },
             Op::ArgReduce { kind, .. } => kind.name(),
             Op::TopK { .. } => "topk",
+            Op::Cumulative { .. } => "cumulative",
             Op::MatMul => "matmul",
             Op::Conv { .. } => "conv",
             Op::ConvTranspose { .. } => "conv_transpose",
@@ -536,6 +550,12 @@ impl Op {
                 ("axis", AttrValue::Int(*axis as i64)),
                 ("keep_dims", boolean(*keep_dims)),
                 ("select_last", boolean(*select_last)),
+            ],
+            Op::Cumulative { axis, kind, exclusive, reverse } => vec![
+                ("axis", AttrValue::Int(*axis as i64)),
+                ("kind", ident(kind.name())),
+                ("exclusive", boolean(*exclusive)),
+                ("reverse", boolean(*reverse)),
             ],
             Op::TopK { axis, k, largest } => vec![
                 ("axis", AttrValue::Int(*axis as i64)),
@@ -670,6 +690,12 @@ impl Op {
                 "select" => Op::Select,
                 "cast" => Op::Cast { to: a.dtype("to")? },
                 "matmul" => Op::MatMul,
+                "cumulative" => Op::Cumulative {
+                    axis: a.usize("axis")?,
+                    kind: a.named("kind", CumKind::from_name)?,
+                    exclusive: a.boolean("exclusive")?,
+                    reverse: a.boolean("reverse")?,
+                },
                 "topk" => Op::TopK { axis: a.usize("axis")?, k: a.usize("k")?, largest: a.boolean("largest")? },
                 "conv" => Op::Conv { window: a.window()?, groups: a.int("groups")? },
                 "conv_transpose" => Op::ConvTranspose {
@@ -754,7 +780,7 @@ impl Op {
         match self {
             Op::Constant(_) | Op::Iota { .. } => (0, 0),
             Op::Unary(_) | Op::Cast { .. } | Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Pool { .. } => (1, 1),
-            Op::ArgMaxPool { .. } | Op::TopK { .. } | Op::Resize(_) => (1, 1),
+            Op::ArgMaxPool { .. } | Op::TopK { .. } | Op::Resize(_) | Op::Cumulative { .. } => (1, 1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
             Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::ConvTranspose { .. } | Op::Gather { .. } => (2, 2),
@@ -942,6 +968,7 @@ mod tests {
                 roi: vec![0.1, 0.0, 0.9, 1.0],
             }),
             Op::TopK { axis: 2, k: 3, largest: false },
+            Op::Cumulative { axis: 1, kind: CumKind::Prod, exclusive: true, reverse: false },
             Op::ScatterElements { axis: 0, reduction: ScatterReduction::Max },
             Op::GatherNd { batch_dims: 1 },
             Op::ScatterNd { reduction: ScatterReduction::None },

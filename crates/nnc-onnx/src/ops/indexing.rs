@@ -1,10 +1,10 @@
 //! Ops built from index arithmetic on `iota`: triangular masks, one-hot encodings, `EyeLike`,
-//! `Hardmax` and `CumSum` (a product with a triangular matrix of ones).
+//! `Hardmax`; and `CumSum`/`CumProd` (an IR `cumulative`).
 
 use super::{Fail, NodeCx, Out};
 use crate::tensor::dtype_from_onnx;
 use nnc_ir::shape::normalize_axis;
-use nnc_ir::{BinaryOp, DType, Dim, ValueId};
+use nnc_ir::{BinaryOp, CumKind, DType, Dim, Op, ValueId};
 
 /// `keep(col - row)` over a `[rows, cols]` grid of indices, as a bool tensor.
 fn diagonal_mask(cx: &mut NodeCx, rows: Dim, cols: Dim, k: i64, op: BinaryOp) -> Result<ValueId, Fail> {
@@ -114,30 +114,23 @@ pub fn hardmax(cx: &mut NodeCx) -> Out {
     Ok(vec![NodeCx::value(cx.b.reshape(out, ty.shape)?)])
 }
 
-/// `CumSum(x, axis)`: a product with a triangular matrix of ones along `axis` (moved last).
-/// `exclusive` leaves out the element itself, `reverse` sums from the end.
-pub fn cumsum(cx: &mut NodeCx) -> Out {
+/// `CumSum(x, axis)` and `CumProd(x, axis)`: an IR `cumulative`. `exclusive` leaves out the
+/// element itself, `reverse` runs from the end. The axis must be known at import time.
+pub fn cumulative(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&["exclusive", "reverse"])?;
     let x = cx.input(0)?;
     let ty = cx.ty(x);
-    let axis = cx.const_ints(1)?.first().copied().ok_or("axis must hold one value")?;
-    let axis = normalize_axis(axis, ty.rank())?;
-    let n = ty.shape[axis].clone();
-    let (exclusive, reverse) = (cx.attr_int_or("exclusive", 0)? != 0, cx.attr_int_or("reverse", 0)? != 0);
-    // out[j] = sum_i x[i] * M[i, j]; forward inclusive keeps i <= j, i.e. (j - i) >= 0.
-    let (op, k) = match (reverse, exclusive) {
-        (false, false) => (BinaryOp::Ge, 0),
-        (false, true) => (BinaryOp::Ge, 1),
-        (true, false) => (BinaryOp::Le, 0),
-        (true, true) => (BinaryOp::Le, -1),
+    let axis = match cx.const_ints(1)?.as_slice() {
+        [a] => *a,
+        other => return Err(format!("axis must hold one value, found {other:?}").into()),
     };
-    let mask = diagonal_mask(cx, n.clone(), n, k, op)?;
-    let m = cx.b.cast(mask, ty.dtype)?;
-    let last = ty.rank() - 1;
-    let mut perm: Vec<usize> = (0..ty.rank()).collect();
-    perm.swap(axis, last);
-    let xt = if axis == last { x } else { cx.b.transpose(x, perm.clone())? };
-    let y = cx.b.matmul(xt, m)?;
-    let y = if axis == last { y } else { cx.b.transpose(y, perm)? };
-    Ok(vec![NodeCx::value(y)])
+    let axis = normalize_axis(axis, ty.rank())?;
+    let kind = if cx.node.op_type() == "CumProd" { CumKind::Prod } else { CumKind::Sum };
+    let op = Op::Cumulative {
+        axis,
+        kind,
+        exclusive: cx.attr_int_or("exclusive", 0)? != 0,
+        reverse: cx.attr_int_or("reverse", 0)? != 0,
+    };
+    Ok(vec![NodeCx::value(cx.b.op1(op, &[x])?)])
 }

@@ -122,7 +122,8 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("EyeLike", indexing::eye_like),
     ("OneHot", indexing::one_hot),
     ("Hardmax", indexing::hardmax),
-    ("CumSum", indexing::cumsum),
+    ("CumSum", indexing::cumulative),
+    ("CumProd", indexing::cumulative),
     ("Softmax", nn::softmax),
     ("LogSoftmax", nn::softmax),
     // recurrent.rs
