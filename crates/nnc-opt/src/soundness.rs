@@ -573,6 +573,96 @@ fn generator(name: &str) -> Option<fn(&mut Gen) -> R> {
             let y = b.add(sc, beta)?;
             finish(b, &[y])
         },
+        "cast_identity" | "cast_cast" => |g| {
+            let all = [
+                DType::F32,
+                DType::F64,
+                DType::F16,
+                DType::BF16,
+                DType::I64,
+                DType::I32,
+                DType::I16,
+                DType::I8,
+                DType::U32,
+                DType::U16,
+                DType::U8,
+                DType::Bool,
+            ];
+            let (from, mid, to) = (g.pick(&all), g.pick(&all), g.pick(&all));
+            let s = g.shape(0, 3);
+            let mut b = GraphBuilder::new("g");
+            let x = input(&mut b, "x", from, &s)?;
+            // Values that exercise wrapping and saturation: scaled inputs.
+            let x = if from.is_numeric() {
+                let k = b.constant(uniform(from, &[], if from.is_float() { 60.0 } else { 13.0 }));
+                b.mul(x, k)?
+            } else {
+                x
+            };
+            let a = b.cast(x, mid)?;
+            let y = b.cast(a, to)?;
+            finish(b, &[y])
+        },
+        "gelu_tanh" => |g| {
+            let dtype = g.float();
+            let s = g.shape(0, 3);
+            let mut b = GraphBuilder::new("g");
+            let x = input(&mut b, "x", dtype, &s)?;
+            let scalar = |b: &mut GraphBuilder, v: f64| b.constant(uniform(dtype, &[], v));
+            let cube = if g.chance(0.5) {
+                let x2 = b.mul(x, x)?;
+                b.mul(x2, x)?
+            } else {
+                let three = scalar(&mut b, 3.0);
+                b.binary(Pow, x, three)?
+            };
+            let k = scalar(&mut b, if g.chance(0.9) { 0.044715 } else { 0.05 });
+            let c = b.mul(cube, k)?;
+            let sum = b.add(x, c)?;
+            let r = scalar(&mut b, (2.0 / std::f64::consts::PI).sqrt());
+            let t = b.mul(sum, r)?;
+            let th = b.unary(Tanh, t)?;
+            let one = scalar(&mut b, 1.0);
+            let o = b.add(th, one)?;
+            let h = scalar(&mut b, 0.5);
+            let y = if g.chance(0.5) {
+                let hx = b.mul(x, h)?;
+                b.mul(hx, o)?
+            } else {
+                let oh = b.mul(o, h)?;
+                b.mul(x, oh)?
+            };
+            finish(b, &[y])
+        },
+        "softmax_naive" => |g| {
+            let dtype = g.float();
+            let s = g.shape(1, 3);
+            let mut b = GraphBuilder::new("g");
+            let x = input(&mut b, "x", dtype, &s)?;
+            let axis = g.below(s.len()) as i64;
+            let e = b.exp(x)?;
+            let keep = g.chance(0.9);
+            let sum = b.reduce_sum(e, &[axis], keep)?;
+            let y = b.div(e, sum)?;
+            finish(b, &[y])
+        },
+        "sigmoid_expansion" | "rsqrt_expansion" => |g| {
+            let dtype = g.float();
+            let s = g.shape(0, 3);
+            let mut b = GraphBuilder::new("g");
+            let x = input(&mut b, "x", dtype, &s)?;
+            let cs = g.bcast_of(&s);
+            let one = b.constant(uniform(dtype, &cs, if g.chance(0.9) { 1.0 } else { 2.0 }));
+            let den = if g.chance(0.5) {
+                let n = b.unary(Neg, x)?;
+                let e = b.exp(n)?;
+                b.add(e, one)?
+            } else {
+                b.unary(Sqrt, x)?
+            };
+            let y = if g.chance(0.5) { b.div(one, den)? } else { b.unary(Reciprocal, den)? };
+            finish(b, &[y])
+        },
         _ => return None,
     })
 }

@@ -11,7 +11,7 @@
 
 use super::{class, info, is_const, is_float, is_value, not_const, value, var, Family, Rule, Term};
 use crate::fold;
-use nnc_ir::{BinaryOp, Op};
+use nnc_ir::{BinaryOp, DType, Op};
 
 const F: Family = Family::Algebra;
 
@@ -79,6 +79,24 @@ pub fn rules() -> Vec<Rule> {
         Rule::rewrite(F, "max_self", "(max ?x ?x)", "?x"),
         // min(x, x) → x (exact, NaN included); no guard.
         Rule::rewrite(F, "min_self", "(min ?x ?x)", "?x"),
+        // cast(x) {to = dtype(x)} → x (exact: the identity conversion); guard: the type gate.
+        Rule::rewrite(F, "cast_identity", "(cast ?t ?x)", "?x"),
+        // cast(cast(x) {to = b}) {to = c} → cast(x) {to = c} (exact); guard: the first cast keeps
+        // every value of x's dtype (a widening: f16 → f32, i8 → i32, u8 → i16, i16 → f32, ...),
+        // and not integer → float → integer (saturating is not wrapping).
+        Rule::custom(F, "cast_cast", "(cast ?t (cast ?u ?x))", move |eg, s| {
+            let (Op::Cast { to }, Op::Cast { to: mid }) =
+                (super::attr(eg, s, var("?t"))?, super::attr(eg, s, var("?u"))?)
+            else {
+                return None;
+            };
+            let from = info(eg, s, var("?x"))?.ty.dtype;
+            // Integers cast to integers wrap but floats cast to integers saturate: an integer
+            // widened to a float and then cast to an integer is not the direct cast.
+            let kind_changes = from.is_int() && mid.is_float() && to.is_int();
+            (widens(from, *mid) && !kind_changes)
+                .then(|| Term::op(Op::Cast { to: *to }, vec![Term::Class(s[var("?x")])]))
+        }),
         // c * x → x * c (exact: multiplication commutes); guard: c constant, x not, so
         // constants gather on the right where the chain rules find them.
         Rule::rewrite(F, "mul_const_right", "(mul ?c ?x)", "(mul ?x ?c)").when(is_const("?c")).when(not_const("?x")),
@@ -108,6 +126,25 @@ pub fn rules() -> Vec<Rule> {
             move |eg, s| Some(with_const(Mul, class(s, x)?, fold::unary(nnc_ir::UnaryOp::Neg, value(eg, s, c)?)?))
         }),
     ]
+}
+
+/// True if `cast` from `from` to `to` keeps every value exactly (and so can be skipped before
+/// another cast, which then sees the same values).
+fn widens(from: DType, to: DType) -> bool {
+    use DType::*;
+    let bits = |d: DType| d.size_bytes() * 8;
+    match (from, to) {
+        (a, b) if a == b => true,
+        (Bool, _) => true,
+        (F16 | BF16, F32 | F64) | (F32, F64) => true,
+        (a, b) if a.is_signed_int() && b.is_signed_int() => bits(b) > bits(a),
+        (a, b) if a.is_unsigned_int() && b.is_unsigned_int() => bits(b) > bits(a),
+        (a, b) if a.is_unsigned_int() && b.is_signed_int() => bits(b) > bits(a),
+        // Integers of at most 24 (f32) or 53 (f64) significant bits are exact in floats.
+        (I8 | U8 | I16 | U16, F32 | F64) | (I32 | U32, F64) => true,
+        (I8 | U8, F16 | BF16) => true,
+        _ => false,
+    }
 }
 
 /// Guard: the value's dtype is not an unsigned integer.
@@ -411,6 +448,50 @@ mod tests {
                return %b
              }",
             &["%b: u8[2] = neg(%x)"],
+        );
+    }
+
+    #[test]
+    fn cast_identity() {
+        assert_rule(
+            "cast_identity",
+            "graph g(%x: i32[2]) {
+               %a: i32[2] = cast(%x) {to = i32}
+               %b: i32[2] = neg(%a)
+               return %b
+             }",
+            &["%b: i32[2] = neg(%x)"],
+        );
+    }
+
+    #[test]
+    fn cast_cast() {
+        assert_rule(
+            "cast_cast",
+            "graph g(%x: i8[2]) {
+               %a: i32[2] = cast(%x) {to = i32}
+               %b: f32[2] = cast(%a) {to = f32}
+               return %b
+             }",
+            &["%b: f32[2] = cast(%x) {to = f32}"],
+        );
+        // Through a float, an integer saturates instead of wrapping: -78 → f32 → u16 is 0, not 65458.
+        assert_not_applied(
+            "cast_cast",
+            "graph g(%x: i8[2]) {
+               %a: f32[2] = cast(%x) {to = f32}
+               %b: u16[2] = cast(%a) {to = u16}
+               return %b
+             }",
+        );
+        // Through a narrower type values change: 300 → u8 44 → f32 44.0, not 300.0.
+        assert_not_applied(
+            "cast_cast",
+            "graph g(%x: i32[2]) {
+               %a: u8[2] = cast(%x) {to = u8}
+               %b: f32[2] = cast(%a) {to = f32}
+               return %b
+             }",
         );
     }
 

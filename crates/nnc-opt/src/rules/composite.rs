@@ -64,6 +64,25 @@ pub fn rules() -> Vec<Rule> {
         }
     }
 
+    // gelu {tanh}: x · 0.5 · (tanh(√(2/π) · (x + 0.044715 · x³)) + 1), x³ as x·x·x or pow(x, 3).
+    let mut gelu_tanh = Rule::named(F, "gelu_tanh");
+    for cube in ["(mul (mul ?x ?x) ?x)", "(pow ?x ?three)"] {
+        let t = format!("(add (tanh (mul (add ?x (mul {cube} ?k)) ?r)) ?one)");
+        let uses_pow = cube.starts_with("(pow");
+        for lhs in
+            [format!("(mul (mul ?x ?h) {t})"), format!("(mul ?x (mul {t} ?h))"), format!("(mul (mul {t} ?h) ?x)")]
+        {
+            gelu_tanh = gelu_tanh.or_custom(&lhs, move |eg, st| {
+                let ok = const_is(eg, st, "?h", 0.5)
+                    && const_is(eg, st, "?one", 1.0)
+                    && const_is(eg, st, "?k", 0.044715)
+                    && const_is(eg, st, "?r", (2.0 / std::f64::consts::PI).sqrt())
+                    && (!uses_pow || const_is(eg, st, "?three", 3.0));
+                ok.then(|| Term::op(Op::Gelu { approximate: GeluApprox::Tanh }, vec![Term::Class(st[x])]))
+            });
+        }
+    }
+
     // The exact expansions of softmax and log_softmax.
     let shifted = "(sub ?x (reduce_max ?a ?x))";
     let sum = format!("(reduce_sum ?b (exp {shifted}))");
@@ -115,9 +134,34 @@ pub fn rules() -> Vec<Rule> {
         // expansion); guard: float, the constants single values 0.5, 1 and √2 (or 1/√2 for a
         // product) to their dtype's precision, and the type gate (they broadcast nothing).
         gelu_erf,
+        // x·0.5·(tanh(√(2/π)·(x + 0.044715·x³)) + 1) → gelu(x) {tanh} (exact for the IR's own
+        // expansion, else up to rounding); guard: float, the constants single values to their
+        // dtype's precision, and the type gate.
+        gelu_tanh,
         // exp(x - max(x)) / sum(exp(x - max(x))) → softmax(x) (exact: the expansion); guard: the
         // max and sum reduce the same single axis and keep dims.
         Rule::custom(F, "softmax_expansion", &format!("(div (exp {shifted}) {sum})"), softmax_like(false)),
+        // exp(x) / sum(exp(x)) → softmax(x) (up to rounding wherever the original is finite; where
+        // exp(x) overflows the original is NaN and softmax is not); guard: the sum reduces one
+        // axis and keeps dims.
+        Rule::custom(F, "softmax_naive", "(div (exp ?x) (reduce_sum ?b (exp ?x)))", move |eg, s| {
+            let k = reduce_axis(eg, s, "?b", ReduceKind::Sum)?;
+            Some(Term::op(Op::Softmax { axis: k }, vec![class(s, x)?]))
+        }),
+        // 1 / (1 + exp(-x)) → sigmoid(x) (up to rounding: sigmoid's definition); guard: floats,
+        // the constants single values 1 (the type gate checks they broadcast nothing).
+        Rule::named(F, "sigmoid_expansion")
+            .or("(div ?one (add (exp (neg ?x)) ?one2))", "(sigmoid ?x)")
+            .or("(reciprocal (add (exp (neg ?x)) ?one2))", "(sigmoid ?x)")
+            .when(|eg, s| {
+                (s.get(var("?one")).is_none() || const_is(eg, s, "?one", 1.0)) && const_is(eg, s, "?one2", 1.0)
+            }),
+        // 1 / sqrt(x) → rsqrt(x) (up to rounding: rsqrt's definition); guard: the numerator a
+        // single constant 1.
+        Rule::named(F, "rsqrt_expansion")
+            .or("(div ?one (sqrt ?x))", "(rsqrt ?x)")
+            .or("(reciprocal (sqrt ?x))", "(rsqrt ?x)")
+            .when(|eg, s| s.get(var("?one")).is_none() || const_is(eg, s, "?one", 1.0)),
         // (x - max(x)) - log(sum(exp(x - max(x)))) → log_softmax(x) (exact: the expansion); guard
         // as `softmax_expansion`.
         Rule::custom(F, "log_softmax_expansion", &format!("(sub {shifted} (log {sum}))"), softmax_like(true)),
@@ -165,6 +209,86 @@ mod tests {
                %y: f32[2, 8] = mul(%x, %d)
                return %y
              }",
+        );
+    }
+
+    #[test]
+    fn gelu_tanh() {
+        // The IR's own expansion of gelu {tanh}.
+        assert_rule(
+            "gelu_tanh",
+            "graph g(%x: f32[4]) {
+               %x2: f32[4] = mul(%x, %x)
+               %x3: f32[4] = mul(%x2, %x)
+               %k: f32[] = constant [0.044715]
+               %c: f32[4] = mul(%x3, %k)
+               %s: f32[4] = add(%x, %c)
+               %r: f32[] = constant [0.7978846]
+               %t: f32[4] = mul(%s, %r)
+               %th: f32[4] = tanh(%t)
+               %one: f32[] = constant [1.0]
+               %o: f32[4] = add(%th, %one)
+               %h: f32[] = constant [0.5]
+               %hx: f32[4] = mul(%x, %h)
+               %y: f32[4] = mul(%hx, %o)
+               return %y
+             }",
+            &["%y: f32[4] = gelu(%x) {approximate = tanh}"],
+        );
+    }
+
+    #[test]
+    fn softmax_naive() {
+        assert_rule(
+            "softmax_naive",
+            "graph g(%x: f32[2, 5]) {
+               %e: f32[2, 5] = exp(%x)
+               %s: f32[2, 1] = reduce_sum(%e) {axes = [1], keep_dims = true}
+               %y: f32[2, 5] = div(%e, %s)
+               return %y
+             }",
+            &["%y: f32[2, 5] = softmax(%x) {axis = 1}"],
+        );
+    }
+
+    #[test]
+    fn sigmoid_expansion() {
+        assert_rule(
+            "sigmoid_expansion",
+            "graph g(%x: f32[3]) {
+               %n: f32[3] = neg(%x)
+               %e: f32[3] = exp(%n)
+               %one: f32[] = constant [1.0]
+               %d: f32[3] = add(%e, %one)
+               %y: f32[3] = div(%one, %d)
+               return %y
+             }",
+            &["%y: f32[3] = sigmoid(%x)"],
+        );
+        assert_not_applied(
+            "sigmoid_expansion",
+            "graph g(%x: f32[3]) {
+               %n: f32[3] = neg(%x)
+               %e: f32[3] = exp(%n)
+               %one: f32[] = constant [1.0]
+               %two: f32[] = constant [2.0]
+               %d: f32[3] = add(%e, %two)
+               %y: f32[3] = div(%one, %d)
+               return %y
+             }",
+        );
+    }
+
+    #[test]
+    fn rsqrt_expansion() {
+        assert_rule(
+            "rsqrt_expansion",
+            "graph g(%x: f32[3]) {
+               %s: f32[3] = sqrt(%x)
+               %y: f32[3] = reciprocal(%s)
+               return %y
+             }",
+            &["%y: f32[3] = rsqrt(%x)"],
         );
     }
 
