@@ -4,6 +4,7 @@
 //! composites) to the builder. Lowering composites to primitives is the IR's job, not ours.
 
 mod cx;
+mod einsum;
 mod elementwise;
 mod gather;
 mod indexing;
@@ -99,6 +100,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("GlobalMaxPool", nn::global_pool),
     ("Gemm", nn::gemm),
     ("MatMul", nn::matmul),
+    ("Einsum", einsum::einsum),
     // norm.rs
     ("BatchNormalization", norm::batch_norm),
     ("LayerNormalization", norm::layer_norm),
