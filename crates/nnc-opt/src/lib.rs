@@ -160,9 +160,21 @@ pub fn optimize(graph: &Graph, options: &OptOptions) -> Result<Optimized, OptErr
     } else {
         HashSet::new()
     };
-    let choice = extract::extract(&egraph, model, &penalized);
-    let new_graph = translate::to_graph(graph, &egraph, &t.roots, &t.classes, &choice)?;
-    let cost_after = model.graph_cost(&new_graph);
+    // Two extractions, one counting shared values whole and one amortizing them; the graph that
+    // costs less (counting every node once) wins, the tree one on a tie.
+    let mut best: Option<(HashMap<Id, Nn>, Graph, Cost)> = None;
+    for sharing in [extract::Sharing::Tree, extract::Sharing::Amortized] {
+        let choice = extract::extract(&egraph, model, &penalized, sharing);
+        if best.as_ref().is_some_and(|(c, _, _)| *c == choice) {
+            continue;
+        }
+        let g = translate::to_graph(graph, &egraph, &t.roots, &t.classes, &choice)?;
+        let cost = model.graph_cost(&g);
+        if best.as_ref().is_none_or(|(_, _, c)| cost.total(model) < c.total(model)) {
+            best = Some((choice, g, cost));
+        }
+    }
+    let (choice, new_graph, cost_after) = best.ok_or_else(|| OptError::Internal("no extraction".into()))?;
 
     // Which rewrites the extracted graph uses: one that made e-nodes counts if extraction chose
     // one of them; one whose right side is an existing e-class (`x * 1 → x`) counts if the
@@ -347,4 +359,34 @@ mod tests {
         g.outputs.clear();
         assert!(matches!(optimize(&g, &OptOptions::default()), Err(OptError::Invalid(_))));
     }
+}
+
+#[cfg(test)]
+mod deep_tests {
+    use super::*;
+    use nnc_ir::{DType, GraphBuilder, TensorData};
+
+    /// A chain of residual blocks `x = x + relu((x * 2) * 3)`: every value is used twice, so tree
+    /// costs double at every block; extraction must still see each block's saving.
+    #[test]
+    fn deep_residual_chains_are_optimized_everywhere() {
+        let mut b = GraphBuilder::new("deep");
+        let mut x = b.input("x", DType::F32, [4]).unwrap();
+        let two = b.constant(TensorData::scalar(2.0f32));
+        let three = b.constant(TensorData::scalar(3.0f32));
+        for _ in 0..80 {
+            let m = b.mul(x, two).unwrap();
+            let m = b.mul(m, three).unwrap();
+            let r = b.relu(m).unwrap();
+            x = b.add(x, r).unwrap();
+        }
+        b.output(x);
+        let g = b.finish().unwrap();
+        let opt = optimize(&g, &OptOptions::default()).unwrap();
+        let muls = opt.graph.nodes.iter().filter(|n| n.op == nnc_ir::Op::Binary(BinaryOp::Mul)).count();
+        assert_eq!(muls, 80, "{}", nnc_ir::text::print(&opt.graph));
+        assert_eq!(opt.applied, vec![("mul_mul_const", 80)]);
+    }
+
+    use nnc_ir::BinaryOp;
 }
