@@ -389,4 +389,51 @@ mod deep_tests {
     }
 
     use nnc_ir::BinaryOp;
+
+    /// Weights are referred to, not copied: the optimized graph's constants share the input
+    /// graph's bytes, also through a folded reshape.
+    #[test]
+    fn weights_are_shared_not_copied() {
+        let mut b = GraphBuilder::new("w");
+        let x = b.input("x", DType::F32, [2, 100]).unwrap();
+        let w = b.constant(TensorData::from_vec(vec![10000], &vec![0.5f32; 10000]));
+        let w2 = b.reshape(w, vec![100.into(), 100.into()]).unwrap();
+        let y = b.matmul(x, w2).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let ptr = |g: &Graph| {
+            g.nodes
+                .iter()
+                .find_map(|n| match &n.op {
+                    nnc_ir::Op::Constant(t) => Some(t.bytes().as_ptr()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let opt = optimize(&g, &OptOptions::default()).unwrap();
+        assert_eq!(opt.applied, vec![("fold_reshape", 1)]);
+        assert_eq!(ptr(&g), ptr(&opt.graph));
+    }
+
+    /// Multi-result ops stay one node whose results are used separately.
+    #[test]
+    fn multi_result_ops_round_trip() {
+        let src = "graph r(%x: f32[3, 1, 2], %w: f32[1, 2, 2], %r: f32[1, 2, 2], %b: f32[1, 4], %h: f32[1, 1, 2]) {
+          %y, %yh = rnn(%x, %w, %r, %b, %h) {hidden = 2, direction = forward}
+          %one: f32[] = constant [1.0]
+          %a: f32[3, 1, 1, 2] = mul(%y, %one)
+          %n: f32[1, 1, 2] = neg(%yh)
+          %m: f32[1, 1, 2] = neg(%n)
+          %e: f32[1, 1, 2] = exp(%m)
+          return %a, %e, %yh
+        }";
+        let g = nnc_ir::text::parse(src, "r.nnir").unwrap();
+        let opt = optimize(&g, &OptOptions::default()).unwrap();
+        let printed = nnc_ir::text::print(&opt.graph);
+        // `%y` became `%a` (`y * 1`): outputs keep their names first.
+        assert!(printed.contains("%a: f32[3, 1, 1, 2], %yh: f32[1, 1, 2] = rnn(%x, %w, %r, %b, %h)"), "{printed}");
+        assert!(printed.contains("%e: f32[1, 1, 2] = exp(%yh)"), "{printed}");
+        assert_eq!(printed.matches("rnn(").count(), 1, "{printed}");
+        crate::testing::agree(&g, &opt.graph, 1e-6);
+    }
 }
