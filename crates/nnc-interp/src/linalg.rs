@@ -327,27 +327,25 @@ pub fn conv_transpose(
     }
     let (plane, kp, p) =
         (in_spatial.iter().product::<usize>(), kernel.iter().product::<usize>(), out_spatial.iter().product::<usize>());
-    // targets[t * kp + k]: the flat output position input position t sends tap k to, or FILL.
     let out_strides = strides(out_spatial);
-    let mut targets = vec![FILL; plane * kp];
-    let (mut ic, mut kc) = (vec![0usize; d], vec![0usize; d]);
-    for t in 0..plane {
-        unravel(t, in_spatial, &mut ic);
-        for k in 0..kp {
-            unravel(k, kernel, &mut kc);
-            let mut off = 0usize;
-            for a in 0..d {
-                let o = ic[a] as i128 * window.strides[a] as i128 - window.pads[a] as i128
-                    + kc[a] as i128 * window.dilations[a] as i128;
-                if !(0..out_spatial[a] as i128).contains(&o) {
-                    off = FILL;
-                    break;
-                }
-                off += o as usize * out_strides[a];
-            }
-            targets[t * kp + k] = off;
-        }
+    let mut kcoords = vec![0usize; kp * d];
+    for (k, c) in kcoords.chunks_exact_mut(d.max(1)).enumerate().take(kp) {
+        unravel(k, kernel, c);
     }
+    // The output offset of tap k of input position t (coordinates ic), or FILL.
+    let target = |ic: &[usize], k: usize| -> usize {
+        let mut off = 0usize;
+        for a in 0..d {
+            let o = ic[a] as i128 * window.strides[a] as i128 - window.pads[a] as i128
+                + kcoords[k * d + a] as i128 * window.dilations[a] as i128;
+            if !(0..out_spatial[a] as i128).contains(&o) {
+                return FILL;
+            }
+            off += o as usize * out_strides[a];
+        }
+        off
+    };
+    let mut ic = vec![0usize; d];
     let mut out = vec![0.0f64; n_batch * m_out * p];
     for nb in 0..n_batch {
         for g in 0..groups {
@@ -356,7 +354,9 @@ pub fn conv_transpose(
                 let x_plane = &xs[(nb * c_in + c) * plane..(nb * c_in + c + 1) * plane];
                 let w_c = &ws[c * m_group * kp..(c + 1) * m_group * kp];
                 for (t, &xv) in x_plane.iter().enumerate() {
-                    for (k, &o) in targets[t * kp..(t + 1) * kp].iter().enumerate() {
+                    unravel(t, in_spatial, &mut ic);
+                    for k in 0..kp {
+                        let o = target(&ic, k);
                         if o == FILL {
                             continue;
                         }

@@ -88,14 +88,18 @@ fn plan_axis(r: &ResizeAttrs, len: usize, out_len: usize, scale: f64, roi: (f64,
     }
     // Antialiasing widens the kernels when downsampling.
     let aa_scale = if r.antialias { scale.min(1.0) } else { 1.0 };
+    // In f64, so a tiny scale gives a huge count (refused below), not an overflow.
     let taps = match r.mode {
-        ResizeMode::Nearest => 1,
-        ResizeMode::Linear if r.antialias => 2 - 2 * ((-1.0 / aa_scale).floor() as i64 + 1),
-        ResizeMode::Cubic if r.antialias => 2 - 2 * ((-2.0 / aa_scale).floor() as i64 + 1),
-        ResizeMode::Linear => 2,
-        ResizeMode::Cubic => 4,
+        ResizeMode::Nearest => 1.0,
+        ResizeMode::Linear if r.antialias => 2.0 - 2.0 * ((-1.0 / aa_scale).floor() + 1.0),
+        ResizeMode::Cubic if r.antialias => 2.0 - 2.0 * ((-2.0 / aa_scale).floor() + 1.0),
+        ResizeMode::Linear => 2.0,
+        ResizeMode::Cubic => 4.0,
     };
-    let taps = usize::try_from(taps).ok().filter(|&t| t <= 4 * (len + 2)).ok_or("resize kernel too wide")?;
+    if taps > 4.0 * (len as f64 + 2.0) {
+        return Err(format!("the antialiasing kernel ({taps} taps) is wider than the axis allows"));
+    }
+    let taps = taps as usize;
     let mut plan = AxisPlan {
         taps,
         weights: Vec::with_capacity(out_len * taps),
@@ -123,12 +127,12 @@ fn plan_axis(r: &ResizeAttrs, len: usize, out_len: usize, scale: f64, roi: (f64,
                     NearestMode::Floor => false,
                     NearestMode::Ceil => true,
                 };
-            let p = if pick { f + 1 } else { f };
+            let p = if pick { f.saturating_add(1) } else { f };
             plan.weights.push(1.0);
             plan.index.push(p.clamp(0, last.max(0)) as usize);
             continue;
         }
-        let start = f - taps as i64 / 2 + 1;
+        let start = f.saturating_sub(taps as i64 / 2).saturating_add(1);
         match (r.mode, r.antialias) {
             (ResizeMode::Linear, false) => w.copy_from_slice(&[1.0 - ratio, ratio]),
             (ResizeMode::Cubic, false) => {
@@ -161,7 +165,7 @@ fn plan_axis(r: &ResizeAttrs, len: usize, out_len: usize, scale: f64, roi: (f64,
         }
         if r.exclude_outside {
             for (t, wt) in w.iter_mut().enumerate() {
-                if !(0..=last).contains(&(start + t as i64)) {
+                if !(0..=last).contains(&start.saturating_add(t as i64)) {
                     *wt = 0.0;
                 }
             }
@@ -171,7 +175,7 @@ fn plan_axis(r: &ResizeAttrs, len: usize, out_len: usize, scale: f64, roi: (f64,
             }
         }
         plan.weights.extend_from_slice(&w);
-        plan.index.extend((0..taps).map(|t| (start + t as i64).clamp(0, last.max(0)) as usize));
+        plan.index.extend((0..taps).map(|t| start.saturating_add(t as i64).clamp(0, last.max(0)) as usize));
     }
     Ok(plan)
 }
@@ -305,6 +309,18 @@ mod tests {
         assert_eq!(resize(&x, &crop, &[2]).unwrap().floats().unwrap(), [1.0, 2.0]);
         crop.roi = vec![-0.5, 1.0];
         assert_eq!(resize(&x, &crop, &[2]).unwrap().floats().unwrap(), [7.0, 0.5]);
+    }
+
+    #[test]
+    fn a_tiny_antialias_scale_is_an_error_not_an_overflow() {
+        let x = Value::float(DType::F32, vec![4], vec![1.0; 4]);
+        let mut r = attrs(ResizeMode::Linear, CoordMode::HalfPixel, &[0], &[1e-300]);
+        r.antialias = true;
+        assert!(resize(&x, &r, &[0]).unwrap_err().contains("wider than the axis allows"));
+        // Asymmetric coordinates run to infinity: clamped, not overflowed.
+        let mut r = attrs(ResizeMode::Nearest, CoordMode::Asymmetric, &[2], &[1e-300]);
+        r.nearest_mode = NearestMode::Ceil;
+        assert_eq!(resize(&x, &r, &[2]).unwrap().floats().unwrap(), [1.0, 1.0]);
     }
 
     #[test]

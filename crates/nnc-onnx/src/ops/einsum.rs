@@ -94,6 +94,7 @@ fn diagonals(cx: &mut NodeCx, mut t: Term) -> Result<Term, Fail> {
         let n = shape[p].as_const().filter(|_| shape[p] == shape[q]).ok_or_else(|| {
             format!("a repeated label needs equal, concrete axes, found {} and {}", shape[p], shape[q])
         })?;
+        let nn = n.checked_mul(n).ok_or("a diagonal's axes are too long")?;
         let mut order: Vec<Label> = Vec::new();
         let mut others: Vec<usize> = (0..t.labels.len()).filter(|&a| a != p && a != q).collect();
         order.extend(others.iter().map(|&a| t.labels[a]));
@@ -101,10 +102,10 @@ fn diagonals(cx: &mut NodeCx, mut t: Term) -> Result<Term, Fail> {
         let perm: Vec<usize> = others.iter().copied().chain([p, q]).collect();
         let v = if perm.iter().copied().eq(0..perm.len()) { t.v } else { cx.b.transpose(t.v, perm)? };
         let mut flat: Vec<Dim> = others.iter().map(|&a| shape[a].clone()).collect();
-        flat.push(Dim::constant(n * n));
+        flat.push(Dim::constant(nn));
         let v = reshape(cx, v, flat)?;
         let last = others.len();
-        let op = Op::Slice { axes: vec![last], starts: vec![0], ends: vec![n * n], steps: vec![n + 1] };
+        let op = Op::Slice { axes: vec![last], starts: vec![0], ends: vec![nn], steps: vec![n + 1] };
         let v = cx.b.op1(op, &[v])?;
         order.push(label);
         others.clear();

@@ -112,25 +112,35 @@ pub fn conv_transpose(cx: &mut NodeCx) -> Out {
             }
             Some(s)
         }
-        None if same => Some((0..n).map(|i| Ok(input_len(i)? * strides[i])).collect::<Result<_, Fail>>()?),
+        None if same => Some(
+            (0..n)
+                .map(|i| input_len(i)?.checked_mul(strides[i]).ok_or_else(|| "output size overflows 64 bits".into()))
+                .collect::<Result<_, Fail>>()?,
+        ),
         None => None,
     };
     let pads = match wanted {
         Some(out) => {
             let mut pads = vec![0; 2 * n];
             for i in 0..n {
-                let full = strides[i] * (input_len(i)? - 1) + output_padding[i] + (kernel[i] - 1) * dilations[i] + 1;
-                let total = full - out[i];
+                // i128: attribute values come from the file and must not overflow.
+                let w = |v: i64| i128::from(v);
+                let full = w(strides[i]) * (w(input_len(i)?) - 1)
+                    + w(output_padding[i])
+                    + (w(kernel[i]) - 1) * w(dilations[i])
+                    + 1;
+                let total = full - w(out[i]);
                 let half = total.div_euclid(2);
                 let (begin, end) = if auto_pad == "SAME_UPPER" { (half, total - half) } else { (total - half, half) };
                 if begin < 0 {
                     return Err(format!("output_shape {out:?} needs padding before the start of axis {i}").into());
                 }
-                pads[i] = begin;
+                let fit = |v: i128| i64::try_from(v).map_err(|_| Fail::from("ConvTranspose padding overflows 64 bits"));
+                pads[i] = fit(begin)?;
                 if end < 0 {
-                    output_padding[i] -= end;
+                    output_padding[i] = fit(w(output_padding[i]) - end)?;
                 } else {
-                    pads[i + n] = end;
+                    pads[i + n] = fit(end)?;
                 }
             }
             pads
