@@ -683,7 +683,7 @@ fn tolerance(dtype: DType) -> f64 {
 
 /// Checks one random case of `rule`; returns whether the rule fired.
 fn check_case(rule: &str, make: fn(&mut Gen) -> R, seed: u64) -> Result<bool, TestCaseError> {
-    let mut g = Gen(seed, seed % 3 == 0);
+    let mut g = Gen(seed, seed.is_multiple_of(3));
     let Ok(graph) = make(&mut g) else { return Ok(false) };
     let options = OptOptions { prefer_rewrites: true, ..OptOptions::only(rule) };
     let opt = optimize(&graph, &options).map_err(|e| TestCaseError::fail(format!("{rule}: {e}")))?;
