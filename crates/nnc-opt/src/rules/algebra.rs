@@ -67,13 +67,11 @@ pub fn rules() -> Vec<Rule> {
         Rule::rewrite(F, "relu_nonneg", "(relu ?x)", "?x").when(nonneg("?x")),
         // abs(abs(x)) → abs(x) (exact, also for wrapping integer abs); no guard.
         Rule::rewrite(F, "abs_abs", "(abs (abs ?x))", "(abs ?x)"),
-        // abs(-x) → abs(x) (exact, also for the most negative integer); guard: not unsigned
-        // (`neg` wraps there and `abs` is the identity: abs(neg(4)) is 252 in u8).
+        // abs(-x) → abs(x) (exact); guard: not unsigned (there abs(neg(4)) is 252 in u8, abs(4) is 4).
         Rule::rewrite(F, "abs_neg", "(abs (neg ?x))", "(abs ?x)").when(not_unsigned("?x")),
         // abs(x) → x (exact up to the sign of zero); guard: x is known non-negative (or NaN).
         Rule::rewrite(F, "abs_nonneg", "(abs ?x)", "?x").when(nonneg("?x")),
-        // exp(log(x)) → x (up to rounding; x = 0 and +inf come back, NaN stays NaN); guard: x is
-        // known non-negative, since log of a negative number is NaN.
+        // exp(log(x)) → x (up to rounding, 0, inf and NaN included); guard: x known non-negative.
         Rule::rewrite(F, "exp_log", "(exp (log ?x))", "?x").when(nonneg("?x")),
         // max(x, x) → x (exact, NaN included); no guard.
         Rule::rewrite(F, "max_self", "(max ?x ?x)", "?x"),
@@ -81,9 +79,7 @@ pub fn rules() -> Vec<Rule> {
         Rule::rewrite(F, "min_self", "(min ?x ?x)", "?x"),
         // cast(x) {to = dtype(x)} → x (exact: the identity conversion); guard: the type gate.
         Rule::rewrite(F, "cast_identity", "(cast ?t ?x)", "?x"),
-        // cast(cast(x) {to = b}) {to = c} → cast(x) {to = c} (exact); guard: the first cast keeps
-        // every value of x's dtype (a widening: f16 → f32, i8 → i32, u8 → i16, i16 → f32, ...),
-        // and not integer → float → integer (saturating is not wrapping).
+        // cast(cast(x) to b) to c → cast(x) to c (exact); guard: x → b widens, and not int → float → int.
         Rule::custom(F, "cast_cast", "(cast ?t (cast ?u ?x))", move |eg, s| {
             let (Op::Cast { to }, Op::Cast { to: mid }) =
                 (super::attr(eg, s, var("?t"))?, super::attr(eg, s, var("?u"))?)
@@ -97,13 +93,11 @@ pub fn rules() -> Vec<Rule> {
             (widens(from, *mid) && !kind_changes)
                 .then(|| Term::op(Op::Cast { to: *to }, vec![Term::Class(s[var("?x")])]))
         }),
-        // c * x → x * c (exact: multiplication commutes); guard: c constant, x not, so
-        // constants gather on the right where the chain rules find them.
+        // c * x → x * c (exact), gathering constants on the right; guard: c a small constant, x not.
         Rule::rewrite(F, "mul_const_right", "(mul ?c ?x)", "(mul ?x ?c)").when(is_const("?c")).when(not_const("?x")),
-        // c + x → x + c (exact); guard: c constant, x not.
+        // c + x → x + c (exact), gathering constants on the right; guard: c a small constant, x not.
         Rule::rewrite(F, "add_const_right", "(add ?c ?x)", "(add ?x ?c)").when(is_const("?c")).when(not_const("?x")),
-        // (x * a) * b → x * (a * b) (integers exact, floats up to rounding); guard: a, b small
-        // constants, x not constant; broadcasting is associative, and the type gate checks it.
+        // (x * a) * b → x * (a * b) (ints exact, floats up to rounding); guard: a, b small constants.
         chain("mul_mul_const", "(mul (mul ?x ?a) ?b)", Mul, Mul, false, false),
         // (x + a) + b → x + (a + b); guard as `mul_mul_const`.
         chain("add_add_const", "(add (add ?x ?a) ?b)", Add, Add, false, false),
@@ -113,12 +107,11 @@ pub fn rules() -> Vec<Rule> {
         chain("add_sub_const", "(sub (add ?x ?a) ?b)", Add, Sub, false, false),
         // (x - a) - b → x - (a + b); guard as `mul_mul_const`.
         chain("sub_sub_const", "(sub (sub ?x ?a) ?b)", Sub, Add, false, false),
-        // (x / a) / b → x / (a * b) (up to rounding); guard: floats only (integer division
-        // truncates), a, b small constants.
+        // (x / a) / b → x / (a * b) (up to rounding); guard: floats (ints truncate), a, b small constants.
         chain("div_div_const", "(div (div ?x ?a) ?b)", Div, Mul, false, true),
-        // (x * a) / b → x * (a / b) (up to rounding); guard: floats only, a, b small constants.
+        // (x * a) / b → x * (a / b) (up to rounding); guard: floats, a, b small constants.
         chain("mul_div_const", "(div (mul ?x ?a) ?b)", Mul, Div, false, true),
-        // (x / a) * b → x * (b / a) (up to rounding); guard: floats only, a, b small constants.
+        // (x / a) * b → x * (b / a) (up to rounding); guard: floats, a, b small constants.
         chain("div_mul_const", "(mul (div ?x ?a) ?b)", Mul, Div, true, true),
         // -(x * c) → x * (-c) (exact, wrapping integers too); guard: c a small constant.
         Rule::custom(F, "neg_mul_const", "(neg (mul ?x ?c))", {

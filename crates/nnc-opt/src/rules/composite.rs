@@ -130,45 +130,32 @@ pub fn rules() -> Vec<Rule> {
     }
 
     vec![
-        // x·0.5·(erf(x/√2) + 1) → gelu(x) {none} (up to rounding; exact for the IR's own
-        // expansion); guard: float, the constants single values 0.5, 1 and √2 (or 1/√2 for a
-        // product) to their dtype's precision, and the type gate (they broadcast nothing).
+        // x·0.5·(erf(x/√2) + 1) → gelu(x) {none} (up to rounding); guard: single constants 0.5, 1, √2.
         gelu_erf,
-        // x·0.5·(tanh(√(2/π)·(x + 0.044715·x³)) + 1) → gelu(x) {tanh} (exact for the IR's own
-        // expansion, else up to rounding); guard: float, the constants single values to their
-        // dtype's precision, and the type gate.
+        // x·0.5·(tanh(√(2/π)·(x + 0.044715·x³)) + 1) → gelu(x) {tanh}; guard: those single constants.
         gelu_tanh,
-        // exp(x - max(x)) / sum(exp(x - max(x))) → softmax(x) (exact: the expansion); guard: the
-        // max and sum reduce the same single axis and keep dims.
+        // exp(x - max(x)) / sum(exp(x - max(x))) → softmax(x) (exact); guard: one axis, keep dims.
         Rule::custom(F, "softmax_expansion", &format!("(div (exp {shifted}) {sum})"), softmax_like(false)),
-        // exp(x) / sum(exp(x)) → softmax(x) (up to rounding wherever the original is finite; where
-        // exp(x) overflows the original is NaN and softmax is not); guard: the sum reduces one
-        // axis and keeps dims.
+        // exp(x) / sum(exp(x)) → softmax(x) (where the left side is finite); guard: one axis, keep dims.
         Rule::custom(F, "softmax_naive", "(div (exp ?x) (reduce_sum ?b (exp ?x)))", move |eg, s| {
             let k = reduce_axis(eg, s, "?b", ReduceKind::Sum)?;
             Some(Term::op(Op::Softmax { axis: k }, vec![class(s, x)?]))
         }),
-        // 1 / (1 + exp(-x)) → sigmoid(x) (up to rounding: sigmoid's definition); guard: floats,
-        // the constants single values 1 (the type gate checks they broadcast nothing).
+        // 1 / (1 + exp(-x)) → sigmoid(x) (up to rounding); guard: the constants are single ones.
         Rule::named(F, "sigmoid_expansion")
             .or("(div ?one (add (exp (neg ?x)) ?one2))", "(sigmoid ?x)")
             .or("(reciprocal (add (exp (neg ?x)) ?one2))", "(sigmoid ?x)")
             .when(|eg, s| {
                 (s.get(var("?one")).is_none() || const_is(eg, s, "?one", 1.0)) && const_is(eg, s, "?one2", 1.0)
             }),
-        // 1 / sqrt(x) → rsqrt(x) (up to rounding: rsqrt's definition); guard: the numerator a
-        // single constant 1.
+        // 1 / sqrt(x) → rsqrt(x) (up to rounding); guard: the numerator is a single constant 1.
         Rule::named(F, "rsqrt_expansion")
             .or("(div ?one (sqrt ?x))", "(rsqrt ?x)")
             .or("(reciprocal (sqrt ?x))", "(rsqrt ?x)")
             .when(|eg, s| s.get(var("?one")).is_none() || const_is(eg, s, "?one", 1.0)),
-        // (x - max(x)) - log(sum(exp(x - max(x)))) → log_softmax(x) (exact: the expansion); guard
-        // as `softmax_expansion`.
+        // (x - max(x)) - log(sum(exp(x - max(x)))) → log_softmax(x) (exact); guard: one axis, keep dims.
         Rule::custom(F, "log_softmax_expansion", &format!("(sub {shifted} (log {sum}))"), softmax_like(true)),
-        // (x - mean(x)) · rsqrt(mean((x - mean(x))²) + ε) · scale + bias → layer_norm(x, scale,
-        // bias) {axis, ε} (exact for the expansion; `/ sqrt` and `pow(·, 2)` up to rounding);
-        // guard: the means keep dims over axis..rank, ε a single constant, and layer_norm's own
-        // shape rule for scale and bias (through the type gate).
+        // (x-μ)·rsqrt(mean((x-μ)²)+ε)·g + b → layer_norm(x, g, b); guard: means over axis..rank, ε single.
         layer_norm,
     ]
 }

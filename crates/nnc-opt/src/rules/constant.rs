@@ -26,8 +26,7 @@ fn const_in(eg: &EG, id: Id) -> Option<&TensorData> {
 
 pub fn rules() -> Vec<Rule> {
     let (a, b, t) = (var("?a"), var("?b"), var("?t"));
-    // op(c) → constant (exact: computed as the interpreter does); guard: c a small constant and
-    // the op one that `fold::unary` computes for its dtype.
+    // op(c) → constant (exact, as the interpreter computes it); guard: c small, op foldable for its dtype.
     let mut fold_unary = Rule::named(F, "fold_unary");
     for u in [
         UnaryOp::Neg,
@@ -47,8 +46,7 @@ pub fn rules() -> Vec<Rule> {
             Some(Term::Const(fold::unary(u, value(eg, s, a)?)?))
         });
     }
-    // c1 op c2 → constant (exact); guard: both small constants, a result of at most
-    // SMALL_CONST elements, and an op `fold::binary` computes for the dtype (no integer `div`).
+    // c1 op c2 → constant (exact); guard: c1, c2 and the result small, op foldable (no integer div).
     let mut fold_binary = Rule::named(F, "fold_binary");
     for op in [BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div, BinaryOp::Max, BinaryOp::Min] {
         fold_binary = fold_binary.or_custom(&format!("({} ?a ?b)", op.name()), move |eg, s| {
@@ -58,14 +56,12 @@ pub fn rules() -> Vec<Rule> {
     vec![
         fold_unary,
         fold_binary,
-        // cast(c) → constant (exact, as SPEC's cast table); guard: c a small constant, neither
-        // side `u64`.
+        // cast(c) → constant (exact, as SPEC's cast table); guard: c a small constant, no u64 side.
         Rule::custom(F, "fold_cast", "(cast ?t ?a)", move |eg: &EG, s: &Subst| {
             let Op::Cast { to } = attr(eg, s, t)? else { return None };
             Some(Term::Const(fold::cast(value(eg, s, a)?, *to)?))
         }),
-        // reshape(c) → c with the new shape (exact, the bytes are shared, any size); guard: the
-        // target shape is concrete (the type gate checks the element count).
+        // reshape(c) → c reshaped (exact, bytes shared, any size); guard: a concrete target shape.
         Rule::custom(F, "fold_reshape", "(reshape ?t ?a)", move |eg: &EG, s: &Subst| {
             let Op::Reshape { shape } = attr(eg, s, t)? else { return None };
             let dims: Vec<usize> = shape.iter().map(|d| d.as_usize()).collect::<Option<_>>()?;

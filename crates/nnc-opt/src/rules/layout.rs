@@ -42,8 +42,7 @@ pub fn rules() -> Vec<Rule> {
         // transpose(x) {perm = identity} → x (exact); guard: perm[k] = k.
         Rule::rewrite(F, "transpose_identity", "(transpose ?p ?x)", "?x")
             .when(|eg, s| perm(eg, s, "?p").is_some_and(|p| p.iter().enumerate().all(|(k, &a)| k == a))),
-        // transpose(x) {perm} → reshape(x) (exact: same row-major order); guard: the axes of x
-        // not known to have length 1 keep their relative order in perm.
+        // transpose(x) → reshape(x) (exact); guard: x's axes not known to be 1 keep their order.
         Rule::custom(F, "transpose_to_reshape", "(transpose ?p ?x)", move |eg, s| {
             let perm = perm(eg, s, "?p")?;
             let ty = &super::info(eg, s, x)?.ty;
@@ -55,20 +54,22 @@ pub fn rules() -> Vec<Rule> {
             let shape = perm.iter().map(|&a| ty.shape.get(a).cloned()).collect::<Option<Vec<_>>>()?;
             Some(Term::op(Op::Reshape { shape }, vec![class(s, x)?]))
         }),
-        // reshape(reshape(x)) {s} → reshape(x) {s} (exact: reshapes keep row-major order); no guard.
+        // reshape(reshape(x)) {s} → reshape(x) {s} (exact: row-major order is kept); no guard.
         Rule::rewrite(F, "reshape_reshape", "(reshape ?s (reshape ?t ?x))", "(reshape ?s ?x)"),
         // reshape(x) {shape(x)} → x (exact); guard: the type gate (same shape).
         Rule::rewrite(F, "reshape_identity", "(reshape ?s ?x)", "?x"),
         // expand(x) → x (exact); guard: the type gate (the broadcast leaves x's shape).
         Rule::rewrite(F, "expand_identity", "(expand ?s ?x)", "?x"),
-        // slice(x) → x (exact); guard: every step is 1 and the type gate (same shape), so the
-        // slice covers every axis whole.
+        // slice(x) → x (exact); guard: every step 1 and the same shape (so every axis whole).
         Rule::rewrite(F, "slice_identity", "(slice ?s ?x)", "?x").when(move |eg, s| {
             matches!(attr(eg, s, var("?s")), Some(Op::Slice { steps, .. }) if steps.iter().all(|&k| k == 1))
         }),
         // pad(x) {pads = 0..} → x (exact, any mode); guard: every pad is 0.
         Rule::rewrite(F, "pad_zero", "(pad ?s ?x)", "?x")
-            .when(move |eg, s| matches!(attr(eg, s, var("?s")), Some(Op::Pad { pads, .. }) if pads.iter().all(|&k| k == 0))),
+            .when(|eg, s| match attr(eg, s, var("?s")) {
+                Some(Op::Pad { pads, .. }) => pads.iter().all(|&k| k == 0),
+                _ => false,
+            }),
         // concat(x) → x (exact); no guard (one operand).
         Rule::rewrite(F, "concat_single", "(concat ?s ?x)", "?x"),
         // transpose(u(x)) → u(transpose(x)) for elementwise unary u (exact); no guard.

@@ -55,16 +55,13 @@ fn weights<'a>(eg: &'a EG, s: &Subst) -> Option<(&'a TensorData, usize)> {
 pub fn rules() -> Vec<Rule> {
     let (x, c) = (var("?x"), var("?c"));
     vec![
-        // matmul(x * c, y) → matmul(x, y) * c (integers exact, floats up to rounding); guard: c
-        // has one element (every dimension 1); the type gate checks c broadcasts nothing.
+        // matmul(x * c, y) → matmul(x, y) * c (ints exact, floats up to rounding); guard: c's dims all 1.
         Rule::rewrite(F, "matmul_scalar_left", "(matmul (mul ?x ?c) ?y)", "(mul (matmul ?x ?y) ?c)")
             .when(is_single("?c")),
         // matmul(x, y * c) → matmul(x, y) * c; guard as `matmul_scalar_left`.
         Rule::rewrite(F, "matmul_scalar_right", "(matmul ?x (mul ?y ?c))", "(mul (matmul ?x ?y) ?c)")
             .when(is_single("?c")),
-        // conv(x, w) * c → conv(x, w * c[m]) (up to rounding); guard: floats, w a constant (at
-        // most MAX_NEW_WEIGHTS elements), c a small constant that is a scalar or one value per
-        // output channel ([M, 1, ..] aligned with axis 1).
+        // conv(x, w) * c → conv(x, w·c[m]) (up to rounding); guard: float, w constant, c per channel.
         Rule::custom(F, "conv_mul_const", "(mul (conv ?a ?x ?w) ?c)", move |eg, s| {
             let (w, m) = weights(eg, s)?;
             let rank = info(eg, s, x)?.ty.rank();
@@ -73,9 +70,7 @@ pub fn rules() -> Vec<Rule> {
             Some(Term::Node(Head::Op("conv"), vec![attr, class(s, x)?, Term::Const(fold::scale_channels(w, &scale)?)]))
         })
         .when(is_float("?x")),
-        // batch_norm(conv(x, w), scale, bias, mean, var) → conv(x, w * k[m]) + (bias - mean * k)
-        // with k = scale / sqrt(var + ε) (up to rounding); guard: floats, w a constant (at most
-        // MAX_NEW_WEIGHTS elements), the four parameters small constants.
+        // bn(conv(x, w)) → conv(x, w·k[m]) + (b - mean·k), k = s/√(var+ε); guard: float, constants.
         Rule::custom(
             F,
             "batch_norm_into_conv",
