@@ -27,14 +27,15 @@
 //!   the declared types under the bindings.
 //! - Values are computed in a wide form (module `value`): floats in `f64`, rounded to their
 //!   dtype after every op; integers in `i64`, wrapped to their width after every op (`u64` held
-//!   as its bit pattern and compared, divided and converted as `u64`); `bool` as `bool`. Op-by-op rules are documented in the modules `elementwise`, `reduce`, `linalg` and
-//!   `movement`.
+//!   as its bit pattern and compared, divided and converted as `u64`); `bool` as `bool`.
+//!   Op-by-op rules are documented in the modules `elementwise`, `reduce`, `linalg`, `movement`,
+//!   `indexing` and `resize`.
 //! - Composites (`softmax`, `layer_norm`, `attention`, ...) run their expansion from
 //!   [`nnc_ir::composite::expand`], built for the concrete operand types: the expansion IS the
 //!   definition.
-//! - Failures are errors, never panics: integer division by zero, a gather index out of range,
-//!   a tensor of more than 2^31 elements, shapes that contradict the declared types. Each names
-//!   the node (`%y = div(%a, %b)`) or input.
+//! - Failures are errors, never panics: integer division by zero, a gather or scatter index out
+//!   of range, a tensor of more than 2^31 elements, shapes that contradict the declared types.
+//!   Each names the node (`%y = div(%a, %b)`) or input.
 
 mod elementwise;
 mod erf;
