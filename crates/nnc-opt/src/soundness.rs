@@ -667,6 +667,48 @@ fn generator(name: &str) -> Option<fn(&mut Gen) -> R> {
             let y = if g.chance(0.5) { b.div(one, den)? } else { b.unary(Reciprocal, den)? };
             finish(b, &[y])
         },
+        "unsqueeze_transpose" => |g| {
+            let dtype = g.numeric();
+            let s = g.shape(1, 3);
+            let mut b = GraphBuilder::new("g");
+            let x = input(g, &mut b, "x", dtype, &s)?;
+            let p = g.perm(s.len());
+            let t = b.transpose(x, p)?;
+            let ts = b.ty(t).shape.clone();
+            let target: Vec<Dim> = match g.below(3) {
+                0 => std::iter::once(Dim::from(1)).chain(ts).collect(),
+                1 => [Dim::from(1), Dim::from(1)].into_iter().chain(ts).collect(),
+                _ => ts.into_iter().chain(std::iter::once(Dim::from(1))).collect(),
+            };
+            let y = b.reshape(t, target)?;
+            let z = b.unary(Neg, y)?;
+            finish(b, &[z])
+        },
+        "attention_expansion" => |g| {
+            let dtype = g.pick(&[DType::F32, DType::F64]);
+            let (lq, lk, d, dv) = (1 + g.below(4), 1 + g.below(4), 1 + g.below(4), 1 + g.below(3));
+            let batch: Vec<usize> = g.pick(&[vec![], vec![2], vec![1, 2]]);
+            let with = |tail: [usize; 2]| batch.iter().copied().chain(tail).collect::<Vec<usize>>();
+            let mut b = GraphBuilder::new("g");
+            let q = input(g, &mut b, "q", dtype, &with([lq, d]))?;
+            let k = input(g, &mut b, "k", dtype, &with([lk, d]))?;
+            let v = input(g, &mut b, "v", dtype, &with([lk, dv]))?;
+            // kᵀ, or another transpose of k (then attention needs k transposed first).
+            let kt = if g.chance(0.7) { b.transpose_last2(k)? } else { b.transpose(k, g.perm(b.ty(k).rank()))? };
+            let s = b.matmul(q, kt)?;
+            let c = b.constant(uniform(dtype, &g.pick(&[vec![], vec![1]]), 0.1 + g.unit()));
+            let mut sc = b.mul(s, c)?;
+            if g.chance(0.4) {
+                let ms = g.pick(&[vec![lq, lk], vec![lk], vec![1, lk]]);
+                let m = input(g, &mut b, "m", dtype, &ms)?;
+                sc = b.add(sc, m)?;
+            }
+            let rank = b.ty(sc).rank() as i64;
+            let axis = if g.chance(0.85) { rank - 1 } else { rank - 2 };
+            let p = b.softmax(sc, axis)?;
+            let y = b.matmul(p, v)?;
+            finish(b, &[y])
+        },
         _ => return None,
     })
 }

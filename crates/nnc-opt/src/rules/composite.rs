@@ -129,7 +129,42 @@ pub fn rules() -> Vec<Rule> {
         });
     }
 
+    // attention: matmul(softmax(matmul(q, kᵀ) · σ), v), with an additive mask or without.
+    let scores = "(mul (matmul ?q (transpose ?p ?k)) ?s)";
+    let attention_like = move |masked: bool| {
+        move |eg: &EG, s: &Subst| {
+            let Op::Transpose { perm } = attr(eg, s, var("?p"))? else { return None };
+            let r = perm.len();
+            // transpose(k) {perm} is transpose(k') with its last two axes swapped, where
+            // k' = transpose(k) {perm with its last two entries swapped} (k itself if that is the
+            // identity).
+            let mut inner = perm.clone();
+            inner.swap(r.checked_sub(2)?, r - 1);
+            let rank = info(eg, s, var("?v"))?.ty.rank().max(info(eg, s, var("?q"))?.ty.rank());
+            let softmax_last = matches!(attr(eg, s, var("?sa"))?, Op::Softmax { axis } if *axis + 1 == rank);
+            let single = info(eg, s, var("?s"))?.ty.shape.iter().all(|d| d.as_const() == Some(1));
+            (softmax_last && single).then_some(())?;
+            let scale = uniform(eg, s, var("?s"))?;
+            let k = if inner.iter().enumerate().all(|(i, &a)| i == a) {
+                class(s, var("?k"))?
+            } else {
+                Term::op(Op::Transpose { perm: inner }, vec![class(s, var("?k"))?])
+            };
+            let mut args = vec![class(s, var("?q"))?, k, class(s, var("?v"))?];
+            if masked {
+                args.push(class(s, var("?mask"))?);
+            }
+            Some(Term::op(Op::Attention { scale: Some(scale), causal: false }, args))
+        }
+    };
+    let attention = Rule::named(F, "attention_expansion")
+        .or_custom(&format!("(matmul (softmax ?sa {scores}) ?v)"), attention_like(false))
+        .or_custom(&format!("(matmul (softmax ?sa (add {scores} ?mask)) ?v)"), attention_like(true));
+
     vec![
+        // softmax(q·transpose(k)·σ [+ m])·v → attention(q, k', v [, m]) {scale = σ} (exact: the expansion);
+        // guard: softmax over the last axis, σ a single constant; k' = transpose(k) with the last two swapped.
+        attention,
         // x·0.5·(erf(x/√2) + 1) → gelu(x) {none} (up to rounding); guard: single constants 0.5, 1, √2.
         gelu_erf,
         // x·0.5·(tanh(√(2/π)·(x + 0.044715·x³)) + 1) → gelu(x) {tanh}; guard: those single constants.
@@ -276,6 +311,37 @@ mod tests {
                return %y
              }",
             &["%y: f32[3] = rsqrt(%x)"],
+        );
+    }
+
+    #[test]
+    fn attention_expansion() {
+        assert_rule(
+            "attention_expansion",
+            "graph g(%q: f32[2, 4, 8], %k: f32[2, 5, 8], %v: f32[2, 5, 3], %m: f32[4, 5]) {
+               %kt: f32[2, 8, 5] = transpose(%k) {perm = [0, 2, 1]}
+               %s: f32[2, 4, 5] = matmul(%q, %kt)
+               %c: f32[] = constant [0.35355338]
+               %ss: f32[2, 4, 5] = mul(%s, %c)
+               %sm: f32[2, 4, 5] = add(%ss, %m)
+               %p: f32[2, 4, 5] = softmax(%sm) {axis = 2}
+               %y: f32[2, 4, 3] = matmul(%p, %v)
+               return %y
+             }",
+            &["%y: f32[2, 4, 3] = attention(%q, %k, %v, %m) {scale = 0.3535533845424652, causal = false}"],
+        );
+        // Softmax over the query axis is something else.
+        assert_not_applied(
+            "attention_expansion",
+            "graph g(%q: f32[2, 4, 8], %k: f32[2, 4, 8], %v: f32[2, 4, 3]) {
+               %kt: f32[2, 8, 4] = transpose(%k) {perm = [0, 2, 1]}
+               %s: f32[2, 4, 4] = matmul(%q, %kt)
+               %c: f32[] = constant [0.35355338]
+               %ss: f32[2, 4, 4] = mul(%s, %c)
+               %p: f32[2, 4, 4] = softmax(%ss) {axis = 1}
+               %y: f32[2, 4, 3] = matmul(%p, %v)
+               return %y
+             }",
         );
     }
 

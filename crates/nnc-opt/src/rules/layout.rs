@@ -76,6 +76,27 @@ pub fn rules() -> Vec<Rule> {
         transpose_unary,
         // reshape(u(x)) → u(reshape(x)) for elementwise unary u (exact); no guard.
         reshape_unary,
+        // reshape(transpose(x) {p}) {[1]*j ++ shape} → transpose(reshape(x) {[1]*j ++ shape(x)}) {0..j ++ p+j}
+        // (exact: new leading axes of length 1 commute with the transpose); guard: only ones prepended.
+        Rule::custom(F, "unsqueeze_transpose", "(reshape ?s (transpose ?p ?x))", move |eg, s| {
+            let Op::Reshape { shape: target } = attr(eg, s, var("?s"))? else { return None };
+            let p = perm(eg, s, "?p")?;
+            let xs = &super::info(eg, s, x)?.ty.shape;
+            let j = target.len().checked_sub(p.len()).filter(|&j| j > 0)?;
+            let one = nnc_ir::Dim::from(1);
+            if !target[..j].iter().all(|d| *d == one) {
+                return None;
+            }
+            let transposed: Vec<_> = p.iter().map(|&a| xs.get(a).cloned()).collect::<Option<_>>()?;
+            if target[j..] != transposed[..] {
+                return None;
+            }
+            let mut shape = vec![one; j];
+            shape.extend(xs.iter().cloned());
+            let perm: Vec<usize> = (0..j).chain(p.iter().map(|&a| a + j)).collect();
+            let r = Term::op(Op::Reshape { shape }, vec![class(s, x)?]);
+            Some(Term::op(Op::Transpose { perm }, vec![r]))
+        }),
     ]
 }
 
@@ -218,6 +239,28 @@ mod tests {
                return %b
              }",
             &["%b: f32[2, 3] = exp(%x)"],
+        );
+    }
+
+    #[test]
+    fn unsqueeze_transpose() {
+        assert_rule(
+            "unsqueeze_transpose",
+            "graph g(%x: f32[4, 8, 3]) {
+               %t: f32[4, 3, 8] = transpose(%x) {perm = [0, 2, 1]}
+               %u: f32[1, 4, 3, 8] = reshape(%t) {shape = [1, 4, 3, 8]}
+               return %u
+             }",
+            &["= reshape(%x) {shape = [1, 4, 8, 3]}", "%u: f32[1, 4, 3, 8] = transpose("],
+        );
+        // Merging axes is not an unsqueeze.
+        assert_not_applied(
+            "unsqueeze_transpose",
+            "graph g(%x: f32[4, 8, 3]) {
+               %t: f32[4, 3, 8] = transpose(%x) {perm = [0, 2, 1]}
+               %u: f32[12, 8] = reshape(%t) {shape = [12, 8]}
+               return %u
+             }",
         );
     }
 
