@@ -5,46 +5,10 @@
 mod common;
 
 use nnc::interp;
-use nnc::ir::{text, Graph, TensorData};
-use nnc::onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
+use nnc::ir::{text, Graph};
 use nnc::opt::{optimize, OptOptions};
 use nnc_conformance::{compare, Tolerance};
-use std::collections::HashMap;
-use std::path::Path;
 use std::time::Instant;
-
-const MODELS: [&str; 8] = [
-    "digits_mlp",
-    "digits_cnn",
-    "lstm2",
-    "silero_vad_16k_op15",
-    "transformer_encoder",
-    "squeezenet1_1",
-    "mobilenet_v2",
-    "resnet18",
-];
-
-/// The model imported with the data set's input shapes, its inputs and reference outputs.
-fn load(dir: &Path) -> (Graph, Vec<TensorData>, Vec<TensorData>) {
-    let model = dir.join("model.onnx");
-    let data = dir.join("test_data_set_0");
-    let names = read_inputs(&model).unwrap_or_else(|e| panic!("{e}"));
-    let inputs: Vec<_> =
-        (0..names.len()).map(|i| read_tensor_file(&data.join(format!("input_{i}.pb"))).expect("input").1).collect();
-    let shapes: HashMap<String, Vec<usize>> =
-        names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
-    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut expected = Vec::new();
-    for i in 0.. {
-        let path = data.join(format!("output_{i}.pb"));
-        if !path.exists() {
-            break;
-        }
-        expected.push(read_tensor_file(&path).expect("output").1);
-    }
-    (graph, inputs, expected)
-}
 
 fn io_signature(g: &Graph) -> Vec<String> {
     g.inputs.iter().chain(&g.outputs).map(|&v| format!("%{}: {}", g.name_of(v), g.ty(v))).collect()
@@ -55,8 +19,8 @@ fn every_shared_model_still_matches_onnx_runtime_after_optimization() {
     let Some(models) = common::shared_models() else { return };
     let tol = Tolerance { rtol: 1e-3, atol: 1e-4 };
     let mut failures = Vec::new();
-    for name in MODELS {
-        let (graph, inputs, expected) = load(&models.join(name));
+    for name in common::SHARED_MODELS {
+        let (graph, inputs, expected) = common::load_with_data(&models.join(name));
         let start = Instant::now();
         let opt = optimize(&graph, &OptOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let took = start.elapsed();

@@ -4,43 +4,14 @@
 mod common;
 
 use nnc::interp;
-use nnc::onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
+use nnc::ir::TensorData;
 use nnc_conformance::{compare, Tolerance};
-use std::collections::HashMap;
 use std::path::Path;
 
-const MODELS: [&str; 8] = [
-    "digits_mlp",
-    "digits_cnn",
-    "lstm2",
-    "silero_vad_16k_op15",
-    "transformer_encoder",
-    "squeezenet1_1",
-    "mobilenet_v2",
-    "resnet18",
-];
-
-/// Imports `model.onnx` specialized to the data set's input shapes (as `nnc run --data` does),
-/// runs it and returns the outputs with the reference ones.
-fn run_model(dir: &Path) -> (Vec<nnc::ir::TensorData>, Vec<nnc::ir::TensorData>) {
-    let model = dir.join("model.onnx");
-    let data = dir.join("test_data_set_0");
-    let names = read_inputs(&model).unwrap_or_else(|e| panic!("{e}"));
-    let inputs: Vec<_> =
-        (0..names.len()).map(|i| read_tensor_file(&data.join(format!("input_{i}.pb"))).expect("input").1).collect();
-    let shapes: HashMap<String, Vec<usize>> =
-        names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
-    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{e}"));
-    let outputs = interp::run(&graph, &inputs).unwrap_or_else(|e| panic!("{}: {e}", model.display()));
-    let mut expected = Vec::new();
-    for i in 0.. {
-        let path = data.join(format!("output_{i}.pb"));
-        if !path.exists() {
-            break;
-        }
-        expected.push(read_tensor_file(&path).expect("output").1);
-    }
+/// Imports and runs a shared model on its test data; returns the outputs and the reference ones.
+fn run_model(dir: &Path) -> (Vec<TensorData>, Vec<TensorData>) {
+    let (graph, inputs, expected) = common::load_with_data(dir);
+    let outputs = interp::run(&graph, &inputs).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     (outputs, expected)
 }
 
@@ -49,7 +20,7 @@ fn every_shared_model_matches_onnx_runtime() {
     let Some(models) = common::shared_models() else { return };
     let tol = Tolerance { rtol: 1e-3, atol: 1e-4 };
     let mut failures = Vec::new();
-    for name in MODELS {
+    for name in common::SHARED_MODELS {
         let (outputs, expected) = run_model(&models.join(name));
         assert_eq!(outputs.len(), expected.len(), "{name}: output count");
         for (k, (got, want)) in outputs.iter().zip(&expected).enumerate() {
