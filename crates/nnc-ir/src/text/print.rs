@@ -108,16 +108,11 @@ fn quote(s: &str) -> String {
 /// An `f32` in its shortest round-tripping form; `f16` and `bf16` print through their (exact)
 /// `f32` value, so they read back exactly too.
 pub fn format_f32(v: f32) -> String {
-    if v.is_nan() {
-        "nan".into()
-    } else if v.is_infinite() {
-        if v > 0.0 {
-            "inf".into()
-        } else {
-            "-inf".into()
-        }
-    } else {
+    if v.is_finite() {
         format!("{v:?}")
+    } else {
+        // `inf`, `-inf` and `nan` read the same at either precision.
+        crate::op::format_float(v.into())
     }
 }
 
