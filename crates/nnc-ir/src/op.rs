@@ -445,10 +445,11 @@ impl fmt::Display for AttrValue {
 }
 
 /// Prints a float so that it reads back to the same bits and never looks like an integer:
-/// `1.0`, `0.001`, `1e-12`, `inf`, `-inf`, `nan`.
+/// `1.0`, `0.001`, `1e-12`, `inf`, `-inf`, `nan`, `-nan`.
 pub fn format_float(v: f64) -> String {
     if v.is_nan() {
-        "nan".into()
+        // The sign survives (`-nan` parses as the negated NaN); other payload bits do not.
+        if v.is_sign_negative() { "-nan" } else { "nan" }.into()
     } else if v.is_infinite() {
         if v > 0.0 {
             "inf".into()

@@ -140,6 +140,19 @@ mod tests {
     use crate::{Dim, GraphBuilder};
 
     #[test]
+    fn nan_signs_round_trip_bit_exactly() {
+        let mut b = GraphBuilder::new("g");
+        let d = b.constant(TensorData::from_vec(vec![2], &[-f64::NAN, f64::NAN]));
+        let f = b.constant(TensorData::from_vec(vec![2], &[-f32::NAN, f32::NAN]));
+        b.output(d);
+        b.output(f);
+        let g = b.finish().unwrap();
+        let text = crate::text::print(&g);
+        assert!(text.contains("[-nan, nan]"), "{text}");
+        assert_eq!(crate::text::parse(&text, "t.nnir").unwrap(), g);
+    }
+
+    #[test]
     fn names_are_quoted_only_when_needed() {
         assert_eq!(format_value_name("x.1_b"), "%x.1_b");
         assert_eq!(format_value_name("0"), "%0");
@@ -158,6 +171,7 @@ mod tests {
         assert_eq!(format_f32(1e-7), "1e-7");
         assert_eq!(format_f32(f32::NEG_INFINITY), "-inf");
         assert_eq!(format_f32(f32::NAN), "nan");
+        assert_eq!(format_f32(-f32::NAN), "-nan");
         assert_eq!(format_f32(f16::from_f32(0.1).to_f32()), "0.099975586");
     }
 
