@@ -70,6 +70,15 @@ pub const ATTR_OPS: &[&str] = &[
     "lstm",
     "gru",
     "rnn",
+    "argmax_pool",
+    "conv_transpose",
+    "resize",
+    "gather_elements",
+    "scatter_elements",
+    "gather_nd",
+    "scatter_nd",
+    "topk",
+    "cumulative",
 ];
 
 /// An e-node of the nnc language.
