@@ -4,33 +4,15 @@
 //! previous operand's end (1 for the first), so every value is a small integer and results are
 //! exact.
 
+mod common;
+
+use common::tensor_input;
 use nnc_ir::TensorData;
 use nnc_onnx::proto::{
-    attribute_proto::AttributeType, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    ValueInfoProto,
 };
 use prost::Message;
-
-fn tensor_input(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| nnc_onnx::proto::tensor_shape_proto::Dimension {
-            value: Some(nnc_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 fn model(equation: &str, shapes: &[&[i64]]) -> Vec<u8> {
     let names: Vec<String> = (0..shapes.len()).map(|k| format!("x{k}")).collect();

@@ -1,33 +1,15 @@
 //! Initializers stored in a file next to the model (ONNX external data) are imported, and
 //! locations that would leave the model's folder are refused.
 
+mod common;
+
+use common::tensor_input;
 use nnc_onnx::proto::{
-    tensor_proto::DataLocation, type_proto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    tensor_proto::DataLocation, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, ValueInfoProto,
 };
 use prost::Message;
 use std::path::PathBuf;
-
-fn tensor_input(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| nnc_onnx::proto::tensor_shape_proto::Dimension {
-            value: Some(nnc_onnx::proto::tensor_shape_proto::dimension::Value::DimValue(d)),
-            ..Default::default()
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
 
 /// `y = x + w` with `w` (four f32 values at `offset` in `location`) stored externally.
 fn model(location: &str, offset: usize) -> Vec<u8> {
