@@ -48,6 +48,14 @@ mod value;
 
 pub use erf::erf;
 
+/// The interpreter's elementwise semantics on flat vectors of values, for other interpreters
+/// (the Kernel-IR interpreter evaluates one expression over many invocations at once with
+/// these, so a kernel means exactly what the graph op means).
+pub mod lanes {
+    pub use crate::elementwise::{binary, cast, select, unary};
+    pub use crate::value::{float_to_int, round_float, wrap_int, Data, Int, Value};
+}
+
 use nnc_ir::composite::expand;
 use nnc_ir::{verify, Dim, Graph, GraphBuilder, IrError, Op, TensorData, TensorType};
 use std::borrow::Cow;

@@ -1,0 +1,13 @@
+//! nnc's Kernel IR and everything between the optimized graph and a backend.
+//!
+//! - [`expr`]: scalar expressions, shared by compute definitions and scheduled kernels;
+//! - [`kernel`]: scheduled kernels (loops, loads/stores, locals, workgroup memory, barriers,
+//!   a launch and a schedule as data), and [`kernel::Compute`], what a node computes;
+//! - [`print`]: the text form.
+
+pub mod expr;
+pub mod kernel;
+pub mod print;
+
+pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};
+pub use kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};
