@@ -7,6 +7,7 @@
 
 pub mod expr;
 pub mod kernel;
+pub mod lower;
 pub mod print;
 
 pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};

@@ -1,0 +1,142 @@
+//! Data movement: `reshape`, `transpose`, `expand`, `slice`, `concat`, `pad`.
+//!
+//! - `reshape` flattens the output index row-major and unflattens it in the operand's shape.
+//! - `slice` uses [`nnc_ir::infer::slice_bounds`] (ONNX rules: negative starts count from the
+//!   end and are clamped), so operand position = `start + a * step`.
+//! - `concat` is a chain of `select`s on the concatenation axis; only the chosen part is read.
+//! - `pad`: position `p = a - begin` per axis. `constant` is a masked load (plus a `select` for a
+//!   non-zero fill, converted to the dtype like `cast`); `edge` clamps `p`; `wrap` reads
+//!   `p mod n`; `reflect` mirrors with period `2(n-1)`. The modulo operands are first shifted by
+//!   a multiple of the period so they are never negative. Negative pads crop.
+
+use super::{and_all, axes, bin, broadcast_index, in_range, literal, masked, strides, Ctx, LowerError};
+use crate::expr::{Expr, Literal};
+use crate::kernel::Compute;
+use nnc_ir::infer::slice_bounds;
+use nnc_ir::{BinaryOp, Op, PadMode};
+
+pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
+    let out = cx.out_shape().to_vec();
+    let rank = out.len();
+    let x = cx.in_shape(0)?.to_vec();
+    let e = match op {
+        Op::Reshape { .. } => {
+            let os = strides(&out);
+            let flat = axes(rank)
+                .into_iter()
+                .zip(&os)
+                .fold(Expr::i64(0), |acc, (a, &s)| Expr::add(acc, Expr::mul(a, Expr::i64(s))));
+            let is = strides(&x);
+            let index = x
+                .iter()
+                .zip(&is)
+                .enumerate()
+                .map(|(k, (&n, &s))| {
+                    let q = Expr::div(flat.clone(), Expr::i64(s));
+                    if k == 0 {
+                        q
+                    } else {
+                        Expr::rem(q, Expr::i64(n))
+                    }
+                })
+                .collect();
+            cx.load(0, index)?
+        }
+        Op::Transpose { perm } => {
+            let mut index = vec![Expr::i64(0); x.len()];
+            for (i, &p) in perm.iter().enumerate() {
+                index[p] = Expr::Axis(i as u8);
+            }
+            cx.load(0, index)?
+        }
+        Op::Expand { .. } => cx.load(0, broadcast_index(&x, rank))?,
+        Op::Slice { axes: sl, starts, ends, steps } => {
+            let mut index = axes(rank);
+            for (k, &a) in sl.iter().enumerate() {
+                let (start, step) = (starts[k], steps[k]);
+                let (s, _) = slice_bounds(x[a], start, ends[k], step);
+                index[a] = Expr::add(Expr::mul(Expr::Axis(a as u8), Expr::i64(step)), Expr::i64(s));
+            }
+            cx.load(0, index)?
+        }
+        Op::Concat { axis } => {
+            let mut offsets = Vec::new();
+            let mut at = 0;
+            for k in 0..cx.ins.len() {
+                let len = cx.in_shape(k)?[*axis];
+                offsets.push((k, at, len));
+                at += len;
+            }
+            let parts: Vec<_> = offsets.into_iter().filter(|&(_, _, len)| len > 0).collect();
+            let read = |&(k, start, _): &(usize, i64, i64)| {
+                let mut index = axes(rank);
+                index[*axis] = Expr::sub(Expr::Axis(*axis as u8), Expr::i64(start));
+                cx.load(k, index)
+            };
+            match parts.split_last() {
+                None => literal(0.0, cx.out_dtype()),
+                Some((last, rest)) => {
+                    let mut e = read(last)?;
+                    for part in rest.iter().rev() {
+                        let end = part.1 + part.2;
+                        e = Expr::select(bin(BinaryOp::Lt, Expr::Axis(*axis as u8), Expr::i64(end)), read(part)?, e);
+                    }
+                    e
+                }
+            }
+        }
+        Op::Pad { pads, mode, value } => pad(cx, &x, pads, *mode, *value)?,
+        _ => return Err(cx.err(format!("`{}` is not data movement", op.name()))),
+    };
+    Ok(Compute::Map(e))
+}
+
+fn pad(cx: &Ctx, x: &[i64], pads: &[i64], mode: PadMode, value: f64) -> Result<Expr, LowerError> {
+    let out = cx.out_shape();
+    let nonempty = !out.contains(&0);
+    let mut index = Vec::new();
+    let mut mask = Vec::new();
+    for (a, &n) in x.iter().enumerate() {
+        let begin = pads[a];
+        let p = Expr::sub(Expr::Axis(a as u8), Expr::i64(begin));
+        if n == 0 && nonempty && mode != PadMode::Constant {
+            return Err(cx.err(format!("cannot {}-pad axis {a}, which is empty", mode.name())));
+        }
+        // `p + shift >= 0` for every output position.
+        let shift = |period: i64| if begin > 0 && period > 0 { (begin + period - 1) / period * period } else { 0 };
+        let i = match mode {
+            PadMode::Constant => {
+                if begin > 0 || out[a] - begin > n {
+                    mask.push(in_range(&p, 0, n));
+                }
+                p
+            }
+            PadMode::Edge => {
+                let lo = if begin > 0 { bin(BinaryOp::Max, p, Expr::i64(0)) } else { p };
+                if out[a] - begin > n {
+                    bin(BinaryOp::Min, lo, Expr::i64(n - 1))
+                } else {
+                    lo
+                }
+            }
+            PadMode::Wrap => Expr::rem(Expr::add(p, Expr::i64(shift(n))), Expr::i64(n)),
+            PadMode::Reflect if n == 1 => Expr::i64(0),
+            PadMode::Reflect => {
+                let period = 2 * (n - 1);
+                let m = Expr::rem(Expr::add(p, Expr::i64(shift(period))), Expr::i64(period));
+                Expr::select(bin(BinaryOp::Lt, m.clone(), Expr::i64(n)), m.clone(), Expr::sub(Expr::i64(period), m))
+            }
+        };
+        index.push(i);
+    }
+    let load = cx.load(0, index)?;
+    let mask = and_all(mask);
+    let fill = literal(value, cx.out_dtype());
+    let zero = matches!(fill, Expr::Lit(Literal::Float(v, _)) if v == 0.0 && v.is_sign_positive())
+        || matches!(fill, Expr::Lit(Literal::Int(0, _)) | Expr::Lit(Literal::Bool(false)));
+    Ok(if zero || matches!(mask, Expr::Lit(Literal::Bool(true))) {
+        masked(load, mask)
+    } else {
+        Expr::select(mask, load, fill)
+    })
+}
