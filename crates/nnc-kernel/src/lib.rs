@@ -6,6 +6,7 @@
 //! - [`print`]: the text form.
 
 pub mod expr;
+pub mod interp;
 pub mod kernel;
 pub mod lower;
 pub mod print;
