@@ -76,6 +76,37 @@ pub fn load_model(path: &Path) -> anyhow::Result<Graph> {
     open_model(path)?.into_graph(HashMap::new())
 }
 
+/// Opens and imports the model at `path` with the input shapes `--shape NAME=D0,D1,..` gives,
+/// and every symbolic dimension still left bound to 1, so it can be compiled to kernels.
+pub fn load_model_static(path: &Path, shapes: &[String]) -> anyhow::Result<Graph> {
+    let mut given: HashMap<String, Vec<usize>> = HashMap::new();
+    for s in shapes {
+        let (name, dims) = s.split_once('=').ok_or_else(|| anyhow!("--shape `{s}`: expected NAME=D0,D1,..."))?;
+        let dims = dims
+            .split(',')
+            .filter(|d| !d.is_empty())
+            .map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--shape `{s}`: `{d}` is not a dimension")))
+            .collect::<anyhow::Result<Vec<usize>>>()?;
+        given.insert(name.to_string(), dims);
+    }
+    let model = open_model(path)?;
+    let declared = model.inputs();
+    for name in given.keys() {
+        if !declared.iter().any(|(n, _)| n == name) {
+            let names: Vec<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
+            bail!("--shape: {} has no input `{name}` (its inputs: {})", path.display(), names.join(", "));
+        }
+    }
+    let shapes: Vec<Vec<usize>> = declared
+        .iter()
+        .map(|(n, ty)| {
+            given.get(n).cloned().unwrap_or_else(|| ty.shape.iter().map(|d| d.as_usize().unwrap_or(1)).collect())
+        })
+        .collect();
+    let graph = model.into_graph(given)?;
+    Ok(nnc_kernel::program::bind_shapes(&graph, &shapes, Some(1)))
+}
+
 /// The file's extension, lower-cased (`None` if it has none or it is not UTF-8).
 pub fn extension(path: &Path) -> Option<String> {
     path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase())

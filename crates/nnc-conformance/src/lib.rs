@@ -34,3 +34,27 @@ impl Backend for Interpreter {
         nnc_interp::run(graph, inputs).map_err(|e| e.to_string())
     }
 }
+
+/// The compiler's own pipeline, executed by the Kernel-IR interpreter: the graph is optimized
+/// (`nnc-opt`), fused and scheduled for `device` (`nnc-kernel`), and every kernel runs with its
+/// parallel semantics checked (out-of-bounds accesses, races across missing barriers).
+pub struct KernelInterp {
+    pub device: nnc_kernel::schedule::Device,
+}
+
+impl Backend for KernelInterp {
+    fn name(&self) -> &str {
+        match self.device.kind {
+            nnc_kernel::schedule::DeviceKind::Gpu => "kernel-interp",
+            nnc_kernel::schedule::DeviceKind::Cpu => "kernel-interp-cpu",
+        }
+    }
+
+    fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
+        let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
+        let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
+        let program = nnc_kernel::program::compile(&optimized.graph, &self.device, &Default::default())
+            .map_err(|e| e.to_string())?;
+        program.run_interpreted(inputs).map_err(|e| e.to_string())
+    }
+}

@@ -85,10 +85,13 @@ pub fn decompose(graph: &Graph) -> Result<Graph, IrError> {
     for (k, v) in inner.into_iter().enumerate() {
         b.set_name(v, &format!("decomposed{k}"))?;
     }
-    for (v, name) in renames {
-        if b.graph().name_of(v) != name {
-            b.set_name(v, &name)?;
-        }
+    // Two steps, because a result may currently hold a name another result is about to take.
+    let moving: Vec<&(ValueId, String)> = renames.iter().filter(|(v, name)| b.graph().name_of(*v) != name).collect();
+    for (k, (v, _)) in moving.iter().enumerate() {
+        b.set_name(*v, &format!("decompose_tmp{k}"))?;
+    }
+    for (v, name) in moving {
+        b.set_name(*v, name)?;
     }
     for id in &graph.outputs {
         b.output(map[id]);

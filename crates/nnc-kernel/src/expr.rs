@@ -80,9 +80,13 @@ pub enum Combine {
     Min,
     /// The `i64` position (row-major over the reduction's variables) of the largest term; ties
     /// go to the first position, or the last with `select_last`.
-    ArgMax { select_last: bool },
+    ArgMax {
+        select_last: bool,
+    },
     /// As `ArgMax`, for the smallest term.
-    ArgMin { select_last: bool },
+    ArgMin {
+        select_last: bool,
+    },
 }
 
 impl Combine {
@@ -129,7 +133,12 @@ pub enum Expr {
     Cast(DType, Box<Expr>),
     /// `buf[index]`, with one index per axis of the buffer (row-major). With a `mask`, the load
     /// is made only where the mask is true and is 0 elsewhere.
-    Load { buf: BufId, dtype: DType, index: Vec<Expr>, mask: Option<Box<Expr>> },
+    Load {
+        buf: BufId,
+        dtype: DType,
+        index: Vec<Expr>,
+        mask: Option<Box<Expr>>,
+    },
     /// Compute definitions only: a nested reduction.
     Reduce(Box<Reduction>),
 }
@@ -201,7 +210,7 @@ impl Expr {
     }
 
     /// `a + b` on `i64` indices, folding literals so index expressions stay readable.
-    pub fn add(a: Expr, b: Expr) -> Expr {
+    pub fn add_index(a: Expr, b: Expr) -> Expr {
         match (a.as_int(), b.as_int()) {
             (Some(x), Some(y)) => Expr::i64(x.wrapping_add(y)),
             (_, Some(0)) => a,
@@ -211,7 +220,7 @@ impl Expr {
     }
 
     /// `a - b` on `i64` indices, folding literals.
-    pub fn sub(a: Expr, b: Expr) -> Expr {
+    pub fn sub_index(a: Expr, b: Expr) -> Expr {
         match (a.as_int(), b.as_int()) {
             (Some(x), Some(y)) => Expr::i64(x.wrapping_sub(y)),
             (_, Some(0)) => a,
@@ -220,7 +229,7 @@ impl Expr {
     }
 
     /// `a * b` on `i64` indices, folding literals.
-    pub fn mul(a: Expr, b: Expr) -> Expr {
+    pub fn mul_index(a: Expr, b: Expr) -> Expr {
         match (a.as_int(), b.as_int()) {
             (Some(x), Some(y)) => Expr::i64(x.wrapping_mul(y)),
             (_, Some(1)) => a,
@@ -231,7 +240,7 @@ impl Expr {
     }
 
     /// `a / b` on non-negative `i64` indices, folding literals.
-    pub fn div(a: Expr, b: Expr) -> Expr {
+    pub fn div_index(a: Expr, b: Expr) -> Expr {
         match (a.as_int(), b.as_int()) {
             (Some(x), Some(y)) if y != 0 => Expr::i64(x / y),
             (_, Some(1)) => a,
@@ -240,7 +249,7 @@ impl Expr {
     }
 
     /// `a % b` on non-negative `i64` indices, folding literals.
-    pub fn rem(a: Expr, b: Expr) -> Expr {
+    pub fn rem_index(a: Expr, b: Expr) -> Expr {
         match (a.as_int(), b.as_int()) {
             (Some(x), Some(y)) if y != 0 => Expr::i64(x % y),
             (_, Some(1)) => Expr::i64(0),
@@ -266,7 +275,7 @@ impl Expr {
     }
 
     /// Calls `f` on every direct sub-expression.
-    pub fn for_each_child(&self, mut f: impl FnMut(&Expr)) {
+    pub fn for_each_child<'a>(&'a self, mut f: impl FnMut(&'a Expr)) {
         match self {
             Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) => {}
             Expr::Unary(_, a) | Expr::Cast(_, a) => f(a),

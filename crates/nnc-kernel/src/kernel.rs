@@ -60,7 +60,10 @@ impl Buffer {
     /// turns a load's or store's index into an address.
     pub fn flat_index(&self, index: &[Expr]) -> Expr {
         let strides = self.strides();
-        index.iter().zip(strides).fold(Expr::i64(0), |acc, (i, s)| Expr::add(acc, Expr::mul(i.clone(), Expr::i64(s))))
+        index
+            .iter()
+            .zip(strides)
+            .fold(Expr::i64(0), |acc, (i, s)| Expr::add_index(acc, Expr::mul_index(i.clone(), Expr::i64(s))))
     }
 }
 
@@ -108,16 +111,38 @@ pub enum LoopKind {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Stmt {
     /// `for var in 0..extent`; the extent is evaluated once, before the first iteration.
-    For { var: Var, extent: Expr, kind: LoopKind, body: Vec<Stmt> },
+    For {
+        var: Var,
+        extent: Expr,
+        kind: LoopKind,
+        body: Vec<Stmt>,
+    },
     /// An immutable binding, visible to the statements after it in the same block.
-    Let { var: Var, value: Expr },
+    Let {
+        var: Var,
+        value: Expr,
+    },
     /// A mutable local (an accumulator), visible to the statements after it in the same block.
-    Local { var: Var, init: Expr },
+    Local {
+        var: Var,
+        init: Expr,
+    },
     /// Assigns a local declared by an enclosing or earlier [`Stmt::Local`].
-    Assign { var: Var, value: Expr },
+    Assign {
+        var: Var,
+        value: Expr,
+    },
     /// `buf[index] = value`.
-    Store { buf: BufId, index: Vec<Expr>, value: Expr },
-    If { cond: Expr, then: Vec<Stmt>, els: Vec<Stmt> },
+    Store {
+        buf: BufId,
+        index: Vec<Expr>,
+        value: Expr,
+    },
+    If {
+        cond: Expr,
+        then: Vec<Stmt>,
+        els: Vec<Stmt>,
+    },
     /// Every invocation of the workgroup waits here until all have arrived; workgroup memory
     /// written before it is visible after it. Must be reached by all invocations (uniform
     /// control flow): the interpreter reports a barrier under a divergent branch or loop.

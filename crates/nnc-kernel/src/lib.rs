@@ -6,10 +6,15 @@
 //! - [`print`]: the text form.
 
 pub mod expr;
+pub mod fuse;
 pub mod interp;
 pub mod kernel;
 pub mod lower;
+pub mod lower_reduce;
 pub mod print;
+pub mod program;
+pub mod schedule;
+pub mod stats;
 
 pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};
 pub use kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};

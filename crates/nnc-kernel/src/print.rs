@@ -195,3 +195,28 @@ impl fmt::Display for Compute {
         }
     }
 }
+
+impl fmt::Display for crate::fuse::Fused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::fuse::BufferKind;
+        writeln!(f, "program {}: {} groups, {} buffers", self.name, self.groups.len(), self.buffers.len())?;
+        for (i, b) in self.buffers.iter().enumerate() {
+            let kind = match &b.kind {
+                BufferKind::Input(n) => format!("input {n}"),
+                BufferKind::Constant(_) => "constant".to_string(),
+                BufferKind::Intermediate => "intermediate".to_string(),
+            };
+            let dims: Vec<String> = b.shape.iter().map(|d| d.to_string()).collect();
+            writeln!(f, "  b{i}: {kind} {}[{}]  # %{}", b.dtype.name(), dims.join(", "), b.name)?;
+        }
+        for g in &self.groups {
+            let ids = |v: &[crate::expr::BufId]| v.iter().map(|b| format!("b{}", b.0)).collect::<Vec<_>>().join(", ");
+            writeln!(f, "group {}  # {}", g.name, g.covers.join("; "))?;
+            writeln!(f, "  reads [{}] writes [{}]", ids(&g.reads), ids(&g.writes))?;
+            write!(f, "{}", g.compute)?;
+        }
+        let outs: Vec<String> =
+            self.outputs.iter().zip(&self.output_names).map(|(b, n)| format!("%{n} = b{}", b.0)).collect();
+        writeln!(f, "outputs {}", outs.join(", "))
+    }
+}

@@ -21,6 +21,10 @@ pub enum Pass {
     Import,
     /// After e-graph rewriting (nnc-opt).
     Opt,
+    /// After fusion (nnc-kernel): the groups, each one kernel's compute definition.
+    Fuse,
+    /// After scheduling: the Kernel IR of every kernel.
+    Schedule,
 }
 
 #[derive(Args, Debug)]
@@ -43,30 +47,85 @@ pub struct DumpArgs {
 
     /// Before the graph, list (as `#` comments) the rules that changed it, with counts, and its
     /// cost (bytes moved, floating-point work) before and after optimization. Implies `--after opt`.
+    /// With `--after fuse`, the fusion decision for every value and the cost it weighed.
     #[arg(long)]
     pub explain: bool,
+
+    /// Input shapes for the kernels of `--after fuse|schedule`: NAME=D0,D1,... (repeatable);
+    /// symbolic dimensions not given are bound to 1.
+    #[arg(long, value_name = "NAME=DIMS")]
+    pub shape: Vec<String>,
+
+    /// The device kernels are scheduled for (`--after schedule`).
+    #[arg(long, value_enum, default_value = "gpu")]
+    pub device: DeviceArg,
+}
+
+/// A device class to schedule kernels for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    Gpu,
+    Cpu,
+}
+
+impl DeviceArg {
+    pub fn device(self) -> nnc_kernel::schedule::Device {
+        match self {
+            DeviceArg::Gpu => nnc_kernel::schedule::Device::gpu(),
+            DeviceArg::Cpu => nnc_kernel::schedule::Device::cpu(),
+        }
+    }
 }
 
 pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     let pass = args.after.unwrap_or(if args.explain { Pass::Opt } else { Pass::Import });
-    if args.explain && pass != Pass::Opt {
-        bail!("--explain describes the `opt` pass; it cannot be used with --after {pass:?}");
+    if args.explain && !matches!(pass, Pass::Opt | Pass::Fuse) {
+        bail!("--explain describes the `opt` and `fuse` passes; it cannot be used with --after {pass:?}");
     }
-    let mut graph = load_model(&args.file)?;
+    let mut graph = if matches!(pass, Pass::Fuse | Pass::Schedule) {
+        crate::model::load_model_static(&args.file, &args.shape)?
+    } else {
+        load_model(&args.file)?
+    };
     let mut text = String::new();
-    if pass == Pass::Opt {
+    if pass != Pass::Import {
         let before = graph.nodes.len();
         let options = nnc_opt::OptOptions::default();
         let opt = nnc_opt::optimize(&graph, &options)
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot optimize {}", args.file.display()))?;
-        if args.explain {
+        if args.explain && pass == Pass::Opt {
             text = explain(&opt, before, &options.cost);
         }
         graph = opt.graph;
     }
+    if matches!(pass, Pass::Fuse | Pass::Schedule) {
+        let fused = nnc_kernel::fuse::fuse(&graph, &Default::default())
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("cannot fuse {}", args.file.display()))?;
+        if args.explain {
+            for d in &fused.decisions {
+                let _ = writeln!(text, "# {d}");
+            }
+        }
+        if pass == Pass::Fuse {
+            let _ = write!(text, "{fused}");
+        } else {
+            let kernels = nnc_kernel::schedule::schedule_all(&fused, &args.device.device())
+                .map_err(|e| anyhow!(e))
+                .with_context(|| format!("cannot schedule {}", args.file.display()))?;
+            for k in &kernels {
+                let _ = writeln!(text, "{k}");
+            }
+        }
+        return write_stdout(&text);
+    }
     let options = nnc_ir::text::PrintOptions { elide_constants_over: (!args.full).then_some(args.elide) };
     text.push_str(&nnc_ir::text::print_with(&graph, &options));
+    write_stdout(&text)
+}
+
+fn write_stdout(text: &str) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)

@@ -71,9 +71,9 @@ fn matmul(cx: &Ctx, vars: &mut VarGen) -> Result<Expr, LowerError> {
 
 /// Per spatial axis `a`: the input position `o*stride - pad_begin + k*dilation` of tap `k`.
 fn tap_position(window: &Window, a: usize, o: Expr, k: Expr) -> Expr {
-    Expr::add(
-        Expr::sub(Expr::mul(o, Expr::i64(window.strides[a])), Expr::i64(window.pads[a])),
-        Expr::mul(k, Expr::i64(window.dilations[a])),
+    Expr::add_index(
+        Expr::sub_index(Expr::mul_index(o, Expr::i64(window.strides[a])), Expr::i64(window.pads[a])),
+        Expr::mul_index(k, Expr::i64(window.dilations[a])),
     )
 }
 
@@ -95,7 +95,10 @@ fn conv(cx: &Ctx, window: &Window, groups: i64, vars: &mut VarGen) -> Result<Exp
     let m_group = m_out / groups;
     let c = vars.index();
     let ks: Vec<Var> = (0..d).map(|_| vars.index()).collect();
-    let channel = Expr::add(Expr::mul(Expr::div(Expr::Axis(1), Expr::i64(m_group)), Expr::i64(c_group)), Expr::Var(c));
+    let channel = Expr::add_index(
+        Expr::mul_index(Expr::div_index(Expr::Axis(1), Expr::i64(m_group)), Expr::i64(c_group)),
+        Expr::Var(c),
+    );
     let mut xi = vec![Expr::Axis(0), channel];
     let mut wi = vec![Expr::Axis(1), Expr::Var(c)];
     let mut mask = Vec::new();
@@ -124,23 +127,26 @@ fn conv_transpose(cx: &Ctx, window: &Window, groups: i64, vars: &mut VarGen) -> 
     let c_group = c_in / groups;
     let c = vars.index();
     let ks: Vec<Var> = (0..d).map(|_| vars.index()).collect();
-    let channel = Expr::add(Expr::mul(Expr::div(Expr::Axis(1), Expr::i64(m_group)), Expr::i64(c_group)), Expr::Var(c));
+    let channel = Expr::add_index(
+        Expr::mul_index(Expr::div_index(Expr::Axis(1), Expr::i64(m_group)), Expr::i64(c_group)),
+        Expr::Var(c),
+    );
     let mut xi = vec![Expr::Axis(0), channel.clone()];
-    let mut wi = vec![channel, Expr::rem(Expr::Axis(1), Expr::i64(m_group))];
+    let mut wi = vec![channel, Expr::rem_index(Expr::Axis(1), Expr::i64(m_group))];
     let mut mask = Vec::new();
     for a in 0..d {
         // t = o + pad_begin - k*dilation; the input position is t / stride when exact.
-        let t = Expr::sub(
-            Expr::add(Expr::Axis((2 + a) as u8), Expr::i64(window.pads[a])),
-            Expr::mul(Expr::Var(ks[a]), Expr::i64(window.dilations[a])),
+        let t = Expr::sub_index(
+            Expr::add_index(Expr::Axis((2 + a) as u8), Expr::i64(window.pads[a])),
+            Expr::mul_index(Expr::Var(ks[a]), Expr::i64(window.dilations[a])),
         );
         let s = window.strides[a];
-        let i = Expr::div(t.clone(), Expr::i64(s));
+        let i = Expr::div_index(t.clone(), Expr::i64(s));
         let ok = if s == 1 {
             in_range(&t, 0, x[2 + a])
         } else {
             // Only evaluated for t >= 0, so div and rem see non-negative operands.
-            let exact = bin(BinaryOp::Eq, Expr::rem(t.clone(), Expr::i64(s)), Expr::i64(0));
+            let exact = bin(BinaryOp::Eq, Expr::rem_index(t.clone(), Expr::i64(s)), Expr::i64(0));
             Expr::select(
                 bin(BinaryOp::Ge, t, Expr::i64(0)),
                 Expr::and(exact, bin(BinaryOp::Lt, i.clone(), Expr::i64(x[2 + a]))),
@@ -214,7 +220,7 @@ fn pool(
             for a in 0..d {
                 let (lo, hi) =
                     if count_include_pad { (-window.pads[a], x[2 + a] + window.pads[a + d]) } else { (0, x[2 + a]) };
-                count = Expr::mul(count, axis_count(window, a, kernel[a], lo, hi, vars));
+                count = Expr::mul_index(count, axis_count(window, a, kernel[a], lo, hi, vars));
             }
             bin(BinaryOp::Div, sum, Expr::cast(dtype, count))
         }
@@ -250,13 +256,13 @@ fn argmax_pool(cx: &Ctx, kernel: &[i64], window: &Window, vars: &mut VarGen) -> 
     );
     let pos = Expr::reduce(Combine::ArgMax { select_last: false }, t.vars, key);
     // Flat index into the whole input: ((n*C + c)*S0 + i0)*S1 + i1 ...
-    let mut flat = Expr::add(Expr::mul(Expr::Axis(0), Expr::i64(x[1])), Expr::Axis(1));
+    let mut flat = Expr::add_index(Expr::mul_index(Expr::Axis(0), Expr::i64(x[1])), Expr::Axis(1));
     let mut inner: i64 = kernel.iter().product();
     for a in 0..d {
         inner /= kernel[a].max(1);
-        let k = Expr::rem(Expr::div(pos.clone(), Expr::i64(inner)), Expr::i64(kernel[a]));
+        let k = Expr::rem_index(Expr::div_index(pos.clone(), Expr::i64(inner)), Expr::i64(kernel[a]));
         let i = tap_position(window, a, Expr::Axis((2 + a) as u8), k);
-        flat = Expr::add(Expr::mul(flat, Expr::i64(x[2 + a])), i);
+        flat = Expr::add_index(Expr::mul_index(flat, Expr::i64(x[2 + a])), i);
     }
     Ok(flat)
 }

@@ -258,7 +258,7 @@ pub(crate) fn extreme(dtype: DType, max: bool) -> Expr {
 /// `n`. Out-of-range values are left as they are (the load then fails bounds checking).
 pub(crate) fn normalize_index(idx: Expr, n: i64) -> Expr {
     let i = Expr::cast(DType::I64, idx);
-    Expr::select(bin(BinaryOp::Lt, i.clone(), Expr::i64(0)), Expr::add(i.clone(), Expr::i64(n)), i)
+    Expr::select(bin(BinaryOp::Lt, i.clone(), Expr::i64(0)), Expr::add_index(i.clone(), Expr::i64(n)), i)
 }
 
 /// Row-major strides.

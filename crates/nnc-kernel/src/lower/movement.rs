@@ -25,18 +25,18 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
             let flat = axes(rank)
                 .into_iter()
                 .zip(&os)
-                .fold(Expr::i64(0), |acc, (a, &s)| Expr::add(acc, Expr::mul(a, Expr::i64(s))));
+                .fold(Expr::i64(0), |acc, (a, &s)| Expr::add_index(acc, Expr::mul_index(a, Expr::i64(s))));
             let is = strides(&x);
             let index = x
                 .iter()
                 .zip(&is)
                 .enumerate()
                 .map(|(k, (&n, &s))| {
-                    let q = Expr::div(flat.clone(), Expr::i64(s));
+                    let q = Expr::div_index(flat.clone(), Expr::i64(s));
                     if k == 0 {
                         q
                     } else {
-                        Expr::rem(q, Expr::i64(n))
+                        Expr::rem_index(q, Expr::i64(n))
                     }
                 })
                 .collect();
@@ -55,7 +55,7 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
             for (k, &a) in sl.iter().enumerate() {
                 let (start, step) = (starts[k], steps[k]);
                 let (s, _) = slice_bounds(x[a], start, ends[k], step);
-                index[a] = Expr::add(Expr::mul(Expr::Axis(a as u8), Expr::i64(step)), Expr::i64(s));
+                index[a] = Expr::add_index(Expr::mul_index(Expr::Axis(a as u8), Expr::i64(step)), Expr::i64(s));
             }
             cx.load(0, index)?
         }
@@ -70,7 +70,7 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
             let parts: Vec<_> = offsets.into_iter().filter(|&(_, _, len)| len > 0).collect();
             let read = |&(k, start, _): &(usize, i64, i64)| {
                 let mut index = axes(rank);
-                index[*axis] = Expr::sub(Expr::Axis(*axis as u8), Expr::i64(start));
+                index[*axis] = Expr::sub_index(Expr::Axis(*axis as u8), Expr::i64(start));
                 cx.load(k, index)
             };
             match parts.split_last() {
@@ -98,7 +98,7 @@ fn pad(cx: &Ctx, x: &[i64], pads: &[i64], mode: PadMode, value: f64) -> Result<E
     let mut mask = Vec::new();
     for (a, &n) in x.iter().enumerate() {
         let begin = pads[a];
-        let p = Expr::sub(Expr::Axis(a as u8), Expr::i64(begin));
+        let p = Expr::sub_index(Expr::Axis(a as u8), Expr::i64(begin));
         if n == 0 && nonempty && mode != PadMode::Constant {
             return Err(cx.err(format!("cannot {}-pad axis {a}, which is empty", mode.name())));
         }
@@ -119,12 +119,16 @@ fn pad(cx: &Ctx, x: &[i64], pads: &[i64], mode: PadMode, value: f64) -> Result<E
                     lo
                 }
             }
-            PadMode::Wrap => Expr::rem(Expr::add(p, Expr::i64(shift(n))), Expr::i64(n)),
+            PadMode::Wrap => Expr::rem_index(Expr::add_index(p, Expr::i64(shift(n))), Expr::i64(n)),
             PadMode::Reflect if n == 1 => Expr::i64(0),
             PadMode::Reflect => {
                 let period = 2 * (n - 1);
-                let m = Expr::rem(Expr::add(p, Expr::i64(shift(period))), Expr::i64(period));
-                Expr::select(bin(BinaryOp::Lt, m.clone(), Expr::i64(n)), m.clone(), Expr::sub(Expr::i64(period), m))
+                let m = Expr::rem_index(Expr::add_index(p, Expr::i64(shift(period))), Expr::i64(period));
+                Expr::select(
+                    bin(BinaryOp::Lt, m.clone(), Expr::i64(n)),
+                    m.clone(),
+                    Expr::sub_index(Expr::i64(period), m),
+                )
             }
         };
         index.push(i);

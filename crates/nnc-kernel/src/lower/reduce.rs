@@ -156,7 +156,7 @@ fn topk(
             kind: LoopKind::Serial,
             body: vec![Stmt::If {
                 cond: before,
-                then: vec![Stmt::Assign { var: rank, value: Expr::add(Expr::Var(rank), Expr::i64(1)) }],
+                then: vec![Stmt::Assign { var: rank, value: Expr::add_index(Expr::Var(rank), Expr::i64(1)) }],
                 els: vec![],
             }],
         },

@@ -104,7 +104,7 @@ fn raw_weight(r: &ResizeAttrs, taps: i64, aa_scale: f64, ratio: &Expr, t: Expr, 
     let first = 1 - taps / 2;
     // The stretched kernel of the antialiased modes at tap `t`.
     let stretched = |t: Expr| {
-        let arg = mul(sub(Expr::cast(DType::F64, Expr::add(t, Expr::i64(first))), ratio.clone()), f(aa_scale));
+        let arg = mul(sub(Expr::cast(DType::F64, Expr::add_index(t, Expr::i64(first))), ratio.clone()), f(aa_scale));
         match r.mode {
             ResizeMode::Linear => {
                 bin(BinaryOp::Min, bin(BinaryOp::Max, sub(f(1.0), Expr::unary(UnaryOp::Abs, arg)), f(0.0)), f(1.0))
@@ -168,8 +168,8 @@ pub(super) fn lower(cx: &Ctx, r: &ResizeAttrs, vars: &mut VarGen) -> Result<Comp
                 None => is_one,
             };
             let p = match pick {
-                Expr::Lit(Literal::Bool(true)) => Expr::add(fi, Expr::i64(1)),
-                pick => Expr::select(pick, Expr::add(fi.clone(), Expr::i64(1)), fi),
+                Expr::Lit(Literal::Bool(true)) => Expr::add_index(fi, Expr::i64(1)),
+                pick => Expr::select(pick, Expr::add_index(fi.clone(), Expr::i64(1)), fi),
             };
             index[a] = clamp_index(p, len);
             continue;
@@ -188,7 +188,7 @@ pub(super) fn lower(cx: &Ctx, r: &ResizeAttrs, vars: &mut VarGen) -> Result<Comp
         }
         let taps = taps as i64;
         let t = vars.index();
-        let start = |t: Expr| Expr::add(Expr::add(fi.clone(), Expr::i64(1 - taps / 2)), t);
+        let start = |t: Expr| Expr::add_index(Expr::add_index(fi.clone(), Expr::i64(1 - taps / 2)), t);
         let mut w = raw_weight(r, taps, aa_scale, &c.ratio, Expr::Var(t), vars);
         if r.exclude_outside {
             let inside = |t: Expr| {

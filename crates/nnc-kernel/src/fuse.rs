@@ -1,0 +1,629 @@
+//! Fusion: which values get a buffer of their own, and which are recomputed inside their
+//! consumers instead.
+//!
+//! Every node is first lowered to a compute definition ([`crate::lower`]). A node whose result
+//! is not materialized is *inlined*: each load of it in a consumer is replaced by its expression
+//! at the load's index. A group (one future kernel) is a materialized node together with
+//! everything inlined into it, so elementwise chains, a reduction with its elementwise producers
+//! and consumers (softmax, layer norm), and a matmul or convolution with its epilogue (bias,
+//! activation, residual add) all become one group each.
+//!
+//! The decision is a cost comparison, recorded as a [`Decision`] so `nnc dump --explain` can
+//! show it. Inlining saves writing the value and reading it back; it costs recomputing the
+//! value's expression as often as consumers evaluate it beyond once per element. Reductions are
+//! counted as the scheduler runs them: once per distinct value of the variables their body
+//! depends on (so a row's maximum, needed by every element of the row, is computed once).
+
+use crate::expr::{BufId, Expr, Literal, Reduction, VarGen};
+use crate::kernel::Compute;
+use crate::lower::{lower_node, LowerError};
+use nnc_ir::composite::decompose;
+use nnc_ir::{DType, Graph, Op, TensorData, ValueId};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What a fused expression may grow to before its producers are materialized instead, so
+/// deep chains with many uses stay printable and fast to schedule.
+const MAX_EXPR_NODES: usize = 4000;
+
+/// Relative price of one byte moved through device memory and of one arithmetic operation.
+/// Memory is the scarce resource: a GPU or CPU core does tens of operations per byte loaded.
+pub const BYTE_COST: f64 = 1.0;
+pub const OP_COST: f64 = 0.25;
+
+/// A buffer of the fused program: a graph input, a weight, or a value a group materializes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramBuffer {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+    pub kind: BufferKind,
+}
+
+impl ProgramBuffer {
+    pub fn numel(&self) -> i64 {
+        self.shape.iter().product()
+    }
+
+    pub fn bytes(&self) -> i64 {
+        self.numel() * self.dtype.size_bytes() as i64
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufferKind {
+    /// The n-th graph input.
+    Input(usize),
+    /// Known at compile time.
+    Constant(TensorData),
+    /// Written by a group.
+    Intermediate,
+}
+
+/// One future kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// The graph nodes it computes: the materialized one last.
+    pub covers: Vec<String>,
+    /// For [`Compute::Map`], loads name program buffers directly (`BufId` = index into
+    /// [`Fused::buffers`]) and the result goes to `writes[0]`. For [`Compute::Program`], the
+    /// program's own numbering holds: `BufId(k)` is `reads[k]`, then `writes`.
+    pub compute: Compute,
+    pub reads: Vec<BufId>,
+    pub writes: Vec<BufId>,
+}
+
+/// Why a value was, or was not, inlined into its consumers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub value: String,
+    pub inlined: bool,
+    pub reason: String,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.inlined { "inline" } else { "materialize" };
+        write!(f, "{verb} %{}: {}", self.value, self.reason)
+    }
+}
+
+/// The fused program: buffers, groups in execution order, and where the outputs are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fused {
+    pub name: String,
+    pub buffers: Vec<ProgramBuffer>,
+    pub groups: Vec<Group>,
+    pub outputs: Vec<BufId>,
+    pub output_names: Vec<String>,
+    pub decisions: Vec<Decision>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FuseOptions {
+    /// `false` gives one group per node: the unfused baseline that `--stats` compares against.
+    pub fuse: bool,
+}
+
+impl Default for FuseOptions {
+    fn default() -> Self {
+        FuseOptions { fuse: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FuseError {
+    #[error(transparent)]
+    Lower(#[from] LowerError),
+    #[error("graph `{graph}`: {message}")]
+    Graph { graph: String, message: String },
+}
+
+/// How a value is available to its consumers.
+#[derive(Clone, Debug)]
+enum Avail {
+    Buffer(BufId),
+    Literal(Literal),
+    /// Its fused expression over its own output axes.
+    Inline(Expr),
+}
+
+/// Fuses `graph` (any graph with static shapes; composites are expanded first).
+pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
+    let graph = decompose(graph).map_err(|e| graph_error(graph, e.to_string()))?;
+    let graph = &graph;
+    let shapes = static_shapes(graph)?;
+    let mut vars = VarGen::new();
+    let mut fused = Fused {
+        name: graph.name.clone(),
+        buffers: Vec::new(),
+        groups: Vec::new(),
+        outputs: Vec::new(),
+        output_names: Vec::new(),
+        decisions: Vec::new(),
+    };
+    let mut avail: BTreeMap<ValueId, Avail> = BTreeMap::new();
+    for (n, &v) in graph.inputs.iter().enumerate() {
+        let id = fused.add_buffer(graph, &shapes, v, BufferKind::Input(n));
+        avail.insert(v, Avail::Buffer(id));
+    }
+
+    // Lower every node first: a value's decision needs its consumers' load sites.
+    let mut computes: Vec<Option<Compute>> = Vec::with_capacity(graph.nodes.len());
+    let mut errors = Vec::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        if matches!(node.op, Op::Constant(_)) {
+            computes.push(None);
+            continue;
+        }
+        match lower_node(graph, i, &mut vars) {
+            Ok(c) => computes.push(Some(c)),
+            Err(e) => {
+                errors.push(e.to_string());
+                computes.push(None);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(graph_error(graph, format!("cannot lower {} node(s):\n  {}", errors.len(), errors.join("\n  "))));
+    }
+    let sites = load_sites(graph, &computes, &shapes);
+    let is_output: Vec<bool> = (0..graph.values.len()).map(|v| graph.outputs.contains(&ValueId(v as u32))).collect();
+    // Inlined nodes that feed each value, so a group can list what it covers.
+    let mut covered: BTreeMap<ValueId, Vec<String>> = BTreeMap::new();
+
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let describe = || format!("%{} = {}", graph.name_of(node.outputs[0]), node.op.name());
+        if let Op::Constant(t) = &node.op {
+            let v = node.outputs[0];
+            if t.len() == 1 && !is_output[v.index()] {
+                avail.insert(v, Avail::Literal(literal_of(t)));
+            } else {
+                let id = fused.add_buffer(graph, &shapes, v, BufferKind::Constant(t.clone()));
+                avail.insert(v, Avail::Buffer(id));
+            }
+            continue;
+        }
+        let mut covers: Vec<String> = Vec::new();
+        for v in &node.inputs {
+            if let (Some(Avail::Inline(_)), Some(c)) = (avail.get(v), covered.get(v)) {
+                for name in c {
+                    if !covers.contains(name) {
+                        covers.push(name.clone());
+                    }
+                }
+            }
+        }
+        covers.push(describe());
+        match computes[i].take() {
+            Some(Compute::Map(expr)) => {
+                let expr = substitute(expr, &node.inputs, &avail, &mut vars);
+                let v = node.outputs[0];
+                let decision = decide(graph, v, &expr, &shapes, &sites, &is_output, options);
+                let inlined = decision.inlined;
+                fused.decisions.push(decision);
+                if inlined {
+                    avail.insert(v, Avail::Inline(expr));
+                    covered.insert(v, covers);
+                } else {
+                    let out = fused.add_buffer(graph, &shapes, v, BufferKind::Intermediate);
+                    let mut reads = Vec::new();
+                    collect_loads(&expr, &mut reads);
+                    fused.push_group(covers, Compute::Map(expr), reads, vec![out]);
+                    avail.insert(v, Avail::Buffer(out));
+                }
+            }
+            Some(program @ Compute::Program(_)) => {
+                let reads: Vec<BufId> = node
+                    .inputs
+                    .iter()
+                    .map(|v| materialize(&mut fused, graph, &shapes, *v, &mut avail, &mut vars))
+                    .collect();
+                let writes: Vec<BufId> = node
+                    .outputs
+                    .iter()
+                    .map(|&v| {
+                        let id = fused.add_buffer(graph, &shapes, v, BufferKind::Intermediate);
+                        avail.insert(v, Avail::Buffer(id));
+                        id
+                    })
+                    .collect();
+                fused.push_group(covers, program, reads, writes);
+            }
+            None => return Err(graph_error(graph, format!("node {} was not lowered", describe()))),
+        }
+    }
+    for &v in &graph.outputs {
+        let id = materialize(&mut fused, graph, &shapes, v, &mut avail, &mut vars);
+        fused.outputs.push(id);
+        fused.output_names.push(graph.name_of(v).to_string());
+    }
+    Ok(fused)
+}
+
+impl Fused {
+    fn add_buffer(&mut self, graph: &Graph, shapes: &[Vec<i64>], v: ValueId, kind: BufferKind) -> BufId {
+        self.buffers.push(ProgramBuffer {
+            name: graph.name_of(v).to_string(),
+            dtype: graph.ty(v).dtype,
+            shape: shapes[v.index()].clone(),
+            kind,
+        });
+        BufId(self.buffers.len() as u32 - 1)
+    }
+
+    fn push_group(&mut self, covers: Vec<String>, compute: Compute, reads: Vec<BufId>, writes: Vec<BufId>) {
+        let name = group_name(self.groups.len(), &covers);
+        self.groups.push(Group { name, covers, compute, reads, writes });
+    }
+}
+
+/// `k<n>_<op>_<op>..`: the kernel's number and the ops it covers (at most three, then `etc`).
+fn group_name(n: usize, covers: &[String]) -> String {
+    let mut ops: Vec<&str> = Vec::new();
+    for c in covers.iter().rev() {
+        let op = c.rsplit(' ').next().unwrap_or("op");
+        if !ops.contains(&op) {
+            ops.push(op);
+        }
+    }
+    let mut name = format!("k{n}");
+    for op in ops.iter().take(3) {
+        name.push('_');
+        name.push_str(op);
+    }
+    if ops.len() > 3 {
+        name.push_str("_etc");
+    }
+    name
+}
+
+/// The buffer holding `v`, writing one with a copy group if `v` was inlined or is a literal.
+fn materialize(
+    fused: &mut Fused,
+    graph: &Graph,
+    shapes: &[Vec<i64>],
+    v: ValueId,
+    avail: &mut BTreeMap<ValueId, Avail>,
+    vars: &mut VarGen,
+) -> BufId {
+    let expr = match avail.get(&v) {
+        Some(Avail::Buffer(b)) => return *b,
+        Some(Avail::Literal(l)) => Expr::Lit(*l),
+        Some(Avail::Inline(e)) => rename_bound(e.clone(), vars),
+        None => Expr::lit(0.0, graph.ty(v).dtype),
+    };
+    let out = fused.add_buffer(graph, shapes, v, BufferKind::Intermediate);
+    let mut reads = Vec::new();
+    collect_loads(&expr, &mut reads);
+    fused.push_group(vec![format!("%{} = materialize", graph.name_of(v))], Compute::Map(expr), reads, vec![out]);
+    avail.insert(v, Avail::Buffer(out));
+    out
+}
+
+fn graph_error(graph: &Graph, message: String) -> FuseError {
+    FuseError::Graph { graph: graph.name.clone(), message }
+}
+
+fn static_shapes(graph: &Graph) -> Result<Vec<Vec<i64>>, FuseError> {
+    graph
+        .values
+        .iter()
+        .map(|v| {
+            v.ty.shape.iter().map(|d| d.as_const()).collect::<Option<Vec<i64>>>().ok_or_else(|| {
+                graph_error(
+                    graph,
+                    format!(
+                        "value %{} has symbolic shape {}: kernels need static shapes (bind the symbols, e.g. with `--shape`)",
+                        v.name,
+                        nnc_ir::shape::format_shape(&v.ty.shape)
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+fn literal_of(t: &TensorData) -> Literal {
+    let d = t.dtype();
+    if d.is_float() {
+        Literal::Float(t.to_f64_vec()[0], d)
+    } else if d == DType::Bool {
+        Literal::Bool(t.to_i64_vec()[0] != 0)
+    } else {
+        Literal::Int(t.to_i64_vec()[0], d)
+    }
+}
+
+/// Replaces the node-local operand loads of `expr` (`BufId(k)` = operand k) by what each
+/// operand is: a program buffer, a literal, or an inlined expression at the load's index.
+fn substitute(expr: Expr, operands: &[ValueId], avail: &BTreeMap<ValueId, Avail>, vars: &mut VarGen) -> Expr {
+    expr.rewrite(&mut |e| match e {
+        Expr::Load { buf, dtype, index, mask } => {
+            let value = match avail.get(&operands[buf.index()]) {
+                Some(Avail::Buffer(b)) => return Expr::Load { buf: *b, dtype, index, mask },
+                Some(Avail::Literal(l)) => Expr::Lit(*l),
+                Some(Avail::Inline(body)) => instantiate(body, &index, vars),
+                None => return Expr::Load { buf, dtype, index, mask },
+            };
+            match mask {
+                Some(m) => Expr::select(*m, value, Expr::lit(0.0, dtype)),
+                None => value,
+            }
+        }
+        e => e,
+    })
+}
+
+/// `body` (an expression over its own output axes) evaluated at `index`, with its reduction
+/// variables renamed so they stay unique in the consumer.
+fn instantiate(body: &Expr, index: &[Expr], vars: &mut VarGen) -> Expr {
+    rename_bound(body.clone(), vars).rewrite(&mut |e| match e {
+        Expr::Axis(a) => index[a as usize].clone(),
+        e => e,
+    })
+}
+
+/// Gives every reduction in `e` fresh variables.
+fn rename_bound(e: Expr, vars: &mut VarGen) -> Expr {
+    e.rewrite(&mut |e| match e {
+        Expr::Reduce(r) => {
+            let Reduction { combine, vars: old, body } = *r;
+            let fresh: Vec<_> = old.iter().map(|(v, n)| (vars.fresh(v.dtype), *n)).collect();
+            let body = body.rewrite(&mut |x| match x {
+                Expr::Var(v) => match old.iter().position(|(o, _)| *o == v) {
+                    Some(k) => Expr::Var(fresh[k].0),
+                    None => Expr::Var(v),
+                },
+                x => x,
+            });
+            Expr::reduce(combine, fresh, body)
+        }
+        e => e,
+    })
+}
+
+/// The distinct program buffers `e` loads, in first-load order.
+pub fn collect_loads(e: &Expr, out: &mut Vec<BufId>) {
+    e.any(&mut |x| {
+        if let Expr::Load { buf, .. } = x {
+            if !out.contains(buf) {
+                out.push(*buf);
+            }
+        }
+        false
+    });
+}
+
+/// One load of a value by a consumer: how many times the consumer evaluates it, and (for a
+/// reduction-rooted producer) how many distinct indices it asks for.
+#[derive(Clone, Debug, Default)]
+struct Sites {
+    /// Evaluations of the loads, as the consumers run them.
+    evaluations: f64,
+    /// Distinct indices loaded (what a hoisted reduction is computed for).
+    distinct: f64,
+    /// Whether a consumer cannot take an expression (it is a program).
+    program_consumer: bool,
+    consumers: usize,
+}
+
+/// Walks an expression counting how often each node runs, the way the scheduler emits it:
+/// every output element is computed by its own invocation (or loop iteration); a reduction
+/// outside any other is computed once per distinct value of the axes it depends on (a row's
+/// reductions are shared by the row); a reduction inside another runs for each element and
+/// each value of the enclosing variables it depends on (it is hoisted out of the loops of the
+/// others).
+struct Counter<'a> {
+    axes: &'a [i64],
+    /// Extents of the enclosing reductions' variables.
+    vars: Vec<(u32, i64)>,
+    elements: f64,
+}
+
+impl Counter<'_> {
+    fn new(axes: &[i64]) -> Counter<'_> {
+        Counter { axes, vars: Vec::new(), elements: axes.iter().map(|&d| d as f64).product::<f64>().max(1.0) }
+    }
+
+    /// The product of the extents of the axes (if `with_axes`) and enclosing variables that
+    /// `exprs` depend on.
+    fn distinct(&self, exprs: &[&Expr], with_axes: bool) -> f64 {
+        let mut axes = vec![false; self.axes.len()];
+        let mut vars: Vec<u32> = Vec::new();
+        for e in exprs {
+            e.any(&mut |x| {
+                match x {
+                    Expr::Axis(a) => {
+                        if let Some(u) = axes.get_mut(*a as usize) {
+                            *u = true;
+                        }
+                    }
+                    Expr::Var(v) if !vars.contains(&v.id) => vars.push(v.id),
+                    _ => {}
+                }
+                false
+            });
+        }
+        let a: f64 = if with_axes {
+            self.axes.iter().zip(&axes).filter(|(_, &u)| u).map(|(&n, _)| n as f64).product()
+        } else {
+            self.elements
+        };
+        let v: f64 = self.vars.iter().filter(|(id, _)| vars.contains(id)).map(|&(_, n)| n as f64).product();
+        a * v
+    }
+
+    /// Calls `f(node, runs, distinct)` for every node of `e`, which runs `runs` times; for a
+    /// load, `distinct` is how many different elements it asks for in those runs that a
+    /// reduction-rooted producer would compute once each.
+    fn walk(&mut self, e: &Expr, runs: f64, in_reduction: bool, f: &mut impl FnMut(&Expr, f64, f64)) {
+        match e {
+            Expr::Reduce(r) => {
+                let own: f64 = r.vars.iter().map(|(_, n)| *n as f64).product();
+                let reduce_runs = self.distinct(&[&r.body], !in_reduction).min(runs.max(1.0)).max(1.0);
+                f(e, reduce_runs * own, reduce_runs * own);
+                for (v, n) in &r.vars {
+                    self.vars.push((v.id, *n));
+                }
+                self.walk(&r.body, reduce_runs * own, true, f);
+                self.vars.truncate(self.vars.len() - r.vars.len());
+            }
+            Expr::Load { index, mask, .. } => {
+                let distinct = if in_reduction {
+                    runs
+                } else {
+                    let mut parts: Vec<&Expr> = index.iter().collect();
+                    parts.extend(mask.as_deref());
+                    self.distinct(&parts, true)
+                };
+                f(e, runs, distinct);
+                e.for_each_child(|c| self.walk(c, runs, in_reduction, f));
+            }
+            _ => {
+                f(e, runs, runs);
+                e.for_each_child(|c| self.walk(c, runs, in_reduction, f));
+            }
+        }
+    }
+}
+
+fn load_sites(graph: &Graph, computes: &[Option<Compute>], shapes: &[Vec<i64>]) -> BTreeMap<ValueId, Sites> {
+    let mut sites: BTreeMap<ValueId, Sites> = BTreeMap::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        match &computes[i] {
+            Some(Compute::Map(e)) => {
+                let out = &shapes[node.outputs[0].index()];
+                let mut counter = Counter::new(out);
+                let elements = counter.elements;
+                counter.walk(e, elements, false, &mut |x, runs, distinct| {
+                    if let Expr::Load { buf, .. } = x {
+                        let s = sites.entry(node.inputs[buf.index()]).or_default();
+                        s.evaluations += runs;
+                        s.distinct += distinct;
+                    }
+                });
+                for v in &node.inputs {
+                    sites.entry(*v).or_default().consumers += 1;
+                }
+            }
+            Some(Compute::Program(_)) => {
+                for v in &node.inputs {
+                    let s = sites.entry(*v).or_default();
+                    s.program_consumer = true;
+                    s.consumers += 1;
+                }
+            }
+            None => {}
+        }
+    }
+    sites
+}
+
+/// Arithmetic operations per element of `e` over `shape`, with each reduction counted as the
+/// scheduler runs it (see [`Counter`]). Index arithmetic (`i64`) is address computation, not work.
+pub fn ops_per_element(e: &Expr, shape: &[i64]) -> f64 {
+    let mut counter = Counter::new(shape);
+    let elements = counter.elements;
+    let mut total = 0.0;
+    counter.walk(e, elements, false, &mut |x, runs, _| {
+        let work = match x {
+            Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) => false,
+            Expr::Load { .. } | Expr::Reduce(_) => true,
+            _ => x.dtype() != DType::I64,
+        };
+        if work {
+            total += runs;
+        }
+    });
+    total / elements
+}
+
+fn expr_size(e: &Expr) -> usize {
+    let mut n = 0;
+    e.any(&mut |_| {
+        n += 1;
+        false
+    });
+    n
+}
+
+fn decide(
+    graph: &Graph,
+    v: ValueId,
+    expr: &Expr,
+    shapes: &[Vec<i64>],
+    sites: &BTreeMap<ValueId, Sites>,
+    is_output: &[bool],
+    options: &FuseOptions,
+) -> Decision {
+    let value = graph.name_of(v).to_string();
+    let no = |reason: String| Decision { value: value.clone(), inlined: false, reason };
+    if !options.fuse {
+        return no("fusion is off".into());
+    }
+    if is_output[v.index()] {
+        return no("graph output".into());
+    }
+    let Some(s) = sites.get(&v) else {
+        return no("unused".into());
+    };
+    if s.program_consumer {
+        return no("read by a program (a kernel with no per-element form)".into());
+    }
+    let size = expr_size(expr);
+    if size > MAX_EXPR_NODES {
+        return no(format!("expression has {size} nodes (limit {MAX_EXPR_NODES})"));
+    }
+    let shape = &shapes[v.index()];
+    let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
+    let rooted = matches!(expr, Expr::Reduce(_)) || top_reduction(expr);
+    let evaluations = if rooted { s.distinct } else { s.evaluations };
+    // Each evaluation replaces the consumer's own load of the value, so one load per
+    // evaluation is not extra work: a transpose or broadcast inlines for free.
+    let ops = (ops_per_element(expr, shape) - 1.0).max(0.0);
+    let extra = (evaluations - numel).max(0.0) * ops * OP_COST;
+    let bytes = numel * graph.ty(v).dtype.size_bytes() as f64;
+    let saved = bytes * (1.0 + s.consumers as f64) * BYTE_COST;
+    let why = format!(
+        "{} consumer(s) evaluate it {:.3}x per element ({:.1} ops each): recompute {} vs {} bytes saved",
+        s.consumers,
+        evaluations / numel,
+        ops,
+        human(extra),
+        human(saved)
+    );
+    Decision { value, inlined: extra <= saved, reason: why }
+}
+
+/// Whether `e` is a reduction under elementwise ops that read nothing else from memory per
+/// element (`sum(..) / n`), so a consumer's copy is computed once per distinct index.
+fn top_reduction(e: &Expr) -> bool {
+    match e {
+        Expr::Reduce(_) => true,
+        Expr::Unary(_, a) | Expr::Cast(_, a) => top_reduction(a),
+        Expr::Binary(_, a, b) => {
+            (top_reduction(a) && is_constant(b))
+                || (is_constant(a) && top_reduction(b))
+                || (top_reduction(a) && top_reduction(b))
+        }
+        _ => false,
+    }
+}
+
+fn is_constant(e: &Expr) -> bool {
+    !e.any(&mut |x| matches!(x, Expr::Load { .. } | Expr::Axis(_) | Expr::Var(_) | Expr::Reduce(_)))
+}
+
+fn human(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.1}G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.1}M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1}k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}

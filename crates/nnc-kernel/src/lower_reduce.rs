@@ -1,0 +1,338 @@
+//! Turning nested reductions into loops, locals and combine statements.
+//!
+//! A reduction is emitted at the outermost block where every variable its body depends on is
+//! bound (so a row's maximum is computed once per row, not once per element), and a reduction
+//! equal to one already computed in scope (up to renaming its variables) is reused, not
+//! recomputed: the two are what let a fused softmax compute its maximum once.
+
+use crate::expr::{Combine, Expr, Literal, Reduction, Var, VarGen};
+use crate::kernel::{LoopKind, Stmt};
+use nnc_ir::{BinaryOp, DType};
+use std::collections::BTreeMap;
+
+/// The identity of a combine for a dtype: the value an empty reduction has.
+pub fn identity(combine: Combine, dtype: DType) -> Expr {
+    let (lo, hi) = match dtype {
+        DType::I64 => (i64::MIN as f64, i64::MAX as f64),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::I16 => (i16::MIN as f64, i16::MAX as f64),
+        DType::I8 => (i8::MIN as f64, i8::MAX as f64),
+        DType::U64 | DType::U32 | DType::U16 | DType::U8 | DType::Bool => (0.0, u32::MAX as f64),
+        _ => (f64::NEG_INFINITY, f64::INFINITY),
+    };
+    let v = match combine {
+        Combine::Sum | Combine::ArgMax { .. } | Combine::ArgMin { .. } => 0.0,
+        Combine::Prod => 1.0,
+        Combine::Max => lo,
+        Combine::Min => hi,
+    };
+    if dtype == DType::U64 && combine == Combine::Min {
+        return Expr::Lit(Literal::Int(-1, DType::U64));
+    }
+    Expr::lit(v, dtype)
+}
+
+/// For arg reductions: the starting "best" value, which every term beats or ties.
+pub fn arg_start(combine: Combine, dtype: DType) -> Expr {
+    match combine {
+        Combine::ArgMax { .. } => identity(Combine::Max, dtype),
+        _ => identity(Combine::Min, dtype),
+    }
+}
+
+/// `acc ⊕ term` for the value-combining reductions.
+pub fn combine_values(combine: Combine, acc: Expr, term: Expr) -> Expr {
+    let op = match combine {
+        Combine::Sum => BinaryOp::Add,
+        Combine::Prod => BinaryOp::Mul,
+        Combine::Max => BinaryOp::Max,
+        Combine::Min => BinaryOp::Min,
+        Combine::ArgMax { .. } | Combine::ArgMin { .. } => unreachable!("arg reductions combine pairs"),
+    };
+    Expr::binary(op, acc, term)
+}
+
+/// Whether candidate `(v, i)` replaces the current best `(best, best_i)` of an arg reduction.
+/// Ties go to the smaller position (or the larger with `select_last`), whatever the order
+/// candidates arrive in, so a tree reduction agrees with a serial one.
+pub fn arg_better(combine: Combine, v: Expr, i: Expr, best: Expr, best_i: Expr) -> Expr {
+    let (strict, last) = match combine {
+        Combine::ArgMax { select_last } => (BinaryOp::Gt, select_last),
+        Combine::ArgMin { select_last } => (BinaryOp::Lt, select_last),
+        _ => unreachable!("only arg reductions compare positions"),
+    };
+    let tie_pos = if last { BinaryOp::Gt } else { BinaryOp::Lt };
+    let tie = Expr::and(Expr::binary(BinaryOp::Eq, v.clone(), best.clone()), Expr::binary(tie_pos, i, best_i));
+    Expr::binary(BinaryOp::Or, Expr::binary(strict, v, best), tie)
+}
+
+/// The variables (not bound inside `e`) that `e` depends on.
+pub fn free_vars(e: &Expr) -> Vec<Var> {
+    fn go(e: &Expr, bound: &mut Vec<Var>, out: &mut Vec<Var>) {
+        match e {
+            Expr::Var(v) if !bound.contains(v) && !out.contains(v) => out.push(*v),
+            Expr::Reduce(r) => {
+                let n = bound.len();
+                bound.extend(r.vars.iter().map(|(v, _)| *v));
+                go(&r.body, bound, out);
+                bound.truncate(n);
+            }
+            _ => e.for_each_child(|c| go(c, bound, out)),
+        }
+    }
+    let mut out = Vec::new();
+    go(e, &mut Vec::new(), &mut out);
+    out
+}
+
+/// A key equal for two reductions that differ only in the names of their bound variables.
+pub fn canonical_key(r: &Reduction) -> String {
+    let mut next = 0u32;
+    let mut renames: BTreeMap<u32, u32> = BTreeMap::new();
+    let e = Expr::Reduce(Box::new(r.clone()));
+    // Bound variables are renumbered in order of binding; free ones keep their ids (shifted
+    // out of the way by a marker in the text).
+    e.any(&mut |x| {
+        if let Expr::Reduce(inner) = x {
+            for (v, _) in &inner.vars {
+                renames.entry(v.id).or_insert_with(|| {
+                    next += 1;
+                    next
+                });
+            }
+        }
+        false
+    });
+    let renamed = e.rewrite(&mut |x| match x {
+        Expr::Var(v) => match renames.get(&v.id) {
+            Some(&k) => Expr::Var(Var { id: u32::MAX - k, dtype: v.dtype }),
+            None => Expr::Var(v),
+        },
+        Expr::Reduce(inner) => {
+            let Reduction { combine, vars, body } = *inner;
+            let vars =
+                vars.into_iter().map(|(v, n)| (Var { id: u32::MAX - renames[&v.id], dtype: v.dtype }, n)).collect();
+            Expr::reduce(combine, vars, body)
+        }
+        x => x,
+    });
+    renamed.to_string()
+}
+
+/// Emits the reductions of expressions into a block structure.
+pub struct ReductionLowering<'a> {
+    pub vars: &'a mut VarGen,
+    /// Open blocks, outermost first: statements are appended to them as they are emitted.
+    blocks: Vec<Vec<Stmt>>,
+    /// The block each variable is bound in (variables not listed are bound outside block 0).
+    var_block: BTreeMap<u32, usize>,
+    /// Reductions already computed: key, block, result.
+    computed: Vec<(String, usize, Var)>,
+    /// No reduction is emitted outside this block: inside a branch, hoisting one out would run
+    /// it (and its loads) where the branch is not taken.
+    floor: usize,
+}
+
+impl<'a> ReductionLowering<'a> {
+    pub fn new(vars: &'a mut VarGen) -> ReductionLowering<'a> {
+        ReductionLowering { vars, blocks: vec![Vec::new()], var_block: BTreeMap::new(), computed: Vec::new(), floor: 0 }
+    }
+
+    /// Appends a statement to the innermost open block.
+    pub fn push(&mut self, s: Stmt) {
+        self.blocks.last_mut().expect("a block is always open").push(s);
+    }
+
+    /// Opens a block in which `bound` are newly bound (a loop body).
+    pub fn open(&mut self, bound: &[Var]) {
+        self.blocks.push(Vec::new());
+        let depth = self.blocks.len() - 1;
+        for v in bound {
+            self.var_block.insert(v.id, depth);
+        }
+    }
+
+    /// Closes the innermost block and returns its statements; reductions computed in it go out
+    /// of scope.
+    pub fn close(&mut self) -> Vec<Stmt> {
+        let depth = self.blocks.len() - 1;
+        self.computed.retain(|(_, b, _)| *b < depth);
+        self.blocks.pop().expect("close matches open")
+    }
+
+    /// Marks `v` as bound in the innermost open block (a `let`).
+    pub fn bind(&mut self, v: Var) {
+        self.var_block.insert(v.id, self.blocks.len() - 1);
+    }
+
+    /// The statements of the outermost block (call once, at the end).
+    pub fn finish(mut self) -> Vec<Stmt> {
+        assert_eq!(self.blocks.len(), 1, "unbalanced blocks");
+        self.blocks.pop().unwrap_or_default()
+    }
+
+    /// `e` with every reduction replaced by a variable computed by emitted statements.
+    pub fn lower(&mut self, e: Expr) -> Expr {
+        match e {
+            Expr::Reduce(r) => Expr::Var(self.reduce(*r)),
+            Expr::Select(c, a, b) if contains_reduce(&a) || contains_reduce(&b) => {
+                // Keep a reduction under a select from running (and loading) where the select
+                // does not choose it: branch instead.
+                let c = self.lower(*c);
+                let dtype = a.dtype();
+                let out = self.vars.fresh(dtype);
+                self.push(Stmt::Local { var: out, init: Expr::lit(0.0, dtype) });
+                let depth = self.blocks.len();
+                let floor = self.floor;
+                self.floor = depth;
+                self.blocks.push(Vec::new());
+                let a = self.lower(*a);
+                self.push(Stmt::Assign { var: out, value: a });
+                let then = self.close_at(depth);
+                self.blocks.push(Vec::new());
+                let b = self.lower(*b);
+                self.push(Stmt::Assign { var: out, value: b });
+                let els = self.close_at(depth);
+                self.floor = floor;
+                self.push(Stmt::If { cond: c, then, els });
+                Expr::Var(out)
+            }
+            e => rebuild(e, &mut |c| self.lower(c)),
+        }
+    }
+
+    fn close_at(&mut self, depth: usize) -> Vec<Stmt> {
+        debug_assert_eq!(self.blocks.len(), depth + 1);
+        self.close()
+    }
+
+    fn reduce(&mut self, r: Reduction) -> Var {
+        let key = canonical_key(&r);
+        let free = free_vars(&Expr::Reduce(Box::new(r.clone())));
+        let bound_at = free.iter().map(|v| self.var_block.get(&v.id).copied().unwrap_or(0)).max().unwrap_or(0);
+        let block = bound_at.max(self.floor);
+        if let Some((_, _, var)) = self.computed.iter().find(|(k, b, _)| *k == key && *b <= block) {
+            return *var;
+        }
+        // Emit into `block`: park the blocks inside it (and what was computed in them), and
+        // restore them afterwards.
+        let parked = self.blocks.split_off(block + 1);
+        let (parked_computed, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.computed).into_iter().partition(|(_, b, _)| *b > block);
+        self.computed = kept;
+        let floor = std::mem::replace(&mut self.floor, block);
+        let result = self.emit_reduction(r);
+        self.floor = floor;
+        self.blocks.extend(parked);
+        self.computed.extend(parked_computed);
+        self.computed.push((key, block, result));
+        result
+    }
+
+    fn emit_reduction(&mut self, r: Reduction) -> Var {
+        let dtype = r.body.dtype();
+        let arg = matches!(r.combine, Combine::ArgMax { .. } | Combine::ArgMin { .. });
+        let acc = self.vars.fresh(dtype);
+        let init = if arg { arg_start(r.combine, dtype) } else { identity(r.combine, dtype) };
+        self.push(Stmt::Local { var: acc, init });
+        let pos = self.vars.fresh(DType::I64);
+        if arg {
+            self.push(Stmt::Local { var: pos, init: Expr::i64(0) });
+        }
+        let depth = self.blocks.len();
+        for (v, _) in &r.vars {
+            self.open(&[*v]);
+        }
+        let term = self.lower(r.body);
+        if arg {
+            let t = self.vars.fresh(dtype);
+            self.push(Stmt::Let { var: t, value: term });
+            let p = self.vars.fresh(DType::I64);
+            let flat = r.vars.iter().fold(Expr::i64(0), |acc_i, (v, n)| {
+                Expr::add_index(Expr::mul_index(acc_i, Expr::i64(*n)), Expr::Var(*v))
+            });
+            self.push(Stmt::Let { var: p, value: flat });
+            let better = self.vars.fresh(DType::Bool);
+            let cond = arg_better(r.combine, Expr::Var(t), Expr::Var(p), Expr::Var(acc), Expr::Var(pos));
+            self.push(Stmt::Let { var: better, value: cond });
+            self.push(Stmt::Assign { var: acc, value: Expr::select(Expr::Var(better), Expr::Var(t), Expr::Var(acc)) });
+            self.push(Stmt::Assign { var: pos, value: Expr::select(Expr::Var(better), Expr::Var(p), Expr::Var(pos)) });
+        } else {
+            let value = combine_values(r.combine, Expr::Var(acc), term);
+            self.push(Stmt::Assign { var: acc, value });
+        }
+        for (v, n) in r.vars.iter().rev() {
+            let body = self.close();
+            self.push(Stmt::For { var: *v, extent: Expr::i64(*n), kind: LoopKind::Serial, body });
+        }
+        debug_assert_eq!(self.blocks.len(), depth);
+        if arg {
+            pos
+        } else {
+            acc
+        }
+    }
+}
+
+pub fn contains_reduce(e: &Expr) -> bool {
+    e.any(&mut |x| matches!(x, Expr::Reduce(_)))
+}
+
+/// `e` with each direct child replaced by `f(child)`.
+pub fn rebuild(e: Expr, f: &mut impl FnMut(Expr) -> Expr) -> Expr {
+    match e {
+        e @ (Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_)) => e,
+        Expr::Unary(op, a) => Expr::Unary(op, Box::new(f(*a))),
+        Expr::Cast(d, a) => Expr::Cast(d, Box::new(f(*a))),
+        Expr::Binary(op, a, b) => {
+            let a = f(*a);
+            Expr::Binary(op, Box::new(a), Box::new(f(*b)))
+        }
+        Expr::Select(c, a, b) => {
+            let c = f(*c);
+            let a = f(*a);
+            Expr::Select(Box::new(c), Box::new(a), Box::new(f(*b)))
+        }
+        Expr::Load { buf, dtype, index, mask } => {
+            let index = index.into_iter().map(&mut *f).collect();
+            Expr::Load { buf, dtype, index, mask: mask.map(|m| Box::new(f(*m))) }
+        }
+        Expr::Reduce(r) => {
+            let Reduction { combine, vars, body } = *r;
+            Expr::reduce(combine, vars, f(body))
+        }
+    }
+}
+
+/// Lowers the reductions inside a program's statements (a program may use them in
+/// expressions), emitting each right before the statement that needs it.
+pub fn lower_program(stmts: Vec<Stmt>, vars: &mut VarGen) -> Vec<Stmt> {
+    let mut out = Vec::new();
+    for s in stmts {
+        let mut lowering = ReductionLowering::new(vars);
+        let s = lower_stmt(s, &mut lowering);
+        let mut pre = lowering.finish();
+        pre.push(s);
+        out.extend(pre);
+    }
+    out
+}
+
+fn lower_stmt(s: Stmt, l: &mut ReductionLowering<'_>) -> Stmt {
+    let sub = |body: Vec<Stmt>, l: &mut ReductionLowering<'_>| lower_program(body, l.vars);
+    match s {
+        Stmt::For { var, extent, kind, body } => Stmt::For { var, extent: l.lower(extent), kind, body: sub(body, l) },
+        Stmt::Let { var, value } => Stmt::Let { var, value: l.lower(value) },
+        Stmt::Local { var, init } => Stmt::Local { var, init: l.lower(init) },
+        Stmt::Assign { var, value } => Stmt::Assign { var, value: l.lower(value) },
+        Stmt::Store { buf, index, value } => {
+            let index = index.into_iter().map(|i| l.lower(i)).collect();
+            Stmt::Store { buf, index, value: l.lower(value) }
+        }
+        Stmt::If { cond, then, els } => {
+            let cond = l.lower(cond);
+            Stmt::If { cond, then: sub(then, l), els: sub(els, l) }
+        }
+        Stmt::Barrier => Stmt::Barrier,
+    }
+}

@@ -1,0 +1,730 @@
+//! Scheduling: a fused group and a [`Schedule`] become a [`Kernel`].
+//!
+//! Which template applies is decided from the group's expression and the [`Device`]'s
+//! capabilities (data, never a branch on a backend):
+//! - [`Strategy::TiledMatmul`]: `epilogue(sum_k a(i, k) * b(k, j))` on a GPU: operand tiles are
+//!   staged through workgroup memory between barriers;
+//! - [`Strategy::RowReduce`]: reductions shared by a whole row (softmax, layer norm, a large
+//!   reduction with few outputs) on a GPU: one workgroup per row reduces through a tree in
+//!   workgroup memory, then writes the row;
+//! - [`Strategy::Elementwise`]: everything else. On a GPU one invocation per output element; on
+//!   a CPU one invocation per row, whose inner loop runs as vector lanes;
+//! - [`Strategy::Serial`]: programs (top-k, ordered scatters), one invocation.
+
+use crate::expr::{BufId, Combine, Expr, Reduction, Special, Var, VarGen};
+use crate::fuse::{Fused, Group};
+use crate::kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};
+use crate::lower_reduce::{
+    arg_better, arg_start, canonical_key, combine_values, contains_reduce, free_vars, identity, lower_program,
+    ReductionLowering,
+};
+use nnc_ir::{BinaryOp, DType};
+
+/// What a target offers kernels, as data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub kind: DeviceKind,
+    /// Invocations per workgroup at most.
+    pub max_workgroup: u32,
+    /// Bytes of workgroup memory per workgroup.
+    pub workgroup_bytes: u32,
+    /// Workgroups per grid axis at most.
+    pub max_grid: u32,
+    /// Lanes of the vector unit for the kernels' element type (1 = none).
+    pub vector: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    Gpu,
+    Cpu,
+}
+
+impl Device {
+    /// The portable GPU baseline (WebGPU's default limits).
+    pub fn gpu() -> Device {
+        Device { kind: DeviceKind::Gpu, max_workgroup: 256, workgroup_bytes: 16384, max_grid: 65535, vector: 1 }
+    }
+
+    /// A CPU with 128-bit vectors: workgroups of one invocation, run across threads.
+    pub fn cpu() -> Device {
+        Device { kind: DeviceKind::Cpu, max_workgroup: 1, workgroup_bytes: 0, max_grid: u32::MAX, vector: 4 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("kernel `{kernel}`: {message}")]
+pub struct ScheduleError {
+    pub kernel: String,
+    pub message: String,
+}
+
+/// The schedule the compiler picks for group `g` without tuning.
+pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
+    let group = &fused.groups[g];
+    let base = Schedule { strategy: Strategy::Elementwise, workgroup_size: 1, tile: [1, 1, 1], vector: 1, unroll: 1 };
+    let Compute::Map(expr) = &group.compute else {
+        return Schedule { strategy: Strategy::Serial, ..base };
+    };
+    let shape = &fused.buffers[group.writes[0].index()].shape;
+    let numel: i64 = shape.iter().product();
+    if device.kind == DeviceKind::Cpu {
+        let last = shape.last().copied().unwrap_or(1);
+        let vector = if last % device.vector as i64 == 0 { device.vector } else { 1 };
+        return Schedule { vector, ..base };
+    }
+    if matmul_parts(expr, shape.len()).is_some() && device.workgroup_bytes >= 2 * 16 * 16 * 8 {
+        let wg = 16 * 16;
+        if wg <= device.max_workgroup {
+            return Schedule { strategy: Strategy::TiledMatmul, workgroup_size: wg, tile: [16, 16, 16], ..base };
+        }
+    }
+    if let Some(row) = row_split(expr, shape) {
+        let wg = (row.reduce_extent.max(row.inner) as u32).next_power_of_two().clamp(32, device.max_workgroup);
+        let shared = row.reductions as u32 * wg * 8;
+        if shared <= device.workgroup_bytes && (row.inner > 1 || row.reduce_extent >= 256 && numel <= 4096) {
+            return Schedule { strategy: Strategy::RowReduce, workgroup_size: wg, ..base };
+        }
+    }
+    let wg = (numel.max(1) as u32).next_power_of_two().clamp(32, device.max_workgroup.min(256));
+    Schedule { workgroup_size: wg, ..base }
+}
+
+/// Schedules every group with its default schedule.
+pub fn schedule_all(fused: &Fused, device: &Device) -> Result<Vec<Kernel>, ScheduleError> {
+    (0..fused.groups.len()).map(|g| schedule_group(fused, g, &default_schedule(fused, g, device), device)).collect()
+}
+
+/// Builds the kernel of group `g` under `schedule`.
+pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Device) -> Result<Kernel, ScheduleError> {
+    let group = &fused.groups[g];
+    let err = |message: String| ScheduleError { kernel: group.name.clone(), message };
+    let mut buffers: Vec<Buffer> = Vec::new();
+    let global = |id: BufId, access| {
+        let b = &fused.buffers[id.index()];
+        Buffer { name: b.name.clone(), dtype: b.dtype, shape: b.shape.clone(), space: Space::Global, access }
+    };
+    buffers.extend(group.reads.iter().map(|&b| global(b, Access::Read)));
+    buffers.extend(group.writes.iter().map(|&b| global(b, Access::Write)));
+    let mut k = KernelBuilder { buffers, vars: VarGen::after(max_var(&group.compute) + 1) };
+    let (body, launch) = match &group.compute {
+        Compute::Program(stmts) => {
+            if schedule.strategy != Strategy::Serial {
+                return Err(err(format!("a program runs serially, not as {}", schedule.strategy.name())));
+            }
+            (lower_program(stmts.clone(), &mut k.vars), Launch::serial())
+        }
+        Compute::Map(expr) => {
+            let expr = remap_loads(expr.clone(), group);
+            let out = BufId(group.reads.len() as u32);
+            let shape = k.buffers[out.index()].shape.clone();
+            match schedule.strategy {
+                Strategy::Elementwise if device.kind == DeviceKind::Cpu => k.cpu_rows(expr, out, &shape, schedule),
+                Strategy::Elementwise => k.gpu_elementwise(expr, out, &shape, schedule, device),
+                Strategy::RowReduce => k.gpu_rows(expr, out, &shape, schedule, device).ok_or_else(|| {
+                    err("row_reduce needs reductions shared by a row of the output and a power-of-two workgroup".into())
+                })?,
+                Strategy::TiledMatmul => k
+                    .gpu_tiled_matmul(expr, out, &shape, schedule, device)
+                    .ok_or_else(|| err("tiled_matmul needs `epilogue(sum_k a(i, k) * b(k, j))`".into()))?,
+                Strategy::Serial => k.serial(expr, out, &shape),
+            }
+        }
+    };
+    if launch.threads_per_workgroup() > device.max_workgroup as u64 {
+        return Err(err(format!(
+            "{} invocations per workgroup exceed the device's {}",
+            launch.threads_per_workgroup(),
+            device.max_workgroup
+        )));
+    }
+    Ok(Kernel {
+        name: group.name.clone(),
+        buffers: k.buffers,
+        launch,
+        body,
+        schedule: *schedule,
+        covers: group.covers.clone(),
+    })
+}
+
+/// Renumbers a map group's loads from program buffers to the kernel's own (reads first).
+fn remap_loads(expr: Expr, group: &Group) -> Expr {
+    expr.rewrite(&mut |e| match e {
+        Expr::Load { buf, dtype, index, mask } => {
+            let local = group.reads.iter().position(|&b| b == buf).unwrap_or(0);
+            Expr::Load { buf: BufId(local as u32), dtype, index, mask }
+        }
+        e => e,
+    })
+}
+
+fn max_var(c: &Compute) -> u32 {
+    fn in_expr(e: &Expr) -> u32 {
+        let mut max = 0;
+        e.any(&mut |x| {
+            match x {
+                Expr::Var(v) => max = max.max(v.id),
+                Expr::Reduce(r) => r.vars.iter().for_each(|(v, _)| max = max.max(v.id)),
+                _ => {}
+            }
+            false
+        });
+        max
+    }
+    match c {
+        Compute::Map(e) => in_expr(e),
+        Compute::Program(stmts) => {
+            let mut max = 0;
+            visit_stmts(stmts, &mut |s| {
+                let m = match s {
+                    Stmt::For { var, extent, .. } => var.id.max(in_expr(extent)),
+                    Stmt::Let { var, value } | Stmt::Local { var, init: value } | Stmt::Assign { var, value } => {
+                        var.id.max(in_expr(value))
+                    }
+                    Stmt::Store { index, value, .. } => {
+                        index.iter().map(in_expr).max().unwrap_or(0).max(in_expr(value))
+                    }
+                    Stmt::If { cond, .. } => in_expr(cond),
+                    Stmt::Barrier => 0,
+                };
+                max = max.max(m);
+            });
+            max
+        }
+    }
+}
+
+/// Calls `f` on every statement, outer before inner.
+pub fn visit_stmts(stmts: &[Stmt], f: &mut impl FnMut(&Stmt)) {
+    for s in stmts {
+        f(s);
+        match s {
+            Stmt::For { body, .. } => visit_stmts(body, f),
+            Stmt::If { then, els, .. } => {
+                visit_stmts(then, f);
+                visit_stmts(els, f);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// How a row kernel splits the output: rows of `outer` axes, each of `inner` elements, and the
+/// reductions all elements of a row share.
+struct RowSplit {
+    outer_axes: usize,
+    inner: i64,
+    reduce_extent: i64,
+    reductions: usize,
+}
+
+/// The reductions of `expr` (outside other reductions) and the output axes each depends on.
+fn top_reductions(expr: &Expr) -> Vec<&Reduction> {
+    fn go<'a>(e: &'a Expr, out: &mut Vec<&'a Reduction>) {
+        match e {
+            Expr::Reduce(r) => out.push(r),
+            _ => e.for_each_child(|c| go(c, out)),
+        }
+    }
+    let mut out = Vec::new();
+    go(expr, &mut out);
+    out
+}
+
+fn axes_used(e: &Expr, rank: usize) -> Vec<bool> {
+    let mut used = vec![false; rank];
+    e.any(&mut |x| {
+        if let Expr::Axis(a) = x {
+            if let Some(u) = used.get_mut(*a as usize) {
+                *u = true;
+            }
+        }
+        false
+    });
+    used
+}
+
+fn row_split(expr: &Expr, shape: &[i64]) -> Option<RowSplit> {
+    let reductions = top_reductions(expr);
+    if reductions.is_empty() {
+        return None;
+    }
+    let rank = shape.len();
+    // Rows end after the last axis any shared reduction depends on.
+    let mut outer_axes = 0;
+    for r in &reductions {
+        let used = axes_used(&r.body, rank);
+        if let Some(last) = used.iter().rposition(|&u| u) {
+            outer_axes = outer_axes.max(last + 1);
+        }
+    }
+    let inner: i64 = shape[outer_axes..].iter().product();
+    let reduce_extent = reductions.iter().map(|r| r.vars.iter().map(|(_, n)| n).product::<i64>()).max().unwrap_or(1);
+    let mut keys: Vec<String> = reductions.iter().map(|r| canonical_key(r)).collect();
+    keys.sort();
+    keys.dedup();
+    Some(RowSplit { outer_axes, inner, reduce_extent, reductions: keys.len() * 2 })
+}
+
+/// The parts of `epilogue(sum_k a * b)`: the reduction, and which factor depends on which
+/// output axis (a on the row axis `rank-2`, b on the column axis `rank-1`).
+fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
+    if rank < 2 {
+        return None;
+    }
+    let reductions = top_reductions(expr);
+    let [r] = reductions.as_slice() else { return None };
+    if r.combine != Combine::Sum || r.vars.len() != 1 || contains_reduce(&r.body) || !r.body.dtype().is_float() {
+        return None;
+    }
+    let Expr::Binary(BinaryOp::Mul, a, b) = &r.body else { return None };
+    let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
+    let (row, col) = (rank - 2, rank - 1);
+    let k = r.vars[0].0;
+    let uses_k = |e: &Expr| free_vars(e).contains(&k);
+    if !uses_k(a) || !uses_k(b) {
+        return None;
+    }
+    if !ua[col] && !ub[row] {
+        Some((r, false))
+    } else if !ub[col] && !ua[row] {
+        Some((r, true))
+    } else {
+        None
+    }
+}
+
+struct KernelBuilder {
+    buffers: Vec<Buffer>,
+    vars: VarGen,
+}
+
+fn tid(axis: u8) -> Expr {
+    Expr::Special(Special::ThreadId(axis))
+}
+
+fn gid(axis: u8) -> Expr {
+    Expr::Special(Special::GroupId(axis))
+}
+
+fn lt(a: Expr, b: Expr) -> Expr {
+    Expr::binary(BinaryOp::Lt, a, b)
+}
+
+/// A grid of `groups` workgroups over axes x and y (each at most `max_grid`), and the
+/// expression of the flat workgroup index.
+fn grid_2d(groups: i64, max_grid: u32) -> ([u32; 3], Expr) {
+    let gx = groups.clamp(0, max_grid as i64);
+    if groups <= gx {
+        return ([gx as u32, 1, 1], gid(0));
+    }
+    let gy = (groups + gx - 1) / gx;
+    ([gx as u32, gy as u32, 1], Expr::add_index(Expr::mul_index(gid(1), Expr::i64(gx)), gid(0)))
+}
+
+impl KernelBuilder {
+    fn let_(&mut self, l: &mut ReductionLowering<'_>, value: Expr) -> Expr {
+        let v = l.vars.fresh(value.dtype());
+        l.push(Stmt::Let { var: v, value });
+        l.bind(v);
+        Expr::Var(v)
+    }
+
+    /// Binds output axes `axes` of `shape` from the flat index `flat`, as `let`s.
+    fn unflatten(
+        &mut self,
+        l: &mut ReductionLowering<'_>,
+        flat: Expr,
+        shape: &[i64],
+        axes: std::ops::Range<usize>,
+    ) -> Vec<Expr> {
+        let dims = &shape[axes.clone()];
+        let mut out = Vec::new();
+        let mut stride: i64 = dims.iter().product();
+        for (i, &d) in dims.iter().enumerate() {
+            stride /= d.max(1);
+            let mut e = Expr::div_index(flat.clone(), Expr::i64(stride));
+            if i > 0 {
+                e = Expr::rem_index(e, Expr::i64(d));
+            }
+            let v = if d == 1 { Expr::i64(0) } else { self.let_(l, e) };
+            out.push(v);
+        }
+        out
+    }
+
+    fn store_all(&mut self, l: &mut ReductionLowering<'_>, expr: Expr, out: BufId, axes: &[Expr]) {
+        let expr = bind_axes(expr, axes);
+        let value = l.lower(expr);
+        l.push(Stmt::Store { buf: out, index: axes.to_vec(), value });
+    }
+
+    /// One invocation per output element.
+    fn gpu_elementwise(
+        &mut self,
+        expr: Expr,
+        out: BufId,
+        shape: &[i64],
+        s: &Schedule,
+        device: &Device,
+    ) -> (Vec<Stmt>, Launch) {
+        let numel: i64 = shape.iter().product();
+        let wg = s.workgroup_size.max(1) as i64;
+        let groups = (numel + wg - 1) / wg;
+        let (grid, group) = grid_2d(groups, device.max_grid);
+        let mut vars = std::mem::take(&mut self.vars);
+        let mut l = ReductionLowering::new(&mut vars);
+        let flat = self.let_(&mut l, Expr::add_index(Expr::mul_index(group, Expr::i64(wg)), tid(0)));
+        l.open(&[]);
+        let axes = self.unflatten(&mut l, flat.clone(), shape, 0..shape.len());
+        self.store_all(&mut l, expr, out, &axes);
+        let then = l.close();
+        l.push(Stmt::If { cond: lt(flat, Expr::i64(numel)), then, els: vec![] });
+        let body = l.finish();
+        self.vars = vars;
+        (body, Launch { grid, workgroup: [wg as u32, 1, 1] })
+    }
+
+    /// One invocation per row (all axes but the last); the last axis is an inner loop, vector
+    /// lanes when the schedule says so. Reductions a row shares are hoisted out of the loop.
+    fn cpu_rows(&mut self, expr: Expr, out: BufId, shape: &[i64], s: &Schedule) -> (Vec<Stmt>, Launch) {
+        let rank = shape.len();
+        let last = if rank == 0 { 1 } else { shape[rank - 1] };
+        let rows: i64 = shape[..rank.saturating_sub(1)].iter().product();
+        let (grid, group) = grid_2d(rows, u32::MAX);
+        let mut vars = std::mem::take(&mut self.vars);
+        let mut l = ReductionLowering::new(&mut vars);
+        let mut axes = self.unflatten(&mut l, group, shape, 0..rank.saturating_sub(1));
+        let j = l.vars.index();
+        l.open(&[j]);
+        if rank > 0 {
+            axes.push(Expr::Var(j));
+        }
+        self.store_all(&mut l, expr, out, &axes);
+        let inner = l.close();
+        let straight = inner.iter().all(|st| matches!(st, Stmt::Let { .. } | Stmt::Store { .. }));
+        let kind = if s.vector > 1 && straight && last % s.vector as i64 == 0 {
+            LoopKind::Vector(s.vector)
+        } else {
+            LoopKind::Serial
+        };
+        l.push(Stmt::For { var: j, extent: Expr::i64(last), kind, body: inner });
+        let body = l.finish();
+        self.vars = vars;
+        (body, Launch { grid, workgroup: [1, 1, 1] })
+    }
+
+    /// A map run by one invocation (used when a schedule asks for it).
+    fn serial(&mut self, expr: Expr, out: BufId, shape: &[i64]) -> (Vec<Stmt>, Launch) {
+        let mut vars = std::mem::take(&mut self.vars);
+        let mut l = ReductionLowering::new(&mut vars);
+        let loops: Vec<Var> = shape.iter().map(|_| l.vars.index()).collect();
+        for v in &loops {
+            l.open(&[*v]);
+        }
+        let axes: Vec<Expr> = loops.iter().map(|v| Expr::Var(*v)).collect();
+        self.store_all(&mut l, expr, out, &axes);
+        for (v, n) in loops.iter().zip(shape).rev() {
+            let body = l.close();
+            l.push(Stmt::For { var: *v, extent: Expr::i64(*n), kind: LoopKind::Serial, body });
+        }
+        let body = l.finish();
+        self.vars = vars;
+        (body, Launch::serial())
+    }
+
+    fn shared(&mut self, name: &str, dtype: DType, shape: Vec<i64>) -> BufId {
+        self.buffers.push(Buffer {
+            name: name.into(),
+            dtype,
+            shape,
+            space: Space::Workgroup,
+            access: Access::ReadWrite,
+        });
+        BufId(self.buffers.len() as u32 - 1)
+    }
+
+    /// One workgroup per row: each reduction the row shares is computed cooperatively (a
+    /// strided partial per invocation, then a tree through workgroup memory), then the
+    /// invocations write the row's elements in strides.
+    fn gpu_rows(
+        &mut self,
+        expr: Expr,
+        out: BufId,
+        shape: &[i64],
+        s: &Schedule,
+        device: &Device,
+    ) -> Option<(Vec<Stmt>, Launch)> {
+        let split = row_split(&expr, shape)?;
+        let wg = s.workgroup_size as i64;
+        if wg < 1 || !(wg as u64).is_power_of_two() {
+            return None;
+        }
+        let rows: i64 = shape[..split.outer_axes].iter().product();
+        let (grid, group) = grid_2d(rows, device.max_grid);
+        let mut vars = std::mem::take(&mut self.vars);
+        let mut l = ReductionLowering::new(&mut vars);
+        let outer = self.unflatten(&mut l, group, shape, 0..split.outer_axes);
+        let mut expr = bind_axes_partial(expr, &outer);
+        // Compute shared reductions innermost first; each is replaced by its result everywhere.
+        while let Some(r) = next_row_reduction(&expr, split.outer_axes) {
+            let result = self.cooperative_reduce(&mut l, r.clone(), wg);
+            let key = canonical_key(&r);
+            expr = expr.rewrite(&mut |e| match e {
+                Expr::Reduce(x) if canonical_key(&x) == key => Expr::Var(result),
+                e => e,
+            });
+        }
+        // The row's elements, `wg` at a time.
+        let inner_shape = &shape[split.outer_axes..];
+        let t = l.vars.index();
+        l.open(&[t]);
+        let q = self.let_(&mut l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(wg)), tid(0)));
+        l.open(&[]);
+        let inner_axes = self.unflatten(&mut l, q.clone(), inner_shape, 0..inner_shape.len());
+        let mut axes = outer.clone();
+        axes.extend(inner_axes);
+        self.store_all(&mut l, expr, out, &axes);
+        let then = l.close();
+        l.push(Stmt::If { cond: lt(q, Expr::i64(split.inner)), then, els: vec![] });
+        let body = l.close();
+        l.push(Stmt::For { var: t, extent: Expr::i64((split.inner + wg - 1) / wg), kind: LoopKind::Serial, body });
+        let body = l.finish();
+        self.vars = vars;
+        Some((body, Launch { grid, workgroup: [wg as u32, 1, 1] }))
+    }
+
+    /// Emits a workgroup-wide reduction of `r` and returns the variable holding its result.
+    fn cooperative_reduce(&mut self, l: &mut ReductionLowering<'_>, r: Reduction, wg: i64) -> Var {
+        let dtype = r.body.dtype();
+        let arg = matches!(r.combine, Combine::ArgMax { .. } | Combine::ArgMin { .. });
+        let extent: i64 = r.vars.iter().map(|(_, n)| n).product();
+        let acc = l.vars.fresh(dtype);
+        let init = if arg { arg_start(r.combine, dtype) } else { identity(r.combine, dtype) };
+        l.push(Stmt::Local { var: acc, init });
+        let pos = l.vars.index();
+        if arg {
+            l.push(Stmt::Local { var: pos, init: Expr::i64(0) });
+        }
+        // Strided partials: invocation `tid` takes positions tid, tid + wg, ...
+        let t = l.vars.index();
+        l.open(&[t]);
+        let p = self.let_(l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(wg)), tid(0)));
+        l.open(&[]);
+        let dims: Vec<i64> = r.vars.iter().map(|(_, n)| *n).collect();
+        let idx = self.unflatten(l, p.clone(), &dims, 0..dims.len());
+        let body = r.body.rewrite(&mut |e| match e {
+            Expr::Var(v) => match r.vars.iter().position(|(x, _)| *x == v) {
+                Some(k) => idx[k].clone(),
+                None => Expr::Var(v),
+            },
+            e => e,
+        });
+        let term = l.lower(body);
+        if arg {
+            let tv = self.let_(l, term);
+            let better = arg_better(r.combine, tv.clone(), p.clone(), Expr::Var(acc), Expr::Var(pos));
+            let b = self.let_(l, better);
+            l.push(Stmt::Assign { var: acc, value: Expr::select(b.clone(), tv, Expr::Var(acc)) });
+            l.push(Stmt::Assign { var: pos, value: Expr::select(b, p.clone(), Expr::Var(pos)) });
+        } else {
+            l.push(Stmt::Assign { var: acc, value: combine_values(r.combine, Expr::Var(acc), term) });
+        }
+        let then = l.close();
+        l.push(Stmt::If { cond: lt(p, Expr::i64(extent)), then, els: vec![] });
+        let body = l.close();
+        l.push(Stmt::For { var: t, extent: Expr::i64((extent + wg - 1) / wg), kind: LoopKind::Serial, body });
+
+        // Tree over workgroup memory: halve the active invocations each step.
+        let vals = self.shared("partial", dtype, vec![wg]);
+        let poss = if arg { Some(self.shared("partial_pos", DType::I64, vec![wg])) } else { None };
+        l.push(Stmt::Store { buf: vals, index: vec![tid(0)], value: Expr::Var(acc) });
+        if let Some(pb) = poss {
+            l.push(Stmt::Store { buf: pb, index: vec![tid(0)], value: Expr::Var(pos) });
+        }
+        l.push(Stmt::Barrier);
+        let mut step = wg / 2;
+        while step >= 1 {
+            let other = Expr::add_index(tid(0), Expr::i64(step));
+            let mine_v = Expr::load(vals, dtype, vec![tid(0)]);
+            let theirs_v = Expr::load(vals, dtype, vec![other.clone()]);
+            let mut then = Vec::new();
+            match poss {
+                None => then.push(Stmt::Store {
+                    buf: vals,
+                    index: vec![tid(0)],
+                    value: combine_values(r.combine, mine_v, theirs_v),
+                }),
+                Some(pb) => {
+                    let mine_p = Expr::load(pb, DType::I64, vec![tid(0)]);
+                    let theirs_p = Expr::load(pb, DType::I64, vec![other]);
+                    let b = l.vars.fresh(DType::Bool);
+                    then.push(Stmt::Let {
+                        var: b,
+                        value: arg_better(
+                            r.combine,
+                            theirs_v.clone(),
+                            theirs_p.clone(),
+                            mine_v.clone(),
+                            mine_p.clone(),
+                        ),
+                    });
+                    then.push(Stmt::Store {
+                        buf: vals,
+                        index: vec![tid(0)],
+                        value: Expr::select(Expr::Var(b), theirs_v, mine_v),
+                    });
+                    then.push(Stmt::Store {
+                        buf: pb,
+                        index: vec![tid(0)],
+                        value: Expr::select(Expr::Var(b), theirs_p, mine_p),
+                    });
+                }
+            }
+            l.push(Stmt::If { cond: lt(tid(0), Expr::i64(step)), then, els: vec![] });
+            l.push(Stmt::Barrier);
+            step /= 2;
+        }
+        let result = l.vars.fresh(if arg { DType::I64 } else { dtype });
+        let value = match poss {
+            Some(pb) => Expr::load(pb, DType::I64, vec![Expr::i64(0)]),
+            None => Expr::load(vals, dtype, vec![Expr::i64(0)]),
+        };
+        l.push(Stmt::Let { var: result, value });
+        l.bind(result);
+        // Everyone has read the result before the buffer is reused.
+        l.push(Stmt::Barrier);
+        result
+    }
+
+    /// Output tiles of `tile[0] x tile[1]` per workgroup, one element per invocation; operand
+    /// tiles of depth `tile[2]` are staged through workgroup memory.
+    fn gpu_tiled_matmul(
+        &mut self,
+        expr: Expr,
+        out: BufId,
+        shape: &[i64],
+        s: &Schedule,
+        device: &Device,
+    ) -> Option<(Vec<Stmt>, Launch)> {
+        let rank = shape.len();
+        let (r, swapped) = matmul_parts(&expr, rank)?;
+        let r = r.clone();
+        let [tm, tn, tk] = s.tile.map(|t| t as i64);
+        if tm * tn != s.workgroup_size as i64 || tk != tn || tk != tm {
+            return None;
+        }
+        let Expr::Binary(_, a, b) = r.body.clone() else { return None };
+        let (a, b) = if swapped { (*b, *a) } else { (*a, *b) };
+        let (m, n) = (shape[rank - 2], shape[rank - 1]);
+        let k_extent = r.vars[0].1;
+        let k = r.vars[0].0;
+        let batch: i64 = shape[..rank - 2].iter().product();
+        if batch > device.max_grid as i64 {
+            return None;
+        }
+        let dtype = r.body.dtype();
+        let mut vars = std::mem::take(&mut self.vars);
+        let mut l = ReductionLowering::new(&mut vars);
+        let j = self.let_(&mut l, Expr::add_index(Expr::mul_index(gid(0), Expr::i64(tn)), tid(0)));
+        let i = self.let_(&mut l, Expr::add_index(Expr::mul_index(gid(1), Expr::i64(tm)), tid(1)));
+        let mut axes = self.unflatten(&mut l, gid(2), shape, 0..rank - 2);
+        axes.push(i.clone());
+        axes.push(j.clone());
+        let a_tile = self.shared("a_tile", dtype, vec![tm, tk]);
+        let b_tile = self.shared("b_tile", dtype, vec![tk, tn]);
+        let acc = l.vars.fresh(dtype);
+        l.push(Stmt::Local { var: acc, init: Expr::lit(0.0, dtype) });
+        let at = |e: Expr, kv: Expr, axes: &[Expr]| {
+            bind_axes(e, axes).rewrite(&mut |x| match x {
+                Expr::Var(v) if v == k => kv.clone(),
+                x => x,
+            })
+        };
+        let t = l.vars.index();
+        l.open(&[t]);
+        let ka = self.let_(&mut l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(tk)), tid(0)));
+        let a_ok = Expr::and(lt(i.clone(), Expr::i64(m)), lt(ka.clone(), Expr::i64(k_extent)));
+        let a_val = l.lower(Expr::select(a_ok, at(a, ka, &axes), Expr::lit(0.0, dtype)));
+        l.push(Stmt::Store { buf: a_tile, index: vec![tid(1), tid(0)], value: a_val });
+        let kb = self.let_(&mut l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(tk)), tid(1)));
+        let b_ok = Expr::and(lt(kb.clone(), Expr::i64(k_extent)), lt(j.clone(), Expr::i64(n)));
+        let b_val = l.lower(Expr::select(b_ok, at(b, kb, &axes), Expr::lit(0.0, dtype)));
+        l.push(Stmt::Store { buf: b_tile, index: vec![tid(1), tid(0)], value: b_val });
+        l.push(Stmt::Barrier);
+        let kk = l.vars.index();
+        let product = Expr::binary(
+            BinaryOp::Mul,
+            Expr::load(a_tile, dtype, vec![tid(1), Expr::Var(kk)]),
+            Expr::load(b_tile, dtype, vec![Expr::Var(kk), tid(0)]),
+        );
+        let step = vec![Stmt::Assign { var: acc, value: Expr::binary(BinaryOp::Add, Expr::Var(acc), product) }];
+        let kind = if s.unroll > 1 { LoopKind::Unroll } else { LoopKind::Serial };
+        l.push(Stmt::For { var: kk, extent: Expr::i64(tk), kind, body: step });
+        l.push(Stmt::Barrier);
+        let body = l.close();
+        l.push(Stmt::For { var: t, extent: Expr::i64((k_extent + tk - 1) / tk), kind: LoopKind::Serial, body });
+        // The epilogue, with the reduction replaced by the accumulator.
+        let key = canonical_key(&r);
+        let epilogue = expr.rewrite(&mut |e| match e {
+            Expr::Reduce(x) if canonical_key(&x) == key => Expr::Var(acc),
+            e => e,
+        });
+        l.open(&[]);
+        self.store_all(&mut l, epilogue, out, &axes);
+        let then = l.close();
+        l.push(Stmt::If { cond: Expr::and(lt(i, Expr::i64(m)), lt(j, Expr::i64(n))), then, els: vec![] });
+        let body = l.finish();
+        self.vars = vars;
+        let groups_x = ((n + tn - 1) / tn) as u32;
+        let groups_y = ((m + tm - 1) / tm) as u32;
+        Some((body, Launch { grid: [groups_x, groups_y, batch as u32], workgroup: [tn as u32, tm as u32, 1] }))
+    }
+}
+
+/// `expr` with output axis `a` replaced by `axes[a]`.
+fn bind_axes(expr: Expr, axes: &[Expr]) -> Expr {
+    expr.rewrite(&mut |e| match e {
+        Expr::Axis(a) => axes.get(a as usize).cloned().unwrap_or(Expr::i64(0)),
+        e => e,
+    })
+}
+
+/// `expr` with the first `axes.len()` output axes replaced; later axes stay.
+fn bind_axes_partial(expr: Expr, axes: &[Expr]) -> Expr {
+    expr.rewrite(&mut |e| match e {
+        Expr::Axis(a) if (a as usize) < axes.len() => axes[a as usize].clone(),
+        e => e,
+    })
+}
+
+/// The innermost reduction of `expr` that depends on no inner axis (`>= outer_axes`) and on
+/// no variable of an enclosing reduction, and contains no other such reduction.
+fn next_row_reduction(expr: &Expr, outer_axes: usize) -> Option<Reduction> {
+    fn go(e: &Expr, outer: usize, enclosing: &mut Vec<Var>, found: &mut Option<Reduction>) {
+        if found.is_some() {
+            return;
+        }
+        if let Expr::Reduce(r) = e {
+            let n = enclosing.len();
+            enclosing.extend(r.vars.iter().map(|(v, _)| *v));
+            go(&r.body, outer, enclosing, found);
+            enclosing.truncate(n);
+            if found.is_none() {
+                let inner_axis = r.body.any(&mut |x| matches!(x, Expr::Axis(a) if *a as usize >= outer));
+                let own: Vec<Var> = r.vars.iter().map(|(v, _)| *v).collect();
+                let free = free_vars(&r.body);
+                let nested = free.iter().any(|v| !own.contains(v) && enclosing.contains(v));
+                if !inner_axis && !nested {
+                    *found = Some((**r).clone());
+                }
+            }
+            return;
+        }
+        e.for_each_child(|c| go(c, outer, enclosing, found));
+    }
+    let mut found = None;
+    go(expr, outer_axes, &mut Vec::new(), &mut found);
+    found
+}

@@ -1,0 +1,127 @@
+//! What a fused program costs: kernels, bytes moved through device memory and arithmetic, per
+//! kernel and in total — the figures `nnc compile --stats` prints, countable without a device.
+//!
+//! Bytes are counted as an ideal cache would: every global buffer a kernel touches moves once
+//! per kernel (read or written), workgroup memory and registers are free. Operations are the
+//! expression's arithmetic on values (index arithmetic excluded), with each reduction counted
+//! as often as the scheduler runs it.
+
+use crate::fuse::{ops_per_element, BufferKind, Fused};
+use crate::kernel::Compute;
+use std::fmt::Write;
+
+/// The cost of one kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelStats {
+    pub name: String,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Of the bytes read, those of weights (constants).
+    pub weight_bytes: u64,
+    pub ops: f64,
+}
+
+impl KernelStats {
+    pub fn bytes(&self) -> u64 {
+        self.bytes_read + self.bytes_written
+    }
+}
+
+/// The cost of a whole program.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramStats {
+    pub kernels: Vec<KernelStats>,
+}
+
+impl ProgramStats {
+    pub fn of(fused: &Fused) -> ProgramStats {
+        let kernels = fused
+            .groups
+            .iter()
+            .map(|g| {
+                let size = |b: &crate::expr::BufId| fused.buffers[b.index()].bytes().max(0) as u64;
+                let weight_bytes = g
+                    .reads
+                    .iter()
+                    .filter(|b| matches!(fused.buffers[b.index()].kind, BufferKind::Constant(_)))
+                    .map(size)
+                    .sum();
+                let out = &fused.buffers[g.writes[0].index()];
+                let ops = match &g.compute {
+                    Compute::Map(e) => ops_per_element(e, &out.shape) * out.numel() as f64,
+                    // A program's work is not modelled; count one operation per element written.
+                    Compute::Program(_) => g.writes.iter().map(|b| fused.buffers[b.index()].numel() as f64).sum(),
+                };
+                KernelStats {
+                    name: g.name.clone(),
+                    bytes_read: g.reads.iter().map(size).sum(),
+                    bytes_written: g.writes.iter().map(size).sum(),
+                    weight_bytes,
+                    ops,
+                }
+            })
+            .collect();
+        ProgramStats { kernels }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.kernels.iter().map(|k| k.bytes()).sum()
+    }
+
+    /// Bytes moved other than reading weights: the traffic fusion can remove.
+    pub fn activation_bytes(&self) -> u64 {
+        self.kernels.iter().map(|k| k.bytes() - k.weight_bytes).sum()
+    }
+
+    pub fn ops(&self) -> f64 {
+        self.kernels.iter().map(|k| k.ops).sum()
+    }
+
+    /// One line per kernel, then the total.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "{:<40} {:>12} {:>12} {:>14}", "kernel", "bytes read", "written", "ops");
+        for k in &self.kernels {
+            let _ = writeln!(s, "{:<40} {:>12} {:>12} {:>14.0}", k.name, k.bytes_read, k.bytes_written, k.ops);
+        }
+        let _ = writeln!(
+            s,
+            "{:<40} {:>12} {:>12} {:>14.0}",
+            format!("total ({} kernels)", self.kernels.len()),
+            self.kernels.iter().map(|k| k.bytes_read).sum::<u64>(),
+            self.kernels.iter().map(|k| k.bytes_written).sum::<u64>(),
+            self.ops()
+        );
+        s
+    }
+}
+
+/// The baseline fusion is measured against: one kernel per graph node (constants excluded),
+/// each reading its operands and writing its results.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeBaseline {
+    pub kernels: usize,
+    pub bytes: u64,
+    pub weight_bytes: u64,
+}
+
+impl NodeBaseline {
+    /// Needs static shapes; a value with a symbolic shape counts as empty.
+    pub fn of(graph: &nnc_ir::Graph) -> NodeBaseline {
+        let producers = graph.producers();
+        let is_constant = |v: &nnc_ir::ValueId| {
+            producers[v.index()].is_some_and(|p| matches!(graph.nodes[p].op, nnc_ir::Op::Constant(_)))
+        };
+        let bytes_of = |v: &nnc_ir::ValueId| {
+            let ty = graph.ty(*v);
+            ty.static_shape().map(|s| s.iter().product::<usize>() * ty.dtype.size_bytes()).unwrap_or(0) as u64
+        };
+        let mut base = NodeBaseline { kernels: 0, bytes: 0, weight_bytes: 0 };
+        for node in graph.nodes.iter().filter(|n| !matches!(n.op, nnc_ir::Op::Constant(_))) {
+            base.kernels += 1;
+            base.bytes += node.inputs.iter().chain(&node.outputs).map(bytes_of).sum::<u64>();
+            base.weight_bytes += node.inputs.iter().filter(|v| is_constant(v)).map(bytes_of).sum::<u64>();
+        }
+        base
+    }
+}
