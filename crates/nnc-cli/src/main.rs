@@ -30,6 +30,8 @@ enum Command {
     Dump(commands::dump::DumpArgs),
     /// Run a model on inputs from files, print or save its outputs, and compare them with expected ones.
     Run(commands::run::RunArgs),
+    /// Compile a model (rewrite, fuse, schedule) and, with --stats, report kernels, bytes and operations.
+    Compile(commands::compile::CompileArgs),
     /// Run every ONNX test case under a folder and report, per op, how many pass.
     Conformance(commands::conformance::ConformanceArgs),
 }
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Dump(args) => commands::dump::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Conformance(args) => commands::conformance::run(args),
+        Command::Compile(args) => commands::compile::run(args),
     };
     match result {
         Ok(code) => code,

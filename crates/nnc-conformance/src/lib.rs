@@ -53,8 +53,7 @@ impl Backend for KernelInterp {
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
         let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
         let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
-        let program = nnc_kernel::program::compile(&optimized.graph, &self.device, &Default::default())
-            .map_err(|e| e.to_string())?;
+        let program = nnc_kernel::program::compile(&optimized.graph, &self.device, None).map_err(|e| e.to_string())?;
         program.run_interpreted(inputs).map_err(|e| e.to_string())
     }
 }

@@ -26,11 +26,6 @@ use std::fmt;
 /// deep chains with many uses stay printable and fast to schedule.
 const MAX_EXPR_NODES: usize = 4000;
 
-/// Relative price of one byte moved through device memory and of one arithmetic operation.
-/// Memory is the scarce resource: a GPU or CPU core does tens of operations per byte loaded.
-pub const BYTE_COST: f64 = 1.0;
-pub const OP_COST: f64 = 0.25;
-
 /// A buffer of the fused program: a graph input, a weight, or a value a group materializes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProgramBuffer {
@@ -104,11 +99,15 @@ pub struct Fused {
 pub struct FuseOptions {
     /// `false` gives one group per node: the unfused baseline that `--stats` compares against.
     pub fuse: bool,
+    /// The target's machine balance: arithmetic operations it does in the time it moves one
+    /// byte through device memory (`Device::ops_per_byte`). Recomputing `n` operations to save
+    /// `b` bytes pays when `n <= b * ops_per_byte`.
+    pub ops_per_byte: u32,
 }
 
 impl Default for FuseOptions {
     fn default() -> Self {
-        FuseOptions { fuse: true }
+        FuseOptions { fuse: true, ops_per_byte: 16 }
     }
 }
 
@@ -400,10 +399,13 @@ pub fn collect_loads(e: &Expr, out: &mut Vec<BufId>) {
 /// reduction-rooted producer) how many distinct indices it asks for.
 #[derive(Clone, Debug, Default)]
 struct Sites {
-    /// Evaluations of the loads, as the consumers run them.
-    evaluations: f64,
-    /// Distinct indices loaded (what a hoisted reduction is computed for).
-    distinct: f64,
+    /// Evaluations of the loads outside the consumers' reductions, as the consumers run them.
+    outside: f64,
+    /// Distinct indices those loads ask for (what a shared reduction is computed for).
+    outside_distinct: f64,
+    /// Evaluations of the loads inside the consumers' reductions: there a producer's own
+    /// reductions cannot be shared and run in full each time.
+    inside: f64,
     /// Whether a consumer cannot take an expression (it is a program).
     program_consumer: bool,
     consumers: usize,
@@ -458,12 +460,12 @@ impl Counter<'_> {
     /// Calls `f(node, runs, distinct)` for every node of `e`, which runs `runs` times; for a
     /// load, `distinct` is how many different elements it asks for in those runs that a
     /// reduction-rooted producer would compute once each.
-    fn walk(&mut self, e: &Expr, runs: f64, in_reduction: bool, f: &mut impl FnMut(&Expr, f64, f64)) {
+    fn walk(&mut self, e: &Expr, runs: f64, in_reduction: bool, f: &mut impl FnMut(&Expr, f64, f64, bool)) {
         match e {
             Expr::Reduce(r) => {
                 let own: f64 = r.vars.iter().map(|(_, n)| *n as f64).product();
                 let reduce_runs = self.distinct(&[&r.body], !in_reduction).min(runs.max(1.0)).max(1.0);
-                f(e, reduce_runs * own, reduce_runs * own);
+                f(e, reduce_runs * own, reduce_runs * own, in_reduction);
                 for (v, n) in &r.vars {
                     self.vars.push((v.id, *n));
                 }
@@ -478,11 +480,11 @@ impl Counter<'_> {
                     parts.extend(mask.as_deref());
                     self.distinct(&parts, true)
                 };
-                f(e, runs, distinct);
+                f(e, runs, distinct, in_reduction);
                 e.for_each_child(|c| self.walk(c, runs, in_reduction, f));
             }
             _ => {
-                f(e, runs, runs);
+                f(e, runs, runs, in_reduction);
                 e.for_each_child(|c| self.walk(c, runs, in_reduction, f));
             }
         }
@@ -497,11 +499,15 @@ fn load_sites(graph: &Graph, computes: &[Option<Compute>], shapes: &[Vec<i64>]) 
                 let out = &shapes[node.outputs[0].index()];
                 let mut counter = Counter::new(out);
                 let elements = counter.elements;
-                counter.walk(e, elements, false, &mut |x, runs, distinct| {
+                counter.walk(e, elements, false, &mut |x, runs, distinct, inside| {
                     if let Expr::Load { buf, .. } = x {
                         let s = sites.entry(node.inputs[buf.index()]).or_default();
-                        s.evaluations += runs;
-                        s.distinct += distinct;
+                        if inside {
+                            s.inside += runs;
+                        } else {
+                            s.outside += runs;
+                            s.outside_distinct += distinct;
+                        }
                     }
                 });
                 for v in &node.inputs {
@@ -521,17 +527,47 @@ fn load_sites(graph: &Graph, computes: &[Option<Compute>], shapes: &[Vec<i64>]) 
     sites
 }
 
-/// Arithmetic operations per element of `e` over `shape`, with each reduction counted as the
-/// scheduler runs it (see [`Counter`]). Index arithmetic (`i64`) is address computation, not work.
-pub fn ops_per_element(e: &Expr, shape: &[i64]) -> f64 {
+/// For each buffer `e` loads, how many elements its loads can ask for: per load site, the
+/// product of the extents of the axes and reduction variables its index depends on, summed over
+/// sites (an upper bound on the elements read).
+pub fn elements_read(e: &Expr, shape: &[i64]) -> BTreeMap<BufId, f64> {
+    fn go(e: &Expr, counter: &mut Counter<'_>, reads: &mut BTreeMap<BufId, f64>) {
+        match e {
+            Expr::Reduce(r) => {
+                for (v, n) in &r.vars {
+                    counter.vars.push((v.id, *n));
+                }
+                go(&r.body, counter, reads);
+                counter.vars.truncate(counter.vars.len() - r.vars.len());
+            }
+            Expr::Load { buf, index, mask, .. } => {
+                let mut parts: Vec<&Expr> = index.iter().collect();
+                parts.extend(mask.as_deref());
+                *reads.entry(*buf).or_default() += counter.distinct(&parts, true);
+                e.for_each_child(|c| go(c, counter, reads));
+            }
+            _ => e.for_each_child(|c| go(c, counter, reads)),
+        }
+    }
+    let mut reads = BTreeMap::new();
+    go(e, &mut Counter::new(shape), &mut reads);
+    reads
+}
+
+/// Floating-point operations per element of `e` over `shape` (arithmetic on floating-point
+/// values, and one per reduction step), with each reduction counted as the scheduler runs it
+/// (see [`Counter`]). Loads are memory traffic, and integer and boolean arithmetic is index
+/// computation: neither is counted.
+pub fn flops_per_element(e: &Expr, shape: &[i64]) -> f64 {
     let mut counter = Counter::new(shape);
     let elements = counter.elements;
     let mut total = 0.0;
-    counter.walk(e, elements, false, &mut |x, runs, _| {
+    counter.walk(e, elements, false, &mut |x, runs, _, _| {
         let work = match x {
-            Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) => false,
-            Expr::Load { .. } | Expr::Reduce(_) => true,
-            _ => x.dtype() != DType::I64,
+            Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) | Expr::Load { .. } => false,
+            Expr::Reduce(r) => r.body.dtype().is_float(),
+            Expr::Unary(_, a) | Expr::Binary(_, a, _) | Expr::Select(_, a, _) => a.dtype().is_float(),
+            Expr::Cast(to, a) => to.is_float() || a.dtype().is_float(),
         };
         if work {
             total += runs;
@@ -578,19 +614,24 @@ fn decide(
     }
     let shape = &shapes[v.index()];
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
-    let rooted = matches!(expr, Expr::Reduce(_)) || top_reduction(expr);
-    let evaluations = if rooted { s.distinct } else { s.evaluations };
-    // Each evaluation replaces the consumer's own load of the value, so one load per
-    // evaluation is not extra work: a transpose or broadcast inlines for free.
-    let ops = (ops_per_element(expr, shape) - 1.0).max(0.0);
-    let extra = (evaluations - numel).max(0.0) * ops * OP_COST;
+    // Work per evaluation where the value's reductions are shared by the elements of a row
+    // (materialized, or inlined outside the consumer's reductions) and where they are not.
+    let shared_ops = flops_per_element(expr, shape);
+    let full_ops = flops_per_element(expr, &vec![1; shape.len()]).max(shared_ops);
+    let rooted = top_reduction(expr);
+    let outside_work = if rooted { s.outside_distinct * full_ops } else { s.outside * shared_ops };
+    let inlined_work = outside_work + s.inside * full_ops;
+    // Priced in bytes: an operation costs 1/ops_per_byte of a byte moved. (The recomputation's
+    // loads are not priced: they hit the cache the first evaluation filled.)
+    let extra = (inlined_work - numel * shared_ops).max(0.0) / options.ops_per_byte.max(1) as f64;
     let bytes = numel * graph.ty(v).dtype.size_bytes() as f64;
-    let saved = bytes * (1.0 + s.consumers as f64) * BYTE_COST;
+    let saved = bytes * (1.0 + s.consumers as f64);
     let why = format!(
-        "{} consumer(s) evaluate it {:.3}x per element ({:.1} ops each): recompute {} vs {} bytes saved",
+        "{} consumer(s) evaluate it {:.3}x per element ({:.1} flops each, {:.1} unshared): recompute {} vs {} bytes saved",
         s.consumers,
-        evaluations / numel,
-        ops,
+        (s.outside + s.inside) / numel,
+        shared_ops,
+        full_ops,
         human(extra),
         human(saved)
     );

@@ -36,9 +36,10 @@ pub enum RunError {
     Kernel(#[from] KernelError),
 }
 
-/// Fuses and schedules `graph` (static shapes) for `device`.
-pub fn compile(graph: &Graph, device: &Device, options: &FuseOptions) -> Result<Program, CompileError> {
-    let fused = fuse(graph, options)?;
+/// Fuses and schedules `graph` (static shapes) for `device` (fusion priced by
+/// [`Device::fuse_options`] unless `options` says otherwise).
+pub fn compile(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Program, CompileError> {
+    let fused = fuse(graph, &options.copied().unwrap_or_else(|| device.fuse_options()))?;
     let kernels = schedule_all(&fused, device)?;
     Ok(Program { fused, kernels, device: *device })
 }

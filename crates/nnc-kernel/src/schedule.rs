@@ -32,6 +32,9 @@ pub struct Device {
     pub max_grid: u32,
     /// Lanes of the vector unit for the kernels' element type (1 = none).
     pub vector: u32,
+    /// Machine balance: arithmetic operations per byte of device-memory traffic, which prices
+    /// recomputation against memory traffic in fusion decisions.
+    pub ops_per_byte: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,12 +46,28 @@ pub enum DeviceKind {
 impl Device {
     /// The portable GPU baseline (WebGPU's default limits).
     pub fn gpu() -> Device {
-        Device { kind: DeviceKind::Gpu, max_workgroup: 256, workgroup_bytes: 16384, max_grid: 65535, vector: 1 }
+        // A datacenter GPU does 10-20 fp32 operations per byte of DRAM bandwidth.
+        Device {
+            kind: DeviceKind::Gpu,
+            max_workgroup: 256,
+            workgroup_bytes: 16384,
+            max_grid: 65535,
+            vector: 1,
+            ops_per_byte: 16,
+        }
     }
 
     /// A CPU with 128-bit vectors: workgroups of one invocation, run across threads.
     pub fn cpu() -> Device {
-        Device { kind: DeviceKind::Cpu, max_workgroup: 1, workgroup_bytes: 0, max_grid: u32::MAX, vector: 4 }
+        // Two cores of 128-bit FMA against one memory channel: about 4-8 operations per byte.
+        Device {
+            kind: DeviceKind::Cpu,
+            max_workgroup: 1,
+            workgroup_bytes: 0,
+            max_grid: u32::MAX,
+            vector: 4,
+            ops_per_byte: 6,
+        }
     }
 }
 
@@ -727,4 +746,11 @@ fn next_row_reduction(expr: &Expr, outer_axes: usize) -> Option<Reduction> {
     let mut found = None;
     go(expr, outer_axes, &mut Vec::new(), &mut found);
     found
+}
+
+impl Device {
+    /// Fusion options priced for this device.
+    pub fn fuse_options(&self) -> crate::fuse::FuseOptions {
+        crate::fuse::FuseOptions { fuse: true, ops_per_byte: self.ops_per_byte }
+    }
 }

@@ -1,12 +1,13 @@
 //! What a fused program costs: kernels, bytes moved through device memory and arithmetic, per
 //! kernel and in total — the figures `nnc compile --stats` prints, countable without a device.
 //!
-//! Bytes are counted as an ideal cache would: every global buffer a kernel touches moves once
-//! per kernel (read or written), workgroup memory and registers are free. Operations are the
-//! expression's arithmetic on values (index arithmetic excluded), with each reduction counted
-//! as often as the scheduler runs it.
+//! Bytes are counted as an ideal cache would: every element of global memory a kernel touches
+//! moves once per kernel (read or written; a kernel reading a slice of a buffer moves the slice),
+//! workgroup memory and registers are free. FLOPs are the expression's floating-point
+//! arithmetic (index arithmetic excluded), with each reduction counted as often as the
+//! scheduler runs it.
 
-use crate::fuse::{ops_per_element, BufferKind, Fused};
+use crate::fuse::{elements_read, flops_per_element, BufferKind, Fused};
 use crate::kernel::Compute;
 use std::fmt::Write;
 
@@ -18,7 +19,7 @@ pub struct KernelStats {
     pub bytes_written: u64,
     /// Of the bytes read, those of weights (constants).
     pub weight_bytes: u64,
-    pub ops: f64,
+    pub flops: f64,
 }
 
 impl KernelStats {
@@ -40,24 +41,39 @@ impl ProgramStats {
             .iter()
             .map(|g| {
                 let size = |b: &crate::expr::BufId| fused.buffers[b.index()].bytes().max(0) as u64;
-                let weight_bytes = g
-                    .reads
-                    .iter()
-                    .filter(|b| matches!(fused.buffers[b.index()].kind, BufferKind::Constant(_)))
-                    .map(size)
-                    .sum();
                 let out = &fused.buffers[g.writes[0].index()];
-                let ops = match &g.compute {
-                    Compute::Map(e) => ops_per_element(e, &out.shape) * out.numel() as f64,
-                    // A program's work is not modelled; count one operation per element written.
+                // A map reads at most what its loads can address (a slice of a weight, not all
+                // of it); a program is taken to read its operands whole.
+                let reads: Vec<(crate::expr::BufId, u64)> = match &g.compute {
+                    Compute::Map(e) => {
+                        let counts = elements_read(e, &out.shape);
+                        g.reads
+                            .iter()
+                            .map(|b| {
+                                let elements = counts.get(b).copied().unwrap_or(0.0);
+                                let bytes = elements * fused.buffers[b.index()].dtype.size_bytes() as f64;
+                                (*b, (bytes as u64).min(size(b)))
+                            })
+                            .collect()
+                    }
+                    Compute::Program(_) => g.reads.iter().map(|b| (*b, size(b))).collect(),
+                };
+                let flops = match &g.compute {
+                    Compute::Map(e) => flops_per_element(e, &out.shape) * out.numel() as f64,
+                    // A program's work is not modelled; count one FLOP per element written.
                     Compute::Program(_) => g.writes.iter().map(|b| fused.buffers[b.index()].numel() as f64).sum(),
                 };
+                let weight_bytes = reads
+                    .iter()
+                    .filter(|(b, _)| matches!(fused.buffers[b.index()].kind, BufferKind::Constant(_)))
+                    .map(|(_, n)| n)
+                    .sum();
                 KernelStats {
                     name: g.name.clone(),
-                    bytes_read: g.reads.iter().map(size).sum(),
+                    bytes_read: reads.iter().map(|(_, n)| n).sum(),
                     bytes_written: g.writes.iter().map(size).sum(),
                     weight_bytes,
-                    ops,
+                    flops,
                 }
             })
             .collect();
@@ -73,24 +89,30 @@ impl ProgramStats {
         self.kernels.iter().map(|k| k.bytes() - k.weight_bytes).sum()
     }
 
-    pub fn ops(&self) -> f64 {
-        self.kernels.iter().map(|k| k.ops).sum()
+    pub fn flops(&self) -> f64 {
+        self.kernels.iter().map(|k| k.flops).sum()
     }
 
-    /// One line per kernel, then the total.
-    pub fn table(&self) -> String {
+    /// One line per kernel (with the strategy each was scheduled with), then the total.
+    pub fn table_with(&self, strategies: &[&str]) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "{:<40} {:>12} {:>12} {:>14}", "kernel", "bytes read", "written", "ops");
-        for k in &self.kernels {
-            let _ = writeln!(s, "{:<40} {:>12} {:>12} {:>14.0}", k.name, k.bytes_read, k.bytes_written, k.ops);
+        let _ =
+            writeln!(s, "{:<36} {:<13} {:>12} {:>12} {:>14}", "kernel", "schedule", "bytes read", "written", "flops");
+        for (i, k) in self.kernels.iter().enumerate() {
+            let strategy = strategies.get(i).copied().unwrap_or("");
+            let _ = writeln!(
+                s,
+                "{:<36} {:<13} {:>12} {:>12} {:>14.0}",
+                k.name, strategy, k.bytes_read, k.bytes_written, k.flops
+            );
         }
         let _ = writeln!(
             s,
-            "{:<40} {:>12} {:>12} {:>14.0}",
+            "{:<50} {:>12} {:>12} {:>14.0}",
             format!("total ({} kernels)", self.kernels.len()),
             self.kernels.iter().map(|k| k.bytes_read).sum::<u64>(),
             self.kernels.iter().map(|k| k.bytes_written).sum::<u64>(),
-            self.ops()
+            self.flops()
         );
         s
     }

@@ -100,7 +100,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         graph = opt.graph;
     }
     if matches!(pass, Pass::Fuse | Pass::Schedule) {
-        let fused = nnc_kernel::fuse::fuse(&graph, &Default::default())
+        let fused = nnc_kernel::fuse::fuse(&graph, &args.device.device().fuse_options())
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot fuse {}", args.file.display()))?;
         if args.explain {
