@@ -1,8 +1,9 @@
 //! Reductions: `reduce_*`, `argmax`/`argmin`, `cumulative` and `topk`.
 //!
 //! - `reduce_<kind>` is one [`Expr::Reduce`] over fresh variables for the reduced axes; `mean`
-//!   is the sum divided by the element count in the value's dtype (integer means truncate). An
-//!   empty axis list is a copy.
+//!   is the sum divided by the element count in the value's dtype; an integer mean (other than
+//!   `u64`) sums in `i64` and truncates, as the interpreter divides the unwrapped sum. An empty
+//!   axis list is a copy.
 //! - `argmax`/`argmin` are [`Combine::ArgMax`]/[`Combine::ArgMin`] over the axis (NaN wins, ties
 //!   go to the first or, with `select_last`, the last position).
 //! - `cumulative` is, per element, a reduction over the whole axis of
@@ -50,7 +51,14 @@ pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, Low
                 ReduceKind::Min => Combine::Min,
             };
             let count: i64 = rvars.iter().map(|&(_, n)| n).product();
-            let r = Expr::reduce(combine, rvars, cx.load(0, index)?);
+            let term = cx.load(0, index)?;
+            if *kind == ReduceKind::Mean && !dtype.is_float() && dtype != DType::U64 {
+                // The interpreter divides the wide (`i64`) sum, so the mean of large values
+                // does not wrap; the quotient lies between the extreme terms, so it fits.
+                let sum = Expr::reduce(combine, rvars, Expr::cast(DType::I64, term));
+                return Ok(Compute::Map(Expr::cast(dtype, bin(BinaryOp::Div, sum, Expr::i64(count)))));
+            }
+            let r = Expr::reduce(combine, rvars, term);
             Ok(Compute::Map(if *kind == ReduceKind::Mean {
                 bin(BinaryOp::Div, r, literal(count as f64, dtype))
             } else {
