@@ -2,8 +2,8 @@
 //!
 //! - `reduce_<kind>` is one [`Expr::Reduce`] over fresh variables for the reduced axes; `mean`
 //!   is the sum divided by the element count in the value's dtype; an integer mean (other than
-//!   `u64`) sums in `i64` and truncates, as the interpreter divides the unwrapped sum. An empty
-//!   axis list is a copy.
+//!   `u64`) sums in `i64` and truncates, as the interpreter divides the unwrapped sum; `f16` and
+//!   `bf16` sums and means accumulate in `f32` and round once. An empty axis list is a copy.
 //! - `argmax`/`argmin` are [`Combine::ArgMax`]/[`Combine::ArgMin`] over the axis (NaN wins, ties
 //!   go to the first or, with `select_last`, the last position).
 //! - `cumulative` is, per element, a reduction over the whole axis of
@@ -57,6 +57,17 @@ pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, Low
                 // does not wrap; the quotient lies between the extreme terms, so it fits.
                 let sum = Expr::reduce(combine, rvars, Expr::cast(DType::I64, term));
                 return Ok(Compute::Map(Expr::cast(dtype, bin(BinaryOp::Div, sum, Expr::i64(count)))));
+            }
+            if matches!(dtype, DType::F16 | DType::BF16) && combine == Combine::Sum {
+                // A 16-bit accumulator stops growing (2048 + 1 == 2048 in f16): sum in f32, as
+                // the interpreter sums in f64, and round once.
+                let sum = Expr::reduce(combine, rvars, Expr::cast(DType::F32, term));
+                let sum = if *kind == ReduceKind::Mean {
+                    bin(BinaryOp::Div, sum, literal(count as f64, DType::F32))
+                } else {
+                    sum
+                };
+                return Ok(Compute::Map(Expr::cast(dtype, sum)));
             }
             let r = Expr::reduce(combine, rvars, term);
             Ok(Compute::Map(if *kind == ReduceKind::Mean {

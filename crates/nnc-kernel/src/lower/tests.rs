@@ -528,6 +528,18 @@ fn integer_mean_divides_the_unwrapped_sum() {
 }
 
 #[test]
+fn half_precision_sums_accumulate_in_f32() {
+    // In an f16 accumulator 2048 + 1 == 2048, so the mean of 4096 ones would be 0.5.
+    for dtype in [DType::F16, DType::BF16] {
+        for kind in [ReduceKind::Sum, ReduceKind::Mean] {
+            let ones = TensorData::from_f64(dtype, vec![1, 4096], &[1.0; 4096]);
+            check_op(Op::Reduce { kind, axes: vec![1], keep_dims: false }, vec![ones]);
+        }
+        check_random(Op::Reduce { kind: ReduceKind::Mean, axes: vec![0, 2], keep_dims: true }, &[(dtype, &[2, 3, 4])]);
+    }
+}
+
+#[test]
 fn arg_reduce() {
     for kind in [ArgKind::Max, ArgKind::Min] {
         for select_last in [false, true] {
