@@ -167,7 +167,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
     if !errors.is_empty() {
         return Err(graph_error(graph, format!("cannot lower {} node(s):\n  {}", errors.len(), errors.join("\n  "))));
     }
-    let sites = load_sites(graph, &computes, &shapes);
+    let users = users_of(graph);
     let is_output: Vec<bool> = (0..graph.values.len()).map(|v| graph.outputs.contains(&ValueId(v as u32))).collect();
     // Inlined nodes that feed each value, so a group can list what it covers.
     let mut covered: BTreeMap<ValueId, Vec<String>> = BTreeMap::new();
@@ -199,7 +199,8 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
             Some(Compute::Map(expr)) => {
                 let expr = substitute(expr, &node.inputs, &avail, &mut vars);
                 let v = node.outputs[0];
-                let decision = decide(graph, v, &expr, &shapes, &sites, &is_output, options);
+                let cx = DecideCx { graph, shapes: &shapes, users: &users, computes: &computes, is_output: &is_output };
+                let decision = decide(&cx, v, &expr, options, &mut vars);
                 let inlined = decision.inlined;
                 fused.decisions.push(decision);
                 if inlined {
@@ -395,20 +396,15 @@ pub fn collect_loads(e: &Expr, out: &mut Vec<BufId>) {
     });
 }
 
-/// One load of a value by a consumer: how many times the consumer evaluates it, and (for a
-/// reduction-rooted producer) how many distinct indices it asks for.
-#[derive(Clone, Debug, Default)]
-struct Sites {
-    /// Evaluations of the loads outside the consumers' reductions, as the consumers run them.
-    outside: f64,
-    /// Distinct indices those loads ask for (what a shared reduction is computed for).
-    outside_distinct: f64,
-    /// Evaluations of the loads inside the consumers' reductions: there a producer's own
-    /// reductions cannot be shared and run in full each time.
-    inside: f64,
-    /// Whether a consumer cannot take an expression (it is a program).
-    program_consumer: bool,
-    consumers: usize,
+/// Who reads each value: (node, operand position) pairs, in graph order.
+fn users_of(graph: &Graph) -> BTreeMap<ValueId, Vec<(usize, usize)>> {
+    let mut users: BTreeMap<ValueId, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, node) in graph.nodes.iter().enumerate() {
+        for (k, v) in node.inputs.iter().enumerate() {
+            users.entry(*v).or_default().push((i, k));
+        }
+    }
+    users
 }
 
 /// Walks an expression counting how often each node runs, the way the scheduler emits it:
@@ -429,9 +425,15 @@ impl Counter<'_> {
         Counter { axes, vars: Vec::new(), elements: axes.iter().map(|&d| d as f64).product::<f64>().max(1.0) }
     }
 
-    /// The product of the extents of the axes (if `with_axes`) and enclosing variables that
+    /// The product of the extents of the axes and the enclosing reductions' variables that
     /// `exprs` depend on.
-    fn distinct(&self, exprs: &[&Expr], with_axes: bool) -> f64 {
+    fn distinct(&self, exprs: &[&Expr]) -> f64 {
+        self.distinct_from(exprs, None, 0)
+    }
+
+    /// As [`Counter::distinct`], counting only the variables from `vars[first_var..]`, and
+    /// with `base` in place of the axes if given.
+    fn distinct_from(&self, exprs: &[&Expr], base: Option<f64>, first_var: usize) -> f64 {
         let mut axes = vec![false; self.axes.len()];
         let mut vars: Vec<u32> = Vec::new();
         for e in exprs {
@@ -448,83 +450,75 @@ impl Counter<'_> {
                 false
             });
         }
-        let a: f64 = if with_axes {
-            self.axes.iter().zip(&axes).filter(|(_, &u)| u).map(|(&n, _)| n as f64).product()
-        } else {
-            self.elements
+        let a: f64 = match base {
+            Some(b) => b,
+            None => self.axes.iter().zip(&axes).filter(|(_, &u)| u).map(|(&n, _)| n as f64).product(),
         };
-        let v: f64 = self.vars.iter().filter(|(id, _)| vars.contains(id)).map(|&(_, n)| n as f64).product();
+        let v: f64 =
+            self.vars[first_var..].iter().filter(|(id, _)| vars.contains(id)).map(|&(_, n)| n as f64).product();
         a * v
     }
 
-    /// Calls `f(node, runs, distinct)` for every node of `e`, which runs `runs` times; for a
-    /// load, `distinct` is how many different elements it asks for in those runs that a
-    /// reduction-rooted producer would compute once each.
-    fn walk(&mut self, e: &Expr, runs: f64, in_reduction: bool, f: &mut impl FnMut(&Expr, f64, f64, bool)) {
+    /// Calls `f(node, runs)` for every node of `e` outside any reduction, where a node runs once
+    /// per distinct value of the axes it depends on (the scheduler hoists what a loop does not
+    /// change out of it); returns the axes `e` depends on, as a bit set.
+    fn walk_outside(&mut self, e: &Expr, f: &mut impl FnMut(&Expr, f64)) -> u64 {
+        let mask = match e {
+            Expr::Axis(a) => 1u64.checked_shl(*a as u32).unwrap_or(u64::MAX),
+            Expr::Reduce(_) => {
+                // Counted by `walk` (once per distinct value of the axes its body reads).
+                let mut mask = 0;
+                e.any(&mut |x| {
+                    if let Expr::Axis(a) = x {
+                        mask |= 1u64.checked_shl(*a as u32).unwrap_or(u64::MAX);
+                    }
+                    false
+                });
+                self.walk(e, self.elements, None, f);
+                return mask;
+            }
+            _ => {
+                let mut mask = 0;
+                e.for_each_child(|c| mask |= self.walk_outside(c, f));
+                mask
+            }
+        };
+        let runs: f64 =
+            self.axes.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, &n)| n as f64).product();
+        f(e, runs);
+        mask
+    }
+
+    /// Calls `f(node, runs)` for every node of `e`, which runs `runs` times. `enclosing` is the
+    /// innermost enclosing reduction: how many times it is started and where its variables
+    /// begin in `self.vars`.
+    fn walk(&mut self, e: &Expr, runs: f64, enclosing: Option<(f64, usize)>, f: &mut impl FnMut(&Expr, f64)) {
         match e {
             Expr::Reduce(r) => {
                 let own: f64 = r.vars.iter().map(|(_, n)| *n as f64).product();
-                let reduce_runs = self.distinct(&[&r.body], !in_reduction).min(runs.max(1.0)).max(1.0);
-                f(e, reduce_runs * own, reduce_runs * own, in_reduction);
+                // Outside any reduction: once per distinct value of the axes it reads (a row's
+                // reductions are shared by the row). Inside one: hoisted out of the enclosing
+                // loops it does not depend on, so once per start of the enclosing reduction and
+                // value of the enclosing variables it reads.
+                let distinct = match enclosing {
+                    None => self.distinct(&[&r.body]),
+                    Some((starts, first)) => self.distinct_from(&[&r.body], Some(starts), first),
+                };
+                let starts = distinct.min(runs.max(1.0)).max(1.0);
+                f(e, starts * own);
+                let first = self.vars.len();
                 for (v, n) in &r.vars {
                     self.vars.push((v.id, *n));
                 }
-                self.walk(&r.body, reduce_runs * own, true, f);
-                self.vars.truncate(self.vars.len() - r.vars.len());
-            }
-            Expr::Load { index, mask, .. } => {
-                let distinct = if in_reduction {
-                    runs
-                } else {
-                    let mut parts: Vec<&Expr> = index.iter().collect();
-                    parts.extend(mask.as_deref());
-                    self.distinct(&parts, true)
-                };
-                f(e, runs, distinct, in_reduction);
-                e.for_each_child(|c| self.walk(c, runs, in_reduction, f));
+                self.walk(&r.body, starts * own, Some((starts, first)), f);
+                self.vars.truncate(first);
             }
             _ => {
-                f(e, runs, runs, in_reduction);
-                e.for_each_child(|c| self.walk(c, runs, in_reduction, f));
+                f(e, runs);
+                e.for_each_child(|c| self.walk(c, runs, enclosing, f));
             }
         }
     }
-}
-
-fn load_sites(graph: &Graph, computes: &[Option<Compute>], shapes: &[Vec<i64>]) -> BTreeMap<ValueId, Sites> {
-    let mut sites: BTreeMap<ValueId, Sites> = BTreeMap::new();
-    for (i, node) in graph.nodes.iter().enumerate() {
-        match &computes[i] {
-            Some(Compute::Map(e)) => {
-                let out = &shapes[node.outputs[0].index()];
-                let mut counter = Counter::new(out);
-                let elements = counter.elements;
-                counter.walk(e, elements, false, &mut |x, runs, distinct, inside| {
-                    if let Expr::Load { buf, .. } = x {
-                        let s = sites.entry(node.inputs[buf.index()]).or_default();
-                        if inside {
-                            s.inside += runs;
-                        } else {
-                            s.outside += runs;
-                            s.outside_distinct += distinct;
-                        }
-                    }
-                });
-                for v in &node.inputs {
-                    sites.entry(*v).or_default().consumers += 1;
-                }
-            }
-            Some(Compute::Program(_)) => {
-                for v in &node.inputs {
-                    let s = sites.entry(*v).or_default();
-                    s.program_consumer = true;
-                    s.consumers += 1;
-                }
-            }
-            None => {}
-        }
-    }
-    sites
 }
 
 /// For each buffer `e` loads, how many elements its loads can ask for: per load site, the
@@ -543,7 +537,7 @@ pub fn elements_read(e: &Expr, shape: &[i64]) -> BTreeMap<BufId, f64> {
             Expr::Load { buf, index, mask, .. } => {
                 let mut parts: Vec<&Expr> = index.iter().collect();
                 parts.extend(mask.as_deref());
-                *reads.entry(*buf).or_default() += counter.distinct(&parts, true);
+                *reads.entry(*buf).or_default() += counter.distinct(&parts);
                 e.for_each_child(|c| go(c, counter, reads));
             }
             _ => e.for_each_child(|c| go(c, counter, reads)),
@@ -562,7 +556,7 @@ pub fn flops_per_element(e: &Expr, shape: &[i64]) -> f64 {
     let mut counter = Counter::new(shape);
     let elements = counter.elements;
     let mut total = 0.0;
-    counter.walk(e, elements, false, &mut |x, runs, _, _| {
+    counter.walk_outside(e, &mut |x, runs| {
         let work = match x {
             Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) | Expr::Load { .. } => false,
             Expr::Reduce(r) => r.body.dtype().is_float(),
@@ -585,76 +579,71 @@ fn expr_size(e: &Expr) -> usize {
     n
 }
 
-fn decide(
-    graph: &Graph,
-    v: ValueId,
-    expr: &Expr,
-    shapes: &[Vec<i64>],
-    sites: &BTreeMap<ValueId, Sites>,
-    is_output: &[bool],
-    options: &FuseOptions,
-) -> Decision {
-    let value = graph.name_of(v).to_string();
+/// What a fusion decision looks at.
+struct DecideCx<'a> {
+    graph: &'a Graph,
+    shapes: &'a [Vec<i64>],
+    users: &'a BTreeMap<ValueId, Vec<(usize, usize)>>,
+    computes: &'a [Option<Compute>],
+    is_output: &'a [bool],
+}
+
+/// Whether to inline value `v`, whose fused expression is `expr`: compares the work each
+/// consumer does with `expr` inlined (counted as the scheduler runs it, see [`Counter`]) against
+/// computing it once into a buffer, priced against the bytes the buffer costs.
+fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, vars: &mut VarGen) -> Decision {
+    let value = cx.graph.name_of(v).to_string();
     let no = |reason: String| Decision { value: value.clone(), inlined: false, reason };
     if !options.fuse {
         return no("fusion is off".into());
     }
-    if is_output[v.index()] {
+    if cx.is_output[v.index()] {
         return no("graph output".into());
     }
-    let Some(s) = sites.get(&v) else {
+    let users = cx.users.get(&v).map(Vec::as_slice).unwrap_or(&[]);
+    if users.is_empty() {
         return no("unused".into());
-    };
-    if s.program_consumer {
-        return no("read by a program (a kernel with no per-element form)".into());
     }
     let size = expr_size(expr);
     if size > MAX_EXPR_NODES {
         return no(format!("expression has {size} nodes (limit {MAX_EXPR_NODES})"));
     }
-    let shape = &shapes[v.index()];
+    let shape = &cx.shapes[v.index()];
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
-    // Work per evaluation where the value's reductions are shared by the elements of a row
-    // (materialized, or inlined outside the consumer's reductions) and where they are not.
-    let shared_ops = flops_per_element(expr, shape);
-    let full_ops = flops_per_element(expr, &vec![1; shape.len()]).max(shared_ops);
-    let rooted = top_reduction(expr);
-    let outside_work = if rooted { s.outside_distinct * full_ops } else { s.outside * shared_ops };
-    let inlined_work = outside_work + s.inside * full_ops;
-    // Priced in bytes: an operation costs 1/ops_per_byte of a byte moved. (The recomputation's
-    // loads are not priced: they hit the cache the first evaluation filled.)
-    let extra = (inlined_work - numel * shared_ops).max(0.0) / options.ops_per_byte.max(1) as f64;
-    let bytes = numel * graph.ty(v).dtype.size_bytes() as f64;
-    let saved = bytes * (1.0 + s.consumers as f64);
+    let own_flops = numel * flops_per_element(expr, shape);
+    let mut inlined_flops = 0.0;
+    for &(node, operand) in users {
+        let Some(Compute::Map(consumer)) = &cx.computes[node] else {
+            return no("read by a program (a kernel with no per-element form)".into());
+        };
+        let out = &cx.shapes[cx.graph.nodes[node].outputs[0].index()];
+        let elements: f64 = out.iter().map(|&d| d as f64).product();
+        let with = consumer.clone().rewrite(&mut |e| match e {
+            Expr::Load { buf, dtype, index, mask } if buf.index() == operand => {
+                let value = instantiate(expr, &index, vars);
+                match mask {
+                    Some(m) => Expr::select(*m, value, Expr::lit(0.0, dtype)),
+                    None => value,
+                }
+            }
+            e => e,
+        });
+        inlined_flops += elements * (flops_per_element(&with, out) - flops_per_element(consumer, out));
+    }
+    // Priced in bytes: a FLOP costs 1/ops_per_byte of a byte moved. (Recomputation's loads are
+    // not priced: they hit the cache the first evaluation filled.)
+    let extra = (inlined_flops - own_flops).max(0.0) / options.ops_per_byte.max(1) as f64;
+    let bytes = numel * cx.graph.ty(v).dtype.size_bytes() as f64;
+    let saved = bytes * (1.0 + users.len() as f64);
     let why = format!(
-        "{} consumer(s) evaluate it {:.3}x per element ({:.1} flops each, {:.1} unshared): recompute {} vs {} bytes saved",
-        s.consumers,
-        (s.outside + s.inside) / numel,
-        shared_ops,
-        full_ops,
+        "{} read(s); inlined it costs {} FLOPs, computed once {}: recompute priced {} vs {} bytes saved",
+        users.len(),
+        human(inlined_flops),
+        human(own_flops),
         human(extra),
         human(saved)
     );
     Decision { value, inlined: extra <= saved, reason: why }
-}
-
-/// Whether `e` is a reduction under elementwise ops that read nothing else from memory per
-/// element (`sum(..) / n`), so a consumer's copy is computed once per distinct index.
-fn top_reduction(e: &Expr) -> bool {
-    match e {
-        Expr::Reduce(_) => true,
-        Expr::Unary(_, a) | Expr::Cast(_, a) => top_reduction(a),
-        Expr::Binary(_, a, b) => {
-            (top_reduction(a) && is_constant(b))
-                || (is_constant(a) && top_reduction(b))
-                || (top_reduction(a) && top_reduction(b))
-        }
-        _ => false,
-    }
-}
-
-fn is_constant(e: &Expr) -> bool {
-    !e.any(&mut |x| matches!(x, Expr::Load { .. } | Expr::Axis(_) | Expr::Var(_) | Expr::Reduce(_)))
 }
 
 fn human(x: f64) -> String {

@@ -54,7 +54,8 @@ pub fn combine_values(combine: Combine, acc: Expr, term: Expr) -> Expr {
 
 /// Whether candidate `(v, i)` replaces the current best `(best, best_i)` of an arg reduction.
 /// Ties go to the smaller position (or the larger with `select_last`), whatever the order
-/// candidates arrive in, so a tree reduction agrees with a serial one.
+/// candidates arrive in, so a tree reduction agrees with a serial one. As in the graph
+/// interpreter, NaN beats every number and NaNs tie with each other.
 pub fn arg_better(combine: Combine, v: Expr, i: Expr, best: Expr, best_i: Expr) -> Expr {
     let (strict, last) = match combine {
         Combine::ArgMax { select_last } => (BinaryOp::Gt, select_last),
@@ -62,8 +63,20 @@ pub fn arg_better(combine: Combine, v: Expr, i: Expr, best: Expr, best_i: Expr) 
         _ => unreachable!("only arg reductions compare positions"),
     };
     let tie_pos = if last { BinaryOp::Gt } else { BinaryOp::Lt };
-    let tie = Expr::and(Expr::binary(BinaryOp::Eq, v.clone(), best.clone()), Expr::binary(tie_pos, i, best_i));
-    Expr::binary(BinaryOp::Or, Expr::binary(strict, v, best), tie)
+    let equal = Expr::binary(BinaryOp::Eq, v.clone(), best.clone());
+    if !v.dtype().is_float() {
+        let tie = Expr::and(equal, Expr::binary(tie_pos, i, best_i));
+        return Expr::binary(BinaryOp::Or, Expr::binary(strict, v, best), tie);
+    }
+    let nan = |e: &Expr| Expr::unary(nnc_ir::UnaryOp::IsNan, e.clone());
+    let not = |e: Expr| Expr::unary(nnc_ir::UnaryOp::Not, e);
+    let wins = Expr::binary(
+        BinaryOp::Or,
+        Expr::and(nan(&v), not(nan(&best))),
+        Expr::and(not(nan(&best)), Expr::binary(strict, v.clone(), best.clone())),
+    );
+    let tied = Expr::binary(BinaryOp::Or, equal, Expr::and(nan(&v), nan(&best)));
+    Expr::binary(BinaryOp::Or, wins, Expr::and(tied, Expr::binary(tie_pos, i, best_i)))
 }
 
 /// The variables (not bound inside `e`) that `e` depends on.
@@ -128,14 +141,23 @@ pub struct ReductionLowering<'a> {
     var_block: BTreeMap<u32, usize>,
     /// Reductions already computed: key, block, result.
     computed: Vec<(String, usize, Var)>,
-    /// No reduction is emitted outside this block: inside a branch, hoisting one out would run
-    /// it (and its loads) where the branch is not taken.
+    /// Nothing is hoisted outside this block: inside a branch, hoisting would run a
+    /// computation (and its loads) where the branch is not taken.
     floor: usize,
+    /// Open guard blocks: their depth and the floor before them.
+    guards: Vec<(usize, usize)>,
 }
 
 impl<'a> ReductionLowering<'a> {
     pub fn new(vars: &'a mut VarGen) -> ReductionLowering<'a> {
-        ReductionLowering { vars, blocks: vec![Vec::new()], var_block: BTreeMap::new(), computed: Vec::new(), floor: 0 }
+        ReductionLowering {
+            vars,
+            blocks: vec![Vec::new()],
+            var_block: BTreeMap::new(),
+            computed: Vec::new(),
+            floor: 0,
+            guards: Vec::new(),
+        }
     }
 
     /// Appends a statement to the innermost open block.
@@ -152,10 +174,25 @@ impl<'a> ReductionLowering<'a> {
         }
     }
 
+    /// Opens the body of an `if` that guards its statements (a bounds check): nothing inside is
+    /// hoisted above it.
+    pub fn open_guard(&mut self) {
+        self.blocks.push(Vec::new());
+        let depth = self.blocks.len() - 1;
+        self.guards.push((depth, self.floor));
+        self.floor = depth;
+    }
+
     /// Closes the innermost block and returns its statements; reductions computed in it go out
     /// of scope.
     pub fn close(&mut self) -> Vec<Stmt> {
         let depth = self.blocks.len() - 1;
+        if let Some(&(d, floor)) = self.guards.last() {
+            if d == depth {
+                self.floor = floor;
+                self.guards.pop();
+            }
+        }
         self.computed.retain(|(_, b, _)| *b < depth);
         self.blocks.pop().expect("close matches open")
     }
@@ -197,8 +234,60 @@ impl<'a> ReductionLowering<'a> {
                 self.push(Stmt::If { cond: c, then, els });
                 Expr::Var(out)
             }
+            Expr::Select(c, a, b) => {
+                // Either side may be valid only where the condition chooses it (a padded
+                // load): nothing in them moves out of the current block.
+                let c = self.lower(*c);
+                let floor = std::mem::replace(&mut self.floor, self.blocks.len() - 1);
+                let (a, b) = (self.lower(*a), self.lower(*b));
+                self.floor = floor;
+                Expr::select(c, a, b)
+            }
+            e if hoistable(&e) => {
+                let block = self.block_of(&e);
+                if block + 1 < self.blocks.len() {
+                    Expr::Var(self.hoist(e, block))
+                } else {
+                    rebuild(e, &mut |c| self.lower(c))
+                }
+            }
             e => rebuild(e, &mut |c| self.lower(c)),
         }
+    }
+
+    /// The outermost block `e` can be computed in: where all its free variables are bound
+    /// (never outside the floor).
+    fn block_of(&self, e: &Expr) -> usize {
+        let bound_at = free_vars(e).iter().map(|v| self.var_block.get(&v.id).copied().unwrap_or(0)).max().unwrap_or(0);
+        bound_at.max(self.floor)
+    }
+
+    /// Computes `e` once, as a `let` in `block` (loop-invariant code motion), reusing an equal
+    /// expression already computed there.
+    fn hoist(&mut self, e: Expr, block: usize) -> Var {
+        let parked = self.blocks.split_off(block + 1);
+        let (parked_computed, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.computed).into_iter().partition(|(_, b, _)| *b > block);
+        self.computed = kept;
+        let floor = std::mem::replace(&mut self.floor, block);
+        let value = rebuild(e, &mut |c| self.lower(c));
+        // Keyed after lowering, when equal reductions inside have become the same variable.
+        let key = format!("let {value}");
+        let existing = self.computed.iter().find(|(k, b, _)| *k == key && *b <= block).map(|(_, _, v)| *v);
+        let var = match existing {
+            Some(v) => v,
+            None => {
+                let var = self.vars.fresh(value.dtype());
+                self.push(Stmt::Let { var, value });
+                self.bind(var);
+                self.computed.push((key, block, var));
+                var
+            }
+        };
+        self.floor = floor;
+        self.blocks.extend(parked);
+        self.computed.extend(parked_computed);
+        var
     }
 
     fn close_at(&mut self, depth: usize) -> Vec<Stmt> {
@@ -272,6 +361,12 @@ impl<'a> ReductionLowering<'a> {
             acc
         }
     }
+}
+
+/// Whether `e` is worth a `let` of its own when it can move out of a loop: floating-point
+/// arithmetic (index arithmetic is cheap and keeps kernels readable when left in place).
+fn hoistable(e: &Expr) -> bool {
+    matches!(e, Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) | Expr::Cast(..)) && e.dtype().is_float()
 }
 
 pub fn contains_reduce(e: &Expr) -> bool {

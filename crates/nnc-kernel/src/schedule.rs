@@ -395,7 +395,7 @@ impl KernelBuilder {
         let mut vars = std::mem::take(&mut self.vars);
         let mut l = ReductionLowering::new(&mut vars);
         let flat = self.let_(&mut l, Expr::add_index(Expr::mul_index(group, Expr::i64(wg)), tid(0)));
-        l.open(&[]);
+        l.open_guard();
         let axes = self.unflatten(&mut l, flat.clone(), shape, 0..shape.len());
         self.store_all(&mut l, expr, out, &axes);
         let then = l.close();
@@ -500,7 +500,7 @@ impl KernelBuilder {
         let t = l.vars.index();
         l.open(&[t]);
         let q = self.let_(&mut l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(wg)), tid(0)));
-        l.open(&[]);
+        l.open_guard();
         let inner_axes = self.unflatten(&mut l, q.clone(), inner_shape, 0..inner_shape.len());
         let mut axes = outer.clone();
         axes.extend(inner_axes);
@@ -530,7 +530,7 @@ impl KernelBuilder {
         let t = l.vars.index();
         l.open(&[t]);
         let p = self.let_(l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(wg)), tid(0)));
-        l.open(&[]);
+        l.open_guard();
         let dims: Vec<i64> = r.vars.iter().map(|(_, n)| *n).collect();
         let idx = self.unflatten(l, p.clone(), &dims, 0..dims.len());
         let body = r.body.rewrite(&mut |e| match e {
@@ -612,8 +612,8 @@ impl KernelBuilder {
         };
         l.push(Stmt::Let { var: result, value });
         l.bind(result);
-        // Everyone has read the result before the buffer is reused.
-        l.push(Stmt::Barrier);
+        // Each reduction has buffers of its own and a workgroup reduces one row, so nothing
+        // overwrites them: no barrier is needed after the result is read.
         result
     }
 
@@ -690,7 +690,7 @@ impl KernelBuilder {
             Expr::Reduce(x) if canonical_key(&x) == key => Expr::Var(acc),
             e => e,
         });
-        l.open(&[]);
+        l.open_guard();
         self.store_all(&mut l, epilogue, out, &axes);
         let then = l.close();
         l.push(Stmt::If { cond: Expr::and(lt(i, Expr::i64(m)), lt(j, Expr::i64(n))), then, els: vec![] });

@@ -1035,7 +1035,11 @@ proptest! {
         check_seeded(Op::Conv { window: window.clone(), groups }, &[(F, x.clone()), (F, w)], seed);
         let wt: Vec<usize> = [vec![c, 2], kernel.iter().map(|&k| k as usize).collect()].concat();
         let output_padding = vec![0; spatial.len()];
-        check_seeded(Op::ConvTranspose { window: window.clone(), output_padding, groups }, &[(F, x.clone()), (F, wt)], seed);
+        // Pads may crop more than a transposed convolution produces: the builder refuses that.
+        let op = Op::ConvTranspose { window: window.clone(), output_padding, groups };
+        if builds(&op, &[(F, x.clone()), (F, wt.clone())]) {
+            check_seeded(op, &[(F, x.clone()), (F, wt)], seed);
+        }
         for &kind in PoolKind::ALL {
             let op = Op::Pool { kind, kernel: kernel.clone(), window: window.clone(), ceil_mode, count_include_pad };
             check_seeded(op, &[(F, x.clone())], seed);
@@ -1047,6 +1051,14 @@ proptest! {
             check_seeded(op, &[(I, x)], seed);
         }
     }
+}
+
+/// Whether the graph builder accepts `op` on operands of these types.
+fn builds(op: &Op, operands: &[(DType, Vec<usize>)]) -> bool {
+    let mut b = GraphBuilder::new("t");
+    let ids: Option<Vec<ValueId>> =
+        operands.iter().enumerate().map(|(k, (d, s))| b.input(&format!("x{k}"), *d, s.iter().copied()).ok()).collect();
+    ids.is_some_and(|ids| b.op(op.clone(), &ids).is_ok())
 }
 
 /// Whether the interpreter accepts `op` on an `i32` operand of shape `x` (zeros).
