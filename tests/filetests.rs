@@ -13,6 +13,9 @@
 //! | `ir/opt`         | optimize (`nnc::opt`, all rules or those a `# rules:` line names)   | `# applied:` and the     |
 //! |                  | into the expected graph, which must print, parse back, and agree    | `# optimized:` block     |
 //! |                  | with the input graph in the interpreter on deterministic inputs     |                          |
+//! | `ir/fuse`        | fuse (GPU pricing) and schedule for the GPU and the CPU, and run    | sections from            |
+//! |                  | both compiled programs in the Kernel-IR interpreter, which must     | `# decisions:` on        |
+//! |                  | agree with the reference interpreter on deterministic inputs        | (see below)              |
 //!
 //! Error messages are compared after removing the file path the parser was given (the path
 //! relative to the repository, e.g. `ir/parse/err/x.nnir`) from their start, so `# error:` lines
@@ -38,9 +41,20 @@
 //! changed the graph, or `none`) and a `# optimized:` line followed by the optimized graph's
 //! printed form, each line commented out with `# `.
 //!
+//! A fuse file (static shapes) ends with its expectation, every line commented out with `# `:
+//! `# decisions:` and the fusion decisions under GPU pricing (`Device::gpu().fuse_options()`), one
+//! per line; `# fused:` and the fused program; `# gpu kernels:` and the scheduled GPU kernels;
+//! `# cpu kernels:` and the CPU kernels, which come from fusing under CPU pricing (preceded by
+//! `# cpu decisions:` and the CPU decisions that differ from the GPU ones, if any). Whatever the
+//! text, the case fails unless both compiled programs, run by the Kernel-IR interpreter on
+//! deterministic inputs, agree with the reference interpreter (rtol 1e-4, atol 1e-5; integers
+//! and bools exactly).
+//!
 //! `NNC_BLESS=1 cargo test --test filetests` rewrites the expectations from what the code does
 //! now: the `# error:` lines, the printed form of `parse/ok` files, the `# output` lines of run
-//! files, the `# applied:` and `# optimized:` sections of opt files. Review the diff before committing it: blessing records behaviour, it does not check it.
+//! files, the `# applied:` and `# optimized:` sections of opt files, the expectation sections of
+//! fuse files (never a numerical mismatch). Review the diff before committing it: blessing
+//! records behaviour, it does not check it.
 
 use nnc::interp;
 use nnc::ir::{self, DType, Graph, TensorData};
@@ -134,6 +148,11 @@ fn run() {
 #[test]
 fn opt() {
     run_dir("opt", check_opt);
+}
+
+#[test]
+fn fuse() {
+    run_dir("fuse", check_fuse);
 }
 
 // ---- expectations in comments ----
@@ -707,5 +726,117 @@ fn check_opt(rel: &str, src: &str, bless: bool) -> Outcome {
         Ok(Some(format!("{input}{want}")))
     } else {
         Err(format!("optimizes differently:\n{}", diff(expectation, &want)))
+    }
+}
+
+// ---- fuse ----
+
+/// The lines that start a fuse file's expectation sections, in order.
+const FUSE_SECTIONS: [&str; 5] = ["# decisions:", "# fused:", "# gpu kernels:", "# cpu decisions:", "# cpu kernels:"];
+
+/// Splits a fuse file into the input graph and the expectation (from the first section line on).
+fn split_fuse_expectation(src: &str) -> (&str, &str) {
+    let mut at = 0;
+    for line in src.split_inclusive('\n') {
+        if FUSE_SECTIONS.iter().any(|s| line.trim_end() == *s) {
+            return src.split_at(at);
+        }
+        at += line.len();
+    }
+    (src, "")
+}
+
+/// Appends `# <title>` and `text`, each of its lines commented out with `# `.
+fn push_section(out: &mut String, title: &str, text: &str) {
+    out.push_str(title);
+    out.push('\n');
+    for line in text.lines() {
+        out.push_str(format!("# {line}").trim_end());
+        out.push('\n');
+    }
+}
+
+/// Whether two tensors agree: same dtype and shape; floats within `atol + rtol * |want|` (NaN
+/// matches NaN, infinities must be equal), integers and bools exactly.
+fn agree(want: &TensorData, found: &TensorData, rtol: f64, atol: f64) -> bool {
+    want.dtype() == found.dtype()
+        && want.shape() == found.shape()
+        && if want.dtype().is_float() {
+            want.to_f64_vec().iter().zip(found.to_f64_vec()).all(|(&w, f)| {
+                if w.is_nan() || f.is_nan() {
+                    w.is_nan() && f.is_nan()
+                } else if w.is_infinite() || f.is_infinite() {
+                    w == f
+                } else {
+                    (f - w).abs() <= atol + rtol * w.abs()
+                }
+            })
+        } else {
+            want.to_i64_vec() == found.to_i64_vec()
+        }
+}
+
+fn check_fuse(rel: &str, src: &str, bless: bool) -> Outcome {
+    use nnc::kernel::fuse::fuse;
+    use nnc::kernel::schedule::{schedule_all, Device};
+    let (input, expectation) = split_fuse_expectation(src);
+    let g = parse(rel, input)?;
+    let (gpu, cpu) = (Device::gpu(), Device::cpu());
+
+    // The compiled programs must compute what the reference interpreter does, blessing or not.
+    let inputs = opt_inputs(&g).ok_or("fuse files need static input shapes")?;
+    let want = interp::run(&g, &inputs).map_err(|e| format!("the reference interpreter fails: {e}"))?;
+    for (device, label) in [(&gpu, "gpu"), (&cpu, "cpu")] {
+        let program = nnc::kernel::program::compile(&g, device, None)
+            .map_err(|e| format!("does not compile for the {label}: {e}"))?;
+        let got = program.run_interpreted(&inputs).map_err(|e| format!("the {label} program fails to run: {e}"))?;
+        if got.len() != want.len() {
+            return Err(format!("the {label} program gives {} outputs for {}", got.len(), want.len()));
+        }
+        for (k, (w, f)) in want.iter().zip(&got).enumerate() {
+            if !agree(w, f, 1e-4, 1e-5) {
+                let name = g.name_of(g.outputs[k]);
+                return Err(format!(
+                    "the {label} program computes another {}:\n  interpreter: {}\n  {label} kernels: {}",
+                    value_name(name),
+                    format_tensor(name, w),
+                    format_tensor(name, f)
+                ));
+            }
+        }
+    }
+
+    let fused = fuse(&g, &gpu.fuse_options()).map_err(|e| format!("does not fuse: {e}"))?;
+    let fused_cpu = fuse(&g, &cpu.fuse_options()).map_err(|e| format!("does not fuse for the cpu: {e}"))?;
+    let kernels = |f: &nnc::kernel::fuse::Fused, device: &Device, label: &str| {
+        schedule_all(f, device)
+            .map(|ks| ks.iter().map(|k| k.to_string()).collect::<String>())
+            .map_err(|e| format!("does not schedule for the {label}: {e}"))
+    };
+    let lines = |ds: &[nnc::kernel::fuse::Decision]| ds.iter().map(|d| format!("{d}\n")).collect::<String>();
+    let mut found = String::new();
+    push_section(&mut found, "# decisions:", &lines(&fused.decisions));
+    push_section(&mut found, "# fused:", &format!("{fused}"));
+    push_section(&mut found, "# gpu kernels:", &kernels(&fused, &gpu, "gpu")?);
+    let differing: Vec<_> = fused_cpu
+        .decisions
+        .iter()
+        .filter(|d| !fused.decisions.iter().any(|g| g.value == d.value && g.inlined == d.inlined))
+        .cloned()
+        .collect();
+    if !differing.is_empty() {
+        push_section(&mut found, "# cpu decisions:", &lines(&differing));
+    }
+    push_section(&mut found, "# cpu kernels:", &kernels(&fused_cpu, &cpu, "cpu")?);
+    if expectation == found {
+        Ok(None)
+    } else if bless {
+        let mut input = input.to_string();
+        if !input.ends_with('\n') {
+            input.push('\n');
+        }
+        Ok(Some(format!("{input}{found}")))
+    } else {
+        Err(format!("fuses or schedules differently:\n{}", diff(expectation, &found)))
     }
 }
