@@ -83,3 +83,38 @@ fn node_suite_on_the_interpreter() {
     );
     assert!(!report.results.iter().any(|r| matches!(&r.outcome, CaseOutcome::Fail(m) if m.contains("panic"))));
 }
+
+/// A backend passes every node case the interpreter passes; any difference is listed.
+fn passes_what_the_interpreter_passes(backend: &dyn nnc_conformance::Backend) {
+    let Some(dir) = common::onnx_node_tests() else { return };
+    let cases = discover_cases(&dir).expect("node test folder");
+    let mut regressions = Vec::new();
+    let mut passed = 0;
+    for case in &cases {
+        let reference = run_case(case, &Interpreter);
+        let result = run_case(case, backend);
+        if matches!(result.outcome, CaseOutcome::Pass) {
+            passed += 1;
+        }
+        if matches!(reference.outcome, CaseOutcome::Pass) && !matches!(result.outcome, CaseOutcome::Pass) {
+            regressions.push(format!("{}: {:?}", case.display(), result.outcome));
+        }
+    }
+    eprintln!("{}: {passed} of {} cases pass", backend.name(), cases.len());
+    assert!(
+        regressions.is_empty(),
+        "{} fails cases the interpreter passes:\n{}",
+        backend.name(),
+        regressions.join("\n")
+    );
+}
+
+#[test]
+fn node_suite_on_the_kernel_interpreter_gpu() {
+    passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::schedule::Device::gpu() });
+}
+
+#[test]
+fn node_suite_on_the_kernel_interpreter_cpu() {
+    passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::schedule::Device::cpu() });
+}
