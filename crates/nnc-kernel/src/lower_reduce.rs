@@ -255,11 +255,17 @@ impl<'a> ReductionLowering<'a> {
         }
     }
 
-    /// The outermost block `e` can be computed in: where all its free variables are bound
-    /// (never outside the floor).
+    /// The outermost block `e` can be computed in: where all its free variables are bound, and
+    /// never outside the floor if it loads (a guard keeps loads in bounds; arithmetic on values
+    /// already computed is safe anywhere).
     fn block_of(&self, e: &Expr) -> usize {
         let bound_at = free_vars(e).iter().map(|v| self.var_block.get(&v.id).copied().unwrap_or(0)).max().unwrap_or(0);
-        bound_at.max(self.floor)
+        let loads = e.any(&mut |x| matches!(x, Expr::Load { .. } | Expr::Reduce(_)));
+        if loads {
+            bound_at.max(self.floor)
+        } else {
+            bound_at
+        }
     }
 
     /// Computes `e` once, as a `let` in `block` (loop-invariant code motion), reusing an equal

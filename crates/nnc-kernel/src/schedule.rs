@@ -157,14 +157,14 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
             device.max_workgroup
         )));
     }
-    Ok(Kernel {
-        name: group.name.clone(),
-        buffers: k.buffers,
-        launch,
-        body,
-        schedule: *schedule,
-        covers: group.covers.clone(),
-    })
+    // The schedule records what the kernel does: no vector width where no loop is vectorized.
+    let mut schedule = *schedule;
+    let mut vectorized = false;
+    visit_stmts(&body, &mut |st| vectorized |= matches!(st, Stmt::For { kind: LoopKind::Vector(_), .. }));
+    if !vectorized {
+        schedule.vector = 1;
+    }
+    Ok(Kernel { name: group.name.clone(), buffers: k.buffers, launch, body, schedule, covers: group.covers.clone() })
 }
 
 /// Renumbers a map group's loads from program buffers to the kernel's own (reads first).
@@ -229,13 +229,22 @@ pub fn visit_stmts(stmts: &[Stmt], f: &mut impl FnMut(&Stmt)) {
     }
 }
 
-/// How a row kernel splits the output: rows of `outer` axes, each of `inner` elements, and the
-/// reductions all elements of a row share.
+/// How a row kernel splits the output: rows over the `shared` axes (those the row's shared
+/// reductions depend on), each of `inner` elements over the other axes, and the reductions all
+/// elements of a row share.
 struct RowSplit {
-    outer_axes: usize,
+    shared: Vec<bool>,
+    rows: i64,
     inner: i64,
     reduce_extent: i64,
     reductions: usize,
+}
+
+impl RowSplit {
+    /// The axes (and their extents) that are shared, or not.
+    fn axes(&self, shape: &[i64], shared: bool) -> (Vec<usize>, Vec<i64>) {
+        (0..shape.len()).filter(|&a| self.shared[a] == shared).map(|a| (a, shape[a])).unzip()
+    }
 }
 
 /// The reductions of `expr` (outside other reductions) and the output axes each depends on.
@@ -270,20 +279,25 @@ fn row_split(expr: &Expr, shape: &[i64]) -> Option<RowSplit> {
         return None;
     }
     let rank = shape.len();
-    // Rows end after the last axis any shared reduction depends on.
-    let mut outer_axes = 0;
-    for r in &reductions {
-        let used = axes_used(&r.body, rank);
-        if let Some(last) = used.iter().rposition(|&u| u) {
-            outer_axes = outer_axes.max(last + 1);
-        }
+    let used: Vec<Vec<bool>> = reductions.iter().map(|r| axes_used(&r.body, rank)).collect();
+    // Reductions that leave some axis out are shared by the elements along it; rows run over
+    // the axes those depend on. With none, each element is its own row.
+    let mut shared = vec![false; rank];
+    let mut any = false;
+    for u in used.iter().filter(|u| u.iter().any(|&x| !x)) {
+        any = true;
+        shared.iter_mut().zip(u).for_each(|(s, &x)| *s |= x);
     }
-    let inner: i64 = shape[outer_axes..].iter().product();
+    if !any {
+        shared = vec![true; rank];
+    }
+    let rows: i64 = shape.iter().zip(&shared).filter(|(_, &s)| s).map(|(d, _)| d).product();
+    let inner: i64 = shape.iter().zip(&shared).filter(|(_, &s)| !s).map(|(d, _)| d).product();
     let reduce_extent = reductions.iter().map(|r| r.vars.iter().map(|(_, n)| n).product::<i64>()).max().unwrap_or(1);
     let mut keys: Vec<String> = reductions.iter().map(|r| canonical_key(r)).collect();
     keys.sort();
     keys.dedup();
-    Some(RowSplit { outer_axes, inner, reduce_extent, reductions: keys.len() * 2 })
+    Some(RowSplit { shared, rows, inner, reduce_extent, reductions: keys.len() * 2 })
 }
 
 /// The parts of `epilogue(sum_k a * b)`: the reduction, and which factor depends on which
@@ -409,26 +423,34 @@ impl KernelBuilder {
     /// lanes when the schedule says so. Reductions a row shares are hoisted out of the loop.
     fn cpu_rows(&mut self, expr: Expr, out: BufId, shape: &[i64], s: &Schedule) -> (Vec<Stmt>, Launch) {
         let rank = shape.len();
-        let last = if rank == 0 { 1 } else { shape[rank - 1] };
-        let rows: i64 = shape[..rank.saturating_sub(1)].iter().product();
-        let (grid, group) = grid_2d(rows, u32::MAX);
+        // Rows over the axes shared reductions depend on (so each is computed once per row);
+        // without reductions, over all axes but the last.
+        let (outer_axes, inner_axes): (Vec<usize>, Vec<usize>) = match row_split(&expr, shape) {
+            Some(split) => (0..rank).partition(|&a| split.shared[a]),
+            None => (0..rank).partition(|&a| a + 1 < rank),
+        };
+        let dims = |axes: &[usize]| axes.iter().map(|&a| shape[a]).collect::<Vec<i64>>();
+        let (outer_dims, inner_dims) = (dims(&outer_axes), dims(&inner_axes));
+        let inner_len: i64 = inner_dims.iter().product();
+        let (grid, group) = grid_2d(outer_dims.iter().product(), u32::MAX);
         let mut vars = std::mem::take(&mut self.vars);
         let mut l = ReductionLowering::new(&mut vars);
-        let mut axes = self.unflatten(&mut l, group, shape, 0..rank.saturating_sub(1));
+        let outer = self.unflatten(&mut l, group, &outer_dims, 0..outer_dims.len());
         let j = l.vars.index();
         l.open(&[j]);
-        if rank > 0 {
-            axes.push(Expr::Var(j));
-        }
+        let inner = self.unflatten(&mut l, Expr::Var(j), &inner_dims, 0..inner_dims.len());
+        let axes = merge_axes(rank, (&outer_axes, &outer), (&inner_axes, &inner));
         self.store_all(&mut l, expr, out, &axes);
-        let inner = l.close();
-        let straight = inner.iter().all(|st| matches!(st, Stmt::Let { .. } | Stmt::Store { .. }));
-        let kind = if s.vector > 1 && straight && last % s.vector as i64 == 0 {
+        let body = l.close();
+        // Vector lanes need straight-line code over the contiguous last axis.
+        let straight = body.iter().all(|st| matches!(st, Stmt::Let { .. } | Stmt::Store { .. }));
+        let contiguous = inner_axes == [rank.wrapping_sub(1)];
+        let kind = if s.vector > 1 && straight && contiguous && inner_len % s.vector as i64 == 0 {
             LoopKind::Vector(s.vector)
         } else {
             LoopKind::Serial
         };
-        l.push(Stmt::For { var: j, extent: Expr::i64(last), kind, body: inner });
+        l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind, body });
         let body = l.finish();
         self.vars = vars;
         (body, Launch { grid, workgroup: [1, 1, 1] })
@@ -480,14 +502,15 @@ impl KernelBuilder {
         if wg < 1 || !(wg as u64).is_power_of_two() {
             return None;
         }
-        let rows: i64 = shape[..split.outer_axes].iter().product();
-        let (grid, group) = grid_2d(rows, device.max_grid);
+        let (grid, group) = grid_2d(split.rows, device.max_grid);
         let mut vars = std::mem::take(&mut self.vars);
         let mut l = ReductionLowering::new(&mut vars);
-        let outer = self.unflatten(&mut l, group, shape, 0..split.outer_axes);
-        let mut expr = bind_axes_partial(expr, &outer);
+        let (shared_axes, shared_dims) = split.axes(shape, true);
+        let (inner_axes, inner_dims) = split.axes(shape, false);
+        let row = self.unflatten(&mut l, group, &shared_dims, 0..shared_dims.len());
+        let mut expr = bind_some_axes(expr, &shared_axes, &row);
         // Compute shared reductions innermost first; each is replaced by its result everywhere.
-        while let Some(r) = next_row_reduction(&expr, split.outer_axes) {
+        while let Some(r) = next_row_reduction(&expr, &split.shared) {
             let result = self.cooperative_reduce(&mut l, r.clone(), wg);
             let key = canonical_key(&r);
             expr = expr.rewrite(&mut |e| match e {
@@ -496,14 +519,12 @@ impl KernelBuilder {
             });
         }
         // The row's elements, `wg` at a time.
-        let inner_shape = &shape[split.outer_axes..];
         let t = l.vars.index();
         l.open(&[t]);
         let q = self.let_(&mut l, Expr::add_index(Expr::mul_index(Expr::Var(t), Expr::i64(wg)), tid(0)));
         l.open_guard();
-        let inner_axes = self.unflatten(&mut l, q.clone(), inner_shape, 0..inner_shape.len());
-        let mut axes = outer.clone();
-        axes.extend(inner_axes);
+        let inner = self.unflatten(&mut l, q.clone(), &inner_dims, 0..inner_dims.len());
+        let axes = merge_axes(shape.len(), (&shared_axes, &row), (&inner_axes, &inner));
         self.store_all(&mut l, expr, out, &axes);
         let then = l.close();
         l.push(Stmt::If { cond: lt(q, Expr::i64(split.inner)), then, els: vec![] });
@@ -710,28 +731,46 @@ fn bind_axes(expr: Expr, axes: &[Expr]) -> Expr {
     })
 }
 
-/// `expr` with the first `axes.len()` output axes replaced; later axes stay.
-fn bind_axes_partial(expr: Expr, axes: &[Expr]) -> Expr {
+/// `expr` with output axis `which[k]` replaced by `values[k]`; other axes stay.
+fn bind_some_axes(expr: Expr, which: &[usize], values: &[Expr]) -> Expr {
     expr.rewrite(&mut |e| match e {
-        Expr::Axis(a) if (a as usize) < axes.len() => axes[a as usize].clone(),
+        Expr::Axis(a) => match which.iter().position(|&w| w == a as usize) {
+            Some(k) => values[k].clone(),
+            None => Expr::Axis(a),
+        },
         e => e,
     })
 }
 
-/// The innermost reduction of `expr` that depends on no inner axis (`>= outer_axes`) and on
+/// The full index of a `rank`-axis output from two disjoint sets of axes and their values.
+fn merge_axes(
+    rank: usize,
+    (a_axes, a_values): (&[usize], &[Expr]),
+    (b_axes, b_values): (&[usize], &[Expr]),
+) -> Vec<Expr> {
+    let mut out = vec![Expr::i64(0); rank];
+    for (&axis, v) in a_axes.iter().zip(a_values).chain(b_axes.iter().zip(b_values)) {
+        out[axis] = v.clone();
+    }
+    out
+}
+
+/// The innermost reduction of `expr` that depends on no inner axis (not `shared`) and on
 /// no variable of an enclosing reduction, and contains no other such reduction.
-fn next_row_reduction(expr: &Expr, outer_axes: usize) -> Option<Reduction> {
-    fn go(e: &Expr, outer: usize, enclosing: &mut Vec<Var>, found: &mut Option<Reduction>) {
+fn next_row_reduction(expr: &Expr, shared: &[bool]) -> Option<Reduction> {
+    fn go(e: &Expr, shared: &[bool], enclosing: &mut Vec<Var>, found: &mut Option<Reduction>) {
         if found.is_some() {
             return;
         }
         if let Expr::Reduce(r) = e {
             let n = enclosing.len();
             enclosing.extend(r.vars.iter().map(|(v, _)| *v));
-            go(&r.body, outer, enclosing, found);
+            go(&r.body, shared, enclosing, found);
             enclosing.truncate(n);
             if found.is_none() {
-                let inner_axis = r.body.any(&mut |x| matches!(x, Expr::Axis(a) if *a as usize >= outer));
+                let inner_axis = r
+                    .body
+                    .any(&mut |x| matches!(x, Expr::Axis(a) if !shared.get(*a as usize).copied().unwrap_or(false)));
                 let own: Vec<Var> = r.vars.iter().map(|(v, _)| *v).collect();
                 let free = free_vars(&r.body);
                 let nested = free.iter().any(|v| !own.contains(v) && enclosing.contains(v));
@@ -741,10 +780,10 @@ fn next_row_reduction(expr: &Expr, outer_axes: usize) -> Option<Reduction> {
             }
             return;
         }
-        e.for_each_child(|c| go(c, outer, enclosing, found));
+        e.for_each_child(|c| go(c, shared, enclosing, found));
     }
     let mut found = None;
-    go(expr, outer_axes, &mut Vec::new(), &mut found);
+    go(expr, shared, &mut Vec::new(), &mut found);
     found
 }
 
