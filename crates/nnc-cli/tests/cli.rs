@@ -304,6 +304,8 @@ fn dump_pass_usage_errors() {
         .args(["--after", "import", "--explain"])
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("--explain describes the `opt` pass"));
-    nnc().arg("dump").arg(&model).args(["--after", "fuse"]).assert().code(1);
+        .stderr(predicate::str::contains("--explain describes the `opt` and `fuse` passes"));
+    nnc().arg("dump").arg(&model).args(["--after", "schedule", "--explain"]).assert().code(1);
+    nnc().arg("dump").arg(&model).args(["--after", "lower"]).assert().code(1);
+    nnc().arg("dump").arg(&model).args(["--after", "fuse"]).assert().success();
 }

@@ -11,6 +11,7 @@ pub mod interp;
 pub mod kernel;
 pub mod lower;
 pub mod lower_reduce;
+pub mod plan;
 pub mod print;
 pub mod program;
 pub mod schedule;

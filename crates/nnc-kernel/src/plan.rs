@@ -1,0 +1,129 @@
+//! The memory plan of a program: one arena for the intermediates, with offsets chosen from
+//! liveness so buffers whose lifetimes do not overlap share memory. Every runtime (CPU, wgpu,
+//! CUDA) allocates the arena once and binds buffers at these offsets.
+
+use crate::fuse::{BufferKind, Fused};
+
+/// Offsets are multiples of this many bytes (a cache line, and enough for any vector load).
+pub const ALIGN: u64 = 64;
+
+/// Where each intermediate lives in the arena.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// Per program buffer: its byte offset in the arena, for intermediates only.
+    pub offsets: Vec<Option<u64>>,
+    /// The arena's size in bytes.
+    pub arena_bytes: u64,
+    /// The largest total size of intermediates live at one time: no plan can use less.
+    pub lower_bound: u64,
+}
+
+/// The group index that first writes and last reads each intermediate (outputs live to the end).
+fn lifetimes(fused: &Fused) -> Vec<Option<(usize, usize)>> {
+    let mut life: Vec<Option<(usize, usize)>> = vec![None; fused.buffers.len()];
+    for (g, group) in fused.groups.iter().enumerate() {
+        for b in group.writes.iter().chain(&group.reads) {
+            let entry = life[b.index()].get_or_insert((g, g));
+            entry.0 = entry.0.min(g);
+            entry.1 = entry.1.max(g);
+        }
+    }
+    let end = fused.groups.len();
+    for b in &fused.outputs {
+        if let Some(l) = &mut life[b.index()] {
+            l.1 = end;
+        }
+    }
+    for (i, b) in fused.buffers.iter().enumerate() {
+        if !matches!(b.kind, BufferKind::Intermediate) {
+            life[i] = None;
+        }
+    }
+    life
+}
+
+fn aligned(bytes: u64) -> u64 {
+    bytes.div_ceil(ALIGN) * ALIGN
+}
+
+impl MemoryPlan {
+    /// Plans the arena: buffers are placed largest first, each at the lowest aligned offset
+    /// where it overlaps no buffer already placed whose lifetime overlaps its own.
+    pub fn of(fused: &Fused) -> MemoryPlan {
+        let life = lifetimes(fused);
+        let size = |i: usize| aligned(fused.buffers[i].bytes().max(1) as u64);
+        let mut order: Vec<usize> = (0..fused.buffers.len()).filter(|&i| life[i].is_some()).collect();
+        // Largest first; ties by first use, then index, so the plan is deterministic.
+        order.sort_by_key(|&i| (std::cmp::Reverse(size(i)), life[i].map(|l| l.0), i));
+        let mut offsets: Vec<Option<u64>> = vec![None; fused.buffers.len()];
+        let mut placed: Vec<(u64, u64, (usize, usize))> = Vec::new();
+        let mut arena_bytes = 0;
+        for i in order {
+            let (lo, hi) = life[i].expect("only live buffers are placed");
+            let bytes = size(i);
+            let mut clashes: Vec<(u64, u64)> = placed
+                .iter()
+                .filter(|(_, _, (a, b))| *a <= hi && lo <= *b)
+                .map(|&(off, len, _)| (off, off + len))
+                .collect();
+            clashes.sort();
+            let mut offset = 0;
+            for (start, end) in clashes {
+                if offset + bytes <= start {
+                    break;
+                }
+                offset = offset.max(end);
+            }
+            offsets[i] = Some(offset);
+            placed.push((offset, bytes, (lo, hi)));
+            arena_bytes = arena_bytes.max(offset + bytes);
+        }
+        let steps = fused.groups.len() + 1;
+        let lower_bound = (0..steps)
+            .map(|t| {
+                (0..fused.buffers.len())
+                    .filter(|&i| life[i].is_some_and(|(lo, hi)| lo <= t && t <= hi))
+                    .map(size)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0);
+        MemoryPlan { offsets, arena_bytes, lower_bound }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuse::{fuse, FuseOptions};
+    use nnc_ir::{DType, GraphBuilder};
+
+    /// A chain of materialized values: each lives from its producer to its consumer, so the
+    /// arena needs two live buffers at a time, not one per value.
+    #[test]
+    fn a_chain_reuses_memory() {
+        let mut b = GraphBuilder::new("chain");
+        let mut x = b.input("x", DType::F32, [256]).unwrap();
+        for _ in 0..6 {
+            x = b.exp(x).unwrap();
+        }
+        b.output(x);
+        let g = b.finish().unwrap();
+        let fused = fuse(&g, &FuseOptions { fuse: false, ..Default::default() }).unwrap();
+        let plan = MemoryPlan::of(&fused);
+        let one = aligned(256 * 4);
+        assert_eq!(plan.lower_bound, 2 * one);
+        assert_eq!(plan.arena_bytes, 2 * one, "{plan:?}");
+        // No two buffers alive together overlap.
+        let life = lifetimes(&fused);
+        for i in 0..fused.buffers.len() {
+            for j in i + 1..fused.buffers.len() {
+                let (Some(a), Some(b)) = (life[i], life[j]) else { continue };
+                if a.0 <= b.1 && b.0 <= a.1 {
+                    let (oa, ob) = (plan.offsets[i].unwrap(), plan.offsets[j].unwrap());
+                    assert!(oa + one <= ob || ob + one <= oa, "buffers {i} and {j} overlap");
+                }
+            }
+        }
+    }
+}
