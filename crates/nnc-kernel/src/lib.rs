@@ -15,6 +15,7 @@ pub mod plan;
 pub mod print;
 pub mod program;
 pub mod schedule;
+pub mod simplify;
 pub mod stats;
 
 pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};

@@ -164,7 +164,10 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
     if !vectorized {
         schedule.vector = 1;
     }
-    Ok(Kernel { name: group.name.clone(), buffers: k.buffers, launch, body, schedule, covers: group.covers.clone() })
+    let mut kernel =
+        Kernel { name: group.name.clone(), buffers: k.buffers, launch, body, schedule, covers: group.covers.clone() };
+    crate::simplify::simplify(&mut kernel);
+    Ok(kernel)
 }
 
 /// Renumbers a map group's loads from program buffers to the kernel's own (reads first).

@@ -1,0 +1,276 @@
+//! Simplification of scheduled kernels with value ranges: index arithmetic that fusion composes
+//! (a reshape of a transpose of a slice) leaves divisions, remainders and bounds checks that the
+//! ranges of loop variables and thread ids decide. `(v / 4) * 2` with `v < 4` is `0`;
+//! `(4 * i + j) / 4` with `j < 4` is `i`; `x >= 0` for a loop index is `true`.
+//!
+//! Every rewrite is exact for the values the ranges admit; ranges come from loop extents, the
+//! launch (thread and workgroup ids) and `let`s of what those bound.
+
+use crate::expr::{Expr, Literal, Special};
+use crate::kernel::{Kernel, Stmt};
+use nnc_ir::{BinaryOp, DType};
+use std::collections::BTreeMap;
+
+/// Inclusive bounds of an integer value.
+type Range = (i64, i64);
+
+struct Ranges<'a> {
+    vars: BTreeMap<u32, Range>,
+    launch: &'a crate::kernel::Launch,
+    /// `let`s of a variable, literal or thread id, propagated into their uses and dropped.
+    copies: BTreeMap<u32, Expr>,
+}
+
+impl Ranges<'_> {
+    fn of(&self, e: &Expr) -> Option<Range> {
+        match e {
+            Expr::Lit(Literal::Int(v, _)) => Some((*v, *v)),
+            Expr::Var(v) => self.vars.get(&v.id).copied(),
+            Expr::Special(Special::ThreadId(a)) => Some((0, *self.launch.workgroup.get(*a as usize)? as i64 - 1)),
+            Expr::Special(Special::GroupId(a)) => Some((0, *self.launch.grid.get(*a as usize)? as i64 - 1)),
+            Expr::Binary(op, a, b) if e.dtype() == DType::I64 => {
+                let (a, b) = (self.of(a)?, self.of(b)?);
+                match op {
+                    BinaryOp::Add => Some((a.0.checked_add(b.0)?, a.1.checked_add(b.1)?)),
+                    BinaryOp::Sub => Some((a.0.checked_sub(b.1)?, a.1.checked_sub(b.0)?)),
+                    BinaryOp::Mul => {
+                        let c = [
+                            a.0.checked_mul(b.0)?,
+                            a.0.checked_mul(b.1)?,
+                            a.1.checked_mul(b.0)?,
+                            a.1.checked_mul(b.1)?,
+                        ];
+                        Some((*c.iter().min()?, *c.iter().max()?))
+                    }
+                    BinaryOp::Div if a.0 >= 0 && b.0 > 0 => Some((a.0 / b.1, a.1 / b.0)),
+                    BinaryOp::Rem if a.0 >= 0 && b.0 > 0 => Some((0, a.1.min(b.1 - 1))),
+                    BinaryOp::Max => Some((a.0.max(b.0), a.1.max(b.1))),
+                    BinaryOp::Min => Some((a.0.min(b.0), a.1.min(b.1))),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn non_negative(&self, e: &Expr) -> bool {
+        self.of(e).is_some_and(|r| r.0 >= 0)
+    }
+}
+
+/// `e` as `sum(coefficient * term) + constant` over `i64` (terms are expressions that are not
+/// sums or products by constants).
+fn linear(e: &Expr) -> (Vec<(i64, Expr)>, i64) {
+    match e {
+        Expr::Lit(Literal::Int(v, DType::I64)) => (Vec::new(), *v),
+        Expr::Binary(BinaryOp::Add, a, b) => {
+            let (mut ta, ca) = linear(a);
+            let (tb, cb) = linear(b);
+            ta.extend(tb);
+            (ta, ca.wrapping_add(cb))
+        }
+        Expr::Binary(BinaryOp::Mul, a, b) => match (a.as_int(), b.as_int()) {
+            (_, Some(k)) => scale(linear(a), k),
+            (Some(k), _) => scale(linear(b), k),
+            _ => (vec![(1, e.clone())], 0),
+        },
+        _ => (vec![(1, e.clone())], 0),
+    }
+}
+
+fn scale((terms, c): (Vec<(i64, Expr)>, i64), k: i64) -> (Vec<(i64, Expr)>, i64) {
+    (terms.into_iter().map(|(m, t)| (m.wrapping_mul(k), t)).collect(), c.wrapping_mul(k))
+}
+
+fn rebuild_linear(terms: Vec<(i64, Expr)>, c: i64) -> Expr {
+    let sum =
+        terms.into_iter().fold(Expr::i64(0), |acc, (k, t)| Expr::add_index(acc, Expr::mul_index(t, Expr::i64(k))));
+    Expr::add_index(sum, Expr::i64(c))
+}
+
+/// `(a / c, a % c)` simplified, for `c > 0` and `a` known non-negative in every term.
+fn div_rem(a: &Expr, c: i64, ranges: &Ranges<'_>, want_div: bool) -> Option<Expr> {
+    let (terms, constant) = linear(a);
+    if constant < 0 || terms.iter().any(|(k, t)| *k < 0 || !ranges.non_negative(t)) {
+        return None;
+    }
+    // Terms whose coefficient c divides leave the remainder alone.
+    let (whole, rest): (Vec<_>, Vec<_>) = terms.into_iter().partition(|(k, _)| k % c == 0);
+    let rest_expr = rebuild_linear(rest, constant % c);
+    let quotient = rebuild_linear(whole.into_iter().map(|(k, t)| (k / c, t)).collect(), constant / c);
+    let rest_range = ranges.of(&rest_expr)?;
+    let rest_small = rest_range.0 >= 0 && rest_range.1 < c;
+    Some(match (want_div, rest_small) {
+        (true, true) => quotient,
+        (true, false) => Expr::add_index(quotient, Expr::div_index(rest_expr, Expr::i64(c))),
+        (false, true) => rest_expr,
+        (false, false) => Expr::rem_index(rest_expr, Expr::i64(c)),
+    })
+}
+
+fn simplify_expr(e: Expr, ranges: &Ranges<'_>) -> Expr {
+    e.rewrite(&mut |e| match e {
+        Expr::Var(v) => ranges.copies.get(&v.id).cloned().unwrap_or(Expr::Var(v)),
+        e => simplify_node(e, ranges),
+    })
+}
+
+/// One rewrite step, on a node whose children are already simplified.
+fn simplify_node(e: Expr, ranges: &Ranges<'_>) -> Expr {
+    let int = e.dtype() == DType::I64;
+    match e {
+        Expr::Binary(op @ (BinaryOp::Div | BinaryOp::Rem), ref a, ref b) if int => {
+            let Some(c) = b.as_int().filter(|&c| c > 0) else { return e };
+            if ranges.of(a).is_some_and(|r| r.0 >= 0 && r.1 < c) {
+                return if op == BinaryOp::Div { Expr::i64(0) } else { (**a).clone() };
+            }
+            div_rem(a, c, ranges, op == BinaryOp::Div).unwrap_or(e)
+        }
+        Expr::Binary(op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul), a, b) if int => match op {
+            BinaryOp::Add => Expr::add_index(*a, *b),
+            BinaryOp::Sub => Expr::sub_index(*a, *b),
+            _ => Expr::mul_index(*a, *b),
+        },
+        Expr::Binary(op @ (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge), ref a, ref b)
+            if a.dtype() == DType::I64 =>
+        {
+            let (Some(x), Some(y)) = (ranges.of(a), ranges.of(b)) else { return e };
+            let decided = match op {
+                BinaryOp::Lt if x.1 < y.0 => Some(true),
+                BinaryOp::Lt if x.0 >= y.1 => Some(false),
+                BinaryOp::Le if x.1 <= y.0 => Some(true),
+                BinaryOp::Le if x.0 > y.1 => Some(false),
+                BinaryOp::Gt if x.0 > y.1 => Some(true),
+                BinaryOp::Gt if x.1 <= y.0 => Some(false),
+                BinaryOp::Ge if x.0 >= y.1 => Some(true),
+                BinaryOp::Ge if x.1 < y.0 => Some(false),
+                _ => None,
+            };
+            decided.map(Expr::bool).unwrap_or(e)
+        }
+        Expr::Binary(BinaryOp::And, a, b) => match (&*a, &*b) {
+            (Expr::Lit(Literal::Bool(false)), _) | (_, Expr::Lit(Literal::Bool(false))) => Expr::bool(false),
+            _ => Expr::and(*a, *b),
+        },
+        Expr::Binary(BinaryOp::Or, a, b) => match (&*a, &*b) {
+            (Expr::Lit(Literal::Bool(true)), _) | (_, Expr::Lit(Literal::Bool(true))) => Expr::bool(true),
+            (Expr::Lit(Literal::Bool(false)), _) => *b,
+            (_, Expr::Lit(Literal::Bool(false))) => *a,
+            _ => Expr::binary(BinaryOp::Or, *a, *b),
+        },
+        Expr::Select(c, a, b) => match *c {
+            Expr::Lit(Literal::Bool(true)) => *a,
+            Expr::Lit(Literal::Bool(false)) => *b,
+            c => Expr::Select(Box::new(c), a, b),
+        },
+        Expr::Load { buf, dtype, index, mask: Some(m) } => match *m {
+            Expr::Lit(Literal::Bool(true)) => Expr::Load { buf, dtype, index, mask: None },
+            m => Expr::Load { buf, dtype, index, mask: Some(Box::new(m)) },
+        },
+        e => e,
+    }
+}
+
+/// Simplifies every expression of `stmts`; removes loops of one iteration and branches whose
+/// condition is decided.
+fn simplify_stmts(stmts: Vec<Stmt>, ranges: &mut Ranges<'_>) -> Vec<Stmt> {
+    let mut out = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        match s {
+            Stmt::For { var, extent, kind, body } => {
+                let extent = simplify_expr(extent, ranges);
+                match ranges.of(&extent) {
+                    Some((_, 0)) | Some((_, i64::MIN..=-1)) => {}
+                    Some((1, 1)) => {
+                        // One iteration: the variable is 0.
+                        ranges.copies.insert(var.id, Expr::i64(0));
+                        out.extend(simplify_stmts(body, ranges));
+                    }
+                    range => {
+                        let hi = range.map(|r| r.1 - 1).unwrap_or(i64::MAX);
+                        ranges.vars.insert(var.id, (0, hi.max(0)));
+                        let body = simplify_stmts(body, ranges);
+                        out.push(Stmt::For { var, extent, kind, body });
+                    }
+                }
+            }
+            Stmt::Let { var, value } => {
+                let value = simplify_expr(value, ranges);
+                if matches!(value, Expr::Var(_) | Expr::Lit(_) | Expr::Special(_)) {
+                    ranges.copies.insert(var.id, value);
+                    continue;
+                }
+                if let Some(r) = ranges.of(&value) {
+                    ranges.vars.insert(var.id, r);
+                }
+                out.push(Stmt::Let { var, value });
+            }
+            Stmt::Local { var, init } => out.push(Stmt::Local { var, init: simplify_expr(init, ranges) }),
+            Stmt::Assign { var, value } => out.push(Stmt::Assign { var, value: simplify_expr(value, ranges) }),
+            Stmt::Store { buf, index, value } => {
+                let index = index.into_iter().map(|i| simplify_expr(i, ranges)).collect();
+                out.push(Stmt::Store { buf, index, value: simplify_expr(value, ranges) });
+            }
+            Stmt::If { cond, then, els } => match simplify_expr(cond, ranges) {
+                Expr::Lit(Literal::Bool(true)) => out.extend(simplify_stmts(then, ranges)),
+                Expr::Lit(Literal::Bool(false)) => out.extend(simplify_stmts(els, ranges)),
+                cond => {
+                    let then = simplify_stmts(then, ranges);
+                    let els = simplify_stmts(els, ranges);
+                    out.push(Stmt::If { cond, then, els });
+                }
+            },
+            Stmt::Barrier => out.push(Stmt::Barrier),
+        }
+    }
+    out
+}
+
+/// Simplifies a scheduled kernel in place.
+pub fn simplify(kernel: &mut Kernel) {
+    let mut ranges = Ranges { vars: BTreeMap::new(), launch: &kernel.launch, copies: BTreeMap::new() };
+    let body = std::mem::take(&mut kernel.body);
+    kernel.body = simplify_stmts(body, &mut ranges);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::Launch;
+
+    fn ranges(vars: &[(u32, i64, i64)]) -> (BTreeMap<u32, Range>, Launch) {
+        (vars.iter().map(|&(v, lo, hi)| (v, (lo, hi))).collect(), Launch { grid: [8, 1, 1], workgroup: [64, 1, 1] })
+    }
+
+    fn var(id: u32) -> Expr {
+        Expr::Var(crate::expr::Var { id, dtype: DType::I64 })
+    }
+
+    #[test]
+    fn divisions_and_remainders_decided_by_ranges() {
+        let (vars, launch) = ranges(&[(0, 0, 3), (1, 0, 9)]);
+        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new() };
+        // (v0 / 4) * 2 with v0 < 4 is 0.
+        let e = Expr::mul_index(Expr::div_index(var(0), Expr::i64(4)), Expr::i64(2));
+        assert_eq!(simplify_expr(e, &r), Expr::i64(0));
+        // (4 * v1 + v0) / 4 is v1, and % 4 is v0.
+        let x = Expr::add_index(Expr::mul_index(var(1), Expr::i64(4)), var(0));
+        assert_eq!(simplify_expr(Expr::div_index(x.clone(), Expr::i64(4)), &r), var(1));
+        assert_eq!(simplify_expr(Expr::rem_index(x, Expr::i64(4)), &r), var(0));
+        // tid.x < 64 always holds; v1 >= 0 too.
+        let t = Expr::binary(BinaryOp::Lt, Expr::Special(Special::ThreadId(0)), Expr::i64(64));
+        assert_eq!(simplify_expr(t, &r), Expr::bool(true));
+        assert_eq!(simplify_expr(Expr::binary(BinaryOp::Ge, var(1), Expr::i64(0)), &r), Expr::bool(true));
+        // Not decided: v1 < 5.
+        let open = Expr::binary(BinaryOp::Lt, var(1), Expr::i64(5));
+        assert_eq!(simplify_expr(open.clone(), &r), open);
+    }
+
+    #[test]
+    fn a_remainder_that_can_wrap_stays() {
+        let (vars, launch) = ranges(&[(0, 0, 7)]);
+        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new() };
+        let e = Expr::rem_index(Expr::add_index(var(0), Expr::i64(2)), Expr::i64(4));
+        assert_eq!(simplify_expr(e.clone(), &r), e);
+    }
+}
