@@ -7,13 +7,18 @@ cd "$(dirname "$0")/.."
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# System packages: a C toolchain for -sys crates, Python to fetch wheels, unzip for them.
+# System packages: a C toolchain for -sys crates, Python to fetch wheels, unzip for them,
+# and a software Vulkan driver.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v unzip >/dev/null || need+=(unzip)
 command -v curl >/dev/null || need+=(curl)
+# Vulkan with Mesa's software rasterizer (lavapipe): the adapter the WGSL backend's tests run on.
+for pkg in mesa-vulkan-drivers libvulkan1; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   as_root apt-get update -qq

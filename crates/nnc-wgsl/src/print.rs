@@ -1,0 +1,746 @@
+//! Kernel IR printed as a WGSL compute shader.
+//!
+//! One [`Kernel`] becomes one module with one entry point, `main`:
+//! - `@workgroup_size` is the launch's workgroup; `tid`/`gid` are `local_invocation_id` and
+//!   `workgroup_id`;
+//! - global buffers are `@group(0) @binding(k)` storage arrays in [`Kernel::params`] order,
+//!   workgroup buffers `var<workgroup>` arrays, private buffers function-local arrays;
+//! - every multi-index becomes a flat address through [`nnc_kernel::Buffer::flat_index`].
+//!
+//! Types. WGSL has no 64-bit types by default, so index arithmetic (`i64` in the IR) is `i32`
+//! (every buffer must have fewer than 2^31 elements), and `i64` data is held in `i32`: in a
+//! global buffer as (low, high) word pairs, the same bytes as the host's little-endian `i64`,
+//! of which the shader reads the low word and writes the sign-extended pair (the runtime checks
+//! that uploaded values fit). `i8`/`i16` compute in `i32` and `u8`/`u16` in `u32`, wrapped to
+//! their width after every arithmetic op, and are stored one per 32-bit word; `bool` is stored as
+//! `u32`. `f16` needs the adapter's `SHADER_F16` and computes each op in `f32`, rounding once
+//! to `f16` (what the graph interpreter does in `f64`). `f64`, `u64` and `bf16` are rejected.
+//!
+//! Semantics follow the graph interpreter (`nnc_interp::elementwise`): NaN-propagating
+//! `max`/`min`, round half to even, `erf` through a series and a rational approximation,
+//! truncating integer division, saturating float-to-int casts with NaN → 0. WGSL's `select()`
+//! evaluates both sides, so a Kernel-IR `select` whose sides load, and every masked load, become
+//! `if` statements: a load never runs where its guard is false. Barriers are printed where the
+//! IR has them (the schedules put them in uniform control flow); no `enable subgroups;`.
+
+use crate::WgslError;
+use nnc_ir::{BinaryOp, DType, UnaryOp};
+use nnc_kernel::expr::{Literal, Special};
+use nnc_kernel::{Access, BufId, Expr, Kernel, LoopKind, Space, Stmt};
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+/// What the target offers, and how the runtime binds the kernel's buffers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrintOptions {
+    /// The adapter has `SHADER_F16`: `f16` buffers and values are allowed.
+    pub f16: bool,
+    /// Per global parameter (in [`Kernel::params`] order), declare it `read_write` even if the
+    /// kernel only reads it (a program buffer bound twice, once written, must be writable in
+    /// every binding).
+    pub force_read_write: Vec<bool>,
+}
+
+/// Prints `kernel` as WGSL and validates it with naga.
+pub fn compile_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, WgslError> {
+    let text = print_kernel(kernel, options)?;
+    validate(&kernel.name, &text)?;
+    Ok(text)
+}
+
+/// Parses and validates `wgsl` with naga; errors name `kernel` and the WGSL line.
+pub fn validate(kernel: &str, wgsl: &str) -> Result<naga::Module, WgslError> {
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| {
+        let line = e.location(wgsl).map(|l| l.line_number as usize).unwrap_or(0);
+        naga_error(kernel, wgsl, line, e.emit_to_string(wgsl))
+    })?;
+    let mut validator =
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::all());
+    validator.validate(&module).map_err(|e| {
+        let line = e.location(wgsl).map(|l| l.line_number as usize).unwrap_or(0);
+        naga_error(kernel, wgsl, line, e.emit_to_string(wgsl))
+    })?;
+    Ok(module)
+}
+
+fn naga_error(kernel: &str, wgsl: &str, line: usize, message: String) -> WgslError {
+    let text = wgsl.lines().nth(line.saturating_sub(1)).unwrap_or("").trim().to_string();
+    WgslError::Naga { kernel: kernel.to_string(), line, text, message }
+}
+
+/// Prints `kernel` as a WGSL compute shader (not validated; see [`compile_kernel`]).
+pub fn print_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, WgslError> {
+    let mut p =
+        Printer { kernel, options, out: String::new(), indent: 1, temps: 0, helpers: BTreeSet::new(), uses_f16: false };
+    p.check_buffers()?;
+    let mut decls = String::new();
+    let mut privates = String::new();
+    for (i, b) in kernel.buffers.iter().enumerate() {
+        let elem = p.storage_type(b.dtype)?;
+        match b.space {
+            Space::Global => {
+                let k = kernel.params().position(|(id, _)| id.index() == i).unwrap_or(0);
+                let rw = b.access != Access::Read || options.force_read_write.get(k).copied().unwrap_or(false);
+                let mode = if rw { "read_write" } else { "read" };
+                let _ = writeln!(
+                    decls,
+                    "@group(0) @binding({k}) var<storage, {mode}> b{i}: array<{elem}>; // {}",
+                    comment(&b.name)
+                );
+            }
+            Space::Workgroup => {
+                let _ =
+                    writeln!(decls, "var<workgroup> b{i}: array<{elem}, {}>; // {}", b.len().max(1), comment(&b.name));
+            }
+            Space::Private => {
+                let _ = writeln!(privates, "  var b{i}: array<{elem}, {}>; // {}", b.len().max(1), comment(&b.name));
+            }
+        }
+    }
+    p.block(&kernel.body)?;
+    let body = std::mem::take(&mut p.out);
+    let mut s = String::new();
+    if p.uses_f16 {
+        s.push_str("enable f16;\n\n");
+    }
+    let _ = writeln!(s, "// kernel {}", comment(&kernel.name));
+    let sch = &kernel.schedule;
+    let _ = writeln!(
+        s,
+        "// schedule {} workgroup_size={} tile={}x{}x{} grid=[{}, {}, {}]",
+        sch.strategy.name(),
+        sch.workgroup_size,
+        sch.tile[0],
+        sch.tile[1],
+        sch.tile[2],
+        kernel.launch.grid[0],
+        kernel.launch.grid[1],
+        kernel.launch.grid[2]
+    );
+    s.push_str(&decls);
+    for h in &p.helpers {
+        s.push('\n');
+        s.push_str(helper_text(h));
+    }
+    let [x, y, z] = kernel.launch.workgroup;
+    let _ = write!(
+        s,
+        "\n@compute @workgroup_size({x}, {y}, {z})\n\
+         fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {{\n"
+    );
+    s.push_str(&privates);
+    s.push_str(&body);
+    s.push_str("}\n");
+    Ok(s)
+}
+
+fn comment(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+/// How a value of a dtype is held in a shader.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Repr {
+    F32,
+    F16,
+    I32,
+    U32,
+    Bool,
+}
+
+struct Printer<'k> {
+    kernel: &'k Kernel,
+    options: &'k PrintOptions,
+    out: String,
+    indent: usize,
+    temps: u32,
+    helpers: BTreeSet<&'static str>,
+    uses_f16: bool,
+}
+
+type R<T> = Result<T, WgslError>;
+
+impl Printer<'_> {
+    fn err(&self, message: impl Into<String>) -> WgslError {
+        WgslError::Unsupported { kernel: self.kernel.name.clone(), message: message.into() }
+    }
+
+    fn check_buffers(&self) -> R<()> {
+        for b in &self.kernel.buffers {
+            let words = if b.dtype == DType::I64 && b.space == Space::Global { 2 } else { 1 };
+            if b.len().saturating_mul(words) >= 1 << 31 {
+                return Err(self.err(format!(
+                    "buffer `{}` has {} elements; WGSL indices are i32 (at most 2^31 - 1 words)",
+                    b.name,
+                    b.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn repr(&mut self, d: DType) -> R<Repr> {
+        Ok(match d {
+            DType::F32 => Repr::F32,
+            DType::F16 => {
+                if !self.options.f16 {
+                    return Err(self.err("f16 needs an adapter with SHADER_F16"));
+                }
+                self.uses_f16 = true;
+                Repr::F16
+            }
+            DType::I64 | DType::I32 | DType::I16 | DType::I8 => Repr::I32,
+            DType::U32 | DType::U16 | DType::U8 => Repr::U32,
+            DType::Bool => Repr::Bool,
+            DType::F64 => return Err(self.err("f64 is not supported: WGSL has no f64")),
+            DType::U64 => return Err(self.err("u64 is not supported: WGSL has no 64-bit integers")),
+            DType::BF16 => return Err(self.err("bf16 is not supported: WGSL has no bf16")),
+        })
+    }
+
+    fn ty(&mut self, d: DType) -> R<&'static str> {
+        Ok(repr_name(self.repr(d)?))
+    }
+
+    fn storage_type(&mut self, d: DType) -> R<&'static str> {
+        Ok(match self.repr(d)? {
+            Repr::Bool => "u32",
+            r => repr_name(r),
+        })
+    }
+
+    fn line(&mut self, s: &str) {
+        for _ in 0..self.indent {
+            self.out.push_str("  ");
+        }
+        self.out.push_str(s);
+        self.out.push('\n');
+    }
+
+    fn temp(&mut self) -> String {
+        self.temps += 1;
+        format!("t{}", self.temps)
+    }
+
+    fn helper(&mut self, name: &'static str) -> &'static str {
+        // Helpers that call other helpers pull them in.
+        for dep in helper_deps(name) {
+            self.helpers.insert(dep);
+        }
+        self.helpers.insert(name);
+        name
+    }
+
+    fn block(&mut self, stmts: &[Stmt]) -> R<()> {
+        for s in stmts {
+            self.stmt(s)?;
+        }
+        Ok(())
+    }
+
+    fn stmt(&mut self, s: &Stmt) -> R<()> {
+        match s {
+            Stmt::For { var, extent, kind, body } => {
+                let n = self.expr(extent)?;
+                let v = format!("v{}", var.id);
+                let note = match kind {
+                    LoopKind::Serial => String::new(),
+                    LoopKind::Unroll => " // unroll".to_string(),
+                    LoopKind::Vector(w) => format!(" // vector({w})"),
+                };
+                let n = if extent.as_int().is_some() {
+                    n
+                } else {
+                    let t = self.temp();
+                    self.line(&format!("let {t}: i32 = {n};"));
+                    t
+                };
+                self.line(&format!("for (var {v}: i32 = 0i; {v} < {n}; {v}++) {{{note}"));
+                self.indent += 1;
+                self.block(body)?;
+                self.indent -= 1;
+                self.line("}");
+            }
+            Stmt::Let { var, value } => {
+                let ty = self.ty(var.dtype)?;
+                let e = self.expr(value)?;
+                self.line(&format!("let v{}: {ty} = {e};", var.id));
+            }
+            Stmt::Local { var, init } => {
+                let ty = self.ty(var.dtype)?;
+                let e = self.expr(init)?;
+                self.line(&format!("var v{}: {ty} = {e};", var.id));
+            }
+            Stmt::Assign { var, value } => {
+                let e = self.expr(value)?;
+                self.line(&format!("v{} = {e};", var.id));
+            }
+            Stmt::Store { buf, index, value } => {
+                let b = self.kernel.buffer(*buf);
+                let (dtype, space) = (b.dtype, b.space);
+                let flat = self.expr(&b.flat_index(index))?;
+                let v = self.expr(value)?;
+                let name = format!("b{}", buf.index());
+                match self.repr(dtype)? {
+                    Repr::Bool => self.line(&format!("{name}[{flat}] = select(0u, 1u, {v});")),
+                    Repr::I32 if dtype == DType::I64 && space == Space::Global => {
+                        let t = self.temp();
+                        self.line(&format!("let {t}: i32 = {v};"));
+                        let a = self.temp();
+                        self.line(&format!("let {a}: i32 = 2i * ({flat});"));
+                        self.line(&format!("{name}[{a}] = {t};"));
+                        self.line(&format!("{name}[{a} + 1i] = {t} >> 31u;"));
+                    }
+                    _ => self.line(&format!("{name}[{flat}] = {v};")),
+                }
+            }
+            Stmt::If { cond, then, els } => {
+                let c = self.expr(cond)?;
+                self.line(&format!("if ({c}) {{"));
+                self.indent += 1;
+                self.block(then)?;
+                self.indent -= 1;
+                if !els.is_empty() {
+                    self.line("} else {");
+                    self.indent += 1;
+                    self.block(els)?;
+                    self.indent -= 1;
+                }
+                self.line("}");
+            }
+            Stmt::Barrier => self.line("workgroupBarrier();"),
+        }
+        Ok(())
+    }
+
+    /// The load of `buf` at `index`, as a value of its dtype's representation.
+    fn load(&mut self, buf: BufId, index: &[Expr]) -> R<String> {
+        let b = self.kernel.buffer(buf);
+        let (dtype, space) = (b.dtype, b.space);
+        let flat = self.expr(&b.flat_index(index))?;
+        let name = format!("b{}", buf.index());
+        Ok(match self.repr(dtype)? {
+            Repr::Bool => format!("({name}[{flat}] != 0u)"),
+            Repr::I32 if dtype == DType::I64 && space == Space::Global => format!("{name}[2i * ({flat})]"),
+            _ => format!("{name}[{flat}]"),
+        })
+    }
+
+    /// A WGSL expression for `e`; statements it needs (guarded loads) are printed first.
+    fn expr(&mut self, e: &Expr) -> R<String> {
+        Ok(match e {
+            Expr::Lit(l) => self.literal(*l)?,
+            Expr::Var(v) => format!("v{}", v.id),
+            Expr::Special(Special::ThreadId(a)) => format!("i32(lid.{})", axis(*a)),
+            Expr::Special(Special::GroupId(a)) => format!("i32(wid.{})", axis(*a)),
+            Expr::Axis(_) | Expr::Reduce(_) => {
+                return Err(self.err("a compute-definition expression (axis or reduction) in a scheduled kernel"))
+            }
+            Expr::Load { buf, dtype, index, mask } => match mask {
+                None => self.load(*buf, index)?,
+                Some(m) => {
+                    let ty = self.ty(*dtype)?;
+                    let zero = self.literal(Literal::zero(*dtype))?;
+                    let m = self.expr(m)?;
+                    let t = self.temp();
+                    self.line(&format!("var {t}: {ty} = {zero};"));
+                    self.line(&format!("if ({m}) {{"));
+                    self.indent += 1;
+                    let l = self.load(*buf, index)?;
+                    self.line(&format!("{t} = {l};"));
+                    self.indent -= 1;
+                    self.line("}");
+                    t
+                }
+            },
+            Expr::Select(c, a, b) => {
+                let loads = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Load { .. }));
+                let c = self.expr(c)?;
+                if !loads(a) && !loads(b) {
+                    let a = self.expr(a)?;
+                    let b = self.expr(b)?;
+                    format!("select({b}, {a}, {c})")
+                } else {
+                    let ty = self.ty(e.dtype())?;
+                    let t = self.temp();
+                    self.line(&format!("var {t}: {ty};"));
+                    self.line(&format!("if ({c}) {{"));
+                    self.indent += 1;
+                    let x = self.expr(a)?;
+                    self.line(&format!("{t} = {x};"));
+                    self.indent -= 1;
+                    self.line("} else {");
+                    self.indent += 1;
+                    let y = self.expr(b)?;
+                    self.line(&format!("{t} = {y};"));
+                    self.indent -= 1;
+                    self.line("}");
+                    t
+                }
+            }
+            Expr::Cast(to, a) => {
+                let from = a.dtype();
+                let x = self.expr(a)?;
+                self.cast(&x, from, *to)?
+            }
+            Expr::Unary(op, a) => {
+                let x = self.expr(a)?;
+                self.unary(*op, &x, a.dtype())?
+            }
+            Expr::Binary(op, a, b) => {
+                let x = self.expr(a)?;
+                let y = self.expr(b)?;
+                self.binary(*op, &x, &y, a.dtype())?
+            }
+        })
+    }
+
+    fn literal(&mut self, l: Literal) -> R<String> {
+        Ok(match l {
+            Literal::Bool(b) => b.to_string(),
+            Literal::Float(v, d) => match self.repr(d)? {
+                Repr::F32 => f32_literal(self, v as f32),
+                Repr::F16 => {
+                    let h = half::f16::from_f64(v);
+                    if h.is_finite() {
+                        format!("{:?}h", f32::from(h))
+                    } else {
+                        format!("f16({})", f32_literal(self, f32::from(h)))
+                    }
+                }
+                _ => return Err(self.err(format!("float literal of dtype {}", d.name()))),
+            },
+            Literal::Int(v, d) => match self.repr(d)? {
+                // i64 values beyond i32 saturate (reduction identities such as i64::MIN).
+                Repr::I32 => {
+                    let v = v.clamp(i32::MIN as i64, i32::MAX as i64);
+                    if v == i32::MIN as i64 {
+                        "i32(-2147483648)".to_string()
+                    } else if v < 0 {
+                        format!("(-{}i)", -v)
+                    } else {
+                        format!("{v}i")
+                    }
+                }
+                Repr::U32 => format!("{}u", v as u32),
+                Repr::F32 => format!("{v}.0f"),
+                _ => return Err(self.err(format!("integer literal of dtype {}", d.name()))),
+            },
+        })
+    }
+
+    /// `x` (a value of `dtype`'s representation) wrapped to the width of a narrow integer.
+    fn wrap(&self, x: String, dtype: DType) -> String {
+        match dtype {
+            DType::I8 => format!("(({x} << 24u) >> 24u)"),
+            DType::I16 => format!("(({x} << 16u) >> 16u)"),
+            DType::U8 => format!("({x} & 0xffu)"),
+            DType::U16 => format!("({x} & 0xffffu)"),
+            _ => x,
+        }
+    }
+
+    fn unary(&mut self, op: UnaryOp, x: &str, dtype: DType) -> R<String> {
+        use UnaryOp::*;
+        let repr = self.repr(dtype)?;
+        let bad = |p: &Self| p.err(format!("`{}` on {}", op.name(), dtype.name()));
+        match repr {
+            Repr::Bool => match op {
+                Not => Ok(format!("(!{x})")),
+                _ => Err(bad(self)),
+            },
+            Repr::I32 | Repr::U32 => {
+                let s = match (op, repr) {
+                    (Neg, Repr::I32) => format!("(-{x})"),
+                    (Neg, _) => format!("(0u - {x})"),
+                    (Abs, Repr::I32) => format!("abs({x})"),
+                    (Abs, _) => x.to_string(),
+                    (Sign, Repr::I32) => format!("sign({x})"),
+                    (Sign, _) => format!("select(0u, 1u, {x} > 0u)"),
+                    (Relu, Repr::I32) => format!("max({x}, 0i)"),
+                    (Relu, _) => x.to_string(),
+                    _ => return Err(bad(self)),
+                };
+                Ok(self.wrap(s, dtype))
+            }
+            Repr::F32 | Repr::F16 => {
+                let h = repr == Repr::F16;
+                // f16 computes in f32 and rounds once.
+                let a = if h { format!("f32({x})") } else { x.to_string() };
+                let f = match op {
+                    Neg => format!("(-{a})"),
+                    Abs => format!("abs({a})"),
+                    Sign => format!("{}({a})", self.helper("nnc_sign")),
+                    Relu => format!("{}({a})", self.helper("nnc_relu")),
+                    Exp => format!("exp({a})"),
+                    Log => format!("log({a})"),
+                    Sqrt => format!("sqrt({a})"),
+                    Rsqrt => format!("(1.0f / sqrt({a}))"),
+                    Reciprocal => format!("(1.0f / {a})"),
+                    Sin => format!("sin({a})"),
+                    Cos => format!("cos({a})"),
+                    Tan => format!("tan({a})"),
+                    Asin => format!("asin({a})"),
+                    Acos => format!("acos({a})"),
+                    Atan => format!("atan({a})"),
+                    Sinh => format!("sinh({a})"),
+                    Cosh => format!("cosh({a})"),
+                    Tanh => format!("{}({a})", self.helper("nnc_tanh")),
+                    Asinh => format!("asinh({a})"),
+                    Acosh => format!("acosh({a})"),
+                    Atanh => format!("atanh({a})"),
+                    Sigmoid => format!("{}({a})", self.helper("nnc_sigmoid")),
+                    Erf => format!("{}({a})", self.helper("nnc_erf")),
+                    Floor => format!("floor({a})"),
+                    Ceil => format!("ceil({a})"),
+                    Round => format!("round({a})"),
+                    IsNan => return Ok(format!("{}({a})", self.helper("nnc_isnan"))),
+                    IsInf => return Ok(format!("{}({a})", self.helper("nnc_isinf"))),
+                    Not => return Err(bad(self)),
+                };
+                Ok(if h { format!("f16({f})") } else { f })
+            }
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, x: &str, y: &str, dtype: DType) -> R<String> {
+        use BinaryOp::*;
+        let repr = self.repr(dtype)?;
+        let bad = |p: &Self| p.err(format!("`{}` on {}", op.name(), dtype.name()));
+        let cmp = |o: &str| format!("({x} {o} {y})");
+        if repr == Repr::Bool {
+            return match op {
+                And => Ok(cmp("&&")),
+                Or => Ok(cmp("||")),
+                Xor | Ne => Ok(cmp("!=")),
+                Eq => Ok(cmp("==")),
+                // false < true
+                Lt => Ok(format!("(u32({x}) < u32({y}))")),
+                Le => Ok(format!("(u32({x}) <= u32({y}))")),
+                Gt => Ok(format!("(u32({x}) > u32({y}))")),
+                Ge => Ok(format!("(u32({x}) >= u32({y}))")),
+                _ => Err(bad(self)),
+            };
+        }
+        match op {
+            Eq => return Ok(cmp("==")),
+            Ne => return Ok(cmp("!=")),
+            Lt => return Ok(cmp("<")),
+            Le => return Ok(cmp("<=")),
+            Gt => return Ok(cmp(">")),
+            Ge => return Ok(cmp(">=")),
+            And | Or | Xor => return Err(bad(self)),
+            _ => {}
+        }
+        match repr {
+            Repr::I32 | Repr::U32 => {
+                let s = match op {
+                    Add => cmp("+"),
+                    Sub => cmp("-"),
+                    Mul => cmp("*"),
+                    Div => cmp("/"),
+                    Rem => cmp("%"),
+                    Max => format!("max({x}, {y})"),
+                    Min => format!("min({x}, {y})"),
+                    Pow if repr == Repr::I32 => format!("{}({x}, {y})", self.helper("nnc_ipow")),
+                    Pow => format!("{}({x}, {y})", self.helper("nnc_upow")),
+                    _ => return Err(bad(self)),
+                };
+                Ok(self.wrap(s, dtype))
+            }
+            _ => {
+                let h = repr == Repr::F16;
+                let (a, b) =
+                    if h { (format!("f32({x})"), format!("f32({y})")) } else { (x.to_string(), y.to_string()) };
+                let f = match op {
+                    Add => format!("({a} + {b})"),
+                    Sub => format!("({a} - {b})"),
+                    Mul => format!("({a} * {b})"),
+                    Div => format!("({a} / {b})"),
+                    Rem => format!("({a} % {b})"),
+                    Pow => format!("{}({a}, {b})", self.helper("nnc_pow")),
+                    Max => format!("{}({a}, {b})", self.helper("nnc_max")),
+                    Min => format!("{}({a}, {b})", self.helper("nnc_min")),
+                    _ => return Err(bad(self)),
+                };
+                Ok(if h { format!("f16({f})") } else { f })
+            }
+        }
+    }
+
+    fn cast(&mut self, x: &str, from: DType, to: DType) -> R<String> {
+        let (rf, rt) = (self.repr(from)?, self.repr(to)?);
+        if from == to {
+            return Ok(x.to_string());
+        }
+        let float = |r: Repr| matches!(r, Repr::F32 | Repr::F16);
+        Ok(match (rf, rt) {
+            (_, Repr::Bool) => match rf {
+                Repr::Bool => x.to_string(),
+                Repr::F32 => format!("({x} != 0.0f)"),
+                Repr::F16 => format!("({x} != 0.0h)"),
+                Repr::I32 => format!("({x} != 0i)"),
+                Repr::U32 => format!("({x} != 0u)"),
+            },
+            (Repr::Bool, _) => {
+                let one = self.literal(Literal::from_f64(1.0, to))?;
+                let zero = self.literal(Literal::zero(to))?;
+                format!("select({zero}, {one}, {x})")
+            }
+            (f, t) if float(f) && float(t) => format!("{}({x})", repr_name(t)),
+            (_, t) if float(t) => format!("{}({x})", repr_name(t)),
+            (f, t) if float(f) => {
+                // Truncate toward zero, saturate to the target's range, NaN → 0.
+                let a = if f == Repr::F16 { format!("f32({x})") } else { x.to_string() };
+                match (t, to) {
+                    (Repr::I32, DType::I8) => format!("i32(clamp({}({a}), -128.0f, 127.0f))", self.helper("nnc_nan0")),
+                    (Repr::I32, DType::I16) => {
+                        format!("i32(clamp({}({a}), -32768.0f, 32767.0f))", self.helper("nnc_nan0"))
+                    }
+                    (Repr::I32, _) => format!("{}({a})", self.helper("nnc_f2i")),
+                    (_, DType::U8) => format!("u32(clamp({}({a}), 0.0f, 255.0f))", self.helper("nnc_nan0")),
+                    (_, DType::U16) => format!("u32(clamp({}({a}), 0.0f, 65535.0f))", self.helper("nnc_nan0")),
+                    _ => format!("{}({a})", self.helper("nnc_f2u")),
+                }
+            }
+            // Integer to integer wraps: reinterpret the 32-bit word, then narrow.
+            (_, t) => {
+                let s = if rf == t { x.to_string() } else { format!("{}({x})", repr_name(t)) };
+                self.wrap(s, to)
+            }
+        })
+    }
+}
+
+fn repr_name(r: Repr) -> &'static str {
+    match r {
+        Repr::F32 => "f32",
+        Repr::F16 => "f16",
+        Repr::I32 => "i32",
+        Repr::U32 => "u32",
+        Repr::Bool => "bool",
+    }
+}
+
+fn axis(a: u8) -> char {
+    ['x', 'y', 'z'][a.min(2) as usize]
+}
+
+/// An `f32` literal; infinities and NaN come from helpers (WGSL has no non-finite literals).
+fn f32_literal(p: &mut Printer, v: f32) -> String {
+    if v.is_nan() {
+        format!("{}()", p.helper("nnc_nan"))
+    } else if v.is_infinite() {
+        let inf = p.helper("nnc_inf");
+        if v > 0.0 {
+            format!("{inf}()")
+        } else {
+            format!("(-{inf}())")
+        }
+    } else if v < 0.0 {
+        format!("(-{:?}f)", -v)
+    } else {
+        format!("{v:?}f")
+    }
+}
+
+fn helper_deps(name: &str) -> &'static [&'static str] {
+    match name {
+        "nnc_nan" => &["nnc_inf_bits"],
+        "nnc_inf" => &["nnc_inf_bits"],
+        "nnc_max" | "nnc_min" => &["nnc_isnan", "nnc_nan", "nnc_inf_bits"],
+        "nnc_relu" | "nnc_sign" | "nnc_nan0" | "nnc_f2i" | "nnc_f2u" => &["nnc_isnan"],
+        "nnc_pow" => &["nnc_isnan", "nnc_nan", "nnc_inf_bits"],
+        _ => &[],
+    }
+}
+
+fn helper_text(name: &str) -> &'static str {
+    match name {
+        "nnc_inf_bits" => {
+            "// Non-finite constants come from a variable: WGSL has no non-finite literals.\n\
+             var<private> nnc_inf_bits: u32 = 0x7f800000u;\n"
+        }
+        "nnc_inf" => "fn nnc_inf() -> f32 { return bitcast<f32>(nnc_inf_bits); }\n",
+        "nnc_nan" => "fn nnc_nan() -> f32 { return bitcast<f32>(nnc_inf_bits | 0x400000u); }\n",
+        "nnc_isnan" => "fn nnc_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }\n",
+        "nnc_isinf" => "fn nnc_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }\n",
+        "nnc_max" => {
+            "fn nnc_max(a: f32, b: f32) -> f32 {\n  if (nnc_isnan(a) || nnc_isnan(b)) { return nnc_nan(); }\n  return max(a, b);\n}\n"
+        }
+        "nnc_min" => {
+            "fn nnc_min(a: f32, b: f32) -> f32 {\n  if (nnc_isnan(a) || nnc_isnan(b)) { return nnc_nan(); }\n  return min(a, b);\n}\n"
+        }
+        "nnc_relu" => "fn nnc_relu(x: f32) -> f32 { return select(0.0f, x, x > 0.0f || nnc_isnan(x)); }\n",
+        "nnc_sign" => {
+            "// sign(±0) = ±0, sign(NaN) = NaN.\n\
+             fn nnc_sign(x: f32) -> f32 { return select(sign(x), x, x == 0.0f || nnc_isnan(x)); }\n"
+        }
+        "nnc_tanh" => {
+            "// tanh through exp overflows to NaN on some drivers: it is ±1 in f32 beyond |x| = 10.\n\
+             fn nnc_tanh(x: f32) -> f32 { return select(tanh(x), sign(x), abs(x) > 10.0f); }\n"
+        }
+        "nnc_sigmoid" => "fn nnc_sigmoid(x: f32) -> f32 { return 1.0f / (1.0f + exp(-x)); }\n",
+        "nnc_erf" => {
+            "// erf: its Maclaurin series below 0.5 (relative error < 1e-8), else 1 - erfc with\n\
+             // Numerical Recipes' Chebyshev fit (relative error < 1.2e-7).\n\
+             fn nnc_erf(x: f32) -> f32 {\n\
+             \x20 let z = abs(x);\n\
+             \x20 if (z < 0.5f) {\n\
+             \x20   let q = x * x;\n\
+             \x20   return 1.1283791671f * x * (1.0f + q * (-0.3333333333f + q * (0.1f + q * (-0.0238095238f + q * (0.0046296296f + q * (-0.0007575758f + q * 0.0001068376f))))));\n\
+             \x20 }\n\
+             \x20 let t = 1.0f / (1.0f + 0.5f * z);\n\
+             \x20 let r = t * exp(-z * z - 1.26551223f + t * (1.00002368f + t * (0.37409196f + t * (0.09678418f + t * (-0.18628806f + t * (0.27886807f + t * (-1.13520398f + t * (1.48851587f + t * (-0.82215223f + t * 0.17087277f)))))))));\n\
+             \x20 return sign(x) * (1.0f - r);\n\
+             }\n"
+        }
+        "nnc_pow" => {
+            "// powf: negative bases with integral exponents, x^0 = 1, NaN propagates.\n\
+             fn nnc_pow(x: f32, y: f32) -> f32 {\n\
+             \x20 if (y == 0.0f) { return 1.0f; }\n\
+             \x20 if (nnc_isnan(x) || nnc_isnan(y)) { return x + y; }\n\
+             \x20 if (x == 1.0f) { return 1.0f; }\n\
+             \x20 let r = pow(abs(x), y);\n\
+             \x20 if (x < 0.0f) {\n\
+             \x20   if (floor(y) != y) { return nnc_nan(); }\n\
+             \x20   if (abs(y) < 16777216.0f && (i32(abs(y)) & 1i) == 1i) { return -r; }\n\
+             \x20 }\n\
+             \x20 return r;\n\
+             }\n"
+        }
+        "nnc_ipow" => {
+            "fn nnc_ipow(x: i32, y: i32) -> i32 {\n\
+             \x20 var r: i32 = 1i; var b: i32 = x; var e: i32 = y;\n\
+             \x20 loop { if (e <= 0i) { break; } if ((e & 1i) == 1i) { r = r * b; } b = b * b; e = e >> 1u; }\n\
+             \x20 return r;\n\
+             }\n"
+        }
+        "nnc_upow" => {
+            "fn nnc_upow(x: u32, y: u32) -> u32 {\n\
+             \x20 var r: u32 = 1u; var b: u32 = x; var e: u32 = y;\n\
+             \x20 loop { if (e == 0u) { break; } if ((e & 1u) == 1u) { r = r * b; } b = b * b; e = e >> 1u; }\n\
+             \x20 return r;\n\
+             }\n"
+        }
+        "nnc_nan0" => "fn nnc_nan0(x: f32) -> f32 { return select(trunc(x), 0.0f, nnc_isnan(x)); }\n",
+        "nnc_f2i" => {
+            "// float → i32: truncates, saturates, NaN → 0.\n\
+             fn nnc_f2i(x: f32) -> i32 {\n\
+             \x20 if (nnc_isnan(x)) { return 0i; }\n\
+             \x20 if (x >= 2147483648.0f) { return 2147483647i; }\n\
+             \x20 if (x <= -2147483648.0f) { return i32(-2147483648); }\n\
+             \x20 return i32(x);\n\
+             }\n"
+        }
+        "nnc_f2u" => {
+            "// float → u32: truncates, saturates, NaN → 0.\n\
+             fn nnc_f2u(x: f32) -> u32 {\n\
+             \x20 if (nnc_isnan(x) || x <= 0.0f) { return 0u; }\n\
+             \x20 if (x >= 4294967296.0f) { return 4294967295u; }\n\
+             \x20 return u32(x);\n\
+             }\n"
+        }
+        _ => "",
+    }
+}

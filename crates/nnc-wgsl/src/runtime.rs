@@ -1,0 +1,415 @@
+//! Running a compiled [`Program`] on a wgpu adapter.
+//!
+//! Everything is created once, in [`WgslProgram::new`]: one storage buffer per program buffer
+//! (weights uploaded then), one pipeline per distinct WGSL text, one bind group per kernel, and
+//! a staging buffer per output. [`WgslProgram::run`] writes the inputs, records every kernel into
+//! one command encoder followed by the copies of the outputs, submits once, and maps back only
+//! the outputs.
+//!
+//! Data layout on the GPU (see [`crate::print`]): `f32`, `f16`, `i32`, `u32` as on the host;
+//! `i64` as its little-endian bytes, read as (low, high) `i32` pairs (uploaded values must fit
+//! in `i32`); `i8`/`i16` sign-extended and `u8`/`u16`/`bool` zero-extended to 32-bit words.
+
+use crate::print::{compile_kernel, PrintOptions};
+use crate::WgslError;
+use bytes::Bytes;
+use nnc_ir::{DType, TensorData};
+use nnc_kernel::fuse::BufferKind;
+use nnc_kernel::program::Program;
+use nnc_kernel::Access;
+use std::collections::HashMap;
+use wgpu::util::DeviceExt;
+
+/// The names of the adapters wgpu finds (all backends compiled in).
+pub fn adapters() -> Vec<String> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())).iter().map(|a| a.get_info().name).collect()
+}
+
+struct KernelRun {
+    pipeline: usize,
+    bind_group: wgpu::BindGroup,
+    grid: [u32; 3],
+}
+
+/// A program ready to run on one wgpu device.
+pub struct WgslProgram {
+    info: wgpu::AdapterInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    program: Program,
+    /// One per program buffer.
+    buffers: Vec<wgpu::Buffer>,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    kernels: Vec<KernelRun>,
+    wgsl: Vec<String>,
+    /// Per program output: a staging buffer to map.
+    staging: Vec<wgpu::Buffer>,
+    submissions: u64,
+}
+
+fn wgpu_err(e: impl std::fmt::Display) -> WgslError {
+    WgslError::Wgpu(e.to_string())
+}
+
+/// Bytes a program buffer takes on the GPU (at least 4, a multiple of 4).
+fn gpu_bytes(dtype: DType, numel: i64) -> u64 {
+    let per = match dtype {
+        DType::F16 => 2,
+        DType::I64 => 8,
+        _ => 4,
+    };
+    ((numel.max(0) as u64 * per).div_ceil(4) * 4).max(4)
+}
+
+/// A tensor in the GPU layout.
+fn encode(name: &str, t: &TensorData) -> Result<Vec<u8>, WgslError> {
+    let raw = t.bytes();
+    let mut out: Vec<u8> = match t.dtype() {
+        DType::F32 | DType::F16 | DType::I32 | DType::U32 => raw.to_vec(),
+        DType::I64 => {
+            if let Some(v) = t.to_i64_vec().into_iter().find(|&v| i32::try_from(v).is_err()) {
+                return Err(WgslError::Data(format!(
+                    "`{name}` holds the i64 value {v}, which does not fit in the i32 the WGSL backend computes with"
+                )));
+            }
+            raw.to_vec()
+        }
+        DType::I8 | DType::I16 => t.to_i64_vec().into_iter().flat_map(|v| (v as i32).to_le_bytes()).collect(),
+        DType::U8 | DType::U16 | DType::Bool => {
+            t.to_i64_vec().into_iter().flat_map(|v| (v as u32).to_le_bytes()).collect()
+        }
+        d => {
+            return Err(WgslError::Data(format!(
+                "`{name}`: {} tensors are not supported by the WGSL backend",
+                d.name()
+            )))
+        }
+    };
+    out.resize(gpu_bytes(t.dtype(), t.len() as i64) as usize, 0);
+    Ok(out)
+}
+
+/// A tensor from its GPU layout.
+fn decode(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Result<TensorData, WgslError> {
+    let n: usize = shape.iter().product();
+    let words = || bytes.chunks_exact(4).take(n).map(|c| [c[0], c[1], c[2], c[3]]);
+    let data: Vec<u8> = match dtype {
+        DType::F32 | DType::I32 | DType::U32 => bytes[..4 * n].to_vec(),
+        DType::F16 => bytes[..2 * n].to_vec(),
+        DType::I64 => bytes[..8 * n].to_vec(),
+        DType::I8 => words().map(|w| i32::from_le_bytes(w) as i8 as u8).collect(),
+        DType::U8 => words().map(|w| w[0]).collect(),
+        DType::Bool => words().map(|w| (u32::from_le_bytes(w) != 0) as u8).collect(),
+        DType::I16 | DType::U16 => words().flat_map(|w| [w[0], w[1]]).collect(),
+        d => return Err(WgslError::Data(format!("{} tensors are not supported by the WGSL backend", d.name()))),
+    };
+    TensorData::from_bytes(dtype, shape, Bytes::from(data)).map_err(|e| WgslError::Data(e.to_string()))
+}
+
+impl WgslProgram {
+    /// Prepares `program` (compiled for `Device::gpu()`) on the first adapter, or the first whose
+    /// name contains `adapter`: prints and validates every kernel, creates the pipelines (one per
+    /// distinct WGSL text), buffers and bind groups, and uploads the weights.
+    pub fn new(program: &Program, adapter: Option<&str>) -> Result<WgslProgram, WgslError> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+        let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+        let chosen = match adapter {
+            Some(want) => all.into_iter().find(|a| a.get_info().name.contains(want)),
+            None => all.into_iter().next(),
+        };
+        let Some(adapter_handle) = chosen else {
+            return Err(WgslError::NoAdapter(match adapter {
+                Some(want) => format!("none named like `{want}` among {names:?}"),
+                None => "wgpu found none (on Linux, install mesa-vulkan-drivers and libvulkan1 for lavapipe)".into(),
+            }));
+        };
+        let info = adapter_handle.get_info();
+        let f16 = adapter_handle.features().contains(wgpu::Features::SHADER_F16);
+        let limits = adapter_handle.limits();
+        let (device, queue) = pollster::block_on(adapter_handle.request_device(&wgpu::DeviceDescriptor {
+            label: Some("nnc"),
+            required_features: if f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(wgpu_err)?;
+        // Errors are caught by scopes below; anything else is printed, never a panic.
+        device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("nnc-wgsl: uncaptured wgpu error: {e}")));
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+
+        let fused = &program.fused;
+        let mut buffers = Vec::with_capacity(fused.buffers.len());
+        for b in &fused.buffers {
+            let size = gpu_bytes(b.dtype, b.numel());
+            if size > limits.max_storage_buffer_binding_size {
+                return Err(WgslError::Data(format!(
+                    "buffer `{}` takes {size} bytes, more than the adapter's {} per storage binding",
+                    b.name, limits.max_storage_buffer_binding_size
+                )));
+            }
+            let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC;
+            let buffer = match &b.kind {
+                BufferKind::Constant(t) => device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(&b.name),
+                    contents: &encode(&b.name, t)?,
+                    usage,
+                }),
+                _ => device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&b.name),
+                    size,
+                    usage,
+                    mapped_at_creation: false,
+                }),
+            };
+            buffers.push(buffer);
+        }
+
+        let mut cache: HashMap<String, usize> = HashMap::new();
+        let mut pipelines = Vec::new();
+        let mut kernels = Vec::new();
+        let mut wgsl = Vec::new();
+        for (group, kernel) in fused.groups.iter().zip(&program.kernels) {
+            let ids: Vec<usize> = group.reads.iter().chain(&group.writes).map(|b| b.index()).collect();
+            let params: Vec<_> = kernel.params().collect();
+            if params.len() != ids.len() {
+                return Err(WgslError::Unsupported {
+                    kernel: kernel.name.clone(),
+                    message: format!("{} global buffers for {} program buffers", params.len(), ids.len()),
+                });
+            }
+            if params.len() as u32 > limits.max_storage_buffers_per_shader_stage {
+                return Err(WgslError::Unsupported {
+                    kernel: kernel.name.clone(),
+                    message: format!(
+                        "{} storage buffers, more than the adapter's {} per shader stage",
+                        params.len(),
+                        limits.max_storage_buffers_per_shader_stage
+                    ),
+                });
+            }
+            // A program buffer bound twice must be writable in every binding (wgpu forbids
+            // read-only and read-write uses of one buffer in one dispatch).
+            let force_read_write: Vec<bool> =
+                ids.iter().map(|id| ids.iter().filter(|&x| x == id).count() > 1).collect();
+            let options = PrintOptions { f16, force_read_write: force_read_write.clone() };
+            let text = compile_kernel(kernel, &options)?;
+            let read_only: Vec<bool> =
+                params.iter().zip(&force_read_write).map(|((_, b), &rw)| b.access == Access::Read && !rw).collect();
+            let entries: Vec<wgpu::BindGroupLayoutEntry> = read_only
+                .iter()
+                .enumerate()
+                .map(|(k, &ro)| wgpu::BindGroupLayoutEntry {
+                    binding: k as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: ro },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                })
+                .collect();
+            let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some(&kernel.name),
+                entries: &entries,
+            });
+            let pipeline = match cache.get(&text) {
+                Some(&p) => p,
+                None => {
+                    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(&kernel.name),
+                        source: wgpu::ShaderSource::Wgsl(text.clone().into()),
+                    });
+                    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(&kernel.name),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+                    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(&kernel.name),
+                        layout: Some(&pipeline_layout),
+                        module: &module,
+                        entry_point: Some("main"),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    });
+                    pipelines.push(pipeline);
+                    cache.insert(text.clone(), pipelines.len() - 1);
+                    pipelines.len() - 1
+                }
+            };
+            let bind_entries: Vec<wgpu::BindGroupEntry> = ids
+                .iter()
+                .enumerate()
+                .map(|(k, &id)| wgpu::BindGroupEntry { binding: k as u32, resource: buffers[id].as_entire_binding() })
+                .collect();
+            let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&kernel.name),
+                layout: &pipelines[pipeline].get_bind_group_layout(0),
+                entries: &bind_entries,
+            });
+            kernels.push(KernelRun { pipeline, bind_group, grid: kernel.launch.grid });
+            wgsl.push(text);
+        }
+        let staging = fused
+            .outputs
+            .iter()
+            .map(|b| {
+                let pb = &fused.buffers[b.index()];
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&pb.name),
+                    size: gpu_bytes(pb.dtype, pb.numel()),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(wgpu_err(e));
+        }
+        Ok(WgslProgram {
+            info,
+            device,
+            queue,
+            program: program.clone(),
+            buffers,
+            pipelines,
+            kernels,
+            wgsl,
+            staging,
+            submissions: 0,
+        })
+    }
+
+    /// The adapter's name and backend, for printing (`llvmpipe (LLVM 15.0.6, 256 bits) (Vulkan)`).
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.info.name, self.info.backend)
+    }
+
+    /// How many times a command buffer was submitted to the queue (one per run).
+    pub fn submissions(&self) -> u64 {
+        self.submissions
+    }
+
+    /// The WGSL of each kernel, in execution order.
+    pub fn wgsl(&self) -> &[String] {
+        &self.wgsl
+    }
+
+    /// How many distinct pipelines the kernels share.
+    pub fn pipeline_count(&self) -> usize {
+        self.pipelines.len()
+    }
+
+    /// Runs the program: one submission; only the outputs are read back.
+    pub fn run(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>, WgslError> {
+        let outputs: Vec<usize> = self.program.fused.outputs.iter().map(|b| b.index()).collect();
+        self.run_reading(inputs, &outputs, true)
+    }
+
+    /// Runs the program and reads back every program buffer (inputs, weights, intermediates and
+    /// outputs, in [`nnc_kernel::fuse::Fused::buffers`] order): for checking kernels one by one.
+    pub fn run_all_buffers(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>, WgslError> {
+        let all: Vec<usize> = (0..self.program.fused.buffers.len()).collect();
+        self.run_reading(inputs, &all, false)
+    }
+
+    fn run_reading(
+        &mut self,
+        inputs: &[TensorData],
+        read: &[usize],
+        staged: bool,
+    ) -> Result<Vec<TensorData>, WgslError> {
+        let fused = &self.program.fused;
+        let expected = fused.buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count();
+        if inputs.len() != expected {
+            return Err(WgslError::Data(format!(
+                "program `{}` takes {expected} input(s), {} given",
+                fused.name,
+                inputs.len()
+            )));
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        for (i, b) in fused.buffers.iter().enumerate() {
+            if let BufferKind::Input(n) = b.kind {
+                let t = &inputs[n];
+                let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+                if t.dtype() != b.dtype || shape != b.shape {
+                    return Err(WgslError::Data(format!(
+                        "input `%{}`: expected {}{:?}, found {}{:?}",
+                        b.name,
+                        b.dtype.name(),
+                        b.shape,
+                        t.dtype().name(),
+                        shape
+                    )));
+                }
+                self.queue.write_buffer(&self.buffers[i], 0, &encode(&b.name, t)?);
+            }
+        }
+        let mut encoder =
+            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nnc run") });
+        for k in &self.kernels {
+            if k.grid.contains(&0) {
+                continue;
+            }
+            // One pass per kernel: each pass boundary orders the storage writes before the next
+            // kernel's reads.
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+            pass.set_pipeline(&self.pipelines[k.pipeline]);
+            pass.set_bind_group(0, &k.bind_group, &[]);
+            pass.dispatch_workgroups(k.grid[0], k.grid[1], k.grid[2]);
+        }
+        let temp: Vec<wgpu::Buffer>;
+        let targets: Vec<&wgpu::Buffer> = if staged {
+            self.staging.iter().collect()
+        } else {
+            temp = read
+                .iter()
+                .map(|&i| {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: None,
+                        size: self.buffers[i].size(),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect();
+            temp.iter().collect()
+        };
+        for (&i, dst) in read.iter().zip(&targets) {
+            encoder.copy_buffer_to_buffer(&self.buffers[i], 0, dst, 0, self.buffers[i].size());
+        }
+        self.queue.submit([encoder.finish()]);
+        self.submissions += 1;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(wgpu_err(e));
+        }
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for dst in &targets {
+            let done = done.clone();
+            dst.map_async(wgpu::MapMode::Read, .., move |r| done.lock().map(|mut d| d.push(r)).unwrap_or(()));
+        }
+        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(wgpu_err)?;
+        let results = done.lock().map(|d| d.clone()).unwrap_or_default();
+        if results.len() != targets.len() {
+            return Err(WgslError::Wgpu(format!("{} of {} read-backs completed", results.len(), targets.len())));
+        }
+        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
+            return Err(wgpu_err(e));
+        }
+        let mut out = Vec::with_capacity(read.len());
+        for (&i, dst) in read.iter().zip(&targets) {
+            let b = &fused.buffers[i];
+            let t = {
+                let view = dst.get_mapped_range(..).map_err(wgpu_err)?;
+                decode(b.dtype, b.shape.iter().map(|&d| d as usize).collect(), &view)?
+            };
+            dst.unmap();
+            out.push(t);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,161 @@
+//! Running on wgpu (lavapipe in CI): random graphs compiled for `Device::gpu()` agree with the
+//! graph interpreter and with the Kernel-IR interpreter; one submission per run; no adapter is
+//! an error, not a panic.
+
+mod common;
+
+use common::families::*;
+use common::kernel_common::*;
+use common::{close, gpu};
+use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, TensorData};
+use nnc_kernel::program::compile;
+use nnc_kernel::schedule::Device;
+use nnc_wgsl::{WgslError, WgslProgram};
+use proptest::prelude::*;
+
+const RTOL: f64 = 1e-4;
+const ATOL: f64 = 1e-5;
+
+/// Runs `graph` on wgpu and compares with both interpreters. `Ok(false)`: no adapter.
+fn check_gpu(graph: &Graph, inputs: &[TensorData]) -> Result<bool, String> {
+    let expected = nnc_interp::run(graph, inputs).map_err(|e| format!("graph interpreter: {e}"))?;
+    let program = compile(graph, &Device::gpu(), None).map_err(|e| format!("compile: {e}"))?;
+    let interpreted = program.run_interpreted(inputs).map_err(|e| format!("kernel interpreter: {e}"))?;
+    let Some(mut wgpu) = gpu(&program) else { return Ok(false) };
+    let found = wgpu.run(inputs).map_err(|e| format!("wgpu: {e}\n{}", wgpu.wgsl().join("\n")))?;
+    let ctx = || format!("\n{}\n{}", text(graph), wgpu.wgsl().join("\n"));
+    for (k, ((e, i), f)) in expected.iter().zip(&interpreted).zip(&found).enumerate() {
+        close(&format!("output {k} vs graph interpreter"), e, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
+        close(&format!("output {k} vs kernel interpreter"), i, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
+    }
+    Ok(true)
+}
+
+fn run_case(family: &str, build: fn(u64) -> Graph, seed: u64) -> Result<(), TestCaseError> {
+    let graph = build(seed);
+    let inputs = inputs_for(&graph, seed.wrapping_add(1));
+    check_gpu(&graph, &inputs).map(|_| ()).map_err(|e| TestCaseError::fail(format!("{family}({seed:#x}): {e}")))
+}
+
+/// 16 cases per family, or `PROPTEST_CASES`.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn elementwise_dags_run(seed in any::<u64>()) { run_case("elementwise_dag", elementwise_dag, seed)?; }
+
+    #[test]
+    fn reductions_run(seed in any::<u64>()) { run_case("reduction", reduction, seed)?; }
+
+    #[test]
+    fn composites_run(seed in any::<u64>()) { run_case("composite", composite, seed)?; }
+
+    #[test]
+    fn matmuls_run(seed in any::<u64>()) { run_case("matmul", matmul, seed)?; }
+
+    #[test]
+    fn convs_run(seed in any::<u64>()) { run_case("conv", conv, seed)?; }
+
+    #[test]
+    fn movement_runs(seed in any::<u64>()) { run_case("movement", movement, seed)?; }
+
+    #[test]
+    fn blocks_run(seed in any::<u64>()) { run_case("block", block, seed)?; }
+}
+
+#[test]
+fn fixed_graphs_run() {
+    for g in [
+        softmax(&[4, 32], -1),
+        softmax(&[3, 5, 7], 1),
+        layer_norm(&[2, 600], -1),
+        matmul_bias_relu(33, 17, 9),
+        conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
+        argmax(&[3, 7], 1),
+        topk(&[2, 9], 3),
+    ] {
+        let inputs = inputs_for(&g, 5);
+        if !check_gpu(&g, &inputs).unwrap_or_else(|e| panic!("{}: {e}", g.name)) {
+            return;
+        }
+    }
+}
+
+/// Integer, bool and i64 data: gather with i64 indices, casts, comparisons, integer arithmetic.
+#[test]
+fn integer_and_bool_data_run() {
+    let mut b = GraphBuilder::new("ints");
+    let x = b.input("x", DType::F32, [3, 5]).unwrap();
+    let idx = b.input("idx", DType::I64, [4]).unwrap();
+    let g = b.gather(x, idx, 1).unwrap();
+    let am = b.argmax(x, 1, false).unwrap();
+    let i8v = b.cast(x, DType::I8).unwrap();
+    let i8s = b.add(i8v, i8v).unwrap();
+    let u8v = b.cast(x, DType::U8).unwrap();
+    let i32v = b.cast(x, DType::I32).unwrap();
+    let three = b.scalar(DType::I32, -3.0);
+    let q = b.div(i32v, three).unwrap();
+    let r = b.binary(BinaryOp::Rem, i32v, three).unwrap();
+    let pos = b.scalar(DType::F32, 0.0);
+    let m = b.binary(BinaryOp::Gt, x, pos).unwrap();
+    let sel = b.select(m, x, pos).unwrap();
+    for v in [g, am, i8s, u8v, q, r, m, sel] {
+        b.output(v);
+    }
+    let graph = b.finish().unwrap();
+    let xs: Vec<f64> = (0..15).map(|i| (i as f64 - 7.0) * 37.5).collect();
+    let inputs = vec![
+        TensorData::from_f64(DType::F32, vec![3, 5], &xs),
+        TensorData::from_i64(DType::I64, vec![4], &[4, 0, -1, 2]),
+    ];
+    check_gpu(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Every kernel of a run is recorded into one command buffer: one submission per run.
+#[test]
+fn one_submission_per_run() {
+    let graph = block(3);
+    let program = compile(&graph, &Device::gpu(), None).unwrap();
+    assert!(program.kernels.len() > 2, "{} kernels", program.kernels.len());
+    let Some(mut wgpu) = gpu(&program) else { return };
+    eprintln!("adapter: {}", wgpu.adapter_name());
+    let inputs = inputs_for(&graph, 1);
+    for run in 1..=3 {
+        wgpu.run(&inputs).unwrap();
+        assert_eq!(wgpu.submissions(), run);
+    }
+}
+
+#[test]
+fn a_missing_adapter_is_an_error() {
+    let program = compile(&softmax(&[2, 8], -1), &Device::gpu(), None).unwrap();
+    match WgslProgram::new(&program, Some("no such adapter, surely")) {
+        Err(WgslError::NoAdapter(m)) => assert!(m.contains("no such adapter"), "{m}"),
+        Err(e) => panic!("{e}"),
+        Ok(p) => panic!("found {}", p.adapter_name()),
+    }
+}
+
+#[test]
+fn wrong_inputs_are_errors() {
+    let graph = softmax(&[2, 8], -1);
+    let program = compile(&graph, &Device::gpu(), None).unwrap();
+    let Some(mut wgpu) = gpu(&program) else { return };
+    assert!(matches!(wgpu.run(&[]), Err(WgslError::Data(_))));
+    let bad = TensorData::from_f64(DType::F32, vec![3, 8], &[0.0; 24]);
+    assert!(matches!(wgpu.run(&[bad]), Err(WgslError::Data(_))));
+    let big = TensorData::from_i64(DType::I64, vec![1], &[1 << 40]);
+    let mut b = GraphBuilder::new("big");
+    let x = b.input("x", DType::I64, [1]).unwrap();
+    let y = b.add(x, x).unwrap();
+    b.output(y);
+    let program = compile(&b.finish().unwrap(), &Device::gpu(), None).unwrap();
+    let Some(mut wgpu) = gpu(&program) else { return };
+    let e = wgpu.run(&[big]).unwrap_err();
+    assert!(e.to_string().contains("does not fit"), "{e}");
+}
