@@ -210,6 +210,11 @@ pub fn check_with(case: &Case, tol_scale: f64) -> Result<(), String> {
 
 /// Runs every case, collecting failures.
 pub fn check_all(cases: Vec<Case>) -> Result<(), String> {
+    if std::env::var("AD_VERBOSE").is_ok() {
+        for c in &cases {
+            eprintln!("case {}", c.name);
+        }
+    }
     let errors: Vec<String> = cases.iter().filter_map(|c| check(c).err()).collect();
     if errors.is_empty() {
         Ok(())
