@@ -1,0 +1,265 @@
+//! Runs a compiled [`Program`] natively: every kernel JIT-compiled once, one arena per
+//! [`MemoryPlan`] for the intermediates, weights and inputs bound in place, and each kernel's
+//! grid split across a persistent rayon pool.
+
+use crate::emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
+use nnc_ir::{Graph, TensorData};
+use nnc_kernel::fuse::BufferKind;
+use nnc_kernel::plan::MemoryPlan;
+use nnc_kernel::program::{compile, CompileError, Program};
+use nnc_kernel::schedule::{Device, DeviceKind};
+use rayon::prelude::*;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CpuError {
+    #[error(transparent)]
+    Compile(#[from] CompileError),
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    #[error("program `{program}`: {message}")]
+    Program { program: String, message: String },
+    #[error("program `{program}` takes {expected} input(s), {found} given")]
+    InputCount { program: String, expected: usize, found: usize },
+    #[error("input `%{name}`: expected {expected}, found {found}")]
+    Input { name: String, expected: String, found: String },
+    #[error("kernel `{kernel}`: {message}")]
+    Kernel { kernel: String, message: String },
+}
+
+/// Options of [`CpuProgram`].
+#[derive(Clone, Debug, Default)]
+pub struct CpuOptions {
+    pub emit: EmitOptions,
+    /// Threads of a pool owned by the program; `None` uses rayon's global pool.
+    pub threads: Option<usize>,
+}
+
+struct KernelRun {
+    name: String,
+    function: KernelFn,
+    groups: u64,
+    /// Program buffer ids bound to the kernel's global parameters, in order.
+    params: Vec<usize>,
+}
+
+/// A program compiled to native code.
+pub struct CpuProgram {
+    name: String,
+    buffers: Vec<nnc_kernel::fuse::ProgramBuffer>,
+    outputs: Vec<usize>,
+    inputs: usize,
+    kernels: Vec<KernelRun>,
+    plan: MemoryPlan,
+    code: JitCode,
+    pool: Option<Arc<rayon::ThreadPool>>,
+    compile_time: Duration,
+}
+
+/// Pointers handed to kernels running on other threads.
+struct Ptrs(Vec<*mut u8>);
+// SAFETY: kernels of one launch write disjoint elements (the scheduler's contract, checked by the
+// Kernel-IR interpreter) and read only what no invocation of the launch writes.
+unsafe impl Sync for Ptrs {}
+unsafe impl Send for Ptrs {}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+impl CpuProgram {
+    /// Fuses, schedules (for [`Device::cpu`]) and compiles a graph with static shapes.
+    pub fn from_graph(graph: &Graph) -> Result<CpuProgram, CpuError> {
+        let start = Instant::now();
+        let program = compile(graph, &Device::cpu(), None)?;
+        let mut p = CpuProgram::new(&program)?;
+        p.compile_time = start.elapsed();
+        Ok(p)
+    }
+
+    /// Compiles every kernel of `program` (scheduled for a CPU device).
+    pub fn new(program: &Program) -> Result<CpuProgram, CpuError> {
+        CpuProgram::with_options(program, &CpuOptions::default())
+    }
+
+    pub fn with_options(program: &Program, options: &CpuOptions) -> Result<CpuProgram, CpuError> {
+        let start = Instant::now();
+        let fused = &program.fused;
+        let err = |message: String| CpuError::Program { program: fused.name.clone(), message };
+        if program.device.kind != DeviceKind::Cpu {
+            return Err(err("the program was scheduled for a GPU; compile it for Device::cpu()".into()));
+        }
+        for g in &fused.groups {
+            for w in &g.writes {
+                if !matches!(fused.buffers[w.index()].kind, BufferKind::Intermediate) {
+                    return Err(err(format!("group `{}` writes a buffer that is not an intermediate", g.name)));
+                }
+            }
+        }
+        let code = compile_kernels(&program.kernels, &options.emit)?;
+        let kernels = fused
+            .groups
+            .iter()
+            .zip(&program.kernels)
+            .enumerate()
+            .map(|(i, (g, k))| KernelRun {
+                name: k.name.clone(),
+                function: code.function(i),
+                groups: k.launch.workgroups(),
+                params: g.reads.iter().chain(&g.writes).map(|b| b.index()).collect(),
+            })
+            .collect();
+        let pool = match options.threads {
+            Some(n) => {
+                Some(Arc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| err(e.to_string()))?))
+            }
+            None => None,
+        };
+        Ok(CpuProgram {
+            name: fused.name.clone(),
+            buffers: fused.buffers.clone(),
+            outputs: fused.outputs.iter().map(|b| b.index()).collect(),
+            inputs: fused.buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count(),
+            kernels,
+            plan: MemoryPlan::of(fused),
+            code,
+            pool,
+            compile_time: start.elapsed(),
+        })
+    }
+
+    /// Time spent compiling (fusion and scheduling included when built by [`Self::from_graph`]).
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
+    }
+
+    /// Bytes of the intermediates' arena.
+    pub fn arena_bytes(&self) -> u64 {
+        self.plan.arena_bytes
+    }
+
+    pub fn memory_plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    pub fn kernel_count(&self) -> usize {
+        self.kernels.len()
+    }
+
+    /// `vector` loops that became 128-bit vector code.
+    pub fn vectorized_loops(&self) -> usize {
+        self.code.vectorized_loops
+    }
+
+    /// Runs the program on `inputs` (in graph input order) and returns its outputs.
+    pub fn run(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, CpuError> {
+        if inputs.len() != self.inputs {
+            return Err(CpuError::InputCount {
+                program: self.name.clone(),
+                expected: self.inputs,
+                found: inputs.len(),
+            });
+        }
+        let lines = self.plan.arena_bytes.div_ceil(64) as usize;
+        let mut arena: Vec<Line> = vec![Line([0; 64]); lines.max(1)];
+        let arena_ptr = arena.as_mut_ptr() as *mut u8;
+        let mut ptrs: Vec<*mut u8> = Vec::with_capacity(self.buffers.len());
+        for (i, b) in self.buffers.iter().enumerate() {
+            let p = match &b.kind {
+                BufferKind::Input(n) => {
+                    let t = &inputs[*n];
+                    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
+                    if t.dtype() != b.dtype || shape != b.shape {
+                        return Err(CpuError::Input {
+                            name: b.name.clone(),
+                            expected: format!("{}{:?}", b.dtype.name(), b.shape),
+                            found: format!("{}{:?}", t.dtype().name(), shape),
+                        });
+                    }
+                    t.bytes().as_ptr() as *mut u8
+                }
+                BufferKind::Constant(t) => t.bytes().as_ptr() as *mut u8,
+                BufferKind::Intermediate => match self.plan.offsets[i] {
+                    // SAFETY: the plan keeps every offset + size within the arena.
+                    Some(off) => unsafe { arena_ptr.add(off as usize) },
+                    None => arena_ptr,
+                },
+            };
+            ptrs.push(p);
+        }
+        for k in &self.kernels {
+            let args = Ptrs(k.params.iter().map(|&b| ptrs[b]).collect());
+            let status = self.launch(k, &args);
+            if status != 0 {
+                let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
+                return Err(CpuError::Kernel { kernel: k.name.clone(), message: message.into() });
+            }
+        }
+        let out = self
+            .outputs
+            .iter()
+            .map(|&o| {
+                let b = &self.buffers[o];
+                let shape: Vec<usize> = b.shape.iter().map(|&d| d as usize).collect();
+                match &b.kind {
+                    BufferKind::Input(n) => Ok(inputs[*n].clone()),
+                    BufferKind::Constant(t) => Ok(t.clone()),
+                    BufferKind::Intermediate => {
+                        let off = self.plan.offsets[o].unwrap_or(0) as usize;
+                        let len = b.bytes() as usize;
+                        // SAFETY: the buffer lies within the arena.
+                        let bytes = unsafe { std::slice::from_raw_parts(arena_ptr.add(off), len) };
+                        TensorData::from_bytes(b.dtype, shape, bytes::Bytes::copy_from_slice(bytes)).map_err(|e| {
+                            CpuError::Program {
+                                program: self.name.clone(),
+                                message: format!("output `{}`: {e}", b.name),
+                            }
+                        })
+                    }
+                }
+            })
+            .collect();
+        drop(arena);
+        out
+    }
+
+    /// Runs every workgroup of kernel `k`, split in chunks across the pool; the first nonzero
+    /// status wins.
+    fn launch(&self, k: &KernelRun, args: &Ptrs) -> u32 {
+        let n = k.groups;
+        if n == 0 {
+            return 0;
+        }
+        let f = k.function;
+        let threads = match &self.pool {
+            Some(p) => p.current_num_threads(),
+            None => rayon::current_num_threads(),
+        } as u64;
+        let chunks = n.min(threads * 4);
+        if chunks <= 1 || threads <= 1 {
+            // SAFETY: the pointers cover every buffer the kernel accesses.
+            return unsafe { f(args.0.as_ptr(), 0, n) };
+        }
+        let run = || {
+            (0..chunks)
+                .into_par_iter()
+                .map(|c| {
+                    let (lo, hi) = (n * c / chunks, n * (c + 1) / chunks);
+                    // SAFETY: as above; chunks are disjoint ranges of workgroups.
+                    unsafe { f(args.0.as_ptr(), lo, hi) }
+                })
+                .reduce(|| 0, |a, b| if a != 0 { a } else { b })
+        };
+        match &self.pool {
+            Some(p) => p.install(run),
+            None => run(),
+        }
+    }
+}
+
+impl std::fmt::Debug for CpuProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuProgram({}, {} kernels)", self.name, self.kernels.len())
+    }
+}
