@@ -1,0 +1,93 @@
+//! Every shared model, optimized, compiled for the CPU and run natively, matches its reference
+//! outputs (rtol 1e-3, atol 1e-4). Skipped with a message when `../shared` is absent (a failure
+//! when `CI` is set).
+
+use nnc_ir::{Graph, TensorData};
+use nnc_onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+const MODELS: [&str; 8] = [
+    "digits_mlp",
+    "digits_cnn",
+    "lstm2",
+    "silero_vad_16k_op15",
+    "transformer_encoder",
+    "squeezenet1_1",
+    "mobilenet_v2",
+    "resnet18",
+];
+
+fn shared_models() -> Option<PathBuf> {
+    let shared = std::env::var_os("NNC_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    let dir = shared.join("models");
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("CI").is_none(), "the shared models must be present in CI ({})", dir.display());
+    eprintln!("SKIPPED: the shared models not found at {}", dir.display());
+    None
+}
+
+fn load_with_data(dir: &Path) -> (Graph, Vec<TensorData>, Vec<TensorData>) {
+    let model = dir.join("model.onnx");
+    let data = dir.join("test_data_set_0");
+    let names = read_inputs(&model).unwrap_or_else(|e| panic!("{e}"));
+    let inputs: Vec<_> =
+        (0..names.len()).map(|i| read_tensor_file(&data.join(format!("input_{i}.pb"))).expect("input").1).collect();
+    let shapes: HashMap<String, Vec<usize>> =
+        names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
+    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut expected = Vec::new();
+    for i in 0.. {
+        let path = data.join(format!("output_{i}.pb"));
+        if !path.exists() {
+            break;
+        }
+        expected.push(read_tensor_file(&path).expect("output").1);
+    }
+    (graph, inputs, expected)
+}
+
+fn close(name: &str, k: usize, expected: &TensorData, found: &TensorData) {
+    assert_eq!(expected.shape(), found.shape(), "{name} output {k}: shape");
+    let (e, f) = (expected.to_f64_vec(), found.to_f64_vec());
+    let worst = e
+        .iter()
+        .zip(&f)
+        .map(|(&x, &y)| if x.is_nan() && y.is_nan() { 0.0 } else { (x - y).abs() / (1e-4 + 1e-3 * x.abs()) })
+        .fold(0.0f64, |a, b| if b.is_nan() { f64::INFINITY } else { a.max(b) });
+    assert!(worst <= 1.0, "{name} output {k}: error {worst} times the tolerance");
+}
+
+#[test]
+fn shared_models_match_their_references() {
+    let Some(root) = shared_models() else { return };
+    for name in MODELS {
+        let dir = root.join(name);
+        if !dir.is_dir() {
+            eprintln!("SKIPPED: {name} (not in {})", root.display());
+            continue;
+        }
+        let (graph, inputs, expected) = load_with_data(&dir);
+        let opt = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let program = nnc_cpu::CpuProgram::from_graph(&opt.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let start = std::time::Instant::now();
+        let found = program.run(&inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!(
+            "{name}: {} kernels ({} vector loops), compile {:.0} ms, run {:.1} ms, arena {} KiB",
+            program.kernel_count(),
+            program.vectorized_loops(),
+            program.compile_time().as_secs_f64() * 1e3,
+            start.elapsed().as_secs_f64() * 1e3,
+            program.arena_bytes() / 1024
+        );
+        assert_eq!(found.len(), expected.len(), "{name}: output count");
+        for (k, (e, f)) in expected.iter().zip(&found).enumerate() {
+            close(name, k, e, f);
+        }
+    }
+}
