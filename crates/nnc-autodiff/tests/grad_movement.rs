@@ -36,14 +36,15 @@ fn movement_cases(g: &mut Gen) -> Vec<Case> {
     let s = g.shape(1, 3, 5);
     let mut axes = Vec::new();
     let (mut starts, mut ends, mut steps) = (Vec::new(), Vec::new(), Vec::new());
-    for a in 0..s.len() {
+    for (a, &len) in s.iter().enumerate() {
+        let len = len as i64;
         if g.bool() {
             continue;
         }
         axes.push(a);
         let step = g.pick(&[1i64, 1, 2, 3, -1, -2]);
-        starts.push(g.int(-(s[a] as i64) - 1, s[a] as i64));
-        let e = g.int(-(s[a] as i64), s[a] as i64 + 1);
+        starts.push(g.int(-len - 1, len));
+        let e = g.int(-len, len + 1);
         ends.push(g.pick(&[i64::MAX, i64::MIN, e, e]));
         steps.push(step);
     }

@@ -195,7 +195,8 @@ pub fn check_with(case: &Case, tol_scale: f64) -> Result<(), String> {
             let gr = gr.to_f64_vec();
             for (k, (&a, &e)) in gr.iter().zip(fd).enumerate() {
                 let tol = tol_scale * (atol * scale + rtol * e.abs());
-                if !((a - e).abs() <= tol) {
+                let ok = (a - e).abs() <= tol;
+                if !ok {
                     return Err(format!(
                         "{} ({dtype}): d loss / d input {j} [{k}] = {a}, finite differences give {e} (tolerance {tol})\n{}",
                         case.name,
