@@ -282,3 +282,68 @@ fn mlp_trains_with_adam() {
     let acc = accuracy(&fwd, &x, &y, &params);
     assert!(acc > 0.9, "test accuracy {acc}");
 }
+
+/// Ties: binary max/min give the whole gradient to the first operand; reduce_max/min share it
+/// equally between the tied elements; max_pool gives it to the first maximum.
+#[test]
+fn ties_are_resolved_as_documented() {
+    let mut b = GraphBuilder::new("g");
+    let x = b.input("x", DType::F32, [4]).unwrap();
+    let z = b.input("z", DType::F32, [4]).unwrap();
+    let m = b.max(x, z).unwrap();
+    let s1 = b.reduce_sum(m, &[0], false).unwrap();
+    let r = b.reduce(nnc_ir::ReduceKind::Max, x, &[0], false).unwrap();
+    let x3 = b.reshape(x, vec![Dim::from(1), Dim::from(1), Dim::from(4)]).unwrap();
+    let p = b.pool(PoolKind::Max, x3, vec![4], Window::unit(1)).unwrap();
+    let p = b.reshape(p, Vec::<Dim>::new()).unwrap();
+    let l = b.add(s1, r).unwrap();
+    let l = b.add(l, p).unwrap();
+    b.output(l);
+    let g = b.finish().unwrap();
+    let gg = grad(&g, g.outputs[0], &[g.inputs[0], g.inputs[1]]).unwrap();
+    let out = nnc_interp::run(&gg, &[t(&[4], &[1.0, 3.0, 3.0, 0.0]), t(&[4], &[1.0, 1.0, 1.0, 1.0])]).unwrap();
+    // max(x, z): ties (x = z = 1) go to x; reduce_max: 1/2 each; max_pool: the first 3.
+    assert_eq!(out[2].to_f64_vec(), [1.0, 1.0 + 0.5 + 1.0, 1.0 + 0.5, 0.0]);
+    assert_eq!(out[3].to_f64_vec(), [0.0, 0.0, 0.0, 1.0]);
+}
+
+/// Slices and concatenations of a symbolic axis, and a convolution with a symbolic batch.
+#[test]
+fn symbolic_slice_concat_and_conv_batch() {
+    let mut b = GraphBuilder::new("g");
+    let n = Dim::sym("n");
+    let x = b.input("x", DType::F32, [n.clone(), Dim::from(1), Dim::from(5)]).unwrap();
+    let w = b.input("w", DType::F32, [2, 1, 3]).unwrap();
+    let head = b.slice_axis(x, 0, 1, i64::MAX).unwrap();
+    let first = b.slice_axis(x, 0, 0, 1).unwrap();
+    let c = b.concat(&[first, head, x], 0).unwrap();
+    let y = b.conv(c, w, Window { strides: vec![2], dilations: vec![1], pads: vec![1, 1] }, 1).unwrap();
+    let y2 = b.mul(y, y).unwrap();
+    let l = b.reduce_sum(y2, &[0, 1, 2], false).unwrap();
+    b.output(l);
+    let g = b.finish().unwrap();
+    let gg = grad(&g, g.outputs[0], &[g.inputs[0], g.inputs[1]]).unwrap();
+    // Outputs: loss (original output), loss, grad_x, grad_w; checked at n = 3 against finite
+    // differences (the loss is quadratic, so they are exact up to rounding).
+    let mut gen = Gen::new(3);
+    let (xv, wv) = (gen.vals(&[3, 1, 5], -1.0, 1.0), gen.vals(&[2, 1, 3], -1.0, 1.0));
+    let out = nnc_interp::run(&gg, &[t(&[3, 1, 5], &xv), t(&[2, 1, 3], &wv)]).unwrap();
+    let loss = |xv: &[f64], wv: &[f64]| {
+        nnc_interp::run(&g, &[t(&[3, 1, 5], xv), t(&[2, 1, 3], wv)]).unwrap()[0].to_f64_vec()[0]
+    };
+    let h = 1e-2;
+    for (k, &gk) in out[2].to_f64_vec().iter().enumerate() {
+        let (mut p, mut m) = (xv.clone(), xv.clone());
+        p[k] += h;
+        m[k] -= h;
+        let fd = (loss(&p, &wv) - loss(&m, &wv)) / (2.0 * h);
+        assert!((gk - fd).abs() < 1e-2 * (1.0 + fd.abs()), "x[{k}]: {gk} vs {fd}");
+    }
+    for (k, &gk) in out[3].to_f64_vec().iter().enumerate() {
+        let (mut p, mut m) = (wv.clone(), wv.clone());
+        p[k] += h;
+        m[k] -= h;
+        let fd = (loss(&xv, &p) - loss(&xv, &m)) / (2.0 * h);
+        assert!((gk - fd).abs() < 1e-2 * (1.0 + fd.abs()), "w[{k}]: {gk} vs {fd}");
+    }
+}

@@ -146,7 +146,7 @@ fn second_order_cases(g: &mut Gen) -> Vec<Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(32))]
 
     #[test]
     fn composites(seed in any::<u64>()) {

@@ -152,7 +152,7 @@ fn cumulative_cases(rng: &mut Gen) -> Vec<Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn unary_ops(seed in any::<u64>()) {

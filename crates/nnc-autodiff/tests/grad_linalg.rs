@@ -123,7 +123,7 @@ fn pool_cases(g: &mut Gen) -> Vec<Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn matmul_with_promotion_and_batch_broadcasting(seed in any::<u64>()) {

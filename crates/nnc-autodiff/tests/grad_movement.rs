@@ -224,7 +224,7 @@ fn resize_cases(g: &mut Gen) -> Vec<Case> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(16))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
     fn reshape_transpose_expand_slice_concat_pad(seed in any::<u64>()) {

@@ -27,7 +27,7 @@
 //! | | `avg_pool` | `conv_transpose` of `g / count` with a ones kernel, per channel (needs concrete spatial sizes) |
 //! | movement | `reshape transpose expand` | reshape back / inverse permutation / sum over broadcast axes |
 //! | | `slice` | zeros concatenated around it (step 1, symbolic axes allowed) or `scatter_add` (other steps) |
-//! | | `concat` | slices (offsets must be concrete except the last piece's end) |
+//! | | `concat` | slices (a gather of run-time positions where an offset is symbolic) |
 //! | | `pad` | constant: `pad` with negated pads; reflect/edge/wrap: `scatter_add` of each axis's source positions |
 //! | | `resize` | every mode: the transpose of each axis's interpolation matrix, obtained by resizing an identity matrix with the same attributes (needs concrete lengths on resized axes) |
 //! | indexing | `gather` | `scatter_add` |

@@ -4,7 +4,7 @@ use super::{Grads, NodeCtx};
 use crate::concrete;
 use crate::util::{const_i64, full, inverse_perm, unbroadcast, RuleError, R};
 use nnc_ir::infer::slice_bounds;
-use nnc_ir::{Dim, GraphBuilder, Op, PadMode, ResizeAttrs, TensorData, ValueId};
+use nnc_ir::{DType, Dim, GraphBuilder, Op, PadMode, ResizeAttrs, TensorData, ValueId};
 
 pub(crate) fn reshape(b: &mut GraphBuilder, n: &NodeCtx) -> R<Grads> {
     let g = n.grad(b, 0)?;
@@ -103,19 +103,20 @@ pub(crate) fn concat(b: &mut GraphBuilder, n: &NodeCtx, axis: usize) -> R<Grads>
         let len = b.ty(x).shape[axis].clone();
         let next = offset.clone() + len.clone();
         if n.needs[i] {
-            let start = offset.as_const().ok_or_else(|| {
-                RuleError::Unsupported(format!("operand {i} starts at symbolic offset {offset} on axis {axis}"))
-            })?;
-            let end = match next.as_const() {
-                Some(e) => e,
-                None if i == last => i64::MAX,
-                None => {
-                    return Err(RuleError::Unsupported(format!(
-                        "operand {i} ends at symbolic offset {next} on axis {axis}"
-                    )))
+            let piece = match (offset.as_const(), next.as_const()) {
+                (Some(start), Some(end)) => b.slice_axis(g, axis, start, end)?,
+                (Some(start), None) if i == last => b.slice_axis(g, axis, start, i64::MAX)?,
+                _ => {
+                    // A symbolic offset: gather positions offset..offset+len, with the offset
+                    // computed at run time as the length of a broadcast of ones.
+                    let ones = full(b, DType::I64, std::slice::from_ref(&offset), 1.0)?;
+                    let start = b.reduce_sum(ones, &[0], false)?;
+                    let positions = b.iota(DType::I64, vec![len.clone()], 0)?;
+                    let positions = b.add(positions, start)?;
+                    b.gather(g, positions, axis as i64)?
                 }
             };
-            out.push(Some(b.slice_axis(g, axis, start, end)?));
+            out.push(Some(piece));
         } else {
             out.push(None);
         }
