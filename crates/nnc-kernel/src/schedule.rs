@@ -88,6 +88,12 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let shape = &fused.buffers[group.writes[0].index()].shape;
     let numel: i64 = shape.iter().product();
     if device.kind == DeviceKind::Cpu {
+        // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
+        // loads fit the 16 vector registers of x86-64 and aarch64.
+        if contraction_parts(expr, shape).is_some() && device.vector > 1 {
+            let v = device.vector;
+            return Schedule { strategy: Strategy::TiledMatmul, tile: [4, 2 * v, 1], vector: v, ..base };
+        }
         let last = shape.last().copied().unwrap_or(1);
         let vector = if last % device.vector as i64 == 0 { device.vector } else { 1 };
         return Schedule { vector, ..base };
@@ -143,6 +149,9 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
                 Strategy::RowReduce => k.gpu_rows(expr, out, &shape, schedule, device).ok_or_else(|| {
                     err("row_reduce needs reductions shared by a row of the output and a power-of-two workgroup".into())
                 })?,
+                Strategy::TiledMatmul if device.kind == DeviceKind::Cpu => k
+                    .cpu_register_tiles(expr, out, &shape, schedule)
+                    .ok_or_else(|| err("tiled_matmul needs `epilogue(sum a(.., i, ..) * b(.., j))`".into()))?,
                 Strategy::TiledMatmul => k
                     .gpu_tiled_matmul(expr, out, &shape, schedule, device)
                     .ok_or_else(|| err("tiled_matmul needs `epilogue(sum_k a(i, k) * b(k, j))`".into()))?,
@@ -329,6 +338,42 @@ fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
     } else {
         None
     }
+}
+
+/// A contraction `epilogue(sum_r a * b)` (matmul, convolution): the reduction, its two
+/// factors, a row axis `i` that only `a` reads and the last axis `j` that only `b` reads (so a
+/// register tile of rows x columns reuses each `a` for a vector of `b`).
+struct Contraction {
+    reduction: Reduction,
+    a: Expr,
+    b: Expr,
+    i: usize,
+    j: usize,
+}
+
+fn contraction_parts(expr: &Expr, shape: &[i64]) -> Option<Contraction> {
+    let rank = shape.len();
+    if rank < 2 {
+        return None;
+    }
+    let reductions = top_reductions(expr);
+    let [r] = reductions.as_slice() else { return None };
+    if r.combine != Combine::Sum || contains_reduce(&r.body) || !r.body.dtype().is_float() {
+        return None;
+    }
+    let Expr::Binary(BinaryOp::Mul, x, y) = &r.body else { return None };
+    let j = rank - 1;
+    for (a, b) in [(x, y), (y, x)] {
+        let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
+        if ua[j] || !ub[j] {
+            continue;
+        }
+        // The row axis: the innermost axis `a` reads and `b` does not.
+        if let Some(i) = (0..j).rev().find(|&i| ua[i] && !ub[i]) {
+            return Some(Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j });
+        }
+    }
+    None
 }
 
 struct KernelBuilder {
@@ -639,6 +684,139 @@ impl KernelBuilder {
         // Each reduction has buffers of its own and a workgroup reduces one row, so nothing
         // overwrites them: no barrier is needed after the result is read.
         result
+    }
+
+    /// CPU register tiles: each invocation computes `tile[0]` rows x `tile[1]` columns of a
+    /// contraction in private accumulators, the reduction outermost, broadcasting one `a` per row
+    /// against a vector of `b`s; full tiles take a path without bounds checks.
+    fn cpu_register_tiles(
+        &mut self,
+        expr: Expr,
+        out: BufId,
+        shape: &[i64],
+        s: &Schedule,
+    ) -> Option<(Vec<Stmt>, Launch)> {
+        let c = contraction_parts(&expr, shape)?;
+        let (mr, nr) = (s.tile[0] as i64, s.tile[1] as i64);
+        let v = s.vector.max(1);
+        if mr < 1 || nr < 1 || nr % v as i64 != 0 {
+            return None;
+        }
+        let rank = shape.len();
+        let (m, n) = (shape[c.i], shape[c.j]);
+        let (tiles_i, tiles_j) = ((m + mr - 1) / mr, (n + nr - 1) / nr);
+        let batch_axes: Vec<usize> = (0..rank).filter(|&a| a != c.i && a != c.j).collect();
+        let mut grid_dims: Vec<i64> = batch_axes.iter().map(|&a| shape[a]).collect();
+        grid_dims.extend([tiles_i, tiles_j]);
+        let (grid, group) = grid_2d(grid_dims.iter().product(), u32::MAX);
+        let dtype = c.reduction.body.dtype();
+        let mut vars = std::mem::take(&mut self.vars);
+        let mut l = ReductionLowering::new(&mut vars);
+        let ids = self.unflatten(&mut l, group, &grid_dims, 0..grid_dims.len());
+        let i0 = self.let_(&mut l, Expr::mul_index(ids[batch_axes.len()].clone(), Expr::i64(mr)));
+        let j0 = self.let_(&mut l, Expr::mul_index(ids[batch_axes.len() + 1].clone(), Expr::i64(nr)));
+        let acc = self.buffers.len();
+        self.buffers.push(Buffer {
+            name: "acc".into(),
+            dtype,
+            shape: vec![mr, nr],
+            space: Space::Private,
+            access: Access::ReadWrite,
+        });
+        let acc = BufId(acc as u32);
+        // The output index with rows and columns at `i0 + r`, `j0 + col`.
+        let index_at = |r: &Expr, col: &Expr| {
+            let mut axes = vec![Expr::i64(0); rank];
+            for (k, &a) in batch_axes.iter().enumerate() {
+                axes[a] = ids[k].clone();
+            }
+            axes[c.i] = Expr::add_index(i0.clone(), r.clone());
+            axes[c.j] = Expr::add_index(j0.clone(), col.clone());
+            axes
+        };
+        let (r, col) = (l.vars.index(), l.vars.index());
+        let zero_row = vec![Stmt::For {
+            var: col,
+            extent: Expr::i64(nr),
+            kind: LoopKind::Vector(v),
+            body: vec![Stmt::Store {
+                buf: acc,
+                index: vec![Expr::Var(r), Expr::Var(col)],
+                value: Expr::lit(0.0, dtype),
+            }],
+        }];
+        l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body: zero_row });
+
+        // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds.
+        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool| {
+            for (var, _) in &c.reduction.vars {
+                l.open(&[*var]);
+            }
+            let (r, col) = (l.vars.index(), l.vars.index());
+            l.open(&[r]);
+            let rows = index_at(&Expr::Var(r), &Expr::i64(0));
+            let mut a = bind_axes(c.a.clone(), &rows);
+            if guarded {
+                a = Expr::select(lt(rows[c.i].clone(), Expr::i64(m)), a, Expr::lit(0.0, dtype));
+            }
+            let a = l.lower(a);
+            let a = this.let_(l, a);
+            l.open(&[col]);
+            let cols = index_at(&Expr::Var(r), &Expr::Var(col));
+            let mut b = bind_axes(c.b.clone(), &cols);
+            if guarded {
+                b = Expr::select(lt(cols[c.j].clone(), Expr::i64(n)), b, Expr::lit(0.0, dtype));
+            }
+            let b = l.lower(b);
+            let tile_at = vec![Expr::Var(r), Expr::Var(col)];
+            let sum =
+                Expr::binary(BinaryOp::Add, Expr::load(acc, dtype, tile_at.clone()), Expr::binary(BinaryOp::Mul, a, b));
+            l.push(Stmt::Store { buf: acc, index: tile_at, value: sum });
+            let body = l.close();
+            let kind = if guarded { LoopKind::Serial } else { LoopKind::Vector(v) };
+            l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind, body });
+            let body = l.close();
+            l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
+            for (var, extent) in c.reduction.vars.iter().rev() {
+                let body = l.close();
+                l.push(Stmt::For { var: *var, extent: Expr::i64(*extent), kind: LoopKind::Serial, body });
+            }
+        };
+        let full = Expr::and(
+            Expr::binary(BinaryOp::Le, Expr::add_index(i0.clone(), Expr::i64(mr)), Expr::i64(m)),
+            Expr::binary(BinaryOp::Le, Expr::add_index(j0.clone(), Expr::i64(nr)), Expr::i64(n)),
+        );
+        l.open_guard();
+        update(self, &mut l, false);
+        let fast = l.close();
+        l.open_guard();
+        update(self, &mut l, true);
+        let edge = l.close();
+        l.push(Stmt::If { cond: full, then: fast, els: edge });
+
+        // The epilogue, with the reduction replaced by the tile's accumulator.
+        let key = canonical_key(&c.reduction);
+        let (r, col) = (l.vars.index(), l.vars.index());
+        l.open(&[r]);
+        l.open(&[col]);
+        let axes = index_at(&Expr::Var(r), &Expr::Var(col));
+        let value = Expr::load(acc, dtype, vec![Expr::Var(r), Expr::Var(col)]);
+        let epilogue = expr.rewrite(&mut |e| match e {
+            Expr::Reduce(x) if canonical_key(&x) == key => value.clone(),
+            e => e,
+        });
+        l.open_guard();
+        self.store_all(&mut l, epilogue, out, &axes);
+        let then = l.close();
+        let inside = Expr::and(lt(axes[c.i].clone(), Expr::i64(m)), lt(axes[c.j].clone(), Expr::i64(n)));
+        l.push(Stmt::If { cond: inside, then, els: vec![] });
+        let body = l.close();
+        l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Serial, body });
+        let body = l.close();
+        l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
+        let body = l.finish();
+        self.vars = vars;
+        Some((body, Launch { grid, workgroup: [1, 1, 1] }))
     }
 
     /// Output tiles of `tile[0] x tile[1]` per workgroup, one element per invocation; operand

@@ -95,10 +95,16 @@ fn conv(cx: &Ctx, window: &Window, groups: i64, vars: &mut VarGen) -> Result<Exp
     let m_group = m_out / groups;
     let c = vars.index();
     let ks: Vec<Var> = (0..d).map(|_| vars.index()).collect();
-    let channel = Expr::add_index(
-        Expr::mul_index(Expr::div_index(Expr::Axis(1), Expr::i64(m_group)), Expr::i64(c_group)),
-        Expr::Var(c),
-    );
+    // With one group every output channel reads every input channel: the index does not
+    // depend on the output channel, which is what lets a schedule reuse an input across them.
+    let channel = if groups == 1 {
+        Expr::Var(c)
+    } else {
+        Expr::add_index(
+            Expr::mul_index(Expr::div_index(Expr::Axis(1), Expr::i64(m_group)), Expr::i64(c_group)),
+            Expr::Var(c),
+        )
+    };
     let mut xi = vec![Expr::Axis(0), channel];
     let mut wi = vec![Expr::Axis(1), Expr::Var(c)];
     let mut mask = Vec::new();
