@@ -378,6 +378,9 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
                 error_blocks: HashMap::new(),
                 vectorize: options.vectorize,
                 vectorized_loops: 0,
+                consts: HashMap::new(),
+                promoted: promotable(kernel, options.vectorize),
+                elements: HashMap::new(),
             };
             e.function().map_err(err)?;
             vectorized_loops += e.vectorized_loops;
@@ -437,6 +440,11 @@ struct Emitter<'a, 'b, 'k> {
     error_blocks: HashMap<u32, Block>,
     vectorize: bool,
     vectorized_loops: usize,
+    /// Values of the variables of unrolled loops (and lets computed from them).
+    consts: HashMap<u32, i64>,
+    /// Private buffers held in registers (every access has a constant index), and their elements.
+    promoted: std::collections::HashSet<u32>,
+    elements: HashMap<(u32, i64), Variable>,
 }
 
 type R<T> = Result<T, String>;
@@ -557,6 +565,19 @@ impl Emitter<'_, '_, '_> {
     fn stmt(&mut self, s: &Stmt) -> R<()> {
         match s {
             Stmt::For { var, extent, kind, body } => {
+                if let Some(n) = unrolled(self.kernel, self.vectorize, var.id, *kind, extent, body) {
+                    let ty = reg_type(var.dtype);
+                    for k in 0..n {
+                        let cv = self.b.declare_var(ty);
+                        let c = self.b.ins().iconst(ty, k);
+                        self.b.def_var(cv, c);
+                        self.vars.insert(var.id, (cv, false));
+                        self.consts.insert(var.id, k);
+                        self.block(body)?;
+                    }
+                    self.consts.remove(&var.id);
+                    return Ok(());
+                }
                 if let LoopKind::Vector(n) = kind {
                     if self.vectorize && *n == 4 && self.try_vector_loop(*var, extent, body)? {
                         self.vectorized_loops += 1;
@@ -566,6 +587,11 @@ impl Emitter<'_, '_, '_> {
                 self.serial_loop(*var, extent, body)
             }
             Stmt::Let { var, value } | Stmt::Local { var, init: value } => {
+                if let (Stmt::Let { .. }, Some(c)) = (s, const_eval(value, &self.consts)) {
+                    self.consts.insert(var.id, c);
+                } else {
+                    self.consts.remove(&var.id);
+                }
                 let v = self.expr(value)?;
                 let cv = self.b.declare_var(reg_type(var.dtype));
                 self.b.def_var(cv, v);
@@ -580,6 +606,10 @@ impl Emitter<'_, '_, '_> {
             }
             Stmt::Store { buf, index, value } => {
                 let v = self.expr(value)?;
+                if let Some(cv) = self.element(*buf, index)? {
+                    self.b.def_var(cv, v);
+                    return Ok(());
+                }
                 let addr = self.address(*buf, index)?;
                 let dtype = self.kernel.buffer(*buf).dtype;
                 self.store_scalar(dtype, v, addr);
@@ -633,6 +663,22 @@ impl Emitter<'_, '_, '_> {
     }
 
     // ------------------------------------------------------------ memory
+
+    /// The register holding element `index` of a promoted private buffer.
+    fn element(&mut self, buf: BufId, index: &[Expr]) -> R<Option<Variable>> {
+        if !self.promoted.contains(&buf.0) {
+            return Ok(None);
+        }
+        let b = self.kernel.buffer(buf);
+        let flat = const_eval(&b.flat_index(index), &self.consts).ok_or("promoted buffer with a variable index")?;
+        if let Some(&v) = self.elements.get(&(buf.0, flat)) {
+            return Ok(Some(v));
+        }
+        let ty = reg_type(b.dtype);
+        let v = self.b.declare_var(ty);
+        self.elements.insert((buf.0, flat), v);
+        Ok(Some(v))
+    }
 
     /// The address of `buf[index]`; data-dependent indices are bounds-checked.
     fn address(&mut self, buf: BufId, index: &[Expr]) -> R<Value> {
@@ -753,6 +799,10 @@ impl Emitter<'_, '_, '_> {
                 self.cast(x, a.dtype(), *to)
             }
             Expr::Load { buf, dtype, index, mask } => match mask {
+                None if self.promoted.contains(&buf.0) => {
+                    let cv = self.element(*buf, index)?.ok_or("promoted buffer with a variable index")?;
+                    self.b.use_var(cv)
+                }
                 None => {
                     let addr = self.address(*buf, index)?;
                     self.load_scalar(*dtype, addr)
@@ -1408,4 +1458,109 @@ fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
         }
         _ => false,
     }
+}
+
+// ---------------------------------------------------------------- unrolling and promotion
+
+/// Loops emitted fully unrolled: `unroll` loops with a literal extent up to 64, and `vector` loops
+/// up to 32 iterations that do not become vector code.
+fn unrolled(kernel: &Kernel, vectorize: bool, var: u32, kind: LoopKind, extent: &Expr, body: &[Stmt]) -> Option<i64> {
+    let n = extent.as_int()?;
+    match kind {
+        LoopKind::Unroll if (0..=64).contains(&n) => Some(n),
+        LoopKind::Vector(w) if (0..=32).contains(&n) => {
+            let vectorizes = vectorize && w == 4 && n % 4 == 0 && vector_plan(kernel, var, body, &mut Lanes::new());
+            (!vectorizes).then_some(n)
+        }
+        _ => None,
+    }
+}
+
+/// `e` as a constant, given the values of some variables.
+fn const_eval(e: &Expr, consts: &HashMap<u32, i64>) -> Option<i64> {
+    match e {
+        Expr::Lit(Literal::Int(v, _)) => Some(*v),
+        Expr::Var(v) => consts.get(&v.id).copied(),
+        Expr::Binary(op, a, b) if a.dtype() == DType::I64 => {
+            let (x, y) = (const_eval(a, consts)?, const_eval(b, consts)?);
+            match op {
+                BinaryOp::Add => Some(x.wrapping_add(y)),
+                BinaryOp::Sub => Some(x.wrapping_sub(y)),
+                BinaryOp::Mul => Some(x.wrapping_mul(y)),
+                BinaryOp::Div if y > 0 && x >= 0 => Some(x / y),
+                BinaryOp::Rem if y > 0 && x >= 0 => Some(x % y),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Private buffers whose every access has an index made of literals and variables of unrolled
+/// loops: they live in registers.
+fn promotable(kernel: &Kernel, vectorize: bool) -> std::collections::HashSet<u32> {
+    use std::collections::HashSet;
+    fn index_const(index: &[Expr], known: &HashSet<u32>) -> bool {
+        index.iter().all(|i| {
+            !i.any(&mut |x| match x {
+                Expr::Var(v) => !known.contains(&v.id),
+                Expr::Load { .. } | Expr::Special(_) | Expr::Axis(_) | Expr::Reduce(_) => true,
+                Expr::Binary(BinaryOp::Div | BinaryOp::Rem, ..) => true,
+                _ => false,
+            })
+        })
+    }
+    fn expr(e: &Expr, kernel: &Kernel, known: &HashSet<u32>, bad: &mut HashSet<u32>) {
+        e.any(&mut |x| {
+            if let Expr::Load { buf, index, mask, .. } = x {
+                if kernel.buffer(*buf).space == Space::Private && (mask.is_some() || !index_const(index, known)) {
+                    bad.insert(buf.0);
+                }
+            }
+            false
+        });
+    }
+    fn walk(stmts: &[Stmt], kernel: &Kernel, vectorize: bool, known: &mut HashSet<u32>, bad: &mut HashSet<u32>) {
+        for s in stmts {
+            match s {
+                Stmt::For { var, extent, kind, body } => {
+                    expr(extent, kernel, known, bad);
+                    if unrolled(kernel, vectorize, var.id, *kind, extent, body).is_some() {
+                        known.insert(var.id);
+                    } else {
+                        known.remove(&var.id);
+                    }
+                    walk(body, kernel, vectorize, known, bad);
+                }
+                Stmt::Let { var, value } => {
+                    expr(value, kernel, known, bad);
+                    if index_const(std::slice::from_ref(value), known) && value.dtype() == DType::I64 {
+                        known.insert(var.id);
+                    } else {
+                        known.remove(&var.id);
+                    }
+                }
+                Stmt::Local { init: value, .. } | Stmt::Assign { value, .. } => expr(value, kernel, known, bad),
+                Stmt::Barrier => {}
+                Stmt::Store { buf, index, value } => {
+                    expr(value, kernel, known, bad);
+                    index.iter().for_each(|i| expr(i, kernel, known, bad));
+                    if kernel.buffer(*buf).space == Space::Private && !index_const(index, known) {
+                        bad.insert(buf.0);
+                    }
+                }
+                Stmt::If { cond, then, els } => {
+                    expr(cond, kernel, known, bad);
+                    walk(then, kernel, vectorize, known, bad);
+                    walk(els, kernel, vectorize, known, bad);
+                }
+            }
+        }
+    }
+    let mut bad = HashSet::new();
+    walk(&kernel.body, kernel, vectorize, &mut HashSet::new(), &mut bad);
+    (0..kernel.buffers.len() as u32)
+        .filter(|&b| kernel.buffers[b as usize].space == Space::Private && !bad.contains(&b))
+        .filter(|&b| kernel.buffers[b as usize].len() <= 256)
+        .collect()
 }
