@@ -94,6 +94,53 @@ pub fn grad(graph: &Graph, loss: ValueId, wrt: &[ValueId]) -> Result<Graph, Grad
     Ok(b.finish()?)
 }
 
+/// `graph` with the loss `sum of every element of every floating-point output` and its gradient
+/// with respect to `wrt` (by default every floating-point weight: constants of more than one
+/// element), as [`grad`] builds it: what `nnc dump --after grad` prints, and how whole models'
+/// backward graphs are checked.
+pub fn grad_of_output_sum(graph: &Graph, wrt: Option<&[ValueId]>) -> Result<Graph, GradError> {
+    let mut b = GraphBuilder::new(&graph.name);
+    let map = copy_graph(&mut b, graph, &graph.inputs)?;
+    let mut loss: Option<ValueId> = None;
+    for o in &graph.outputs {
+        let ty = b.ty(map[o]).clone();
+        if !ty.dtype.is_float() {
+            continue;
+        }
+        let axes: Vec<i64> = (0..ty.rank() as i64).collect();
+        let mut s = b.reduce_sum(map[o], &axes, false).map_err(GradError::Ir)?;
+        if ty.dtype != nnc_ir::DType::F32 {
+            s = b.cast(s, nnc_ir::DType::F32).map_err(GradError::Ir)?;
+        }
+        loss = Some(match loss {
+            None => s,
+            Some(l) => b.add(l, s).map_err(GradError::Ir)?,
+        });
+    }
+    let loss = loss.ok_or_else(|| GradError::Train(format!("graph `{}` has no floating-point output", graph.name)))?;
+    b.set_name(loss, "loss").map_err(GradError::Ir)?;
+    for o in &graph.outputs {
+        b.output(map[o]);
+    }
+    let extended = b.finish()?;
+    let wrt: Vec<ValueId> = match wrt {
+        Some(w) => w.iter().map(|v| extended.find(graph.name_of(*v)).unwrap_or(*v)).collect(),
+        None => weights(&extended),
+    };
+    let loss = extended.find("loss").unwrap_or(loss);
+    grad(&extended, loss, &wrt)
+}
+
+/// The floating-point constants of more than one element: a model's weights.
+pub fn weights(graph: &Graph) -> Vec<ValueId> {
+    graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(&n.op, nnc_ir::Op::Constant(t) if t.dtype().is_float() && t.len() > 1))
+        .map(|n| n.outputs[0])
+        .collect()
+}
+
 /// Differentiates the nodes built so far in `b`: appends the backward nodes and returns
 /// `d loss / d w` for each `w` of `wrt` (zeros for a `w` the loss does not depend on).
 ///

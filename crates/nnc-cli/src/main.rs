@@ -30,6 +30,8 @@ enum Command {
     Dump(commands::dump::DumpArgs),
     /// Run a model on inputs from files, print or save its outputs, and compare them with expected ones.
     Run(commands::run::RunArgs),
+    /// Print a graph extended with the gradients of a scalar loss (reverse-mode autodiff).
+    Grad(commands::grad::GradArgs),
     /// Compile a model (rewrite, fuse, schedule) and, with --stats, report kernels, bytes and operations.
     Compile(commands::compile::CompileArgs),
     /// Run every ONNX test case under a folder and report, per op, how many pass.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(args),
         Command::Conformance(args) => commands::conformance::run(args),
         Command::Compile(args) => commands::compile::run(args),
+        Command::Grad(args) => commands::grad::run(args),
     };
     match result {
         Ok(code) => code,

@@ -33,12 +33,22 @@ pub struct CompileArgs {
     /// The device kernels are scheduled for.
     #[arg(long, value_enum, default_value = "gpu")]
     pub device: DeviceArg,
+
+    /// Compile forward and backward: the model extended with the gradient of the sum of its
+    /// outputs with respect to every weight.
+    #[arg(long)]
+    pub grad: bool,
 }
 
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let t = Instant::now();
-    let graph = load_model_static(&args.file, &args.shape)?;
+    let mut graph = load_model_static(&args.file, &args.shape)?;
+    if args.grad {
+        graph = nnc_autodiff::grad_of_output_sum(&graph, None)
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("cannot differentiate {shown}"))?;
+    }
     let import_ms = ms(t);
 
     let t = Instant::now();
@@ -63,7 +73,7 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     if args.stats {
         let stats = ProgramStats::of(&fused);
         let baseline = match crate::model::extension(&args.file).as_deref() {
-            Some("onnx") => onnx_baseline(&args.file, &graph)?,
+            Some("onnx") if !args.grad => onnx_baseline(&args.file, &graph)?,
             _ => NodeBaseline::of(&graph),
         };
         let unfused = fuse(&graph, &FuseOptions { fuse: false, ..Default::default() })
@@ -73,16 +83,17 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         let count = |g: &nnc_ir::Graph| g.nodes.iter().filter(|n| !matches!(n.op, nnc_ir::Op::Constant(_))).count();
         let _ = writeln!(out, "model {shown} ({} device)", format!("{:?}", args.device).to_lowercase());
         let _ = writeln!(out, "nodes: {} imported, {} after rewriting", count(&graph), count(&opt.graph));
+        let per = if args.grad { "graph node" } else { "ONNX node" };
         let _ = writeln!(
             out,
-            "kernels: {} ({} with one per ONNX node: {})",
+            "kernels: {} ({} with one per {per}: {})",
             kernels.len(),
             baseline.kernels,
             change(kernels.len() as f64, baseline.kernels as f64)
         );
         let _ = writeln!(
             out,
-            "bytes moved: {} ({} with one kernel per ONNX node: {})",
+            "bytes moved: {} ({} with one kernel per {per}: {})",
             mb(stats.bytes()),
             mb(baseline.bytes),
             change(stats.bytes() as f64, baseline.bytes as f64)

@@ -19,6 +19,9 @@ use std::process::ExitCode;
 pub enum Pass {
     /// The graph as imported and verified.
     Import,
+    /// Extended with the gradient of the sum of its outputs with respect to every weight
+    /// (reverse-mode autodiff, before rewriting).
+    Grad,
     /// After e-graph rewriting (nnc-opt).
     Opt,
     /// After fusion (nnc-kernel): the groups, each one kernel's compute definition.
@@ -88,7 +91,12 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         load_model(&args.file)?
     };
     let mut text = String::new();
-    if pass != Pass::Import {
+    if pass == Pass::Grad {
+        graph = nnc_autodiff::grad_of_output_sum(&graph, None)
+            .map_err(|e| anyhow!(e))
+            .with_context(|| format!("cannot differentiate {}", args.file.display()))?;
+    }
+    if !matches!(pass, Pass::Import | Pass::Grad) {
         let before = graph.nodes.len();
         let options = nnc_opt::OptOptions::default();
         let opt = nnc_opt::optimize(&graph, &options)

@@ -4,4 +4,5 @@
 pub mod compile;
 pub mod conformance;
 pub mod dump;
+pub mod grad;
 pub mod run;

@@ -9,7 +9,8 @@
 //! - `scatter_add` is a map: `data[p] + sum over the index positions j of
 //!   select(idx[j] == p[axis], updates[.., j.., ..], 0)` (for `bool`, `or` of the matches). An
 //!   out-of-range index matches nothing, so it is silently dropped here (the graph interpreter
-//!   reports it).
+//!   reports it). With more than 64 index positions that scan is quadratic, and it is a
+//!   one-pass program instead (where a bad index is an out-of-bounds store, reported).
 //! - `scatter_elements` and `scatter_nd` apply their updates in order (with `none`, the last of
 //!   repeated indices wins), so they are programs: copy `data` into the result, then for every
 //!   position of `updates` in row-major order combine the update into its target (`add`/`mul`,
@@ -51,6 +52,20 @@ pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, Low
             }
             index.extend((b + m..data.len()).map(|j| Expr::Axis((q - 1 + j - b - m) as u8)));
             Ok(Compute::Map(cx.load(0, index)?))
+        }
+        Op::ScatterAdd { axis } if cx.in_shape(1)?.iter().product::<i64>() > MAX_SCATTER_ADD_SCAN => {
+            // Many index positions: scanning them all for every output element is quadratic, so
+            // the updates are applied in one pass instead (a program).
+            let ishape = cx.in_shape(1)?.to_vec();
+            let ushape = cx.in_shape(2)?.to_vec();
+            let us: Vec<Var> = ushape.iter().map(|_| vars.index()).collect();
+            let q = ishape.len();
+            let at = |range: std::ops::Range<usize>| us[range].iter().map(|v| Expr::Var(*v)).collect::<Vec<_>>();
+            let idx = cx.load(1, at(*axis..axis + q))?;
+            let mut target = at(0..*axis);
+            target.push(normalize_index(idx, data[*axis]));
+            target.extend(at(axis + q..us.len()));
+            scatter_program(cx, &data, &ushape, &us, target, ScatterReduction::Add, vars)
         }
         Op::ScatterAdd { axis } => {
             let ishape = cx.in_shape(1)?.to_vec();
@@ -97,6 +112,10 @@ pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, Low
         _ => Err(cx.err(format!("`{}` is not an indexing op", op.name()))),
     }
 }
+
+/// Above this many index positions, `scatter_add` is a one-pass program rather than a map that
+/// scans every position for every output element.
+const MAX_SCATTER_ADD_SCAN: i64 = 64;
 
 /// `for p in data: out[p] = data[p]`, then `for u in updates: out[target] = f(out[target], u)`.
 fn scatter_program(

@@ -1106,3 +1106,16 @@ fn resize_linear_snapshot() {
 fn topk_snapshot() {
     insta::assert_snapshot!(printed(Op::TopK { axis: 1, k: 2, largest: true }, &[(F, &[2, 4])]));
 }
+
+/// Many index positions: the one-pass program, not the quadratic map; same result.
+#[test]
+fn scatter_add_with_many_positions_is_a_program() {
+    let mut rng = Rng(9);
+    let idx: Vec<i64> = (0..100).map(|i| (i * 7) % 4 - 1).collect();
+    for (axis, data, upd) in [(0, [4usize, 3], vec![100usize, 3]), (1, [3, 4], vec![3, 100])] {
+        let data = random(&mut rng, F, &data);
+        let upd = random(&mut rng, F, &upd);
+        let c = check_op(Op::ScatterAdd { axis }, vec![data, ints(DType::I64, &[100], &idx), upd]);
+        assert!(matches!(c, Compute::Program(_)), "{c}");
+    }
+}
