@@ -39,6 +39,10 @@ pub struct PrintOptions {
     /// kernel only reads it (a program buffer bound twice, once written, must be writable in
     /// every binding).
     pub force_read_write: Vec<bool>,
+    /// The most iterations one loop statement may run in one invocation (0: no limit). llvmpipe
+    /// (lavapipe) stops every loop after 65,535 iterations counted over the whole invocation,
+    /// so loops nested to run more often are printed unrolled (each copy is its own loop).
+    pub max_loop_iterations: u64,
 }
 
 /// Prints `kernel` as WGSL and validates it with naga.
@@ -70,8 +74,16 @@ fn naga_error(kernel: &str, wgsl: &str, line: usize, message: String) -> WgslErr
 
 /// Prints `kernel` as a WGSL compute shader (not validated; see [`compile_kernel`]).
 pub fn print_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, WgslError> {
-    let mut p =
-        Printer { kernel, options, out: String::new(), indent: 1, temps: 0, helpers: BTreeSet::new(), uses_f16: false };
+    let mut p = Printer {
+        kernel,
+        options,
+        out: String::new(),
+        indent: 1,
+        temps: 0,
+        helpers: BTreeSet::new(),
+        uses_f16: false,
+        trips: 1,
+    };
     p.check_buffers()?;
     let mut decls = String::new();
     let mut privates = String::new();
@@ -156,6 +168,8 @@ struct Printer<'k> {
     temps: u32,
     helpers: BTreeSet<&'static str>,
     uses_f16: bool,
+    /// How often the statement being printed runs per invocation (literal loop extents).
+    trips: u64,
 }
 
 type R<T> = Result<T, WgslError>;
@@ -255,11 +269,50 @@ impl Printer<'_> {
                     self.line(&format!("let {t}: i32 = {n};"));
                     t
                 };
-                self.line(&format!("for (var {v}: i32 = 0i; {v} < {n}; {v}++) {{{note}"));
-                self.indent += 1;
-                self.block(body)?;
-                self.indent -= 1;
-                self.line("}");
+                let outer = self.trips;
+                let extent_trips = extent.as_int().unwrap_or(1).max(1) as u64;
+                let total = outer.saturating_mul(extent_trips);
+                let limit = self.options.max_loop_iterations;
+                let unroll =
+                    if limit > 0 && total > limit { unroll_factor(extent_trips, total, limit, body) } else { None };
+                match unroll {
+                    None => {
+                        self.trips = total;
+                        self.line(&format!("for (var {v}: i32 = 0i; {v} < {n}; {v}++) {{{note}"));
+                        self.indent += 1;
+                        self.block(body)?;
+                        self.indent -= 1;
+                        self.line("}");
+                    }
+                    Some((k, exact)) => {
+                        // Each copy of the body is its own block, binding the loop variable.
+                        self.trips = outer.saturating_mul(extent_trips.div_ceil(k));
+                        let base = format!("{v}_base");
+                        self.line(&format!(
+                            "for (var {base}: i32 = 0i; {base} < {n}; {base} += {k}i) {{ // unrolled x{k}"
+                        ));
+                        self.indent += 1;
+                        for j in 0..k {
+                            self.line("{");
+                            self.indent += 1;
+                            self.line(&format!("let {v}: i32 = {base} + {j}i;"));
+                            if !exact {
+                                self.line(&format!("if ({v} < {n}) {{"));
+                                self.indent += 1;
+                            }
+                            self.block(body)?;
+                            if !exact {
+                                self.indent -= 1;
+                                self.line("}");
+                            }
+                            self.indent -= 1;
+                            self.line("}");
+                        }
+                        self.indent -= 1;
+                        self.line("}");
+                    }
+                }
+                self.trips = outer;
             }
             Stmt::Let { var, value } => {
                 let ty = self.ty(var.dtype)?;
@@ -610,6 +663,22 @@ impl Printer<'_> {
             }
         })
     }
+}
+
+/// How much to unroll a loop of `extent` iterations that runs `total` times per invocation so
+/// each copy runs at most `limit` times: `(k, exact)`, exact when `k` divides the extent. A
+/// loop with a barrier is unrolled only exactly (a guard would make the barrier non-uniform).
+fn unroll_factor(extent: u64, total: u64, limit: u64, body: &[Stmt]) -> Option<(u64, bool)> {
+    let need = total.div_ceil(limit.max(1));
+    if need > 64 || need > extent {
+        return None;
+    }
+    if let Some(k) = (need..=64.min(extent)).find(|&k| extent.is_multiple_of(k)) {
+        return Some((k, true));
+    }
+    let mut barrier = false;
+    nnc_kernel::schedule::visit_stmts(body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
+    (!barrier).then_some((need, false))
 }
 
 fn repr_name(r: Repr) -> &'static str {

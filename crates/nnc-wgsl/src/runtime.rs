@@ -126,6 +126,8 @@ impl WgslProgram {
             }));
         };
         let info = adapter_handle.get_info();
+        // llvmpipe ends every loop after 65,535 iterations per invocation; stay well below.
+        let max_loop_iterations = if info.name.contains("llvmpipe") { 32_768 } else { 0 };
         let f16 = adapter_handle.features().contains(wgpu::Features::SHADER_F16);
         let limits = adapter_handle.limits();
         let (device, queue) = pollster::block_on(adapter_handle.request_device(&wgpu::DeviceDescriptor {
@@ -193,7 +195,7 @@ impl WgslProgram {
             // read-only and read-write uses of one buffer in one dispatch).
             let force_read_write: Vec<bool> =
                 ids.iter().map(|id| ids.iter().filter(|&x| x == id).count() > 1).collect();
-            let options = PrintOptions { f16, force_read_write: force_read_write.clone() };
+            let options = PrintOptions { f16, force_read_write: force_read_write.clone(), max_loop_iterations };
             let text = compile_kernel(kernel, &options)?;
             let read_only: Vec<bool> =
                 params.iter().zip(&force_read_write).map(|((_, b), &rw)| b.access == Access::Read && !rw).collect();
@@ -361,6 +363,17 @@ impl WgslProgram {
             pass.set_pipeline(&self.pipelines[k.pipeline]);
             pass.set_bind_group(0, &k.bind_group, &[]);
             pass.dispatch_workgroups(k.grid[0], k.grid[1], k.grid[2]);
+            drop(pass);
+            if std::env::var_os("NNC_WGSL_SUBMIT_EACH").is_some() {
+                // Debugging aid: one submission per kernel, each waited for.
+                let done = std::mem::replace(
+                    &mut encoder,
+                    self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nnc run") }),
+                );
+                self.queue.submit([done.finish()]);
+                self.submissions += 1;
+                let _ = self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None });
+            }
         }
         let temp: Vec<wgpu::Buffer>;
         let targets: Vec<&wgpu::Buffer> = if staged {

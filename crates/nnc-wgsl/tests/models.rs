@@ -94,6 +94,12 @@ fn kernels_agree(name: &str, program: &Program, all: &[TensorData], failures: &m
             let Ok(want) = globals[k].to_tensor() else { continue };
             let want = want.reshaped(all[id].shape().to_vec()).unwrap_or(want);
             if let Err(m) = close(&format!("{name} kernel {g} `{}`", kernel.name), &want, &all[id], 1e-3, 1e-4) {
+                if std::env::var_os("NNC_WGSL_DUMP").is_some() {
+                    eprintln!(
+                        "{m}\n{kernel}\n{}",
+                        nnc_wgsl::compile_kernel(kernel, &Default::default()).unwrap_or_default()
+                    );
+                }
                 failures.push(m);
             }
         }
@@ -130,7 +136,9 @@ fn every_shared_model_matches_its_references_on_wgpu() {
             program.kernels.len(),
             wgpu.pipeline_count()
         );
-        assert_eq!(wgpu.submissions(), 1 + runs as u64);
+        if std::env::var_os("NNC_WGSL_SUBMIT_EACH").is_none() {
+            assert_eq!(wgpu.submissions(), 1 + runs as u64);
+        }
         for (k, (got, want)) in outputs.iter().zip(&expected).enumerate() {
             let want = want.reshaped(got.shape().to_vec()).unwrap_or_else(|| want.clone());
             if let Err(m) = close(&format!("{name} output {k}"), &want, got, 1e-3, 1e-4) {

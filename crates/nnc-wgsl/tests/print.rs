@@ -12,7 +12,7 @@ use nnc_kernel::{BufId, Expr, Stmt};
 use nnc_wgsl::{compile_kernel, print_kernel, PrintOptions, WgslError};
 
 fn options() -> PrintOptions {
-    PrintOptions { f16: true, force_read_write: Vec::new() }
+    PrintOptions { f16: true, ..Default::default() }
 }
 
 fn gpu_program(graph: &nnc_ir::Graph) -> Program {

@@ -159,3 +159,20 @@ fn wrong_inputs_are_errors() {
     let e = wgpu.run(&[big]).unwrap_err();
     assert!(e.to_string().contains("does not fit"), "{e}");
 }
+
+/// A long serial reduction per invocation (squeezenet's last kernel: 1x1 conv, relu, global
+/// average pool over 13 x 13 positions and 512 channels).
+#[test]
+fn a_long_serial_reduction_runs() {
+    let mut b = GraphBuilder::new("head");
+    let (c, hw, o) = (512usize, 13usize, 1000usize);
+    let x = b.input("x", DType::F32, [1, c as i64, hw as i64, hw as i64]).unwrap();
+    let w = b.constant(TensorData::from_f64(DType::F32, vec![o, c, 1, 1], &vec![1.0 / c as f64; o * c]));
+    let y = b.conv(x, w, nnc_ir::Window::unit(2), 1).unwrap();
+    let y = b.relu(y).unwrap();
+    let y = b.reduce_mean(y, &[2, 3], false).unwrap();
+    b.output(y);
+    let graph = b.finish().unwrap();
+    let inputs = vec![TensorData::from_f64(DType::F32, vec![1, c, hw, hw], &vec![1.0; c * hw * hw])];
+    check_gpu(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
+}
