@@ -1,7 +1,7 @@
 //! The `--target` of `run` and `conformance`: which backend executes a graph.
 
 use clap::ValueEnum;
-use nnc_conformance::{Backend, Interpreter, KernelInterp};
+use nnc_conformance::{Backend, Cpu, Interpreter, KernelInterp, Wgsl};
 use nnc_kernel::schedule::Device;
 
 /// Where a model runs.
@@ -9,6 +9,12 @@ use nnc_kernel::schedule::Device;
 pub enum Target {
     /// The reference interpreter: plain, exact, the oracle every backend is checked against.
     Interp,
+    /// Native code for this CPU: the graph optimized, fused, scheduled and compiled with
+    /// Cranelift, run on all cores.
+    Cpu,
+    /// WGSL compute shaders run with wgpu on the first GPU adapter (`--adapter` to choose);
+    /// Mesa's lavapipe where there is no GPU.
+    Wgsl,
     /// The compiler's pipeline (optimize, fuse, schedule for a GPU) run by the Kernel-IR
     /// interpreter, which checks every kernel's parallel semantics as it goes.
     KernelInterp,
@@ -17,9 +23,19 @@ pub enum Target {
 }
 
 impl Target {
+    /// The backend, on the GPU adapter whose name contains `adapter` where that applies.
+    pub fn backend_on(self, adapter: Option<&str>) -> Box<dyn Backend> {
+        match self {
+            Target::Wgsl => Box::new(Wgsl { adapter: adapter.map(str::to_string) }),
+            other => other.backend(),
+        }
+    }
+
     pub fn backend(self) -> Box<dyn Backend> {
         match self {
+            Target::Wgsl => Box::new(Wgsl { adapter: None }),
             Target::Interp => Box::new(Interpreter),
+            Target::Cpu => Box::new(Cpu),
             Target::KernelInterp => Box::new(KernelInterp { device: Device::gpu() }),
             Target::KernelInterpCpu => Box::new(KernelInterp { device: Device::cpu() }),
         }

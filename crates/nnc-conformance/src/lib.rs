@@ -57,3 +57,42 @@ impl Backend for KernelInterp {
         program.run_interpreted(inputs).map_err(|e| e.to_string())
     }
 }
+
+/// The CPU backend: the graph optimized, fused and scheduled for the CPU, compiled to native
+/// code with Cranelift (`nnc-cpu`), and run across the machine's cores.
+pub struct Cpu;
+
+impl Backend for Cpu {
+    fn name(&self) -> &str {
+        "cpu"
+    }
+
+    fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
+        let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
+        let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
+        let program = nnc_cpu::CpuProgram::from_graph(&optimized.graph).map_err(|e| e.to_string())?;
+        program.run(inputs).map_err(|e| e.to_string())
+    }
+}
+
+/// The WGSL backend: the graph optimized, fused and scheduled for a GPU, printed as WGSL and run
+/// with wgpu on the first adapter (or the first whose name contains `adapter`).
+pub struct Wgsl {
+    pub adapter: Option<String>,
+}
+
+impl Backend for Wgsl {
+    fn name(&self) -> &str {
+        "wgsl"
+    }
+
+    fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
+        let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
+        let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
+        let device = nnc_kernel::schedule::Device::gpu();
+        let program = nnc_kernel::program::compile(&optimized.graph, &device, None).map_err(|e| e.to_string())?;
+        let mut gpu = nnc_wgsl::WgslProgram::new(&program, self.adapter.as_deref()).map_err(|e| e.to_string())?;
+        eprintln!("wgsl: running on {}", gpu.adapter_name());
+        gpu.run(inputs).map_err(|e| e.to_string())
+    }
+}

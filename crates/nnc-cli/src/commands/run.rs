@@ -31,6 +31,10 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = Target::Interp)]
     pub target: Target,
 
+    /// With `--target wgsl`: the GPU adapter to run on (the first whose name contains NAME).
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+
     /// A graph input from a file: NAME is the input's name without `%`, PATH a .npy or .pb file.
     /// Repeat for several inputs.
     #[arg(long = "input", short = 'i', value_name = "NAME=PATH", value_parser = parse_input)]
@@ -97,7 +101,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let start = Instant::now();
-    let outputs = args.target.backend().run(&graph, &inputs).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+    let outputs = args
+        .target
+        .backend_on(args.adapter.as_deref())
+        .run(&graph, &inputs)
+        .map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
     let elapsed = start.elapsed();
     eprintln!("ran {} on {} in {:.3} ms", args.file.display(), args.target.name(), elapsed.as_secs_f64() * 1e3);
     if outputs.len() != graph.outputs.len() {
