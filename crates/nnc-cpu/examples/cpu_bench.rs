@@ -31,6 +31,29 @@ fn main() {
         }
         return;
     }
+    if let Some(file) = args.iter().position(|a| a == "--graph").and_then(|i| args.get(i + 1)) {
+        // Runs one .nnir graph (f32 inputs, static shapes) on made-up data and times it.
+        let g = nnc_ir::text::parse(&std::fs::read_to_string(file).unwrap(), file).unwrap();
+        let p = nnc_cpu::CpuProgram::from_graph(&g).unwrap();
+        let inputs: Vec<TensorData> = g
+            .inputs
+            .iter()
+            .map(|&v| {
+                let shape = g.values[v.index()].ty.static_shape().unwrap();
+                let n: usize = shape.iter().product();
+                let data: Vec<f32> = (0..n).map(|i| (i % 7) as f32 * 0.1).collect();
+                TensorData::from_vec(shape, &data)
+            })
+            .collect();
+        let ms = median_ms(
+            || {
+                p.run(&inputs).unwrap();
+            },
+            5,
+        );
+        println!("{file}: run {ms:.3} ms (median of 5), {} vectorized loops", p.vectorized_loops());
+        return;
+    }
     for n in [512usize, 1024] {
         let mut b = GraphBuilder::new("matmul");
         let x = b.input("a", DType::F32, [n, n]).unwrap();

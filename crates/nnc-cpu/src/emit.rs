@@ -37,7 +37,7 @@ use cranelift_module::{FuncId, Linkage, Module};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
 use nnc_kernel::expr::{BufId, Expr, Literal, Special};
 use nnc_kernel::kernel::{Kernel, LoopKind, Space, Stmt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The native entry point of one kernel.
 pub type KernelFn = unsafe extern "C" fn(buffers: *const *mut u8, group_begin: u64, group_end: u64) -> u32;
@@ -91,11 +91,14 @@ pub struct EmitOptions {
     pub vectorize: bool,
     /// Run Cranelift's verifier on every function (slower compiles; on in debug builds).
     pub verify: bool,
+    /// Contract `c + a * b` in vector loops to a fused multiply-add where the host has one
+    /// (AVX + FMA); one rounding instead of two.
+    pub fma: bool,
 }
 
 impl Default for EmitOptions {
     fn default() -> Self {
-        EmitOptions { vectorize: true, verify: cfg!(debug_assertions) }
+        EmitOptions { vectorize: true, verify: cfg!(debug_assertions), fma: true }
     }
 }
 
@@ -318,6 +321,10 @@ fn needs_branch(e: &Expr) -> bool {
     })
 }
 
+fn is_mul(e: &Expr) -> bool {
+    matches!(e, Expr::Binary(BinaryOp::Mul, ..))
+}
+
 fn contains_load(e: &Expr) -> bool {
     e.any(&mut |x| matches!(x, Expr::Load { .. }))
 }
@@ -333,6 +340,10 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     flags.set("enable_verifier", if options.verify { "true" } else { "false" }).map_err(|e| top(e.to_string()))?;
     let isa_builder = cranelift_native::builder().map_err(|e| top(e.to_string()))?;
     let isa = isa_builder.finish(settings::Flags::new(flags)).map_err(|e| top(e.to_string()))?;
+    let flag = |name: &str| isa.isa_flags().iter().any(|f| f.name == name && f.as_bool() == Some(true));
+    // `fma` is a real fused instruction only with AVX and FMA (otherwise a libcall).
+    let fma = options.fma && flag("has_avx") && flag("has_fma");
+    let disasm = std::env::var_os("NNC_CPU_DISASM").is_some();
     let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
     for &lib in ALL_LIBS {
         if let Some((name, ptr, _, _)) = lib_symbol(lib) {
@@ -379,15 +390,35 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
                 vectorize: options.vectorize,
                 vectorized_loops: 0,
                 consts: HashMap::new(),
-                promoted: promotable(kernel, options.vectorize),
+                promoted: HashSet::new(),
+                vpromoted: HashSet::new(),
                 elements: HashMap::new(),
+                fma,
+                versions: HashMap::new(),
+                loads: vec![HashMap::new()],
             };
+            for buf in promotable(kernel, options.vectorize) {
+                if vector_promotable(kernel.buffer(BufId(buf)), options.vectorize) {
+                    e.vpromoted.insert(buf);
+                } else {
+                    e.promoted.insert(buf);
+                }
+            }
             e.function().map_err(err)?;
             vectorized_loops += e.vectorized_loops;
             b.seal_all_blocks();
             b.finalize(module.target_config());
         }
+        if disasm {
+            ctx.set_disasm(true);
+            eprintln!("{}", ctx.func.display());
+        }
         module.define_function(id, &mut ctx).map_err(|e| err(format!("cranelift: {e:?}")))?;
+        if disasm {
+            if let Some(vcode) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+                eprintln!("{vcode}");
+            }
+        }
         module.clear_context(&mut ctx);
         ids.push(id);
     }
@@ -442,9 +473,19 @@ struct Emitter<'a, 'b, 'k> {
     vectorized_loops: usize,
     /// Values of the variables of unrolled loops (and lets computed from them).
     consts: HashMap<u32, i64>,
-    /// Private buffers held in registers (every access has a constant index), and their elements.
-    promoted: std::collections::HashSet<u32>,
+    /// Private buffers held in registers (every access has a constant index), and their elements
+    /// (for `vpromoted` ones, one `f32x4` per 4 consecutive elements, keyed by flat index / 4).
+    promoted: HashSet<u32>,
+    vpromoted: HashSet<u32>,
     elements: HashMap<(u32, i64), Variable>,
+    /// Emit `a * b + c` on `f32x4` as one fused multiply-add.
+    fma: bool,
+    /// How many times each variable has been bound (or assigned): an expression means the same
+    /// value wherever its variables have the same versions.
+    versions: HashMap<u32, u32>,
+    /// Vector loads already emitted, by buffer and key, in nested scopes (a loop body or branch
+    /// drops what it added when it closes).
+    loads: Vec<HashMap<(u32, String), Value>>,
 }
 
 type R<T> = Result<T, String>;
@@ -499,7 +540,7 @@ impl Emitter<'_, '_, '_> {
         for (axis, v) in gid.into_iter().enumerate() {
             let var = self.b.declare_var(types::I64);
             self.b.def_var(var, v);
-            self.vars.insert(u32::MAX - axis as u32, (var, false));
+            self.bind(u32::MAX - axis as u32, (var, false));
         }
         self.block(&self.kernel.body)?;
         let gv = self.b.use_var(g);
@@ -518,6 +559,62 @@ impl Emitter<'_, '_, '_> {
             self.b.ins().return_(&[c]);
         }
         Ok(())
+    }
+
+    fn bind(&mut self, id: u32, v: (Variable, bool)) {
+        self.vars.insert(id, v);
+        *self.versions.entry(id).or_insert(0) += 1;
+    }
+
+    /// The key of a load: its text and the versions of the variables it reads.
+    fn load_key(&self, index: &[Expr], mask: Option<&Expr>) -> String {
+        let mut key = String::new();
+        let mut vars = Vec::new();
+        for e in index.iter().chain(mask) {
+            key.push_str(&format!("{e};"));
+            e.any(&mut |x| {
+                if let Expr::Var(v) = x {
+                    // Constants (variables of unrolled loops) by value, others by version.
+                    vars.push(match self.consts.get(&v.id) {
+                        Some(&c) => (v.id, c, u32::MAX),
+                        None => (v.id, 0, self.versions.get(&v.id).copied().unwrap_or(0)),
+                    });
+                }
+                false
+            });
+        }
+        vars.sort_unstable();
+        vars.dedup();
+        key.push_str(&format!("{vars:?}"));
+        key
+    }
+
+    fn cached_load(&self, buf: BufId, key: &str) -> Option<Value> {
+        self.loads.iter().rev().find_map(|m| m.get(&(buf.0, key.to_string())).copied())
+    }
+
+    /// Forgets loads of buffer `buf` (after a store to it).
+    fn forget_loads(&mut self, buf: BufId) {
+        for m in &mut self.loads {
+            m.retain(|k, _| k.0 != buf.0);
+        }
+    }
+
+    /// Opens a scope for a loop body or branch; loads of buffers the body stores to are
+    /// forgotten (a later iteration must see the stores).
+    fn open_scope(&mut self, body: &[Stmt]) {
+        nnc_kernel::schedule::visit_stmts(body, &mut |s| {
+            if let Stmt::Store { buf, .. } = s {
+                for m in self.loads.iter_mut() {
+                    m.retain(|k, _| k.0 != buf.0);
+                }
+            }
+        });
+        self.loads.push(HashMap::new());
+    }
+
+    fn close_scope(&mut self) {
+        self.loads.pop();
     }
 
     fn urem_const(&mut self, v: Value, d: i64) -> Value {
@@ -565,13 +662,28 @@ impl Emitter<'_, '_, '_> {
     fn stmt(&mut self, s: &Stmt) -> R<()> {
         match s {
             Stmt::For { var, extent, kind, body } => {
-                if let Some(n) = unrolled(self.kernel, self.vectorize, var.id, *kind, extent, body) {
+                if let Some((n, step)) = unrolled(self.kernel, self.vectorize, var.id, *kind, extent, body) {
+                    if step == 4 {
+                        let mut lanes = Lanes::new();
+                        vector_plan(self.kernel, var.id, body, &mut lanes);
+                        for k in (0..n).step_by(4) {
+                            let cv = self.b.declare_var(types::I64);
+                            let c = self.b.ins().iconst(types::I64, k);
+                            self.b.def_var(cv, c);
+                            self.bind(var.id, (cv, false));
+                            self.consts.insert(var.id, k);
+                            self.vector_body(var.id, body, &lanes)?;
+                        }
+                        self.consts.remove(&var.id);
+                        self.vectorized_loops += 1;
+                        return Ok(());
+                    }
                     let ty = reg_type(var.dtype);
                     for k in 0..n {
                         let cv = self.b.declare_var(ty);
                         let c = self.b.ins().iconst(ty, k);
                         self.b.def_var(cv, c);
-                        self.vars.insert(var.id, (cv, false));
+                        self.bind(var.id, (cv, false));
                         self.consts.insert(var.id, k);
                         self.block(body)?;
                     }
@@ -595,17 +707,26 @@ impl Emitter<'_, '_, '_> {
                 let v = self.expr(value)?;
                 let cv = self.b.declare_var(reg_type(var.dtype));
                 self.b.def_var(cv, v);
-                self.vars.insert(var.id, (cv, false));
+                self.bind(var.id, (cv, false));
                 Ok(())
             }
             Stmt::Assign { var, value } => {
                 let v = self.expr(value)?;
                 let &(cv, _) = self.vars.get(&var.id).ok_or_else(|| format!("assignment to undeclared v{}", var.id))?;
                 self.b.def_var(cv, v);
+                *self.versions.entry(var.id).or_insert(0) += 1;
                 Ok(())
             }
             Stmt::Store { buf, index, value } => {
                 let v = self.expr(value)?;
+                if self.vpromoted.contains(&buf.0) {
+                    let flat = self.const_flat(*buf, index)?;
+                    let cv = self.vreg(*buf, flat / 4);
+                    let old = self.b.use_var(cv);
+                    let new = self.b.ins().insertlane(old, v, (flat % 4) as u8);
+                    self.b.def_var(cv, new);
+                    return Ok(());
+                }
                 if let Some(cv) = self.element(*buf, index)? {
                     self.b.def_var(cv, v);
                     return Ok(());
@@ -613,6 +734,7 @@ impl Emitter<'_, '_, '_> {
                 let addr = self.address(*buf, index)?;
                 let dtype = self.kernel.buffer(*buf).dtype;
                 self.store_scalar(dtype, v, addr);
+                self.forget_loads(*buf);
                 Ok(())
             }
             Stmt::If { cond, then, els } => {
@@ -620,10 +742,14 @@ impl Emitter<'_, '_, '_> {
                 let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(c, tb, &[], eb, &[]);
                 self.b.switch_to_block(tb);
+                self.open_scope(then);
                 self.block(then)?;
+                self.close_scope();
                 self.b.ins().jump(merge, &[]);
                 self.b.switch_to_block(eb);
+                self.open_scope(els);
                 self.block(els)?;
+                self.close_scope();
                 self.b.ins().jump(merge, &[]);
                 self.b.switch_to_block(merge);
                 Ok(())
@@ -642,7 +768,7 @@ impl Emitter<'_, '_, '_> {
         let iv = self.b.declare_var(ty);
         let zero = self.b.ins().iconst(ty, 0);
         self.b.def_var(iv, zero);
-        self.vars.insert(var.id, (iv, false));
+        self.bind(var.id, (iv, false));
         let (header, bodyb, exit) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
@@ -652,7 +778,9 @@ impl Emitter<'_, '_, '_> {
         let done = self.b.ins().icmp(cc, i, n);
         self.b.ins().brif(done, exit, &[], bodyb, &[]);
         self.b.switch_to_block(bodyb);
+        self.open_scope(body);
         self.block(body)?;
+        self.close_scope();
         let i = self.b.use_var(iv);
         let one = self.b.ins().iconst(ty, 1);
         let next = self.b.ins().iadd(i, one);
@@ -663,6 +791,57 @@ impl Emitter<'_, '_, '_> {
     }
 
     // ------------------------------------------------------------ memory
+
+    /// The constant flat index of an access to a promoted private buffer.
+    fn const_flat(&mut self, buf: BufId, index: &[Expr]) -> R<i64> {
+        let b = self.kernel.buffer(buf);
+        const_eval(&b.flat_index(index), &self.consts).ok_or_else(|| "promoted buffer with a variable index".into())
+    }
+
+    /// The `f32x4` register holding elements `4 * group .. 4 * group + 4` of a vector-promoted
+    /// private buffer.
+    fn vreg(&mut self, buf: BufId, group: i64) -> Variable {
+        if let Some(&v) = self.elements.get(&(buf.0, group)) {
+            return v;
+        }
+        let v = self.b.declare_var(types::F32X4);
+        self.elements.insert((buf.0, group), v);
+        v
+    }
+
+    /// Four consecutive elements of a vector-promoted buffer from flat index `flat`.
+    fn vreg_get(&mut self, buf: BufId, flat: i64) -> Value {
+        if flat % 4 == 0 {
+            let cv = self.vreg(buf, flat / 4);
+            return self.b.use_var(cv);
+        }
+        let z = self.b.ins().f32const(0.0);
+        let mut r = self.b.ins().splat(types::F32X4, z);
+        for lane in 0..4 {
+            let f = flat + lane;
+            let cv = self.vreg(buf, f / 4);
+            let v = self.b.use_var(cv);
+            let x = self.b.ins().extractlane(v, (f % 4) as u8);
+            r = self.b.ins().insertlane(r, x, lane as u8);
+        }
+        r
+    }
+
+    fn vreg_set(&mut self, buf: BufId, flat: i64, x: Value) {
+        if flat % 4 == 0 {
+            let cv = self.vreg(buf, flat / 4);
+            self.b.def_var(cv, x);
+            return;
+        }
+        for lane in 0..4 {
+            let f = flat + lane;
+            let cv = self.vreg(buf, f / 4);
+            let v = self.b.use_var(cv);
+            let e = self.b.ins().extractlane(x, lane as u8);
+            let n = self.b.ins().insertlane(v, e, (f % 4) as u8);
+            self.b.def_var(cv, n);
+        }
+    }
 
     /// The register holding element `index` of a promoted private buffer.
     fn element(&mut self, buf: BufId, index: &[Expr]) -> R<Option<Variable>> {
@@ -799,6 +978,12 @@ impl Emitter<'_, '_, '_> {
                 self.cast(x, a.dtype(), *to)
             }
             Expr::Load { buf, dtype, index, mask } => match mask {
+                None if self.vpromoted.contains(&buf.0) => {
+                    let flat = self.const_flat(*buf, index)?;
+                    let cv = self.vreg(*buf, flat / 4);
+                    let v = self.b.use_var(cv);
+                    self.b.ins().extractlane(v, (flat % 4) as u8)
+                }
                 None if self.promoted.contains(&buf.0) => {
                     let cv = self.element(*buf, index)?.ok_or("promoted buffer with a variable index")?;
                     self.b.use_var(cv)
@@ -1190,29 +1375,10 @@ impl Emitter<'_, '_, '_> {
         let done = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, i, nv);
         self.b.ins().brif(done, exit, &[], bodyb, &[]);
         self.b.switch_to_block(bodyb);
-        self.vars.insert(var.id, (iv, false));
-        for s in body {
-            match s {
-                Stmt::Let { var: v, value } => {
-                    let x = if lanes.get(&v.id) == Some(&Lane::Vector) {
-                        self.vexpr(value, var.id, &lanes)?
-                    } else {
-                        Val { v: self.expr(value)?, vector: false }
-                    };
-                    let ty = if x.vector { types::F32X4 } else { reg_type(v.dtype) };
-                    let cv = self.b.declare_var(ty);
-                    self.b.def_var(cv, x.v);
-                    self.vars.insert(v.id, (cv, x.vector));
-                }
-                Stmt::Store { buf, index, value } => {
-                    let x = self.vexpr(value, var.id, &lanes)?;
-                    let x = self.splat(x);
-                    let addr = self.address(*buf, index)?;
-                    self.b.ins().store(mem(), x, addr, 0);
-                }
-                _ => unreachable!("vector_plan accepts lets and stores only"),
-            }
-        }
+        self.bind(var.id, (iv, false));
+        self.open_scope(body);
+        self.vector_body(var.id, body, &lanes)?;
+        self.close_scope();
         let i = self.b.use_var(iv);
         let four = self.b.ins().iconst(types::I64, 4);
         let next = self.b.ins().iadd(i, four);
@@ -1220,6 +1386,78 @@ impl Emitter<'_, '_, '_> {
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
         Ok(true)
+    }
+
+    /// The body of a vector loop over `lv` (bound to lane 0's index), one vector per `f32`.
+    fn vector_body(&mut self, lv: u32, body: &[Stmt], lanes: &Lanes) -> R<()> {
+        for s in body {
+            match s {
+                Stmt::Let { var: v, value } => {
+                    let x = if lanes.get(&v.id) == Some(&Lane::Vector) {
+                        self.consts.remove(&v.id);
+                        self.vexpr(value, lv, lanes)?
+                    } else {
+                        // Scalars (and lane 0 of affine indices) may be constants of unrolled loops.
+                        match const_eval(value, &self.consts) {
+                            Some(c) => self.consts.insert(v.id, c),
+                            None => self.consts.remove(&v.id),
+                        };
+                        Val { v: self.expr(value)?, vector: false }
+                    };
+                    let ty = if x.vector { types::F32X4 } else { reg_type(v.dtype) };
+                    let cv = self.b.declare_var(ty);
+                    self.b.def_var(cv, x.v);
+                    self.bind(v.id, (cv, x.vector));
+                }
+                Stmt::Store { buf, index, value } => {
+                    let x = self.vexpr(value, lv, lanes)?;
+                    let x = self.splat(x);
+                    if self.vpromoted.contains(&buf.0) {
+                        let flat = self.const_flat(*buf, index)?;
+                        self.vreg_set(*buf, flat, x);
+                    } else {
+                        let addr = self.address(*buf, index)?;
+                        self.b.ins().store(mem(), x, addr, 0);
+                        self.forget_loads(*buf);
+                    }
+                }
+                _ => unreachable!("vector_plan accepts lets and stores only"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A load whose mask varies between lanes (a conjunction of affine comparisons, so it holds
+    /// for all four lanes when it holds for lanes 0 and 3): one vector load when it does, lane by
+    /// lane otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn masked_vload(&mut self, buf: BufId, dtype: DType, index: &[Expr], m: &Expr, lv: u32, lanes: &Lanes) -> R<Value> {
+        let m0 = self.expr(&at_lane(m, lv, lanes, 0))?;
+        let m3 = self.expr(&at_lane(m, lv, lanes, 3))?;
+        let all = self.b.ins().band(m0, m3);
+        let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let res = self.b.append_block_param(merge, types::F32X4);
+        self.b.ins().brif(all, fast, &[], slow, &[]);
+        self.b.switch_to_block(fast);
+        let addr = self.address(buf, index)?;
+        let v = self.b.ins().load(types::F32X4, mem(), addr, 0);
+        self.b.ins().jump(merge, &[v.into()]);
+        self.b.switch_to_block(slow);
+        let z = self.b.ins().f32const(0.0);
+        let mut r = self.b.ins().splat(types::F32X4, z);
+        for lane in 0..4i64 {
+            let e = Expr::Load {
+                buf,
+                dtype,
+                index: index.iter().map(|i| at_lane(i, lv, lanes, lane)).collect(),
+                mask: Some(Box::new(at_lane(m, lv, lanes, lane))),
+            };
+            let x = self.expr(&e)?;
+            r = self.b.ins().insertlane(r, x, lane as u8);
+        }
+        self.b.ins().jump(merge, &[r.into()]);
+        self.b.switch_to_block(merge);
+        Ok(res)
     }
 
     fn splat(&mut self, x: Val) -> Value {
@@ -1243,9 +1481,24 @@ impl Emitter<'_, '_, '_> {
                     let &(cv, _) = self.vars.get(&v.id).ok_or("undeclared variable")?;
                     self.b.use_var(cv)
                 }
-                Expr::Load { buf, index, .. } => {
-                    let addr = self.address(*buf, index)?;
-                    self.b.ins().load(types::F32X4, mem(), addr, 0)
+                Expr::Load { buf, index, mask, dtype } => {
+                    if self.vpromoted.contains(&buf.0) {
+                        let flat = self.const_flat(*buf, index)?;
+                        self.vreg_get(*buf, flat)
+                    } else {
+                        let key = self.load_key(index, mask.as_deref());
+                        if let Some(v) = self.cached_load(*buf, &key) {
+                            return Ok(Val { v, vector: true });
+                        }
+                        let v = if let Some(m) = mask {
+                            self.masked_vload(*buf, *dtype, index, m, lv, lanes)?
+                        } else {
+                            let addr = self.address(*buf, index)?;
+                            self.b.ins().load(types::F32X4, mem(), addr, 0)
+                        };
+                        self.loads.last_mut().expect("a scope").insert((buf.0, key), v);
+                        v
+                    }
                 }
                 Expr::Unary(op, a) => {
                     let x = self.vexpr(a, lv, lanes)?;
@@ -1282,6 +1535,16 @@ impl Emitter<'_, '_, '_> {
                         }
                         _ => return Err(format!("vector `{}`", op.name())),
                     }
+                }
+                Expr::Binary(BinaryOp::Add, a, b) if self.fma && (is_mul(a) || is_mul(b)) => {
+                    // `c + x * y` (either order) as one fused multiply-add.
+                    let (c, prod) = if is_mul(b) { (a, b) } else { (b, a) };
+                    let Expr::Binary(_, x, y) = &**prod else { unreachable!("is_mul") };
+                    let c = self.vexpr(c, lv, lanes)?;
+                    let x = self.vexpr(x, lv, lanes)?;
+                    let y = self.vexpr(y, lv, lanes)?;
+                    let (c, x, y) = (self.splat(c), self.splat(x), self.splat(y));
+                    self.b.ins().fma(x, y, c)
                 }
                 Expr::Binary(op, a, b) => {
                     let x = self.vexpr(a, lv, lanes)?;
@@ -1400,7 +1663,7 @@ fn vector_plan(kernel: &Kernel, lv: u32, body: &[Stmt], lanes: &mut Lanes) -> bo
             }
             Stmt::Store { buf, index, value } => {
                 let b = kernel.buffer(*buf);
-                if b.dtype != DType::F32 || b.space != Space::Global || value.dtype() != DType::F32 {
+                if b.dtype != DType::F32 || b.space == Space::Workgroup || value.dtype() != DType::F32 {
                     return false;
                 }
                 if coefficient(&b.flat_index(index), lv, lanes) != Some(1) {
@@ -1416,6 +1679,36 @@ fn vector_plan(kernel: &Kernel, lv: u32, body: &[Stmt], lanes: &mut Lanes) -> bo
     true
 }
 
+/// A mask that holds for all four lanes when it holds for lanes 0 and 3: a conjunction of
+/// comparisons of affine indices (each holds on an interval of lanes).
+fn lane_mask_ok(m: &Expr, lv: u32, lanes: &Lanes) -> bool {
+    if !varies(m, lv, lanes) {
+        return true;
+    }
+    match m {
+        Expr::Binary(BinaryOp::And, a, b) => lane_mask_ok(a, lv, lanes) && lane_mask_ok(b, lv, lanes),
+        Expr::Binary(BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge, a, b) => {
+            a.dtype() == DType::I64 && coefficient(a, lv, lanes).is_some() && coefficient(b, lv, lanes).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// `e` at lane `k` of the vector loop over `lv`, whose variables hold lane 0's values.
+fn at_lane(e: &Expr, lv: u32, lanes: &Lanes, k: i64) -> Expr {
+    if k == 0 {
+        return e.clone();
+    }
+    e.clone().rewrite(&mut |x| match x {
+        Expr::Var(v) if v.id == lv => Expr::add_index(Expr::Var(v), Expr::i64(k)),
+        Expr::Var(v) => match lanes.get(&v.id) {
+            Some(Lane::Index(c)) if *c != 0 => Expr::add_index(Expr::Var(v), Expr::i64(c * k)),
+            _ => Expr::Var(v),
+        },
+        x => x,
+    })
+}
+
 /// A lane-varying expression made of what [`Emitter::vexpr`] supports (invariant parts are
 /// scalar code, splatted).
 fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
@@ -1427,8 +1720,8 @@ fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
         Expr::Load { buf, dtype, index, mask } => {
             let b = kernel.buffer(*buf);
             *dtype == DType::F32
-                && mask.is_none()
-                && b.space == Space::Global
+                && mask.as_ref().is_none_or(|m| b.space == Space::Global && lane_mask_ok(m, lv, lanes))
+                && b.space != Space::Workgroup
                 && coefficient(&b.flat_index(index), lv, lanes) == Some(1)
         }
         Expr::Unary(op, a) => {
@@ -1462,18 +1755,61 @@ fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
 
 // ---------------------------------------------------------------- unrolling and promotion
 
-/// Loops emitted fully unrolled: `unroll` loops with a literal extent up to 64, and `vector` loops
-/// up to 32 iterations that do not become vector code.
-fn unrolled(kernel: &Kernel, vectorize: bool, var: u32, kind: LoopKind, extent: &Expr, body: &[Stmt]) -> Option<i64> {
+/// Loops emitted fully unrolled, as `(extent, step)`: `unroll` loops with a literal extent up to
+/// 64, `vector` loops up to 32 iterations that do not become vector code (step 1) and up to 64
+/// that do (step 4: one vector per step), and serial loops up to 16 iterations that index a
+/// private buffer with their variable (so the buffer can live in registers).
+fn unrolled(
+    kernel: &Kernel,
+    vectorize: bool,
+    var: u32,
+    kind: LoopKind,
+    extent: &Expr,
+    body: &[Stmt],
+) -> Option<(i64, i64)> {
     let n = extent.as_int()?;
     match kind {
-        LoopKind::Unroll if (0..=64).contains(&n) => Some(n),
-        LoopKind::Vector(w) if (0..=32).contains(&n) => {
+        LoopKind::Unroll if (0..=64).contains(&n) => Some((n, 1)),
+        LoopKind::Vector(w) if (0..=64).contains(&n) => {
             let vectorizes = vectorize && w == 4 && n % 4 == 0 && vector_plan(kernel, var, body, &mut Lanes::new());
-            (!vectorizes).then_some(n)
+            if vectorizes {
+                Some((n, 4))
+            } else {
+                (n <= 32).then_some((n, 1))
+            }
         }
+        LoopKind::Serial if (0..=16).contains(&n) && indexes_private(kernel, var, body) => Some((n, 1)),
         _ => None,
     }
+}
+
+/// Whether `body` accesses a private buffer at an index that uses variable `var`.
+fn indexes_private(kernel: &Kernel, var: u32, body: &[Stmt]) -> bool {
+    let uses = |index: &[Expr]| index.iter().any(|i| i.any(&mut |x| matches!(x, Expr::Var(v) if v.id == var)));
+    let in_expr = |e: &Expr| {
+        e.any(&mut |x| match x {
+            Expr::Load { buf, index, .. } => kernel.buffer(*buf).space == Space::Private && uses(index),
+            _ => false,
+        })
+    };
+    let mut found = false;
+    nnc_kernel::schedule::visit_stmts(body, &mut |s| {
+        found |= match s {
+            Stmt::Store { buf, index, value } => {
+                (kernel.buffer(*buf).space == Space::Private && uses(index)) || in_expr(value)
+            }
+            Stmt::Let { value, .. } | Stmt::Local { init: value, .. } | Stmt::Assign { value, .. } => in_expr(value),
+            Stmt::If { cond, .. } => in_expr(cond),
+            Stmt::For { extent, .. } => in_expr(extent),
+            Stmt::Barrier => false,
+        }
+    });
+    found
+}
+
+/// A private buffer held as `f32x4` registers (when every access has a constant index).
+fn vector_promotable(b: &nnc_kernel::kernel::Buffer, vectorize: bool) -> bool {
+    vectorize && b.dtype == DType::F32 && b.len() % 4 == 0 && b.len() <= 64
 }
 
 /// `e` as a constant, given the values of some variables.

@@ -154,6 +154,38 @@ impl CpuProgram {
 
     /// Runs the program on `inputs` (in graph input order) and returns its outputs.
     pub fn run(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, CpuError> {
+        if std::env::var_os("NNC_CPU_PROFILE").is_some() {
+            let (out, times) = self.profile(inputs)?;
+            let total: Duration = times.iter().map(|t| t.1).sum();
+            let mut sorted = times;
+            sorted.sort_by_key(|t| std::cmp::Reverse(t.1));
+            eprintln!("{}: {:.3} ms in {} kernels", self.name, total.as_secs_f64() * 1e3, sorted.len());
+            for (name, t) in sorted.iter().take(20) {
+                eprintln!(
+                    "  {:9.3} ms {:5.1}%  {name}",
+                    t.as_secs_f64() * 1e3,
+                    100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12)
+                );
+            }
+            return Ok(out);
+        }
+        self.run_timed(inputs, None)
+    }
+
+    /// Runs the program like [`Self::run`] and also returns the wall time of every kernel (in
+    /// launch order, by kernel name). `NNC_CPU_PROFILE=1` makes [`Self::run`] print them.
+    #[allow(clippy::type_complexity)]
+    pub fn profile(&self, inputs: &[TensorData]) -> Result<(Vec<TensorData>, Vec<(String, Duration)>), CpuError> {
+        let mut times = Vec::with_capacity(self.kernels.len());
+        let out = self.run_timed(inputs, Some(&mut times))?;
+        Ok((out, self.kernels.iter().map(|k| k.name.clone()).zip(times).collect()))
+    }
+
+    fn run_timed(
+        &self,
+        inputs: &[TensorData],
+        mut times: Option<&mut Vec<Duration>>,
+    ) -> Result<Vec<TensorData>, CpuError> {
         if inputs.len() != self.inputs {
             return Err(CpuError::InputCount {
                 program: self.name.clone(),
@@ -190,7 +222,11 @@ impl CpuProgram {
         }
         for k in &self.kernels {
             let args = Ptrs(k.params.iter().map(|&b| ptrs[b]).collect());
+            let start = Instant::now();
             let status = self.launch(k, &args);
+            if let Some(t) = times.as_deref_mut() {
+                t.push(start.elapsed());
+            }
             if status != 0 {
                 let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
                 return Err(CpuError::Kernel { kernel: k.name.clone(), message: message.into() });
