@@ -1,6 +1,8 @@
-//! Measures the CPU backend: matmul 512 and 1024 GFLOP/s, and (when `../shared` is present)
-//! resnet18 batch 1 compile and run time. `cargo run --release -p nnc-cpu --example cpu_bench`
-//! (`--dump NAME` prints the kernels of a shared model).
+//! Measures the CPU backend: matmul 256/512/1024 GFLOP/s next to numpy's (when `python3` has
+//! numpy), and (when `../shared` is present) resnet18, mobilenet_v2 and transformer_encoder
+//! batch 1 compile time and run latency (median). `cargo run --release -p nnc-cpu --example
+//! cpu_bench` (`--dump NAME` prints the kernels of a shared model, `--graph FILE.nnir` times one
+//! graph; `NNC_CPU_PROFILE=1` prints the time of every kernel).
 
 use nnc_ir::{DType, GraphBuilder, TensorData};
 use std::time::Instant;
@@ -54,7 +56,8 @@ fn main() {
         println!("{file}: run {ms:.3} ms (median of 5), {} vectorized loops", p.vectorized_loops());
         return;
     }
-    for n in [512usize, 1024] {
+    let numpy = numpy_gflops(&[256, 512, 1024]);
+    for (k, n) in [256usize, 512, 1024].into_iter().enumerate() {
         let mut b = GraphBuilder::new("matmul");
         let x = b.input("a", DType::F32, [n, n]).unwrap();
         let y = b.input("b", DType::F32, [n, n]).unwrap();
@@ -68,44 +71,72 @@ fn main() {
             || {
                 p.run(&inputs).unwrap();
             },
-            if n == 512 { 5 } else { 3 },
+            if n <= 512 { 11 } else { 5 },
         );
         let gflops = 2.0 * (n as f64).powi(3) / (ms * 1e-3) / 1e9;
+        let np = match numpy.as_ref().and_then(|v| v.get(k)) {
+            Some(np) => format!(", numpy {np:.1} GFLOP/s ({:.0}%)", 100.0 * gflops / np),
+            None => String::new(),
+        };
         println!(
-            "matmul {n}: compile {:.1} ms, run {ms:.1} ms, {gflops:.2} GFLOP/s ({} threads)",
+            "matmul {n}: compile {:.1} ms, run {ms:.2} ms, {gflops:.1} GFLOP/s ({} threads){np}",
             p.compile_time().as_secs_f64() * 1e3,
             rayon::current_num_threads()
         );
     }
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/resnet18");
-    if !dir.is_dir() {
-        println!("resnet18: skipped ({} not found)", dir.display());
-        return;
+    let models = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models");
+    for name in ["resnet18", "mobilenet_v2", "transformer_encoder"] {
+        let dir = models.join(name);
+        if !dir.is_dir() {
+            println!("{name}: skipped ({} not found)", dir.display());
+            continue;
+        }
+        let s = Instant::now();
+        let (g, inputs) = load(&dir);
+        let import = s.elapsed();
+        let s = Instant::now();
+        let g = nnc_opt::optimize(&g, &nnc_opt::OptOptions::default()).unwrap().graph;
+        let opt = s.elapsed();
+        let p = nnc_cpu::CpuProgram::from_graph(&g).unwrap();
+        let runs = 7;
+        let ms = median_ms(
+            || {
+                p.run(&inputs).unwrap();
+            },
+            runs,
+        );
+        println!(
+            "{name} batch 1: import {:.0} ms, optimize {:.0} ms, fuse+schedule+JIT {:.0} ms, run {ms:.2} ms (median of {runs}), {} kernels, arena {} KiB",
+            import.as_secs_f64() * 1e3,
+            opt.as_secs_f64() * 1e3,
+            p.compile_time().as_secs_f64() * 1e3,
+            p.kernel_count(),
+            p.arena_bytes() / 1024,
+        );
     }
+}
+
+/// A shared model imported with the input shapes of `test_data_set_0`, and those inputs.
+fn load(dir: &std::path::Path) -> (nnc_ir::Graph, Vec<TensorData>) {
+    let model = dir.join("model.onnx");
     let data = dir.join("test_data_set_0");
-    let (_, input) = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap();
-    let s = Instant::now();
-    let g = nnc_onnx::import_file(&dir.join("model.onnx")).unwrap();
-    let import = s.elapsed();
-    let s = Instant::now();
-    let g = nnc_opt::optimize(&g, &nnc_opt::OptOptions::default()).unwrap().graph;
-    let g = nnc_kernel::program::bind_input_shapes(&g, std::slice::from_ref(&input));
-    let opt = s.elapsed();
-    let p = nnc_cpu::CpuProgram::from_graph(&g).unwrap();
-    let inputs = [input];
-    let ms = median_ms(
-        || {
-            p.run(&inputs).unwrap();
-        },
-        5,
+    let names = nnc_onnx::read_inputs(&model).unwrap();
+    let inputs: Vec<TensorData> =
+        (0..names.len()).map(|i| nnc_onnx::read_tensor_file(&data.join(format!("input_{i}.pb"))).unwrap().1).collect();
+    let shapes = names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
+    let options = nnc_onnx::ImportOptions { input_shapes: shapes, ..Default::default() };
+    (nnc_onnx::import_file_with(&model, &options).unwrap(), inputs)
+}
+
+/// numpy's (OpenBLAS) f32 matmul GFLOP/s for each size, median of 11 runs, when `python3` with
+/// numpy is available.
+fn numpy_gflops(sizes: &[usize]) -> Option<Vec<f64>> {
+    let script = format!(
+        "import numpy as np, time\nfor n in {sizes:?}:\n  a = np.random.rand(n, n).astype(np.float32); b = np.random.rand(n, n).astype(np.float32); a @ b\n  t = []\n  for _ in range(11):\n    s = time.perf_counter(); a @ b; t.append(time.perf_counter() - s)\n  t.sort(); print(2 * n ** 3 / t[len(t) // 2] / 1e9)\n"
     );
-    println!(
-        "resnet18 batch 1: import {:.0} ms, optimize {:.0} ms, fuse+schedule+JIT {:.0} ms, run {ms:.1} ms (median of 5), {} kernels, arena {} KiB (lower bound {} KiB)",
-        import.as_secs_f64() * 1e3,
-        opt.as_secs_f64() * 1e3,
-        p.compile_time().as_secs_f64() * 1e3,
-        p.kernel_count(),
-        p.arena_bytes() / 1024,
-        p.memory_plan().lower_bound / 1024
-    );
+    let out = std::process::Command::new("python3").args(["-c", &script]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8(out.stdout).ok()?.lines().map(|l| l.trim().parse().ok()).collect()
 }
