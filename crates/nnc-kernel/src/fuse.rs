@@ -103,11 +103,16 @@ pub struct FuseOptions {
     /// byte through device memory (`Device::ops_per_byte`). Recomputing `n` operations to save
     /// `b` bytes pays when `n <= b * ops_per_byte`.
     pub ops_per_byte: u32,
+    /// Whether a value computed by a reduction over its own inputs (a convolution, a matmul)
+    /// may be inlined into a consumer that reduces over it. A GPU schedules the nest as one
+    /// invocation per element; a CPU schedules one contraction per kernel in register tiles, and
+    /// a nest falls back to scalar code.
+    pub nested_reductions: bool,
 }
 
 impl Default for FuseOptions {
     fn default() -> Self {
-        FuseOptions { fuse: true, ops_per_byte: 16 }
+        FuseOptions { fuse: true, ops_per_byte: 16, nested_reductions: true }
     }
 }
 
@@ -168,6 +173,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
         return Err(graph_error(graph, format!("cannot lower {} node(s):\n  {}", errors.len(), errors.join("\n  "))));
     }
     let users = users_of(graph);
+    let mut contractions_into = std::collections::BTreeSet::new();
     let is_output: Vec<bool> = (0..graph.values.len()).map(|v| graph.outputs.contains(&ValueId(v as u32))).collect();
     // Inlined nodes that feed each value, so a group can list what it covers.
     let mut covered: BTreeMap<ValueId, Vec<String>> = BTreeMap::new();
@@ -199,9 +205,19 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
             Some(Compute::Map(expr)) => {
                 let expr = substitute(expr, &node.inputs, &avail, &mut vars);
                 let v = node.outputs[0];
-                let cx = DecideCx { graph, shapes: &shapes, users: &users, computes: &computes, is_output: &is_output };
+                let cx = DecideCx {
+                    graph,
+                    shapes: &shapes,
+                    users: &users,
+                    computes: &computes,
+                    is_output: &is_output,
+                    contractions_into: &contractions_into,
+                };
                 let decision = decide(&cx, v, &expr, options, &mut vars);
                 let inlined = decision.inlined;
+                if inlined && per_element_reduction(&expr, &shapes[v.index()]) {
+                    contractions_into.extend(users.get(&v).into_iter().flatten().map(|&(n, _)| n));
+                }
                 fused.decisions.push(decision);
                 if inlined {
                     avail.insert(v, Avail::Inline(expr));
@@ -586,6 +602,36 @@ struct DecideCx<'a> {
     users: &'a BTreeMap<ValueId, Vec<(usize, usize)>>,
     computes: &'a [Option<Compute>],
     is_output: &'a [bool],
+    /// Consumers (nodes) that already take an inlined per-element reduction.
+    contractions_into: &'a std::collections::BTreeSet<usize>,
+}
+
+/// Whether `e` has a reduction, outside any other, whose body depends on every axis of extent
+/// above 1: each output element reduces its own inputs (a convolution or matmul), as opposed to
+/// a reduction a whole row shares (softmax's maximum).
+fn per_element_reduction(e: &Expr, shape: &[i64]) -> bool {
+    fn go(e: &Expr, shape: &[i64]) -> bool {
+        match e {
+            Expr::Reduce(r) => {
+                let mut used = vec![false; shape.len()];
+                r.body.any(&mut |x| {
+                    if let Expr::Axis(a) = x {
+                        if let Some(u) = used.get_mut(*a as usize) {
+                            *u = true;
+                        }
+                    }
+                    false
+                });
+                shape.iter().zip(&used).all(|(&n, &u)| n == 1 || u)
+            }
+            _ => {
+                let mut found = false;
+                e.for_each_child(|c| found = found || go(c, shape));
+                found
+            }
+        }
+    }
+    go(e, shape)
 }
 
 /// Whether to inline value `v`, whose fused expression is `expr`: compares the work each
@@ -609,6 +655,18 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
         return no(format!("expression has {size} nodes (limit {MAX_EXPR_NODES})"));
     }
     let shape = &cx.shapes[v.index()];
+    if per_element_reduction(expr, shape) {
+        for &(node, _) in users {
+            if cx.contractions_into.contains(&node) {
+                return no("its consumer already fuses a convolution or matmul (one contraction per kernel)".into());
+            }
+            let reduces =
+                matches!(&cx.computes[node], Some(Compute::Map(c)) if crate::lower_reduce::contains_reduce(c));
+            if reduces && !options.nested_reductions {
+                return no("its consumer reduces over it, and this device schedules one contraction per kernel".into());
+            }
+        }
+    }
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
     let own_flops = numel * flops_per_element(expr, shape);
     let mut inlined_flops = 0.0;

@@ -773,8 +773,8 @@ impl KernelBuilder {
                 Expr::binary(BinaryOp::Add, Expr::load(acc, dtype, tile_at.clone()), Expr::binary(BinaryOp::Mul, a, b));
             l.push(Stmt::Store { buf: acc, index: tile_at, value: sum });
             let body = l.close();
-            let kind = if guarded { LoopKind::Serial } else { LoopKind::Vector(v) };
-            l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind, body });
+            // Lane-wise bounds checks keep even the edge tile's columns vector lanes.
+            l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Vector(v), body });
             let body = l.close();
             l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
             for (var, extent) in c.reduction.vars.iter().rev() {
@@ -971,6 +971,10 @@ fn next_row_reduction(expr: &Expr, shared: &[bool]) -> Option<Reduction> {
 impl Device {
     /// Fusion options priced for this device.
     pub fn fuse_options(&self) -> crate::fuse::FuseOptions {
-        crate::fuse::FuseOptions { fuse: true, ops_per_byte: self.ops_per_byte }
+        crate::fuse::FuseOptions {
+            fuse: true,
+            ops_per_byte: self.ops_per_byte,
+            nested_reductions: self.kind == DeviceKind::Gpu,
+        }
     }
 }
