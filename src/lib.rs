@@ -2,9 +2,12 @@
 //!
 //! This facade re-exports the crates a framework author needs: the Graph IR ([`ir`]) with
 //! its builder and text form, the reference interpreter ([`interp`]), the ONNX importer
-//! ([`onnx`]), the graph optimizer ([`opt`]), and fusion, scheduling and the Kernel IR with
-//! its interpreter ([`kernel`]).
+//! ([`onnx`]), the graph optimizer ([`opt`]), fusion, scheduling and the Kernel IR with its
+//! interpreter ([`kernel`]), the CPU backend ([`cpu`]) and automatic differentiation with
+//! training steps ([`autodiff`]).
 
+pub use nnc_autodiff as autodiff;
+pub use nnc_cpu as cpu;
 pub use nnc_interp as interp;
 pub use nnc_ir as ir;
 pub use nnc_kernel as kernel;
