@@ -2,13 +2,15 @@
 //! path: one graph does forward, backward and the Adam update (`nnc_autodiff::training_step`),
 //! compiled once by the Cranelift backend and run for every batch with no host-side math.
 //!
-//! `cargo run --release --example train_digits [EPOCHS]` prints the loss and test accuracy per
-//! epoch, with a progress bar; the last line states the final test accuracy. The train/test
-//! split is fixed (450 test images, as the shared digits models were evaluated on).
+//! `cargo run --release --example train_digits [mlp|cnn] [EPOCHS]` prints the loss and test
+//! accuracy per epoch, with a progress bar; the last line states the final test accuracy. The
+//! train/test split is fixed (450 test images, as the shared digits models were evaluated on).
+//! The MLP is 64-64-10; the CNN is a 3x3 convolution to 8 channels, relu, 2x2 max pooling and a
+//! dense layer.
 
 use anyhow::{anyhow, Context, Result};
 use nnc::autodiff::train::{softmax_cross_entropy, training_step, Optimizer};
-use nnc::ir::{DType, Graph, GraphBuilder, TensorData};
+use nnc::ir::{DType, Dim, Graph, GraphBuilder, PoolKind, TensorData, Window};
 use std::io::Read;
 
 pub const PIXELS: usize = 64;
@@ -16,6 +18,35 @@ pub const HIDDEN: usize = 64;
 pub const CLASSES: usize = 10;
 pub const BATCH: usize = 64;
 pub const TEST: usize = 450;
+/// The CNN's convolution channels.
+pub const CHANNELS: usize = 8;
+
+/// Which network to train.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Model {
+    Mlp,
+    Cnn,
+}
+
+impl Model {
+    /// The trained parameters' names and shapes, in input order.
+    pub fn params(self) -> Vec<(&'static str, Vec<usize>)> {
+        match self {
+            Model::Mlp => vec![
+                ("w1", vec![PIXELS, HIDDEN]),
+                ("b1", vec![HIDDEN]),
+                ("w2", vec![HIDDEN, CLASSES]),
+                ("b2", vec![CLASSES]),
+            ],
+            Model::Cnn => vec![
+                ("w1", vec![CHANNELS, 1, 3, 3]),
+                ("b1", vec![1, CHANNELS, 1, 1]),
+                ("w2", vec![CHANNELS * 16, CLASSES]),
+                ("b2", vec![CLASSES]),
+            ],
+        }
+    }
+}
 
 /// Images (scaled to 0..1) and labels.
 pub struct Digits {
@@ -73,19 +104,36 @@ pub fn split(d: &Digits) -> (Digits, Digits) {
     (d.rows(train), d.rows(test))
 }
 
-/// The MLP's forward graph on a batch of `rows`: `logits = relu(x·w1 + b1)·w2 + b2`, and the
-/// mean softmax cross-entropy `loss` against `labels`.
-pub fn forward(rows: usize) -> Result<Graph> {
-    let mut b = GraphBuilder::new("digits_mlp");
+/// The forward graph on a batch of `rows`: the logits (MLP: `relu(x·w1 + b1)·w2 + b2`; CNN:
+/// `flatten(max_pool(relu(conv(x, w1) + b1)))·w2 + b2`) and the mean softmax cross-entropy
+/// `loss` against `labels`.
+pub fn forward(model: Model, rows: usize) -> Result<Graph> {
+    let mut b = GraphBuilder::new("digits");
     let x = b.input("x", DType::F32, [rows, PIXELS])?;
     let labels = b.input("labels", DType::I64, [rows])?;
-    let w1 = b.input("w1", DType::F32, [PIXELS, HIDDEN])?;
-    let b1 = b.input("b1", DType::F32, [HIDDEN])?;
-    let w2 = b.input("w2", DType::F32, [HIDDEN, CLASSES])?;
-    let b2 = b.input("b2", DType::F32, [CLASSES])?;
-    let h = b.matmul(x, w1)?;
-    let h = b.add(h, b1)?;
-    let h = b.relu(h)?;
+    let params = model.params();
+    let mut p = Vec::new();
+    for (name, shape) in &params {
+        p.push(b.input(name, DType::F32, shape.iter().copied())?);
+    }
+    let (w1, b1, w2, b2) = (p[0], p[1], p[2], p[3]);
+    let h = match model {
+        Model::Mlp => {
+            let h = b.matmul(x, w1)?;
+            let h = b.add(h, b1)?;
+            b.relu(h)?
+        }
+        Model::Cnn => {
+            let image = b.reshape(x, vec![Dim::from(rows), 1.into(), 8.into(), 8.into()])?;
+            let same = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1, 1, 1, 1] };
+            let c = b.conv(image, w1, same, 1)?;
+            let c = b.add(c, b1)?;
+            let c = b.relu(c)?;
+            let halve = Window { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![0; 4] };
+            let pooled = b.pool(PoolKind::Max, c, vec![2, 2], halve)?;
+            b.reshape(pooled, vec![Dim::from(rows), Dim::from(CHANNELS * 16)])?
+        }
+    };
     let logits = b.matmul(h, w2)?;
     let logits = b.add(logits, b2)?;
     b.set_name(logits, "logits")?;
@@ -97,7 +145,7 @@ pub fn forward(rows: usize) -> Result<Graph> {
 }
 
 /// The parameters' starting values (uniform in ±1/sqrt(fan_in), fixed seed) and Adam's state.
-pub fn initial_state() -> Vec<TensorData> {
+pub fn initial_state(model: Model) -> Vec<TensorData> {
     let mut state: u64 = 42;
     let mut uniform = |n: usize, bound: f32| -> Vec<f32> {
         (0..n)
@@ -107,13 +155,22 @@ pub fn initial_state() -> Vec<TensorData> {
             })
             .collect()
     };
-    let (k1, k2) = (1.0 / (PIXELS as f32).sqrt(), 1.0 / (HIDDEN as f32).sqrt());
-    let params = vec![
-        TensorData::from_vec(vec![PIXELS, HIDDEN], &uniform(PIXELS * HIDDEN, k1)),
-        TensorData::from_vec(vec![HIDDEN], &uniform(HIDDEN, k1)),
-        TensorData::from_vec(vec![HIDDEN, CLASSES], &uniform(HIDDEN * CLASSES, k2)),
-        TensorData::from_vec(vec![CLASSES], &uniform(CLASSES, k2)),
-    ];
+    let shapes = model.params();
+    // Fan-in, the inputs per output unit (a bias shares its weight's): 3x3 taps of one channel
+    // for the convolution, the features for a dense layer.
+    let dense = match model {
+        Model::Mlp => [PIXELS, HIDDEN],
+        Model::Cnn => [9, CHANNELS * 16],
+    };
+    let fans = [dense[0], dense[0], dense[1], dense[1]].map(|f| f as f32);
+    let params: Vec<TensorData> = shapes
+        .iter()
+        .zip(fans)
+        .map(|((_, shape), fan)| {
+            let n = shape.iter().product();
+            TensorData::from_vec(shape.clone(), &uniform(n, 1.0 / fan.sqrt()))
+        })
+        .collect();
     let zeros = |t: &TensorData| TensorData::from_vec(t.shape().to_vec(), &vec![0.0f32; t.len()]);
     let mut all = params.clone();
     all.extend(params.iter().map(zeros)); // m
@@ -153,21 +210,23 @@ impl Exec for Interpreted {
 }
 
 /// The training step (forward, backward, Adam) for one batch.
-pub fn step_graph() -> Result<Graph> {
+pub fn step_graph(model: Model) -> Result<Graph> {
     let optimizer = Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    training_step(&forward(BATCH)?, "loss", &["w1", "b1", "w2", "b2"], &optimizer).map_err(|e| anyhow!("{e}"))
+    training_step(&forward(model, BATCH)?, "loss", &["w1", "b1", "w2", "b2"], &optimizer).map_err(|e| anyhow!("{e}"))
 }
 
 /// The test set's logits graph (the forward graph on all test rows, without the loss).
-pub fn eval_graph(rows: usize) -> Result<Graph> {
-    let mut g = forward(rows)?;
+pub fn eval_graph(model: Model, rows: usize) -> Result<Graph> {
+    let mut g = forward(model, rows)?;
     g.outputs.truncate(1);
     Ok(g)
 }
 
 /// Trains for `epochs` over the whole batches of `train` (in order), calling `on_epoch(epoch,
 /// mean loss, test accuracy)`; returns the per-epoch mean losses and the final test accuracy.
+#[allow(clippy::too_many_arguments)]
 pub fn train(
+    model: Model,
     step: &dyn Exec,
     eval: &dyn Exec,
     train: &Digits,
@@ -176,7 +235,7 @@ pub fn train(
     mut on_batch: impl FnMut(),
     mut on_epoch: impl FnMut(usize, f32, f64),
 ) -> Result<(Vec<f32>, f64)> {
-    let mut state = initial_state();
+    let mut state = initial_state(model);
     let batches = train.len() / BATCH;
     let (mut losses, mut accuracy) = (Vec::new(), 0.0);
     for epoch in 1..=epochs {
@@ -217,17 +276,24 @@ pub fn evaluate(eval: &dyn Exec, params: &[TensorData], test: &Digits) -> Result
 }
 
 fn main() -> Result<()> {
-    let epochs: usize = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(60);
+    let mut args = std::env::args().skip(1);
+    let model = match args.next().as_deref() {
+        None | Some("mlp") => Model::Mlp,
+        Some("cnn") => Model::Cnn,
+        Some(other) => return Err(anyhow!("unknown model `{other}` (expected mlp or cnn)")),
+    };
+    let epochs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(60);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
     let (train_set, test_set) = split(&load(&path)?);
     println!("digits: {} training images, {} test images", train_set.len(), test_set.len());
     let started = std::time::Instant::now();
-    let step = Compiled::new(&step_graph()?)?;
-    let eval = Compiled::new(&eval_graph(test_set.len())?)?;
+    let step = Compiled::new(&step_graph(model)?)?;
+    let eval = Compiled::new(&eval_graph(model, test_set.len())?)?;
     println!("compiled the training step and the evaluation in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
     let batches = (train_set.len() / BATCH) as u64;
     let bar = indicatif::ProgressBar::new(batches * epochs as u64);
     let (_, accuracy) = train(
+        model,
         &step,
         &eval,
         &train_set,
@@ -245,7 +311,7 @@ fn main() -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    println!("trained {epochs} epochs in {:.1} s", started.elapsed().as_secs_f64());
+    println!("trained the {model:?} for {epochs} epochs in {:.1} s", started.elapsed().as_secs_f64());
     println!("final test accuracy: {accuracy:.3}");
     Ok(())
 }
