@@ -4,6 +4,9 @@
 #![allow(dead_code)]
 
 pub mod families;
+/// nnc-kernel's test helpers (compiling for a device, deterministic inputs, comparing with the
+/// graph interpreter), used as they are rather than copied.
+#[path = "../../../nnc-kernel/tests/common/mod.rs"]
 pub mod kernel_common;
 
 use nnc_ir::TensorData;
