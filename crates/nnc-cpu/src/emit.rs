@@ -26,6 +26,7 @@
 //!   masked load branches around the access; loads whose index depends on loaded data are
 //!   bounds-checked (status [`Status::OutOfBounds`]).
 
+use crate::aot::{capture, MachineCode};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind, Type, Value,
@@ -94,11 +95,14 @@ pub struct EmitOptions {
     /// Contract `c + a * b` in vector loops to a fused multiply-add where the host has one
     /// (AVX + FMA); one rounding instead of two.
     pub fma: bool,
+    /// Keep each kernel's machine code and relocations in [`JitCode::machine`], for an
+    /// ahead-of-time bundle.
+    pub keep_machine_code: bool,
 }
 
 impl Default for EmitOptions {
     fn default() -> Self {
-        EmitOptions { vectorize: true, verify: cfg!(debug_assertions), fma: true }
+        EmitOptions { vectorize: true, verify: cfg!(debug_assertions), fma: true, keep_machine_code: false }
     }
 }
 
@@ -108,6 +112,8 @@ pub struct JitCode {
     functions: Vec<KernelFn>,
     /// Kernels whose `vector` loops became real vector code.
     pub vectorized_loops: usize,
+    /// Per kernel, with [`EmitOptions::keep_machine_code`]: its code, for a bundle.
+    pub machine: Vec<MachineCode>,
 }
 
 // SAFETY: the module only owns executable memory and symbol tables; after finalization it is
@@ -255,6 +261,11 @@ fn lib_symbol(lib: Lib) -> Option<(&'static str, *const u8, &'static [Type], Typ
     }
 }
 
+/// The address in this process of the helper named `name` (for loading ahead-of-time code).
+pub(crate) fn lib_address(name: &str) -> Option<*const u8> {
+    ALL_LIBS.iter().filter_map(|&lib| lib_symbol(lib)).find(|s| s.0 == name).map(|s| s.1)
+}
+
 const ALL_LIBS: &[Lib] = &[
     Lib::Unary(UnaryOp::Exp),
     Lib::Unary(UnaryOp::Log),
@@ -352,6 +363,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     }
     let mut module = JITModule::new(jb);
     let mut libs: HashMap<Lib, FuncId> = HashMap::new();
+    let mut imports: HashMap<u32, &'static str> = HashMap::new();
     for &lib in ALL_LIBS {
         let (name, _, params, ret) = lib_symbol(lib).expect("every listed lib has a symbol");
         let mut sig = module.make_signature();
@@ -359,6 +371,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
         sig.returns.push(AbiParam::new(ret));
         let id = module.declare_function(name, Linkage::Import, &sig).map_err(|e| top(e.to_string()))?;
         libs.insert(lib, id);
+        imports.insert(id.as_u32(), name);
     }
     let ptr = module.target_config().pointer_type();
     let mut kernel_sig = module.make_signature();
@@ -368,6 +381,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
     let mut vectorized_loops = 0;
+    let mut machine = Vec::new();
     for (i, kernel) in kernels.iter().enumerate() {
         let err = |message: String| EmitError { kernel: kernel.name.clone(), message };
         check_cpu_kernel(kernel).map_err(err)?;
@@ -414,6 +428,10 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
             eprintln!("{}", ctx.func.display());
         }
         module.define_function(id, &mut ctx).map_err(|e| err(format!("cranelift: {e:?}")))?;
+        if options.keep_machine_code {
+            let code = ctx.compiled_code().ok_or_else(|| err("cranelift kept no code".into()))?;
+            machine.push(capture(&ctx.func, &code.buffer, &imports).map_err(err)?);
+        }
         if disasm {
             if let Some(vcode) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
                 eprintln!("{vcode}");
@@ -431,7 +449,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
             unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
         })
         .collect();
-    Ok(JitCode { module: Some(module), functions, vectorized_loops })
+    Ok(JitCode { module: Some(module), functions, vectorized_loops, machine })
 }
 
 /// Refuses kernels outside the CPU execution model.

@@ -2,6 +2,7 @@
 //! [`MemoryPlan`] for the intermediates, weights and inputs bound in place, and each kernel's
 //! grid split across a persistent rayon pool.
 
+use crate::aot::LoadedCode;
 use crate::emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::fuse::BufferKind;
@@ -26,6 +27,8 @@ pub enum CpuError {
     Input { name: String, expected: String, found: String },
     #[error("kernel `{kernel}`: {message}")]
     Kernel { kernel: String, message: String },
+    #[error("{path}: {message}")]
+    Bundle { path: String, message: String },
 }
 
 /// Options of [`CpuProgram`].
@@ -36,12 +39,19 @@ pub struct CpuOptions {
     pub threads: Option<usize>,
 }
 
-struct KernelRun {
-    name: String,
-    function: KernelFn,
-    groups: u64,
+pub(crate) struct KernelRun {
+    pub(crate) name: String,
+    pub(crate) function: KernelFn,
+    pub(crate) groups: u64,
     /// Program buffer ids bound to the kernel's global parameters, in order.
-    params: Vec<usize>,
+    pub(crate) params: Vec<usize>,
+}
+
+/// What keeps the kernels' code alive.
+pub(crate) enum CodeOwner {
+    Jit(JitCode),
+    // Held, never read: dropping it unmaps the code.
+    Loaded(#[allow(dead_code)] LoadedCode),
 }
 
 /// A program compiled to native code.
@@ -52,7 +62,8 @@ pub struct CpuProgram {
     inputs: usize,
     kernels: Vec<KernelRun>,
     plan: MemoryPlan,
-    code: JitCode,
+    _code: CodeOwner,
+    vectorized_loops: usize,
     pool: Option<Arc<rayon::ThreadPool>>,
     compile_time: Duration,
 }
@@ -110,28 +121,60 @@ impl CpuProgram {
                 params: g.reads.iter().chain(&g.writes).map(|b| b.index()).collect(),
             })
             .collect();
-        let pool = match options.threads {
-            Some(n) => {
-                Some(Arc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| err(e.to_string()))?))
-            }
+        let mut p = CpuProgram::from_parts(
+            fused.name.clone(),
+            fused.buffers.clone(),
+            fused.outputs.iter().map(|b| b.index()).collect(),
+            kernels,
+            MemoryPlan::of(fused),
+            CodeOwner::Jit(code),
+            options.threads,
+        )?;
+        p.compile_time = start.elapsed();
+        Ok(p)
+    }
+
+    /// Assembles a program from compiled kernels (`kernels[k].params` index `buffers`).
+    pub(crate) fn from_parts(
+        name: String,
+        buffers: Vec<nnc_kernel::fuse::ProgramBuffer>,
+        outputs: Vec<usize>,
+        kernels: Vec<KernelRun>,
+        plan: MemoryPlan,
+        code: CodeOwner,
+        threads: Option<usize>,
+    ) -> Result<CpuProgram, CpuError> {
+        let pool = match threads {
+            Some(n) => Some(Arc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
+                CpuError::Program { program: name.clone(), message: format!("cannot start {n} threads: {e}") }
+            })?)),
             None => None,
         };
+        let vectorized_loops = match &code {
+            CodeOwner::Jit(c) => c.vectorized_loops,
+            CodeOwner::Loaded(_) => 0,
+        };
         Ok(CpuProgram {
-            name: fused.name.clone(),
-            buffers: fused.buffers.clone(),
-            outputs: fused.outputs.iter().map(|b| b.index()).collect(),
-            inputs: fused.buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count(),
+            inputs: buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count(),
+            name,
+            buffers,
+            outputs,
             kernels,
-            plan: MemoryPlan::of(fused),
-            code,
+            plan,
+            _code: code,
+            vectorized_loops,
             pool,
-            compile_time: start.elapsed(),
+            compile_time: Duration::ZERO,
         })
     }
 
     /// Time spent compiling (fusion and scheduling included when built by [`Self::from_graph`]).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
+    }
+
+    pub(crate) fn set_compile_time(&mut self, t: Duration) {
+        self.compile_time = t;
     }
 
     /// Bytes of the intermediates' arena.
@@ -147,9 +190,9 @@ impl CpuProgram {
         self.kernels.len()
     }
 
-    /// `vector` loops that became 128-bit vector code.
+    /// `vector` loops that became 128-bit vector code (0 for code loaded from a bundle).
     pub fn vectorized_loops(&self) -> usize {
-        self.code.vectorized_loops
+        self.vectorized_loops
     }
 
     /// Runs the program on `inputs` (in graph input order) and returns its outputs.

@@ -89,5 +89,18 @@ fn shared_models_match_their_references() {
         for (k, (e, f)) in expected.iter().zip(&found).enumerate() {
             close(name, k, e, f);
         }
+
+        // The same program through a bundle: machine code written, loaded back, run.
+        let scheduled = nnc_kernel::program::compile(&opt.graph, &nnc_kernel::schedule::Device::cpu(), None)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let dir = std::env::temp_dir().join(format!("nnc-models-bundle-{name}-{}", std::process::id()));
+        let manifest = nnc_cpu::write_bundle(&scheduled, &dir, Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let (loaded, back) = nnc_cpu::load_bundle(&dir, &Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(back, manifest);
+        let from_bundle = loaded.run(&inputs).unwrap_or_else(|e| panic!("{name} (bundle): {e}"));
+        for (k, (e, f)) in expected.iter().zip(&from_bundle).enumerate() {
+            close(name, k, e, f);
+        }
+        std::fs::remove_dir_all(&dir).expect("remove the bundle");
     }
 }

@@ -5,6 +5,7 @@
 //!   a launch and a schedule as data), and [`kernel::Compute`], what a node computes;
 //! - [`print`]: the text form.
 
+pub mod bundle;
 pub mod expr;
 pub mod fuse;
 pub mod interp;

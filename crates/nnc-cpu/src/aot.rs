@@ -1,0 +1,115 @@
+//! Ahead-of-time code: the machine code Cranelift produced for each kernel, kept with the
+//! addresses it needs patched in, so it can be written into a bundle and loaded again by another
+//! process without compiling anything.
+//!
+//! Kernels are position-independent except for calls to the math helpers of [`crate::emit`]
+//! (`nnc_exp`, `nnc_pow`, ...), which the non-PIC x86-64 code reaches through 8-byte absolute
+//! addresses (`Abs8` relocations). Loading copies the code into fresh memory, writes each
+//! helper's address of *this* process at those offsets, and makes the memory executable. Any
+//! other relocation is refused when the bundle is written, so a bundle never loads into code
+//! that was patched wrongly.
+
+use crate::emit::{lib_address, KernelFn};
+use cranelift_codegen::binemit::Reloc;
+use cranelift_codegen::ir::{ExternalName, Function};
+use cranelift_codegen::{FinalizedRelocTarget, MachBufferFinalized};
+use nnc_kernel::bundle::Relocation;
+use std::collections::HashMap;
+
+/// One kernel's machine code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MachineCode {
+    pub bytes: Vec<u8>,
+    /// The alignment the code needs in memory.
+    pub alignment: u32,
+    pub relocations: Vec<Relocation>,
+}
+
+/// Takes a compiled function's code and relocations; `imports` names the functions it may call
+/// (by their index in the module).
+pub(crate) fn capture(
+    function: &Function,
+    buffer: &MachBufferFinalized<cranelift_codegen::Final>,
+    imports: &HashMap<u32, &'static str>,
+) -> Result<MachineCode, String> {
+    let mut relocations = Vec::new();
+    for r in buffer.relocs() {
+        let symbol = match (&r.kind, &r.target) {
+            (Reloc::Abs8, FinalizedRelocTarget::ExternalName(ExternalName::User(name))) => {
+                let user = &function.params.user_named_funcs()[*name];
+                imports.get(&user.index).copied()
+            }
+            _ => None,
+        };
+        let Some(symbol) = symbol else {
+            return Err(format!(
+                "the code has a relocation ({} to {:?}) that ahead-of-time bundles do not support",
+                r.kind, r.target
+            ));
+        };
+        relocations.push(Relocation { offset: r.offset as u64, symbol: symbol.into(), addend: r.addend });
+    }
+    Ok(MachineCode { bytes: buffer.data().to_vec(), alignment: buffer.alignment.max(16), relocations })
+}
+
+/// Kernels loaded from machine code into executable memory owned by this value.
+pub struct LoadedCode {
+    _memory: memmap2::Mmap,
+    functions: Vec<KernelFn>,
+}
+
+impl LoadedCode {
+    /// Copies `code[range]` for every kernel into one executable mapping, patching the helper
+    /// addresses. Ranges and relocation offsets are checked against the code they refer to.
+    pub fn load(code: &[u8], kernels: &[(u64, u64, &[Relocation])]) -> Result<LoadedCode, String> {
+        const ALIGN: usize = 64;
+        let mut starts = Vec::with_capacity(kernels.len());
+        let mut size = 0usize;
+        for &(offset, len, _) in kernels {
+            let end = offset.checked_add(len).filter(|&e| e <= code.len() as u64);
+            if end.is_none() || len == 0 {
+                return Err(format!("code range {offset}+{len} is outside kernels.bin ({} bytes)", code.len()));
+            }
+            starts.push(size);
+            size = (size + len as usize).div_ceil(ALIGN) * ALIGN;
+        }
+        let mut memory = memmap2::MmapMut::map_anon(size.max(ALIGN)).map_err(|e| format!("cannot map memory: {e}"))?;
+        for (&(offset, len, relocations), &start) in kernels.iter().zip(&starts) {
+            let text = &mut memory[start..start + len as usize];
+            text.copy_from_slice(&code[offset as usize..(offset + len) as usize]);
+            for r in relocations {
+                let address = lib_address(&r.symbol)
+                    .ok_or_else(|| format!("the code calls `{}`, which this nnc does not provide", r.symbol))?;
+                let at = usize::try_from(r.offset).ok().filter(|&o| o + 8 <= text.len());
+                let at = at.ok_or_else(|| format!("relocation at {} is outside its kernel", r.offset))?;
+                let value = (address as i64).wrapping_add(r.addend);
+                text[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            }
+        }
+        let memory = memory.make_exec().map_err(|e| format!("cannot make code executable: {e}"))?;
+        let functions = starts
+            .iter()
+            .map(|&s| {
+                // SAFETY: the bytes at `s` are a function compiled with exactly `KernelFn`'s
+                // signature, for this instruction set (checked by the caller), with its
+                // relocations applied.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(memory.as_ptr().add(s)) }
+            })
+            .collect();
+        Ok(LoadedCode { _memory: memory, functions })
+    }
+
+    pub fn function(&self, i: usize) -> KernelFn {
+        self.functions[i]
+    }
+}
+
+/// The host's architecture and the instruction-set extensions Cranelift would use here.
+pub fn host_isa() -> Result<(String, Vec<String>), String> {
+    let builder = cranelift_native::builder()?;
+    let isa = builder
+        .finish(cranelift_codegen::settings::Flags::new(cranelift_codegen::settings::builder()))
+        .map_err(|e| e.to_string())?;
+    let flags = isa.isa_flags().iter().filter(|f| f.as_bool() == Some(true)).map(|f| f.name.to_string()).collect();
+    Ok((isa.triple().architecture.to_string(), flags))
+}

@@ -1,0 +1,106 @@
+//! Bundles: machine code written by `write_bundle` and loaded by `load_bundle` computes what the
+//! JIT computes, and a damaged or foreign bundle is refused with an error naming the file.
+
+use nnc_cpu::{load_bundle, write_bundle, CpuError, CpuProgram};
+use nnc_ir::TensorData;
+use nnc_kernel::program::{compile, Program};
+use nnc_kernel::schedule::Device;
+use std::path::{Path, PathBuf};
+
+const MODEL: &str = "graph g(%x: f32[4, 8], %w: f32[8, 8]) {
+  %m: f32[4, 8] = matmul(%x, %w)
+  %e: f32[4, 8] = exp(%m)
+  %c: f32[8] = constant [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+  %y: f32[4, 8] = add(%e, %c)
+  return %y
+}
+";
+
+fn program() -> Program {
+    let g = nnc_ir::text::parse(MODEL, "bundle.nnir").unwrap();
+    compile(&g, &Device::cpu(), None).unwrap()
+}
+
+fn inputs() -> Vec<TensorData> {
+    let x: Vec<f32> = (0..32).map(|i| (i as f32 - 16.0) / 40.0).collect();
+    let w: Vec<f32> = (0..64).map(|i| ((i * 7 % 13) as f32 - 6.0) / 30.0).collect();
+    vec![TensorData::from_vec(vec![4, 8], &x), TensorData::from_vec(vec![8, 8], &w)]
+}
+
+fn folder(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("nnc-bundle-{tag}-{}", std::process::id()))
+}
+
+fn load_error(dir: &Path) -> String {
+    match load_bundle(dir, &Default::default()) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e @ CpuError::Bundle { .. }) => e.to_string(),
+        Err(e) => panic!("not a bundle error: {e}"),
+    }
+}
+
+#[test]
+fn a_loaded_bundle_computes_what_the_jit_computes() {
+    let p = program();
+    let dir = folder("same");
+    let manifest = write_bundle(&p, &dir, vec![("fuse".into(), 1.0)]).unwrap();
+    // The exp helper is called through a patched absolute address.
+    assert!(manifest.kernels.iter().any(|k| format!("{:?}", k.code).contains("nnc_exp")));
+    assert_eq!(manifest.compile_ms[0].0, "fuse");
+    assert_eq!(manifest.compile_ms[1].0, "codegen");
+    let jit = CpuProgram::new(&p).unwrap().run(&inputs()).unwrap();
+    let (loaded, _) = load_bundle(&dir, &Default::default()).unwrap();
+    let out = loaded.run(&inputs()).unwrap();
+    assert_eq!(out[0].to_f64_vec(), jit[0].to_f64_vec());
+    assert_eq!(out[0].shape(), [4, 8]);
+    // Run twice: the loaded code and the weights stay valid.
+    assert_eq!(loaded.run(&inputs()).unwrap()[0].to_f64_vec(), jit[0].to_f64_vec());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn damaged_or_foreign_bundles_are_refused() {
+    let p = program();
+    let dir = folder("damaged");
+    write_bundle(&p, &dir, vec![]).unwrap();
+    let manifest_path = dir.join("manifest.json");
+    let original = std::fs::read_to_string(&manifest_path).unwrap();
+
+    let edit = |from: &str, to: &str| {
+        assert!(original.contains(from), "{from}");
+        std::fs::write(&manifest_path, original.replacen(from, to, 1)).unwrap();
+    };
+    edit("\"isa_flags\": \"", "\"isa_flags\": \"has_imaginary_extension,");
+    let e = load_error(&dir);
+    assert!(e.contains("has_imaginary_extension") && e.contains("manifest.json"), "{e}");
+
+    edit("\"target\": \"cpu\"", "\"target\": \"wgsl\"");
+    assert!(load_error(&dir).contains("not `cpu`"));
+
+    edit("\"format\": 1", "\"format\": 99");
+    assert!(load_error(&dir).contains("format 99"));
+
+    std::fs::write(&manifest_path, "{ not json").unwrap();
+    assert!(load_error(&dir).contains("manifest.json"));
+
+    std::fs::write(&manifest_path, &original).unwrap();
+    let code = dir.join("kernels.bin");
+    let bytes = std::fs::read(&code).unwrap();
+    std::fs::write(&code, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(load_error(&dir).contains("kernels.bin"));
+
+    std::fs::write(&code, &bytes).unwrap();
+    std::fs::write(dir.join("weights.bin"), [0u8; 3]).unwrap();
+    assert!(load_error(&dir).contains("weights.bin"));
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(load_error(&dir).contains("manifest.json"));
+}
+
+#[test]
+fn gpu_programs_are_not_written_as_cpu_bundles() {
+    let g = nnc_ir::text::parse(MODEL, "bundle.nnir").unwrap();
+    let gpu = compile(&g, &Device::gpu(), None).unwrap();
+    let err = write_bundle(&gpu, &folder("gpu"), vec![]).unwrap_err();
+    assert!(err.to_string().contains("GPU"), "{err}");
+}
