@@ -34,6 +34,25 @@ if ! command -v cargo >/dev/null; then
 fi
 say "$(cargo --version)"
 
+# The CUDA backend's checks without a GPU: NVRTC (CUDA C++ -> PTX) and ptxas (PTX -> SASS, with
+# register and spill counts) from NVIDIA's PyPI wheels, unpacked into .nnc-data/cuda/ where
+# nnc-cuda finds them (no pip install, so no virtualenv or --break-system-packages needed).
+cuda=.nnc-data/cuda
+if [ -x "$cuda/nvidia/cuda_nvcc/bin/ptxas" ] && [ -f "$cuda/nvidia/cuda_nvrtc/lib/libnvrtc.so.12" ]; then
+  say "NVRTC and ptxas already in $cuda"
+else
+  say "fetching NVRTC and ptxas (nvidia-cuda-nvrtc-cu12, nvidia-cuda-nvcc-cu12 12.9.86) into $cuda"
+  tmp=$(mktemp -d)
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.11 \
+    --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_12_x86_64 \
+    nvidia-cuda-nvrtc-cu12==12.9.86 nvidia-cuda-nvcc-cu12==12.9.86 -d "$tmp"
+  mkdir -p "$cuda"
+  unzip -q -o "$tmp"/nvidia_cuda_nvrtc_cu12-*.whl 'nvidia/cuda_nvrtc/*' -d "$cuda"
+  unzip -q -o "$tmp"/nvidia_cuda_nvcc_cu12-*.whl 'nvidia/cuda_nvcc/bin/ptxas' -d "$cuda"
+  chmod +x "$cuda/nvidia/cuda_nvcc/bin/ptxas"
+  rm -rf "$tmp"
+fi
+
 # Test data from the package registries.
 scripts/fetch-onnx-tests.sh
 say "done"
