@@ -615,7 +615,7 @@ impl Printer<'_> {
                     Some(m) => {
                         let m = self.expr(m)?;
                         let zero = self.literal(Literal::zero(*dtype));
-                        format!("(({m}) ? {load} : {zero})")
+                        format!("({m} ? {load} : {zero})")
                     }
                 }
             }
@@ -623,7 +623,7 @@ impl Printer<'_> {
                 let c = self.expr(c)?;
                 let a = self.expr(a)?;
                 let b = self.expr(b)?;
-                format!("(({c}) ? {a} : {b})")
+                format!("({c} ? {a} : {b})")
             }
             Expr::Cast(to, a) => {
                 let from = a.dtype();
