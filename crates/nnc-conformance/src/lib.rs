@@ -13,6 +13,7 @@ pub use report::Report;
 pub use suite::{discover_cases, run_case, CaseOutcome, CaseResult};
 
 use nnc_ir::{Graph, TensorData};
+use nnc_runtime::{Session, SessionOptions, Target};
 
 /// Something that executes a Graph IR graph: the interpreter, or a compiled backend.
 pub trait Backend {
@@ -35,6 +36,19 @@ impl Backend for Interpreter {
     }
 }
 
+/// Runs `graph` once through a [`Session`] for `target`: bound to the inputs' shapes,
+/// optimized, fused, scheduled and compiled, then run.
+fn run_session(
+    target: Target,
+    adapter: Option<&str>,
+    graph: &Graph,
+    inputs: &[TensorData],
+) -> Result<Vec<TensorData>, String> {
+    let options = SessionOptions { target, adapter: adapter.map(str::to_string), ..SessionOptions::default() };
+    let mut session = Session::new(graph.clone(), options).map_err(|e| e.to_string())?;
+    session.run(inputs).map_err(|e| e.to_string())
+}
+
 /// The compiler's own pipeline, executed by the Kernel-IR interpreter: the graph is optimized
 /// (`nnc-opt`), fused and scheduled for `device` (`nnc-kernel`), and every kernel runs with its
 /// parallel semantics checked (out-of-bounds accesses, races across missing barriers).
@@ -44,17 +58,11 @@ pub struct KernelInterp {
 
 impl Backend for KernelInterp {
     fn name(&self) -> &str {
-        match self.device.kind {
-            nnc_kernel::schedule::DeviceKind::Gpu => "kernel-interp",
-            nnc_kernel::schedule::DeviceKind::Cpu => "kernel-interp-cpu",
-        }
+        Target::KernelInterp(self.device.kind).name()
     }
 
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
-        let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
-        let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
-        let program = nnc_kernel::program::compile(&optimized.graph, &self.device, None).map_err(|e| e.to_string())?;
-        program.run_interpreted(inputs).map_err(|e| e.to_string())
+        run_session(Target::KernelInterp(self.device.kind), None, graph, inputs)
     }
 }
 
@@ -68,10 +76,7 @@ impl Backend for Cpu {
     }
 
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
-        let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
-        let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
-        let program = nnc_cpu::CpuProgram::from_graph(&optimized.graph).map_err(|e| e.to_string())?;
-        program.run(inputs).map_err(|e| e.to_string())
+        run_session(Target::Cpu, None, graph, inputs)
     }
 }
 
@@ -87,12 +92,6 @@ impl Backend for Wgsl {
     }
 
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
-        let graph = nnc_kernel::program::bind_input_shapes(graph, inputs);
-        let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
-        let device = nnc_kernel::schedule::Device::gpu();
-        let program = nnc_kernel::program::compile(&optimized.graph, &device, None).map_err(|e| e.to_string())?;
-        let mut gpu = nnc_wgsl::WgslProgram::new(&program, self.adapter.as_deref()).map_err(|e| e.to_string())?;
-        eprintln!("wgsl: running on {}", gpu.adapter_name());
-        gpu.run(inputs).map_err(|e| e.to_string())
+        run_session(Target::Wgsl, self.adapter.as_deref(), graph, inputs)
     }
 }

@@ -1,0 +1,339 @@
+//! [`Session`]: a graph compiled for one target and run repeatedly on caller data.
+//!
+//! The session keeps the graph as given, symbolic dimensions included. The first run with a new
+//! set of input shapes binds the symbols from those shapes, compiles (optimize, fuse, schedule,
+//! generate code) and caches the result under the shapes; later runs with the same shapes reuse
+//! it, so a server answering batches of a few sizes compiles once per size. Inputs are checked
+//! against the graph's declared types before anything runs, and every error names the input or
+//! phase at fault.
+
+use crate::pipeline::{compile_timed, Phases};
+use crate::target::Target;
+use nnc_cpu::{CpuOptions, CpuProgram};
+use nnc_ir::{DType, Graph, TensorData, TensorType};
+use nnc_kernel::program::{bind_shapes, Program};
+use nnc_wgsl::WgslProgram;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// How a [`Session`] compiles and runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOptions {
+    pub target: Target,
+    /// With [`Target::Wgsl`]: the adapter whose name contains this (the first one otherwise).
+    pub adapter: Option<String>,
+    /// With [`Target::Cpu`]: threads of the session's own pool (rayon's global pool otherwise).
+    pub threads: Option<usize>,
+    /// Rewrite the graph with the e-graph optimizer before fusing (on by default).
+    pub optimize: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { target: Target::Cpu, adapter: None, threads: None, optimize: true }
+    }
+}
+
+impl SessionOptions {
+    pub fn target(target: Target) -> SessionOptions {
+        SessionOptions { target, ..SessionOptions::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    #[error("the graph is invalid: {0}")]
+    Graph(String),
+    #[error("`{graph}` takes {expected} input(s), {found} given")]
+    InputCount { graph: String, expected: usize, found: usize },
+    #[error("input %{name}: expected {expected}, found {found}")]
+    Input { name: String, expected: String, found: String },
+    #[error("`{graph}` has {expected} output(s), {found} output buffer(s) given")]
+    OutputCount { graph: String, expected: usize, found: usize },
+    #[error("output %{name}: {found} bytes of buffer given, it needs {expected}")]
+    OutputBuffer { name: String, expected: usize, found: usize },
+    #[error("cannot compile for {target}: {message}")]
+    Compile { target: &'static str, message: String },
+    #[error("{target}: {message}")]
+    Run { target: &'static str, message: String },
+}
+
+/// What compiling for one set of input shapes did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileReport {
+    pub shapes: Vec<Vec<usize>>,
+    pub phases: Phases,
+    pub kernels: usize,
+    /// Bytes of the arena of intermediates, and the least any plan could use.
+    pub arena_bytes: u64,
+    pub arena_lower_bound: u64,
+}
+
+/// A graph's inputs (name, declared type) and output names.
+#[derive(Clone, Debug)]
+struct Interface {
+    name: String,
+    inputs: Vec<(String, TensorType)>,
+    outputs: Vec<String>,
+}
+
+impl Interface {
+    fn of(g: &Graph) -> Interface {
+        Interface {
+            name: g.name.clone(),
+            inputs: g.inputs.iter().map(|&v| (g.name_of(v).to_string(), g.ty(v).clone())).collect(),
+            outputs: g.outputs.iter().map(|&v| g.name_of(v).to_string()).collect(),
+        }
+    }
+}
+
+/// A compiled program of one target.
+enum Compiled {
+    Interp(Graph),
+    Cpu(CpuProgram),
+    Wgsl(Box<WgslProgram>),
+    KernelInterp(Box<Program>),
+}
+
+/// A graph compiled for a target once per input shape, run on caller data.
+///
+/// ```no_run
+/// # use nnc_runtime::{Session, SessionOptions, Target};
+/// # fn demo(graph: nnc_ir::Graph, x: nnc_ir::TensorData) -> Result<(), nnc_runtime::SessionError> {
+/// let mut session = Session::new(graph, SessionOptions::target(Target::Cpu))?;
+/// let outputs = session.run(&[x.clone()])?; // compiles for x's shape, then runs
+/// let again = session.run(&[x])?; // runs the cached program
+/// # Ok(()) }
+/// ```
+pub struct Session {
+    /// The graph as given; `None` for a bundle, which runs only the shapes it was compiled for.
+    graph: Option<Graph>,
+    interface: Interface,
+    options: SessionOptions,
+    cache: HashMap<Vec<Vec<usize>>, (Compiled, CompileReport)>,
+    last: Option<Vec<Vec<usize>>>,
+}
+
+impl Session {
+    /// A session for `graph` (checked here, compiled at the first run or [`Self::prepare`]).
+    pub fn new(graph: Graph, options: SessionOptions) -> Result<Session, SessionError> {
+        nnc_ir::verify(&graph).map_err(|e| SessionError::Graph(e.to_string()))?;
+        let interface = Interface::of(&graph);
+        Ok(Session { graph: Some(graph), interface, options, cache: HashMap::new(), last: None })
+    }
+
+    /// A session over a CPU bundle written by `nnc compile --target cpu -o DIR`: its machine
+    /// code is loaded as is, for the shapes it was compiled for.
+    pub fn from_cpu_bundle(dir: &Path, threads: Option<usize>) -> Result<Session, SessionError> {
+        let start = std::time::Instant::now();
+        let (program, manifest) = nnc_cpu::load_bundle(dir, &CpuOptions { threads, ..Default::default() })
+            .map_err(|e| SessionError::Compile { target: "cpu", message: e.to_string() })?;
+        let interface = bundle_interface(&manifest)?;
+        let shapes: Vec<Vec<usize>> =
+            manifest.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
+        let report = CompileReport {
+            shapes: shapes.clone(),
+            phases: Phases(vec![("load".into(), start.elapsed().as_secs_f64() * 1e3)]),
+            kernels: program.kernel_count(),
+            arena_bytes: manifest.arena_bytes,
+            arena_lower_bound: manifest.arena_lower_bound,
+        };
+        let options = SessionOptions { threads, ..SessionOptions::target(Target::Cpu) };
+        let mut cache = HashMap::new();
+        cache.insert(shapes, (Compiled::Cpu(program), report));
+        Ok(Session { graph: None, interface, options, cache, last: None })
+    }
+
+    /// The graph as given (`None` for a bundle).
+    pub fn graph(&self) -> Option<&Graph> {
+        self.graph.as_ref()
+    }
+
+    /// The inputs' names (without `%`) and declared types, in order.
+    pub fn inputs(&self) -> &[(String, TensorType)] {
+        &self.interface.inputs
+    }
+
+    /// The outputs' names, in order.
+    pub fn outputs(&self) -> &[String] {
+        &self.interface.outputs
+    }
+
+    pub fn target(&self) -> Target {
+        self.options.target
+    }
+
+    /// How many input shapes have a compiled program.
+    pub fn compiled_shapes(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// The report of the program the last run used (or the last one prepared).
+    pub fn report(&self) -> Option<&CompileReport> {
+        self.last.as_ref().and_then(|k| self.cache.get(k)).map(|(_, r)| r)
+    }
+
+    /// Compiles for `shapes` (one per input) unless already compiled, and returns the report.
+    pub fn prepare(&mut self, shapes: &[Vec<usize>]) -> Result<&CompileReport, SessionError> {
+        let key = shapes.to_vec();
+        if !self.cache.contains_key(&key) {
+            let compiled = self.compile(&key)?;
+            self.cache.insert(key.clone(), compiled);
+        }
+        self.last = Some(key.clone());
+        Ok(&self.cache[&key].1)
+    }
+
+    /// Runs the graph on `inputs` (in graph input order), compiling first if their shapes are new.
+    pub fn run(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>, SessionError> {
+        let shapes = self.check_inputs(inputs)?;
+        self.prepare(&shapes)?;
+        let target = self.options.target.name();
+        let run_err = |message: String| SessionError::Run { target, message };
+        let (compiled, _) = self.cache.get_mut(&shapes).expect("prepared above");
+        match compiled {
+            Compiled::Interp(g) => nnc_interp::run(g, inputs).map_err(|e| run_err(e.to_string())),
+            Compiled::Cpu(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
+            Compiled::Wgsl(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
+            Compiled::KernelInterp(p) => p.run_interpreted(inputs).map_err(|e| run_err(e.to_string())),
+        }
+    }
+
+    /// Runs like [`Self::run`] and writes each output's bytes (row-major, the output's dtype)
+    /// into the caller's buffer `outputs[i]`, which must have exactly that size.
+    pub fn run_into(&mut self, inputs: &[TensorData], outputs: &mut [&mut [u8]]) -> Result<(), SessionError> {
+        let names = &self.interface.outputs;
+        if outputs.len() != names.len() {
+            return Err(SessionError::OutputCount {
+                graph: self.interface.name.clone(),
+                expected: names.len(),
+                found: outputs.len(),
+            });
+        }
+        let results = self.run(inputs)?;
+        let names = &self.interface.outputs;
+        for ((buffer, t), name) in outputs.iter_mut().zip(&results).zip(names) {
+            let bytes = t.bytes();
+            if buffer.len() != bytes.len() {
+                return Err(SessionError::OutputBuffer {
+                    name: name.clone(),
+                    expected: bytes.len(),
+                    found: buffer.len(),
+                });
+            }
+            buffer.copy_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Checks count, dtype, rank and fixed dimensions of every input; returns their shapes.
+    fn check_inputs(&self, inputs: &[TensorData]) -> Result<Vec<Vec<usize>>, SessionError> {
+        let ports = &self.interface.inputs;
+        if inputs.len() != ports.len() {
+            return Err(SessionError::InputCount {
+                graph: self.interface.name.clone(),
+                expected: ports.len(),
+                found: inputs.len(),
+            });
+        }
+        let mut bound: HashMap<String, usize> = HashMap::new();
+        for ((name, ty), t) in ports.iter().zip(inputs) {
+            let mismatch = || SessionError::Input {
+                name: name.clone(),
+                expected: ty.to_string(),
+                found: format!("{}{:?}", t.dtype(), t.shape()),
+            };
+            if t.dtype() != ty.dtype || t.shape().len() != ty.rank() {
+                return Err(mismatch());
+            }
+            for (d, &n) in ty.shape.iter().zip(t.shape()) {
+                if let Some(c) = d.as_usize() {
+                    if c != n {
+                        return Err(mismatch());
+                    }
+                } else if let [s] = d.symbols().as_slice() {
+                    // One symbol, one size: `batch` bound to 2 by one input cannot be 3 in another.
+                    if *bound.entry(s.to_string()).or_insert(n) != n {
+                        return Err(mismatch());
+                    }
+                }
+            }
+        }
+        Ok(inputs.iter().map(|t| t.shape().to_vec()).collect())
+    }
+
+    fn compile(&self, shapes: &[Vec<usize>]) -> Result<(Compiled, CompileReport), SessionError> {
+        let target = self.options.target;
+        let fail = |message: String| SessionError::Compile { target: target.name(), message };
+        let Some(graph) = &self.graph else {
+            let compiled: Vec<String> = self.cache.keys().map(|k| format!("{k:?}")).collect();
+            return Err(fail(format!(
+                "a bundle runs only the input shapes it was compiled for ({}), not {shapes:?}",
+                compiled.join(", ")
+            )));
+        };
+        let mut phases = Phases::default();
+        let graph = phases.time("bind", || bind_shapes(graph, shapes, None));
+        let mut report = CompileReport {
+            shapes: shapes.to_vec(),
+            phases: Phases::default(),
+            kernels: 0,
+            arena_bytes: 0,
+            arena_lower_bound: 0,
+        };
+        let Some(device) = target.device() else {
+            report.phases = phases;
+            return Ok((Compiled::Interp(graph), report));
+        };
+        let program = compile_timed(&graph, &device, self.options.optimize, &mut phases).map_err(fail)?;
+        let plan = nnc_kernel::plan::MemoryPlan::of(&program.fused);
+        report.kernels = program.kernels.len();
+        report.arena_bytes = plan.arena_bytes;
+        report.arena_lower_bound = plan.lower_bound;
+        let compiled = match target {
+            Target::Cpu => {
+                let options = CpuOptions { threads: self.options.threads, ..Default::default() };
+                let p = phases.time("codegen", || CpuProgram::with_options(&program, &options));
+                Compiled::Cpu(p.map_err(|e| fail(e.to_string()))?)
+            }
+            Target::Wgsl => {
+                let p = phases.time("codegen", || WgslProgram::new(&program, self.options.adapter.as_deref()));
+                Compiled::Wgsl(Box::new(p.map_err(|e| fail(e.to_string()))?))
+            }
+            Target::KernelInterp(_) => Compiled::KernelInterp(Box::new(program)),
+            Target::Interp => unreachable!("the interpreter has no device"),
+        };
+        report.phases = phases;
+        Ok((compiled, report))
+    }
+
+    /// The name of the adapter a WGSL session runs on, once compiled.
+    pub fn adapter_name(&self) -> Option<String> {
+        self.cache.values().find_map(|(c, _)| match c {
+            Compiled::Wgsl(p) => Some(p.adapter_name()),
+            _ => None,
+        })
+    }
+
+    /// Queue submissions made so far by the WGSL program of the last run (one per run).
+    pub fn submissions(&self) -> Option<u64> {
+        match self.last.as_ref().and_then(|k| self.cache.get(k)) {
+            Some((Compiled::Wgsl(p), _)) => Some(p.submissions()),
+            _ => None,
+        }
+    }
+}
+
+/// The interface of a bundle: its inputs' names and types, its outputs' names.
+fn bundle_interface(manifest: &nnc_kernel::bundle::Manifest) -> Result<Interface, SessionError> {
+    let port = |v: &nnc_kernel::bundle::Interface| {
+        let dtype = DType::from_name(&v.dtype)
+            .ok_or_else(|| SessionError::Graph(format!("%{}: unknown dtype `{}`", v.name, v.dtype)))?;
+        Ok((v.name.clone(), TensorType::new(dtype, v.shape.iter().copied())))
+    };
+    Ok(Interface {
+        name: manifest.program.clone(),
+        inputs: manifest.inputs.iter().map(port).collect::<Result<_, _>>()?,
+        outputs: manifest.outputs.iter().map(|o| o.name.clone()).collect(),
+    })
+}
