@@ -101,17 +101,9 @@ fn typed_graph(dtype: DType) -> Graph {
 
 #[test]
 fn every_dtype_prints_and_compiles() {
-    for dtype in [
-        DType::F32,
-        DType::F16,
-        DType::BF16,
-        DType::F64,
-        DType::I64,
-        DType::I32,
-        DType::I8,
-        DType::U8,
-        DType::Bool,
-    ] {
+    for dtype in
+        [DType::F32, DType::F16, DType::BF16, DType::F64, DType::I64, DType::I32, DType::I8, DType::U8, DType::Bool]
+    {
         let program = gpu_program(&typed_graph(dtype));
         assemble(dtype.name(), &program);
     }
@@ -125,8 +117,8 @@ fn every_float_unary_prints_and_compiles() {
         let x = b.input("x", dtype, [8]).unwrap();
         let mut outs = Vec::new();
         for op in [
-            Neg, Abs, Sign, Relu, Exp, Log, Sqrt, Rsqrt, Reciprocal, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh,
-            Tanh, Asinh, Acosh, Atanh, Sigmoid, Erf, Floor, Ceil, Round,
+            Neg, Abs, Sign, Relu, Exp, Log, Sqrt, Rsqrt, Reciprocal, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Tanh,
+            Asinh, Acosh, Atanh, Sigmoid, Erf, Floor, Ceil, Round,
         ] {
             outs.push(unary(&mut b, op, x));
         }

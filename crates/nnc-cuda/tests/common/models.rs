@@ -70,8 +70,11 @@ pub fn program_for(graph: &Graph, inputs: &[TensorData]) -> Result<Program, Stri
     compile(&optimized.graph, &Device::gpu(), None).map_err(|e| e.to_string())
 }
 
+/// Per model: its name and its kernels' reports (or what went wrong).
+pub type ModelReports = Vec<(String, Result<Vec<KernelReport>, String>)>;
+
 /// Every selected model's report, and the whole report as Markdown; errors name the model.
-pub fn models_report(models: &Path) -> (Vec<(String, Result<Vec<KernelReport>, String>)>, String) {
+pub fn models_report(models: &Path) -> (ModelReports, String) {
     let mut all = Vec::new();
     let mut md = String::from("## ptxas report: every kernel of the shared models, NVRTC → PTX → ptxas -v\n\n");
     md.push_str("Registers and static shared memory per thread block; spill stores/loads in bytes.\n\n");
