@@ -23,14 +23,7 @@ pub enum Target {
 }
 
 impl Target {
-    /// The backend, on the GPU adapter whose name contains `adapter` where that applies.
-    pub fn backend_on(self, adapter: Option<&str>) -> Box<dyn Backend> {
-        match self {
-            Target::Wgsl => Box::new(Wgsl { adapter: adapter.map(str::to_string) }),
-            other => other.backend(),
-        }
-    }
-
+    /// The conformance backend of this target.
     pub fn backend(self) -> Box<dyn Backend> {
         match self {
             Target::Wgsl => Box::new(Wgsl { adapter: None }),
@@ -38,6 +31,18 @@ impl Target {
             Target::Cpu => Box::new(Cpu),
             Target::KernelInterp => Box::new(KernelInterp { device: Device::gpu() }),
             Target::KernelInterpCpu => Box::new(KernelInterp { device: Device::cpu() }),
+        }
+    }
+
+    /// The runtime's target of the same name.
+    pub fn runtime(self) -> nnc_runtime::Target {
+        use nnc_kernel::schedule::DeviceKind;
+        match self {
+            Target::Interp => nnc_runtime::Target::Interp,
+            Target::Cpu => nnc_runtime::Target::Cpu,
+            Target::Wgsl => nnc_runtime::Target::Wgsl,
+            Target::KernelInterp => nnc_runtime::Target::KernelInterp(DeviceKind::Gpu),
+            Target::KernelInterpCpu => nnc_runtime::Target::KernelInterp(DeviceKind::Cpu),
         }
     }
 

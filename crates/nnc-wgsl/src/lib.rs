@@ -14,7 +14,7 @@
 pub mod print;
 pub mod runtime;
 
-pub use print::{compile_kernel, print_kernel, validate, PrintOptions};
+pub use print::{compile_kernel, print_kernel, print_program, validate, PrintOptions};
 pub use runtime::{adapters, WgslProgram};
 
 /// Everything that can go wrong printing or running WGSL.

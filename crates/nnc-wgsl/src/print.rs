@@ -45,6 +45,32 @@ pub struct PrintOptions {
     pub max_loop_iterations: u64,
 }
 
+/// Per global parameter of a kernel bound to program buffers `ids` (reads then writes):
+/// whether it must be declared `read_write` although the kernel only reads it. A program buffer
+/// bound twice must be writable in every binding (wgpu forbids read-only and read-write uses of
+/// one buffer in one dispatch).
+pub fn bound_twice(ids: &[usize]) -> Vec<bool> {
+    ids.iter().map(|id| ids.iter().filter(|&x| x == id).count() > 1).collect()
+}
+
+/// Every kernel of `program` as validated WGSL that runs on any adapter: `f16` only where the
+/// program has half-precision buffers (the adapter then needs `SHADER_F16`), and loops split
+/// below llvmpipe's iteration limit (harmless elsewhere). For `nnc compile --target wgsl -o`.
+pub fn print_program(program: &nnc_kernel::program::Program) -> Result<Vec<String>, WgslError> {
+    let f16 = program.fused.buffers.iter().any(|b| b.dtype == nnc_ir::DType::F16);
+    program
+        .fused
+        .groups
+        .iter()
+        .zip(&program.kernels)
+        .map(|(group, kernel)| {
+            let ids: Vec<usize> = group.reads.iter().chain(&group.writes).map(|b| b.index()).collect();
+            let options = PrintOptions { f16, force_read_write: bound_twice(&ids), max_loop_iterations: 32_768 };
+            compile_kernel(kernel, &options)
+        })
+        .collect()
+}
+
 /// Prints `kernel` as WGSL and validates it with naga.
 pub fn compile_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, WgslError> {
     let text = print_kernel(kernel, options)?;

@@ -10,7 +10,7 @@
 //! `i64` as its little-endian bytes, read as (low, high) `i32` pairs (uploaded values must fit
 //! in `i32`); `i8`/`i16` sign-extended and `u8`/`u16`/`bool` zero-extended to 32-bit words.
 
-use crate::print::{compile_kernel, PrintOptions};
+use crate::print::{bound_twice, compile_kernel, PrintOptions};
 use crate::WgslError;
 use bytes::Bytes;
 use nnc_ir::{DType, TensorData};
@@ -191,10 +191,7 @@ impl WgslProgram {
                     ),
                 });
             }
-            // A program buffer bound twice must be writable in every binding (wgpu forbids
-            // read-only and read-write uses of one buffer in one dispatch).
-            let force_read_write: Vec<bool> =
-                ids.iter().map(|id| ids.iter().filter(|&x| x == id).count() > 1).collect();
+            let force_read_write = bound_twice(&ids);
             let options = PrintOptions { f16, force_read_write: force_read_write.clone(), max_loop_iterations };
             let text = compile_kernel(kernel, &options)?;
             let read_only: Vec<bool> =

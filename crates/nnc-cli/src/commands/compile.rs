@@ -1,20 +1,50 @@
 //! `nnc compile FILE`: run the compiler's passes (import, rewrite, fuse, schedule) on a model and,
 //! with `--stats`, report what they achieved: nodes before and after rewriting, kernels, bytes
 //! moved and arithmetic per kernel and in total, against one kernel per node of the imported
-//! graph, and the time each pass took.
+//! graph, the arena of intermediates against its lower bound, and the time each phase took.
+//! With `--target T -o DIR` it writes the generated code, the execution plan and the weights
+//! (see `nnc_kernel::bundle`); a CPU bundle runs with `nnc run DIR`.
 
 use crate::commands::dump::DeviceArg;
 use crate::model::load_model_static;
 use anyhow::{anyhow, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use nnc_kernel::bundle::{Code, Manifest};
 use nnc_kernel::fuse::{fuse, FuseOptions};
-use nnc_kernel::schedule::schedule_all;
+use nnc_kernel::plan::MemoryPlan;
+use nnc_kernel::program::Program;
+use nnc_kernel::schedule::Device;
 use nnc_kernel::stats::{NodeBaseline, ProgramStats};
+use nnc_runtime::{compile_timed, Phases};
 use std::fmt::Write as _;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+
+/// The code `nnc compile --target` generates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CompileTarget {
+    /// Native machine code for this CPU (Cranelift): a bundle `nnc run DIR` executes.
+    Cpu,
+    /// WGSL compute shaders, one `.wgsl` file per kernel, validated by naga.
+    Wgsl,
+}
+
+impl CompileTarget {
+    fn device(self) -> Device {
+        match self {
+            CompileTarget::Cpu => Device::cpu(),
+            CompileTarget::Wgsl => Device::gpu(),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            CompileTarget::Cpu => "cpu",
+            CompileTarget::Wgsl => "wgsl",
+        }
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct CompileArgs {
@@ -22,7 +52,8 @@ pub struct CompileArgs {
     pub file: PathBuf,
 
     /// Print the compile report: nodes, kernels, bytes moved and FLOPs, per kernel and in
-    /// total, against one kernel per node; and the time of each pass.
+    /// total, against one kernel per node; the arena of intermediates against its lower bound;
+    /// and the time of each phase.
     #[arg(long)]
     pub stats: bool,
 
@@ -30,8 +61,17 @@ pub struct CompileArgs {
     #[arg(long, value_name = "NAME=DIMS")]
     pub shape: Vec<String>,
 
-    /// The device kernels are scheduled for.
-    #[arg(long, value_enum, default_value = "gpu")]
+    /// Generate code for this target (kernels are scheduled for its device).
+    #[arg(long, value_enum)]
+    pub target: Option<CompileTarget>,
+
+    /// Write the compiled program to this folder: the kernels, the execution plan
+    /// (manifest.json) and the weights (weights.bin). Needs --target.
+    #[arg(long, short = 'o', value_name = "DIR", requires = "target")]
+    pub output: Option<PathBuf>,
+
+    /// The device kernels are scheduled for, without --target.
+    #[arg(long, value_enum, default_value = "gpu", conflicts_with = "target")]
     pub device: DeviceArg,
 
     /// Compile forward and backward: the model extended with the gradient of the sum of its
@@ -42,36 +82,40 @@ pub struct CompileArgs {
 
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
-    let t = Instant::now();
-    let mut graph = load_model_static(&args.file, &args.shape)?;
+    let device = args.target.map(CompileTarget::device).unwrap_or_else(|| args.device.device());
+    let mut phases = Phases::default();
+    let mut graph = phases.time("import", || load_model_static(&args.file, &args.shape))?;
     if args.grad {
-        graph = nnc_autodiff::grad_of_output_sum(&graph, None)
+        graph = phases
+            .time("grad", || nnc_autodiff::grad_of_output_sum(&graph, None))
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot differentiate {shown}"))?;
     }
-    let import_ms = ms(t);
-
-    let t = Instant::now();
-    let opt = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default())
+    let opt = phases
+        .time("optimize", || nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()))
         .map_err(|e| anyhow!(e))
         .with_context(|| format!("cannot optimize {shown}"))?;
-    let opt_ms = ms(t);
-
-    let t = Instant::now();
-    let fused = fuse(&opt.graph, &args.device.device().fuse_options())
-        .map_err(|e| anyhow!(e))
-        .with_context(|| format!("cannot fuse {shown}"))?;
-    let fuse_ms = ms(t);
-
-    let t = Instant::now();
-    let kernels = schedule_all(&fused, &args.device.device())
-        .map_err(|e| anyhow!(e))
-        .with_context(|| format!("cannot schedule {shown}"))?;
-    let schedule_ms = ms(t);
+    let program = compile_timed(&opt.graph, &device, false, &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let kernel_count = program.kernels.len();
+    let written = match (args.target, &args.output) {
+        (Some(target), Some(dir)) => Some(write_output(target, &program, dir, &mut phases)?),
+        (Some(CompileTarget::Cpu), None) => {
+            phases
+                .time("codegen", || nnc_cpu::compile_kernels(&program.kernels, &Default::default()))
+                .map_err(|e| anyhow!("{shown}: {e}"))?;
+            None
+        }
+        (Some(CompileTarget::Wgsl), None) => {
+            phases.time("codegen", || nnc_wgsl::print_program(&program)).map_err(|e| anyhow!("{shown}: {e}"))?;
+            None
+        }
+        (None, _) => None,
+    };
 
     let mut out = String::new();
     if args.stats {
-        let stats = ProgramStats::of(&fused);
+        let fused = &program.fused;
+        let stats = ProgramStats::of(fused);
         let baseline = match crate::model::extension(&args.file).as_deref() {
             Some("onnx") if !args.grad => onnx_baseline(&args.file, &graph)?,
             _ => NodeBaseline::of(&graph),
@@ -81,15 +125,16 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot lower {shown} unfused"))?;
         let count = |g: &nnc_ir::Graph| g.nodes.iter().filter(|n| !matches!(n.op, nnc_ir::Op::Constant(_))).count();
-        let _ = writeln!(out, "model {shown} ({} device)", format!("{:?}", args.device).to_lowercase());
+        let for_what = args.target.map(CompileTarget::name).map(|t| format!("target {t}, ")).unwrap_or_default();
+        let _ = writeln!(out, "model {shown} ({for_what}{} device)", format!("{:?}", device.kind).to_lowercase());
         let _ = writeln!(out, "nodes: {} imported, {} after rewriting", count(&graph), count(&opt.graph));
         let per = if args.grad { "graph node" } else { "ONNX node" };
         let _ = writeln!(
             out,
             "kernels: {} ({} with one per {per}: {})",
-            kernels.len(),
+            kernel_count,
             baseline.kernels,
-            change(kernels.len() as f64, baseline.kernels as f64)
+            change(kernel_count as f64, baseline.kernels as f64)
         );
         let _ = writeln!(
             out,
@@ -108,24 +153,70 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         );
         let _ =
             writeln!(out, "FLOPs: {:.4e} ({:.4e} unfused: {})", stats.flops(), unfused, change(stats.flops(), unfused));
+        let plan = MemoryPlan::of(fused);
         let _ = writeln!(
             out,
-            "time: import {import_ms:.1} ms, rewrite {opt_ms:.1} ms, fuse {fuse_ms:.1} ms, schedule {schedule_ms:.1} ms"
+            "arena: {} peak for intermediates (lower bound {}: {:.2}x)",
+            mb(plan.arena_bytes),
+            mb(plan.lower_bound),
+            plan.arena_bytes as f64 / plan.lower_bound.max(1) as f64
         );
+        let _ = writeln!(out, "time: {} (total {:.1} ms)", phases, phases.total_ms());
         let _ = writeln!(out);
-        let strategies: Vec<&str> = kernels.iter().map(|k| k.schedule.strategy.name()).collect();
+        let strategies: Vec<&str> = program.kernels.iter().map(|k| k.schedule.strategy.name()).collect();
         let _ = write!(out, "{}", stats.table_with(&strategies));
-    } else {
-        let _ = writeln!(
-            out,
-            "compiled {shown}: {} kernels in {:.1} ms (checked; nothing written: code generation comes with the backends)",
-            kernels.len(),
-            import_ms + opt_ms + fuse_ms + schedule_ms
-        );
+    }
+    match (&written, &args.output) {
+        (Some(files), Some(dir)) => {
+            let _ = writeln!(
+                out,
+                "compiled {shown}: {kernel_count} kernels in {:.1} ms; wrote {} ({files})",
+                phases.total_ms(),
+                dir.display()
+            );
+        }
+        _ if !args.stats => {
+            let note = if args.target.is_some() { "" } else { " (checked; give --target T -o DIR to write code)" };
+            let _ = writeln!(out, "compiled {shown}: {kernel_count} kernels in {:.1} ms{note}", phases.total_ms());
+        }
+        _ => {}
     }
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(out.as_bytes()).and_then(|()| stdout.flush()).context("cannot write to stdout")?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `program`'s code for `target` into `dir` with the manifest and the weights; returns
+/// a description of the files written.
+fn write_output(target: CompileTarget, program: &Program, dir: &Path, phases: &mut Phases) -> anyhow::Result<String> {
+    let shown = dir.display();
+    match target {
+        CompileTarget::Cpu => {
+            let before = phases.0.clone();
+            let manifest = nnc_cpu::write_bundle(program, dir, before).map_err(|e| anyhow!(e))?;
+            *phases = Phases(manifest.compile_ms.clone());
+            Ok("manifest.json, weights.bin, kernels.bin; run it with `nnc run DIR`".into())
+        }
+        CompileTarget::Wgsl => {
+            let texts = phases.time("codegen", || nnc_wgsl::print_program(program)).map_err(|e| anyhow!(e))?;
+            let files: Vec<String> = program.kernels.iter().map(|k| format!("kernels/{}.wgsl", k.name)).collect();
+            let code = files.iter().map(|f| Code::File { path: f.clone(), entry: "main".into() }).collect();
+            let (mut manifest, weights) = Manifest::of(program, "wgsl", code);
+            manifest.compile_ms = phases.0.clone();
+            manifest.target_info.insert(
+                "bindings".into(),
+                "binding k of group 0 = params[k], a storage buffer; bool and 8/16-bit integers are \
+                 widened to 32 bits, 64-bit integers are pairs of u32 words (low first)"
+                    .into(),
+            );
+            manifest.write(dir, &weights).with_context(|| format!("cannot write {shown}"))?;
+            std::fs::create_dir_all(dir.join("kernels")).with_context(|| format!("cannot write {shown}/kernels"))?;
+            for (file, text) in files.iter().zip(&texts) {
+                std::fs::write(dir.join(file), text).with_context(|| format!("cannot write {shown}/{file}"))?;
+            }
+            Ok(format!("manifest.json, weights.bin, {} kernels/*.wgsl", files.len()))
+        }
+    }
 }
 
 /// One kernel per node of the ONNX file (`Constant` nodes aside), each reading its inputs and
@@ -166,10 +257,6 @@ fn onnx_baseline(path: &std::path::Path, graph: &nnc_ir::Graph) -> anyhow::Resul
         }
     }
     Ok(base)
-}
-
-fn ms(t: Instant) -> f64 {
-    t.elapsed().as_secs_f64() * 1e3
 }
 
 fn mb(bytes: u64) -> String {

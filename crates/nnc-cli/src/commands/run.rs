@@ -6,6 +6,9 @@
 //! Where `DIR/output_N.pb` exists, output N is compared with it (see [`crate::compare`]): one line
 //! per output, then a summary; any failure exits 1. With `--output-dir` every output is written as
 //! `<name>.npy`; otherwise the first few values of each are printed.
+//!
+//! FILE may also be a bundle folder written by `nnc compile MODEL --target cpu -o DIR`: its
+//! machine code is loaded and run as is, for the input shapes it was compiled for.
 
 use crate::model::open_model;
 use crate::target::Target;
@@ -13,7 +16,8 @@ use crate::tensor_io::{read_pb, read_tensor, write_npy};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nnc_conformance::{compare, Tolerance};
-use nnc_ir::{DType, Graph, TensorData, TensorType};
+use nnc_ir::{DType, TensorData, TensorType};
+use nnc_runtime::{Session, SessionOptions};
 use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,12 +27,12 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The model file (.nnir or .onnx). An ONNX model is specialized to the shapes of the
-    /// given inputs.
+    /// The model file (.nnir or .onnx), or a bundle folder from `nnc compile --target cpu -o`.
+    /// An ONNX model is specialized to the shapes of the given inputs.
     pub file: PathBuf,
 
     /// Where to run the model.
-    #[arg(long, value_enum, default_value_t = Target::Interp)]
+    #[arg(long, value_enum, default_value_t = Target::Cpu)]
     pub target: Target,
 
     /// With `--target wgsl`: the GPU adapter to run on (the first whose name contains NAME).
@@ -78,22 +82,32 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let model = open_model(&args.file)?;
-    let interface = model.inputs();
-    let inputs = gather_inputs(&interface, &args)?;
-    let shapes: HashMap<String, Vec<usize>> =
-        interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
-    let graph = model.into_graph(shapes)?;
-    if graph.inputs.len() != inputs.len() {
-        bail!(
-            "internal error: the imported graph has {} inputs, the model declares {}",
-            graph.inputs.len(),
-            inputs.len()
-        );
+    let shown = args.file.display().to_string();
+    let (mut session, inputs) = if args.file.is_dir() {
+        if args.target != Target::Cpu {
+            bail!("{shown} is a folder: a CPU bundle runs with --target cpu, not {}", args.target.name());
+        }
+        let session = Session::from_cpu_bundle(&args.file, None).map_err(|e| anyhow!("{shown}: {e}"))?;
+        let inputs = gather_inputs(session.inputs(), &args)?;
+        (session, inputs)
+    } else {
+        let model = open_model(&args.file)?;
+        let interface = model.inputs();
+        let inputs = gather_inputs(&interface, &args)?;
+        let shapes: HashMap<String, Vec<usize>> =
+            interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
+        let graph = model.into_graph(shapes)?;
+        let options =
+            SessionOptions { target: args.target.runtime(), adapter: args.adapter.clone(), ..Default::default() };
+        (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs)
+    };
+    if session.inputs().len() != inputs.len() {
+        bail!("internal error: the graph has {} inputs, {} were gathered", session.inputs().len(), inputs.len());
     }
+    let names: Vec<String> = session.outputs().iter().map(|n| format!("%{n}")).collect();
     // Read expected outputs before running, so a bad file fails fast.
     let expected = match &args.data {
-        Some(dir) => read_expected(dir, graph.outputs.len())?,
+        Some(dir) => read_expected(dir, names.len())?,
         None => Vec::new(),
     };
     if let Some(dir) = &args.output_dir {
@@ -101,21 +115,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let start = Instant::now();
-    let outputs = args
-        .target
-        .backend_on(args.adapter.as_deref())
-        .run(&graph, &inputs)
-        .map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+    let outputs = session.run(&inputs).map_err(|e| anyhow!("{shown}: {e}"))?;
     let elapsed = start.elapsed();
-    eprintln!("ran {} on {} in {:.3} ms", args.file.display(), args.target.name(), elapsed.as_secs_f64() * 1e3);
-    if outputs.len() != graph.outputs.len() {
-        bail!("internal error: the graph has {} outputs, the run returned {}", graph.outputs.len(), outputs.len());
+    let compile = session.report().map(|r| format!(" (of which compile: {})", r.phases)).unwrap_or_default();
+    let on = session.adapter_name().map(|a| format!(" ({a})")).unwrap_or_default();
+    eprintln!("ran {shown} on {}{on} in {:.3} ms{compile}", args.target.name(), elapsed.as_secs_f64() * 1e3);
+    if outputs.len() != names.len() {
+        bail!("internal error: the graph has {} outputs, the run returned {}", names.len(), outputs.len());
     }
 
     let mut out = std::io::stdout().lock();
-    let names: Vec<String> = graph.outputs.iter().map(|&id| format!("%{}", graph.name_of(id))).collect();
     if let Some(dir) = &args.output_dir {
-        save_outputs(&mut out, dir, &graph, &outputs)?;
+        save_outputs(&mut out, dir, session.outputs(), &outputs)?;
     } else {
         for (name, t) in names.iter().zip(&outputs) {
             writeln!(out, "{name}: {} = {}", type_of(t), preview(t, PREVIEW))?;
@@ -206,11 +217,10 @@ fn check_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes every output to `dir/<sanitized name>.npy`.
-fn save_outputs(out: &mut impl Write, dir: &Path, graph: &Graph, outputs: &[TensorData]) -> anyhow::Result<()> {
+/// Writes every output to `dir/<sanitized name>.npy` (`names` without `%`).
+fn save_outputs(out: &mut impl Write, dir: &Path, names: &[String], outputs: &[TensorData]) -> anyhow::Result<()> {
     let mut used = BTreeSet::new();
-    for (i, (&id, t)) in graph.outputs.iter().zip(outputs).enumerate() {
-        let name = graph.name_of(id);
+    for (i, (name, t)) in names.iter().zip(outputs).enumerate() {
         let base = file_stem_for(name, i);
         let mut stem = base.clone();
         let mut n = 1;
