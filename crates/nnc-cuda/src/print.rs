@@ -5,8 +5,12 @@
 //! The text is self-contained (no `#include`), so NVRTC needs no header search path.
 //!
 //! - `__launch_bounds__` is the launch's workgroup size; `tid.*`/`gid.*` are `threadIdx` and
-//!   `blockIdx`, held as `long long` (the IR's index type). A grid whose y or z exceeds CUDA's
-//!   65,535 is launched linearised along x ([`launch_dims`]) and the kernel recovers the ids.
+//!   `blockIdx`. A grid whose y or z exceeds CUDA's 65,535 is launched linearised along x
+//!   ([`launch_dims`]) and the kernel recovers the ids.
+//! - Index arithmetic (`i64` in the IR) is `int` when every index of the kernel fits in 31 bits
+//!   (every buffer below 2^31 elements, the launch below 2^31 invocations: see `index_vars`),
+//!   which halves its registers and makes division by the constant strides 32-bit; otherwise
+//!   `long long`. `i64` data (loads, casts, values derived from them) is always `long long`.
 //! - Global buffers are `T* __restrict__` parameters in [`Kernel::params`] order (`const` when
 //!   only read; no `__restrict__` on a program buffer bound twice, see
 //!   [`PrintOptions::aliased`]), workgroup buffers `__shared__` arrays, private buffers local
@@ -38,7 +42,7 @@ use crate::CudaError;
 use nnc_ir::{BinaryOp, DType, UnaryOp};
 use nnc_kernel::expr::{Literal, Special};
 use nnc_kernel::program::Program;
-use nnc_kernel::{Access, BufId, Expr, Kernel, LoopKind, Space, Stmt};
+use nnc_kernel::{Access, BufId, Expr, Kernel, LoopKind, Space, Stmt, Var};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -144,8 +148,17 @@ fn print_function(
     options: &PrintOptions,
 ) -> Result<(String, BTreeSet<&'static str>), CudaError> {
     let dims = launch_dims(kernel)?;
-    let mut p =
-        Printer { kernel, out: String::new(), indent: 1, temps: 0, helpers: BTreeSet::new(), warp: None, shuffles: 0 };
+    let mut p = Printer {
+        kernel,
+        out: String::new(),
+        indent: 1,
+        temps: 0,
+        helpers: BTreeSet::new(),
+        warp: None,
+        shuffles: 0,
+        index_vars: index_vars(kernel),
+    };
+    let narrow_ids = p.index_vars.is_some();
     let mut params = Vec::new();
     let mut shared = String::new();
     let mut privates = String::new();
@@ -200,17 +213,18 @@ fn print_function(
     s.push_str(") {\n");
     s.push_str(&shared);
     s.push_str(&privates);
-    s.push_str("  const long long tid_x = threadIdx.x, tid_y = threadIdx.y, tid_z = threadIdx.z;\n");
+    let id = if narrow_ids { "int" } else { "long long" };
+    let _ = writeln!(s, "  const {id} tid_x = threadIdx.x, tid_y = threadIdx.y, tid_z = threadIdx.z;");
     if dims.linearized {
         let [gx, gy, _] = kernel.launch.grid.map(u64::from);
         let _ = writeln!(s, "  const long long nnc_block = blockIdx.x;");
         let _ = writeln!(
             s,
-            "  const long long gid_x = nnc_block % {gx}LL, gid_y = (nnc_block / {gx}LL) % {gy}LL, gid_z = nnc_block / {}LL;",
+            "  const {id} gid_x = nnc_block % {gx}LL, gid_y = (nnc_block / {gx}LL) % {gy}LL, gid_z = nnc_block / {}LL;",
             gx * gy
         );
     } else {
-        s.push_str("  const long long gid_x = blockIdx.x, gid_y = blockIdx.y, gid_z = blockIdx.z;\n");
+        let _ = writeln!(s, "  const {id} gid_x = blockIdx.x, gid_y = blockIdx.y, gid_z = blockIdx.z;");
     }
     s.push_str(&body);
     s.push_str("}\n");
@@ -232,6 +246,9 @@ struct Printer<'k> {
     helpers: BTreeSet<&'static str>,
     warp: Option<WarpCtx>,
     shuffles: u32,
+    /// The `i64` variables held as `int` (index arithmetic of a kernel whose every index fits
+    /// in 31 bits), or `None` when the kernel keeps 64-bit indices.
+    index_vars: Option<BTreeSet<u32>>,
 }
 
 type R<T> = Result<T, CudaError>;
@@ -312,6 +329,14 @@ impl Printer<'_> {
         }
         self.helpers.insert(name);
         name
+    }
+
+    /// The C type of a variable: `int` for 31-bit index arithmetic, else its dtype's.
+    fn var_type(&self, var: &Var) -> &'static str {
+        match &self.index_vars {
+            Some(set) if set.contains(&var.id) => "int",
+            _ => value_type(var.dtype),
+        }
     }
 
     // ---- warp shuffles for the tail of a tree reduction ----
@@ -506,7 +531,8 @@ impl Printer<'_> {
                     LoopKind::Vector(w) => self.line(&format!("#pragma unroll // vector({w})")),
                 }
                 let v = format!("v{}", var.id);
-                self.line(&format!("for (long long {v} = 0; {v} < {n}; ++{v}) {{"));
+                let ty = self.var_type(var);
+                self.line(&format!("for ({ty} {v} = 0; {v} < {n}; ++{v}) {{"));
                 self.indent += 1;
                 self.block(body, candidates)?;
                 self.indent -= 1;
@@ -514,11 +540,11 @@ impl Printer<'_> {
             }
             Stmt::Let { var, value } => {
                 let e = self.expr(value)?;
-                self.line(&format!("const {} v{} = {e};", value_type(var.dtype), var.id));
+                self.line(&format!("const {} v{} = {e};", self.var_type(var), var.id));
             }
             Stmt::Local { var, init } => {
                 let e = self.expr(init)?;
-                self.line(&format!("{} v{} = {e};", value_type(var.dtype), var.id));
+                self.line(&format!("{} v{} = {e};", self.var_type(var), var.id));
             }
             Stmt::Assign { var, value } => {
                 let e = self.expr(value)?;
@@ -839,6 +865,57 @@ impl Printer<'_> {
         }
         // Integer to integer wraps.
         format!("(({t})({x}))")
+    }
+}
+
+/// The `i64` variables of `kernel` that only ever hold index arithmetic (literals, thread and
+/// group ids, loop counters and `+ - * / % max min select` of those), when every index of the
+/// kernel provably fits in 31 bits: every buffer has fewer than 2^31 elements, the launch has
+/// fewer than 2^31 invocations, and every literal in that arithmetic fits. Index expressions of
+/// the schedules stay within the extents of what they index (flat offsets, coordinates, tile
+/// positions), as the WGSL backend's `i32` indices also assume. `None` keeps 64-bit indices.
+fn index_vars(kernel: &Kernel) -> Option<BTreeSet<u32>> {
+    const LIMIT: i64 = i32::MAX as i64;
+    if kernel.buffers.iter().any(|b| b.len() > LIMIT) {
+        return None;
+    }
+    let l = &kernel.launch;
+    if l.workgroups().saturating_mul(l.threads_per_workgroup()) > LIMIT as u64 {
+        return None;
+    }
+    // Every definition of an i64 variable: (variable, value).
+    let mut defs: Vec<(u32, Expr)> = Vec::new();
+    nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| match s {
+        Stmt::For { var, extent, .. } => defs.push((var.id, extent.clone())),
+        Stmt::Let { var, value } | Stmt::Local { var, init: value } | Stmt::Assign { var, value } => {
+            if var.dtype == DType::I64 {
+                defs.push((var.id, value.clone()));
+            }
+        }
+        _ => {}
+    });
+    fn is_index(e: &Expr, set: &BTreeSet<u32>) -> bool {
+        use BinaryOp::*;
+        match e {
+            Expr::Lit(Literal::Int(v, DType::I64)) => v.abs() <= i32::MAX as i64,
+            Expr::Special(_) => true,
+            Expr::Var(v) => set.contains(&v.id),
+            Expr::Binary(Add | Sub | Mul | Div | Rem | Max | Min, a, b) => is_index(a, set) && is_index(b, set),
+            Expr::Select(_, a, b) => is_index(a, set) && is_index(b, set),
+            _ => false,
+        }
+    }
+    let mut set: BTreeSet<u32> = defs.iter().map(|(v, _)| *v).collect();
+    loop {
+        let before = set.len();
+        for (v, e) in &defs {
+            if set.contains(v) && !is_index(e, &set) {
+                set.remove(v);
+            }
+        }
+        if set.len() == before {
+            return Some(set);
+        }
     }
 }
 
