@@ -887,10 +887,10 @@ fn index_vars(kernel: &Kernel) -> Option<BTreeSet<u32>> {
     let mut defs: Vec<(u32, Expr)> = Vec::new();
     nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| match s {
         Stmt::For { var, extent, .. } => defs.push((var.id, extent.clone())),
-        Stmt::Let { var, value } | Stmt::Local { var, init: value } | Stmt::Assign { var, value } => {
-            if var.dtype == DType::I64 {
-                defs.push((var.id, value.clone()));
-            }
+        Stmt::Let { var, value } | Stmt::Local { var, init: value } | Stmt::Assign { var, value }
+            if var.dtype == DType::I64 =>
+        {
+            defs.push((var.id, value.clone()))
         }
         _ => {}
     });
