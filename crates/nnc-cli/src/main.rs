@@ -34,6 +34,8 @@ enum Command {
     Grad(commands::grad::GradArgs),
     /// Compile a model (rewrite, fuse, schedule) and, with --stats, report kernels, bytes and operations.
     Compile(commands::compile::CompileArgs),
+    /// Compile a model once, then time repeated runs: compile time, min and median latency.
+    Bench(commands::bench::BenchArgs),
     /// Run every ONNX test case under a folder and report, per op, how many pass.
     Conformance(commands::conformance::ConformanceArgs),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => commands::conformance::run(args),
         Command::Compile(args) => commands::compile::run(args),
         Command::Grad(args) => commands::grad::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(code) => code,

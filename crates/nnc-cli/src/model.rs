@@ -107,6 +107,23 @@ pub fn load_model_static(path: &Path, shapes: &[String]) -> anyhow::Result<Graph
     Ok(nnc_kernel::program::bind_shapes(&graph, &shapes, Some(1)))
 }
 
+/// `--shape NAME=D0,D1,..` arguments for the inputs of the model at `path` that have a file
+/// `dir/input_N.pb` (the N-th input), read from those files; appended after `explicit` ones,
+/// which win.
+pub fn shapes_from_data(path: &Path, dir: &Path, explicit: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut shapes = explicit.to_vec();
+    for (i, (name, _)) in open_model(path)?.inputs().iter().enumerate() {
+        let file = dir.join(format!("input_{i}.pb"));
+        if !file.exists() || explicit.iter().any(|s| s.split_once('=').is_some_and(|(n, _)| n == name)) {
+            continue;
+        }
+        let t = crate::tensor_io::read_pb(&file).with_context(|| format!("input %{name}"))?;
+        let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
+        shapes.push(format!("{name}={}", dims.join(",")));
+    }
+    Ok(shapes)
+}
+
 /// The file's extension, lower-cased (`None` if it has none or it is not UTF-8).
 pub fn extension(path: &Path) -> Option<String> {
     path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase())

@@ -49,12 +49,30 @@ fn dump_elides_large_constants() {
 fn run_with_npy_input_prints_outputs() {
     let (dir, model) = mlp_dir();
     let x = write_npy(dir.path(), "x.npy", &[2, 3], &X);
-    let out = nnc().arg("run").arg(&model).arg("--input").arg(format!("x={}", x.display())).output().unwrap();
+    let input = format!("x={}", x.display());
+    let out = nnc().arg("run").arg(&model).args(["--target", "interp", "--input", &input]).output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     let expect = mlp_reference(&X, 2);
     let values = expect.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ");
     assert_eq!(stdout_of(&out), format!("%y: f32[2, 2] = [{values}]\n"));
     assert!(stderr_of(&out).contains("on interp in"), "{}", stderr_of(&out));
+
+    // The default target is the CPU backend: the same values up to rounding.
+    let out = nnc().arg("run").arg(&model).args(["--input", &input]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("on cpu in") && stderr_of(&out).contains("codegen"), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    let found: Vec<f32> = text
+        .trim()
+        .trim_start_matches("%y: f32[2, 2] = [")
+        .trim_end_matches(']')
+        .split(", ")
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(found.len(), expect.len(), "{text}");
+    for (f, e) in found.iter().zip(&expect) {
+        assert!((f - e).abs() <= 1e-5 * e.abs().max(1.0), "{f} vs {e}");
+    }
 }
 
 #[test]

@@ -144,3 +144,86 @@ fn run_on_the_kernel_interpreter_passes_the_reference() {
         assert!(out.status.success() && text.contains("summary: PASS"), "{target}: {text}{}", stderr_of(&out));
     }
 }
+
+/// Every shared model compiled to a CPU bundle by `nnc compile --target cpu -o DIR` and run from
+/// the folder by `nnc run DIR` matches its reference outputs.
+#[test]
+fn cpu_bundles_of_every_shared_model_pass_their_references() {
+    let Some(models) = data_dir("../shared/models", "the shared models") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&models)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("model.onnx").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "shared models: {names:?}");
+    for name in &names {
+        let dir = models.join(name);
+        let bundle = tmp.path().join(name);
+        let out = nnc()
+            .arg("compile")
+            .arg(dir.join("model.onnx"))
+            .args(["--target", "cpu", "--stats", "-o"])
+            .arg(&bundle)
+            .arg("--data")
+            .arg(dir.join("test_data_set_0"))
+            .output()
+            .unwrap();
+        let text = stdout_of(&out);
+        assert!(out.status.success(), "{name}: {text}{}", stderr_of(&out));
+        assert!(text.contains("codegen") && text.contains("arena:"), "{name}: {text}");
+        let out = nnc().arg("run").arg(&bundle).arg("--data").arg(dir.join("test_data_set_0")).output().unwrap();
+        let text = stdout_of(&out);
+        assert!(out.status.success() && text.contains("summary: PASS"), "{name}: {text}{}", stderr_of(&out));
+    }
+}
+
+#[test]
+fn bench_reports_json_with_the_documented_keys() {
+    let Some(models) = data_dir("../shared/models", "the shared models") else { return };
+    let model = models.join("digits_cnn/model.onnx");
+    let out = nnc().arg("bench").arg(&model).args(["--iters", "3", "--threads", "1", "--json"]).output().unwrap();
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{text}{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    for key in ["compile_ms", "median_ms", "min_ms"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {text}");
+    }
+    assert!(v["min_ms"].as_f64() <= v["median_ms"].as_f64());
+    assert_eq!(v["iters"], 3);
+    assert_eq!(v["target"], "cpu");
+    let out = nnc().arg("bench").arg(&model).args(["--iters", "2"]).output().unwrap();
+    let text = stdout_of(&out);
+    assert!(text.contains("compile:") && text.contains("median"), "{text}");
+}
+
+#[test]
+fn wgsl_compile_writes_one_shader_per_kernel() {
+    let Some(models) = data_dir("../shared/models", "the shared models") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = nnc()
+        .arg("compile")
+        .arg(models.join("digits_cnn/model.onnx"))
+        .args(["--target", "wgsl", "-o"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("manifest.json")).unwrap()).unwrap();
+    let kernels = manifest["kernels"].as_array().unwrap();
+    assert!(!kernels.is_empty());
+    for k in kernels {
+        let file = k["code"]["file"]["path"].as_str().unwrap();
+        let text = std::fs::read_to_string(tmp.path().join(file)).unwrap();
+        assert!(text.contains("@compute"), "{file}");
+    }
+    // A WGSL folder is not something `nnc run` executes, and -o needs a target.
+    let out = nnc().arg("run").arg(tmp.path()).output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr_of(&out).contains("manifest.json") || stderr_of(&out).contains("wgsl"), "{}", stderr_of(&out));
+    let out = nnc().arg("compile").arg(models.join("digits_cnn/model.onnx")).args(["-o", "x"]).output().unwrap();
+    assert!(!out.status.success());
+}

@@ -6,7 +6,7 @@
 //! (see `nnc_kernel::bundle`); a CPU bundle runs with `nnc run DIR`.
 
 use crate::commands::dump::DeviceArg;
-use crate::model::load_model_static;
+use crate::model::{load_model_static, shapes_from_data};
 use anyhow::{anyhow, Context};
 use clap::{Args, ValueEnum};
 use nnc_kernel::bundle::{Code, Manifest};
@@ -61,6 +61,10 @@ pub struct CompileArgs {
     #[arg(long, value_name = "NAME=DIMS")]
     pub shape: Vec<String>,
 
+    /// Take input shapes from the ONNX test data in DIR (input_N.pb is the N-th input).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
     /// Generate code for this target (kernels are scheduled for its device).
     #[arg(long, value_enum)]
     pub target: Option<CompileTarget>,
@@ -84,7 +88,11 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let device = args.target.map(CompileTarget::device).unwrap_or_else(|| args.device.device());
     let mut phases = Phases::default();
-    let mut graph = phases.time("import", || load_model_static(&args.file, &args.shape))?;
+    let shapes = match &args.data {
+        Some(dir) => shapes_from_data(&args.file, dir, &args.shape)?,
+        None => args.shape.clone(),
+    };
+    let mut graph = phases.time("import", || load_model_static(&args.file, &shapes))?;
     if args.grad {
         graph = phases
             .time("grad", || nnc_autodiff::grad_of_output_sum(&graph, None))
