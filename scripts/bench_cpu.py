@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The CPU backend next to its peers, measured in one run on this machine.
+
+For every shared model: `nnc bench MODEL --data test_data_set_0 --json` (compile once, warm up,
+median of timed runs) next to ONNX Runtime's CPU provider on the same inputs with the same
+thread count. For matmul 256/512/1024 (f32): nnc on a one-node graph next to numpy's matmul
+(OpenBLAS) with the same thread count, in GFLOP/s. Then the peak resident memory of a resnet18
+run in each (a fresh process each). Prints Markdown tables; the ratio is nnc / peer (lower is
+better for times, higher for GFLOP/s).
+
+Usage: scripts/bench_cpu.py [--threads N] [--iters N] [--models a,b]
+It builds `nnc` in release mode (or uses the binary NNC_BIN names) and installs onnxruntime and numpy from PyPI if missing.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("NNC_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
+MODELS = os.path.join(SHARED, "models")
+NNC = os.environ.get("NNC_BIN", os.path.join(ROOT, "target", "release", "nnc"))
+
+
+def ensure(pkg, module):
+    try:
+        __import__(module)
+    except ImportError:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", pkg])
+
+
+def nnc_bench(model, threads, iters, data=None):
+    cmd = [NNC, "bench", model, "--threads", str(threads), "--iters", str(iters), "--json"]
+    if data:
+        cmd += ["--data", data]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def median_ms(fn, runs, warmup=3):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def ort_session(path, threads):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def ort_feed(sess, data_dir):
+    from onnx_pb_reader import read_tensor
+
+    return {
+        inp.name: read_tensor(os.path.join(data_dir, f"input_{i}.pb")) for i, inp in enumerate(sess.get_inputs())
+    }
+
+
+NUMPY_MATMUL = """
+import os, sys, time, statistics
+import numpy as np
+n, runs = int(sys.argv[1]), int(sys.argv[2])
+rng = np.random.default_rng(0)
+a = rng.standard_normal((n, n), dtype=np.float32)
+b = rng.standard_normal((n, n), dtype=np.float32)
+for _ in range(3):
+    a @ b
+t = []
+for _ in range(runs):
+    s = time.perf_counter(); a @ b; t.append((time.perf_counter() - s) * 1e3)
+print(statistics.median(t))
+"""
+
+MATMUL_NNIR = """graph matmul(%a: f32[{n}, {n}], %b: f32[{n}, {n}]) {{
+  %c: f32[{n}, {n}] = matmul(%a, %b)
+  return %c
+}}
+"""
+
+ORT_RSS = """
+import sys
+sys.path.insert(0, sys.argv[3])
+import onnxruntime as ort
+from onnx_pb_reader import read_tensor
+opts = ort.SessionOptions()
+opts.intra_op_num_threads = int(sys.argv[2])
+sess = ort.InferenceSession(sys.argv[1] + "/model.onnx", opts, providers=["CPUExecutionProvider"])
+feed = {sess.get_inputs()[0].name: read_tensor(sys.argv[1] + "/test_data_set_0/input_0.pb")}
+for _ in range(5):
+    sess.run(None, feed)
+"""
+
+
+def peak_rss_mb(cmd, env=None):
+    """Peak resident memory of a child process, from wait4's rusage (KiB on Linux)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"{cmd} failed")
+    return usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--models", default="")
+    args = parser.parse_args()
+    ensure("onnxruntime", "onnxruntime")
+    ensure("numpy", "numpy")
+    import onnxruntime as ort
+
+    if "NNC_BIN" not in os.environ:
+        subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "nnc-cli"], cwd=ROOT)
+    names = args.models.split(",") if args.models else sorted(
+        d for d in os.listdir(MODELS) if os.path.isfile(os.path.join(MODELS, d, "model.onnx"))
+    )
+    t = args.threads
+    print(f"CPU: {os.cpu_count()} cores, {t} threads for every runner; ONNX Runtime {ort.__version__}\n")
+    print("| model | nnc (ms) | ONNX Runtime (ms) | nnc / ORT | nnc compile (ms) |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        d = os.path.join(MODELS, name)
+        data = os.path.join(d, "test_data_set_0")
+        nnc = nnc_bench(os.path.join(d, "model.onnx"), t, args.iters, data)
+        sess = ort_session(os.path.join(d, "model.onnx"), t)
+        feed = ort_feed(sess, data)
+        peer = median_ms(lambda: sess.run(None, feed), args.iters)
+        ratio = nnc["median_ms"] / peer
+        print(f"| {name} | {nnc['median_ms']:.2f} | {peer:.2f} | {ratio:.2f}× | {nnc['compile_ms']:.0f} |", flush=True)
+
+    print("\n| matmul f32 | nnc (ms) | nnc GFLOP/s | numpy (ms) | numpy GFLOP/s | nnc / numpy GFLOP/s |")
+    print("|---|---|---|---|---|---|")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(t), OMP_NUM_THREADS=str(t), MKL_NUM_THREADS=str(t))
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [256, 512, 1024]:
+            path = os.path.join(tmp, f"matmul{n}.nnir")
+            with open(path, "w") as f:
+                f.write(MATMUL_NNIR.format(n=n))
+            nnc = nnc_bench(path, t, args.iters)["median_ms"]
+            out = subprocess.run(
+                [sys.executable, "-c", NUMPY_MATMUL, str(n), str(args.iters)],
+                check=True, capture_output=True, text=True, env=env,
+            ).stdout
+            peer = float(out)
+            gf = lambda ms: 2 * n**3 / (ms * 1e6)
+            print(f"| {n}³ | {nnc:.2f} | {gf(nnc):.1f} | {peer:.2f} | {gf(peer):.1f} | {gf(nnc) / gf(peer) * 100:.0f}% |",
+                  flush=True)
+
+    r18 = os.path.join(MODELS, "resnet18")
+    if os.path.isdir(r18):
+        nnc_rss = peak_rss_mb([NNC, "bench", r18 + "/model.onnx", "--data", r18 + "/test_data_set_0",
+                               "--iters", "5", "--threads", str(t)])
+        ort_rss = peak_rss_mb([sys.executable, "-c", ORT_RSS, r18, str(t), os.path.dirname(os.path.abspath(__file__))])
+        print("\n| resnet18, 5 runs | peak resident memory (MB) |")
+        print("|---|---|")
+        print(f"| nnc (compile + run) | {nnc_rss:.0f} |")
+        print(f"| ONNX Runtime (load + run) | {ort_rss:.0f} |")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    main()
