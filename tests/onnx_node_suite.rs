@@ -118,3 +118,8 @@ fn node_suite_on_the_kernel_interpreter_gpu() {
 fn node_suite_on_the_kernel_interpreter_cpu() {
     passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::schedule::Device::cpu() });
 }
+
+#[test]
+fn node_suite_on_the_cpu_backend() {
+    passes_what_the_interpreter_passes(&nnc_conformance::Cpu);
+}
