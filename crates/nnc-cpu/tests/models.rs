@@ -85,6 +85,13 @@ fn shared_models_match_their_references() {
             start.elapsed().as_secs_f64() * 1e3,
             program.arena_bytes() / 1024
         );
+        let plan = program.memory_plan();
+        assert!(
+            plan.arena_bytes as f64 <= 1.2 * plan.lower_bound as f64,
+            "{name}: arena {} bytes, more than 1.2x its lower bound {}",
+            plan.arena_bytes,
+            plan.lower_bound
+        );
         assert_eq!(found.len(), expected.len(), "{name}: output count");
         for (k, (e, f)) in expected.iter().zip(&found).enumerate() {
             close(name, k, e, f);
