@@ -49,7 +49,7 @@ pub(crate) struct KernelRun {
 
 /// What keeps the kernels' code alive.
 pub(crate) enum CodeOwner {
-    Jit(JitCode),
+    Jit(Box<JitCode>),
     // Held, never read: dropping it unmaps the code.
     Loaded(#[allow(dead_code)] LoadedCode),
 }
@@ -127,7 +127,7 @@ impl CpuProgram {
             fused.outputs.iter().map(|b| b.index()).collect(),
             kernels,
             MemoryPlan::of(fused),
-            CodeOwner::Jit(code),
+            CodeOwner::Jit(Box::new(code)),
             options.threads,
         )?;
         p.compile_time = start.elapsed();

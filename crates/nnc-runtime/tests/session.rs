@@ -40,7 +40,8 @@ fn symbolic_batches_compile_once_per_shape() {
     for batch in [2, 5, 2, 5, 1] {
         let x = input(batch);
         let out = s.run(std::slice::from_ref(&x)).unwrap();
-        let reference = nnc_interp::run(&nnc_kernel::program::bind_input_shapes(&graph(), &[x.clone()]), &[x]).unwrap();
+        let reference =
+            nnc_interp::run(&nnc_kernel::program::bind_input_shapes(&graph(), std::slice::from_ref(&x)), &[x]).unwrap();
         assert_close(&out[0], &reference[0]);
     }
     assert_eq!(s.compiled_shapes(), 3);
@@ -102,7 +103,8 @@ fn wgsl_sessions_submit_once_per_run() {
         Err(e) => panic!("{e}"),
     };
     eprintln!("wgsl session on {}", s.adapter_name().unwrap());
-    let expected = Session::new(graph(), SessionOptions::target(Target::Interp)).unwrap().run(&[x.clone()]).unwrap();
+    let expected =
+        Session::new(graph(), SessionOptions::target(Target::Interp)).unwrap().run(std::slice::from_ref(&x)).unwrap();
     assert_close(&out[0], &expected[0]);
     assert_eq!(s.submissions(), Some(1));
     s.run(std::slice::from_ref(&x)).unwrap();
@@ -120,7 +122,8 @@ fn cpu_bundles_run_in_a_session_for_their_shapes_only() {
     assert_eq!(s.inputs()[0].0, "x");
     assert_eq!(s.outputs(), ["y"]);
     let x = input(2);
-    let expected = Session::new(graph(), SessionOptions::target(Target::Interp)).unwrap().run(&[x.clone()]).unwrap();
+    let expected =
+        Session::new(graph(), SessionOptions::target(Target::Interp)).unwrap().run(std::slice::from_ref(&x)).unwrap();
     assert_close(&s.run(&[x]).unwrap()[0], &expected[0]);
     let err = s.run(&[input(3)]).unwrap_err();
     assert!(matches!(&err, SessionError::Input { name, .. } if name == "x"), "{err}");
