@@ -9,6 +9,24 @@
 //! [`nvrtc::ptxas_path`]); `NNC_NVRTC_LIB` and `NNC_PTXAS` override the search. A missing
 //! library is an error ([`CudaError::NoNvrtc`], [`CudaError::NoDriver`]), never a panic.
 //!
+//! # How it is checked without a GPU
+//!
+//! - `tests/ptx_models.rs`: every kernel of every shared model through NVRTC and `ptxas -v` for
+//!   sm_80 and sm_90, no errors and no spills in matmul/conv kernels; the table is written to
+//!   `target/ptx-report.md` (also `cargo run -p nnc-cuda --example ptx_report`).
+//! - `tests/print.rs`: random graph families, every dtype and every float unary op through
+//!   NVRTC and ptxas; insta snapshots of typical kernels; warp-shuffle tails; lazy selects.
+//! - `tests/host_emulation.rs`: the printed CUDA C++ compiled as host C++20 by `g++` under a
+//!   small emulation of the CUDA execution model and compared with the Kernel-IR interpreter.
+//! - `tests/run.rs`: a missing driver is [`CudaError::NoDriver`]; with a driver, small programs
+//!   run on the GPU and match the interpreter (skipped loudly without one).
+//!
+//! # Not done
+//!
+//! No vectorised (`float4`) loads: `Device::gpu()` schedules one element per invocation
+//! (`vector = 1`) and the Kernel IR has no alignment facts to justify them. No dynamic shared
+//! memory, streams per kernel, CUDA graphs or buffer reuse in the runtime.
+//!
 //! ```no_run
 //! # fn demo(graph: &nnc_ir::Graph, inputs: &[nnc_ir::TensorData]) -> Result<(), Box<dyn std::error::Error>> {
 //! use nnc_kernel::{program::compile, schedule::Device};

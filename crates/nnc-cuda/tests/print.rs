@@ -33,7 +33,7 @@ fn all_cuda(program: &Program) -> String {
 /// The program through NVRTC and ptxas (sm_80), when they are present.
 fn assemble(what: &str, program: &Program) {
     let source = print_program(program).unwrap_or_else(|e| panic!("{what}: {e}"));
-    if nnc_cuda::nvrtc::tools_available().is_err() {
+    if common::tools().is_none() {
         return;
     }
     let ptx = compile_ptx(&source, "sm_80").unwrap_or_else(|e| panic!("{what}: {e}\n{source}"));

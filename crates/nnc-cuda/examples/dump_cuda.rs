@@ -1,0 +1,12 @@
+//! Prints the CUDA C++ of one shared model (`cargo run -p nnc-cuda --example dump_cuda -- MODEL`).
+
+#[path = "../tests/common/models.rs"]
+mod models;
+
+fn main() {
+    let name = std::env::args().nth(1).unwrap_or_else(|| "digits_mlp".into());
+    let dir = models::shared_models().unwrap_or_else(|e| panic!("{e}"));
+    let (graph, inputs) = models::load(&dir.join(&name)).unwrap_or_else(|e| panic!("{e}"));
+    let program = models::program_for(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    print!("{}", nnc_cuda::print_program(&program).unwrap_or_else(|e| panic!("{e}")));
+}
