@@ -11,10 +11,14 @@
 //! (every buffer must have fewer than 2^31 elements), and `i64` data is held in `i32`: in a
 //! global buffer as (low, high) word pairs, the same bytes as the host's little-endian `i64`,
 //! of which the shader reads the low word and writes the sign-extended pair (the runtime checks
-//! that uploaded values fit). `i8`/`i16` compute in `i32` and `u8`/`u16` in `u32`, wrapped to
-//! their width after every arithmetic op, and are stored one per 32-bit word; `bool` is stored as
-//! `u32`. `f16` needs the adapter's `SHADER_F16` and computes each op in `f32`, rounding once
-//! to `f16` (what the graph interpreter does in `f64`). `f64`, `u64` and `bf16` are rejected.
+//! that uploaded values fit); `u64` likewise in `u32`, stored as (low, 0) pairs. `i8`/`i16`
+//! compute in `i32` and `u8`/`u16` in `u32`, wrapped to their width after every arithmetic op,
+//! and are stored one per 32-bit word; `bool` is stored as `u32`. `f16` needs the adapter's
+//! `SHADER_F16` and computes each op in `f32`, rounding once to `f16` (what the graph interpreter
+//! does in `f64`). `f64` values that never reach a global buffer (Resize's coordinate math)
+//! compute in `f32`; `f64` and `bf16` tensors are rejected. Integer division or remainder by a
+//! literal zero (index math of kernels over empty tensors, which never run) is printed as `0`,
+//! the interpreter's value: naga rejects the division.
 //!
 //! Semantics follow the graph interpreter (`nnc_interp::elementwise`): NaN-propagating
 //! `max`/`min`, round half to even, `erf` through a series and a rational approximation,
@@ -114,7 +118,7 @@ pub fn print_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, W
     let mut decls = String::new();
     let mut privates = String::new();
     for (i, b) in kernel.buffers.iter().enumerate() {
-        let elem = p.storage_type(b.dtype)?;
+        let elem = p.storage_type(b.dtype, b.space)?;
         match b.space {
             Space::Global => {
                 let k = kernel.params().position(|(id, _)| id.index() == i).unwrap_or(0);
@@ -207,7 +211,7 @@ impl Printer<'_> {
 
     fn check_buffers(&self) -> R<()> {
         for b in &self.kernel.buffers {
-            let words = if b.dtype == DType::I64 && b.space == Space::Global { 2 } else { 1 };
+            let words = if wide(b.dtype) && b.space == Space::Global { 2 } else { 1 };
             if b.len().saturating_mul(words) >= 1 << 31 {
                 return Err(self.err(format!(
                     "buffer `{}` has {} elements; WGSL indices are i32 (at most 2^31 - 1 words)",
@@ -230,10 +234,12 @@ impl Printer<'_> {
                 Repr::F16
             }
             DType::I64 | DType::I32 | DType::I16 | DType::I8 => Repr::I32,
-            DType::U32 | DType::U16 | DType::U8 => Repr::U32,
+            DType::U64 | DType::U32 | DType::U16 | DType::U8 => Repr::U32,
             DType::Bool => Repr::Bool,
-            DType::F64 => return Err(self.err("f64 is not supported: WGSL has no f64")),
-            DType::U64 => return Err(self.err("u64 is not supported: WGSL has no 64-bit integers")),
+            // f64 values that never leave the invocation's registers or the kernel's own
+            // workgroup/private memory (Resize's coordinate math) compute in f32; f64 tensors
+            // are rejected in `storage_type`.
+            DType::F64 => Repr::F32,
             DType::BF16 => return Err(self.err("bf16 is not supported: WGSL has no bf16")),
         })
     }
@@ -242,7 +248,10 @@ impl Printer<'_> {
         Ok(repr_name(self.repr(d)?))
     }
 
-    fn storage_type(&mut self, d: DType) -> R<&'static str> {
+    fn storage_type(&mut self, d: DType, space: Space) -> R<&'static str> {
+        if d == DType::F64 && space == Space::Global {
+            return Err(self.err("f64 is not supported: WGSL has no f64"));
+        }
         Ok(match self.repr(d)? {
             Repr::Bool => "u32",
             r => repr_name(r),
@@ -370,6 +379,12 @@ impl Printer<'_> {
                         self.line(&format!("{name}[{a}] = {t};"));
                         self.line(&format!("{name}[{a} + 1i] = {t} >> 31u;"));
                     }
+                    Repr::U32 if dtype == DType::U64 && space == Space::Global => {
+                        let a = self.temp();
+                        self.line(&format!("let {a}: i32 = 2i * ({flat});"));
+                        self.line(&format!("{name}[{a}] = {v};"));
+                        self.line(&format!("{name}[{a} + 1i] = 0u;"));
+                    }
                     _ => self.line(&format!("{name}[{flat}] = {v};")),
                 }
             }
@@ -400,7 +415,7 @@ impl Printer<'_> {
         let name = format!("b{}", buf.index());
         Ok(match self.repr(dtype)? {
             Repr::Bool => format!("({name}[{flat}] != 0u)"),
-            Repr::I32 if dtype == DType::I64 && space == Space::Global => format!("{name}[2i * ({flat})]"),
+            Repr::I32 | Repr::U32 if wide(dtype) && space == Space::Global => format!("{name}[2i * ({flat})]"),
             _ => format!("{name}[{flat}]"),
         })
     }
@@ -501,6 +516,8 @@ impl Printer<'_> {
                         format!("{v}i")
                     }
                 }
+                // u64 values beyond u32 saturate (`Literal::Int` holds a u64 as its bits).
+                Repr::U32 if d == DType::U64 => format!("{}u", (v as u64).min(u32::MAX as u64)),
                 Repr::U32 => format!("{}u", v as u32),
                 Repr::F32 => format!("{v}.0f"),
                 _ => return Err(self.err(format!("integer literal of dtype {}", d.name()))),
@@ -613,10 +630,15 @@ impl Printer<'_> {
         }
         match repr {
             Repr::I32 | Repr::U32 => {
+                // naga rejects an integer division by a literal zero (index math of a kernel
+                // over an empty tensor, which never runs); the interpreter's x / 0 and x % 0
+                // are 0.
+                let zero_divisor = y == "0i" || y == "0u";
                 let s = match op {
                     Add => cmp("+"),
                     Sub => cmp("-"),
                     Mul => cmp("*"),
+                    Div | Rem if zero_divisor => y.to_string(),
                     Div => cmp("/"),
                     Rem => cmp("%"),
                     Max => format!("max({x}, {y})"),
@@ -705,6 +727,11 @@ fn unroll_factor(extent: u64, total: u64, limit: u64, body: &[Stmt]) -> Option<(
     let mut barrier = false;
     nnc_kernel::schedule::visit_stmts(body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
     (!barrier).then_some((need, false))
+}
+
+/// A 64-bit integer dtype: held in a global buffer as (low, high) 32-bit word pairs.
+fn wide(d: DType) -> bool {
+    matches!(d, DType::I64 | DType::U64)
 }
 
 fn repr_name(r: Repr) -> &'static str {

@@ -1,14 +1,16 @@
 //! Running a compiled [`Program`] on a wgpu adapter.
 //!
-//! Everything is created once, in [`WgslProgram::new`]: one storage buffer per program buffer
-//! (weights uploaded then), one pipeline per distinct WGSL text, one bind group per kernel, and
-//! a staging buffer per output. [`WgslProgram::run`] writes the inputs, records every kernel into
+//! The wgpu device is created once per process and adapter, and shared by every program.
+//! Everything else is created once, in [`WgslProgram::new`]: one storage buffer per program
+//! buffer (weights uploaded then), one pipeline per distinct WGSL text, one bind group per
+//! kernel, and a staging buffer per output. [`WgslProgram::run`] writes the inputs, records every kernel into
 //! one command encoder followed by the copies of the outputs, submits once, and maps back only
 //! the outputs.
 //!
 //! Data layout on the GPU (see [`crate::print`]): `f32`, `f16`, `i32`, `u32` as on the host;
 //! `i64` as its little-endian bytes, read as (low, high) `i32` pairs (uploaded values must fit
-//! in `i32`); `i8`/`i16` sign-extended and `u8`/`u16`/`bool` zero-extended to 32-bit words.
+//! in `i32`), `u64` likewise (values must fit in `u32`); `i8`/`i16` sign-extended and
+//! `u8`/`u16`/`bool` zero-extended to 32-bit words.
 
 use crate::print::{bound_twice, compile_kernel, PrintOptions};
 use crate::WgslError;
@@ -18,6 +20,8 @@ use nnc_kernel::fuse::BufferKind;
 use nnc_kernel::program::Program;
 use nnc_kernel::Access;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// The names of the adapters wgpu finds (all backends compiled in).
@@ -56,10 +60,20 @@ fn wgpu_err(e: impl std::fmt::Display) -> WgslError {
 fn gpu_bytes(dtype: DType, numel: i64) -> u64 {
     let per = match dtype {
         DType::F16 => 2,
-        DType::I64 => 8,
+        DType::I64 | DType::U64 => 8,
         _ => 4,
     };
     ((numel.max(0) as u64 * per).div_ceil(4) * 4).max(4)
+}
+
+/// Why the GPU layout has no place for tensors of `d`.
+fn unsupported(d: DType) -> String {
+    let why = match d {
+        DType::F64 => "WGSL has no f64",
+        DType::BF16 => "WGSL has no bf16",
+        _ => "no GPU layout",
+    };
+    format!("{} tensors are not supported by the WGSL backend: {why}", d.name())
 }
 
 /// A tensor in the GPU layout.
@@ -75,16 +89,19 @@ fn encode(name: &str, t: &TensorData) -> Result<Vec<u8>, WgslError> {
             }
             raw.to_vec()
         }
+        DType::U64 => {
+            if let Some(v) = t.to_i64_vec().into_iter().map(|v| v as u64).find(|&v| u32::try_from(v).is_err()) {
+                return Err(WgslError::Data(format!(
+                    "`{name}` holds the u64 value {v}, which does not fit in the u32 the WGSL backend computes with"
+                )));
+            }
+            raw.to_vec()
+        }
         DType::I8 | DType::I16 => t.to_i64_vec().into_iter().flat_map(|v| (v as i32).to_le_bytes()).collect(),
         DType::U8 | DType::U16 | DType::Bool => {
             t.to_i64_vec().into_iter().flat_map(|v| (v as u32).to_le_bytes()).collect()
         }
-        d => {
-            return Err(WgslError::Data(format!(
-                "`{name}`: {} tensors are not supported by the WGSL backend",
-                d.name()
-            )))
-        }
+        d => return Err(WgslError::Data(format!("`{name}`: {}", unsupported(d)))),
     };
     out.resize(gpu_bytes(t.dtype(), t.len() as i64) as usize, 0);
     Ok(out)
@@ -97,14 +114,72 @@ fn decode(dtype: DType, shape: Vec<usize>, bytes: &[u8]) -> Result<TensorData, W
     let data: Vec<u8> = match dtype {
         DType::F32 | DType::I32 | DType::U32 => bytes[..4 * n].to_vec(),
         DType::F16 => bytes[..2 * n].to_vec(),
-        DType::I64 => bytes[..8 * n].to_vec(),
+        DType::I64 | DType::U64 => bytes[..8 * n].to_vec(),
         DType::I8 => words().map(|w| i32::from_le_bytes(w) as i8 as u8).collect(),
         DType::U8 => words().map(|w| w[0]).collect(),
         DType::Bool => words().map(|w| (u32::from_le_bytes(w) != 0) as u8).collect(),
         DType::I16 | DType::U16 => words().flat_map(|w| [w[0], w[1]]).collect(),
-        d => return Err(WgslError::Data(format!("{} tensors are not supported by the WGSL backend", d.name()))),
+        d => return Err(WgslError::Data(unsupported(d))),
     };
     TensorData::from_bytes(dtype, shape, Bytes::from(data)).map_err(|e| WgslError::Data(e.to_string()))
+}
+
+/// A device on one adapter, shared by every [`WgslProgram`] of the process that asks for that
+/// adapter: creating a wgpu instance and device takes longer than preparing a small program.
+#[derive(Clone)]
+struct Gpu {
+    info: wgpu::AdapterInfo,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    /// The device has `SHADER_F16`.
+    f16: bool,
+    limits: wgpu::Limits,
+    /// Set when wgpu reports the device lost: the next program gets a new one.
+    lost: Arc<AtomicBool>,
+}
+
+/// The device for `adapter` (the first adapter, or the first whose name contains it), created on
+/// first use. A lost device is replaced on the next call.
+fn gpu(adapter: Option<&str>) -> Result<Gpu, WgslError> {
+    static DEVICES: Mutex<Vec<(Option<String>, Gpu)>> = Mutex::new(Vec::new());
+    let key = adapter.map(str::to_string);
+    let mut devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    devices.retain(|(_, gpu)| !gpu.lost.load(Ordering::Relaxed));
+    if let Some((_, gpu)) = devices.iter().find(|(k, _)| *k == key) {
+        return Ok(gpu.clone());
+    }
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+    let chosen = match adapter {
+        Some(want) => all.into_iter().find(|a| a.get_info().name.contains(want)),
+        None => all.into_iter().next(),
+    };
+    let Some(adapter_handle) = chosen else {
+        return Err(WgslError::NoAdapter(match adapter {
+            Some(want) => format!("none named like `{want}` among {names:?}"),
+            None => "wgpu found none (on Linux, install mesa-vulkan-drivers and libvulkan1 for lavapipe)".into(),
+        }));
+    };
+    let info = adapter_handle.get_info();
+    let f16 = adapter_handle.features().contains(wgpu::Features::SHADER_F16);
+    let limits = adapter_handle.limits();
+    let (device, queue) = pollster::block_on(adapter_handle.request_device(&wgpu::DeviceDescriptor {
+        label: Some("nnc"),
+        required_features: if f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
+        required_limits: limits.clone(),
+        ..Default::default()
+    }))
+    .map_err(wgpu_err)?;
+    // Errors are caught by scopes (thread-local, so programs on other threads do not see each
+    // other's); anything else is printed, never a panic.
+    device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("nnc-wgsl: uncaptured wgpu error: {e}")));
+    let lost = Arc::new(AtomicBool::new(false));
+    let flag = lost.clone();
+    device.set_device_lost_callback(move |_, _| flag.store(true, Ordering::Relaxed));
+    let gpu = Gpu { info, device, queue, f16, limits, lost };
+    devices.push((key, gpu.clone()));
+    Ok(gpu)
 }
 
 impl WgslProgram {
@@ -112,33 +187,9 @@ impl WgslProgram {
     /// name contains `adapter`: prints and validates every kernel, creates the pipelines (one per
     /// distinct WGSL text), buffers and bind groups, and uploads the weights.
     pub fn new(program: &Program, adapter: Option<&str>) -> Result<WgslProgram, WgslError> {
-        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
-        let all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-        let chosen = match adapter {
-            Some(want) => all.into_iter().find(|a| a.get_info().name.contains(want)),
-            None => all.into_iter().next(),
-        };
-        let Some(adapter_handle) = chosen else {
-            return Err(WgslError::NoAdapter(match adapter {
-                Some(want) => format!("none named like `{want}` among {names:?}"),
-                None => "wgpu found none (on Linux, install mesa-vulkan-drivers and libvulkan1 for lavapipe)".into(),
-            }));
-        };
-        let info = adapter_handle.get_info();
+        let Gpu { info, device, queue, f16, limits, .. } = gpu(adapter)?;
         // llvmpipe ends every loop after 65,535 iterations per invocation; stay well below.
         let max_loop_iterations = if info.name.contains("llvmpipe") { 32_768 } else { 0 };
-        let f16 = adapter_handle.features().contains(wgpu::Features::SHADER_F16);
-        let limits = adapter_handle.limits();
-        let (device, queue) = pollster::block_on(adapter_handle.request_device(&wgpu::DeviceDescriptor {
-            label: Some("nnc"),
-            required_features: if f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(wgpu_err)?;
-        // Errors are caught by scopes below; anything else is printed, never a panic.
-        device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("nnc-wgsl: uncaptured wgpu error: {e}")));
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
         let fused = &program.fused;

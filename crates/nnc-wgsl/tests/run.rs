@@ -116,6 +116,72 @@ fn integer_and_bool_data_run() {
     check_gpu(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// `u64` data (held as word pairs, computed in `u32`): arithmetic and unsigned comparisons;
+/// values that do not fit in `u32` are refused at upload.
+#[test]
+fn u64_data_runs() {
+    let mut b = GraphBuilder::new("u64");
+    let x = b.input("x", DType::U64, [6]).unwrap();
+    let y = b.input("y", DType::U64, [6]).unwrap();
+    let sum = b.add(x, y).unwrap();
+    let diff = b.sub(x, y).unwrap();
+    let prod = b.binary(BinaryOp::Mul, x, y).unwrap();
+    let quot = b.div(x, y).unwrap();
+    let lt = b.binary(BinaryOp::Lt, x, y).unwrap();
+    let max = b.binary(BinaryOp::Max, x, y).unwrap();
+    for v in [sum, diff, prod, quot, lt, max] {
+        b.output(v);
+    }
+    let graph = b.finish().unwrap();
+    let inputs = vec![
+        TensorData::from_i64(DType::U64, vec![6], &[7, 100, 3_000_000_000, 9, 65_536, 1]),
+        TensorData::from_i64(DType::U64, vec![6], &[2, 100, 1, 3, 65_535, 1]),
+    ];
+    check_gpu(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    let program = compile(&graph, &Device::gpu(), None).unwrap();
+    let Some(mut wgpu) = gpu(&program) else { return };
+    let big = TensorData::from_i64(DType::U64, vec![6], &[1 << 40, 0, 0, 0, 0, 0]);
+    let e = wgpu.run(&[big, inputs[1].clone()]).unwrap_err();
+    assert!(e.to_string().contains("does not fit"), "{e}");
+}
+
+/// Kernels over empty tensors (extents of zero in their index math) compile and do nothing.
+#[test]
+fn empty_tensors_run() {
+    let mut b = GraphBuilder::new("empty");
+    let x = b.input("x", DType::F32, [2, 0, 4]).unwrap();
+    let y = b.reduce_sum(x, &[1], true).unwrap();
+    b.output(y);
+    let graph = b.finish().unwrap();
+    let inputs = vec![TensorData::from_f64(DType::F32, vec![2, 0, 4], &[])];
+    check_gpu(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `f64` values that stay in registers compute in `f32` (Resize's coordinates); an `f64`
+/// tensor is refused, naming the reason.
+#[test]
+fn f64_in_registers_only() {
+    let mut b = GraphBuilder::new("f64");
+    let x = b.input("x", DType::F32, [8]).unwrap();
+    let d = b.cast(x, DType::F64).unwrap();
+    let e = b.exp(d).unwrap();
+    let y = b.cast(e, DType::F32).unwrap();
+    b.output(y);
+    let graph = b.finish().unwrap();
+    let program = compile(&graph, &Device::gpu(), None).unwrap();
+    if program.fused.buffers.iter().all(|b| b.dtype != DType::F64) {
+        let xs: Vec<f64> = (0..8).map(|i| i as f64 * 0.7 - 2.0).collect();
+        check_gpu(&graph, &[TensorData::from_f64(DType::F32, vec![8], &xs)]).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let mut b = GraphBuilder::new("f64_tensor");
+    let x = b.input("x", DType::F64, [4]).unwrap();
+    let y = b.exp(x).unwrap();
+    b.output(y);
+    let program = compile(&b.finish().unwrap(), &Device::gpu(), None).unwrap();
+    let Err(e) = WgslProgram::new(&program, None) else { panic!("an f64 tensor was accepted") };
+    assert!(e.to_string().contains("WGSL has no f64") || matches!(e, WgslError::NoAdapter(_)), "{e}");
+}
+
 /// Every kernel of a run is recorded into one command buffer: one submission per run.
 #[test]
 fn one_submission_per_run() {
