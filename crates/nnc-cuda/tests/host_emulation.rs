@@ -36,7 +36,7 @@ static unsigned long long nnc_shfl_slots[1024];
 #define __global__
 #define __device__
 #define __forceinline__ inline
-#define __launch_bounds__(n)
+#define __launch_bounds__(...)
 #define __shared__ static
 static inline void __syncthreads() { nnc_block_barrier->arrive_and_wait(); }
 static inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
