@@ -67,7 +67,10 @@ static NVRTC: OnceLock<Result<(), String>> = OnceLock::new();
 pub fn load_nvrtc() -> Result<(), CudaError> {
     NVRTC
         .get_or_init(|| {
-            let path = nvrtc_library().map_err(|e| e.to_string())?;
+            let path = nvrtc_library().map_err(|e| match e {
+                CudaError::NoNvrtc(m) => m,
+                e => e.to_string(),
+            })?;
             // SAFETY: loading NVRTC runs its initialisers, which have no preconditions.
             match unsafe { libloading::Library::new(&path) } {
                 Ok(lib) => {
