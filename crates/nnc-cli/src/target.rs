@@ -1,7 +1,7 @@
 //! The `--target` of `run` and `conformance`: which backend executes a graph.
 
 use clap::ValueEnum;
-use nnc_conformance::{Backend, Cpu, Interpreter, KernelInterp, Wgsl};
+use nnc_conformance::{Backend, Cpu, Cuda, Interpreter, KernelInterp, Wgsl};
 use nnc_kernel::schedule::Device;
 
 /// Where a model runs.
@@ -15,6 +15,8 @@ pub enum Target {
     /// WGSL compute shaders run with wgpu on the first GPU adapter (`--adapter` to choose);
     /// Mesa's lavapipe where there is no GPU.
     Wgsl,
+    /// CUDA C++ compiled to PTX with NVRTC, run through the CUDA driver (needs an NVIDIA GPU).
+    Cuda,
     /// The compiler's pipeline (optimize, fuse, schedule for a GPU) run by the Kernel-IR
     /// interpreter, which checks every kernel's parallel semantics as it goes.
     KernelInterp,
@@ -29,6 +31,7 @@ impl Target {
             Target::Wgsl => Box::new(Wgsl { adapter: None }),
             Target::Interp => Box::new(Interpreter),
             Target::Cpu => Box::new(Cpu),
+            Target::Cuda => Box::new(Cuda),
             Target::KernelInterp => Box::new(KernelInterp { device: Device::gpu() }),
             Target::KernelInterpCpu => Box::new(KernelInterp { device: Device::cpu() }),
         }
@@ -41,6 +44,7 @@ impl Target {
             Target::Interp => nnc_runtime::Target::Interp,
             Target::Cpu => nnc_runtime::Target::Cpu,
             Target::Wgsl => nnc_runtime::Target::Wgsl,
+            Target::Cuda => nnc_runtime::Target::Cuda,
             Target::KernelInterp => nnc_runtime::Target::KernelInterp(DeviceKind::Gpu),
             Target::KernelInterpCpu => nnc_runtime::Target::KernelInterp(DeviceKind::Cpu),
         }

@@ -227,3 +227,47 @@ fn wgsl_compile_writes_one_shader_per_kernel() {
     let out = nnc().arg("compile").arg(models.join("digits_cnn/model.onnx")).args(["-o", "x"]).output().unwrap();
     assert!(!out.status.success());
 }
+
+/// `nnc compile --target cuda -o DIR` writes CUDA C++ and PTX for sm_80 and sm_90 (NVRTC from
+/// the wheel `scripts/setup.sh` fetches); `nnc run --target cuda` without a driver is a one-line
+/// error, not a panic.
+#[test]
+fn cuda_compile_writes_source_and_ptx_and_run_needs_a_driver() {
+    let Some(models) = data_dir("../shared/models", "the shared models") else { return };
+    let dir = models.join("digits_cnn");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = nnc()
+        .arg("compile")
+        .arg(dir.join("model.onnx"))
+        .args(["--target", "cuda", "-o"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = stderr_of(&out);
+    if !out.status.success() && err.contains("NVRTC") && std::env::var_os("CI").is_none() {
+        eprintln!("SKIPPED: NVRTC is not installed ({err}); run scripts/setup.sh");
+    } else {
+        assert!(out.status.success(), "{err}");
+        let source = std::fs::read_to_string(tmp.path().join("kernels.cu")).unwrap();
+        assert!(source.contains("__global__"));
+        for arch in ["sm_80", "sm_90"] {
+            let ptx = std::fs::read_to_string(tmp.path().join(format!("kernels.{arch}.ptx"))).unwrap();
+            assert!(ptx.contains(&format!(".target {arch}")), "{arch}");
+        }
+        let manifest = std::fs::read_to_string(tmp.path().join("manifest.json")).unwrap();
+        assert!(manifest.contains("\"target\": \"cuda\"") && manifest.contains("nnc_k0_"), "{manifest}");
+    }
+    let out = nnc()
+        .arg("run")
+        .arg(dir.join("model.onnx"))
+        .args(["--target", "cuda", "--data"])
+        .arg(dir.join("test_data_set_0"))
+        .output()
+        .unwrap();
+    if out.status.success() {
+        assert!(stdout_of(&out).contains("summary: PASS"), "{}", stdout_of(&out));
+    } else {
+        assert_eq!(out.status.code(), Some(1), "an error, not a panic: {}", stderr_of(&out));
+        assert!(stderr_of(&out).contains("cuda"), "{}", stderr_of(&out));
+    }
+}

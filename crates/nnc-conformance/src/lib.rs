@@ -95,3 +95,17 @@ impl Backend for Wgsl {
         run_session(Target::Wgsl, self.adapter.as_deref(), graph, inputs)
     }
 }
+
+/// The CUDA backend: scheduled for a GPU, printed as CUDA C++, compiled by NVRTC and run through
+/// the CUDA driver (every case fails with the reason where there is no driver).
+pub struct Cuda;
+
+impl Backend for Cuda {
+    fn name(&self) -> &str {
+        "cuda"
+    }
+
+    fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
+        run_session(Target::Cuda, None, graph, inputs)
+    }
+}

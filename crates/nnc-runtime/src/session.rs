@@ -10,6 +10,7 @@
 use crate::pipeline::{compile_timed, Phases};
 use crate::target::Target;
 use nnc_cpu::{CpuOptions, CpuProgram};
+use nnc_cuda::CudaProgram;
 use nnc_ir::{DType, Graph, TensorData, TensorType};
 use nnc_kernel::program::{bind_shapes, Program};
 use nnc_wgsl::WgslProgram;
@@ -92,6 +93,7 @@ enum Compiled {
     Interp(Graph),
     Cpu(CpuProgram),
     Wgsl(Box<WgslProgram>),
+    Cuda(Box<CudaProgram>),
     KernelInterp(Box<Program>),
 }
 
@@ -195,6 +197,7 @@ impl Session {
             Compiled::Interp(g) => nnc_interp::run(g, inputs).map_err(|e| run_err(e.to_string())),
             Compiled::Cpu(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
             Compiled::Wgsl(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
+            Compiled::Cuda(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
             Compiled::KernelInterp(p) => p.run_interpreted(inputs).map_err(|e| run_err(e.to_string())),
         }
     }
@@ -300,6 +303,10 @@ impl Session {
                 let p = phases.time("codegen", || WgslProgram::new(&program, self.options.adapter.as_deref()));
                 Compiled::Wgsl(Box::new(p.map_err(|e| fail(e.to_string()))?))
             }
+            Target::Cuda => {
+                let p = phases.time("codegen", || CudaProgram::new(&program));
+                Compiled::Cuda(Box::new(p.map_err(|e| fail(e.to_string()))?))
+            }
             Target::KernelInterp(_) => Compiled::KernelInterp(Box::new(program)),
             Target::Interp => unreachable!("the interpreter has no device"),
         };
@@ -307,10 +314,11 @@ impl Session {
         Ok((compiled, report))
     }
 
-    /// The name of the adapter a WGSL session runs on, once compiled.
+    /// The name of the GPU adapter or device a WGSL or CUDA session runs on, once compiled.
     pub fn adapter_name(&self) -> Option<String> {
         self.cache.values().find_map(|(c, _)| match c {
             Compiled::Wgsl(p) => Some(p.adapter_name()),
+            Compiled::Cuda(p) => Some(p.device_name()),
             _ => None,
         })
     }

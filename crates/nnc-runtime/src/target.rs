@@ -11,6 +11,9 @@ pub enum Target {
     Cpu,
     /// WGSL compute shaders through wgpu, on the first adapter or the one named in the options.
     Wgsl,
+    /// CUDA C++ compiled to PTX by NVRTC and run through the CUDA driver (needs a GPU and its
+    /// driver; without them compiling reports why).
+    Cuda,
     /// The Kernel-IR interpreter running kernels scheduled for a device, checking their parallel
     /// semantics (races, out-of-bounds accesses) as it goes.
     KernelInterp(DeviceKind),
@@ -23,6 +26,7 @@ impl Target {
             Target::Interp => "interp",
             Target::Cpu => "cpu",
             Target::Wgsl => "wgsl",
+            Target::Cuda => "cuda",
             Target::KernelInterp(DeviceKind::Gpu) => "kernel-interp",
             Target::KernelInterp(DeviceKind::Cpu) => "kernel-interp-cpu",
         }
@@ -33,7 +37,7 @@ impl Target {
         match self {
             Target::Interp => None,
             Target::Cpu | Target::KernelInterp(DeviceKind::Cpu) => Some(Device::cpu()),
-            Target::Wgsl | Target::KernelInterp(DeviceKind::Gpu) => Some(Device::gpu()),
+            Target::Wgsl | Target::Cuda | Target::KernelInterp(DeviceKind::Gpu) => Some(Device::gpu()),
         }
     }
 }

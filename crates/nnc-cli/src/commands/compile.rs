@@ -28,13 +28,15 @@ pub enum CompileTarget {
     Cpu,
     /// WGSL compute shaders, one `.wgsl` file per kernel, validated by naga.
     Wgsl,
+    /// CUDA C++ (`kernels.cu`) and its PTX for sm_80 and sm_90, compiled by NVRTC.
+    Cuda,
 }
 
 impl CompileTarget {
     fn device(self) -> Device {
         match self {
             CompileTarget::Cpu => Device::cpu(),
-            CompileTarget::Wgsl => Device::gpu(),
+            CompileTarget::Wgsl | CompileTarget::Cuda => Device::gpu(),
         }
     }
 
@@ -42,6 +44,7 @@ impl CompileTarget {
         match self {
             CompileTarget::Cpu => "cpu",
             CompileTarget::Wgsl => "wgsl",
+            CompileTarget::Cuda => "cuda",
         }
     }
 }
@@ -115,6 +118,10 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         }
         (Some(CompileTarget::Wgsl), None) => {
             phases.time("codegen", || nnc_wgsl::print_program(&program)).map_err(|e| anyhow!("{shown}: {e}"))?;
+            None
+        }
+        (Some(CompileTarget::Cuda), None) => {
+            cuda_code(&program, &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
             None
         }
         (None, _) => None,
@@ -224,7 +231,49 @@ fn write_output(target: CompileTarget, program: &Program, dir: &Path, phases: &m
             }
             Ok(format!("manifest.json, weights.bin, {} kernels/*.wgsl", files.len()))
         }
+        CompileTarget::Cuda => {
+            let (source, ptx) = cuda_code(program, phases)?;
+            let code = program
+                .kernels
+                .iter()
+                .enumerate()
+                .map(|(g, k)| Code::File { path: "kernels.cu".into(), entry: nnc_cuda::entry_name(g, k) })
+                .collect();
+            let (mut manifest, weights) = Manifest::of(program, "cuda", code);
+            // CUDA launches a grid whose y or z exceeds 65,535 flattened along x.
+            for (entry, kernel) in manifest.kernels.iter_mut().zip(&program.kernels) {
+                let dims = nnc_cuda::launch_dims(kernel).map_err(|e| anyhow!(e))?;
+                (entry.grid, entry.workgroup) = (dims.grid, dims.block);
+            }
+            manifest.compile_ms = phases.0.clone();
+            let archs: Vec<&str> = ptx.iter().map(|(a, _)| *a).collect();
+            manifest
+                .target_info
+                .insert("ptx".into(), archs.iter().map(|a| format!("kernels.{a}.ptx")).collect::<Vec<_>>().join(","));
+            manifest.write(dir, &weights).with_context(|| format!("cannot write {shown}"))?;
+            std::fs::write(dir.join("kernels.cu"), &source)
+                .with_context(|| format!("cannot write {shown}/kernels.cu"))?;
+            for (arch, text) in &ptx {
+                let file = format!("kernels.{arch}.ptx");
+                std::fs::write(dir.join(&file), text).with_context(|| format!("cannot write {shown}/{file}"))?;
+            }
+            Ok(format!("manifest.json, weights.bin, kernels.cu, PTX for {}", archs.join(" and ")))
+        }
     }
+}
+
+/// The program's CUDA C++ and its PTX for each architecture nnc targets, timed as codegen.
+fn cuda_code(program: &Program, phases: &mut Phases) -> anyhow::Result<(String, Vec<(&'static str, String)>)> {
+    phases
+        .time("codegen", || {
+            let source = nnc_cuda::print_program(program)?;
+            let ptx = ["sm_80", "sm_90"]
+                .into_iter()
+                .map(|arch| nnc_cuda::compile_ptx(&source, arch).map(|p| (arch, p)))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, nnc_cuda::CudaError>((source, ptx))
+        })
+        .map_err(|e| anyhow!(e))
 }
 
 /// One kernel per node of the ONNX file (`Constant` nodes aside), each reading its inputs and
