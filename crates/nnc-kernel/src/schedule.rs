@@ -88,6 +88,7 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let shape = &fused.buffers[group.writes[0].index()].shape;
     let numel: i64 = shape.iter().product();
     if device.kind == DeviceKind::Cpu {
+        let expr = &crate::simplify::simplify_map(expr.clone(), shape);
         // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
         // loads fit the 16 vector registers of x86-64 and aarch64.
         if contraction_parts(expr, shape).is_some() && device.vector > 1 {
@@ -143,6 +144,12 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
             let expr = remap_loads(expr.clone(), group);
             let out = BufId(group.reads.len() as u32);
             let shape = k.buffers[out.index()].shape.clone();
+            // CPU templates decide from the simplified expression (as `default_schedule` does);
+            // GPU kernels keep the expression as fused.
+            let expr = match device.kind {
+                DeviceKind::Cpu => crate::simplify::simplify_map(expr, &shape),
+                DeviceKind::Gpu => expr,
+            };
             match schedule.strategy {
                 Strategy::Elementwise if device.kind == DeviceKind::Cpu => k.cpu_rows(expr, out, &shape, schedule),
                 Strategy::Elementwise => k.gpu_elementwise(expr, out, &shape, schedule, device),
@@ -706,15 +713,21 @@ impl KernelBuilder {
         let (m, n) = (shape[c.i], shape[c.j]);
         let (tiles_i, tiles_j) = ((m + mr - 1) / mr, (n + nr - 1) / nr);
         let batch_axes: Vec<usize> = (0..rank).filter(|&a| a != c.i && a != c.j).collect();
-        let mut grid_dims: Vec<i64> = batch_axes.iter().map(|&a| shape[a]).collect();
-        grid_dims.extend([tiles_i, tiles_j]);
+        // Workgroups run in order (one thread takes a contiguous range) with the row tiles
+        // slowest: a tile's rows of `a` (a convolution's weights) stay in cache while the batch
+        // axes and column tiles stream `b` past them.
+        let mut grid_dims = vec![tiles_i];
+        grid_dims.extend(batch_axes.iter().map(|&a| shape[a]));
+        grid_dims.push(tiles_j);
         let (grid, group) = grid_2d(grid_dims.iter().product(), u32::MAX);
         let dtype = c.reduction.body.dtype();
         let mut vars = std::mem::take(&mut self.vars);
         let mut l = ReductionLowering::new(&mut vars);
-        let ids = self.unflatten(&mut l, group, &grid_dims, 0..grid_dims.len());
-        let i0 = self.let_(&mut l, Expr::mul_index(ids[batch_axes.len()].clone(), Expr::i64(mr)));
-        let j0 = self.let_(&mut l, Expr::mul_index(ids[batch_axes.len() + 1].clone(), Expr::i64(nr)));
+        let mut ids = self.unflatten(&mut l, group, &grid_dims, 0..grid_dims.len());
+        let col_tile = ids.pop().expect("column tiles");
+        let row_tile = ids.remove(0);
+        let i0 = self.let_(&mut l, Expr::mul_index(row_tile, Expr::i64(mr)));
+        let j0 = self.let_(&mut l, Expr::mul_index(col_tile, Expr::i64(nr)));
         let acc = self.buffers.len();
         self.buffers.push(Buffer {
             name: "acc".into(),
@@ -747,9 +760,14 @@ impl KernelBuilder {
         }];
         l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body: zero_row });
 
+        // Reduction loops whose variables bound a mask (a convolution's taps, checked against
+        // the padding) run outside those that only index (its input channels): the masks are
+        // then invariant in the innermost loop, which the backend hoists them out of.
+        let mut reduce_vars = c.reduction.vars.clone();
+        reduce_vars.sort_by_key(|(v, _)| !bounds_a_mask(&c.b, v.id) && !bounds_a_mask(&c.a, v.id));
         // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds.
         let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool| {
-            for (var, _) in &c.reduction.vars {
+            for (var, _) in &reduce_vars {
                 l.open(&[*var]);
             }
             let (r, col) = (l.vars.index(), l.vars.index());
@@ -777,7 +795,7 @@ impl KernelBuilder {
             l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Vector(v), body });
             let body = l.close();
             l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
-            for (var, extent) in c.reduction.vars.iter().rev() {
+            for (var, extent) in reduce_vars.iter().rev() {
                 let body = l.close();
                 l.push(Stmt::For { var: *var, extent: Expr::i64(*extent), kind: LoopKind::Serial, body });
             }
@@ -905,6 +923,16 @@ impl KernelBuilder {
 }
 
 /// `expr` with output axis `a` replaced by `axes[a]`.
+/// Whether variable `var` appears in a load's mask or a select's condition within `e`.
+fn bounds_a_mask(e: &Expr, var: u32) -> bool {
+    let uses = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Var(v) if v.id == var));
+    e.any(&mut |x| match x {
+        Expr::Load { mask: Some(m), .. } => uses(m),
+        Expr::Select(c, _, _) => uses(c),
+        _ => false,
+    })
+}
+
 fn bind_axes(expr: Expr, axes: &[Expr]) -> Expr {
     expr.rewrite(&mut |e| match e {
         Expr::Axis(a) => axes.get(a as usize).cloned().unwrap_or(Expr::i64(0)),
