@@ -15,7 +15,8 @@
 //! - `f32`/`f64` compute natively where that is exact (`+ - * /`, `sqrt`, `floor`, `ceil`,
 //!   `round` half to even, NaN-propagating `max`/`min`); transcendentals, float `rem` (fmod) and
 //!   `pow` call `extern "C"` Rust functions in `f64` and round to the dtype, as the interpreter
-//!   does;
+//!   does (except `erf` in vector loops: a rational approximation within 4 ulp, see
+//!   [`ERF_NUM`]);
 //! - `f16`/`bf16` are held in registers as `f32` values that are exactly representable in the
 //!   dtype: every op rounds its result to the dtype (directly from `f64` for transcendentals),
 //!   loads and stores convert exactly;
@@ -1560,6 +1561,36 @@ impl Emitter<'_, '_, '_> {
         Ok(self.b.ins().bitselect(m, x, y))
     }
 
+    /// `erf` on four lanes: `x * P(x²) / Q(x²)` on `x` clamped to [-4, 4] (beyond which `erf`
+    /// rounds to ±1 in `f32`). NaN propagates through the clamp; `erf(-0) = -0`.
+    fn verf(&mut self, x: Value) -> Value {
+        let c = |this: &mut Self, v: f64| {
+            let k = this.b.ins().f32const(v as f32);
+            this.b.ins().splat(types::F32X4, k)
+        };
+        let (hi, lo) = (c(self, 4.0), c(self, -4.0));
+        let x = self.b.ins().fmin(x, hi);
+        let x = self.b.ins().fmax(x, lo);
+        let x2 = self.b.ins().fmul(x, x);
+        let horner = |this: &mut Self, coefs: &[f64]| {
+            let mut acc = c(this, coefs[coefs.len() - 1]);
+            for &k in coefs[..coefs.len() - 1].iter().rev() {
+                let k = c(this, k);
+                acc = if this.fma {
+                    this.b.ins().fma(acc, x2, k)
+                } else {
+                    let m = this.b.ins().fmul(acc, x2);
+                    this.b.ins().fadd(m, k)
+                };
+            }
+            acc
+        };
+        let p = horner(self, &ERF_NUM);
+        let q = horner(self, &ERF_DEN);
+        let p = self.b.ins().fmul(p, x);
+        self.b.ins().fdiv(p, q)
+    }
+
     /// The function's 16-byte stack slot for the lanes of a vector call.
     fn lane_slot(&mut self) -> StackSlot {
         *self.lane_slot.get_or_insert_with(|| {
@@ -1612,6 +1643,9 @@ impl Emitter<'_, '_, '_> {
                 Expr::Unary(op, a) => {
                     let x = self.vexpr(a, lv, lanes)?;
                     let x = self.splat(x);
+                    if *op == UnaryOp::Erf {
+                        return Ok(Val { v: self.verf(x), vector: true });
+                    }
                     if lib_symbol(Lib::Unary(*op)).is_some() {
                         // Transcendentals: the scalar routine on each lane (f64, rounded to f32),
                         // through one call that maps the four lanes in a stack slot.
@@ -1675,6 +1709,21 @@ impl Emitter<'_, '_, '_> {
         })
     }
 }
+
+/// Coefficients (of x⁰, x², x⁴, ... ) of the numerator and denominator of the `f32` rational
+/// approximation of `erf(x) = x * num(x²) / den(x²)` on [-4, 4] (Eigen's); measured against
+/// correctly rounded `erf` it is within 4.2e-7 relative error.
+const ERF_NUM: [f64; 7] = [
+    -1.60960333262415e-02,
+    -2.95459980854025e-03,
+    -7.34990630326855e-04,
+    -5.69250639462346e-05,
+    -2.10102402082508e-06,
+    2.77068142495902e-08,
+    -2.72614225801306e-10,
+];
+const ERF_DEN: [f64; 5] =
+    [-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03, -2.13374055278905e-04, -1.45660718464996e-05];
 
 fn mask(ty: Type) -> i64 {
     if ty.bits() >= 64 {
