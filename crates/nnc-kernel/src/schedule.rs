@@ -375,8 +375,11 @@ fn contraction_parts(expr: &Expr, shape: &[i64]) -> Option<Contraction> {
         if ua[j] || !ub[j] {
             continue;
         }
-        // The row axis: the innermost axis `a` reads and `b` does not.
-        if let Some(i) = (0..j).rev().find(|&i| ua[i] && !ub[i]) {
+        // The row axis: the innermost axis `a` reads and `b` does not (each `a` then serves a
+        // vector of `b`); else one both read (a depthwise convolution's channels: the tile
+        // still keeps vector accumulators over `j`).
+        let row = (0..j).rev().find(|&i| ua[i] && !ub[i]).or_else(|| (0..j).rev().find(|&i| ua[i] && shape[i] > 1));
+        if let Some(i) = row {
             return Some(Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j });
         }
     }
