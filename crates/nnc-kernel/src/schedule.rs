@@ -19,6 +19,7 @@ use crate::lower_reduce::{
     ReductionLowering,
 };
 use nnc_ir::{BinaryOp, DType};
+use std::collections::HashMap;
 
 /// What a target offers kernels, as data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -768,8 +769,28 @@ impl KernelBuilder {
         // then invariant in the innermost loop, which the backend hoists them out of.
         let mut reduce_vars = c.reduction.vars.clone();
         reduce_vars.sort_by_key(|(v, _)| !bounds_a_mask(&c.b, v.id) && !bounds_a_mask(&c.a, v.id));
-        // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds.
-        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool| {
+        // Interior tiles: a condition on the tile under which every mask of both factors holds
+        // for all rows, columns and reduction steps (a convolution tile clear of the padding),
+        // so its loads need no masks.
+        let interior = {
+            let (r, col) = (Var { id: u32::MAX - 1, dtype: DType::I64 }, Var { id: u32::MAX - 2, dtype: DType::I64 });
+            let mut inner: HashMap<u32, i64> = c.reduction.vars.iter().map(|(v, n)| (v.id, *n)).collect();
+            inner.extend([(r.id, mr), (col.id, nr)]);
+            let cols = index_at(&Expr::Var(r), &Expr::Var(col));
+            let mut masks = Vec::new();
+            for e in [bind_axes(c.a.clone(), &cols), bind_axes(c.b.clone(), &cols)] {
+                e.any(&mut |x| {
+                    if let Expr::Load { mask: Some(m), .. } = x {
+                        masks.push(always_holds(m, &inner));
+                    }
+                    false
+                });
+            }
+            masks.into_iter().collect::<Option<Vec<Expr>>>().and_then(|m| m.into_iter().reduce(Expr::and))
+        };
+        // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds,
+        // `unmasked` drops the loads' masks (for interior tiles).
+        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool, unmasked: bool| {
             for (var, _) in &reduce_vars {
                 l.open(&[*var]);
             }
@@ -777,6 +798,9 @@ impl KernelBuilder {
             l.open(&[r]);
             let rows = index_at(&Expr::Var(r), &Expr::i64(0));
             let mut a = bind_axes(c.a.clone(), &rows);
+            if unmasked {
+                a = strip_masks(a);
+            }
             if guarded {
                 a = Expr::select(lt(rows[c.i].clone(), Expr::i64(m)), a, Expr::lit(0.0, dtype));
             }
@@ -785,6 +809,9 @@ impl KernelBuilder {
             l.open(&[col]);
             let cols = index_at(&Expr::Var(r), &Expr::Var(col));
             let mut b = bind_axes(c.b.clone(), &cols);
+            if unmasked {
+                b = strip_masks(b);
+            }
             if guarded {
                 b = Expr::select(lt(cols[c.j].clone(), Expr::i64(n)), b, Expr::lit(0.0, dtype));
             }
@@ -808,10 +835,16 @@ impl KernelBuilder {
             Expr::binary(BinaryOp::Le, Expr::add_index(j0.clone(), Expr::i64(nr)), Expr::i64(n)),
         );
         l.open_guard();
-        update(self, &mut l, false);
-        let fast = l.close();
+        update(self, &mut l, false, false);
+        let mut fast = l.close();
+        if let Some(cond) = interior {
+            l.open_guard();
+            update(self, &mut l, false, true);
+            let clear = l.close();
+            fast = vec![Stmt::If { cond, then: clear, els: fast }];
+        }
         l.open_guard();
-        update(self, &mut l, true);
+        update(self, &mut l, true, false);
         let edge = l.close();
         l.push(Stmt::If { cond: full, then: fast, els: edge });
 
@@ -926,6 +959,68 @@ impl KernelBuilder {
 }
 
 /// `expr` with output axis `a` replaced by `axes[a]`.
+/// A condition free of the `inner` variables (id → extent) under which mask `m` holds for all
+/// their values: `m` must be a conjunction of comparisons of expressions affine in them.
+fn always_holds(m: &Expr, inner: &HashMap<u32, i64>) -> Option<Expr> {
+    match m {
+        Expr::Lit(_) => Some(m.clone()),
+        Expr::Binary(BinaryOp::And, a, b) => Some(Expr::and(always_holds(a, inner)?, always_holds(b, inner)?)),
+        Expr::Binary(op @ (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge), a, b)
+            if a.dtype() == DType::I64 =>
+        {
+            // `a - b` at the inner variables' extreme that makes the comparison hardest.
+            let mut terms = Vec::new();
+            let c = affine(a, 1, &mut terms)? - affine(b, 1, &mut terms)?;
+            let want_max = matches!(op, BinaryOp::Lt | BinaryOp::Le);
+            let mut worst = Expr::i64(c);
+            for (k, t) in terms {
+                match &t {
+                    Expr::Var(v) if inner.contains_key(&v.id) => {
+                        if (k > 0) == want_max {
+                            worst = Expr::add_index(worst, Expr::i64(k * (inner[&v.id] - 1)));
+                        }
+                    }
+                    // Inner variables under a non-affine operation, or a loaded value (whose
+                    // own mask the tile condition would not respect): no tile condition.
+                    t if t.any(&mut |x| match x {
+                        Expr::Var(v) => inner.contains_key(&v.id),
+                        x => matches!(x, Expr::Load { .. }),
+                    }) =>
+                    {
+                        return None
+                    }
+                    t => worst = Expr::add_index(worst, Expr::mul_index(t.clone(), Expr::i64(k))),
+                }
+            }
+            Some(Expr::binary(*op, worst, Expr::i64(0)))
+        }
+        _ => None,
+    }
+}
+
+/// `e` (times `k`) as a constant returned and `(coefficient, term)`s pushed to `terms`.
+fn affine(e: &Expr, k: i64, terms: &mut Vec<(i64, Expr)>) -> Option<i64> {
+    match e {
+        Expr::Lit(_) => Some(k.checked_mul(e.as_int()?)?),
+        Expr::Binary(BinaryOp::Add, a, b) => affine(a, k, terms)?.checked_add(affine(b, k, terms)?),
+        Expr::Binary(BinaryOp::Sub, a, b) => affine(a, k, terms)?.checked_add(affine(b, -k, terms)?),
+        Expr::Binary(BinaryOp::Mul, a, b) if b.as_int().is_some() => affine(a, k.checked_mul(b.as_int()?)?, terms),
+        Expr::Binary(BinaryOp::Mul, a, b) if a.as_int().is_some() => affine(b, k.checked_mul(a.as_int()?)?, terms),
+        e => {
+            terms.push((k, e.clone()));
+            Some(0)
+        }
+    }
+}
+
+/// `e` with every load's mask dropped.
+fn strip_masks(e: Expr) -> Expr {
+    e.rewrite(&mut |x| match x {
+        Expr::Load { buf, dtype, index, .. } => Expr::Load { buf, dtype, index, mask: None },
+        x => x,
+    })
+}
+
 /// Whether variable `var` appears in a load's mask or a select's condition within `e`.
 fn bounds_a_mask(e: &Expr, var: u32) -> bool {
     let uses = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Var(v) if v.id == var));
