@@ -19,6 +19,7 @@ use crate::lower_reduce::{
     ReductionLowering,
 };
 use nnc_ir::{BinaryOp, DType};
+use std::collections::HashMap;
 
 /// What a target offers kernels, as data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -88,6 +89,7 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let shape = &fused.buffers[group.writes[0].index()].shape;
     let numel: i64 = shape.iter().product();
     if device.kind == DeviceKind::Cpu {
+        let expr = &crate::simplify::simplify_map(expr.clone(), shape);
         // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
         // loads fit the 16 vector registers of x86-64 and aarch64.
         if contraction_parts(expr, shape).is_some() && device.vector > 1 {
@@ -143,6 +145,12 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
             let expr = remap_loads(expr.clone(), group);
             let out = BufId(group.reads.len() as u32);
             let shape = k.buffers[out.index()].shape.clone();
+            // CPU templates decide from the simplified expression (as `default_schedule` does);
+            // GPU kernels keep the expression as fused.
+            let expr = match device.kind {
+                DeviceKind::Cpu => crate::simplify::simplify_map(expr, &shape),
+                DeviceKind::Gpu => expr,
+            };
             match schedule.strategy {
                 Strategy::Elementwise if device.kind == DeviceKind::Cpu => k.cpu_rows(expr, out, &shape, schedule),
                 Strategy::Elementwise => k.gpu_elementwise(expr, out, &shape, schedule, device),
@@ -368,8 +376,11 @@ fn contraction_parts(expr: &Expr, shape: &[i64]) -> Option<Contraction> {
         if ua[j] || !ub[j] {
             continue;
         }
-        // The row axis: the innermost axis `a` reads and `b` does not.
-        if let Some(i) = (0..j).rev().find(|&i| ua[i] && !ub[i]) {
+        // The row axis: the innermost axis `a` reads and `b` does not (each `a` then serves a
+        // vector of `b`); else one both read (a depthwise convolution's channels: the tile
+        // still keeps vector accumulators over `j`).
+        let row = (0..j).rev().find(|&i| ua[i] && !ub[i]).or_else(|| (0..j).rev().find(|&i| ua[i] && shape[i] > 1));
+        if let Some(i) = row {
             return Some(Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j });
         }
     }
@@ -706,15 +717,21 @@ impl KernelBuilder {
         let (m, n) = (shape[c.i], shape[c.j]);
         let (tiles_i, tiles_j) = ((m + mr - 1) / mr, (n + nr - 1) / nr);
         let batch_axes: Vec<usize> = (0..rank).filter(|&a| a != c.i && a != c.j).collect();
-        let mut grid_dims: Vec<i64> = batch_axes.iter().map(|&a| shape[a]).collect();
-        grid_dims.extend([tiles_i, tiles_j]);
+        // Workgroups run in order (one thread takes a contiguous range) with the row tiles
+        // slowest: a tile's rows of `a` (a convolution's weights) stay in cache while the batch
+        // axes and column tiles stream `b` past them.
+        let mut grid_dims = vec![tiles_i];
+        grid_dims.extend(batch_axes.iter().map(|&a| shape[a]));
+        grid_dims.push(tiles_j);
         let (grid, group) = grid_2d(grid_dims.iter().product(), u32::MAX);
         let dtype = c.reduction.body.dtype();
         let mut vars = std::mem::take(&mut self.vars);
         let mut l = ReductionLowering::new(&mut vars);
-        let ids = self.unflatten(&mut l, group, &grid_dims, 0..grid_dims.len());
-        let i0 = self.let_(&mut l, Expr::mul_index(ids[batch_axes.len()].clone(), Expr::i64(mr)));
-        let j0 = self.let_(&mut l, Expr::mul_index(ids[batch_axes.len() + 1].clone(), Expr::i64(nr)));
+        let mut ids = self.unflatten(&mut l, group, &grid_dims, 0..grid_dims.len());
+        let col_tile = ids.pop().expect("column tiles");
+        let row_tile = ids.remove(0);
+        let i0 = self.let_(&mut l, Expr::mul_index(row_tile, Expr::i64(mr)));
+        let j0 = self.let_(&mut l, Expr::mul_index(col_tile, Expr::i64(nr)));
         let acc = self.buffers.len();
         self.buffers.push(Buffer {
             name: "acc".into(),
@@ -747,15 +764,43 @@ impl KernelBuilder {
         }];
         l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body: zero_row });
 
-        // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds.
-        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool| {
-            for (var, _) in &c.reduction.vars {
+        // Reduction loops whose variables bound a mask (a convolution's taps, checked against
+        // the padding) run outside those that only index (its input channels): the masks are
+        // then invariant in the innermost loop, which the backend hoists them out of.
+        let mut reduce_vars = c.reduction.vars.clone();
+        reduce_vars.sort_by_key(|(v, _)| !bounds_a_mask(&c.b, v.id) && !bounds_a_mask(&c.a, v.id));
+        // Interior tiles: a condition on the tile under which every mask of both factors holds
+        // for all rows, columns and reduction steps (a convolution tile clear of the padding),
+        // so its loads need no masks.
+        let interior = {
+            let (r, col) = (Var { id: u32::MAX - 1, dtype: DType::I64 }, Var { id: u32::MAX - 2, dtype: DType::I64 });
+            let mut inner: HashMap<u32, i64> = c.reduction.vars.iter().map(|(v, n)| (v.id, *n)).collect();
+            inner.extend([(r.id, mr), (col.id, nr)]);
+            let cols = index_at(&Expr::Var(r), &Expr::Var(col));
+            let mut masks = Vec::new();
+            for e in [bind_axes(c.a.clone(), &cols), bind_axes(c.b.clone(), &cols)] {
+                e.any(&mut |x| {
+                    if let Expr::Load { mask: Some(m), .. } = x {
+                        masks.push(always_holds(m, &inner));
+                    }
+                    false
+                });
+            }
+            masks.into_iter().collect::<Option<Vec<Expr>>>().and_then(|m| m.into_iter().reduce(Expr::and))
+        };
+        // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds,
+        // `unmasked` drops the loads' masks (for interior tiles).
+        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool, unmasked: bool| {
+            for (var, _) in &reduce_vars {
                 l.open(&[*var]);
             }
             let (r, col) = (l.vars.index(), l.vars.index());
             l.open(&[r]);
             let rows = index_at(&Expr::Var(r), &Expr::i64(0));
             let mut a = bind_axes(c.a.clone(), &rows);
+            if unmasked {
+                a = strip_masks(a);
+            }
             if guarded {
                 a = Expr::select(lt(rows[c.i].clone(), Expr::i64(m)), a, Expr::lit(0.0, dtype));
             }
@@ -764,6 +809,9 @@ impl KernelBuilder {
             l.open(&[col]);
             let cols = index_at(&Expr::Var(r), &Expr::Var(col));
             let mut b = bind_axes(c.b.clone(), &cols);
+            if unmasked {
+                b = strip_masks(b);
+            }
             if guarded {
                 b = Expr::select(lt(cols[c.j].clone(), Expr::i64(n)), b, Expr::lit(0.0, dtype));
             }
@@ -777,7 +825,7 @@ impl KernelBuilder {
             l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Vector(v), body });
             let body = l.close();
             l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
-            for (var, extent) in c.reduction.vars.iter().rev() {
+            for (var, extent) in reduce_vars.iter().rev() {
                 let body = l.close();
                 l.push(Stmt::For { var: *var, extent: Expr::i64(*extent), kind: LoopKind::Serial, body });
             }
@@ -787,10 +835,16 @@ impl KernelBuilder {
             Expr::binary(BinaryOp::Le, Expr::add_index(j0.clone(), Expr::i64(nr)), Expr::i64(n)),
         );
         l.open_guard();
-        update(self, &mut l, false);
-        let fast = l.close();
+        update(self, &mut l, false, false);
+        let mut fast = l.close();
+        if let Some(cond) = interior {
+            l.open_guard();
+            update(self, &mut l, false, true);
+            let clear = l.close();
+            fast = vec![Stmt::If { cond, then: clear, els: fast }];
+        }
         l.open_guard();
-        update(self, &mut l, true);
+        update(self, &mut l, true, false);
         let edge = l.close();
         l.push(Stmt::If { cond: full, then: fast, els: edge });
 
@@ -905,6 +959,78 @@ impl KernelBuilder {
 }
 
 /// `expr` with output axis `a` replaced by `axes[a]`.
+/// A condition free of the `inner` variables (id → extent) under which mask `m` holds for all
+/// their values: `m` must be a conjunction of comparisons of expressions affine in them.
+fn always_holds(m: &Expr, inner: &HashMap<u32, i64>) -> Option<Expr> {
+    match m {
+        Expr::Lit(_) => Some(m.clone()),
+        Expr::Binary(BinaryOp::And, a, b) => Some(Expr::and(always_holds(a, inner)?, always_holds(b, inner)?)),
+        Expr::Binary(op @ (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge), a, b)
+            if a.dtype() == DType::I64 =>
+        {
+            // `a - b` at the inner variables' extreme that makes the comparison hardest.
+            let mut terms = Vec::new();
+            let c = affine(a, 1, &mut terms)? - affine(b, 1, &mut terms)?;
+            let want_max = matches!(op, BinaryOp::Lt | BinaryOp::Le);
+            let mut worst = Expr::i64(c);
+            for (k, t) in terms {
+                match &t {
+                    Expr::Var(v) if inner.contains_key(&v.id) => {
+                        if (k > 0) == want_max {
+                            worst = Expr::add_index(worst, Expr::i64(k * (inner[&v.id] - 1)));
+                        }
+                    }
+                    // Inner variables under a non-affine operation, or a loaded value (whose
+                    // own mask the tile condition would not respect): no tile condition.
+                    t if t.any(&mut |x| match x {
+                        Expr::Var(v) => inner.contains_key(&v.id),
+                        x => matches!(x, Expr::Load { .. }),
+                    }) =>
+                    {
+                        return None
+                    }
+                    t => worst = Expr::add_index(worst, Expr::mul_index(t.clone(), Expr::i64(k))),
+                }
+            }
+            Some(Expr::binary(*op, worst, Expr::i64(0)))
+        }
+        _ => None,
+    }
+}
+
+/// `e` (times `k`) as a constant returned and `(coefficient, term)`s pushed to `terms`.
+fn affine(e: &Expr, k: i64, terms: &mut Vec<(i64, Expr)>) -> Option<i64> {
+    match e {
+        Expr::Lit(_) => Some(k.checked_mul(e.as_int()?)?),
+        Expr::Binary(BinaryOp::Add, a, b) => affine(a, k, terms)?.checked_add(affine(b, k, terms)?),
+        Expr::Binary(BinaryOp::Sub, a, b) => affine(a, k, terms)?.checked_add(affine(b, -k, terms)?),
+        Expr::Binary(BinaryOp::Mul, a, b) if b.as_int().is_some() => affine(a, k.checked_mul(b.as_int()?)?, terms),
+        Expr::Binary(BinaryOp::Mul, a, b) if a.as_int().is_some() => affine(b, k.checked_mul(a.as_int()?)?, terms),
+        e => {
+            terms.push((k, e.clone()));
+            Some(0)
+        }
+    }
+}
+
+/// `e` with every load's mask dropped.
+fn strip_masks(e: Expr) -> Expr {
+    e.rewrite(&mut |x| match x {
+        Expr::Load { buf, dtype, index, .. } => Expr::Load { buf, dtype, index, mask: None },
+        x => x,
+    })
+}
+
+/// Whether variable `var` appears in a load's mask or a select's condition within `e`.
+fn bounds_a_mask(e: &Expr, var: u32) -> bool {
+    let uses = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Var(v) if v.id == var));
+    e.any(&mut |x| match x {
+        Expr::Load { mask: Some(m), .. } => uses(m),
+        Expr::Select(c, _, _) => uses(c),
+        _ => false,
+    })
+}
+
 fn bind_axes(expr: Expr, axes: &[Expr]) -> Expr {
     expr.rewrite(&mut |e| match e {
         Expr::Axis(a) => axes.get(a as usize).cloned().unwrap_or(Expr::i64(0)),

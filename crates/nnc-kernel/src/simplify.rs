@@ -19,6 +19,8 @@ struct Ranges<'a> {
     launch: &'a crate::kernel::Launch,
     /// `let`s of a variable, literal or thread id, propagated into their uses and dropped.
     copies: BTreeMap<u32, Expr>,
+    /// Extents of the output axes (`Expr::Axis`) of an unscheduled map expression.
+    axes: &'a [i64],
 }
 
 impl Ranges<'_> {
@@ -26,6 +28,7 @@ impl Ranges<'_> {
         match e {
             Expr::Lit(Literal::Int(v, _)) => Some((*v, *v)),
             Expr::Var(v) => self.vars.get(&v.id).copied(),
+            Expr::Axis(a) => self.axes.get(*a as usize).filter(|&&n| n > 0).map(|&n| (0, n - 1)),
             Expr::Special(Special::ThreadId(a)) => Some((0, *self.launch.workgroup.get(*a as usize)? as i64 - 1)),
             Expr::Special(Special::GroupId(a)) => Some((0, *self.launch.grid.get(*a as usize)? as i64 - 1)),
             Expr::Binary(op, a, b) if e.dtype() == DType::I64 => {
@@ -228,9 +231,29 @@ fn simplify_stmts(stmts: Vec<Stmt>, ranges: &mut Ranges<'_>) -> Vec<Stmt> {
 
 /// Simplifies a scheduled kernel in place.
 pub fn simplify(kernel: &mut Kernel) {
-    let mut ranges = Ranges { vars: BTreeMap::new(), launch: &kernel.launch, copies: BTreeMap::new() };
+    let mut ranges = Ranges { vars: BTreeMap::new(), launch: &kernel.launch, copies: BTreeMap::new(), axes: &[] };
     let body = std::mem::take(&mut kernel.body);
     kernel.body = simplify_stmts(body, &mut ranges);
+}
+
+/// Simplifies the expression of a fused map group, computing an output of `shape`, before it is
+/// scheduled: the index arithmetic that reshapes and transposes compose (`(i * 32 + j) / 32`)
+/// otherwise hides which output axes each factor of a contraction reads.
+pub fn simplify_map(expr: Expr, shape: &[i64]) -> Expr {
+    let launch = crate::kernel::Launch { grid: [1, 1, 1], workgroup: [1, 1, 1] };
+    let mut vars = BTreeMap::new();
+    expr.any(&mut |e| {
+        if let Expr::Reduce(r) = e {
+            for (v, n) in &r.vars {
+                if *n > 0 {
+                    vars.insert(v.id, (0, n - 1));
+                }
+            }
+        }
+        false
+    });
+    let ranges = Ranges { vars, launch: &launch, copies: BTreeMap::new(), axes: shape };
+    simplify_expr(expr, &ranges)
 }
 
 #[cfg(test)]
@@ -249,7 +272,7 @@ mod tests {
     #[test]
     fn divisions_and_remainders_decided_by_ranges() {
         let (vars, launch) = ranges(&[(0, 0, 3), (1, 0, 9)]);
-        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new() };
+        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new(), axes: &[] };
         // (v0 / 4) * 2 with v0 < 4 is 0.
         let e = Expr::mul_index(Expr::div_index(var(0), Expr::i64(4)), Expr::i64(2));
         assert_eq!(simplify_expr(e, &r), Expr::i64(0));
@@ -269,7 +292,7 @@ mod tests {
     #[test]
     fn a_remainder_that_can_wrap_stays() {
         let (vars, launch) = ranges(&[(0, 0, 7)]);
-        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new() };
+        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new(), axes: &[] };
         let e = Expr::rem_index(Expr::add_index(var(0), Expr::i64(2)), Expr::i64(4));
         assert_eq!(simplify_expr(e.clone(), &r), e);
     }
