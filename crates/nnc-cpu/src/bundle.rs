@@ -92,6 +92,7 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
             function: code.function(i),
             groups: k.grid.iter().map(|&g| g as u64).product(),
             params: k.params.clone(),
+            work: k.work,
         })
         .collect();
     let outputs = manifest.outputs.iter().map(|o| o.buffer).collect();

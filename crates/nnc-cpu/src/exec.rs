@@ -45,7 +45,13 @@ pub(crate) struct KernelRun {
     pub(crate) groups: u64,
     /// Program buffer ids bound to the kernel's global parameters, in order.
     pub(crate) params: Vec<usize>,
+    /// Arithmetic plus bytes moved: below [`INLINE_WORK`] the kernel runs on the calling thread.
+    pub(crate) work: f64,
 }
+
+/// Kernels with less work than this (FLOPs + bytes, about 10–30 µs on one core) run on the
+/// calling thread: handing them to the pool costs more than it saves.
+const INLINE_WORK: f64 = 100_000.0;
 
 /// What keeps the kernels' code alive.
 pub(crate) enum CodeOwner {
@@ -66,6 +72,7 @@ pub struct CpuProgram {
     vectorized_loops: usize,
     pool: Option<Arc<rayon::ThreadPool>>,
     compile_time: Duration,
+    arena: std::sync::Mutex<Vec<Line>>,
 }
 
 /// Pointers handed to kernels running on other threads.
@@ -109,16 +116,19 @@ impl CpuProgram {
             }
         }
         let code = compile_kernels(&program.kernels, &options.emit)?;
+        let stats = nnc_kernel::stats::ProgramStats::of(fused);
         let kernels = fused
             .groups
             .iter()
             .zip(&program.kernels)
+            .zip(&stats.kernels)
             .enumerate()
-            .map(|(i, (g, k))| KernelRun {
+            .map(|(i, ((g, k), s))| KernelRun {
                 name: k.name.clone(),
                 function: code.function(i),
                 groups: k.launch.workgroups(),
                 params: g.reads.iter().chain(&g.writes).map(|b| b.index()).collect(),
+                work: s.flops + s.bytes() as f64,
             })
             .collect();
         let mut p = CpuProgram::from_parts(
@@ -165,6 +175,7 @@ impl CpuProgram {
             vectorized_loops,
             pool,
             compile_time: Duration::ZERO,
+            arena: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -236,8 +247,19 @@ impl CpuProgram {
                 found: inputs.len(),
             });
         }
-        let lines = self.plan.arena_bytes.div_ceil(64) as usize;
-        let mut arena: Vec<Line> = vec![Line([0; 64]); lines.max(1)];
+        let lines = (self.plan.arena_bytes.div_ceil(64) as usize).max(1);
+        // The program's own arena, allocated once; a run that overlaps another (from another
+        // thread) gets a fresh one. Kernels write every intermediate before reading it (the
+        // Kernel-IR interpreter poisons them to check), so old contents do not matter.
+        let mut kept = self.arena.try_lock().ok();
+        let mut fresh = Vec::new();
+        let arena: &mut Vec<Line> = match kept.as_deref_mut() {
+            Some(a) => a,
+            None => &mut fresh,
+        };
+        if arena.len() < lines {
+            arena.resize(lines, Line([0; 64]));
+        }
         let arena_ptr = arena.as_mut_ptr() as *mut u8;
         let mut ptrs: Vec<*mut u8> = Vec::with_capacity(self.buffers.len());
         for (i, b) in self.buffers.iter().enumerate() {
@@ -299,7 +321,7 @@ impl CpuProgram {
                 }
             })
             .collect();
-        drop(arena);
+        drop(kept);
         out
     }
 
@@ -316,7 +338,7 @@ impl CpuProgram {
             None => rayon::current_num_threads(),
         } as u64;
         let chunks = n.min(threads * 4);
-        if chunks <= 1 || threads <= 1 {
+        if chunks <= 1 || threads <= 1 || k.work < INLINE_WORK {
             // SAFETY: the pointers cover every buffer the kernel accesses.
             return unsafe { f(args.0.as_ptr(), 0, n) };
         }

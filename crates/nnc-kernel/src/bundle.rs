@@ -84,6 +84,10 @@ pub struct KernelEntry {
     pub params: Vec<usize>,
     pub grid: [u32; 3],
     pub workgroup: [u32; 3],
+    /// Arithmetic plus bytes moved (the cost model of [`crate::stats`]): a runtime may run
+    /// kernels with little work on one thread rather than pay for dispatching to a pool.
+    #[serde(default)]
+    pub work: f64,
     /// Where the code is: a file of the bundle, or a range of `kernels.bin`.
     pub code: Code,
 }
@@ -155,16 +159,23 @@ impl Manifest {
         inputs.sort_by_key(|(n, _)| *n);
         let outputs =
             fused.outputs.iter().zip(&fused.output_names).map(|(b, name)| interface(b.index(), name)).collect();
+        let work = crate::stats::ProgramStats::of(fused)
+            .kernels
+            .iter()
+            .map(|k| k.flops + k.bytes() as f64)
+            .collect::<Vec<_>>();
         let kernels = fused
             .groups
             .iter()
             .zip(&program.kernels)
             .zip(code)
-            .map(|((g, k), code)| KernelEntry {
+            .zip(work)
+            .map(|(((g, k), code), work)| KernelEntry {
                 name: k.name.clone(),
                 params: g.reads.iter().chain(&g.writes).map(|b| b.index()).collect(),
                 grid: k.launch.grid,
                 workgroup: k.launch.workgroup,
+                work,
                 code,
             })
             .collect();
