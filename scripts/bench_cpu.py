@@ -104,10 +104,15 @@ for _ in range(5):
 """
 
 
-def peak_rss_mb(cmd, env=None):
-    """Peak resident memory of a child process, from wait4's rusage (KiB on Linux)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+def peak_rss_mb(cmd):
+    """Peak resident memory of a child process, from wait4's rusage (KiB on Linux). The child is
+    started with posix_spawn (no fork), so it does not start out as a copy of this Python process,
+    whose size would otherwise count as the child's peak."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    actions = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
+    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=actions)
+    _, status, usage = os.wait4(pid, 0)
+    os.close(devnull)
     if status != 0:
         raise RuntimeError(f"{cmd} failed")
     return usage.ru_maxrss / 1024
