@@ -105,17 +105,24 @@ for _ in range(5):
 
 
 def peak_rss_mb(cmd):
-    """Peak resident memory of a child process, from wait4's rusage (KiB on Linux). The child is
-    started with posix_spawn (no fork), so it does not start out as a copy of this Python process,
-    whose size would otherwise count as the child's peak."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    actions = [(os.POSIX_SPAWN_DUP2, devnull, 1), (os.POSIX_SPAWN_DUP2, devnull, 2)]
-    pid = os.posix_spawnp(cmd[0], cmd, os.environ, file_actions=actions)
-    _, status, usage = os.wait4(pid, 0)
-    os.close(devnull)
-    if status != 0:
+    """Peak resident memory of a child process: the largest VmHWM (the high-water mark of its own
+    address space since exec) seen while polling /proc every few milliseconds. rusage's ru_maxrss
+    would not do: on Linux it keeps the high-water mark of the memory the child replaced at
+    exec, which is this Python process's."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak_kib = 0
+    while proc.poll() is None:
+        try:
+            with open(f"/proc/{proc.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.002)
+    if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed")
-    return usage.ru_maxrss / 1024
+    return peak_kib / 1024
 
 
 def main():
