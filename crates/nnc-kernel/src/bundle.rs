@@ -74,6 +74,8 @@ pub enum Place {
     Weight { offset: u64, bytes: u64 },
     /// At this offset in the arena of intermediates.
     Arena(u64),
+    /// An intermediate no kernel touches: it has no place in the arena.
+    Unplaced,
 }
 
 /// One kernel launch.
@@ -138,7 +140,7 @@ impl Manifest {
                         weights.extend_from_slice(t.bytes());
                         Place::Weight { offset: offset as u64, bytes: t.bytes().len() as u64 }
                     }
-                    BufferKind::Intermediate => Place::Arena(plan.offsets[i].unwrap_or(0)),
+                    BufferKind::Intermediate => plan.offsets[i].map_or(Place::Unplaced, Place::Arena),
                 };
                 BufferEntry { name: b.name.clone(), dtype: b.dtype.name().into(), shape: b.shape.clone(), place }
             })
@@ -281,6 +283,7 @@ impl Manifest {
                         (BufferKind::Constant(t), None)
                     }
                     Place::Arena(offset) => (BufferKind::Intermediate, Some(offset)),
+                    Place::Unplaced => (BufferKind::Intermediate, None),
                 };
                 offsets.push(offset);
                 Ok(ProgramBuffer { name: b.name.clone(), dtype, shape: b.shape.clone(), kind })
