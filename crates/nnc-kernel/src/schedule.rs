@@ -813,7 +813,10 @@ impl KernelBuilder {
                 b = strip_masks(b);
             }
             if guarded {
-                b = Expr::select(lt(cols[c.j].clone(), Expr::i64(n)), b, Expr::lit(0.0, dtype));
+                // The row bound too: `b` may read the row axis (a grouped or depthwise
+                // convolution's channels), and a row past the edge must not load.
+                let inside = Expr::and(lt(cols[c.i].clone(), Expr::i64(m)), lt(cols[c.j].clone(), Expr::i64(n)));
+                b = Expr::select(inside, b, Expr::lit(0.0, dtype));
             }
             let b = l.lower(b);
             let tile_at = vec![Expr::Var(r), Expr::Var(col)];
