@@ -175,10 +175,12 @@ impl Session {
         self.last.as_ref().and_then(|k| self.cache.get(k)).map(|(_, r)| r)
     }
 
-    /// Compiles for `shapes` (one per input) unless already compiled, and returns the report.
+    /// Compiles for `shapes` (one per input, checked against the declared types) unless
+    /// already compiled, and returns the report.
     pub fn prepare(&mut self, shapes: &[Vec<usize>]) -> Result<&CompileReport, SessionError> {
         let key = shapes.to_vec();
         if !self.cache.contains_key(&key) {
+            self.check_shapes(&key, None)?;
             let compiled = self.compile(&key)?;
             self.cache.insert(key.clone(), compiled);
         }
@@ -231,25 +233,35 @@ impl Session {
 
     /// Checks count, dtype, rank and fixed dimensions of every input; returns their shapes.
     fn check_inputs(&self, inputs: &[TensorData]) -> Result<Vec<Vec<usize>>, SessionError> {
+        let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+        let dtypes: Vec<DType> = inputs.iter().map(|t| t.dtype()).collect();
+        self.check_shapes(&shapes, Some(&dtypes))?;
+        Ok(shapes)
+    }
+
+    /// Checks count, rank and fixed dimensions of input shapes (and dtypes when given), and
+    /// that each symbol takes one size.
+    fn check_shapes(&self, shapes: &[Vec<usize>], dtypes: Option<&[DType]>) -> Result<(), SessionError> {
         let ports = &self.interface.inputs;
-        if inputs.len() != ports.len() {
+        if shapes.len() != ports.len() {
             return Err(SessionError::InputCount {
                 graph: self.interface.name.clone(),
                 expected: ports.len(),
-                found: inputs.len(),
+                found: shapes.len(),
             });
         }
         let mut bound: HashMap<String, usize> = HashMap::new();
-        for ((name, ty), t) in ports.iter().zip(inputs) {
+        for (k, ((name, ty), shape)) in ports.iter().zip(shapes).enumerate() {
+            let dtype = dtypes.map_or(ty.dtype, |d| d[k]);
             let mismatch = || SessionError::Input {
                 name: name.clone(),
                 expected: ty.to_string(),
-                found: format!("{}{:?}", t.dtype(), t.shape()),
+                found: format!("{dtype}{shape:?}"),
             };
-            if t.dtype() != ty.dtype || t.shape().len() != ty.rank() {
+            if dtype != ty.dtype || shape.len() != ty.rank() {
                 return Err(mismatch());
             }
-            for (d, &n) in ty.shape.iter().zip(t.shape()) {
+            for (d, &n) in ty.shape.iter().zip(shape) {
                 if let Some(c) = d.as_usize() {
                     if c != n {
                         return Err(mismatch());
@@ -262,7 +274,7 @@ impl Session {
                 }
             }
         }
-        Ok(inputs.iter().map(|t| t.shape().to_vec()).collect())
+        Ok(())
     }
 
     fn compile(&self, shapes: &[Vec<usize>]) -> Result<(Compiled, CompileReport), SessionError> {

@@ -74,6 +74,8 @@ fn bad_inputs_name_the_input() {
     assert!(s.run(&[wrong_dim]).unwrap_err().to_string().contains("%x"));
     let err = s.run(&[]).unwrap_err();
     assert!(matches!(err, SessionError::InputCount { expected: 1, found: 0, .. }), "{err}");
+    let err = s.prepare(&[vec![2, 4, 1]]).unwrap_err();
+    assert!(matches!(&err, SessionError::Input { name, .. } if name == "x"), "{err}");
     assert_eq!(s.compiled_shapes(), 0, "nothing is compiled for bad inputs");
 }
 
