@@ -1,4 +1,4 @@
-//! Helpers shared by the CUDA tests: nnc-kernel's test helpers and nnc-wgsl's random graph
+//! Helpers shared by the CUDA tests: nnc-kernel's test helpers and random graph
 //! families (used as they are rather than copied), the shared models, and skipping loudly when
 //! NVRTC or ptxas are missing (a failure in CI).
 
@@ -8,9 +8,9 @@
 #[path = "../../../nnc-kernel/tests/common/mod.rs"]
 pub mod kernel_common;
 
-/// Random graph families, seeded.
-#[path = "../../../nnc-wgsl/tests/common/families.rs"]
-pub mod families;
+// Not every test binary uses the families.
+#[allow(unused_imports)]
+pub use kernel_common::families;
 
 pub mod models;
 

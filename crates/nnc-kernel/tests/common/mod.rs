@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod families;
+
 use nnc_ir::{DType, Graph, TensorData};
 use nnc_kernel::fuse::FuseOptions;
 use nnc_kernel::kernel::{Kernel, Stmt, Strategy};

@@ -1,13 +1,16 @@
-//! Helpers shared by the WGSL tests: graphs (copied from nnc-kernel's tests), and getting a
+//! Helpers shared by the WGSL tests: nnc-kernel's helpers and graph families, and getting a
 //! wgpu adapter or saying loudly that there is none (a failure in CI).
 
 #![allow(dead_code)]
 
-pub mod families;
 /// nnc-kernel's test helpers (compiling for a device, deterministic inputs, comparing with the
 /// graph interpreter), used as they are rather than copied.
 #[path = "../../../nnc-kernel/tests/common/mod.rs"]
 pub mod kernel_common;
+
+// Not every test binary uses the families.
+#[allow(unused_imports)]
+pub use kernel_common::families;
 
 use nnc_ir::TensorData;
 use nnc_kernel::program::Program;

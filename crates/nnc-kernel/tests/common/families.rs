@@ -1,9 +1,9 @@
-//! Random graph families (copied from nnc-kernel's fusion property test): each builds a small
-//! static-shape graph from a seed.
+//! Random graph families: each builds a small static-shape graph from a seed. Shared by the
+//! fusion property test here and by the CPU, WGSL and CUDA backends' tests (through `#[path]`).
 
 #![allow(dead_code)]
 
-use super::kernel_common::*;
+use super::*;
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, PadMode, ReduceKind, UnaryOp, ValueId, Window};
 
 // ---------------------------------------------------------------- random graph families
