@@ -11,64 +11,18 @@ use nnc_interp::lanes::Value;
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::program::{bind_input_shapes, compile, Program};
 use nnc_kernel::schedule::Device;
-use nnc_onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const MODELS: [&str; 8] = [
-    "digits_mlp",
-    "digits_cnn",
-    "lstm2",
-    "silero_vad_16k_op15",
-    "transformer_encoder",
-    "squeezenet1_1",
-    "mobilenet_v2",
-    "resnet18",
-];
+#[path = "../../nnc-kernel/tests/common/shared_models.rs"]
+mod shared_models;
+
+use shared_models::{load_with_data as load, shared_models, MODELS};
 
 fn selected() -> Vec<String> {
     match std::env::var("NNC_WGSL_MODELS") {
         Ok(s) if !s.is_empty() => s.split(',').map(str::to_string).collect(),
         _ => MODELS.iter().map(|s| s.to_string()).collect(),
     }
-}
-
-/// `../shared/models` beside the checkout, or `$NNC_SHARED_DIR/models`; absent → skip loudly
-/// (fail in CI).
-fn shared_models() -> Option<PathBuf> {
-    let shared = std::env::var_os("NNC_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    let dir = shared.join("models");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "the shared models must be present in CI ({})", dir.display());
-    eprintln!("SKIPPED: the shared models not found at {}", dir.display());
-    None
-}
-
-/// The model with the input shapes of `test_data_set_0`, its inputs and reference outputs.
-fn load(dir: &Path) -> (Graph, Vec<TensorData>, Vec<TensorData>) {
-    let model = dir.join("model.onnx");
-    let data = dir.join("test_data_set_0");
-    let names = read_inputs(&model).unwrap_or_else(|e| panic!("{e}"));
-    let inputs: Vec<_> =
-        (0..names.len()).map(|i| read_tensor_file(&data.join(format!("input_{i}.pb"))).expect("input").1).collect();
-    let shapes: HashMap<String, Vec<usize>> =
-        names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
-    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{e}"));
-    let mut expected = Vec::new();
-    for i in 0.. {
-        let path = data.join(format!("output_{i}.pb"));
-        if !path.exists() {
-            break;
-        }
-        expected.push(read_tensor_file(&path).expect("output").1);
-    }
-    (graph, inputs, expected)
 }
 
 fn program_for(graph: &Graph, inputs: &[TensorData]) -> Program {
