@@ -108,11 +108,15 @@ pub struct FuseOptions {
     /// invocation per element; a CPU schedules one contraction per kernel in register tiles, and
     /// a nest falls back to scalar code.
     pub nested_reductions: bool,
+    /// Whether a value with masked loads (a zero-padded input) stays a buffer when a
+    /// convolution or matmul reads it: a CPU register tile loads a buffer without a branch per
+    /// element, which the masks would cost in every tile touching a border.
+    pub unmasked_contractions: bool,
 }
 
 impl Default for FuseOptions {
     fn default() -> Self {
-        FuseOptions { fuse: true, ops_per_byte: 16, nested_reductions: true }
+        FuseOptions { fuse: true, ops_per_byte: 16, nested_reductions: true, unmasked_contractions: false }
     }
 }
 
@@ -666,6 +670,11 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
                 return no("its consumer reduces over it, and this device schedules one contraction per kernel".into());
             }
         }
+    }
+    let masked = expr.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }));
+    let contraction = |&(node, _): &(usize, usize)| matches!(cx.graph.nodes[node].op, Op::Conv { .. } | Op::MatMul);
+    if options.unmasked_contractions && masked && users.iter().any(contraction) {
+        return no("a convolution or matmul reads it: its register tiles load a buffer without masks".into());
     }
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
     let own_flops = numel * flops_per_element(expr, shape);

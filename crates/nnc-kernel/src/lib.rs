@@ -10,6 +10,7 @@ pub mod expr;
 pub mod fuse;
 pub mod interp;
 pub mod kernel;
+pub mod layout;
 pub mod lower;
 pub mod lower_reduce;
 pub mod plan;

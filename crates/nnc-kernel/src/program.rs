@@ -4,6 +4,7 @@
 use crate::fuse::{fuse, BufferKind, FuseError, FuseOptions, Fused};
 use crate::interp::{run_kernel, KernelError};
 use crate::kernel::Kernel;
+use crate::layout::pack_weights;
 use crate::schedule::{schedule_all, Device, ScheduleError};
 use nnc_interp::lanes::{Data, Value};
 use nnc_ir::{Graph, TensorData};
@@ -36,10 +37,15 @@ pub enum RunError {
     Kernel(#[from] KernelError),
 }
 
-/// Fuses and schedules `graph` (static shapes) for `device` (fusion priced by
-/// [`Device::fuse_options`] unless `options` says otherwise).
+/// Fuses `graph` (static shapes) for `device`: constant weights laid out for its vector tiles
+/// ([`pack_weights`]), fusion priced by [`Device::fuse_options`] unless `options` says otherwise.
+pub fn fuse_for(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Fused, FuseError> {
+    fuse(&pack_weights(graph, device), &options.copied().unwrap_or_else(|| device.fuse_options()))
+}
+
+/// Fuses ([`fuse_for`]) and schedules `graph` (static shapes) for `device`.
 pub fn compile(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Program, CompileError> {
-    let fused = fuse(graph, &options.copied().unwrap_or_else(|| device.fuse_options()))?;
+    let fused = fuse_for(graph, device, options)?;
     let kernels = schedule_all(&fused, device)?;
     Ok(Program { fused, kernels, device: *device })
 }

@@ -92,8 +92,8 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         let expr = &crate::simplify::simplify_map(expr.clone(), shape);
         // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
         // loads fit the 16 vector registers of x86-64 and aarch64.
-        if contraction_parts(expr, shape).is_some() && device.vector > 1 {
-            let v = device.vector;
+        let v = device.vector;
+        if device.vector > 1 && contraction_parts(expr, shape, 2 * v as i64).is_some() {
             return Schedule { strategy: Strategy::TiledMatmul, tile: [4, 2 * v, 1], vector: v, ..base };
         }
         let last = shape.last().copied().unwrap_or(1);
@@ -349,7 +349,7 @@ fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
 }
 
 /// A contraction `epilogue(sum_r a * b)` (matmul, convolution): the reduction, its two
-/// factors, a row axis `i` that only `a` reads and the last axis `j` that only `b` reads (so a
+/// factors, a row axis `i` that only `a` reads and a column axis `j` that only `b` reads (so a
 /// register tile of rows x columns reuses each `a` for a vector of `b`).
 struct Contraction {
     reduction: Reduction,
@@ -359,7 +359,7 @@ struct Contraction {
     j: usize,
 }
 
-fn contraction_parts(expr: &Expr, shape: &[i64]) -> Option<Contraction> {
+fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Option<Contraction> {
     let rank = shape.len();
     if rank < 2 {
         return None;
@@ -370,21 +370,65 @@ fn contraction_parts(expr: &Expr, shape: &[i64]) -> Option<Contraction> {
         return None;
     }
     let Expr::Binary(BinaryOp::Mul, x, y) = &r.body else { return None };
-    let j = rank - 1;
-    for (a, b) in [(x, y), (y, x)] {
-        let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
-        if ua[j] || !ub[j] {
-            continue;
-        }
-        // The row axis: the innermost axis `a` reads and `b` does not (each `a` then serves a
-        // vector of `b`); else one both read (a depthwise convolution's channels: the tile
-        // still keeps vector accumulators over `j`).
-        let row = (0..j).rev().find(|&i| ua[i] && !ub[i]).or_else(|| (0..j).rev().find(|&i| ua[i] && shape[i] > 1));
-        if let Some(i) = row {
-            return Some(Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j });
+    // Every (column axis, factor order) that makes a tile, ranked: vector loads of `b` along
+    // the columns contiguous, then free of masks (a convolution's packed weights rather than its
+    // input), then filling whole tiles of `columns`, then the last axis (the order the output is
+    // stored in).
+    let mut best: Option<((bool, bool, bool, bool), Contraction)> = None;
+    for j in (0..rank).rev() {
+        for (a, b) in [(x, y), (y, x)] {
+            let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
+            if ua[j] || !ub[j] {
+                continue;
+            }
+            // The row axis: the innermost axis `a` reads and `b` does not (each `a` then serves
+            // a vector of `b`); else one both read (a depthwise convolution's channels: the tile
+            // still keeps vector accumulators over `j`).
+            let others = || (0..rank).rev().filter(move |&i| i != j);
+            let row = others().find(|&i| ua[i] && !ub[i]).or_else(|| others().find(|&i| ua[i] && shape[i] > 1));
+            let Some(i) = row else { continue };
+            let unmasked =
+                !b.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }) || matches!(e, Expr::Select(..)));
+            let score = (unit_stride(b, j), unmasked, shape[j] % columns.max(1) == 0, j == rank - 1);
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                let c = Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j };
+                best = Some((score, c));
+            }
         }
     }
-    None
+    best.map(|(_, c)| c)
+}
+
+/// Whether every load in `e` that reads output axis `j` has `j` with coefficient one in its last
+/// index and nowhere else (consecutive `j` then reads consecutive elements).
+fn unit_stride(e: &Expr, j: usize) -> bool {
+    let reads_j = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Axis(a) if *a as usize == j));
+    let mut ok = true;
+    e.any(&mut |x| {
+        if let Expr::Load { index, .. } = x {
+            if let Some((last, rest)) = index.split_last() {
+                if rest.iter().any(reads_j) {
+                    ok = false;
+                } else if reads_j(last) {
+                    let mut terms = Vec::new();
+                    let coefficient = affine(last, 1, &mut terms).map(|_| {
+                        let mut k = 0;
+                        for (c, t) in &terms {
+                            match t {
+                                Expr::Axis(a) if *a as usize == j => k += c,
+                                t if reads_j(t) => return 0,
+                                _ => {}
+                            }
+                        }
+                        k
+                    });
+                    ok &= coefficient == Some(1);
+                }
+            }
+        }
+        false
+    });
+    ok
 }
 
 struct KernelBuilder {
@@ -707,8 +751,8 @@ impl KernelBuilder {
         shape: &[i64],
         s: &Schedule,
     ) -> Option<(Vec<Stmt>, Launch)> {
-        let c = contraction_parts(&expr, shape)?;
         let (mr, nr) = (s.tile[0] as i64, s.tile[1] as i64);
+        let c = contraction_parts(&expr, shape, nr)?;
         let v = s.vector.max(1);
         if mr < 1 || nr < 1 || nr % v as i64 != 0 {
             return None;
@@ -717,19 +761,23 @@ impl KernelBuilder {
         let (m, n) = (shape[c.i], shape[c.j]);
         let (tiles_i, tiles_j) = ((m + mr - 1) / mr, (n + nr - 1) / nr);
         let batch_axes: Vec<usize> = (0..rank).filter(|&a| a != c.i && a != c.j).collect();
-        // Workgroups run in order (one thread takes a contiguous range) with the row tiles
-        // slowest: a tile's rows of `a` (a convolution's weights) stay in cache while the batch
-        // axes and column tiles stream `b` past them.
-        let mut grid_dims = vec![tiles_i];
+        // Workgroups run in order (one thread takes a contiguous range). The tiles of the factor
+        // that no batch axis reads (a convolution's weights) are slowest: its panel stays in
+        // cache while the batch axes and the other tiles stream the other factor past it.
+        let (ua, ub) = (axes_used(&c.a, rank), axes_used(&c.b, rank));
+        let columns_slowest = batch_axes.iter().any(|&x| ua[x]) && !batch_axes.iter().any(|&x| ub[x]);
+        let mut grid_dims = vec![if columns_slowest { tiles_j } else { tiles_i }];
         grid_dims.extend(batch_axes.iter().map(|&a| shape[a]));
-        grid_dims.push(tiles_j);
+        grid_dims.push(if columns_slowest { tiles_i } else { tiles_j });
         let (grid, group) = grid_2d(grid_dims.iter().product(), u32::MAX);
         let dtype = c.reduction.body.dtype();
         let mut vars = std::mem::take(&mut self.vars);
         let mut l = ReductionLowering::new(&mut vars);
         let mut ids = self.unflatten(&mut l, group, &grid_dims, 0..grid_dims.len());
-        let col_tile = ids.pop().expect("column tiles");
-        let row_tile = ids.remove(0);
+        let (mut col_tile, mut row_tile) = (ids.pop().expect("fastest tiles"), ids.remove(0));
+        if columns_slowest {
+            std::mem::swap(&mut col_tile, &mut row_tile);
+        }
         let i0 = self.let_(&mut l, Expr::mul_index(row_tile, Expr::i64(mr)));
         let j0 = self.let_(&mut l, Expr::mul_index(col_tile, Expr::i64(nr)));
         let acc = self.buffers.len();
@@ -767,8 +815,10 @@ impl KernelBuilder {
         // Reduction loops whose variables bound a mask (a convolution's taps, checked against
         // the padding) run outside those that only index (its input channels): the masks are
         // then invariant in the innermost loop, which the backend hoists them out of.
+        // Otherwise the longest loop is innermost (a convolution's input channels inside its
+        // taps): the fewest loop exits per multiply-add.
         let mut reduce_vars = c.reduction.vars.clone();
-        reduce_vars.sort_by_key(|(v, _)| !bounds_a_mask(&c.b, v.id) && !bounds_a_mask(&c.a, v.id));
+        reduce_vars.sort_by_key(|(v, n)| (!bounds_a_mask(&c.b, v.id) && !bounds_a_mask(&c.a, v.id), *n));
         // Interior tiles: a condition on the tile under which every mask of both factors holds
         // for all rows, columns and reduction steps (a convolution tile clear of the padding),
         // so its loads need no masks.
@@ -813,10 +863,19 @@ impl KernelBuilder {
                 b = strip_masks(b);
             }
             if guarded {
-                // The row bound too: `b` may read the row axis (a grouped or depthwise
-                // convolution's channels), and a row past the edge must not load.
-                let inside = Expr::and(lt(cols[c.i].clone(), Expr::i64(m)), lt(cols[c.j].clone(), Expr::i64(n)));
-                b = Expr::select(inside, b, Expr::lit(0.0, dtype));
+                // The row bound where `b` reads the row axis (a grouped or depthwise
+                // convolution's channels: a row past the edge must not load), the column bound
+                // where some column tile is partial; each is a lane-wise select.
+                let mut bounds = Vec::new();
+                if ub[c.i] {
+                    bounds.push(lt(cols[c.i].clone(), Expr::i64(m)));
+                }
+                if n % nr != 0 {
+                    bounds.push(lt(cols[c.j].clone(), Expr::i64(n)));
+                }
+                if let Some(inside) = bounds.into_iter().reduce(Expr::and) {
+                    b = Expr::select(inside, b, Expr::lit(0.0, dtype));
+                }
             }
             let b = l.lower(b);
             let tile_at = vec![Expr::Var(r), Expr::Var(col)];
@@ -1104,6 +1163,7 @@ impl Device {
             fuse: true,
             ops_per_byte: self.ops_per_byte,
             nested_reductions: self.kind == DeviceKind::Gpu,
+            unmasked_contractions: self.kind == DeviceKind::Cpu,
         }
     }
 }

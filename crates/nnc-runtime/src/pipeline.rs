@@ -2,8 +2,7 @@
 //! phase so `nnc compile --stats`, `nnc bench` and [`crate::Session`] report the same figures.
 
 use nnc_ir::Graph;
-use nnc_kernel::fuse::fuse;
-use nnc_kernel::program::Program;
+use nnc_kernel::program::{fuse_for, Program};
 use nnc_kernel::schedule::{schedule_all, Device};
 use std::time::Instant;
 
@@ -43,8 +42,7 @@ pub fn compile_timed(graph: &Graph, device: &Device, optimize: bool, phases: &mu
     } else {
         graph.clone()
     };
-    let fused =
-        phases.time("fuse", || fuse(&optimized, &device.fuse_options())).map_err(|e| format!("cannot fuse: {e}"))?;
+    let fused = phases.time("fuse", || fuse_for(&optimized, device, None)).map_err(|e| format!("cannot fuse: {e}"))?;
     let kernels =
         phases.time("schedule", || schedule_all(&fused, device)).map_err(|e| format!("cannot schedule: {e}"))?;
     Ok(Program { fused, kernels, device: *device })

@@ -108,7 +108,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         graph = opt.graph;
     }
     if matches!(pass, Pass::Fuse | Pass::Schedule) {
-        let fused = nnc_kernel::fuse::fuse(&graph, &args.device.device().fuse_options())
+        let fused = nnc_kernel::program::fuse_for(&graph, &args.device.device(), None)
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot fuse {}", args.file.display()))?;
         if args.explain {

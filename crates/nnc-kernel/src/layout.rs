@@ -1,0 +1,248 @@
+//! Weight layouts for vector register tiles: constant operands of contractions are re-laid out
+//! once at compile time so the tile loads them as contiguous vectors.
+//!
+//! A CPU register tile (see [`crate::schedule`]) broadcasts one factor of a contraction and
+//! loads the other as vectors along the tile's columns, which is fast only where those
+//! columns are adjacent in memory. Weights are constants, so their layout is ours to choose:
+//! - a convolution's weights `[O, C, k..]` (one group) are stored as `[k.., C, O]` and read
+//!   through a `transpose` back to `[O, C, k..]`, which fusion inlines as a view: the tile then
+//!   runs over output channels, loading weights as vectors and broadcasting input pixels, with
+//!   no padding masks on the vector side;
+//!   The convolution reads a zero-padded copy of its input, so no load in the tile is masked;
+//! - a transposed constant that feeds a matmul's right operand (ONNX `Gemm` with `transB`) is
+//!   transposed here once instead of being read across its rows at every step.
+//!
+//! The graph computes the same values (layouts change, not arithmetic), and each weight is
+//! still held once: the re-laid-out constant replaces the original.
+
+use crate::schedule::Device;
+use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};
+
+/// `graph` with constant contraction operands laid out for `device`'s vector tiles; the graph
+/// itself where the device has no vector lanes (GPU tiles stage operands through workgroup
+/// memory and gain nothing).
+pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
+    let mut g = graph.clone();
+    if device.vector <= 1 {
+        return g;
+    }
+    let producers = g.producers();
+    let uses = users(&g);
+    let constant = |v: ValueId| -> Option<(usize, &TensorData)> {
+        let p = producers[v.index()]?;
+        match &g.nodes[p].op {
+            Op::Constant(t) if t.dtype().is_float() && !g.outputs.contains(&v) => Some((p, t)),
+            _ => None,
+        }
+    };
+    // Convolution weights to store channels-last: constants of rank 3 or more used only as
+    // the weights of ungrouped convolutions, with at least a vector of output channels.
+    let packs = |v: ValueId| {
+        let conv_weight = |&(n, k): &(usize, usize)| matches!(g.nodes[n].op, Op::Conv { groups: 1, .. }) && k == 1;
+        constant(v).is_some_and(|(_, t)| {
+            t.shape().len() >= 3
+                && t.shape()[0] >= device.vector as usize
+                && !uses[v.index()].is_empty()
+                && uses[v.index()].iter().all(conv_weight)
+        })
+    };
+    // (node index, replacement nodes) in increasing node order.
+    let mut edits: Vec<(usize, Vec<Node>)> = Vec::new();
+    let mut dropped: Vec<usize> = Vec::new();
+    let mut new_values: Vec<(String, TensorType)> = Vec::new();
+    let next_id = |new_values: &Vec<(String, TensorType)>| ValueId((graph.values.len() + new_values.len()) as u32);
+    for (i, node) in g.nodes.iter().enumerate() {
+        match &node.op {
+            Op::Constant(t) => {
+                let v = node.outputs[0];
+                if !packs(v) {
+                    continue;
+                }
+                let rank = t.shape().len();
+                // [O, C, k..] stored as [k.., C, O]; the transpose back is perm [r-1, r-2, 0..r-2].
+                let store: Vec<usize> = (2..rank).chain([1, 0]).collect();
+                let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
+                let Some(packed) = permute(t, &store) else { continue };
+                let packed_id = next_id(&new_values);
+                let name = format!("{}_packed", g.value(v).name);
+                new_values.push((name, TensorType::new(packed.dtype(), packed.shape().iter().map(|&d| d as i64))));
+                edits.push((
+                    i,
+                    vec![
+                        Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] },
+                        Node { op: Op::Transpose { perm: back }, inputs: vec![packed_id], outputs: vec![v] },
+                    ],
+                ));
+            }
+            // A convolution with packed weights reads a zero-padded copy of its input: the
+            // tile's loads then need no masks (the copy costs one pass over the input, the
+            // masks cost a branch per load in every tile that touches the border).
+            Op::Conv { window, groups: 1 } if window.pads.iter().any(|&p| p != 0) && packs(node.inputs[1]) => {
+                let x = node.inputs[0];
+                let rank = g.ty(x).shape.len();
+                let spatial = rank - 2;
+                let mut pads = vec![0; 2 * rank];
+                for a in 0..spatial {
+                    pads[2 + a] = window.pads[a];
+                    pads[rank + 2 + a] = window.pads[spatial + a];
+                }
+                let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
+                let Ok(mut ty) = infer(&pad, &[g.ty(x)]) else { continue };
+                let padded = next_id(&new_values);
+                new_values.push((format!("{}_padded", g.value(x).name), ty.remove(0)));
+                let conv = Op::Conv { window: Window { pads: vec![0; 2 * spatial], ..window.clone() }, groups: 1 };
+                let mut inputs = node.inputs.clone();
+                inputs[0] = padded;
+                edits.push((
+                    i,
+                    vec![
+                        Node { op: pad, inputs: vec![x], outputs: vec![padded] },
+                        Node { op: conv, inputs, outputs: node.outputs.clone() },
+                    ],
+                ));
+            }
+            Op::Transpose { perm } => {
+                let v = node.outputs[0];
+                let Some((p, t)) = constant(node.inputs[0]) else { continue };
+                let matmul_rhs = |&(n, k): &(usize, usize)| matches!(g.nodes[n].op, Op::MatMul) && k == 1;
+                if uses[node.inputs[0].index()].len() != 1 || !uses[v.index()].iter().all(matmul_rhs) {
+                    continue;
+                }
+                let Some(folded) = permute(t, perm) else { continue };
+                edits.push((i, vec![Node { op: Op::Constant(folded), inputs: vec![], outputs: vec![v] }]));
+                dropped.push(p);
+            }
+            _ => {}
+        }
+    }
+    if edits.is_empty() {
+        return g;
+    }
+    for (name, ty) in new_values {
+        g.add_value(name, ty);
+    }
+    let mut edits = edits.into_iter().peekable();
+    let mut nodes = Vec::with_capacity(g.nodes.len() + 8);
+    for (i, node) in std::mem::take(&mut g.nodes).into_iter().enumerate() {
+        if dropped.contains(&i) {
+            continue;
+        }
+        match edits.next_if(|(at, _)| *at == i) {
+            Some((_, replacement)) => nodes.extend(replacement),
+            None => nodes.push(node),
+        }
+    }
+    g.nodes = nodes;
+    g
+}
+
+/// For each value, the (node, operand position) pairs that read it.
+fn users(g: &Graph) -> Vec<Vec<(usize, usize)>> {
+    let mut out = vec![Vec::new(); g.values.len()];
+    for (n, node) in g.nodes.iter().enumerate() {
+        for (k, v) in node.inputs.iter().enumerate() {
+            if let Some(list) = out.get_mut(v.index()) {
+                list.push((n, k));
+            }
+        }
+    }
+    out
+}
+
+/// `t` transposed by `perm` (output axis `i` is input axis `perm[i]`), element bytes copied.
+fn permute(t: &TensorData, perm: &[usize]) -> Option<TensorData> {
+    let rank = t.shape().len();
+    let shape: Vec<usize> = perm.iter().map(|&p| t.shape().get(p).copied()).collect::<Option<_>>()?;
+    let size = t.dtype().size_bytes();
+    let mut in_strides = vec![1usize; rank];
+    for a in (0..rank.saturating_sub(1)).rev() {
+        in_strides[a] = in_strides[a + 1] * t.shape()[a + 1];
+    }
+    // The input stride of each output axis; an odometer walks the outer output axes and the
+    // innermost one is a strided copy.
+    let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let src = t.bytes();
+    let mut out = vec![0u8; src.len()];
+    let (inner, inner_stride) = (shape.last().copied().unwrap_or(1), strides.last().copied().unwrap_or(0));
+    let mut index = vec![0usize; rank.saturating_sub(1)];
+    for row in out.chunks_exact_mut((inner * size).max(1)) {
+        let base: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+        for (k, dst) in row.chunks_exact_mut(size).enumerate() {
+            let at = (base + k * inner_stride) * size;
+            dst.copy_from_slice(src.get(at..at + size)?);
+        }
+        for a in (0..index.len()).rev() {
+            index[a] += 1;
+            if index[a] < shape[a] {
+                break;
+            }
+            index[a] = 0;
+        }
+    }
+    TensorData::from_bytes(t.dtype(), shape, out.into()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_ir::{DType, GraphBuilder, Window};
+
+    fn weights(shape: &[usize]) -> TensorData {
+        let n: usize = shape.iter().product();
+        TensorData::from_vec(shape.to_vec(), &(0..n).map(|i| i as f32 * 0.25 - 3.0).collect::<Vec<f32>>())
+    }
+
+    fn run(g: &Graph, inputs: &[TensorData]) -> Vec<TensorData> {
+        nnc_interp::run(g, inputs).unwrap()
+    }
+
+    #[test]
+    fn conv_weights_are_stored_channels_last_and_read_through_a_transpose() {
+        let mut b = GraphBuilder::new("conv");
+        let x = b.input("x", DType::F32, [1i64, 3, 6, 6]).unwrap();
+        let w = b.constant(weights(&[8, 3, 3, 3]));
+        let y = b.conv(x, w, Window { pads: vec![1; 4], ..Window::unit(2) }, 1).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let packed = pack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&packed).unwrap();
+        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(ops, ["constant", "transpose", "pad", "conv"]);
+        let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
+        assert_eq!(t.shape(), [3, 3, 3, 8]);
+        let input = weights(&[1, 3, 6, 6]);
+        assert_eq!(run(&packed, &[input.clone()]), run(&g, &[input]));
+        // No vector lanes, no change.
+        assert_eq!(pack_weights(&g, &Device::gpu()), g);
+    }
+
+    #[test]
+    fn a_transposed_constant_matmul_operand_is_folded() {
+        let mut b = GraphBuilder::new("gemm");
+        let x = b.input("x", DType::F32, [2i64, 4]).unwrap();
+        let w = b.constant(weights(&[5, 4]));
+        let wt = b.transpose(w, vec![1, 0]).unwrap();
+        let y = b.matmul(x, wt).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let packed = pack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&packed).unwrap();
+        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(ops, ["constant", "matmul"]);
+        let input = weights(&[2, 4]);
+        assert_eq!(run(&packed, &[input.clone()]), run(&g, &[input]));
+    }
+
+    #[test]
+    fn shared_or_grouped_weights_stay() {
+        let mut b = GraphBuilder::new("depthwise");
+        let x = b.input("x", DType::F32, [1i64, 8, 5, 5]).unwrap();
+        let w = b.constant(weights(&[8, 1, 3, 3]));
+        let y = b.conv(x, w, Window::unit(2), 8).unwrap();
+        let z = b.add(w, w).unwrap();
+        b.output(y);
+        b.output(z);
+        let g = b.finish().unwrap();
+        assert_eq!(pack_weights(&g, &Device::cpu()), g);
+    }
+}
