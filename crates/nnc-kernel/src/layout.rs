@@ -211,7 +211,7 @@ mod tests {
         let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
         assert_eq!(t.shape(), [3, 3, 3, 8]);
         let input = weights(&[1, 3, 6, 6]);
-        assert_eq!(run(&packed, &[input.clone()]), run(&g, &[input]));
+        assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
         // No vector lanes, no change.
         assert_eq!(pack_weights(&g, &Device::gpu()), g);
     }
@@ -230,7 +230,7 @@ mod tests {
         let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
         assert_eq!(ops, ["constant", "matmul"]);
         let input = weights(&[2, 4]);
-        assert_eq!(run(&packed, &[input.clone()]), run(&g, &[input]));
+        assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
     }
 
     #[test]
