@@ -30,7 +30,8 @@
 use crate::aot::{capture, MachineCode};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Block, FuncRef, InstBuilder, MemFlagsData, StackSlot, StackSlotData, StackSlotKind, Type, Value,
+    types, AbiParam, Block, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, StackSlot, StackSlotData,
+    StackSlotKind, Type, Value, ValueDef,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -534,6 +535,7 @@ impl Emitter<'_, '_, '_> {
     fn function(&mut self) -> R<()> {
         let entry = self.b.create_block();
         self.b.append_block_params_for_function_params(entry);
+        self.b.seal_block(entry);
         self.b.switch_to_block(entry);
         let params = self.b.block_params(entry).to_vec();
         let (bufs, begin, end) = (params[0], params[1], params[2]);
@@ -567,6 +569,8 @@ impl Emitter<'_, '_, '_> {
         let gv = self.b.use_var(g);
         let done = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, gv, end);
         self.b.ins().brif(done, exit, &[], body, &[]);
+        self.b.seal_block(body);
+        self.b.seal_block(exit);
         self.b.switch_to_block(body);
         let [gx, gy, _] = self.kernel.launch.grid.map(|v| v as i64);
         let gid = [
@@ -588,6 +592,9 @@ impl Emitter<'_, '_, '_> {
         let next = self.b.ins().iadd(gv, one);
         self.b.def_var(g, next);
         self.b.ins().jump(header, &[]);
+        // Every predecessor is known: sealing now resolves variables that the loop does not
+        // change to their outer values (not header parameters), so invariant code hoists.
+        self.b.seal_block(header);
         self.b.switch_to_block(exit);
         let ok = self.b.ins().iconst(types::I32, 0);
         self.b.ins().return_(&[ok]);
@@ -657,6 +664,15 @@ impl Emitter<'_, '_, '_> {
         self.loads.pop();
     }
 
+    /// The value of `v` if an `iconst` defines it.
+    fn constant(&self, v: Value) -> Option<i64> {
+        let ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else { return None };
+        match self.b.func.dfg.insts[inst] {
+            InstructionData::UnaryImm { opcode: Opcode::Iconst, imm } => Some(imm.bits()),
+            _ => None,
+        }
+    }
+
     fn urem_const(&mut self, v: Value, d: i64) -> Value {
         if d <= 1 {
             return self.b.ins().iconst(types::I64, 0);
@@ -689,6 +705,7 @@ impl Emitter<'_, '_, '_> {
         let err = self.error_block(status);
         let cont = self.b.create_block();
         self.b.ins().brif(cond, err, &[], cont, &[]);
+        self.b.seal_block(cont);
         self.b.switch_to_block(cont);
     }
 
@@ -781,6 +798,8 @@ impl Emitter<'_, '_, '_> {
                 let c = self.expr(cond)?;
                 let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                 self.b.ins().brif(c, tb, &[], eb, &[]);
+                self.b.seal_block(tb);
+                self.b.seal_block(eb);
                 self.b.switch_to_block(tb);
                 self.open_scope(then);
                 self.block(then)?;
@@ -791,6 +810,7 @@ impl Emitter<'_, '_, '_> {
                 self.block(els)?;
                 self.close_scope();
                 self.b.ins().jump(merge, &[]);
+                self.b.seal_block(merge);
                 self.b.switch_to_block(merge);
                 Ok(())
             }
@@ -817,6 +837,8 @@ impl Emitter<'_, '_, '_> {
             if is_unsigned(var.dtype) { IntCC::UnsignedGreaterThanOrEqual } else { IntCC::SignedGreaterThanOrEqual };
         let done = self.b.ins().icmp(cc, i, n);
         self.b.ins().brif(done, exit, &[], bodyb, &[]);
+        self.b.seal_block(bodyb);
+        self.b.seal_block(exit);
         self.b.switch_to_block(bodyb);
         self.open_scope(body);
         self.block(body)?;
@@ -826,6 +848,9 @@ impl Emitter<'_, '_, '_> {
         let next = self.b.ins().iadd(i, one);
         self.b.def_var(iv, next);
         self.b.ins().jump(header, &[]);
+        // Every predecessor is known: sealing now resolves variables that the loop does not
+        // change to their outer values (not header parameters), so invariant code hoists.
+        self.b.seal_block(header);
         self.b.switch_to_block(exit);
         Ok(())
     }
@@ -1003,12 +1028,15 @@ impl Emitter<'_, '_, '_> {
                     let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                     let res = self.b.append_block_param(merge, ty);
                     self.b.ins().brif(cv, tb, &[], eb, &[]);
+                    self.b.seal_block(tb);
+                    self.b.seal_block(eb);
                     self.b.switch_to_block(tb);
                     let x = self.expr(a)?;
                     self.b.ins().jump(merge, &[x.into()]);
                     self.b.switch_to_block(eb);
                     let y = self.expr(b)?;
                     self.b.ins().jump(merge, &[y.into()]);
+                    self.b.seal_block(merge);
                     self.b.switch_to_block(merge);
                     res
                 }
@@ -1038,6 +1066,8 @@ impl Emitter<'_, '_, '_> {
                     let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
                     let res = self.b.append_block_param(merge, ty);
                     self.b.ins().brif(mv, tb, &[], eb, &[]);
+                    self.b.seal_block(tb);
+                    self.b.seal_block(eb);
                     self.b.switch_to_block(tb);
                     let addr = self.address(*buf, index)?;
                     let x = self.load_scalar(*dtype, addr);
@@ -1045,6 +1075,7 @@ impl Emitter<'_, '_, '_> {
                     self.b.switch_to_block(eb);
                     let z = self.literal(Literal::zero(*dtype));
                     self.b.ins().jump(merge, &[z.into()]);
+                    self.b.seal_block(merge);
                     self.b.switch_to_block(merge);
                     res
                 }
@@ -1277,6 +1308,21 @@ impl Emitter<'_, '_, '_> {
             Max => self.b.ins().smax(x, y),
             Min if unsigned => self.b.ins().umin(x, y),
             Min => self.b.ins().smin(x, y),
+            // A constant divisor other than 0 and -1 needs no checks (index arithmetic divides
+            // by shape constants): no branch, and Cranelift multiplies by a magic number.
+            Div | Rem
+                if self.constant(y).is_some_and(|c| {
+                    let (all, c) = (mask(ty) as u64, c as u64 & mask(ty) as u64);
+                    c != 0 && (unsigned || c != all)
+                }) =>
+            {
+                match (op, unsigned) {
+                    (Div, true) => self.b.ins().udiv(x, y),
+                    (Rem, true) => self.b.ins().urem(x, y),
+                    (Div, false) => self.b.ins().sdiv(x, y),
+                    _ => self.b.ins().srem(x, y),
+                }
+            }
             Div | Rem => {
                 let zero = self.b.ins().iconst(ty, 0);
                 let is_zero = self.b.ins().icmp(IntCC::Equal, y, zero);
@@ -1414,6 +1460,8 @@ impl Emitter<'_, '_, '_> {
         let nv = self.b.ins().iconst(types::I64, n);
         let done = self.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, i, nv);
         self.b.ins().brif(done, exit, &[], bodyb, &[]);
+        self.b.seal_block(bodyb);
+        self.b.seal_block(exit);
         self.b.switch_to_block(bodyb);
         self.bind(var.id, (iv, false));
         self.open_scope(body);
@@ -1424,6 +1472,9 @@ impl Emitter<'_, '_, '_> {
         let next = self.b.ins().iadd(i, four);
         self.b.def_var(iv, next);
         self.b.ins().jump(header, &[]);
+        // Every predecessor is known: sealing now resolves variables that the loop does not
+        // change to their outer values (not header parameters), so invariant code hoists.
+        self.b.seal_block(header);
         self.b.switch_to_block(exit);
         Ok(true)
     }
@@ -1487,6 +1538,8 @@ impl Emitter<'_, '_, '_> {
         let (fast, slow, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let res = self.b.append_block_param(merge, types::F32X4);
         self.b.ins().brif(all, fast, &[], slow, &[]);
+        self.b.seal_block(fast);
+        self.b.seal_block(slow);
         self.b.switch_to_block(fast);
         let v = self.unmasked_vload(buf, index, step)?;
         self.b.ins().jump(merge, &[v.into()]);
@@ -1494,6 +1547,7 @@ impl Emitter<'_, '_, '_> {
         if !index.iter().any(contains_load) && !self.kernel.buffer(buf).is_empty() {
             let r = self.lanewise_vload(buf, index, m, step, lv, lanes)?;
             self.b.ins().jump(merge, &[r.into()]);
+            self.b.seal_block(merge);
             self.b.switch_to_block(merge);
             return Ok(res);
         }
@@ -1510,6 +1564,7 @@ impl Emitter<'_, '_, '_> {
             r = self.b.ins().insertlane(r, x, lane as u8);
         }
         self.b.ins().jump(merge, &[r.into()]);
+        self.b.seal_block(merge);
         self.b.switch_to_block(merge);
         Ok(res)
     }

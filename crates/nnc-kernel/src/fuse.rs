@@ -660,6 +660,11 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
     }
     let shape = &cx.shapes[v.index()];
     if per_element_reduction(expr, shape) {
+        if !options.nested_reductions && users.len() > 1 {
+            // Each consumer could fuse a contraction of its own (a residual add its
+            // convolution), which an inlined reduction would take the place of.
+            return no("a reduction read by several consumers, which each may fuse one contraction".into());
+        }
         for &(node, _) in users {
             if cx.contractions_into.contains(&node) {
                 return no("its consumer already fuses a convolution or matmul (one contraction per kernel)".into());

@@ -46,38 +46,66 @@ fn aligned(bytes: u64) -> u64 {
     bytes.div_ceil(ALIGN) * ALIGN
 }
 
+/// Places buffers in `order`, each at the lowest offset free of the live ones placed before
+/// it; returns the offsets and the arena size.
+fn place(
+    count: usize,
+    order: &[usize],
+    life: &[Option<(usize, usize)>],
+    size: &impl Fn(usize) -> u64,
+) -> (Vec<Option<u64>>, u64) {
+    let mut offsets: Vec<Option<u64>> = vec![None; count];
+    let mut placed: Vec<(u64, u64, (usize, usize))> = Vec::new();
+    let mut arena_bytes = 0;
+    for &i in order {
+        let Some((lo, hi)) = life[i] else { continue };
+        let bytes = size(i);
+        let mut clashes: Vec<(u64, u64)> = placed
+            .iter()
+            .filter(|(_, _, (a, b))| *a <= hi && lo <= *b)
+            .map(|&(off, len, _)| (off, off + len))
+            .collect();
+        clashes.sort();
+        let mut offset = 0;
+        for (start, end) in clashes {
+            if offset + bytes <= start {
+                break;
+            }
+            offset = offset.max(end);
+        }
+        offsets[i] = Some(offset);
+        placed.push((offset, bytes, (lo, hi)));
+        arena_bytes = arena_bytes.max(offset + bytes);
+    }
+    (offsets, arena_bytes)
+}
+
 impl MemoryPlan {
-    /// Plans the arena: buffers are placed largest first, each at the lowest aligned offset
-    /// where it overlaps no buffer already placed whose lifetime overlaps its own.
+    /// Plans the arena: buffers are placed in some order, each at the lowest aligned offset
+    /// where it overlaps no buffer already placed whose lifetime overlaps its own. Three orders
+    /// are tried (largest first, longest-lived first, first written first) and the smallest
+    /// arena is kept: no one greedy order is best for every program.
     pub fn of(fused: &Fused) -> MemoryPlan {
         let life = lifetimes(fused);
         let size = |i: usize| aligned(fused.buffers[i].bytes().max(1) as u64);
-        let mut order: Vec<usize> = (0..fused.buffers.len()).filter(|&i| life[i].is_some()).collect();
-        // Largest first; ties by first use, then index, so the plan is deterministic.
-        order.sort_by_key(|&i| (std::cmp::Reverse(size(i)), life[i].map(|l| l.0), i));
-        let mut offsets: Vec<Option<u64>> = vec![None; fused.buffers.len()];
-        let mut placed: Vec<(u64, u64, (usize, usize))> = Vec::new();
-        let mut arena_bytes = 0;
-        for i in order {
-            let (lo, hi) = life[i].expect("only live buffers are placed");
-            let bytes = size(i);
-            let mut clashes: Vec<(u64, u64)> = placed
-                .iter()
-                .filter(|(_, _, (a, b))| *a <= hi && lo <= *b)
-                .map(|&(off, len, _)| (off, off + len))
-                .collect();
-            clashes.sort();
-            let mut offset = 0;
-            for (start, end) in clashes {
-                if offset + bytes <= start {
-                    break;
-                }
-                offset = offset.max(end);
+        let live: Vec<usize> = (0..fused.buffers.len()).filter(|&i| life[i].is_some()).collect();
+        let span = |i: usize| life[i].map_or(0, |(lo, hi)| hi - lo);
+        let start = |i: usize| life[i].map_or(0, |(lo, _)| lo);
+        let mut best: Option<(Vec<Option<u64>>, u64)> = None;
+        // Ties by index, so the plan is deterministic.
+        for key in 0..3 {
+            let mut order = live.clone();
+            match key {
+                0 => order.sort_by_key(|&i| (std::cmp::Reverse(size(i)), start(i), i)),
+                1 => order.sort_by_key(|&i| (std::cmp::Reverse(span(i)), std::cmp::Reverse(size(i)), i)),
+                _ => order.sort_by_key(|&i| (start(i), std::cmp::Reverse(size(i)), i)),
             }
-            offsets[i] = Some(offset);
-            placed.push((offset, bytes, (lo, hi)));
-            arena_bytes = arena_bytes.max(offset + bytes);
+            let (offsets, bytes) = place(fused.buffers.len(), &order, &life, &size);
+            if best.as_ref().is_none_or(|(_, b)| bytes < *b) {
+                best = Some((offsets, bytes));
+            }
         }
+        let (offsets, arena_bytes) = best.unwrap_or((vec![None; fused.buffers.len()], 0));
         let steps = fused.groups.len() + 1;
         let lower_bound = (0..steps)
             .map(|t| {

@@ -758,13 +758,27 @@ impl KernelBuilder {
             return None;
         }
         let rank = shape.len();
-        let (m, n) = (shape[c.i], shape[c.j]);
+        let (ua, ub) = (axes_used(&c.a, rank), axes_used(&c.b, rank));
+        // Rows run over the row axis and, where its extent leaves a partial tile, over the axes
+        // just outside it that only `a` reads too, flattened (a 7x7 convolution output is 49
+        // rows: twelve full tiles of four instead of two tiles per image row, one partial).
+        let mut rows = vec![c.i];
+        if shape[c.i] % mr != 0 {
+            while let Some(&x) = rows.first().filter(|&&x| x > 0) {
+                let outer = x - 1;
+                if outer == c.j || !ua[outer] || ub[outer] {
+                    break;
+                }
+                rows.insert(0, outer);
+            }
+        }
+        let m: i64 = rows.iter().map(|&x| shape[x]).product();
+        let n = shape[c.j];
         let (tiles_i, tiles_j) = ((m + mr - 1) / mr, (n + nr - 1) / nr);
-        let batch_axes: Vec<usize> = (0..rank).filter(|&a| a != c.i && a != c.j).collect();
+        let batch_axes: Vec<usize> = (0..rank).filter(|&a| !rows.contains(&a) && a != c.j).collect();
         // Workgroups run in order (one thread takes a contiguous range). The tiles of the factor
         // that no batch axis reads (a convolution's weights) are slowest: its panel stays in
         // cache while the batch axes and the other tiles stream the other factor past it.
-        let (ua, ub) = (axes_used(&c.a, rank), axes_used(&c.b, rank));
         let columns_slowest = batch_axes.iter().any(|&x| ua[x]) && !batch_axes.iter().any(|&x| ub[x]);
         let mut grid_dims = vec![if columns_slowest { tiles_j } else { tiles_i }];
         grid_dims.extend(batch_axes.iter().map(|&a| shape[a]));
@@ -795,7 +809,12 @@ impl KernelBuilder {
             for (k, &a) in batch_axes.iter().enumerate() {
                 axes[a] = ids[k].clone();
             }
-            axes[c.i] = Expr::add_index(i0.clone(), r.clone());
+            let mut row = Expr::add_index(i0.clone(), r.clone());
+            for &a in rows.iter().rev() {
+                let d = shape[a];
+                axes[a] = if a == rows[0] { row.clone() } else { Expr::rem_index(row.clone(), Expr::i64(d)) };
+                row = Expr::div_index(row, Expr::i64(d));
+            }
             axes[c.j] = Expr::add_index(j0.clone(), col.clone());
             axes
         };
@@ -852,7 +871,8 @@ impl KernelBuilder {
                 a = strip_masks(a);
             }
             if guarded {
-                a = Expr::select(lt(rows[c.i].clone(), Expr::i64(m)), a, Expr::lit(0.0, dtype));
+                let row = Expr::add_index(i0.clone(), Expr::Var(r));
+                a = Expr::select(lt(row, Expr::i64(m)), a, Expr::lit(0.0, dtype));
             }
             let a = l.lower(a);
             let a = this.let_(l, a);
@@ -868,7 +888,7 @@ impl KernelBuilder {
                 // where some column tile is partial; each is a lane-wise select.
                 let mut bounds = Vec::new();
                 if ub[c.i] {
-                    bounds.push(lt(cols[c.i].clone(), Expr::i64(m)));
+                    bounds.push(lt(Expr::add_index(i0.clone(), Expr::Var(r)), Expr::i64(m)));
                 }
                 if n % nr != 0 {
                     bounds.push(lt(cols[c.j].clone(), Expr::i64(n)));
@@ -924,7 +944,8 @@ impl KernelBuilder {
         l.open_guard();
         self.store_all(&mut l, epilogue, out, &axes);
         let then = l.close();
-        let inside = Expr::and(lt(axes[c.i].clone(), Expr::i64(m)), lt(axes[c.j].clone(), Expr::i64(n)));
+        let row = Expr::add_index(i0.clone(), Expr::Var(r));
+        let inside = Expr::and(lt(row, Expr::i64(m)), lt(axes[c.j].clone(), Expr::i64(n)));
         l.push(Stmt::If { cond: inside, then, els: vec![] });
         let body = l.close();
         l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Serial, body });
