@@ -928,29 +928,46 @@ impl KernelBuilder {
         l.open_guard();
         update(self, &mut l, true, false);
         let edge = l.close();
-        l.push(Stmt::If { cond: full, then: fast, els: edge });
+        l.push(Stmt::If { cond: full.clone(), then: fast, els: edge });
+        let full_tile = full;
 
-        // The epilogue, with the reduction replaced by the tile's accumulator.
+        // The epilogue, with the reduction replaced by the tile's accumulator: a full tile
+        // stores rows of vectors where the columns are the output's last axis; a partial one
+        // checks each element.
         let key = canonical_key(&c.reduction);
-        let (r, col) = (l.vars.index(), l.vars.index());
-        l.open(&[r]);
-        l.open(&[col]);
-        let axes = index_at(&Expr::Var(r), &Expr::Var(col));
-        let value = Expr::load(acc, dtype, vec![Expr::Var(r), Expr::Var(col)]);
-        let epilogue = expr.rewrite(&mut |e| match e {
-            Expr::Reduce(x) if canonical_key(&x) == key => value.clone(),
-            e => e,
-        });
+        let store_tile = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool| {
+            let (r, col) = (l.vars.index(), l.vars.index());
+            l.open(&[r]);
+            l.open(&[col]);
+            let axes = index_at(&Expr::Var(r), &Expr::Var(col));
+            let value = Expr::load(acc, dtype, vec![Expr::Var(r), Expr::Var(col)]);
+            let epilogue = expr.clone().rewrite(&mut |e| match e {
+                Expr::Reduce(x) if canonical_key(&x) == key => value.clone(),
+                e => e,
+            });
+            l.open_guard();
+            this.store_all(l, epilogue, out, &axes);
+            let then = l.close();
+            if guarded {
+                let row = Expr::add_index(i0.clone(), Expr::Var(r));
+                let inside = Expr::and(lt(row, Expr::i64(m)), lt(axes[c.j].clone(), Expr::i64(n)));
+                l.push(Stmt::If { cond: inside, then, els: vec![] });
+            } else {
+                then.into_iter().for_each(|st| l.push(st));
+            }
+            let body = l.close();
+            let kind = if !guarded && c.j == rank - 1 { LoopKind::Vector(v) } else { LoopKind::Serial };
+            l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind, body });
+            let body = l.close();
+            l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
+        };
         l.open_guard();
-        self.store_all(&mut l, epilogue, out, &axes);
+        store_tile(self, &mut l, false);
         let then = l.close();
-        let row = Expr::add_index(i0.clone(), Expr::Var(r));
-        let inside = Expr::and(lt(row, Expr::i64(m)), lt(axes[c.j].clone(), Expr::i64(n)));
-        l.push(Stmt::If { cond: inside, then, els: vec![] });
-        let body = l.close();
-        l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Serial, body });
-        let body = l.close();
-        l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
+        l.open_guard();
+        store_tile(self, &mut l, true);
+        let els = l.close();
+        l.push(Stmt::If { cond: full_tile, then, els });
         let body = l.finish();
         self.vars = vars;
         Some((body, Launch { grid, workgroup: [1, 1, 1] }))
