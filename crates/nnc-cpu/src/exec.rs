@@ -10,8 +10,28 @@ use nnc_kernel::plan::MemoryPlan;
 use nnc_kernel::program::{compile, CompileError, Program};
 use nnc_kernel::schedule::{Device, DeviceKind};
 use rayon::prelude::*;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+/// The process's thread pool for `threads` threads (`None`: one per core), started on first
+/// use and shared by every program after: no thread is spawned per program or per kernel.
+fn shared_pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>, String> {
+    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> = OnceLock::new();
+    let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut pools = POOLS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = pools.get(&n) {
+        return Ok(p.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("nnc-cpu-{i}"))
+        .build()
+        .map_err(|e| format!("cannot start {n} threads: {e}"))?;
+    let pool = Arc::new(pool);
+    pools.insert(n, pool.clone());
+    Ok(pool)
+}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CpuError {
@@ -70,7 +90,7 @@ pub struct CpuProgram {
     plan: MemoryPlan,
     _code: CodeOwner,
     vectorized_loops: usize,
-    pool: Option<Arc<rayon::ThreadPool>>,
+    pool: Arc<rayon::ThreadPool>,
     compile_time: Duration,
     arena: std::sync::Mutex<Vec<Line>>,
 }
@@ -81,6 +101,12 @@ struct Ptrs(Vec<*mut u8>);
 // Kernel-IR interpreter) and read only what no invocation of the launch writes.
 unsafe impl Sync for Ptrs {}
 unsafe impl Send for Ptrs {}
+
+impl Ptrs {
+    fn at(&self, i: usize) -> *mut u8 {
+        self.0[i]
+    }
+}
 
 #[repr(C, align(64))]
 #[derive(Clone, Copy)]
@@ -154,12 +180,7 @@ impl CpuProgram {
         code: CodeOwner,
         threads: Option<usize>,
     ) -> Result<CpuProgram, CpuError> {
-        let pool = match threads {
-            Some(n) => Some(Arc::new(rayon::ThreadPoolBuilder::new().num_threads(n).build().map_err(|e| {
-                CpuError::Program { program: name.clone(), message: format!("cannot start {n} threads: {e}") }
-            })?)),
-            None => None,
-        };
+        let pool = shared_pool(threads).map_err(|message| CpuError::Program { program: name.clone(), message })?;
         let vectorized_loops = match &code {
             CodeOwner::Jit(c) => c.vectorized_loops,
             CodeOwner::Loaded(_) => 0,
@@ -285,18 +306,26 @@ impl CpuProgram {
             };
             ptrs.push(p);
         }
-        for k in &self.kernels {
-            let args = Ptrs(k.params.iter().map(|&b| ptrs[b]).collect());
-            let start = Instant::now();
-            let status = self.launch(k, &args);
-            if let Some(t) = times.as_deref_mut() {
-                t.push(start.elapsed());
+        // The whole run is one job on the pool: each kernel's parallel loop is then a nested
+        // rayon call on a pool thread, not a hand-over from a thread that sleeps until the
+        // pool wakes it (tens of microseconds per kernel).
+        let ptrs = Ptrs(ptrs);
+        let run_all = || -> Result<(), CpuError> {
+            for k in &self.kernels {
+                let args = Ptrs(k.params.iter().map(|&b| ptrs.at(b)).collect());
+                let start = Instant::now();
+                let status = self.launch(k, &args);
+                if let Some(t) = times.as_deref_mut() {
+                    t.push(start.elapsed());
+                }
+                if status != 0 {
+                    let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
+                    return Err(CpuError::Kernel { kernel: k.name.clone(), message: message.into() });
+                }
             }
-            if status != 0 {
-                let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
-                return Err(CpuError::Kernel { kernel: k.name.clone(), message: message.into() });
-            }
-        }
+            Ok(())
+        };
+        self.pool.install(run_all)?;
         let out = self
             .outputs
             .iter()
@@ -333,29 +362,20 @@ impl CpuProgram {
             return 0;
         }
         let f = k.function;
-        let threads = match &self.pool {
-            Some(p) => p.current_num_threads(),
-            None => rayon::current_num_threads(),
-        } as u64;
+        let threads = self.pool.current_num_threads() as u64;
         let chunks = n.min(threads * 4);
         if chunks <= 1 || threads <= 1 || k.work < INLINE_WORK {
             // SAFETY: the pointers cover every buffer the kernel accesses.
             return unsafe { f(args.0.as_ptr(), 0, n) };
         }
-        let run = || {
-            (0..chunks)
-                .into_par_iter()
-                .map(|c| {
-                    let (lo, hi) = (n * c / chunks, n * (c + 1) / chunks);
-                    // SAFETY: as above; chunks are disjoint ranges of workgroups.
-                    unsafe { f(args.0.as_ptr(), lo, hi) }
-                })
-                .reduce(|| 0, |a, b| if a != 0 { a } else { b })
-        };
-        match &self.pool {
-            Some(p) => p.install(run),
-            None => run(),
-        }
+        (0..chunks)
+            .into_par_iter()
+            .map(|c| {
+                let (lo, hi) = (n * c / chunks, n * (c + 1) / chunks);
+                // SAFETY: as above; chunks are disjoint ranges of workgroups.
+                unsafe { f(args.0.as_ptr(), lo, hi) }
+            })
+            .reduce(|| 0, |a, b| if a != 0 { a } else { b })
     }
 }
 

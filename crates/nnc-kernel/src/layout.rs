@@ -22,10 +22,12 @@ use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, W
 /// itself where the device has no vector lanes (GPU tiles stage operands through workgroup
 /// memory and gain nothing).
 pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
-    let mut g = graph.clone();
     if device.vector <= 1 {
-        return g;
+        return graph.clone();
     }
+    // Composites (an LSTM's gate matmuls) expanded first, so their weights are seen; an error
+    // is left for fusion to report.
+    let Ok(mut g) = nnc_ir::composite::decompose(graph) else { return graph.clone() };
     let producers = g.producers();
     let uses = users(&g);
     let constant = |v: ValueId| -> Option<(usize, &TensorData)> {
@@ -48,9 +50,9 @@ pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
     };
     // (node index, replacement nodes) in increasing node order.
     let mut edits: Vec<(usize, Vec<Node>)> = Vec::new();
-    let mut dropped: Vec<usize> = Vec::new();
     let mut new_values: Vec<(String, TensorType)> = Vec::new();
-    let next_id = |new_values: &Vec<(String, TensorType)>| ValueId((graph.values.len() + new_values.len()) as u32);
+    let first_new = g.values.len();
+    let next_id = |new_values: &Vec<(String, TensorType)>| ValueId((first_new + new_values.len()) as u32);
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.op {
             Op::Constant(t) => {
@@ -101,16 +103,17 @@ pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
                     ],
                 ));
             }
-            Op::Transpose { perm } => {
+            // A matmul's right operand computed from a constant by data movement that
+            // transposes (ONNX `Gemm` with `transB`, an LSTM's gate weights sliced and
+            // transposed) is computed here once.
+            Op::Transpose { .. } | Op::Reshape { .. } | Op::Slice { .. } => {
                 let v = node.outputs[0];
-                let Some((p, t)) = constant(node.inputs[0]) else { continue };
                 let matmul_rhs = |&(n, k): &(usize, usize)| matches!(g.nodes[n].op, Op::MatMul) && k == 1;
-                if uses[node.inputs[0].index()].len() != 1 || !uses[v.index()].iter().all(matmul_rhs) {
+                if uses[v.index()].is_empty() || !uses[v.index()].iter().all(matmul_rhs) {
                     continue;
                 }
-                let Some(folded) = permute(t, perm) else { continue };
+                let Some(folded) = fold_movement(&g, &producers, i) else { continue };
                 edits.push((i, vec![Node { op: Op::Constant(folded), inputs: vec![], outputs: vec![v] }]));
-                dropped.push(p);
             }
             _ => {}
         }
@@ -124,16 +127,52 @@ pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
     let mut edits = edits.into_iter().peekable();
     let mut nodes = Vec::with_capacity(g.nodes.len() + 8);
     for (i, node) in std::mem::take(&mut g.nodes).into_iter().enumerate() {
-        if dropped.contains(&i) {
-            continue;
-        }
         match edits.next_if(|(at, _)| *at == i) {
             Some((_, replacement)) => nodes.extend(replacement),
             None => nodes.push(node),
         }
     }
     g.nodes = nodes;
+    remove_dead_nodes(&mut g);
     g
+}
+
+/// The value node `end` computes, when it and its operands back to a float constant are data
+/// movement (transpose, reshape, slice) including a transpose: evaluated by the interpreter.
+fn fold_movement(g: &Graph, producers: &[Option<usize>], end: usize) -> Option<TensorData> {
+    let mut chain = vec![end];
+    let root = loop {
+        let node = &g.nodes[*chain.last()?];
+        let [input] = node.inputs.as_slice() else { return None };
+        let p = producers[input.index()]?;
+        match &g.nodes[p].op {
+            Op::Constant(t) if t.dtype().is_float() => break t,
+            Op::Transpose { .. } | Op::Reshape { .. } | Op::Slice { .. } => chain.push(p),
+            _ => return None,
+        }
+    };
+    if !chain.iter().any(|&n| matches!(g.nodes[n].op, Op::Transpose { .. })) {
+        return None;
+    }
+    let mut b = nnc_ir::GraphBuilder::new("fold");
+    let mut v = b.constant(root.clone());
+    for &n in chain.iter().rev() {
+        v = b.op1(g.nodes[n].op.clone(), &[v]).ok()?;
+    }
+    b.output(v);
+    nnc_interp::run(&b.finish().ok()?, &[]).ok()?.pop()
+}
+
+/// Drops nodes none of whose results is used (by a node or as a graph output).
+fn remove_dead_nodes(g: &mut Graph) {
+    loop {
+        let uses = g.use_counts();
+        let before = g.nodes.len();
+        g.nodes.retain(|n| n.outputs.iter().any(|o| uses[o.index()] > 0));
+        if g.nodes.len() == before {
+            return;
+        }
+    }
 }
 
 /// For each value, the (node, operand position) pairs that read it.
@@ -231,6 +270,27 @@ mod tests {
         assert_eq!(ops, ["constant", "matmul"]);
         let input = weights(&[2, 4]);
         assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
+    }
+
+    #[test]
+    fn composites_are_expanded_first_and_new_values_get_fresh_ids() {
+        // The softmax expands into several values, so the packed weights' ids must come after
+        // the expanded graph's, not the given one's.
+        let mut b = GraphBuilder::new("softmax_conv");
+        let x = b.input("x", DType::F32, [1i64, 4, 5, 5]).unwrap();
+        let s = b.softmax(x, 1).unwrap();
+        let w = b.constant(weights(&[8, 4, 3, 3]));
+        let y = b.conv(s, w, Window { pads: vec![1; 4], ..Window::unit(2) }, 1).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let packed = pack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&packed).unwrap();
+        assert!(!packed.nodes.iter().any(|n| n.op.is_composite()));
+        let input = weights(&[1, 4, 5, 5]);
+        let (want, got) = (run(&g, std::slice::from_ref(&input)), run(&packed, &[input]));
+        let close =
+            want[0].to_f64_vec().iter().zip(got[0].to_f64_vec()).all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0));
+        assert!(close);
     }
 
     #[test]

@@ -91,10 +91,12 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     if device.kind == DeviceKind::Cpu {
         let expr = &crate::simplify::simplify_map(expr.clone(), shape);
         // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
-        // loads fit the 16 vector registers of x86-64 and aarch64.
+        // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
+        // matrix-vector product): one tile row per row.
         let v = device.vector;
-        if device.vector > 1 && contraction_parts(expr, shape, 2 * v as i64).is_some() {
-            return Schedule { strategy: Strategy::TiledMatmul, tile: [4, 2 * v, 1], vector: v, ..base };
+        if let Some(c) = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1) {
+            let rows = if shape[c.i] < 4 { shape[c.i].max(1) as u32 } else { 4 };
+            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, 2 * v, 1], vector: v, ..base };
         }
         let last = shape.last().copied().unwrap_or(1);
         let vector = if last % device.vector as i64 == 0 { device.vector } else { 1 };
@@ -385,7 +387,11 @@ fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Option<Contrac
             // a vector of `b`); else one both read (a depthwise convolution's channels: the tile
             // still keeps vector accumulators over `j`).
             let others = || (0..rank).rev().filter(move |&i| i != j);
-            let row = others().find(|&i| ua[i] && !ub[i]).or_else(|| others().find(|&i| ua[i] && shape[i] > 1));
+            // Else an axis of extent 1 (a matrix-vector product's single row).
+            let row = others()
+                .find(|&i| ua[i] && !ub[i])
+                .or_else(|| others().find(|&i| ua[i] && shape[i] > 1))
+                .or_else(|| others().find(|&i| shape[i] == 1 && !ub[i]));
             let Some(i) = row else { continue };
             let unmasked =
                 !b.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }) || matches!(e, Expr::Select(..)));
