@@ -4,7 +4,7 @@
 For every shared model: `nnc bench MODEL --data test_data_set_0 --json` (compile once, warm up,
 median of timed runs) next to ONNX Runtime's CPU provider on the same inputs with the same
 thread count. For matmul 256/512/1024 (f32): nnc on a one-node graph next to numpy's matmul
-(OpenBLAS) with the same thread count, in GFLOP/s. Then the peak resident memory of a resnet18
+(OpenBLAS) with the same thread count, in GFLOP/s. Then the peak and running resident memory of a resnet18
 run in each (a fresh process each). Prints Markdown tables; the ratio is nnc / peer (lower is
 better for times, higher for GFLOP/s).
 
@@ -99,30 +99,34 @@ opts = ort.SessionOptions()
 opts.intra_op_num_threads = int(sys.argv[2])
 sess = ort.InferenceSession(sys.argv[1] + "/model.onnx", opts, providers=["CPUExecutionProvider"])
 feed = {sess.get_inputs()[0].name: read_tensor(sys.argv[1] + "/test_data_set_0/input_0.pb")}
-for _ in range(5):
+for _ in range(20):
     sess.run(None, feed)
 """
 
 
-def peak_rss_mb(cmd):
-    """Peak resident memory of a child process: the largest VmHWM (the high-water mark of its own
-    address space since exec) seen while polling /proc every few milliseconds. rusage's ru_maxrss
-    would not do: on Linux it keeps the high-water mark of the memory the child replaced at
-    exec, which is this Python process's."""
+def rss_mb(cmd):
+    """Resident memory of a child process: the peak (the largest VmHWM, the high-water mark of
+    its own address space since exec) and the median VmRSS over the second half of its life
+    (while it runs, after loading and compiling), polling /proc every few milliseconds.
+    rusage's ru_maxrss would not do: on Linux it keeps the high-water mark of the memory the
+    child replaced at exec, which is this Python process's."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak_kib = 0
+    peak_kib, samples = 0, []
     while proc.poll() is None:
         try:
             with open(f"/proc/{proc.pid}/status") as f:
                 for line in f:
                     if line.startswith("VmHWM:"):
                         peak_kib = max(peak_kib, int(line.split()[1]))
+                    elif line.startswith("VmRSS:"):
+                        samples.append(int(line.split()[1]))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
         time.sleep(0.002)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed")
-    return peak_kib / 1024
+    running = statistics.median(samples[len(samples) // 2:]) if samples else 0
+    return peak_kib / 1024, running / 1024
 
 
 def main():
@@ -174,14 +178,13 @@ def main():
 
     r18 = os.path.join(MODELS, "resnet18")
     if os.path.isdir(r18):
-        nnc_rss = peak_rss_mb([NNC, "bench", r18 + "/model.onnx", "--data", r18 + "/test_data_set_0",
-                               "--iters", "5", "--threads", str(t)])
-        ort_rss = peak_rss_mb([sys.executable, "-c", ORT_RSS, r18, str(t), os.path.dirname(os.path.abspath(__file__))])
-        print("\n| resnet18, 5 runs | peak resident memory (MB) |")
-        print("|---|---|")
-        print(f"| nnc (compile + run) | {nnc_rss:.0f} |")
-        print(f"| ONNX Runtime (load + run) | {ort_rss:.0f} |")
-
+        nnc_rss = rss_mb([NNC, "bench", r18 + "/model.onnx", "--data", r18 + "/test_data_set_0",
+                          "--iters", "20", "--threads", str(t)])
+        ort_rss = rss_mb([sys.executable, "-c", ORT_RSS, r18, str(t), os.path.dirname(os.path.abspath(__file__))])
+        print("\n| resnet18 | peak resident memory (MB) | resident while running (MB) |")
+        print("|---|---|---|")
+        print(f"| nnc (compile, then 20 runs) | {nnc_rss[0]:.0f} | {nnc_rss[1]:.0f} |")
+        print(f"| ONNX Runtime (load, then 20 runs) | {ort_rss[0]:.0f} | {ort_rss[1]:.0f} |")
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -49,7 +49,16 @@ pub(crate) fn capture(
         };
         relocations.push(Relocation { offset: r.offset as u64, symbol: symbol.into(), addend: r.addend });
     }
-    Ok(MachineCode { bytes: buffer.data().to_vec(), alignment: buffer.alignment.max(16), relocations })
+    // A helper's address written into the code as a constant would be this process's, wrong
+    // in the process that loads the bundle: only relocations may name helpers.
+    let bytes = buffer.data();
+    for (name, address) in crate::emit::helper_addresses() {
+        let needle = (address as u64).to_le_bytes();
+        if bytes.windows(8).any(|w| w == needle) {
+            return Err(format!("the code holds the address of helper `{name}` as a constant, not a relocation"));
+        }
+    }
+    Ok(MachineCode { bytes: bytes.to_vec(), alignment: buffer.alignment.max(16), relocations })
 }
 
 /// Kernels loaded from machine code into executable memory owned by this value.

@@ -281,6 +281,11 @@ pub(crate) fn lib_address(name: &str) -> Option<*const u8> {
     ALL_LIBS.iter().filter_map(|&lib| lib_symbol(lib)).find(|s| s.0 == name).map(|s| s.1)
 }
 
+/// Every helper's name and address in this process.
+pub(crate) fn helper_addresses() -> impl Iterator<Item = (&'static str, *const u8)> {
+    ALL_LIBS.iter().filter_map(|&lib| lib_symbol(lib)).map(|s| (s.0, s.1))
+}
+
 const ALL_LIBS: &[Lib] = &[
     Lib::Unary(UnaryOp::Exp),
     Lib::Unary(UnaryOp::Log),
@@ -1722,11 +1727,12 @@ impl Emitter<'_, '_, '_> {
                     if lib_symbol(Lib::Unary(*op)).is_some() {
                         // Transcendentals: the scalar routine on each lane (f64, rounded to f32),
                         // through one call that maps the four lanes in a stack slot.
-                        let (_, f, _, _) = lib_symbol(Lib::Unary(*op)).expect("checked above");
+                        // The routine's address through a relocation (as calls get), never a
+                        // constant of this process: a bundle runs in another one.
                         let slot = self.lane_slot();
                         let addr = self.b.ins().stack_addr(types::I64, slot, 0);
                         self.b.ins().store(MemFlagsData::trusted(), x, addr, 0);
-                        let fv = self.b.ins().iconst(types::I64, f as i64);
+                        let fv = self.b.ins().func_addr(types::I64, self.libs[&Lib::Unary(*op)]);
                         self.call(Lib::Map4, &[fv, addr]);
                         let r = self.b.ins().load(types::F32X4, MemFlagsData::trusted(), addr, 0);
                         return Ok(Val { v: r, vector: true });

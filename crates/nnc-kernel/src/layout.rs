@@ -27,7 +27,24 @@ pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
     }
     // Composites (an LSTM's gate matmuls) expanded first, so their weights are seen; an error
     // is left for fusion to report.
-    let Ok(mut g) = nnc_ir::composite::decompose(graph) else { return graph.clone() };
+    match nnc_ir::composite::decompose(graph) {
+        Ok(g) => pack(g, device, false),
+        Err(_) => graph.clone(),
+    }
+}
+
+/// [`pack_weights`] for a graph a runtime keeps (composites stay, for the optimizer to see),
+/// with every other constant copied into memory of its own: the graph then shares no buffer
+/// with what it was read from (an ONNX file's bytes), which can be freed, and each weight is
+/// held once, in the layout the kernels read. Compiling the result packs nothing again.
+pub fn prepack_weights(graph: &Graph, device: &Device) -> Graph {
+    if device.vector <= 1 {
+        return graph.clone();
+    }
+    pack(graph.clone(), device, true)
+}
+
+fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     let producers = g.producers();
     let uses = users(&g);
     let constant = |v: ValueId| -> Option<(usize, &TensorData)> {
@@ -58,6 +75,11 @@ pub fn pack_weights(graph: &Graph, device: &Device) -> Graph {
             Op::Constant(t) => {
                 let v = node.outputs[0];
                 if !packs(v) {
+                    if own_constants {
+                        let owned = TensorData::from_bytes(t.dtype(), t.shape().to_vec(), t.bytes().to_vec().into());
+                        let Ok(owned) = owned else { continue };
+                        edits.push((i, vec![Node { op: Op::Constant(owned), ..node.clone() }]));
+                    }
                     continue;
                 }
                 let rank = t.shape().len();
@@ -291,6 +313,37 @@ mod tests {
         let close =
             want[0].to_f64_vec().iter().zip(got[0].to_f64_vec()).all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs().max(1.0));
         assert!(close);
+    }
+
+    #[test]
+    fn prepacked_graphs_own_their_constants_and_do_not_pack_again() {
+        let mut b = GraphBuilder::new("prepack");
+        let x = b.input("x", DType::F32, [1i64, 3, 6, 6]).unwrap();
+        let w = b.constant(weights(&[8, 3, 3, 3]));
+        let y = b.conv(x, w, Window { pads: vec![1; 4], ..Window::unit(2) }, 1).unwrap();
+        let bias = b.constant(weights(&[8, 1, 1]));
+        let y = b.add(y, bias).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let pre = prepack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&pre).unwrap();
+        // No constant shares memory with the given graph's.
+        let given: Vec<*const u8> = g
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Constant(t) => Some(t.bytes().as_ptr()),
+                _ => None,
+            })
+            .collect();
+        for n in &pre.nodes {
+            if let Op::Constant(t) = &n.op {
+                assert!(!given.contains(&t.bytes().as_ptr()), "{}", pre.describe_node(0));
+            }
+        }
+        assert_eq!(pack_weights(&pre, &Device::cpu()).nodes.len(), pre.nodes.len());
+        let input = weights(&[1, 3, 6, 6]);
+        assert_eq!(run(&pre, std::slice::from_ref(&input)), run(&g, &[input]));
     }
 
     #[test]

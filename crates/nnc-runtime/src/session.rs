@@ -108,7 +108,9 @@ enum Compiled {
 /// # Ok(()) }
 /// ```
 pub struct Session {
-    /// The graph as given; `None` for a bundle, which runs only the shapes it was compiled for.
+    /// The graph as given (for the CPU, with weights in the layouts its kernels read: see
+    /// [`nnc_kernel::layout::prepack_weights`]); `None` for a bundle, which runs only the shapes
+    /// it was compiled for.
     graph: Option<Graph>,
     interface: Interface,
     options: SessionOptions,
@@ -121,6 +123,12 @@ impl Session {
     pub fn new(graph: Graph, options: SessionOptions) -> Result<Session, SessionError> {
         nnc_ir::verify(&graph).map_err(|e| SessionError::Graph(e.to_string()))?;
         let interface = Interface::of(&graph);
+        // The CPU reads weights in layouts of its own: the session keeps them in those (and
+        // in memory of its own), so the caller's graph, and the file it came from, can go.
+        let graph = match (options.target, options.target.device()) {
+            (Target::Cpu, Some(device)) => nnc_kernel::layout::prepack_weights(&graph, &device),
+            _ => graph,
+        };
         Ok(Session { graph: Some(graph), interface, options, cache: HashMap::new(), last: None })
     }
 
@@ -146,7 +154,8 @@ impl Session {
         Ok(Session { graph: None, interface, options, cache, last: None })
     }
 
-    /// The graph as given (`None` for a bundle).
+    /// The graph the session compiles (`None` for a bundle): the graph as given, for the CPU
+    /// with its weights pre-laid-out.
     pub fn graph(&self) -> Option<&Graph> {
         self.graph.as_ref()
     }
