@@ -6,7 +6,7 @@ mod common;
 
 use common::families::*;
 use common::kernel_common::*;
-use common::{close, gpu};
+use common::{close_where_finite, gpu};
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, TensorData};
 use nnc_kernel::program::compile;
 use nnc_kernel::schedule::Device;
@@ -25,8 +25,8 @@ fn check_gpu(graph: &Graph, inputs: &[TensorData]) -> Result<bool, String> {
     let found = wgpu.run(inputs).map_err(|e| format!("wgpu: {e}\n{}", wgpu.wgsl().join("\n")))?;
     let ctx = || format!("\n{}\n{}", text(graph), wgpu.wgsl().join("\n"));
     for (k, ((e, i), f)) in expected.iter().zip(&interpreted).zip(&found).enumerate() {
-        close(&format!("output {k} vs graph interpreter"), e, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
-        close(&format!("output {k} vs kernel interpreter"), i, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
+        close_where_finite(&format!("output {k} vs graph interpreter"), e, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
+        close_where_finite(&format!("output {k} vs kernel interpreter"), i, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
     }
     Ok(true)
 }
