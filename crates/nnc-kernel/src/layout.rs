@@ -87,16 +87,32 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 let store: Vec<usize> = (2..rank).chain([1, 0]).collect();
                 let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
                 let Some(packed) = permute(t, &store) else { continue };
+                let ty = |t: &TensorData| TensorType::new(t.dtype(), t.shape().iter().map(|&d| d as i64));
+                let name = g.value(v).name.clone();
+                let outputs = t.shape()[0];
+                // Rows of a multiple of 512 bytes would put a tile's column of weights (one row
+                // per input channel) in a few cache sets, evicting each other: such rows get one
+                // vector of padding, read around by a slice.
+                let row_bytes = outputs * t.dtype().size_bytes();
+                let mut nodes = Vec::new();
                 let packed_id = next_id(&new_values);
-                let name = format!("{}_packed", g.value(v).name);
-                new_values.push((name, TensorType::new(packed.dtype(), packed.shape().iter().map(|&d| d as i64))));
-                edits.push((
-                    i,
-                    vec![
-                        Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] },
-                        Node { op: Op::Transpose { perm: back }, inputs: vec![packed_id], outputs: vec![v] },
-                    ],
-                ));
+                let mut rows_id = packed_id;
+                if row_bytes % 512 == 0 {
+                    let Some(padded) = pad_rows(&packed, 16 / t.dtype().size_bytes().max(1)) else { continue };
+                    new_values.push((format!("{name}_packed"), ty(&padded)));
+                    nodes.push(Node { op: Op::Constant(padded), inputs: vec![], outputs: vec![packed_id] });
+                    rows_id = next_id(&new_values);
+                    new_values.push((format!("{name}_rows"), ty(&packed)));
+                    let last = rank - 1;
+                    let slice =
+                        Op::Slice { axes: vec![last], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
+                    nodes.push(Node { op: slice, inputs: vec![packed_id], outputs: vec![rows_id] });
+                } else {
+                    new_values.push((format!("{name}_packed"), ty(&packed)));
+                    nodes.push(Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] });
+                }
+                nodes.push(Node { op: Op::Transpose { perm: back }, inputs: vec![rows_id], outputs: vec![v] });
+                edits.push((i, nodes));
             }
             // A convolution with packed weights reads a zero-padded copy of its input: the
             // tile's loads then need no masks (the copy costs one pass over the input, the
@@ -210,6 +226,20 @@ fn users(g: &Graph) -> Vec<Vec<(usize, usize)>> {
     out
 }
 
+/// `t` with `extra` zero elements after each row of its last axis.
+fn pad_rows(t: &TensorData, extra: usize) -> Option<TensorData> {
+    let size = t.dtype().size_bytes();
+    let row = t.shape().last().copied()? * size;
+    let mut out = Vec::with_capacity(t.bytes().len() + t.bytes().len() / row.max(1) * extra * size);
+    for chunk in t.bytes().chunks(row.max(1)) {
+        out.extend_from_slice(chunk);
+        out.resize(out.len() + extra * size, 0);
+    }
+    let mut shape = t.shape().to_vec();
+    *shape.last_mut()? += extra;
+    TensorData::from_bytes(t.dtype(), shape, out.into()).ok()
+}
+
 /// `t` transposed by `perm` (output axis `i` is input axis `perm[i]`), element bytes copied.
 fn permute(t: &TensorData, perm: &[usize]) -> Option<TensorData> {
     let rank = t.shape().len();
@@ -275,6 +305,24 @@ mod tests {
         assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
         // No vector lanes, no change.
         assert_eq!(pack_weights(&g, &Device::gpu()), g);
+    }
+
+    #[test]
+    fn weight_rows_of_a_multiple_of_512_bytes_are_padded_and_sliced_back() {
+        let mut b = GraphBuilder::new("wide");
+        let x = b.input("x", DType::F32, [1i64, 2, 4, 4]).unwrap();
+        let w = b.constant(weights(&[128, 2, 3, 3]));
+        let y = b.conv(x, w, Window::unit(2), 1).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let packed = pack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&packed).unwrap();
+        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(ops, ["constant", "slice", "transpose", "conv"]);
+        let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
+        assert_eq!(t.shape(), [3, 3, 2, 132]);
+        let input = weights(&[1, 2, 4, 4]);
+        assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
     }
 
     #[test]
