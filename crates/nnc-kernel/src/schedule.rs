@@ -534,9 +534,12 @@ impl KernelBuilder {
         let rank = shape.len();
         // Rows over the axes shared reductions depend on (so each is computed once per row);
         // without reductions, over all axes but the last.
+        // Reductions each element has to itself (a pooling window) leave rows over all axes
+        // but the last too: an invocation per element would spend more on finding its element
+        // than on its window.
         let (outer_axes, inner_axes): (Vec<usize>, Vec<usize>) = match row_split(&expr, shape) {
-            Some(split) => (0..rank).partition(|&a| split.shared[a]),
-            None => (0..rank).partition(|&a| a + 1 < rank),
+            Some(split) if !split.shared.iter().all(|&s| s) => (0..rank).partition(|&a| split.shared[a]),
+            _ => (0..rank).partition(|&a| a + 1 < rank),
         };
         let dims = |axes: &[usize]| axes.iter().map(|&a| shape[a]).collect::<Vec<i64>>();
         let (outer_dims, inner_dims) = (dims(&outer_axes), dims(&inner_axes));
