@@ -677,8 +677,7 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
         }
     }
     let masked = expr.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }));
-    let contraction = |&(node, _): &(usize, usize)| matches!(cx.graph.nodes[node].op, Op::Conv { .. } | Op::MatMul);
-    if options.unmasked_contractions && masked && users.iter().any(contraction) {
+    if options.unmasked_contractions && masked && users.iter().any(|&(node, _)| feeds_contraction(cx, node, 4)) {
         return no("a convolution or matmul reads it: its register tiles load a buffer without masks".into());
     }
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
@@ -716,6 +715,20 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
         human(saved)
     );
     Decision { value, inlined: extra <= saved, reason: why }
+}
+
+/// Whether node `node` is a convolution or matmul, or a view (slice, reshape, transpose) of
+/// which one reads, within `depth` views.
+fn feeds_contraction(cx: &DecideCx<'_>, node: usize, depth: usize) -> bool {
+    let n = &cx.graph.nodes[node];
+    match n.op {
+        Op::Conv { .. } | Op::MatMul => true,
+        Op::Slice { .. } | Op::Reshape { .. } | Op::Transpose { .. } if depth > 0 => n
+            .outputs
+            .iter()
+            .any(|o| cx.users.get(o).is_some_and(|us| us.iter().any(|&(m, _)| feeds_contraction(cx, m, depth - 1)))),
+        _ => false,
+    }
 }
 
 fn human(x: f64) -> String {

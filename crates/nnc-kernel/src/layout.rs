@@ -141,6 +141,42 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                     ],
                 ));
             }
+            // A large right matmul operand computed at run time whose rows are a multiple of
+            // 512 bytes (a 1024-wide f32 matrix) is copied once into rows one vector longer, read
+            // back through a slice: the tile's loads down a column of it then spread over the
+            // cache's sets instead of evicting each other.
+            Op::MatMul if !own_constants && !moved_constant(&g, &producers, node.inputs[1]) => {
+                let rhs = node.inputs[1];
+                let ty = g.ty(rhs).clone();
+                let dims: Option<Vec<i64>> = ty.shape.iter().map(|d| d.as_const()).collect();
+                let Some(dims) = dims else { continue };
+                let (Some(&cols), rank) = (dims.last(), dims.len()) else { continue };
+                let size = ty.dtype.size_bytes() as i64;
+                let bytes: i64 = dims.iter().product::<i64>() * size;
+                if rank < 2 || !ty.dtype.is_float() || (cols * size) % 512 != 0 || bytes < 1 << 18 {
+                    continue;
+                }
+                let extra = 16 / size.max(1);
+                let mut pads = vec![0; 2 * rank];
+                pads[2 * rank - 1] = extra;
+                let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
+                let Ok(mut padded_ty) = infer(&pad, &[&ty]) else { continue };
+                let padded = next_id(&new_values);
+                new_values.push((format!("{}_rows", g.value(rhs).name), padded_ty.remove(0)));
+                let rows = next_id(&new_values);
+                new_values.push((format!("{}_view", g.value(rhs).name), ty.clone()));
+                let slice = Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![cols], steps: vec![1] };
+                let mut inputs = node.inputs.clone();
+                inputs[1] = rows;
+                edits.push((
+                    i,
+                    vec![
+                        Node { op: pad, inputs: vec![rhs], outputs: vec![padded] },
+                        Node { op: slice, inputs: vec![padded], outputs: vec![rows] },
+                        Node { op: Op::MatMul, inputs, outputs: node.outputs.clone() },
+                    ],
+                ));
+            }
             // A matmul's right operand computed from a constant by data movement that
             // transposes (ONNX `Gemm` with `transB`, an LSTM's gate weights sliced and
             // transposed) is computed here once.
@@ -199,6 +235,19 @@ fn fold_movement(g: &Graph, producers: &[Option<usize>], end: usize) -> Option<T
     }
     b.output(v);
     nnc_interp::run(&b.finish().ok()?, &[]).ok()?.pop()
+}
+
+/// Whether `v` is a constant or data movement (transpose, reshape, slice) of one.
+fn moved_constant(g: &Graph, producers: &[Option<usize>], v: ValueId) -> bool {
+    let Some(p) = producers[v.index()] else { return false };
+    let node = &g.nodes[p];
+    match &node.op {
+        Op::Constant(_) => true,
+        Op::Transpose { .. } | Op::Reshape { .. } | Op::Slice { .. } => {
+            node.inputs.len() == 1 && moved_constant(g, producers, node.inputs[0])
+        }
+        _ => false,
+    }
 }
 
 /// Drops nodes none of whose results is used (by a node or as a graph output).
@@ -323,6 +372,30 @@ mod tests {
         assert_eq!(t.shape(), [3, 3, 2, 132]);
         let input = weights(&[1, 2, 4, 4]);
         assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
+    }
+
+    #[test]
+    fn a_large_matmul_operand_with_512_byte_rows_is_copied_into_longer_rows() {
+        let mut b = GraphBuilder::new("mm");
+        let x = b.input("x", DType::F32, [3i64, 512]).unwrap();
+        let w = b.input("w", DType::F32, [512i64, 128]).unwrap();
+        let y = b.matmul(x, w).unwrap();
+        b.output(y);
+        let g = b.finish().unwrap();
+        let packed = pack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&packed).unwrap();
+        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
+        assert_eq!(ops, ["pad", "slice", "matmul"]);
+        // Fusion keeps the padded copy as a buffer and reads it through the slice.
+        let program = crate::program::compile(&g, &Device::cpu(), None).unwrap();
+        assert_eq!(program.kernels.len(), 2);
+        assert!(program.kernels[1].buffers.iter().any(|b| b.shape == [512, 132]), "{}", program.kernels[1]);
+        let inputs = [weights(&[3, 512]), weights(&[512, 128])];
+        let want = run(&g, &inputs);
+        let got = program.run_interpreted(&inputs).unwrap();
+        let close =
+            want[0].to_f64_vec().iter().zip(got[0].to_f64_vec()).all(|(a, b)| (a - b).abs() <= 1e-3 * a.abs().max(1.0));
+        assert!(close);
     }
 
     #[test]

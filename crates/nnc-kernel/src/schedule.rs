@@ -535,10 +535,10 @@ impl KernelBuilder {
         // Rows over the axes shared reductions depend on (so each is computed once per row);
         // without reductions, over all axes but the last.
         // Reductions each element has to itself (a pooling window) leave rows over all axes
-        // but the last too: an invocation per element would spend more on finding its element
-        // than on its window.
+        // but the last too (when there are any, so rows still spread over threads): an
+        // invocation per element would spend more on finding its element than on its window.
         let (outer_axes, inner_axes): (Vec<usize>, Vec<usize>) = match row_split(&expr, shape) {
-            Some(split) if !split.shared.iter().all(|&s| s) => (0..rank).partition(|&a| split.shared[a]),
+            Some(split) if rank < 2 || !split.shared.iter().all(|&s| s) => (0..rank).partition(|&a| split.shared[a]),
             _ => (0..rank).partition(|&a| a + 1 < rank),
         };
         let dims = |axes: &[usize]| axes.iter().map(|&a| shape[a]).collect::<Vec<i64>>();
