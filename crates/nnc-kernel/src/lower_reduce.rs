@@ -5,8 +5,8 @@
 //! equal to one already computed in scope (up to renaming its variables) is reused, not
 //! recomputed: the two are what let a fused softmax compute its maximum once.
 
-use crate::expr::{Combine, Expr, Literal, Reduction, Var, VarGen};
-use crate::kernel::{LoopKind, Stmt};
+use crate::expr::{BufId, Combine, Expr, Literal, Reduction, Var, VarGen};
+use crate::kernel::{Access, Buffer, LoopKind, Space, Stmt};
 use nnc_ir::{BinaryOp, DType};
 use std::collections::BTreeMap;
 
@@ -146,6 +146,11 @@ pub struct ReductionLowering<'a> {
     floor: usize,
     /// Open guard blocks: their depth and the floor before them.
     guards: Vec<(usize, usize)>,
+    /// Vector lanes for reductions over a contiguous run (see [`Self::with_vector_lanes`]).
+    lanes: u32,
+    /// The id the next private buffer gets, and the buffers created so far.
+    next_buffer: u32,
+    pub new_buffers: Vec<Buffer>,
 }
 
 impl<'a> ReductionLowering<'a> {
@@ -157,7 +162,21 @@ impl<'a> ReductionLowering<'a> {
             computed: Vec::new(),
             floor: 0,
             guards: Vec::new(),
+            lanes: 1,
+            next_buffer: 0,
+            new_buffers: Vec::new(),
         }
+    }
+
+    /// Sums, maxima and minima of `f32` over one variable whose extent is a multiple of
+    /// `lanes` keep `lanes` partial results in a private buffer (ids from `first_buffer` on,
+    /// listed in [`Self::new_buffers`]) updated by a `vector` loop, then combine them in lane
+    /// order: a CPU runs the loop as vector code. The order of the additions differs from one
+    /// accumulator's; the Kernel-IR interpreter runs the same order.
+    pub fn with_vector_lanes(mut self, lanes: u32, first_buffer: u32) -> Self {
+        self.lanes = lanes;
+        self.next_buffer = first_buffer;
+        self
     }
 
     /// Appends a statement to the innermost open block.
@@ -324,7 +343,61 @@ impl<'a> ReductionLowering<'a> {
         result
     }
 
+    /// The reduction through vector lanes, when it qualifies (see [`Self::with_vector_lanes`]).
+    fn emit_lane_reduction(&mut self, r: &Reduction) -> Option<Var> {
+        let lanes = self.lanes as i64;
+        let [(v, n)] = r.vars.as_slice() else { return None };
+        let dtype = r.body.dtype();
+        let combines = matches!(r.combine, Combine::Sum | Combine::Max | Combine::Min);
+        if lanes < 2 || n % lanes != 0 || *n < 2 * lanes || dtype != DType::F32 || !combines {
+            return None;
+        }
+        let buf = BufId(self.next_buffer);
+        self.next_buffer += 1;
+        self.new_buffers.push(Buffer {
+            name: "lanes".into(),
+            dtype,
+            shape: vec![lanes],
+            space: Space::Private,
+            access: Access::ReadWrite,
+        });
+        let lane = self.vars.index();
+        let at = |lane: Expr| vec![lane];
+        self.push(Stmt::For {
+            var: lane,
+            extent: Expr::i64(lanes),
+            kind: LoopKind::Vector(self.lanes),
+            body: vec![Stmt::Store { buf, index: at(Expr::Var(lane)), value: identity(r.combine, dtype) }],
+        });
+        // for k0 < n / lanes { for lane < lanes vector { part[lane] op= body(k0 * lanes + lane) } }
+        let (k0, lane) = (self.vars.index(), self.vars.index());
+        self.open(&[k0]);
+        self.open(&[lane]);
+        let k = Expr::add_index(Expr::mul_index(Expr::Var(k0), Expr::i64(lanes)), Expr::Var(lane));
+        let body = r.body.clone().rewrite(&mut |e| match e {
+            Expr::Var(x) if x == *v => k.clone(),
+            e => e,
+        });
+        let term = self.lower(body);
+        let part = Expr::load(buf, dtype, at(Expr::Var(lane)));
+        self.push(Stmt::Store { buf, index: at(Expr::Var(lane)), value: combine_values(r.combine, part, term) });
+        let body = self.close();
+        self.push(Stmt::For { var: lane, extent: Expr::i64(lanes), kind: LoopKind::Vector(self.lanes), body });
+        let body = self.close();
+        self.push(Stmt::For { var: k0, extent: Expr::i64(n / lanes), kind: LoopKind::Serial, body });
+        let total = (1..lanes).fold(Expr::load(buf, dtype, at(Expr::i64(0))), |acc, j| {
+            combine_values(r.combine, acc, Expr::load(buf, dtype, at(Expr::i64(j))))
+        });
+        let result = self.vars.fresh(dtype);
+        self.push(Stmt::Let { var: result, value: total });
+        self.bind(result);
+        Some(result)
+    }
+
     fn emit_reduction(&mut self, r: Reduction) -> Var {
+        if let Some(result) = self.emit_lane_reduction(&r) {
+            return result;
+        }
         let dtype = r.body.dtype();
         let arg = matches!(r.combine, Combine::ArgMax { .. } | Combine::ArgMin { .. });
         let acc = self.vars.fresh(dtype);

@@ -389,7 +389,8 @@ fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Option<Contrac
             let others = || (0..rank).rev().filter(move |&i| i != j);
             // Else an axis of extent 1 (a matrix-vector product's single row).
             let row = others()
-                .find(|&i| ua[i] && !ub[i])
+                .find(|&i| ua[i] && !ub[i] && shape[i] > 1)
+                .or_else(|| others().find(|&i| ua[i] && !ub[i]))
                 .or_else(|| others().find(|&i| ua[i] && shape[i] > 1))
                 .or_else(|| others().find(|&i| shape[i] == 1 && !ub[i]));
             let Some(i) = row else { continue };
@@ -538,7 +539,11 @@ impl KernelBuilder {
         // but the last too (when there are any, so rows still spread over threads): an
         // invocation per element would spend more on finding its element than on its window.
         let (outer_axes, inner_axes): (Vec<usize>, Vec<usize>) = match row_split(&expr, shape) {
-            Some(split) if rank < 2 || !split.shared.iter().all(|&s| s) => (0..rank).partition(|&a| split.shared[a]),
+            // (Axes of extent 1 count as outer: no reduction reads them, and they would keep the
+            // inner loop from being the last axis alone.)
+            Some(split) if rank < 2 || !split.shared.iter().all(|&s| s) => {
+                (0..rank).partition(|&a| split.shared[a] || (shape[a] == 1 && a + 1 < rank))
+            }
             _ => (0..rank).partition(|&a| a + 1 < rank),
         };
         let dims = |axes: &[usize]| axes.iter().map(|&a| shape[a]).collect::<Vec<i64>>();
@@ -546,7 +551,7 @@ impl KernelBuilder {
         let inner_len: i64 = inner_dims.iter().product();
         let (grid, group) = grid_2d(outer_dims.iter().product(), u32::MAX);
         let mut vars = std::mem::take(&mut self.vars);
-        let mut l = ReductionLowering::new(&mut vars);
+        let mut l = ReductionLowering::new(&mut vars).with_vector_lanes(s.vector, self.buffers.len() as u32);
         let outer = self.unflatten(&mut l, group, &outer_dims, 0..outer_dims.len());
         let j = l.vars.index();
         l.open(&[j]);
@@ -563,6 +568,7 @@ impl KernelBuilder {
             LoopKind::Serial
         };
         l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind, body });
+        self.buffers.append(&mut l.new_buffers);
         let body = l.finish();
         self.vars = vars;
         (body, Launch { grid, workgroup: [1, 1, 1] })
