@@ -12,6 +12,7 @@ Usage: scripts/bench_cpu.py [--threads N] [--iters N] [--models a,b]
 It builds `nnc` in release mode (or uses the binary NNC_BIN names) and installs onnxruntime and numpy from PyPI if missing.
 """
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -155,6 +156,12 @@ def main():
         sess = ort_session(os.path.join(d, "model.onnx"), t)
         feed = ort_feed(sess, data)
         peer = median_ms(lambda: sess.run(None, feed), args.iters)
+        # ONNX Runtime's threads keep spinning on the cores for a while after its last run, even
+        # once the session is freed, and slow whatever runs next (they doubled nnc's times on
+        # small models): free the session and let them settle before measuring anything else.
+        del sess, feed
+        gc.collect()
+        time.sleep(1)
         ratio = nnc["median_ms"] / peer
         print(f"| {name} | {nnc['median_ms']:.2f} | {peer:.2f} | {ratio:.2f}× | {nnc['compile_ms']:.0f} |", flush=True)
 
