@@ -791,10 +791,23 @@ impl KernelBuilder {
         let n = shape[c.j];
         let (tiles_i, tiles_j) = ((m + mr - 1) / mr, (n + nr - 1) / nr);
         let batch_axes: Vec<usize> = (0..rank).filter(|&a| !rows.contains(&a) && a != c.j).collect();
-        // Workgroups run in order (one thread takes a contiguous range). The tiles of the factor
-        // that no batch axis reads (a convolution's weights) are slowest: its panel stays in
-        // cache while the batch axes and the other tiles stream the other factor past it.
-        let columns_slowest = batch_axes.iter().any(|&x| ua[x]) && !batch_axes.iter().any(|&x| ub[x]);
+        // Workgroups run in order (one thread takes a contiguous range). The slowest tiles keep
+        // a panel of one factor in cache while the others stream the other factor past it, once
+        // per slow tile: the column tiles are slowest where no batch axis reads `b` (a
+        // convolution's weights) and `a` is the smaller to stream (an image rather than the
+        // weights of a wide layer), or where batch axes read `a` only.
+        let bytes = |e: &Expr| {
+            let mut bufs = Vec::new();
+            crate::fuse::collect_loads(e, &mut bufs);
+            bufs.sort();
+            bufs.dedup();
+            bufs.iter()
+                .filter_map(|b| self.buffers.get(b.index()))
+                .map(|b| b.len() * b.dtype.size_bytes() as i64)
+                .sum::<i64>()
+        };
+        let b_batched = batch_axes.iter().any(|&x| ub[x]);
+        let columns_slowest = !b_batched && (batch_axes.iter().any(|&x| ua[x]) || bytes(&c.a) < bytes(&c.b));
         let mut grid_dims = vec![if columns_slowest { tiles_j } else { tiles_i }];
         grid_dims.extend(batch_axes.iter().map(|&a| shape[a]));
         grid_dims.push(if columns_slowest { tiles_i } else { tiles_j });
