@@ -12,7 +12,6 @@ Usage: scripts/bench_cpu.py [--threads N] [--iters N] [--models a,b]
 It builds `nnc` in release mode (or uses the binary NNC_BIN names) and installs onnxruntime and numpy from PyPI if missing.
 """
 import argparse
-import gc
 import json
 import os
 import statistics
@@ -91,6 +90,16 @@ MATMUL_NNIR = """graph matmul(%a: f32[{n}, {n}], %b: f32[{n}, {n}]) {{
 }}
 """
 
+ORT_TIME = """
+import os, sys, statistics, time
+sys.path.insert(0, sys.argv[4])
+import bench_cpu
+model, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sess = bench_cpu.ort_session(os.path.join(model, "model.onnx"), threads)
+feed = bench_cpu.ort_feed(sess, os.path.join(model, "test_data_set_0"))
+print(bench_cpu.median_ms(lambda: sess.run(None, feed), runs))
+"""
+
 ORT_RSS = """
 import sys
 sys.path.insert(0, sys.argv[3])
@@ -153,15 +162,14 @@ def main():
         d = os.path.join(MODELS, name)
         data = os.path.join(d, "test_data_set_0")
         nnc = nnc_bench(os.path.join(d, "model.onnx"), t, args.iters, data)
-        sess = ort_session(os.path.join(d, "model.onnx"), t)
-        feed = ort_feed(sess, data)
-        peer = median_ms(lambda: sess.run(None, feed), args.iters)
-        # ONNX Runtime's threads keep spinning on the cores for a while after its last run, even
-        # once the session is freed, and slow whatever runs next (they doubled nnc's times on
-        # small models): free the session and let them settle before measuring anything else.
-        del sess, feed
-        gc.collect()
-        time.sleep(1)
+        # ONNX Runtime runs in a process of its own: its threads keep spinning on the cores for
+        # a while after its last run, even once the session is freed, and slowed whatever ran
+        # next in this process (they doubled nnc's times on small models).
+        out = subprocess.run(
+            [sys.executable, "-c", ORT_TIME, d, str(t), str(args.iters), os.path.dirname(os.path.abspath(__file__))],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        peer = float(out)
         ratio = nnc["median_ms"] / peer
         print(f"| {name} | {nnc['median_ms']:.2f} | {peer:.2f} | {ratio:.2f}× | {nnc['compile_ms']:.0f} |", flush=True)
 
