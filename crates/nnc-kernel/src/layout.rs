@@ -1,19 +1,24 @@
-//! Weight layouts for vector register tiles: constant operands of contractions are re-laid out
-//! once at compile time so the tile loads them as contiguous vectors.
+//! Operand layouts for vector register tiles, chosen at compile time so a tile loads its
+//! vector factor from consecutive addresses and without masks.
 //!
 //! A CPU register tile (see [`crate::schedule`]) broadcasts one factor of a contraction and
-//! loads the other as vectors along the tile's columns, which is fast only where those
-//! columns are adjacent in memory. Weights are constants, so their layout is ours to choose:
+//! loads the other as vectors along the tile's columns, which is fast only where those columns
+//! are adjacent in memory, unmasked, and not spread over few cache sets. Weights are constants,
+//! so their layout is ours to choose:
 //! - a convolution's weights `[O, C, k..]` (one group) are stored as `[k.., C, O]` and read
 //!   through a `transpose` back to `[O, C, k..]`, which fusion inlines as a view: the tile then
-//!   runs over output channels, loading weights as vectors and broadcasting input pixels, with
-//!   no padding masks on the vector side;
-//!   The convolution reads a zero-padded copy of its input, so no load in the tile is masked;
-//! - a transposed constant that feeds a matmul's right operand (ONNX `Gemm` with `transB`) is
-//!   transposed here once instead of being read across its rows at every step.
+//!   runs over output channels, loading weights as vectors and broadcasting input pixels. Rows
+//!   of a multiple of 512 bytes get one vector of padding (read around by a slice), or a tile's
+//!   column of weights, one row per input channel, would sit in a few L1 sets. The convolution
+//!   reads a zero-padded copy of its input, so no load in the tile is masked;
+//! - a matmul's right operand computed from a constant by data movement with a transpose
+//!   (ONNX `Gemm` with `transB`, an LSTM's gate weights) is computed here once;
+//! - a large right operand computed at run time whose rows are a multiple of 512 bytes is
+//!   copied once per run into rows a vector longer, for the same cache-set reason.
 //!
-//! The graph computes the same values (layouts change, not arithmetic), and each weight is
-//! still held once: the re-laid-out constant replaces the original.
+//! The graph computes the same values (layouts change, not arithmetic). [`prepack_weights`] is
+//! the constant part for a runtime that keeps its graph, in memory of its own, so each weight is
+//! held once.
 
 use crate::schedule::Device;
 use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};

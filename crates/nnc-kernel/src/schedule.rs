@@ -3,12 +3,15 @@
 //! Which template applies is decided from the group's expression and the [`Device`]'s
 //! capabilities (data, never a branch on a backend):
 //! - [`Strategy::TiledMatmul`]: `epilogue(sum_k a(i, k) * b(k, j))` on a GPU: operand tiles are
-//!   staged through workgroup memory between barriers;
+//!   staged through workgroup memory between barriers. On a CPU any contraction (matmul,
+//!   convolution) becomes register tiles: rows of broadcast `a` times vectors of `b` along the
+//!   column axis where `b` is contiguous, the reduction innermost, full tiles without checks;
 //! - [`Strategy::RowReduce`]: reductions shared by a whole row (softmax, layer norm, a large
 //!   reduction with few outputs) on a GPU: one workgroup per row reduces through a tree in
 //!   workgroup memory, then writes the row;
 //! - [`Strategy::Elementwise`]: everything else. On a GPU one invocation per output element; on
-//!   a CPU one invocation per row, whose inner loop runs as vector lanes;
+//!   a CPU one invocation per row, whose inner loop runs as vector lanes (reductions a row
+//!   shares computed before it, through vector lanes where they can be);
 //! - [`Strategy::Serial`]: programs (top-k, ordered scatters), one invocation.
 
 use crate::expr::{BufId, Combine, Expr, Reduction, Special, Var, VarGen};
