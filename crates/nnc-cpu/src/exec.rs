@@ -55,7 +55,8 @@ pub enum CpuError {
 #[derive(Clone, Debug, Default)]
 pub struct CpuOptions {
     pub emit: EmitOptions,
-    /// Threads of a pool owned by the program; `None` uses rayon's global pool.
+    /// Threads to run kernels on (`None`: one per core); programs with the same count share one
+    /// process-wide pool.
     pub threads: Option<usize>,
 }
 

@@ -23,7 +23,8 @@ pub struct SessionOptions {
     pub target: Target,
     /// With [`Target::Wgsl`]: the adapter whose name contains this (the first one otherwise).
     pub adapter: Option<String>,
-    /// With [`Target::Cpu`]: threads of the session's own pool (rayon's global pool otherwise).
+    /// With [`Target::Cpu`]: threads to run kernels on (one per core by default), from a pool the
+    /// process keeps per thread count.
     pub threads: Option<usize>,
     /// Rewrite the graph with the e-graph optimizer before fusing (on by default).
     pub optimize: bool,
