@@ -188,6 +188,43 @@ impl TensorData {
         })
     }
 
+    /// The tensor with its axes permuted (output axis `i` is axis `perm[i]`), elements copied;
+    /// `None` if `perm` is not a permutation of the axes.
+    pub fn transposed(&self, perm: &[usize]) -> Option<TensorData> {
+        let rank = self.shape.len();
+        let mut seen = vec![false; rank];
+        if perm.len() != rank || !perm.iter().all(|&p| p < rank && !std::mem::replace(&mut seen[p], true)) {
+            return None;
+        }
+        let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
+        let size = self.dtype.size_bytes();
+        let mut in_strides = vec![1usize; rank];
+        for a in (0..rank.saturating_sub(1)).rev() {
+            in_strides[a] = in_strides[a + 1] * self.shape[a + 1];
+        }
+        // The input stride of each output axis: an odometer walks the outer output axes, and
+        // the innermost one is a strided copy.
+        let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+        let mut out = vec![0u8; self.bytes.len()];
+        let (inner, inner_stride) = (shape.last().copied().unwrap_or(1), strides.last().copied().unwrap_or(0));
+        let mut index = vec![0usize; rank.saturating_sub(1)];
+        for row in out.chunks_exact_mut((inner * size).max(1)) {
+            let base: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
+            for (k, dst) in row.chunks_exact_mut(size).enumerate() {
+                let at = (base + k * inner_stride) * size;
+                dst.copy_from_slice(&self.bytes[at..at + size]);
+            }
+            for a in (0..index.len()).rev() {
+                index[a] += 1;
+                if index[a] < shape[a] {
+                    break;
+                }
+                index[a] = 0;
+            }
+        }
+        Some(TensorData { dtype: self.dtype, shape, bytes: out.into() })
+    }
+
     /// The elements as `T`, or `None` if `T` is not this tensor's element type.
     pub fn to_vec<T: Element>(&self) -> Option<Vec<T>> {
         if T::DTYPE != self.dtype {
@@ -250,6 +287,17 @@ impl fmt::Debug for TensorData {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transpose_moves_elements() {
+        let a = TensorData::from_vec(vec![2, 3], &[1i32, 2, 3, 4, 5, 6]);
+        let t = a.transposed(&[1, 0]).unwrap();
+        assert_eq!(t.shape(), [3, 2]);
+        assert_eq!(t.to_vec::<i32>().unwrap(), [1, 4, 2, 5, 3, 6]);
+        let b = TensorData::from_vec(vec![2, 1, 3], &[1u8, 2, 3, 4, 5, 6]);
+        assert_eq!(b.transposed(&[2, 0, 1]).unwrap().to_vec::<u8>().unwrap(), [1, 4, 2, 5, 3, 6]);
+        assert!(a.transposed(&[0, 0]).is_none() && a.transposed(&[1]).is_none());
+    }
 
     #[test]
     fn typed_round_trip() {

@@ -91,7 +91,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 // [O, C, k..] stored as [k.., C, O]; the transpose back is perm [r-1, r-2, 0..r-2].
                 let store: Vec<usize> = (2..rank).chain([1, 0]).collect();
                 let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
-                let Some(packed) = permute(t, &store) else { continue };
+                let Some(packed) = t.transposed(&store) else { continue };
                 let ty = |t: &TensorData| TensorType::new(t.dtype(), t.shape().iter().map(|&d| d as i64));
                 let name = g.value(v).name.clone();
                 let outputs = t.shape()[0];
@@ -291,39 +291,6 @@ fn pad_rows(t: &TensorData, extra: usize) -> Option<TensorData> {
     }
     let mut shape = t.shape().to_vec();
     *shape.last_mut()? += extra;
-    TensorData::from_bytes(t.dtype(), shape, out.into()).ok()
-}
-
-/// `t` transposed by `perm` (output axis `i` is input axis `perm[i]`), element bytes copied.
-fn permute(t: &TensorData, perm: &[usize]) -> Option<TensorData> {
-    let rank = t.shape().len();
-    let shape: Vec<usize> = perm.iter().map(|&p| t.shape().get(p).copied()).collect::<Option<_>>()?;
-    let size = t.dtype().size_bytes();
-    let mut in_strides = vec![1usize; rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        in_strides[a] = in_strides[a + 1] * t.shape()[a + 1];
-    }
-    // The input stride of each output axis; an odometer walks the outer output axes and the
-    // innermost one is a strided copy.
-    let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-    let src = t.bytes();
-    let mut out = vec![0u8; src.len()];
-    let (inner, inner_stride) = (shape.last().copied().unwrap_or(1), strides.last().copied().unwrap_or(0));
-    let mut index = vec![0usize; rank.saturating_sub(1)];
-    for row in out.chunks_exact_mut((inner * size).max(1)) {
-        let base: usize = index.iter().zip(&strides).map(|(i, s)| i * s).sum();
-        for (k, dst) in row.chunks_exact_mut(size).enumerate() {
-            let at = (base + k * inner_stride) * size;
-            dst.copy_from_slice(src.get(at..at + size)?);
-        }
-        for a in (0..index.len()).rev() {
-            index[a] += 1;
-            if index[a] < shape[a] {
-                break;
-            }
-            index[a] = 0;
-        }
-    }
     TensorData::from_bytes(t.dtype(), shape, out.into()).ok()
 }
 

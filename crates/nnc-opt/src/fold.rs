@@ -149,36 +149,6 @@ pub fn cast(a: &TensorData, to: DType) -> Option<TensorData> {
     }
 }
 
-/// `transpose(a) {perm}`.
-pub fn transpose(a: &TensorData, perm: &[usize]) -> Option<TensorData> {
-    let shape = a.shape();
-    if perm.len() != shape.len() {
-        return None;
-    }
-    let out_shape: Vec<usize> = perm.iter().map(|&p| shape.get(p).copied()).collect::<Option<_>>()?;
-    let mut strides = vec![1usize; shape.len()];
-    for i in (0..shape.len().saturating_sub(1)).rev() {
-        strides[i] = strides[i + 1] * shape[i + 1];
-    }
-    let size = a.dtype().size_bytes();
-    let bytes = a.bytes();
-    let n = a.len();
-    let mut out = Vec::with_capacity(n * size);
-    let mut idx = vec![0usize; shape.len()];
-    for _ in 0..n {
-        let src: usize = idx.iter().zip(perm).map(|(&i, &p)| i * strides[p]).sum();
-        out.extend_from_slice(&bytes[src * size..(src + 1) * size]);
-        for ax in (0..out_shape.len()).rev() {
-            idx[ax] += 1;
-            if idx[ax] < out_shape[ax] {
-                break;
-            }
-            idx[ax] = 0;
-        }
-    }
-    TensorData::from_bytes(a.dtype(), out_shape, out.into()).ok()
-}
-
 /// Weights `w: [M, ...]` with every block `w[m, ...]` multiplied by `scale[m]` (floats, computed
 /// in `f64` and rounded once). This makes a new weight tensor: callers bound its size.
 pub fn scale_channels(w: &TensorData, scale: &[f64]) -> Option<TensorData> {
@@ -206,14 +176,6 @@ mod tests {
         let one = TensorData::scalar(1i8);
         assert_eq!(binary(BinaryOp::Add, &i, &one).unwrap().to_vec::<i8>().unwrap(), [-128, -127]);
         assert!(binary(BinaryOp::Div, &i, &one).is_none(), "integer division is not folded");
-    }
-
-    #[test]
-    fn transpose_moves_elements() {
-        let a = TensorData::from_vec(vec![2, 3], &[1i32, 2, 3, 4, 5, 6]);
-        let t = transpose(&a, &[1, 0]).unwrap();
-        assert_eq!(t.shape(), [3, 2]);
-        assert_eq!(t.to_vec::<i32>().unwrap(), [1, 4, 2, 5, 3, 6]);
     }
 
     #[test]

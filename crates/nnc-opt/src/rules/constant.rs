@@ -70,7 +70,7 @@ pub fn rules() -> Vec<Rule> {
         // transpose(c) → constant (exact); guard: c a small constant.
         Rule::custom(F, "fold_transpose", "(transpose ?t ?a)", move |eg: &EG, s: &Subst| {
             let Op::Transpose { perm } = attr(eg, s, t)? else { return None };
-            Some(Term::Const(fold::transpose(value(eg, s, a)?, perm)?))
+            Some(Term::Const(value(eg, s, a)?.transposed(perm)?))
         }),
     ]
 }
