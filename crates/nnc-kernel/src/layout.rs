@@ -52,10 +52,9 @@ pub fn prepack_weights(graph: &Graph, device: &Device) -> Graph {
 fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     let producers = g.producers();
     let uses = users(&g);
-    let constant = |v: ValueId| -> Option<(usize, &TensorData)> {
-        let p = producers[v.index()]?;
-        match &g.nodes[p].op {
-            Op::Constant(t) if t.dtype().is_float() && !g.outputs.contains(&v) => Some((p, t)),
+    let constant = |v: ValueId| -> Option<&TensorData> {
+        match &g.nodes[producers[v.index()]?].op {
+            Op::Constant(t) if t.dtype().is_float() && !g.outputs.contains(&v) => Some(t),
             _ => None,
         }
     };
@@ -63,7 +62,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     // the weights of ungrouped convolutions, with at least a vector of output channels.
     let packs = |v: ValueId| {
         let conv_weight = |&(n, k): &(usize, usize)| matches!(g.nodes[n].op, Op::Conv { groups: 1, .. }) && k == 1;
-        constant(v).is_some_and(|(_, t)| {
+        constant(v).is_some_and(|t| {
             t.shape().len() >= 3
                 && t.shape()[0] >= device.vector as usize
                 && !uses[v.index()].is_empty()
@@ -72,9 +71,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     };
     // (node index, replacement nodes) in increasing node order.
     let mut edits: Vec<(usize, Vec<Node>)> = Vec::new();
-    let mut new_values: Vec<(String, TensorType)> = Vec::new();
-    let first_new = g.values.len();
-    let next_id = |new_values: &Vec<(String, TensorType)>| ValueId((first_new + new_values.len()) as u32);
+    let mut new_values = NewValues { first: g.values.len(), list: Vec::new() };
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.op {
             Op::Constant(t) => {
@@ -100,22 +97,20 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 // vector of padding, read around by a slice.
                 let row_bytes = outputs * t.dtype().size_bytes();
                 let mut nodes = Vec::new();
-                let packed_id = next_id(&new_values);
-                let mut rows_id = packed_id;
-                if row_bytes % 512 == 0 {
+                let rows_id = if row_bytes % 512 == 0 {
                     let Some(padded) = pad_rows(&packed, 16 / t.dtype().size_bytes().max(1)) else { continue };
-                    new_values.push((format!("{name}_packed"), ty(&padded)));
-                    nodes.push(Node { op: Op::Constant(padded), inputs: vec![], outputs: vec![packed_id] });
-                    rows_id = next_id(&new_values);
-                    new_values.push((format!("{name}_rows"), ty(&packed)));
-                    let last = rank - 1;
+                    let padded_id = new_values.add(format!("{name}_packed"), ty(&padded));
+                    nodes.push(Node { op: Op::Constant(padded), inputs: vec![], outputs: vec![padded_id] });
+                    let rows_id = new_values.add(format!("{name}_rows"), ty(&packed));
                     let slice =
-                        Op::Slice { axes: vec![last], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
-                    nodes.push(Node { op: slice, inputs: vec![packed_id], outputs: vec![rows_id] });
+                        Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
+                    nodes.push(Node { op: slice, inputs: vec![padded_id], outputs: vec![rows_id] });
+                    rows_id
                 } else {
-                    new_values.push((format!("{name}_packed"), ty(&packed)));
+                    let packed_id = new_values.add(format!("{name}_packed"), ty(&packed));
                     nodes.push(Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] });
-                }
+                    packed_id
+                };
                 nodes.push(Node { op: Op::Transpose { perm: back }, inputs: vec![rows_id], outputs: vec![v] });
                 edits.push((i, nodes));
             }
@@ -133,8 +128,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 }
                 let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
                 let Ok(mut ty) = infer(&pad, &[g.ty(x)]) else { continue };
-                let padded = next_id(&new_values);
-                new_values.push((format!("{}_padded", g.value(x).name), ty.remove(0)));
+                let padded = new_values.add(format!("{}_padded", g.value(x).name), ty.remove(0));
                 let conv = Op::Conv { window: Window { pads: vec![0; 2 * spatial], ..window.clone() }, groups: 1 };
                 let mut inputs = node.inputs.clone();
                 inputs[0] = padded;
@@ -150,7 +144,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
             // 512 bytes (a 1024-wide f32 matrix) is copied once into rows one vector longer, read
             // back through a slice: the tile's loads down a column of it then spread over the
             // cache's sets instead of evicting each other.
-            Op::MatMul if !own_constants && !moved_constant(&g, &producers, node.inputs[1]) => {
+            Op::MatMul if !own_constants && movement_chain(&g, &producers, node.inputs[1]).is_none() => {
                 let rhs = node.inputs[1];
                 let ty = g.ty(rhs).clone();
                 let dims: Option<Vec<i64>> = ty.shape.iter().map(|d| d.as_const()).collect();
@@ -166,10 +160,8 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 pads[2 * rank - 1] = extra;
                 let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
                 let Ok(mut padded_ty) = infer(&pad, &[&ty]) else { continue };
-                let padded = next_id(&new_values);
-                new_values.push((format!("{}_rows", g.value(rhs).name), padded_ty.remove(0)));
-                let rows = next_id(&new_values);
-                new_values.push((format!("{}_view", g.value(rhs).name), ty.clone()));
+                let padded = new_values.add(format!("{}_rows", g.value(rhs).name), padded_ty.remove(0));
+                let rows = new_values.add(format!("{}_view", g.value(rhs).name), ty.clone());
                 let slice = Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![cols], steps: vec![1] };
                 let mut inputs = node.inputs.clone();
                 inputs[1] = rows;
@@ -200,7 +192,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     if edits.is_empty() {
         return g;
     }
-    for (name, ty) in new_values {
+    for (name, ty) in new_values.list {
         g.add_value(name, ty);
     }
     let mut edits = edits.into_iter().peekable();
@@ -216,21 +208,42 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     g
 }
 
-/// The value node `end` computes, when it and its operands back to a float constant are data
-/// movement (transpose, reshape, slice) including a transpose: evaluated by the interpreter.
-fn fold_movement(g: &Graph, producers: &[Option<usize>], end: usize) -> Option<TensorData> {
-    let mut chain = vec![end];
-    let root = loop {
-        let node = &g.nodes[*chain.last()?];
-        let [input] = node.inputs.as_slice() else { return None };
-        let p = producers[input.index()]?;
+/// Values a pass adds to a graph, numbered after the graph's own.
+struct NewValues {
+    first: usize,
+    list: Vec<(String, TensorType)>,
+}
+
+impl NewValues {
+    fn add(&mut self, name: String, ty: TensorType) -> ValueId {
+        self.list.push((name, ty));
+        ValueId((self.first + self.list.len() - 1) as u32)
+    }
+}
+
+/// The data movement (transpose, reshape, slice) nodes from a constant to `v`, last first, and
+/// the constant; `None` if `v` is computed otherwise.
+fn movement_chain<'g>(g: &'g Graph, producers: &[Option<usize>], v: ValueId) -> Option<(Vec<usize>, &'g TensorData)> {
+    let mut chain = Vec::new();
+    let mut v = v;
+    loop {
+        let p = producers[v.index()]?;
         match &g.nodes[p].op {
-            Op::Constant(t) if t.dtype().is_float() => break t,
-            Op::Transpose { .. } | Op::Reshape { .. } | Op::Slice { .. } => chain.push(p),
+            Op::Constant(t) => return Some((chain, t)),
+            Op::Transpose { .. } | Op::Reshape { .. } | Op::Slice { .. } if g.nodes[p].inputs.len() == 1 => {
+                chain.push(p);
+                v = g.nodes[p].inputs[0];
+            }
             _ => return None,
         }
-    };
-    if !chain.iter().any(|&n| matches!(g.nodes[n].op, Op::Transpose { .. })) {
+    }
+}
+
+/// The value node `end` computes, when it and its operands back to a float constant are data
+/// movement including a transpose: evaluated by the interpreter.
+fn fold_movement(g: &Graph, producers: &[Option<usize>], end: usize) -> Option<TensorData> {
+    let (chain, root) = movement_chain(g, producers, g.nodes[end].outputs[0])?;
+    if !root.dtype().is_float() || !chain.iter().any(|&n| matches!(g.nodes[n].op, Op::Transpose { .. })) {
         return None;
     }
     let mut b = nnc_ir::GraphBuilder::new("fold");
@@ -240,19 +253,6 @@ fn fold_movement(g: &Graph, producers: &[Option<usize>], end: usize) -> Option<T
     }
     b.output(v);
     nnc_interp::run(&b.finish().ok()?, &[]).ok()?.pop()
-}
-
-/// Whether `v` is a constant or data movement (transpose, reshape, slice) of one.
-fn moved_constant(g: &Graph, producers: &[Option<usize>], v: ValueId) -> bool {
-    let Some(p) = producers[v.index()] else { return false };
-    let node = &g.nodes[p];
-    match &node.op {
-        Op::Constant(_) => true,
-        Op::Transpose { .. } | Op::Reshape { .. } | Op::Slice { .. } => {
-            node.inputs.len() == 1 && moved_constant(g, producers, node.inputs[0])
-        }
-        _ => false,
-    }
 }
 
 /// Drops nodes none of whose results is used (by a node or as a graph output).
@@ -308,18 +308,28 @@ mod tests {
         nnc_interp::run(g, inputs).unwrap()
     }
 
+    /// `conv(x, constant weights)` with 1-padding when `padded`.
+    fn conv_graph(input: [i64; 4], weight: &[usize], padded: bool) -> Graph {
+        let mut b = GraphBuilder::new("conv");
+        let x = b.input("x", DType::F32, input).unwrap();
+        let w = b.constant(weights(weight));
+        let window = Window { pads: vec![padded as i64; 4], ..Window::unit(2) };
+        let y = b.conv(x, w, window, 1).unwrap();
+        b.output(y);
+        b.finish().unwrap()
+    }
+
+    /// The ops of `g` in order, after checking that it verifies.
+    fn ops(g: &Graph) -> Vec<&'static str> {
+        nnc_ir::verify::verify(g).unwrap();
+        g.nodes.iter().map(|n| n.op.name()).collect()
+    }
+
     #[test]
     fn conv_weights_are_stored_channels_last_and_read_through_a_transpose() {
-        let mut b = GraphBuilder::new("conv");
-        let x = b.input("x", DType::F32, [1i64, 3, 6, 6]).unwrap();
-        let w = b.constant(weights(&[8, 3, 3, 3]));
-        let y = b.conv(x, w, Window { pads: vec![1; 4], ..Window::unit(2) }, 1).unwrap();
-        b.output(y);
-        let g = b.finish().unwrap();
+        let g = conv_graph([1, 3, 6, 6], &[8, 3, 3, 3], true);
         let packed = pack_weights(&g, &Device::cpu());
-        nnc_ir::verify::verify(&packed).unwrap();
-        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
-        assert_eq!(ops, ["constant", "transpose", "pad", "conv"]);
+        assert_eq!(ops(&packed), ["constant", "transpose", "pad", "conv"]);
         let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
         assert_eq!(t.shape(), [3, 3, 3, 8]);
         let input = weights(&[1, 3, 6, 6]);
@@ -330,16 +340,9 @@ mod tests {
 
     #[test]
     fn weight_rows_of_a_multiple_of_512_bytes_are_padded_and_sliced_back() {
-        let mut b = GraphBuilder::new("wide");
-        let x = b.input("x", DType::F32, [1i64, 2, 4, 4]).unwrap();
-        let w = b.constant(weights(&[128, 2, 3, 3]));
-        let y = b.conv(x, w, Window::unit(2), 1).unwrap();
-        b.output(y);
-        let g = b.finish().unwrap();
+        let g = conv_graph([1, 2, 4, 4], &[128, 2, 3, 3], false);
         let packed = pack_weights(&g, &Device::cpu());
-        nnc_ir::verify::verify(&packed).unwrap();
-        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
-        assert_eq!(ops, ["constant", "slice", "transpose", "conv"]);
+        assert_eq!(ops(&packed), ["constant", "slice", "transpose", "conv"]);
         let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
         assert_eq!(t.shape(), [3, 3, 2, 132]);
         let input = weights(&[1, 2, 4, 4]);
@@ -355,9 +358,7 @@ mod tests {
         b.output(y);
         let g = b.finish().unwrap();
         let packed = pack_weights(&g, &Device::cpu());
-        nnc_ir::verify::verify(&packed).unwrap();
-        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
-        assert_eq!(ops, ["pad", "slice", "matmul"]);
+        assert_eq!(ops(&packed), ["pad", "slice", "matmul"]);
         // Fusion keeps the padded copy as a buffer and reads it through the slice.
         let program = crate::program::compile(&g, &Device::cpu(), None).unwrap();
         assert_eq!(program.kernels.len(), 2);
@@ -380,9 +381,7 @@ mod tests {
         b.output(y);
         let g = b.finish().unwrap();
         let packed = pack_weights(&g, &Device::cpu());
-        nnc_ir::verify::verify(&packed).unwrap();
-        let ops: Vec<&str> = packed.nodes.iter().map(|n| n.op.name()).collect();
-        assert_eq!(ops, ["constant", "matmul"]);
+        assert_eq!(ops(&packed), ["constant", "matmul"]);
         let input = weights(&[2, 4]);
         assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
     }
