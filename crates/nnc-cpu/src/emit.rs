@@ -1642,31 +1642,42 @@ impl Emitter<'_, '_, '_> {
     /// `erf` on four lanes: `x * P(x²) / Q(x²)` on `x` clamped to [-4, 4] (beyond which `erf`
     /// rounds to ±1 in `f32`). NaN propagates through the clamp; `erf(-0) = -0`.
     fn verf(&mut self, x: Value) -> Value {
-        let c = |this: &mut Self, v: f64| {
-            let k = this.b.ins().f32const(v as f32);
-            this.b.ins().splat(types::F32X4, k)
-        };
-        let (hi, lo) = (c(self, 4.0), c(self, -4.0));
-        let x = self.b.ins().fmin(x, hi);
-        let x = self.b.ins().fmax(x, lo);
+        let x = self.vclamp(x, -4.0, 4.0);
         let x2 = self.b.ins().fmul(x, x);
-        let horner = |this: &mut Self, coefs: &[f64]| {
-            let mut acc = c(this, coefs[coefs.len() - 1]);
-            for &k in coefs[..coefs.len() - 1].iter().rev() {
-                let k = c(this, k);
-                acc = if this.fma {
-                    this.b.ins().fma(acc, x2, k)
-                } else {
-                    let m = this.b.ins().fmul(acc, x2);
-                    this.b.ins().fadd(m, k)
-                };
-            }
-            acc
-        };
-        let p = horner(self, &ERF_NUM);
-        let q = horner(self, &ERF_DEN);
+        let p = self.vhorner(x2, &ERF_NUM);
+        let q = self.vhorner(x2, &ERF_DEN);
         let p = self.b.ins().fmul(p, x);
         self.b.ins().fdiv(p, q)
+    }
+
+    /// `v` in every `f32` lane.
+    fn vconst(&mut self, v: f64) -> Value {
+        let k = self.b.ins().f32const(v as f32);
+        self.b.ins().splat(types::F32X4, k)
+    }
+
+    /// `x` clamped to `[lo, hi]` lane-wise (NaN stays NaN).
+    fn vclamp(&mut self, x: Value, lo: f64, hi: f64) -> Value {
+        let (lo, hi) = (self.vconst(lo), self.vconst(hi));
+        let x = self.b.ins().fmin(x, hi);
+        self.b.ins().fmax(x, lo)
+    }
+
+    /// The polynomial with coefficients `coefs` (constant term first) at `x`, by Horner's rule
+    /// with fused multiply-adds where the CPU has them.
+    fn vhorner(&mut self, x: Value, coefs: &[f64]) -> Value {
+        let (&last, rest) = coefs.split_last().expect("a polynomial has coefficients");
+        let mut acc = self.vconst(last);
+        for &k in rest.iter().rev() {
+            let k = self.vconst(k);
+            acc = if self.fma {
+                self.b.ins().fma(acc, x, k)
+            } else {
+                let m = self.b.ins().fmul(acc, x);
+                self.b.ins().fadd(m, k)
+            };
+        }
+        acc
     }
 
     /// `exp` on four `f32` lanes, within 2 ulp of the correctly rounded result (tested against
@@ -1676,31 +1687,17 @@ impl Emitter<'_, '_, '_> {
     /// that are subnormal or overflow round as the product does). NaN stays NaN; `x` is clamped
     /// to `[-104, 89]`, beyond which `exp` is 0 or infinite in `f32` anyway.
     fn vexp(&mut self, x: Value) -> Value {
-        let c = |this: &mut Self, v: f64| {
-            let k = this.b.ins().f32const(v as f32);
-            this.b.ins().splat(types::F32X4, k)
-        };
-        let (hi, lo) = (c(self, 89.0), c(self, -104.0));
-        let x = self.b.ins().fmin(x, hi);
-        let x = self.b.ins().fmax(x, lo);
-        let log2e = c(self, std::f64::consts::LOG2_E);
+        let x = self.vclamp(x, -104.0, 89.0);
+        let log2e = self.vconst(std::f64::consts::LOG2_E);
         let t = self.b.ins().fmul(x, log2e);
         let n = self.b.ins().nearest(t);
-        let (ln2_hi, ln2_lo) = (c(self, 0.693_359_375), c(self, -2.121_944_400_546_905_8e-4));
+        let (ln2_hi, ln2_lo) = (self.vconst(0.693_359_375), self.vconst(-2.121_944_400_546_905_8e-4));
         let a = self.b.ins().fmul(n, ln2_hi);
         let r = self.b.ins().fsub(x, a);
         let b = self.b.ins().fmul(n, ln2_lo);
         let r = self.b.ins().fsub(r, b);
-        let mut p = c(self, 1.0 / 5040.0);
-        for k in [1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
-            let k = c(self, k);
-            p = if self.fma {
-                self.b.ins().fma(p, r, k)
-            } else {
-                let m = self.b.ins().fmul(p, r);
-                self.b.ins().fadd(m, k)
-            };
-        }
+        let taylor = [1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0];
+        let p = self.vhorner(r, &taylor);
         // 2^n = 2^n1 * 2^n2 with n1 = n >> 1: both halves stay normal for n in [-150, 128].
         let n = self.b.ins().fcvt_to_sint_sat(types::I32X4, n);
         let n1 = self.b.ins().sshr_imm_u(n, 1);
