@@ -7,35 +7,20 @@ It installs onnxruntime and numpy from PyPI if they are missing.
 """
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_cpu import ensure, median_ms  # noqa: E402  (shared with the CPU benchmark)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.environ.get("NNC_SHARED_DIR", os.path.join(ROOT, "..", "shared")) + "/models"
-
-
-def ensure(pkg, module):
-    try:
-        __import__(module)
-    except ImportError:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", pkg])
 
 
 def criterion_median_ms(group, name):
     path = os.path.join(ROOT, "target", "criterion", group, name, "new", "estimates.json")
     with open(path) as f:
         return json.load(f)["median"]["point_estimate"] / 1e6
-
-
-def median_ms(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main():
@@ -52,7 +37,7 @@ def main():
         path = os.path.join(MODELS, name, "model.onnx")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
-        load = median_ms(lambda: ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]), 10)
+        load = median_ms(lambda: ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"]), 10, warmup=0)
         nnc = criterion_median_ms("import", name)
         rows.append((f"import {name}", nnc, f"ORT session load ({threads} threads)", load))
     for name in ["digits_cnn", "transformer_encoder", "resnet18"]:
@@ -63,7 +48,7 @@ def main():
         x = read_tensor(os.path.join(MODELS, name, "test_data_set_0", "input_0.pb"))
         feed = {sess.get_inputs()[0].name: x}
         sess.run(None, feed)
-        run = median_ms(lambda: sess.run(None, feed), 20)
+        run = median_ms(lambda: sess.run(None, feed), 20, warmup=0)
         nnc = criterion_median_ms("interpret", name)
         rows.append((f"run {name} (reference interpreter)", nnc, f"ORT run ({threads} threads)", run))
     print("| what | nnc (ms) | peer | peer (ms) | nnc / peer |")
@@ -73,5 +58,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     main()
