@@ -13,6 +13,12 @@
 //! value's expression as often as consumers evaluate it beyond once per element. Reductions are
 //! counted as the scheduler runs them: once per distinct value of the variables their body
 //! depends on (so a row's maximum, needed by every element of the row, is computed once).
+//!
+//! Rules come before the comparison where the device's templates need them: a CPU schedules one
+//! contraction per kernel, so a convolution, matmul or pooling window is not inlined into a
+//! consumer that reduces over it, nor into several consumers (each of which may fuse a
+//! contraction of its own); and a CPU register tile loads unmasked buffers, so a masked value (a
+//! padded input) that reaches a contraction, directly or through views, stays a buffer.
 
 use crate::expr::{BufId, Expr, Literal, Reduction, VarGen};
 use crate::kernel::Compute;
