@@ -97,8 +97,8 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 // vector of padding, read around by a slice.
                 let row_bytes = outputs * t.dtype().size_bytes();
                 let mut nodes = Vec::new();
-                let rows_id = if row_bytes % 512 == 0 {
-                    let Some(padded) = pad_rows(&packed, 16 / t.dtype().size_bytes().max(1)) else { continue };
+                let rows_id = if crowds_cache_sets(row_bytes) {
+                    let Some(padded) = pad_rows(&packed, row_padding(t.dtype())) else { continue };
                     let padded_id = new_values.add(format!("{name}_packed"), ty(&padded));
                     nodes.push(Node { op: Op::Constant(padded), inputs: vec![], outputs: vec![padded_id] });
                     let rows_id = new_values.add(format!("{name}_rows"), ty(&packed));
@@ -152,10 +152,14 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 let (Some(&cols), rank) = (dims.last(), dims.len()) else { continue };
                 let size = ty.dtype.size_bytes() as i64;
                 let bytes: i64 = dims.iter().product::<i64>() * size;
-                if rank < 2 || !ty.dtype.is_float() || (cols * size) % 512 != 0 || bytes < 1 << 18 {
+                if rank < 2
+                    || !ty.dtype.is_float()
+                    || !crowds_cache_sets(cols as usize * size as usize)
+                    || bytes < 1 << 18
+                {
                     continue;
                 }
-                let extra = 16 / size.max(1);
+                let extra = row_padding(ty.dtype) as i64;
                 let mut pads = vec![0; 2 * rank];
                 pads[2 * rank - 1] = extra;
                 let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
@@ -206,6 +210,18 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     g.nodes = nodes;
     remove_dead_nodes(&mut g);
     g
+}
+
+/// Whether rows of `bytes` put the same column of consecutive rows into few cache sets: a
+/// multiple of 512 bytes maps 64-byte lines of successive rows onto an eighth of the sets or
+/// fewer (the L1 data cache of x86-64 and aarch64 cores has 64 sets of 64-byte lines).
+fn crowds_cache_sets(bytes: usize) -> bool {
+    bytes > 0 && bytes.is_multiple_of(512)
+}
+
+/// Elements of padding that move successive rows onto other cache sets: one 16-byte vector.
+fn row_padding(dtype: nnc_ir::DType) -> usize {
+    16 / dtype.size_bytes().max(1)
 }
 
 /// Values a pass adds to a graph, numbered after the graph's own.
