@@ -98,20 +98,35 @@ pub struct EmitOptions {
     /// (AVX + FMA); one rounding instead of two.
     pub fma: bool,
     /// Keep each kernel's machine code and relocations in [`JitCode::machine`], for an
-    /// ahead-of-time bundle.
+    /// ahead-of-time bundle (Cranelift code only).
     pub keep_machine_code: bool,
+    /// Compile kernels with LLVM for the host's widest vectors where LLVM covers them (see
+    /// [`crate::llvm`]); the others, and every kernel when off, with Cranelift.
+    pub llvm: bool,
 }
 
 impl Default for EmitOptions {
     fn default() -> Self {
-        EmitOptions { vectorize: true, verify: cfg!(debug_assertions), fma: true, keep_machine_code: false }
+        EmitOptions {
+            vectorize: true,
+            verify: cfg!(debug_assertions),
+            fma: true,
+            keep_machine_code: false,
+            llvm: cfg!(feature = "llvm"),
+        }
     }
 }
 
 /// JIT-compiled kernels: the code lives as long as this value.
 pub struct JitCode {
     module: Option<JITModule>,
+    /// Held, never read: dropping it frees the LLVM-compiled code.
+    #[cfg(feature = "llvm")]
+    #[allow(dead_code)]
+    llvm: Option<crate::llvm::LlvmCode>,
     functions: Vec<KernelFn>,
+    /// Kernels compiled by LLVM (the others by Cranelift).
+    pub llvm_kernels: usize,
     /// Kernels whose `vector` loops became real vector code.
     pub vectorized_loops: usize,
     /// Per kernel, with [`EmitOptions::keep_machine_code`]: its code, for a bundle.
@@ -229,7 +244,7 @@ extern "C" fn nnc_f32_to_f16(x: f32) -> u32 {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-enum Lib {
+pub(crate) enum Lib {
     Unary(UnaryOp),
     Map4,
     Fmod,
@@ -241,7 +256,7 @@ enum Lib {
     F32ToF16,
 }
 
-fn lib_symbol(lib: Lib) -> Option<(&'static str, *const u8, &'static [Type], Type)> {
+pub(crate) fn lib_symbol(lib: Lib) -> Option<(&'static str, *const u8, &'static [Type], Type)> {
     const F: &[Type] = &[types::F64];
     const FF: &[Type] = &[types::F64, types::F64];
     let u = |name, f: extern "C" fn(f64) -> f64| Some((name, f as *const u8, F, types::F64));
@@ -316,7 +331,7 @@ const ALL_LIBS: &[Lib] = &[
 // ---------------------------------------------------------------- types
 
 /// The register type of a dtype (`f16`/`bf16` live as `f32`, `bool` as an `i8` 0/1).
-fn reg_type(d: DType) -> Type {
+pub(crate) fn reg_type(d: DType) -> Type {
     match d {
         DType::F32 | DType::F16 | DType::BF16 => types::F32,
         DType::F64 => types::F64,
@@ -327,7 +342,7 @@ fn reg_type(d: DType) -> Type {
     }
 }
 
-fn is_unsigned(d: DType) -> bool {
+pub(crate) fn is_unsigned(d: DType) -> bool {
     matches!(d, DType::U8 | DType::U16 | DType::U32 | DType::U64 | DType::Bool)
 }
 
@@ -341,7 +356,7 @@ fn mem() -> MemFlagsData {
 
 /// Whether evaluating `e` can have an effect or a cost worth a branch: a load, an integer
 /// division, remainder or pow (which may report an error), or a call.
-fn needs_branch(e: &Expr) -> bool {
+pub(crate) fn needs_branch(e: &Expr) -> bool {
     e.any(&mut |x| match x {
         Expr::Load { .. } => true,
         Expr::Binary(BinaryOp::Div | BinaryOp::Rem, a, b) if !a.dtype().is_float() => {
@@ -353,11 +368,11 @@ fn needs_branch(e: &Expr) -> bool {
     })
 }
 
-fn is_mul(e: &Expr) -> bool {
+pub(crate) fn is_mul(e: &Expr) -> bool {
     matches!(e, Expr::Binary(BinaryOp::Mul, ..))
 }
 
-fn contains_load(e: &Expr) -> bool {
+pub(crate) fn contains_load(e: &Expr) -> bool {
     e.any(&mut |x| matches!(x, Expr::Load { .. }))
 }
 
@@ -403,9 +418,24 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     let mut ids = Vec::new();
     let mut vectorized_loops = 0;
     let mut machine = Vec::new();
+    #[cfg(feature = "llvm")]
+    let llvm = match crate::llvm::host_lanes() {
+        Some(width) if options.llvm && options.vectorize && !options.keep_machine_code => {
+            Some(crate::llvm::compile(kernels, width).map_err(top)?)
+        }
+        _ => None,
+    };
+    #[cfg(feature = "llvm")]
+    let from_llvm = |i: usize| llvm.as_ref().and_then(|c| c.functions[i].as_ref().ok().copied());
+    #[cfg(not(feature = "llvm"))]
+    let from_llvm = |_: usize| None::<KernelFn>;
     for (i, kernel) in kernels.iter().enumerate() {
         let err = |message: String| EmitError { kernel: kernel.name.clone(), message };
         check_cpu_kernel(kernel).map_err(err)?;
+        if from_llvm(i).is_some() {
+            ids.push(None);
+            continue;
+        }
         let id =
             module.declare_function(&format!("k{i}"), Linkage::Local, &kernel_sig).map_err(|e| err(e.to_string()))?;
         ctx.func.signature = kernel_sig.clone();
@@ -434,7 +464,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
                 guards: Vec::new(),
                 lane_slot: None,
             };
-            for buf in promotable(kernel, options.vectorize) {
+            for buf in promotable(kernel, lanes(options.vectorize)) {
                 if vector_promotable(kernel.buffer(BufId(buf)), options.vectorize) {
                     e.vpromoted.insert(buf);
                 } else {
@@ -461,22 +491,37 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
             }
         }
         module.clear_context(&mut ctx);
-        ids.push(id);
+        ids.push(Some(id));
     }
     module.finalize_definitions().map_err(|e| top(e.to_string()))?;
-    let functions = ids
+    let functions: Vec<KernelFn> = ids
         .iter()
-        .map(|&id| {
-            let p = module.get_finalized_function(id);
-            // SAFETY: the function was defined with exactly the signature of `KernelFn`.
-            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+        .enumerate()
+        .map(|(i, &id)| match id {
+            Some(id) => {
+                let p = module.get_finalized_function(id);
+                // SAFETY: the function was defined with exactly the signature of `KernelFn`.
+                unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+            }
+            None => from_llvm(i).expect("a kernel not given to Cranelift came from LLVM"),
         })
         .collect();
-    Ok(JitCode { module: Some(module), functions, vectorized_loops, machine })
+    let llvm_kernels = ids.iter().filter(|id| id.is_none()).count();
+    #[cfg(feature = "llvm")]
+    let vectorized_loops = vectorized_loops + llvm.as_ref().map_or(0, |c| c.vectorized_loops);
+    Ok(JitCode {
+        module: Some(module),
+        #[cfg(feature = "llvm")]
+        llvm,
+        functions,
+        llvm_kernels,
+        vectorized_loops,
+        machine,
+    })
 }
 
 /// Refuses kernels outside the CPU execution model.
-fn check_cpu_kernel(kernel: &Kernel) -> Result<(), String> {
+pub(crate) fn check_cpu_kernel(kernel: &Kernel) -> Result<(), String> {
     if kernel.launch.threads_per_workgroup() != 1 {
         return Err(format!(
             "the CPU backend runs workgroups of one invocation, this kernel has {:?} (schedule it for Device::cpu())",
@@ -724,7 +769,7 @@ impl Emitter<'_, '_, '_> {
     fn stmt(&mut self, s: &Stmt) -> R<()> {
         match s {
             Stmt::For { var, extent, kind, body } => {
-                if let Some((n, step)) = unrolled(self.kernel, self.vectorize, var.id, *kind, extent, body) {
+                if let Some((n, step)) = unrolled(self.kernel, lanes(self.vectorize), var.id, *kind, extent, body) {
                     if step == 4 {
                         let mut lanes = Lanes::new();
                         vector_plan(self.kernel, var.id, body, &mut lanes);
@@ -1840,7 +1885,7 @@ impl Emitter<'_, '_, '_> {
 /// Coefficients (of x⁰, x², x⁴, ... ) of the numerator and denominator of the `f32` rational
 /// approximation of `erf(x) = x * num(x²) / den(x²)` on [-4, 4] (Eigen's); measured against
 /// correctly rounded `erf` it is within 4.2e-7 relative error (6 ulp; `tests/vector_math.rs`).
-const ERF_NUM: [f64; 7] = [
+pub(crate) const ERF_NUM: [f64; 7] = [
     -1.60960333262415e-02,
     -2.95459980854025e-03,
     -7.34990630326855e-04,
@@ -1849,10 +1894,10 @@ const ERF_NUM: [f64; 7] = [
     2.77068142495902e-08,
     -2.72614225801306e-10,
 ];
-const ERF_DEN: [f64; 5] =
+pub(crate) const ERF_DEN: [f64; 5] =
     [-1.42647390514189e-02, -7.37332916720468e-03, -1.68282697438203e-03, -2.13374055278905e-04, -1.45660718464996e-05];
 
-fn mask(ty: Type) -> i64 {
+pub(crate) fn mask(ty: Type) -> i64 {
     if ty.bits() >= 64 {
         -1
     } else {
@@ -1860,7 +1905,7 @@ fn mask(ty: Type) -> i64 {
     }
 }
 
-fn int_range(d: DType) -> (i64, i64) {
+pub(crate) fn int_range(d: DType) -> (i64, i64) {
     match d {
         DType::I8 => (i8::MIN as i64, i8::MAX as i64),
         DType::I16 => (i16::MIN as i64, i16::MAX as i64),
@@ -1876,17 +1921,17 @@ fn int_range(d: DType) -> (i64, i64) {
 
 /// How a variable bound in a vector loop is held.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Lane {
+pub(crate) enum Lane {
     /// Four `f32` lanes in an `f32x4`.
     Vector,
     /// A scalar `i64` holding lane 0's value, affine in the loop variable with this coefficient.
     Index(i64),
 }
 
-type Lanes = HashMap<u32, Lane>;
+pub(crate) type Lanes = HashMap<u32, Lane>;
 
 /// Whether `e` differs between the lanes of the vector loop over `lv`.
-fn varies(e: &Expr, lv: u32, lanes: &Lanes) -> bool {
+pub(crate) fn varies(e: &Expr, lv: u32, lanes: &Lanes) -> bool {
     e.any(&mut |x| match x {
         Expr::Var(v) => {
             v.id == lv
@@ -1898,7 +1943,7 @@ fn varies(e: &Expr, lv: u32, lanes: &Lanes) -> bool {
 }
 
 /// The coefficient of loop variable `lv` in an `i64` index expression that is affine in it.
-fn coefficient(e: &Expr, lv: u32, lanes: &Lanes) -> Option<i64> {
+pub(crate) fn coefficient(e: &Expr, lv: u32, lanes: &Lanes) -> Option<i64> {
     match e {
         Expr::Var(v) if v.id == lv => Some(1),
         Expr::Var(v) => match lanes.get(&v.id) {
@@ -1929,7 +1974,7 @@ fn coefficient(e: &Expr, lv: u32, lanes: &Lanes) -> Option<i64> {
 }
 
 /// Whether the body of a `vector(4)` loop over `lv` can run as `f32x4` code; fills `lanes`.
-fn vector_plan(kernel: &Kernel, lv: u32, body: &[Stmt], lanes: &mut Lanes) -> bool {
+pub(crate) fn vector_plan(kernel: &Kernel, lv: u32, body: &[Stmt], lanes: &mut Lanes) -> bool {
     for s in body {
         match s {
             Stmt::Let { var, value } => {
@@ -2059,13 +2104,23 @@ fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
 
 // ---------------------------------------------------------------- unrolling and promotion
 
+/// The vector width Cranelift code uses: 4 lanes of `f32`, or none.
+fn lanes(vectorize: bool) -> u32 {
+    if vectorize {
+        4
+    } else {
+        1
+    }
+}
+
 /// Loops emitted fully unrolled, as `(extent, step)`: `unroll` loops with a literal extent up to
 /// 64, `vector` loops up to 32 iterations that do not become vector code (step 1) and up to 64
-/// that do (step 4: one vector per step), and serial loops up to 16 iterations that index a
-/// private buffer with their variable (so the buffer can live in registers).
-fn unrolled(
+/// that do (step `width`: one vector per step), and serial loops up to 16 iterations that index
+/// a private buffer with their variable (so the buffer can live in registers). `width` is the
+/// emitter's vector width (1: none).
+pub(crate) fn unrolled(
     kernel: &Kernel,
-    vectorize: bool,
+    width: u32,
     var: u32,
     kind: LoopKind,
     extent: &Expr,
@@ -2075,9 +2130,10 @@ fn unrolled(
     match kind {
         LoopKind::Unroll if (0..=64).contains(&n) => Some((n, 1)),
         LoopKind::Vector(w) if (0..=64).contains(&n) => {
-            let vectorizes = vectorize && w == 4 && n % 4 == 0 && vector_plan(kernel, var, body, &mut Lanes::new());
+            let vectorizes =
+                width > 1 && w == width && n % w as i64 == 0 && vector_plan(kernel, var, body, &mut Lanes::new());
             if vectorizes {
-                Some((n, 4))
+                Some((n, w as i64))
             } else {
                 (n <= 32).then_some((n, 1))
             }
@@ -2117,7 +2173,7 @@ fn vector_promotable(b: &nnc_kernel::kernel::Buffer, vectorize: bool) -> bool {
 }
 
 /// `e` as a constant, given the values of some variables.
-fn const_eval(e: &Expr, consts: &HashMap<u32, i64>) -> Option<i64> {
+pub(crate) fn const_eval(e: &Expr, consts: &HashMap<u32, i64>) -> Option<i64> {
     match e {
         Expr::Lit(Literal::Int(v, _)) => Some(*v),
         Expr::Var(v) => consts.get(&v.id).copied(),
@@ -2138,7 +2194,7 @@ fn const_eval(e: &Expr, consts: &HashMap<u32, i64>) -> Option<i64> {
 
 /// Private buffers whose every access has an index made of literals and variables of unrolled
 /// loops: they live in registers.
-fn promotable(kernel: &Kernel, vectorize: bool) -> std::collections::HashSet<u32> {
+pub(crate) fn promotable(kernel: &Kernel, width: u32) -> std::collections::HashSet<u32> {
     use std::collections::HashSet;
     fn index_const(index: &[Expr], known: &HashSet<u32>) -> bool {
         index.iter().all(|i| {
@@ -2160,17 +2216,17 @@ fn promotable(kernel: &Kernel, vectorize: bool) -> std::collections::HashSet<u32
             false
         });
     }
-    fn walk(stmts: &[Stmt], kernel: &Kernel, vectorize: bool, known: &mut HashSet<u32>, bad: &mut HashSet<u32>) {
+    fn walk(stmts: &[Stmt], kernel: &Kernel, width: u32, known: &mut HashSet<u32>, bad: &mut HashSet<u32>) {
         for s in stmts {
             match s {
                 Stmt::For { var, extent, kind, body } => {
                     expr(extent, kernel, known, bad);
-                    if unrolled(kernel, vectorize, var.id, *kind, extent, body).is_some() {
+                    if unrolled(kernel, width, var.id, *kind, extent, body).is_some() {
                         known.insert(var.id);
                     } else {
                         known.remove(&var.id);
                     }
-                    walk(body, kernel, vectorize, known, bad);
+                    walk(body, kernel, width, known, bad);
                 }
                 Stmt::Let { var, value } => {
                     expr(value, kernel, known, bad);
@@ -2191,14 +2247,14 @@ fn promotable(kernel: &Kernel, vectorize: bool) -> std::collections::HashSet<u32
                 }
                 Stmt::If { cond, then, els } => {
                     expr(cond, kernel, known, bad);
-                    walk(then, kernel, vectorize, known, bad);
-                    walk(els, kernel, vectorize, known, bad);
+                    walk(then, kernel, width, known, bad);
+                    walk(els, kernel, width, known, bad);
                 }
             }
         }
     }
     let mut bad = HashSet::new();
-    walk(&kernel.body, kernel, vectorize, &mut HashSet::new(), &mut bad);
+    walk(&kernel.body, kernel, width, &mut HashSet::new(), &mut bad);
     (0..kernel.buffers.len() as u32)
         .filter(|&b| kernel.buffers[b as usize].space == Space::Private && !bad.contains(&b))
         .filter(|&b| kernel.buffers[b as usize].len() <= 256)

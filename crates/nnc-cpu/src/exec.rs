@@ -8,7 +8,7 @@ use nnc_ir::{Graph, TensorData};
 use nnc_kernel::fuse::BufferKind;
 use nnc_kernel::plan::MemoryPlan;
 use nnc_kernel::program::{compile, CompileError, Program};
-use nnc_kernel::schedule::{Device, DeviceKind};
+use nnc_kernel::schedule::DeviceKind;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -114,10 +114,10 @@ impl Ptrs {
 struct Line([u8; 64]);
 
 impl CpuProgram {
-    /// Fuses, schedules (for [`Device::cpu`]) and compiles a graph with static shapes.
+    /// Fuses, schedules (for [`crate::jit_device`]) and compiles a graph with static shapes.
     pub fn from_graph(graph: &Graph) -> Result<CpuProgram, CpuError> {
         let start = Instant::now();
-        let program = compile(graph, &Device::cpu(), None)?;
+        let program = compile(graph, &crate::jit_device(), None)?;
         let mut p = CpuProgram::new(&program)?;
         p.compile_time = start.elapsed();
         Ok(p)

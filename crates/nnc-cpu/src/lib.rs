@@ -12,7 +12,20 @@ pub mod aot;
 pub mod bundle;
 pub mod emit;
 pub mod exec;
+#[cfg(feature = "llvm")]
+pub mod llvm;
 
 pub use bundle::{load_bundle, write_bundle};
 pub use emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 pub use exec::{CpuError, CpuOptions, CpuProgram};
+
+/// The device to schedule kernels for when they are compiled in this process (JIT): vectors as
+/// wide as LLVM can fill on this host, else Cranelift's 128 bits. Bundles are scheduled for
+/// [`Device::cpu`](nnc_kernel::schedule::Device::cpu) (their code is Cranelift's).
+pub fn jit_device() -> nnc_kernel::schedule::Device {
+    #[cfg(feature = "llvm")]
+    if let Some(lanes) = llvm::host_lanes() {
+        return nnc_kernel::schedule::Device::cpu_with_vector(lanes);
+    }
+    nnc_kernel::schedule::Device::cpu()
+}

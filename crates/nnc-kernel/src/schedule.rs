@@ -73,6 +73,12 @@ impl Device {
             ops_per_byte: 6,
         }
     }
+
+    /// A CPU whose code generator fills vectors of `lanes` `f32` (4: 128-bit, 8: AVX2,
+    /// 16: AVX-512).
+    pub fn cpu_with_vector(lanes: u32) -> Device {
+        Device { vector: lanes.max(1), ..Device::cpu() }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

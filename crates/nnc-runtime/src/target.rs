@@ -36,7 +36,8 @@ impl Target {
     pub fn device(self) -> Option<Device> {
         match self {
             Target::Interp => None,
-            Target::Cpu | Target::KernelInterp(DeviceKind::Cpu) => Some(Device::cpu()),
+            Target::Cpu => Some(nnc_cpu::jit_device()),
+            Target::KernelInterp(DeviceKind::Cpu) => Some(Device::cpu()),
             Target::Wgsl | Target::Cuda | Target::KernelInterp(DeviceKind::Gpu) => Some(Device::gpu()),
         }
     }
