@@ -206,6 +206,15 @@ extern "C" fn nnc_map4(f: extern "C" fn(f64) -> f64, p: *mut f32) -> i64 {
     0
 }
 
+/// `f` on each of the `n` `f32` lanes at `p`, in place: [`nnc_map4`] for LLVM's wider vectors.
+extern "C" fn nnc_map(f: extern "C" fn(f64) -> f64, p: *mut f32, n: i64) -> i64 {
+    for k in 0..n.max(0) as usize {
+        // SAFETY: the caller passes a slot of `n` lanes.
+        unsafe { *p.add(k) = f(*p.add(k) as f64) as f32 };
+    }
+    0
+}
+
 extern "C" fn nnc_fmod(a: f64, b: f64) -> f64 {
     a % b
 }
@@ -247,6 +256,7 @@ extern "C" fn nnc_f32_to_f16(x: f32) -> u32 {
 pub(crate) enum Lib {
     Unary(UnaryOp),
     Map4,
+    Map,
     Fmod,
     Pow,
     IPow,
@@ -281,6 +291,7 @@ pub(crate) fn lib_symbol(lib: Lib) -> Option<(&'static str, *const u8, &'static 
             _ => None,
         },
         Lib::Map4 => Some(("nnc_map4", nnc_map4 as *const u8, &[types::I64, types::I64], types::I64)),
+        Lib::Map => Some(("nnc_map", nnc_map as *const u8, &[types::I64, types::I64, types::I64], types::I64)),
         Lib::Fmod => Some(("nnc_fmod", nnc_fmod as *const u8, FF, types::F64)),
         Lib::Pow => Some(("nnc_pow", nnc_pow as *const u8, FF, types::F64)),
         Lib::IPow => Some(("nnc_ipow", nnc_ipow as *const u8, &[types::I64, types::I64], types::I64)),
@@ -319,6 +330,7 @@ const ALL_LIBS: &[Lib] = &[
     Lib::Unary(UnaryOp::Sigmoid),
     Lib::Unary(UnaryOp::Erf),
     Lib::Map4,
+    Lib::Map,
     Lib::Fmod,
     Lib::Pow,
     Lib::IPow,

@@ -454,25 +454,35 @@ impl<'a> Emitter<'a> {
 
     /// Calls runtime helper `lib` (declared once per module; its address is bound at JIT time).
     fn call_helper(&self, lib: Lib, args: &[V]) -> R<V> {
+        let f = self.helper_function(lib)?;
+        // SAFETY: a call with the declared function type.
+        unsafe {
+            let mut args = args.to_vec();
+            let fty = LLVMGlobalGetValueType(f);
+            Ok(LLVMBuildCall2(self.b(), fty, f, args.as_mut_ptr(), args.len() as u32, NONAME))
+        }
+    }
+
+    /// The declaration of runtime helper `lib` in this module.
+    fn helper_function(&self, lib: Lib) -> R<V> {
         let (name, _, _, _) = lib_symbol(lib).ok_or("no helper")?;
         let (params, ret): (Vec<T>, T) = match lib {
             Lib::Unary(_) => (vec![self.cx.f64t], self.cx.f64t),
             Lib::Fmod | Lib::Pow => (vec![self.cx.f64t, self.cx.f64t], self.cx.f64t),
             Lib::IPow => (vec![self.cx.i64, self.cx.i64], self.cx.i64),
+            Lib::Map => (vec![self.cx.i64, self.cx.i64, self.cx.i64], self.cx.i64),
             _ => return Err(format!("helper `{name}` is left to Cranelift")),
         };
-        // SAFETY: declaration and call with matching types.
+        // SAFETY: a declaration in this module.
         unsafe {
             let mut params = params;
             let fty = LLVMFunctionType(ret, params.as_mut_ptr(), params.len() as u32, 0);
-            let f = *self
+            Ok(*self
                 .cx
                 .helpers
                 .borrow_mut()
                 .entry(name)
-                .or_insert_with(|| LLVMAddFunction(self.cx.m, cstr(name).as_ptr(), fty));
-            let mut args = args.to_vec();
-            Ok(LLVMBuildCall2(self.b(), fty, f, args.as_mut_ptr(), args.len() as u32, NONAME))
+                .or_insert_with(|| LLVMAddFunction(self.cx.m, cstr(name).as_ptr(), fty)))
         }
     }
 
@@ -879,6 +889,21 @@ impl<'a> Emitter<'a> {
             let wide: Vec<V> = args.iter().map(|&a| self.widen(d, a)).collect();
             let r = self.call_helper(lib, &wide)?;
             return Ok(self.narrow(d, r));
+        }
+        if let (Lib::Unary(_), DType::F32) = (lib, d) {
+            // One call maps every lane through a stack slot: a call per lane would spill the
+            // loop's vector registers each time (and make the function 16 times longer).
+            let vt = Self::type_of(args[0]);
+            let slot = self.alloca(vt);
+            // SAFETY: the slot holds one vector; the helper reads and writes its lanes.
+            unsafe {
+                LLVMBuildStore(self.b(), args[0], slot);
+                let routine = self.helper_function(lib)?;
+                let f = LLVMBuildPtrToInt(self.b(), routine, self.cx.i64, NONAME);
+                let p = LLVMBuildPtrToInt(self.b(), slot, self.cx.i64, NONAME);
+                self.call_helper(Lib::Map, &[f, p, self.i64c(self.cx.width as i64)])?;
+                return Ok(LLVMBuildLoad2(self.b(), vt, slot, NONAME));
+            }
         }
         let mut out = args[0];
         for lane in 0..self.cx.width {
