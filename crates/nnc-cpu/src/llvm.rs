@@ -123,8 +123,9 @@ fn cstr(s: &str) -> CString {
 
 const NONAME: *const std::ffi::c_char = c"".as_ptr();
 
-/// Compiles `kernels` with vector loops of `width` lanes; kernels the emitter does not cover
-/// come back as [`Unsupported`].
+/// Compiles `kernels` (vector loops as wide as each kernel's schedule says) for a host whose
+/// vector registers hold `width` `f32`; kernels the emitter does not cover come back as
+/// [`Unsupported`].
 pub fn compile(kernels: &[Kernel], width: u32) -> R<LlvmCode> {
     if !init() {
         return Err("LLVM could not initialize the native target".into());
@@ -133,7 +134,7 @@ pub fn compile(kernels: &[Kernel], width: u32) -> R<LlvmCode> {
     unsafe {
         let context = LLVMContextCreate();
         let module = LLVMModuleCreateWithNameInContext(c"nnc".as_ptr(), context);
-        let cx = Cx::new(context, module, width);
+        let cx = Cx::new(context, module);
         let cpu = cstr(&host_cpu());
         let features = cstr(&host_features());
         let vector_bits = cstr(&(width * 32).to_string());
@@ -152,6 +153,7 @@ pub fn compile(kernels: &[Kernel], width: u32) -> R<LlvmCode> {
             ] {
                 LLVMAddTargetDependentFunctionAttr(func, k.as_ptr(), v.as_ptr());
             }
+            cx.width.set(vector_width(kernel));
             let mut e = Emitter::new(&cx, kernel, func);
             match e.function() {
                 Ok(()) => {
@@ -242,7 +244,6 @@ struct Cx {
     ctx: LLVMContextRef,
     m: LLVMModuleRef,
     b: LLVMBuilderRef,
-    width: u32,
     f32t: T,
     f64t: T,
     i1: T,
@@ -250,12 +251,14 @@ struct Cx {
     i32: T,
     i64: T,
     kernel_type: T,
+    /// Lanes of the vector loops of the kernel being emitted (its schedule's).
+    width: std::cell::Cell<u32>,
     /// Helper functions declared so far, by name.
     helpers: std::cell::RefCell<HashMap<&'static str, V>>,
 }
 
 impl Cx {
-    unsafe fn new(ctx: LLVMContextRef, m: LLVMModuleRef, width: u32) -> Cx {
+    unsafe fn new(ctx: LLVMContextRef, m: LLVMModuleRef) -> Cx {
         let i8 = LLVMInt8TypeInContext(ctx);
         let i64 = LLVMInt64TypeInContext(ctx);
         let i32 = LLVMInt32TypeInContext(ctx);
@@ -264,7 +267,6 @@ impl Cx {
             ctx,
             m,
             b: LLVMCreateBuilderInContext(ctx),
-            width,
             f32t: LLVMFloatTypeInContext(ctx),
             f64t: LLVMDoubleTypeInContext(ctx),
             i1: LLVMInt1TypeInContext(ctx),
@@ -272,6 +274,7 @@ impl Cx {
             i32,
             i64,
             kernel_type: LLVMFunctionType(i32, params.as_mut_ptr(), 3, 0),
+            width: std::cell::Cell::new(1),
             helpers: Default::default(),
         }
     }
@@ -302,7 +305,7 @@ impl Cx {
 
     fn vec(&self, t: T) -> T {
         // SAFETY: as above.
-        unsafe { LLVMVectorType(t, self.width) }
+        unsafe { LLVMVectorType(t, self.width.get()) }
     }
 }
 
@@ -427,14 +430,14 @@ impl<'a> Emitter<'a> {
             let vt = self.cx.vec(Self::type_of(x));
             let undef = LLVMGetUndef(vt);
             let one = LLVMBuildInsertElement(self.b(), undef, x, LLVMConstInt(self.cx.i32, 0, 0), NONAME);
-            let zeros = LLVMConstNull(LLVMVectorType(self.cx.i32, self.cx.width));
+            let zeros = LLVMConstNull(LLVMVectorType(self.cx.i32, self.cx.width.get()));
             LLVMBuildShuffleVector(self.b(), one, undef, zeros, NONAME)
         }
     }
 
     /// `0, 1, ..., width - 1` times `step`, as `i64` lanes.
     fn iota(&self, step: i64) -> V {
-        let mut lanes: Vec<V> = (0..self.cx.width as i64).map(|k| self.i64c(k * step)).collect();
+        let mut lanes: Vec<V> = (0..self.cx.width.get() as i64).map(|k| self.i64c(k * step)).collect();
         // SAFETY: a constant vector.
         unsafe { LLVMConstVector(lanes.as_mut_ptr(), lanes.len() as u32) }
     }
@@ -595,7 +598,7 @@ impl<'a> Emitter<'a> {
     fn stmt(&mut self, s: &Stmt) -> R<()> {
         match s {
             Stmt::For { var, extent, kind, body } => {
-                if let Some((n, step)) = unrolled(self.kernel, self.cx.width, var.id, *kind, extent, body) {
+                if let Some((n, step)) = unrolled(self.kernel, self.cx.width.get(), var.id, *kind, extent, body) {
                     let t = self.cx.reg(var.dtype)?;
                     for k in (0..n).step_by(step as usize) {
                         self.vals.insert(var.id, self.int_constant(t, k));
@@ -610,7 +613,7 @@ impl<'a> Emitter<'a> {
                     }
                     return Ok(());
                 }
-                let w = self.cx.width as i64;
+                let w = self.cx.width.get() as i64;
                 if let (LoopKind::Vector(lw), Some(n)) = (kind, extent.as_int()) {
                     if *lw as i64 == w
                         && w > 1
@@ -901,12 +904,12 @@ impl<'a> Emitter<'a> {
                 let routine = self.helper_function(lib)?;
                 let f = LLVMBuildPtrToInt(self.b(), routine, self.cx.i64, NONAME);
                 let p = LLVMBuildPtrToInt(self.b(), slot, self.cx.i64, NONAME);
-                self.call_helper(Lib::Map, &[f, p, self.i64c(self.cx.width as i64)])?;
+                self.call_helper(Lib::Map, &[f, p, self.i64c(self.cx.width.get() as i64)])?;
                 return Ok(LLVMBuildLoad2(self.b(), vt, slot, NONAME));
             }
         }
         let mut out = args[0];
-        for lane in 0..self.cx.width {
+        for lane in 0..self.cx.width.get() {
             // SAFETY: lane extraction and insertion within the vector's width.
             unsafe {
                 let k = LLVMConstInt(self.cx.i32, lane as u64, 0);
@@ -1284,7 +1287,7 @@ impl<'a> Emitter<'a> {
                 let y = self.vexpr(bb)?;
                 self.select(cv, x, y)
             }
-            Expr::Binary(BinaryOp::Add, a, c) if is_mul(a) || is_mul(c) => {
+            Expr::Binary(BinaryOp::Add, a, c) if a.dtype().is_float() && (is_mul(a) || is_mul(c)) => {
                 // `c + x * y` (either order) as one fused multiply-add.
                 let (c, prod) = if is_mul(c) { (a, c) } else { (c, a) };
                 let Expr::Binary(_, x, y) = &**prod else { unreachable!("is_mul") };
@@ -1311,7 +1314,7 @@ impl<'a> Emitter<'a> {
     fn vload(&mut self, buf: BufId, dtype: DType, index: &[Expr], step: i64, mask: Option<V>) -> R<V> {
         let vt = self.cx.vec(self.cx.reg(dtype)?);
         let zero = self.constant(vt, 0.0);
-        let w = self.cx.width;
+        let w = self.cx.width.get();
         let addr = self.address(buf, index)?;
         // SAFETY: vector loads at element pointers of the buffer; masked lanes are not accessed.
         unsafe {
@@ -1388,7 +1391,7 @@ impl<'a> Emitter<'a> {
             let r = LLVMBuildFSub(b, r, c, NONAME);
             let taylor = [1.0, 1.0, 0.5, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0];
             let p = self.vhorner(r, &taylor);
-            let it = LLVMVectorType(self.cx.i32, self.cx.width);
+            let it = LLVMVectorType(self.cx.i32, self.cx.width.get());
             let n = LLVMBuildFPToSI(b, n, it, NONAME);
             let n1 = LLVMBuildAShr(b, n, self.int_constant(it, 1), NONAME);
             let n2 = LLVMBuildSub(b, n, n1, NONAME);
@@ -1401,4 +1404,15 @@ impl<'a> Emitter<'a> {
             LLVMBuildFMul(b, y, pow2(n2), NONAME)
         }
     }
+}
+
+/// The lanes of a kernel's vector loops (the first one's; 1 without any).
+fn vector_width(kernel: &Kernel) -> u32 {
+    let mut width = 1;
+    nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| {
+        if let (1, Stmt::For { kind: LoopKind::Vector(w), .. }) = (width, s) {
+            width = (*w).max(1);
+        }
+    });
+    width
 }

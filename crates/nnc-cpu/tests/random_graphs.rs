@@ -1,6 +1,6 @@
 //! Native code matches the graph interpreter: random graphs of static shape (the graph families
 //! of nnc-kernel's tests, `common/families.rs`, plus casts and integer arithmetic) are compiled for the
-//! CPU, JIT-compiled with Cranelift, run by `CpuProgram`, and compared with `nnc_interp::run`.
+//! CPU, JIT-compiled with Cranelift and with LLVM (see `common::check_native`), run by `CpuProgram`, and compared with `nnc_interp::run`.
 //!
 //! The random graphs are built from a seed (printed with the graph on failure), so a failing
 //! case is reproduced by calling the family's builder with that seed.

@@ -1,8 +1,11 @@
 //! Transcendentals that vector loops compute inline instead of calling the interpreter's `f64`
 //! routine per lane (`exp`, `erf`): within 2 and 6 ulp of the correctly rounded result on
 //! a sweep of their whole range, with the special values (±inf, NaN, overflow, underflow) exact.
+//! Both code generators are checked: Cranelift on 4 lanes, and LLVM (where built) on the
+//! host's widest vectors.
 
-use nnc_cpu::CpuProgram;
+use nnc_cpu::{CpuOptions, CpuProgram, EmitOptions};
+use nnc_kernel::schedule::Device;
 use nnc_ir::{DType, GraphBuilder, TensorData, UnaryOp};
 
 /// Distance in units in the last place between two finite `f32`s of the same sign.
@@ -10,15 +13,29 @@ fn ulps(a: f32, b: f32) -> u32 {
     (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs() as u32
 }
 
-/// Runs `op` over `xs` (a multiple of 4, so the loop is vector code) and returns the worst ulp
-/// distance from `reference`, checking non-finite and zero results exactly.
+/// Runs `op` over `xs` (a multiple of 16, so the loop is vector code) with each code generator
+/// and returns the worst ulp distance from `reference`, checking non-finite and zero results
+/// exactly.
 fn worst_ulps(op: UnaryOp, xs: &[f32], reference: impl Fn(f64) -> f64) -> u32 {
+    let cranelift = (Device::cpu(), EmitOptions { llvm: false, ..EmitOptions::default() });
+    let host = (nnc_cpu::jit_device(), EmitOptions::default());
+    [cranelift, host].into_iter().map(|(device, emit)| worst_ulps_with(op, xs, &reference, &device, emit)).max().unwrap()
+}
+
+fn worst_ulps_with(
+    op: UnaryOp,
+    xs: &[f32],
+    reference: &impl Fn(f64) -> f64,
+    device: &Device,
+    emit: EmitOptions,
+) -> u32 {
     let mut b = GraphBuilder::new("math");
     let x = b.input("x", DType::F32, [xs.len() as i64]).unwrap();
     let y = b.unary(op, x).unwrap();
     b.output(y);
     let graph = b.finish().unwrap();
-    let program = CpuProgram::from_graph(&graph).unwrap();
+    let program = nnc_kernel::program::compile(&graph, device, None).unwrap();
+    let program = CpuProgram::with_options(&program, &CpuOptions { emit, threads: None }).unwrap();
     assert!(program.vectorized_loops() > 0, "the loop is not vector code");
     let out = program.run(&[TensorData::from_vec(vec![xs.len()], xs)]).unwrap();
     let found: Vec<f32> = out[0].to_vec().unwrap();
@@ -51,7 +68,7 @@ fn sweep(lo: f32, hi: f32, n: usize) -> Vec<f32> {
         1e-8,
         -1e-8,
     ]);
-    while !xs.len().is_multiple_of(4) {
+    while !xs.len().is_multiple_of(16) {
         xs.push(1.0);
     }
     xs
