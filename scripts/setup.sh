@@ -8,15 +8,16 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 # System packages: a C toolchain for -sys crates, Python to fetch wheels, unzip for them,
-# and a software Vulkan driver.
+# a software Vulkan driver and LLVM.
 need=()
 command -v cc >/dev/null || need+=(build-essential)
 command -v python3 >/dev/null || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v unzip >/dev/null || need+=(unzip)
 command -v curl >/dev/null || need+=(curl)
-# Vulkan with Mesa's software rasterizer (lavapipe): the adapter the WGSL backend's tests run on.
-for pkg in mesa-vulkan-drivers libvulkan1; do
+# Vulkan with Mesa's software rasterizer (lavapipe): the adapter the WGSL backend's tests run on;
+# LLVM 14 (llvm-config-14 and libLLVM-14.so), the CPU backend's code generator for wide vectors.
+for pkg in mesa-vulkan-drivers libvulkan1 llvm-14-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
