@@ -1,6 +1,7 @@
 //! Ahead-of-time code: the machine code Cranelift produced for each kernel, kept with the
 //! addresses it needs patched in, so it can be written into a bundle and loaded again by another
-//! process without compiling anything.
+//! process without compiling anything; and [`LoadedImage`], the same for LLVM's linked image of
+//! kernels (which the JIT loads this way too).
 //!
 //! Kernels are position-independent except for calls to the math helpers of [`crate::emit`]
 //! (`nnc_exp`, `nnc_pow`, ...), which the non-PIC x86-64 code reaches through 8-byte absolute
@@ -10,6 +11,7 @@
 //! that was patched wrongly.
 
 use crate::emit::{lib_address, KernelFn};
+use crate::link::IMAGE_BASE;
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::{ExternalName, Function};
 use cranelift_codegen::{FinalizedRelocTarget, MachBufferFinalized};
@@ -87,12 +89,7 @@ impl LoadedCode {
             let text = &mut memory[start..start + len as usize];
             text.copy_from_slice(&code[offset as usize..(offset + len) as usize]);
             for r in relocations {
-                let address = lib_address(&r.symbol)
-                    .ok_or_else(|| format!("the code calls `{}`, which this nnc does not provide", r.symbol))?;
-                let at = usize::try_from(r.offset).ok().filter(|&o| o + 8 <= text.len());
-                let at = at.ok_or_else(|| format!("relocation at {} is outside its kernel", r.offset))?;
-                let value = (address as i64).wrapping_add(r.addend);
-                text[at..at + 8].copy_from_slice(&value.to_le_bytes());
+                patch(text, r, None)?;
             }
         }
         let memory = memory.make_exec().map_err(|e| format!("cannot make code executable: {e}"))?;
@@ -110,6 +107,54 @@ impl LoadedCode {
 
     pub fn function(&self, i: usize) -> KernelFn {
         self.functions[i]
+    }
+}
+
+/// Writes the address `r` names at its offset in `text`: a helper of this process, or (symbol
+/// [`IMAGE_BASE`]) a position in `text` itself, which an image loaded at `image` has.
+fn patch(text: &mut [u8], r: &Relocation, image: Option<usize>) -> Result<(), String> {
+    let address = match (r.symbol.as_str(), image) {
+        (IMAGE_BASE, Some(base)) => base,
+        (IMAGE_BASE, None) => return Err("a relocation to an image in code that is not one".into()),
+        (name, _) => {
+            lib_address(name).ok_or_else(|| format!("the code calls `{name}`, which this nnc does not provide"))?
+                as usize
+        }
+    };
+    let at = usize::try_from(r.offset).ok().filter(|&o| o + 8 <= text.len());
+    let at = at.ok_or_else(|| format!("relocation at {} is outside its code", r.offset))?;
+    let value = (address as i64).wrapping_add(r.addend);
+    text[at..at + 8].copy_from_slice(&value.to_le_bytes());
+    Ok(())
+}
+
+/// A linked image (LLVM's kernels, see [`crate::link`]) in executable memory owned by this value.
+pub struct LoadedImage {
+    memory: memmap2::Mmap,
+}
+
+impl LoadedImage {
+    /// Copies `bytes` into fresh memory, applies `relocations` for that address, and makes it
+    /// executable.
+    pub fn load<'r>(bytes: &[u8], relocations: impl IntoIterator<Item = &'r Relocation>) -> Result<LoadedImage, String> {
+        let mut memory =
+            memmap2::MmapMut::map_anon(bytes.len().max(64)).map_err(|e| format!("cannot map memory: {e}"))?;
+        memory[..bytes.len()].copy_from_slice(bytes);
+        let base = memory.as_ptr() as usize;
+        for r in relocations {
+            patch(&mut memory[..bytes.len()], r, Some(base))?;
+        }
+        let memory = memory.make_exec().map_err(|e| format!("cannot make code executable: {e}"))?;
+        Ok(LoadedImage { memory })
+    }
+
+    /// The kernel whose entry point is at `entry`.
+    pub fn function(&self, entry: u64) -> Result<KernelFn, String> {
+        let entry = usize::try_from(entry).ok().filter(|&e| e < self.memory.len());
+        let entry = entry.ok_or("an entry point outside the image")?;
+        // SAFETY: `entry` is a function compiled with exactly `KernelFn`'s signature for this
+        // instruction set (checked by the caller), with the image's relocations applied.
+        Ok(unsafe { std::mem::transmute::<*const u8, KernelFn>(self.memory.as_ptr().add(entry)) })
     }
 }
 

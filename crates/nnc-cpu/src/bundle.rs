@@ -3,20 +3,26 @@
 //! (`nnc run DIR`) without importing, optimizing, scheduling or running Cranelift again.
 //!
 //! The folder holds the target-independent `manifest.json` and `weights.bin` of
-//! [`nnc_kernel::bundle`], and `kernels.bin`, every kernel's machine code (see [`crate::aot`]).
-//! The manifest records the architecture and instruction-set extensions the code was built for;
-//! loading refuses a host that lacks any of them.
+//! [`nnc_kernel::bundle`], `kernels.bin` with Cranelift's machine code per kernel (see
+//! [`crate::aot`]) and `kernels.image` with LLVM's linked image of the others (see
+//! [`crate::link`]). The manifest records the architecture and instruction-set extensions the
+//! code was built for; loading refuses a host that lacks any of them.
 
-use crate::aot::{host_isa, LoadedCode};
-use crate::emit::{compile_kernels, EmitOptions};
+use crate::aot::{host_isa, LoadedCode, LoadedImage};
+use crate::emit::{compile_kernels, EmitOptions, KernelCode};
 use crate::exec::{CodeOwner, CpuError, CpuOptions, CpuProgram, KernelRun};
-use nnc_kernel::bundle::{invalid, BundleError, Code, Manifest};
+use nnc_kernel::bundle::{invalid, BundleError, Code, Manifest, Relocation};
+use std::collections::HashMap;
 use nnc_kernel::program::Program;
 use nnc_kernel::schedule::DeviceKind;
 use std::path::Path;
 use std::time::Instant;
 
 const CODE_FILE: &str = "kernels.bin";
+/// LLVM's linked image of kernels (see [`crate::link`]).
+const IMAGE_FILE: &str = "kernels.image";
+/// The manifest's `target_info` key of the CPU features LLVM's code was built for.
+const LLVM_FEATURES: &str = "llvm_features";
 
 fn bundle_error(e: BundleError) -> CpuError {
     match e {
@@ -39,24 +45,57 @@ pub fn write_bundle(program: &Program, dir: &Path, mut compile_ms: Vec<(String, 
     compile_ms.push(("codegen".into(), start.elapsed().as_secs_f64() * 1e3));
     let mut text: Vec<u8> = Vec::new();
     let mut code = Vec::with_capacity(jit.machine.len());
-    for m in &jit.machine {
-        let offset = text.len().div_ceil(m.alignment as usize) * m.alignment as usize;
-        text.resize(offset, 0);
-        text.extend_from_slice(&m.bytes);
-        code.push(Code::Machine {
-            offset: offset as u64,
-            bytes: m.bytes.len() as u64,
-            relocations: m.relocations.clone(),
+    let mut image_relocations = relocations_by_kernel(&jit);
+    for (i, m) in jit.machine.iter().enumerate() {
+        code.push(match m {
+            KernelCode::Cranelift(m) => {
+                let offset = text.len().div_ceil(m.alignment as usize) * m.alignment as usize;
+                text.resize(offset, 0);
+                text.extend_from_slice(&m.bytes);
+                Code::Machine { offset: offset as u64, bytes: m.bytes.len() as u64, relocations: m.relocations.clone() }
+            }
+            KernelCode::Linked { entry } => {
+                Code::Linked { entry: *entry, relocations: image_relocations.remove(&i).unwrap_or_default() }
+            }
         });
     }
     let (mut manifest, weights) = Manifest::of(program, "cpu", code);
     let (arch, flags) = host_isa().map_err(|message| CpuError::Bundle { path: dir.display().to_string(), message })?;
     manifest.target_info.insert("arch".into(), arch);
     manifest.target_info.insert("isa_flags".into(), flags.join(","));
+    if let Some((_, features)) = &jit.linked {
+        let used: Vec<&str> = features.split(',').filter(|f| f.starts_with('+')).collect();
+        manifest.target_info.insert(LLVM_FEATURES.into(), used.join(","));
+    }
     manifest.compile_ms = compile_ms;
     manifest.write(dir, &weights).map_err(bundle_error)?;
     nnc_kernel::bundle::write_file(&dir.join(CODE_FILE), &text).map_err(bundle_error)?;
+    if let Some((image, _)) = &jit.linked {
+        nnc_kernel::bundle::write_file(&dir.join(IMAGE_FILE), &image.bytes).map_err(bundle_error)?;
+    }
     Ok(manifest)
+}
+
+/// LLVM's image relocations, each given to the kernel whose function holds it (the one with the
+/// last entry point at or before it; the first kernel for any before every function).
+fn relocations_by_kernel(jit: &crate::emit::JitCode) -> HashMap<usize, Vec<Relocation>> {
+    let mut entries: Vec<(u64, usize)> = (jit.machine.iter().enumerate())
+        .filter_map(|(i, m)| match m {
+            KernelCode::Linked { entry } => Some((*entry, i)),
+            KernelCode::Cranelift(_) => None,
+        })
+        .collect();
+    entries.sort_unstable();
+    let mut by_kernel: HashMap<usize, Vec<Relocation>> = HashMap::new();
+    let Some((image, _)) = &jit.linked else { return by_kernel };
+    for r in &image.relocations {
+        let owner = match entries.partition_point(|&(e, _)| e <= r.offset) {
+            0 => entries[0].1,
+            k => entries[k - 1].1,
+        };
+        by_kernel.entry(owner).or_default().push(r.clone());
+    }
+    by_kernel
 }
 
 /// Loads a bundle written by [`write_bundle`]: its program, ready to run, and its manifest
@@ -73,15 +112,40 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
     let cpath = dir.join(CODE_FILE);
     let text = std::fs::read(&cpath)
         .map_err(|e| CpuError::Bundle { path: cpath.display().to_string(), message: e.to_string() })?;
-    let mut ranges = Vec::with_capacity(manifest.kernels.len());
+    let mut ranges = Vec::new();
+    let mut linked = Vec::new();
     for k in &manifest.kernels {
         match &k.code {
             Code::Machine { offset, bytes, relocations } => ranges.push((*offset, *bytes, relocations.as_slice())),
+            Code::Linked { entry, relocations } => linked.push((*entry, relocations.as_slice())),
             Code::File { .. } => return Err(fail(format!("kernel `{}` has no machine code", k.name))),
         }
     }
     let code = LoadedCode::load(&text, &ranges)
         .map_err(|message| CpuError::Bundle { path: cpath.display().to_string(), message })?;
+    let image = if linked.is_empty() {
+        None
+    } else {
+        check_llvm_features(&manifest).map_err(&fail)?;
+        let ipath = dir.join(IMAGE_FILE);
+        let bad = |message: String| CpuError::Bundle { path: ipath.display().to_string(), message };
+        let bytes = std::fs::read(&ipath).map_err(|e| bad(e.to_string()))?;
+        Some(LoadedImage::load(&bytes, linked.iter().flat_map(|l| l.1)).map_err(bad)?)
+    };
+    let (mut next_machine, mut next_linked) = (0, 0);
+    let mut functions = Vec::with_capacity(manifest.kernels.len());
+    for k in &manifest.kernels {
+        functions.push(match (&k.code, &image) {
+            (Code::Linked { .. }, Some(image)) => {
+                next_linked += 1;
+                image.function(linked[next_linked - 1].0).map_err(&fail)?
+            }
+            _ => {
+                next_machine += 1;
+                code.function(next_machine - 1)
+            }
+        });
+    }
     let (buffers, plan) = manifest.buffers(&weights).map_err(&fail)?;
     let kernels = manifest
         .kernels
@@ -89,7 +153,7 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
         .enumerate()
         .map(|(i, k)| KernelRun {
             name: k.name.clone(),
-            function: code.function(i),
+            function: functions[i],
             groups: k.grid.iter().map(|&g| g as u64).product(),
             params: k.params.clone(),
             work: k.work,
@@ -102,11 +166,37 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
         outputs,
         kernels,
         plan,
-        CodeOwner::Loaded(code),
+        CodeOwner::Loaded(code, image),
         options.threads,
     )?;
     program.set_compile_time(start.elapsed());
     Ok((program, manifest))
+}
+
+/// LLVM's code runs only where every CPU feature it was built for is present.
+fn check_llvm_features(manifest: &Manifest) -> Result<(), String> {
+    let needed = manifest.target_info.get(LLVM_FEATURES).map(String::as_str).unwrap_or("");
+    #[cfg(feature = "llvm")]
+    {
+        let host = crate::llvm::host_features();
+        let missing: Vec<&str> = needed
+            .split(',')
+            .filter(|f| !f.is_empty() && !host.split(',').any(|h| h == *f))
+            .map(|f| f.trim_start_matches('+'))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(format!(
+            "the code uses {} which this CPU lacks; compile the model again on this machine",
+            missing.join(", ")
+        ))
+    }
+    #[cfg(not(feature = "llvm"))]
+    Err(format!(
+        "the bundle's kernels were compiled by LLVM (for {needed}); this nnc was built without the `llvm` \
+         feature and cannot check the CPU for them: compile the model again with this nnc"
+    ))
 }
 
 /// The code runs only where the architecture is the same and every extension it was built

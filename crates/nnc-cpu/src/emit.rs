@@ -27,7 +27,8 @@
 //!   masked load branches around the access; loads whose index depends on loaded data are
 //!   bounds-checked (status [`Status::OutOfBounds`]).
 
-use crate::aot::{capture, MachineCode};
+use crate::aot::{capture, LoadedImage, MachineCode};
+use crate::link::{Image, LinkedKernels};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, AbiParam, Block, FuncRef, InstBuilder, InstructionData, MemFlagsData, Opcode, StackSlot, StackSlotData,
@@ -120,17 +121,28 @@ impl Default for EmitOptions {
 /// JIT-compiled kernels: the code lives as long as this value.
 pub struct JitCode {
     module: Option<JITModule>,
-    /// Held, never read: dropping it frees the LLVM-compiled code.
-    #[cfg(feature = "llvm")]
+    /// Held, never read: dropping it unmaps LLVM's kernels.
     #[allow(dead_code)]
-    llvm: Option<crate::llvm::LlvmCode>,
+    image: Option<LoadedImage>,
     functions: Vec<KernelFn>,
     /// Kernels compiled by LLVM (the others by Cranelift).
     pub llvm_kernels: usize,
     /// Kernels whose `vector` loops became real vector code.
     pub vectorized_loops: usize,
     /// Per kernel, with [`EmitOptions::keep_machine_code`]: its code, for a bundle.
-    pub machine: Vec<MachineCode>,
+    pub machine: Vec<KernelCode>,
+    /// With [`EmitOptions::keep_machine_code`]: LLVM's linked image of kernels and the CPU
+    /// features (LLVM's names) it was built for.
+    pub linked: Option<(Image, String)>,
+}
+
+/// Where a kernel's machine code is, for a bundle.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KernelCode {
+    /// Cranelift's code for this kernel alone.
+    Cranelift(MachineCode),
+    /// The entry point in LLVM's image ([`JitCode::linked`]).
+    Linked { entry: u64 },
 }
 
 // SAFETY: the module only owns executable memory and symbol tables; after finalization it is
@@ -430,22 +442,20 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     let mut ids = Vec::new();
     let mut vectorized_loops = 0;
     let mut machine = Vec::new();
-    #[cfg(feature = "llvm")]
-    let llvm = match crate::llvm::host_lanes() {
-        Some(width) if options.llvm && options.vectorize && !options.keep_machine_code => {
-            Some(crate::llvm::compile(kernels, width).map_err(top)?)
-        }
-        _ => None,
+    let llvm = compile_with_llvm(kernels, options).map_err(top)?;
+    let image = match &llvm {
+        Some(c) => Some(LoadedImage::load(&c.image.bytes, &c.image.relocations).map_err(top)?),
+        None => None,
     };
-    #[cfg(feature = "llvm")]
-    let from_llvm = |i: usize| llvm.as_ref().and_then(|c| c.functions[i].as_ref().ok().copied());
-    #[cfg(not(feature = "llvm"))]
-    let from_llvm = |_: usize| None::<KernelFn>;
+    let llvm_entry = |i: usize| llvm.as_ref().and_then(|c| c.entries[i].as_ref().ok().copied());
     for (i, kernel) in kernels.iter().enumerate() {
         let err = |message: String| EmitError { kernel: kernel.name.clone(), message };
         check_cpu_kernel(kernel).map_err(err)?;
-        if from_llvm(i).is_some() {
+        if let Some(entry) = llvm_entry(i) {
             ids.push(None);
+            if options.keep_machine_code {
+                machine.push(KernelCode::Linked { entry });
+            }
             continue;
         }
         let id =
@@ -495,7 +505,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
         module.define_function(id, &mut ctx).map_err(|e| err(format!("cranelift: {e:?}")))?;
         if options.keep_machine_code {
             let code = ctx.compiled_code().ok_or_else(|| err("cranelift kept no code".into()))?;
-            machine.push(capture(&ctx.func, &code.buffer, &imports).map_err(err)?);
+            machine.push(KernelCode::Cranelift(capture(&ctx.func, &code.buffer, &imports).map_err(err)?));
         }
         if disasm {
             if let Some(vcode) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
@@ -506,30 +516,38 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
         ids.push(Some(id));
     }
     module.finalize_definitions().map_err(|e| top(e.to_string()))?;
-    let functions: Vec<KernelFn> = ids
+    let functions = ids
         .iter()
         .enumerate()
-        .map(|(i, &id)| match id {
-            Some(id) => {
+        .map(|(i, &id)| match (id, &image, llvm_entry(i)) {
+            (Some(id), _, _) => {
                 let p = module.get_finalized_function(id);
                 // SAFETY: the function was defined with exactly the signature of `KernelFn`.
-                unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+                Ok(unsafe { std::mem::transmute::<*const u8, KernelFn>(p) })
             }
-            None => from_llvm(i).expect("a kernel not given to Cranelift came from LLVM"),
+            (None, Some(image), Some(entry)) => image.function(entry).map_err(top),
+            _ => Err(top("a kernel has no code".into())),
         })
-        .collect();
+        .collect::<Result<Vec<_>, _>>()?;
     let llvm_kernels = ids.iter().filter(|id| id.is_none()).count();
-    #[cfg(feature = "llvm")]
     let vectorized_loops = vectorized_loops + llvm.as_ref().map_or(0, |c| c.vectorized_loops);
-    Ok(JitCode {
-        module: Some(module),
-        #[cfg(feature = "llvm")]
-        llvm,
-        functions,
-        llvm_kernels,
-        vectorized_loops,
-        machine,
-    })
+    let linked = llvm.filter(|_| options.keep_machine_code && llvm_kernels > 0).map(|c| (c.image, c.features));
+    Ok(JitCode { module: Some(module), image, functions, llvm_kernels, vectorized_loops, machine, linked })
+}
+
+/// LLVM's image of the kernels it covers, when the options and the host allow.
+#[cfg(feature = "llvm")]
+fn compile_with_llvm(kernels: &[Kernel], options: &EmitOptions) -> Result<Option<LinkedKernels>, String> {
+    match crate::llvm::host_lanes() {
+        Some(width) if options.llvm && options.vectorize => crate::llvm::compile(kernels, width).map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// Without the `llvm` feature every kernel is Cranelift's.
+#[cfg(not(feature = "llvm"))]
+fn compile_with_llvm(_: &[Kernel], _: &EmitOptions) -> Result<Option<LinkedKernels>, String> {
+    Ok(None)
 }
 
 /// Refuses kernels outside the CPU execution model.

@@ -2,7 +2,7 @@
 //! [`MemoryPlan`] for the intermediates, weights and inputs bound in place, and each kernel's
 //! grid split across a persistent rayon pool.
 
-use crate::aot::LoadedCode;
+use crate::aot::{LoadedCode, LoadedImage};
 use crate::emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::fuse::BufferKind;
@@ -77,8 +77,8 @@ const INLINE_WORK: f64 = 100_000.0;
 /// What keeps the kernels' code alive.
 pub(crate) enum CodeOwner {
     Jit(Box<JitCode>),
-    // Held, never read: dropping it unmaps the code.
-    Loaded(#[allow(dead_code)] LoadedCode),
+    // Held, never read: dropping them unmaps the code.
+    Loaded(#[allow(dead_code)] LoadedCode, #[allow(dead_code)] Option<LoadedImage>),
 }
 
 /// A program compiled to native code.
@@ -184,7 +184,7 @@ impl CpuProgram {
         let pool = shared_pool(threads).map_err(|message| CpuError::Program { program: name.clone(), message })?;
         let vectorized_loops = match &code {
             CodeOwner::Jit(c) => c.vectorized_loops,
-            CodeOwner::Loaded(_) => 0,
+            CodeOwner::Loaded(..) => 0,
         };
         Ok(CpuProgram {
             inputs: buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count(),

@@ -12,6 +12,7 @@ pub mod aot;
 pub mod bundle;
 pub mod emit;
 pub mod exec;
+pub mod link;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 

@@ -13,18 +13,21 @@
 //! float>` code directly (loads contiguous in the lane are vector loads, masked where the kernel
 //! masks them; `c + a * b` is one fused multiply-add, as in the Cranelift emitter).
 //!
-//! Kernels using what this emitter does not cover (`f16`/`bf16`, vector loops it cannot plan)
-//! return [`Unsupported`] and are compiled by Cranelift instead; the caller keeps the list.
+//! Kernels using what this emitter does not cover (`f16`/`bf16`) come back with the reason and
+//! are compiled by Cranelift instead. The module becomes an object file (large code model) that
+//! [`crate::link`] turns into one image: the JIT and bundles load the same bytes.
 
 use crate::emit::{
     coefficient, contains_load, int_range, is_mul, is_unsigned, lib_symbol, needs_branch, unrolled, varies,
-    vector_plan, KernelFn, Lane, Lanes, Lib, Status, ERF_DEN, ERF_NUM,
+    vector_plan, Lane, Lanes, Lib, Status, ERF_DEN, ERF_NUM,
 };
 use llvm_sys::core::*;
-use llvm_sys::execution_engine::*;
+use crate::link::LinkedKernels;
 use llvm_sys::prelude::*;
-use llvm_sys::target::{LLVM_InitializeNativeAsmPrinter, LLVM_InitializeNativeTarget};
-use llvm_sys::target_machine::{LLVMGetHostCPUFeatures, LLVMGetHostCPUName};
+use llvm_sys::target::{
+    LLVMDisposeTargetData, LLVMSetModuleDataLayout, LLVM_InitializeNativeAsmPrinter, LLVM_InitializeNativeTarget,
+};
+use llvm_sys::target_machine::*;
 use llvm_sys::transforms::pass_manager_builder::*;
 use llvm_sys::{LLVMIntPredicate, LLVMRealPredicate, LLVMTypeKind};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
@@ -37,10 +40,6 @@ use std::sync::OnceLock;
 type V = LLVMValueRef;
 type T = LLVMTypeRef;
 type R<X> = Result<X, String>;
-
-/// Why a kernel stays with Cranelift.
-#[derive(Debug, Clone)]
-pub struct Unsupported(pub String);
 
 /// The `f32` lanes of the host's widest vector registers LLVM can use (16 with AVX-512F, 8 with
 /// AVX2, else 4), or `None` where LLVM cannot run.
@@ -65,56 +64,18 @@ pub fn host_lanes() -> Option<u32> {
 fn init() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     // SAFETY: LLVM's one-time global initialization, guarded by the OnceLock.
-    *OK.get_or_init(|| unsafe {
-        LLVMLinkInMCJIT();
-        LLVM_InitializeNativeTarget() == 0 && LLVM_InitializeNativeAsmPrinter() == 0
-    })
+    *OK.get_or_init(|| unsafe { LLVM_InitializeNativeTarget() == 0 && LLVM_InitializeNativeAsmPrinter() == 0 })
 }
 
-fn host_features() -> String {
-    // SAFETY: LLVM returns a C string we own and free.
-    unsafe {
-        let p = LLVMGetHostCPUFeatures();
-        let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-        LLVMDisposeMessage(p);
-        s
-    }
+/// The host's CPU features as LLVM names them (`+avx2,-avx512f,...`).
+pub fn host_features() -> String {
+    // SAFETY: LLVM returns a message we own.
+    unsafe { message(LLVMGetHostCPUFeatures()) }
 }
 
 fn host_cpu() -> String {
     // SAFETY: as above.
-    unsafe {
-        let p = LLVMGetHostCPUName();
-        let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-        LLVMDisposeMessage(p);
-        s
-    }
-}
-
-/// Kernels compiled by LLVM: the code lives as long as this value.
-pub struct LlvmCode {
-    engine: LLVMExecutionEngineRef,
-    context: LLVMContextRef,
-    /// Per kernel: its function, or why it was left to Cranelift.
-    pub functions: Vec<Result<KernelFn, Unsupported>>,
-    /// Vector loops emitted as vector code.
-    pub vectorized_loops: usize,
-}
-
-// SAFETY: the engine is only read (function addresses) after compilation; the code is immutable.
-unsafe impl Send for LlvmCode {}
-unsafe impl Sync for LlvmCode {}
-
-impl Drop for LlvmCode {
-    fn drop(&mut self) {
-        // SAFETY: the engine owns the module; the context outlives both.
-        unsafe {
-            if !self.engine.is_null() {
-                LLVMDisposeExecutionEngine(self.engine);
-            }
-            LLVMContextDispose(self.context);
-        }
-    }
+    unsafe { message(LLVMGetHostCPUName()) }
 }
 
 fn cstr(s: &str) -> CString {
@@ -123,105 +84,131 @@ fn cstr(s: &str) -> CString {
 
 const NONAME: *const std::ffi::c_char = c"".as_ptr();
 
+/// Takes an LLVM-owned message.
+unsafe fn message(p: *mut std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+    LLVMDisposeMessage(p);
+    s
+}
+
 /// Compiles `kernels` (vector loops as wide as each kernel's schedule says) for a host whose
-/// vector registers hold `width` `f32`; kernels the emitter does not cover come back as
-/// [`Unsupported`].
-pub fn compile(kernels: &[Kernel], width: u32) -> R<LlvmCode> {
+/// vector registers hold `width` `f32`; kernels the emitter does not cover come back with the
+/// reason.
+pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
     if !init() {
         return Err("LLVM could not initialize the native target".into());
     }
-    // SAFETY: plain LLVM C API use; every object is created here and owned by the result.
+    let (cpu, features) = (host_cpu(), host_features());
+    // SAFETY: plain LLVM C API use; every object created here is disposed of here.
     unsafe {
+        let triple = LLVMGetDefaultTargetTriple();
+        let mut target = std::ptr::null_mut();
+        let mut error = std::ptr::null_mut();
+        if LLVMGetTargetFromTriple(triple, &mut target, &mut error) != 0 {
+            LLVMDisposeMessage(triple);
+            return Err(format!("LLVM target: {}", message(error)));
+        }
+        // The large code model: every address the code needs from outside an instruction is an
+        // 8-byte absolute one (see `crate::link`), so the image loads anywhere.
+        let machine = LLVMCreateTargetMachine(
+            target,
+            triple,
+            cstr(&cpu).as_ptr(),
+            cstr(&features).as_ptr(),
+            LLVMCodeGenOptLevel::LLVMCodeGenLevelAggressive,
+            LLVMRelocMode::LLVMRelocStatic,
+            LLVMCodeModel::LLVMCodeModelLarge,
+        );
         let context = LLVMContextCreate();
         let module = LLVMModuleCreateWithNameInContext(c"nnc".as_ptr(), context);
-        let cx = Cx::new(context, module);
-        let cpu = cstr(&host_cpu());
-        let features = cstr(&host_features());
-        let vector_bits = cstr(&(width * 32).to_string());
-        let mut functions = Vec::new();
-        let mut names = Vec::new();
-        let mut vectorized_loops = 0;
-        let disasm = std::env::var_os("NNC_CPU_LLVM_IR").is_some();
-        for (i, kernel) in kernels.iter().enumerate() {
-            let name = format!("k{i}");
-            let func = LLVMAddFunction(module, cstr(&name).as_ptr(), cx.kernel_type);
-            for (k, v) in [
-                (c"target-cpu", cpu.as_c_str()),
-                (c"target-features", features.as_c_str()),
-                (c"prefer-vector-width", vector_bits.as_c_str()),
-                (c"min-legal-vector-width", vector_bits.as_c_str()),
-            ] {
-                LLVMAddTargetDependentFunctionAttr(func, k.as_ptr(), v.as_ptr());
-            }
-            cx.width.set(vector_width(kernel));
-            let mut e = Emitter::new(&cx, kernel, func);
-            match e.function() {
-                Ok(()) => {
-                    vectorized_loops += e.vectorized_loops;
-                    functions.push(Ok(()));
-                    names.push(Some(name));
-                }
-                Err(message) => {
-                    LLVMDeleteFunction(func);
-                    functions.push(Err(Unsupported(message)));
-                    names.push(None);
-                }
-            }
-        }
-        LLVMDisposeBuilder(cx.b);
-        optimize(module);
-        if disasm {
-            let s = LLVMPrintModuleToString(module);
-            eprintln!("{}", CStr::from_ptr(s).to_string_lossy());
-            LLVMDisposeMessage(s);
-        }
-        let mut options: LLVMMCJITCompilerOptions = std::mem::zeroed();
-        LLVMInitializeMCJITCompilerOptions(&mut options, std::mem::size_of::<LLVMMCJITCompilerOptions>());
-        options.OptLevel = 3;
-        let mut engine = std::ptr::null_mut();
-        let mut error = std::ptr::null_mut();
-        if LLVMCreateMCJITCompilerForModule(
-            &mut engine,
-            module,
-            &mut options,
-            std::mem::size_of::<LLVMMCJITCompilerOptions>(),
-            &mut error,
-        ) != 0
-        {
-            let message = CStr::from_ptr(error).to_string_lossy().into_owned();
-            LLVMDisposeMessage(error);
-            LLVMContextDispose(context);
-            return Err(format!("LLVM JIT: {message}"));
-        }
-        for (name, helper) in cx.helpers.borrow().iter() {
-            let addr = crate::emit::lib_address(name).ok_or_else(|| format!("no helper `{name}`"))?;
-            LLVMAddGlobalMapping(engine, *helper, addr as *mut _);
-        }
-        let mut code = LlvmCode { engine, context, functions: Vec::new(), vectorized_loops };
-        for (f, name) in functions.into_iter().zip(names) {
-            code.functions.push(match (f, name) {
-                (Ok(()), Some(name)) => {
-                    let addr = LLVMGetFunctionAddress(engine, cstr(&name).as_ptr());
-                    if addr == 0 {
-                        return Err(format!("LLVM JIT lost function {name}"));
-                    }
-                    // SAFETY: defined with exactly `KernelFn`'s signature.
-                    Ok(std::mem::transmute::<usize, KernelFn>(addr as usize))
-                }
-                (Err(u), _) => Err(u),
-                (Ok(()), None) => unreachable!("a compiled function has a name"),
-            });
-        }
-        Ok(code)
+        LLVMSetTarget(module, triple);
+        LLVMDisposeMessage(triple);
+        let layout = LLVMCreateTargetDataLayout(machine);
+        LLVMSetModuleDataLayout(module, layout);
+        LLVMDisposeTargetData(layout);
+        let result = emit_and_link(kernels, width, context, module, machine, &cpu, &features);
+        LLVMDisposeModule(module);
+        LLVMContextDispose(context);
+        LLVMDisposeTargetMachine(machine);
+        result
     }
 }
 
-/// LLVM's `-O3` function and module pipelines.
-unsafe fn optimize(module: LLVMModuleRef) {
+unsafe fn emit_and_link(
+    kernels: &[Kernel],
+    width: u32,
+    context: LLVMContextRef,
+    module: LLVMModuleRef,
+    machine: LLVMTargetMachineRef,
+    cpu: &str,
+    features: &str,
+) -> R<LinkedKernels> {
+    let cx = Cx::new(context, module);
+    let (cpu_c, features_c) = (cstr(cpu), cstr(features));
+    let vector_bits = cstr(&(width * 32).to_string());
+    let mut entries = Vec::new();
+    let mut vectorized_loops = 0;
+    for (i, kernel) in kernels.iter().enumerate() {
+        let name = format!("nnc_kernel_{i}");
+        let func = LLVMAddFunction(module, cstr(&name).as_ptr(), cx.kernel_type);
+        for (k, v) in [
+            (c"target-cpu", cpu_c.as_c_str()),
+            (c"target-features", features_c.as_c_str()),
+            (c"prefer-vector-width", vector_bits.as_c_str()),
+            (c"min-legal-vector-width", vector_bits.as_c_str()),
+        ] {
+            LLVMAddTargetDependentFunctionAttr(func, k.as_ptr(), v.as_ptr());
+        }
+        cx.width.set(vector_width(kernel));
+        let mut e = Emitter::new(&cx, kernel, func);
+        match e.function() {
+            Ok(()) => {
+                vectorized_loops += e.vectorized_loops;
+                entries.push(Ok(name));
+            }
+            Err(message) => {
+                LLVMDeleteFunction(func);
+                entries.push(Err(message));
+            }
+        }
+    }
+    LLVMDisposeBuilder(cx.b);
+    optimize(module, machine);
+    if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
+        eprintln!("{}", message(LLVMPrintModuleToString(module)));
+    }
+    let mut error = std::ptr::null_mut();
+    let mut buffer = std::ptr::null_mut();
+    if LLVMTargetMachineEmitToMemoryBuffer(machine, module, LLVMCodeGenFileType::LLVMObjectFile, &mut error, &mut buffer)
+        != 0
+    {
+        return Err(format!("LLVM code generation: {}", message(error)));
+    }
+    let object =
+        std::slice::from_raw_parts(LLVMGetBufferStart(buffer) as *const u8, LLVMGetBufferSize(buffer)).to_vec();
+    LLVMDisposeMemoryBuffer(buffer);
+    let image = crate::link::link(&object)?;
+    let entries = entries
+        .into_iter()
+        .map(|e| match e {
+            Ok(name) => image.symbols.get(&name).copied().ok_or_else(|| format!("LLVM lost {name}")),
+            Err(u) => Err(u),
+        })
+        .collect();
+    Ok(LinkedKernels { image, entries, vectorized_loops, features: features.to_string() })
+}
+
+/// LLVM's `-O3` function and module pipelines, with the target's cost model.
+unsafe fn optimize(module: LLVMModuleRef, machine: LLVMTargetMachineRef) {
     let pmb = LLVMPassManagerBuilderCreate();
     LLVMPassManagerBuilderSetOptLevel(pmb, 3);
     let fpm = LLVMCreateFunctionPassManagerForModule(module);
     let mpm = LLVMCreatePassManager();
+    LLVMAddAnalysisPasses(machine, fpm);
+    LLVMAddAnalysisPasses(machine, mpm);
     LLVMPassManagerBuilderPopulateFunctionPassManager(pmb, fpm);
     LLVMPassManagerBuilderPopulateModulePassManager(pmb, mpm);
     LLVMInitializeFunctionPassManager(fpm);

@@ -102,6 +102,10 @@ pub enum Code {
     /// Machine code at `offset..offset + bytes` of `kernels.bin`, and the absolute addresses
     /// to patch in when it is loaded.
     Machine { offset: u64, bytes: u64, relocations: Vec<Relocation> },
+    /// The entry point at `entry` of the bundle's linked image (`kernels.image` for the CPU),
+    /// loaded whole; `relocations` are the image's that lie in this kernel's function (symbol
+    /// `@image`: the image's own start).
+    Linked { entry: u64, relocations: Vec<Relocation> },
 }
 
 /// An 8-byte absolute address of `symbol` + `addend` at `offset` in the kernel's code.

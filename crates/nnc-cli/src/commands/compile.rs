@@ -35,7 +35,7 @@ pub enum CompileTarget {
 impl CompileTarget {
     fn device(self) -> Device {
         match self {
-            CompileTarget::Cpu => Device::cpu(),
+            CompileTarget::Cpu => nnc_cpu::jit_device(),
             CompileTarget::Wgsl | CompileTarget::Cuda => Device::gpu(),
         }
     }
@@ -89,11 +89,7 @@ pub struct CompileArgs {
 
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
-    let device = match (args.target, &args.output) {
-        // Compiled here and now: as wide as this host's code generator goes.
-        (Some(CompileTarget::Cpu), None) => nnc_cpu::jit_device(),
-        (target, _) => target.map(CompileTarget::device).unwrap_or_else(|| args.device.device()),
-    };
+    let device = args.target.map(CompileTarget::device).unwrap_or_else(|| args.device.device());
     let mut phases = Phases::default();
     let shapes = match &args.data {
         Some(dir) => shapes_from_data(&args.file, dir, &args.shape)?,
