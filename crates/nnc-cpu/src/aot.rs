@@ -116,10 +116,9 @@ fn patch(text: &mut [u8], r: &Relocation, image: Option<usize>) -> Result<(), St
     let address = match (r.symbol.as_str(), image) {
         (IMAGE_BASE, Some(base)) => base,
         (IMAGE_BASE, None) => return Err("a relocation to an image in code that is not one".into()),
-        (name, _) => {
-            lib_address(name).ok_or_else(|| format!("the code calls `{name}`, which this nnc does not provide"))?
-                as usize
-        }
+        (name, _) => lib_address(name)
+            .ok_or_else(|| format!("the code calls `{name}`, which this nnc does not provide"))?
+            as usize,
     };
     let at = usize::try_from(r.offset).ok().filter(|&o| o + 8 <= text.len());
     let at = at.ok_or_else(|| format!("relocation at {} is outside its code", r.offset))?;
@@ -136,7 +135,10 @@ pub struct LoadedImage {
 impl LoadedImage {
     /// Copies `bytes` into fresh memory, applies `relocations` for that address, and makes it
     /// executable.
-    pub fn load<'r>(bytes: &[u8], relocations: impl IntoIterator<Item = &'r Relocation>) -> Result<LoadedImage, String> {
+    pub fn load<'r>(
+        bytes: &[u8],
+        relocations: impl IntoIterator<Item = &'r Relocation>,
+    ) -> Result<LoadedImage, String> {
         let mut memory =
             memmap2::MmapMut::map_anon(bytes.len().max(64)).map_err(|e| format!("cannot map memory: {e}"))?;
         memory[..bytes.len()].copy_from_slice(bytes);

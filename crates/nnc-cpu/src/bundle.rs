@@ -12,9 +12,9 @@ use crate::aot::{host_isa, LoadedCode, LoadedImage};
 use crate::emit::{compile_kernels, EmitOptions, KernelCode};
 use crate::exec::{CodeOwner, CpuError, CpuOptions, CpuProgram, KernelRun};
 use nnc_kernel::bundle::{invalid, BundleError, Code, Manifest, Relocation};
-use std::collections::HashMap;
 use nnc_kernel::program::Program;
 use nnc_kernel::schedule::DeviceKind;
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 

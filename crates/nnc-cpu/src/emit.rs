@@ -127,6 +127,8 @@ pub struct JitCode {
     functions: Vec<KernelFn>,
     /// Kernels compiled by LLVM (the others by Cranelift).
     pub llvm_kernels: usize,
+    /// Why kernels went to Cranelift although LLVM was asked for (per kernel, or for all).
+    pub llvm_notes: Vec<String>,
     /// Kernels whose `vector` loops became real vector code.
     pub vectorized_loops: usize,
     /// Per kernel, with [`EmitOptions::keep_machine_code`]: its code, for a bundle.
@@ -314,9 +316,20 @@ pub(crate) fn lib_symbol(lib: Lib) -> Option<(&'static str, *const u8, &'static 
     }
 }
 
-/// The address in this process of the helper named `name` (for loading ahead-of-time code).
+/// The address in this process of the helper named `name` (for loading ahead-of-time code),
+/// or of the C library's memory routines, which LLVM calls for loops it recognizes as such.
 pub(crate) fn lib_address(name: &str) -> Option<*const u8> {
-    ALL_LIBS.iter().filter_map(|&lib| lib_symbol(lib)).find(|s| s.0 == name).map(|s| s.1)
+    extern "C" {
+        fn memset(dst: *mut u8, value: i32, n: usize) -> *mut u8;
+        fn memcpy(dst: *mut u8, src: *const u8, n: usize) -> *mut u8;
+        fn memmove(dst: *mut u8, src: *const u8, n: usize) -> *mut u8;
+    }
+    match name {
+        "memset" => Some(memset as *const u8),
+        "memcpy" => Some(memcpy as *const u8),
+        "memmove" => Some(memmove as *const u8),
+        _ => ALL_LIBS.iter().filter_map(|&lib| lib_symbol(lib)).find(|s| s.0 == name).map(|s| s.1),
+    }
 }
 
 /// Every helper's name and address in this process.
@@ -442,11 +455,22 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     let mut ids = Vec::new();
     let mut vectorized_loops = 0;
     let mut machine = Vec::new();
-    let llvm = compile_with_llvm(kernels, options).map_err(top)?;
-    let image = match &llvm {
-        Some(c) => Some(LoadedImage::load(&c.image.bytes, &c.image.relocations).map_err(top)?),
-        None => None,
-    };
+    // LLVM failing as a whole (an unexpected relocation, say) leaves every kernel to Cranelift.
+    let mut llvm_notes = Vec::new();
+    let llvm = compile_with_llvm(kernels, options)
+        .and_then(|c| c.map(|c| LoadedImage::load(&c.image.bytes, &c.image.relocations).map(|i| (c, i))).transpose())
+        .unwrap_or_else(|e| {
+            llvm_notes.push(format!("LLVM: {e}; every kernel compiled by Cranelift"));
+            None
+        });
+    let (llvm, image) = llvm.unzip();
+    if let Some(c) = &llvm {
+        for (kernel, entry) in kernels.iter().zip(&c.entries) {
+            if let Err(reason) = entry {
+                llvm_notes.push(format!("{}: {reason}", kernel.name));
+            }
+        }
+    }
     let llvm_entry = |i: usize| llvm.as_ref().and_then(|c| c.entries[i].as_ref().ok().copied());
     for (i, kernel) in kernels.iter().enumerate() {
         let err = |message: String| EmitError { kernel: kernel.name.clone(), message };
@@ -532,7 +556,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     let llvm_kernels = ids.iter().filter(|id| id.is_none()).count();
     let vectorized_loops = vectorized_loops + llvm.as_ref().map_or(0, |c| c.vectorized_loops);
     let linked = llvm.filter(|_| options.keep_machine_code && llvm_kernels > 0).map(|c| (c.image, c.features));
-    Ok(JitCode { module: Some(module), image, functions, llvm_kernels, vectorized_loops, machine, linked })
+    Ok(JitCode { module: Some(module), image, functions, llvm_kernels, llvm_notes, vectorized_loops, machine, linked })
 }
 
 /// LLVM's image of the kernels it covers, when the options and the host allow.

@@ -89,7 +89,7 @@ pub struct CpuProgram {
     inputs: usize,
     kernels: Vec<KernelRun>,
     plan: MemoryPlan,
-    _code: CodeOwner,
+    code: CodeOwner,
     vectorized_loops: usize,
     pool: Arc<rayon::ThreadPool>,
     compile_time: Duration,
@@ -193,7 +193,7 @@ impl CpuProgram {
             outputs,
             kernels,
             plan,
-            _code: code,
+            code,
             vectorized_loops,
             pool,
             compile_time: Duration::ZERO,
@@ -223,9 +223,17 @@ impl CpuProgram {
         self.kernels.len()
     }
 
-    /// `vector` loops that became 128-bit vector code (0 for code loaded from a bundle).
+    /// `vector` loops that became vector code (0 for code loaded from a bundle).
     pub fn vectorized_loops(&self) -> usize {
         self.vectorized_loops
+    }
+
+    /// Kernels whose code LLVM generated (the others are Cranelift's; 0 for a bundle).
+    pub fn llvm_kernels(&self) -> usize {
+        match &self.code {
+            CodeOwner::Jit(c) => c.llvm_kernels,
+            CodeOwner::Loaded(..) => 0,
+        }
     }
 
     /// Runs the program on `inputs` (in graph input order) and returns its outputs.

@@ -35,6 +35,26 @@ pub struct Image {
     pub symbols: HashMap<String, u64>,
 }
 
+impl Image {
+    /// Appends `other` (64-byte aligned) and returns where it starts: its relocations and
+    /// symbols move with it (its internal relative references are already resolved).
+    pub fn append(&mut self, other: Image) -> u64 {
+        let base = self.bytes.len().div_ceil(64) * 64;
+        self.bytes.resize(base, 0);
+        self.bytes.extend_from_slice(&other.bytes);
+        let base = base as u64;
+        for mut r in other.relocations {
+            r.offset += base;
+            if r.symbol == IMAGE_BASE {
+                r.addend += base as i64;
+            }
+            self.relocations.push(r);
+        }
+        self.symbols.extend(other.symbols.into_iter().map(|(name, at)| (name, at + base)));
+        base
+    }
+}
+
 /// Lays out the allocated sections of ELF object `object` and resolves what it can.
 pub fn link(object: &[u8]) -> Result<Image, String> {
     let file = object::File::parse(object).map_err(|e| format!("object file: {e}"))?;
@@ -99,9 +119,11 @@ pub fn link(object: &[u8]) -> Result<Image, String> {
                 (RelocationKind::Relative | RelocationKind::PltRelative, 32, Ok(at)) => {
                     let value = i32::try_from(at + r.addend() - place as i64).map_err(|_| "relative jump too far")?;
                     let p = place as usize;
-                    image.bytes.get_mut(p..p + 4).ok_or("relocation outside its section")?.copy_from_slice(
-                        &value.to_le_bytes(),
-                    );
+                    image
+                        .bytes
+                        .get_mut(p..p + 4)
+                        .ok_or("relocation outside its section")?
+                        .copy_from_slice(&value.to_le_bytes());
                 }
                 (kind, size, target) => {
                     return Err(format!("unsupported relocation {kind:?}/{size} bits to {target:?}"));

@@ -21,8 +21,8 @@ use crate::emit::{
     coefficient, contains_load, int_range, is_mul, is_unsigned, lib_symbol, needs_branch, unrolled, varies,
     vector_plan, Lane, Lanes, Lib, Status, ERF_DEN, ERF_NUM,
 };
+use crate::link::{Image, LinkedKernels};
 use llvm_sys::core::*;
-use crate::link::LinkedKernels;
 use llvm_sys::prelude::*;
 use llvm_sys::target::{
     LLVMDisposeTargetData, LLVMSetModuleDataLayout, LLVM_InitializeNativeAsmPrinter, LLVM_InitializeNativeTarget,
@@ -101,6 +101,35 @@ pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
     if !init() {
         return Err("LLVM could not initialize the native target".into());
     }
+    // One module per core, compiled in parallel (LLVM contexts are independent), kernels dealt
+    // round-robin so each part gets a share of the big ones; the images are concatenated.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = cores.min(kernels.len()).max(1);
+    let deal: Vec<Vec<(usize, &Kernel)>> =
+        (0..parts).map(|p| kernels.iter().enumerate().skip(p).step_by(parts).collect()).collect();
+    let compiled: Vec<R<LinkedKernels>> = std::thread::scope(|s| {
+        let handles: Vec<_> = deal.iter().map(|part| s.spawn(move || compile_part(part, width))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an LLVM thread panicked".into()))).collect()
+    });
+    let mut whole = LinkedKernels {
+        image: Image::default(),
+        entries: vec![Err("not compiled".into()); kernels.len()],
+        vectorized_loops: 0,
+        features: host_features(),
+    };
+    for (part, code) in deal.iter().zip(compiled) {
+        let code = code?;
+        let base = whole.image.append(code.image);
+        for (&(i, _), entry) in part.iter().zip(code.entries) {
+            whole.entries[i] = entry.map(|e| e + base);
+        }
+        whole.vectorized_loops += code.vectorized_loops;
+    }
+    Ok(whole)
+}
+
+/// Compiles one part of the kernels (with their indices in the program) in a module of its own.
+fn compile_part(kernels: &[(usize, &Kernel)], width: u32) -> R<LinkedKernels> {
     let (cpu, features) = (host_cpu(), host_features());
     // SAFETY: plain LLVM C API use; every object created here is disposed of here.
     unsafe {
@@ -138,7 +167,7 @@ pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
 }
 
 unsafe fn emit_and_link(
-    kernels: &[Kernel],
+    kernels: &[(usize, &Kernel)],
     width: u32,
     context: LLVMContextRef,
     module: LLVMModuleRef,
@@ -151,7 +180,7 @@ unsafe fn emit_and_link(
     let vector_bits = cstr(&(width * 32).to_string());
     let mut entries = Vec::new();
     let mut vectorized_loops = 0;
-    for (i, kernel) in kernels.iter().enumerate() {
+    for &(i, kernel) in kernels {
         let name = format!("nnc_kernel_{i}");
         let func = LLVMAddFunction(module, cstr(&name).as_ptr(), cx.kernel_type);
         for (k, v) in [
@@ -182,8 +211,13 @@ unsafe fn emit_and_link(
     }
     let mut error = std::ptr::null_mut();
     let mut buffer = std::ptr::null_mut();
-    if LLVMTargetMachineEmitToMemoryBuffer(machine, module, LLVMCodeGenFileType::LLVMObjectFile, &mut error, &mut buffer)
-        != 0
+    if LLVMTargetMachineEmitToMemoryBuffer(
+        machine,
+        module,
+        LLVMCodeGenFileType::LLVMObjectFile,
+        &mut error,
+        &mut buffer,
+    ) != 0
     {
         return Err(format!("LLVM code generation: {}", message(error)));
     }

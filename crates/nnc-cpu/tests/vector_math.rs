@@ -5,8 +5,8 @@
 //! host's widest vectors.
 
 use nnc_cpu::{CpuOptions, CpuProgram, EmitOptions};
-use nnc_kernel::schedule::Device;
 use nnc_ir::{DType, GraphBuilder, TensorData, UnaryOp};
+use nnc_kernel::schedule::Device;
 
 /// Distance in units in the last place between two finite `f32`s of the same sign.
 fn ulps(a: f32, b: f32) -> u32 {
@@ -19,7 +19,11 @@ fn ulps(a: f32, b: f32) -> u32 {
 fn worst_ulps(op: UnaryOp, xs: &[f32], reference: impl Fn(f64) -> f64) -> u32 {
     let cranelift = (Device::cpu(), EmitOptions { llvm: false, ..EmitOptions::default() });
     let host = (nnc_cpu::jit_device(), EmitOptions::default());
-    [cranelift, host].into_iter().map(|(device, emit)| worst_ulps_with(op, xs, &reference, &device, emit)).max().unwrap()
+    [cranelift, host]
+        .into_iter()
+        .map(|(device, emit)| worst_ulps_with(op, xs, &reference, &device, emit))
+        .max()
+        .unwrap()
 }
 
 fn worst_ulps_with(

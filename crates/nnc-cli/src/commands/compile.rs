@@ -108,12 +108,14 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot optimize {shown}"))?;
     let program = compile_timed(&opt.graph, &device, false, &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
     let kernel_count = program.kernels.len();
+    let mut code_note = None;
     let written = match (args.target, &args.output) {
         (Some(target), Some(dir)) => Some(write_output(target, &program, dir, &mut phases)?),
         (Some(CompileTarget::Cpu), None) => {
-            phases
+            let code = phases
                 .time("codegen", || nnc_cpu::compile_kernels(&program.kernels, &Default::default()))
                 .map_err(|e| anyhow!("{shown}: {e}"))?;
+            code_note = Some(cpu_code_note(&code, device.vector));
             None
         }
         (Some(CompileTarget::Wgsl), None) => {
@@ -177,6 +179,9 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
             plan.arena_bytes as f64 / plan.lower_bound.max(1) as f64
         );
         let _ = writeln!(out, "time: {} (total {:.1} ms)", phases, phases.total_ms());
+        if let Some(note) = &code_note {
+            let _ = write!(out, "{note}");
+        }
         let _ = writeln!(out);
         let strategies: Vec<&str> = program.kernels.iter().map(|k| k.schedule.strategy.name()).collect();
         let _ = write!(out, "{}", stats.table_with(&strategies));
@@ -201,6 +206,19 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Which code generator compiled the CPU kernels, and why any went to Cranelift.
+fn cpu_code_note(code: &nnc_cpu::JitCode, lanes: u32) -> String {
+    let mut note = format!(
+        "code: {} of {} kernels by LLVM ({lanes} f32 lanes), the others by Cranelift\n",
+        code.llvm_kernels,
+        code.len()
+    );
+    for reason in &code.llvm_notes {
+        let _ = writeln!(note, "  {reason}");
+    }
+    note
+}
+
 /// Writes `program`'s code for `target` into `dir` with the manifest and the weights; returns
 /// a description of the files written.
 fn write_output(target: CompileTarget, program: &Program, dir: &Path, phases: &mut Phases) -> anyhow::Result<String> {
@@ -210,7 +228,9 @@ fn write_output(target: CompileTarget, program: &Program, dir: &Path, phases: &m
             let before = phases.0.clone();
             let manifest = nnc_cpu::write_bundle(program, dir, before).map_err(|e| anyhow!(e))?;
             *phases = Phases(manifest.compile_ms.clone());
-            Ok("manifest.json, weights.bin, kernels.bin; run it with `nnc run DIR`".into())
+            // LLVM's kernels are in one linked image, Cranelift's (if any) in kernels.bin.
+            let image = if dir.join("kernels.image").exists() { ", kernels.image" } else { "" };
+            Ok(format!("manifest.json, weights.bin, kernels.bin{image}; run it with `nnc run DIR`"))
         }
         CompileTarget::Wgsl => {
             let texts = phases.time("codegen", || nnc_wgsl::print_program(program)).map_err(|e| anyhow!(e))?;

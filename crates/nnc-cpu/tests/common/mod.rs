@@ -8,9 +8,9 @@
 mod kernel_common;
 
 pub use kernel_common::*;
+use nnc_cpu::{CpuOptions, EmitOptions};
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::program::Program;
-use nnc_cpu::{CpuOptions, EmitOptions};
 use nnc_kernel::schedule::Device;
 
 /// Runs `graph` through the graph interpreter and natively, and compares every output: once
