@@ -23,6 +23,8 @@ const CODE_FILE: &str = "kernels.bin";
 const IMAGE_FILE: &str = "kernels.image";
 /// The manifest's `target_info` key of the CPU features LLVM's code was built for.
 const LLVM_FEATURES: &str = "llvm_features";
+/// The manifest's `target_info` key of the image's length in bytes.
+const IMAGE_BYTES: &str = "image_bytes";
 
 fn bundle_error(e: BundleError) -> CpuError {
     match e {
@@ -34,13 +36,23 @@ fn bundle_error(e: BundleError) -> CpuError {
 /// Compiles `program` (scheduled for the CPU) to machine code and writes the bundle into `dir`.
 /// `compile_ms` lists the time of the phases before this one; code generation is added.
 /// Returns the manifest written.
-pub fn write_bundle(program: &Program, dir: &Path, mut compile_ms: Vec<(String, f64)>) -> Result<Manifest, CpuError> {
+pub fn write_bundle(program: &Program, dir: &Path, compile_ms: Vec<(String, f64)>) -> Result<Manifest, CpuError> {
+    write_bundle_with(program, dir, compile_ms, &EmitOptions::default())
+}
+
+/// [`write_bundle`] with the code generator's options (`llvm: false`: Cranelift's code only).
+pub fn write_bundle_with(
+    program: &Program,
+    dir: &Path,
+    mut compile_ms: Vec<(String, f64)>,
+    options: &EmitOptions,
+) -> Result<Manifest, CpuError> {
     if program.device.kind != DeviceKind::Cpu {
         let message = "the program was scheduled for a GPU; compile it for Device::cpu()".to_string();
         return Err(CpuError::Program { program: program.fused.name.clone(), message });
     }
     let start = Instant::now();
-    let options = EmitOptions { keep_machine_code: true, ..EmitOptions::default() };
+    let options = EmitOptions { keep_machine_code: true, ..*options };
     let jit = compile_kernels(&program.kernels, &options)?;
     compile_ms.push(("codegen".into(), start.elapsed().as_secs_f64() * 1e3));
     let mut text: Vec<u8> = Vec::new();
@@ -63,9 +75,10 @@ pub fn write_bundle(program: &Program, dir: &Path, mut compile_ms: Vec<(String, 
     let (arch, flags) = host_isa().map_err(|message| CpuError::Bundle { path: dir.display().to_string(), message })?;
     manifest.target_info.insert("arch".into(), arch);
     manifest.target_info.insert("isa_flags".into(), flags.join(","));
-    if let Some((_, features)) = &jit.linked {
+    if let Some((image, features)) = &jit.linked {
         let used: Vec<&str> = features.split(',').filter(|f| f.starts_with('+')).collect();
         manifest.target_info.insert(LLVM_FEATURES.into(), used.join(","));
+        manifest.target_info.insert(IMAGE_BYTES.into(), image.bytes.len().to_string());
     }
     manifest.compile_ms = compile_ms;
     manifest.write(dir, &weights).map_err(bundle_error)?;
@@ -130,6 +143,10 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
         let ipath = dir.join(IMAGE_FILE);
         let bad = |message: String| CpuError::Bundle { path: ipath.display().to_string(), message };
         let bytes = std::fs::read(&ipath).map_err(|e| bad(e.to_string()))?;
+        let expected = manifest.target_info.get(IMAGE_BYTES).and_then(|n| n.parse::<usize>().ok());
+        if expected != Some(bytes.len()) {
+            return Err(bad(format!("{} bytes, the manifest says {expected:?}", bytes.len())));
+        }
         Some(LoadedImage::load(&bytes, linked.iter().flat_map(|l| l.1)).map_err(bad)?)
     };
     let (mut next_machine, mut next_linked) = (0, 0);

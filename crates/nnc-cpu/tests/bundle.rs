@@ -1,8 +1,10 @@
 //! Bundles: machine code written by `write_bundle` and loaded by `load_bundle` computes what the
-//! JIT computes, and a damaged or foreign bundle is refused with an error naming the file.
+//! JIT computes, and a damaged or foreign bundle is refused with an error naming the file; for
+//! Cranelift's code (`kernels.bin`) and LLVM's linked image (`kernels.image`) alike.
 
-use nnc_cpu::{load_bundle, write_bundle, CpuError, CpuProgram};
+use nnc_cpu::{load_bundle, write_bundle, write_bundle_with, CpuError, CpuProgram, EmitOptions};
 use nnc_ir::TensorData;
+use nnc_kernel::bundle::Code;
 use nnc_kernel::program::{compile, Program};
 use nnc_kernel::schedule::Device;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,15 @@ const MODEL: &str = "graph g(%x: f32[4, 8], %w: f32[8, 8]) {
 fn program() -> Program {
     let g = nnc_ir::text::parse(MODEL, "bundle.nnir").unwrap();
     compile(&g, &Device::cpu(), None).unwrap()
+}
+
+/// The code generators: Cranelift alone, and LLVM where this build and host have it.
+fn code_generators() -> Vec<(&'static str, EmitOptions)> {
+    let mut all = vec![("cranelift", EmitOptions { llvm: false, ..EmitOptions::default() })];
+    if cfg!(feature = "llvm") && nnc_cpu::jit_device().vector > 4 {
+        all.push(("llvm", EmitOptions::default()));
+    }
+    all
 }
 
 fn inputs() -> Vec<TensorData> {
@@ -42,32 +53,43 @@ fn load_error(dir: &Path) -> String {
 #[test]
 fn a_loaded_bundle_computes_what_the_jit_computes() {
     let p = program();
-    let dir = folder("same");
-    let manifest = write_bundle(&p, &dir, vec![("fuse".into(), 1.0)]).unwrap();
-    // The tanh helper (per element, or per vector through `nnc_map4`) is reached through
-    // patched absolute addresses.
-    let calls = |k: &nnc_kernel::bundle::KernelEntry| {
-        let code = format!("{:?}", k.code);
-        code.contains("nnc_tanh") || code.contains("nnc_map4")
-    };
-    assert!(manifest.kernels.iter().any(calls));
-    assert_eq!(manifest.compile_ms[0].0, "fuse");
-    assert_eq!(manifest.compile_ms[1].0, "codegen");
-    let jit = CpuProgram::new(&p).unwrap().run(&inputs()).unwrap();
-    let (loaded, _) = load_bundle(&dir, &Default::default()).unwrap();
-    let out = loaded.run(&inputs()).unwrap();
-    assert_eq!(out[0].to_f64_vec(), jit[0].to_f64_vec());
-    assert_eq!(out[0].shape(), [4, 8]);
-    // Run twice: the loaded code and the weights stay valid.
-    assert_eq!(loaded.run(&inputs()).unwrap()[0].to_f64_vec(), jit[0].to_f64_vec());
-    std::fs::remove_dir_all(&dir).unwrap();
+    for (name, emit) in code_generators() {
+        let dir = folder(&format!("same-{name}"));
+        let manifest = write_bundle_with(&p, &dir, vec![("fuse".into(), 1.0)], &emit).unwrap();
+        // The tanh helper (per element, or per vector through `nnc_map4`/`nnc_map`) is reached
+        // through patched absolute addresses.
+        let calls = |k: &nnc_kernel::bundle::KernelEntry| {
+            let code = format!("{:?}", k.code);
+            code.contains("nnc_tanh") || code.contains("nnc_map")
+        };
+        assert!(manifest.kernels.iter().any(calls), "{name}");
+        let linked = manifest.kernels.iter().filter(|k| matches!(k.code, Code::Linked { .. })).count();
+        assert_eq!(linked > 0, name == "llvm", "{name}: {linked} kernels in LLVM's image");
+        assert_eq!(manifest.compile_ms[0].0, "fuse");
+        assert_eq!(manifest.compile_ms[1].0, "codegen");
+        let options = nnc_cpu::CpuOptions { emit, threads: None };
+        let jit = CpuProgram::with_options(&p, &options).unwrap().run(&inputs()).unwrap();
+        let (loaded, _) = load_bundle(&dir, &Default::default()).unwrap();
+        let out = loaded.run(&inputs()).unwrap();
+        assert_eq!(out[0].to_f64_vec(), jit[0].to_f64_vec(), "{name}");
+        assert_eq!(out[0].shape(), [4, 8]);
+        // Run twice: the loaded code and the weights stay valid.
+        assert_eq!(loaded.run(&inputs()).unwrap()[0].to_f64_vec(), jit[0].to_f64_vec());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 #[test]
 fn damaged_or_foreign_bundles_are_refused() {
+    for (name, emit) in code_generators() {
+        damaged_or_foreign_bundles_are_refused_with(name, &emit);
+    }
+}
+
+fn damaged_or_foreign_bundles_are_refused_with(name: &str, emit: &EmitOptions) {
     let p = program();
-    let dir = folder("damaged");
-    write_bundle(&p, &dir, vec![]).unwrap();
+    let dir = folder(&format!("damaged-{name}"));
+    write_bundle_with(&p, &dir, vec![], emit).unwrap();
     let manifest_path = dir.join("manifest.json");
     let original = std::fs::read_to_string(&manifest_path).unwrap();
 
@@ -89,10 +111,19 @@ fn damaged_or_foreign_bundles_are_refused() {
     assert!(load_error(&dir).contains("manifest.json"));
 
     std::fs::write(&manifest_path, &original).unwrap();
-    let code = dir.join("kernels.bin");
+    let code_file = if name == "llvm" { "kernels.image" } else { "kernels.bin" };
+    let code = dir.join(code_file);
     let bytes = std::fs::read(&code).unwrap();
     std::fs::write(&code, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(load_error(&dir).contains("kernels.bin"));
+    assert!(load_error(&dir).contains(code_file), "{name}");
+    if name == "llvm" {
+        // LLVM's code names the CPU features it needs.
+        std::fs::write(&code, &bytes).unwrap();
+        edit("\"llvm_features\": \"", "\"llvm_features\": \"+imaginary-extension,");
+        let e = load_error(&dir);
+        assert!(e.contains("imaginary-extension") && e.contains("manifest.json"), "{e}");
+        std::fs::write(&manifest_path, &original).unwrap();
+    }
 
     std::fs::write(&code, &bytes).unwrap();
     std::fs::write(dir.join("weights.bin"), [0u8; 3]).unwrap();
