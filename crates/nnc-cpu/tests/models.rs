@@ -1,5 +1,6 @@
 //! Every shared model, optimized, compiled for the CPU and run natively, matches its reference
-//! outputs (rtol 1e-3, atol 1e-4). Skipped with a message when `../shared` is absent (a failure
+//! outputs (rtol 1e-3, atol 1e-4): JIT-compiled for this host (LLVM, wide vectors), with
+//! Cranelift alone (128-bit vectors), and through a bundle. Skipped with a message when `../shared` is absent (a failure
 //! when `CI` is set).
 
 #[path = "../../nnc-kernel/tests/common/shared_models.rs"]
@@ -52,9 +53,26 @@ fn shared_models_match_their_references() {
         for (k, (e, f)) in expected.iter().zip(&found).enumerate() {
             close(name, k, e, f);
         }
+        // Where LLVM runs, it compiles every kernel of these f32 models.
+        if cfg!(feature = "llvm") && nnc_cpu::jit_device().vector > 4 {
+            assert_eq!(program.llvm_kernels(), program.kernel_count(), "{name}: kernels left to Cranelift");
+        }
+
+        // Cranelift alone (128-bit vectors), as where LLVM is missing.
+        let device = nnc_kernel::schedule::Device::cpu();
+        let cranelift =
+            nnc_kernel::program::compile(&opt.graph, &device, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let emit = nnc_cpu::EmitOptions { llvm: false, ..Default::default() };
+        let cranelift = nnc_cpu::CpuProgram::with_options(&cranelift, &nnc_cpu::CpuOptions { emit, threads: None })
+            .unwrap_or_else(|e| panic!("{name} (cranelift): {e}"));
+        assert_eq!(cranelift.llvm_kernels(), 0);
+        let found = cranelift.run(&inputs).unwrap_or_else(|e| panic!("{name} (cranelift): {e}"));
+        for (k, (e, f)) in expected.iter().zip(&found).enumerate() {
+            close(name, k, e, f);
+        }
 
         // The same program through a bundle: machine code written, loaded back, run.
-        let scheduled = nnc_kernel::program::compile(&opt.graph, &nnc_kernel::schedule::Device::cpu(), None)
+        let scheduled = nnc_kernel::program::compile(&opt.graph, &nnc_cpu::jit_device(), None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = std::env::temp_dir().join(format!("nnc-models-bundle-{name}-{}", std::process::id()));
         let manifest = nnc_cpu::write_bundle(&scheduled, &dir, Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
