@@ -117,11 +117,13 @@ for _ in range(20):
 def rss_mb(cmd):
     """Resident memory of a child process: the peak (the largest VmHWM, the high-water mark of
     its own address space since exec) and the median VmRSS over the second half of its life
-    (while it runs, after loading and compiling), polling /proc every few milliseconds.
+    (while it runs, after loading and compiling), polling /proc every few milliseconds, with the
+    anonymous part of it (RssAnon: heap, weights, arena; the rest is pages of mapped files such
+    as shared libraries' code).
     rusage's ru_maxrss would not do: on Linux it keeps the high-water mark of the memory the
     child replaced at exec, which is this Python process's."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    peak_kib, samples = 0, []
+    peak_kib, samples, anon = 0, [], []
     while proc.poll() is None:
         try:
             with open(f"/proc/{proc.pid}/status") as f:
@@ -130,13 +132,16 @@ def rss_mb(cmd):
                         peak_kib = max(peak_kib, int(line.split()[1]))
                     elif line.startswith("VmRSS:"):
                         samples.append(int(line.split()[1]))
+                    elif line.startswith("RssAnon:"):
+                        anon.append(int(line.split()[1]))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass
         time.sleep(0.002)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} failed")
     running = statistics.median(samples[len(samples) // 2:]) if samples else 0
-    return peak_kib / 1024, running / 1024
+    running_anon = statistics.median(anon[len(anon) // 2:]) if anon else 0
+    return peak_kib / 1024, running / 1024, running_anon / 1024
 
 
 def main():
@@ -196,10 +201,11 @@ def main():
         nnc_rss = rss_mb([NNC, "bench", r18 + "/model.onnx", "--data", r18 + "/test_data_set_0",
                           "--iters", "20", "--threads", str(t)])
         ort_rss = rss_mb([sys.executable, "-c", ORT_RSS, r18, str(t), os.path.dirname(os.path.abspath(__file__))])
-        print("\n| resnet18 | peak resident memory (MB) | resident while running (MB) |")
-        print("|---|---|---|")
-        print(f"| nnc (compile, then 20 runs) | {nnc_rss[0]:.0f} | {nnc_rss[1]:.0f} |")
-        print(f"| ONNX Runtime (load, then 20 runs) | {ort_rss[0]:.0f} | {ort_rss[1]:.0f} |")
+        print("\n| resnet18 | peak resident memory (MB) | resident while running (MB) | of which anonymous (MB) |")
+        print("|---|---|---|---|")
+        for name, (peak, running, anon) in [("nnc (compile, then 20 runs)", nnc_rss),
+                                            ("ONNX Runtime (load, then 20 runs)", ort_rss)]:
+            print(f"| {name} | {peak:.0f} | {running:.0f} | {anon:.0f} |")
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -125,7 +125,22 @@ pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
         }
         whole.vectorized_loops += code.vectorized_loops;
     }
+    release_freed_memory();
     Ok(whole)
+}
+
+/// Hands the memory LLVM freed back to the system: glibc keeps freed blocks in its arenas (one
+/// per compile thread), tens of megabytes that a program running for hours would hold for
+/// nothing.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only returns unused memory to the system.
+        unsafe { malloc_trim(0) };
+    }
 }
 
 /// Compiles one part of the kernels (with their indices in the program) in a module of its own.
