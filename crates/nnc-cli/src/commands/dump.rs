@@ -75,7 +75,7 @@ impl DeviceArg {
     pub fn device(self) -> nnc_kernel::schedule::Device {
         match self {
             DeviceArg::Gpu => nnc_kernel::schedule::Device::gpu(),
-            DeviceArg::Cpu => nnc_kernel::schedule::Device::cpu(),
+            DeviceArg::Cpu => nnc_cpu::jit_device(),
         }
     }
 }

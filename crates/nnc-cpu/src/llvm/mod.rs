@@ -1,0 +1,281 @@
+//! Kernel IR → native code through LLVM, for the host's widest vectors (AVX-512 or AVX2).
+//!
+//! The same functions as [`crate::emit`] (`extern "C" fn(buffers, group_begin, group_end) ->
+//! status`, same semantics), for kernels scheduled with vector loops of [`host_lanes`] `f32`
+//! lanes: Cranelift stops at 128-bit vectors, LLVM uses the full width of the host's registers
+//! (16 lanes with AVX-512: four times the arithmetic per instruction).
+//!
+//! The emitter stays simple and leaves the classic clean-ups to LLVM's `-O3` pipeline: every
+//! private buffer is a stack array (SROA turns tiles indexed by constants into registers), every
+//! mutable variable a stack slot (mem2reg), repeated loads and invariant address arithmetic are
+//! GVN's and LICM's. What LLVM would not find by itself is spelled out: loops marked `unroll`
+//! (and vector loops over a register tile) are unrolled here, and `vector(w)` loops become `<w x
+//! float>` code directly (loads contiguous in the lane are vector loads, masked where the kernel
+//! masks them; `c + a * b` is one fused multiply-add, as in the Cranelift emitter).
+//!
+//! Kernels using what this emitter does not cover (`f16`/`bf16`) come back with the reason and
+//! are compiled by Cranelift instead. The module becomes an object file (large code model) that
+//! [`crate::link`] turns into one image: the JIT and bundles load the same bytes.
+
+use crate::link::{Image, LinkedKernels};
+use llvm_sys::core::*;
+use llvm_sys::prelude::*;
+use llvm_sys::target::{
+    LLVMDisposeTargetData, LLVMSetModuleDataLayout, LLVM_InitializeNativeAsmPrinter, LLVM_InitializeNativeTarget,
+};
+use llvm_sys::target_machine::*;
+use llvm_sys::transforms::pass_manager_builder::*;
+use nnc_kernel::kernel::{Kernel, LoopKind, Stmt};
+use std::ffi::{CStr, CString};
+use std::sync::OnceLock;
+
+mod emitter;
+
+use emitter::{Cx, Emitter};
+
+type R<X> = Result<X, String>;
+
+/// The `f32` lanes of the host's widest vector registers LLVM can use (16 with AVX-512F, 8 with
+/// AVX2, else 4), or `None` where LLVM cannot run.
+pub fn host_lanes() -> Option<u32> {
+    static LANES: OnceLock<Option<u32>> = OnceLock::new();
+    *LANES.get_or_init(|| {
+        if std::env::var_os("NNC_CPU_NO_LLVM").is_some() || !init() {
+            return None;
+        }
+        let features = host_features();
+        let has = |f: &str| features.split(',').any(|x| x == format!("+{f}"));
+        Some(if has("avx512f") && has("avx512vl") && has("avx512dq") {
+            16
+        } else if has("avx2") && has("fma") {
+            8
+        } else {
+            4
+        })
+    })
+}
+
+fn init() -> bool {
+    static OK: OnceLock<bool> = OnceLock::new();
+    // SAFETY: LLVM's one-time global initialization, guarded by the OnceLock.
+    *OK.get_or_init(|| unsafe { LLVM_InitializeNativeTarget() == 0 && LLVM_InitializeNativeAsmPrinter() == 0 })
+}
+
+/// The host's CPU features as LLVM names them (`+avx2,-avx512f,...`).
+pub fn host_features() -> String {
+    // SAFETY: LLVM returns a message we own.
+    unsafe { message(LLVMGetHostCPUFeatures()) }
+}
+
+fn host_cpu() -> String {
+    // SAFETY: as above.
+    unsafe { message(LLVMGetHostCPUName()) }
+}
+
+fn cstr(s: &str) -> CString {
+    CString::new(s).expect("no NUL in names")
+}
+
+const NONAME: *const std::ffi::c_char = c"".as_ptr();
+
+/// Takes an LLVM-owned message.
+unsafe fn message(p: *mut std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
+    LLVMDisposeMessage(p);
+    s
+}
+
+/// Compiles `kernels` (vector loops as wide as each kernel's schedule says) for a host whose
+/// vector registers hold `width` `f32`; kernels the emitter does not cover come back with the
+/// reason.
+pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
+    if !init() {
+        return Err("LLVM could not initialize the native target".into());
+    }
+    // One module per core, compiled in parallel (LLVM contexts are independent), kernels dealt
+    // round-robin so each part gets a share of the big ones; the images are concatenated.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let parts = cores.min(kernels.len()).max(1);
+    let deal: Vec<Vec<(usize, &Kernel)>> =
+        (0..parts).map(|p| kernels.iter().enumerate().skip(p).step_by(parts).collect()).collect();
+    let compiled: Vec<R<LinkedKernels>> = std::thread::scope(|s| {
+        let handles: Vec<_> = deal.iter().map(|part| s.spawn(move || compile_part(part, width))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an LLVM thread panicked".into()))).collect()
+    });
+    let mut whole = LinkedKernels {
+        image: Image::default(),
+        entries: vec![Err("not compiled".into()); kernels.len()],
+        vectorized_loops: 0,
+        features: host_features(),
+    };
+    for (part, code) in deal.iter().zip(compiled) {
+        let code = code?;
+        let base = whole.image.append(code.image);
+        for (&(i, _), entry) in part.iter().zip(code.entries) {
+            whole.entries[i] = entry.map(|e| e + base);
+        }
+        whole.vectorized_loops += code.vectorized_loops;
+    }
+    release_freed_memory();
+    Ok(whole)
+}
+
+/// Hands the memory LLVM freed back to the system: glibc keeps freed blocks in its arenas (one
+/// per compile thread), tens of megabytes that a program running for hours would hold for
+/// nothing.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: glibc's malloc_trim only returns unused memory to the system.
+        unsafe { malloc_trim(0) };
+    }
+}
+
+/// Compiles one part of the kernels (with their indices in the program) in a module of its own.
+fn compile_part(kernels: &[(usize, &Kernel)], width: u32) -> R<LinkedKernels> {
+    let (cpu, features) = (host_cpu(), host_features());
+    // SAFETY: plain LLVM C API use; every object created here is disposed of here.
+    unsafe {
+        let triple = LLVMGetDefaultTargetTriple();
+        let mut target = std::ptr::null_mut();
+        let mut error = std::ptr::null_mut();
+        if LLVMGetTargetFromTriple(triple, &mut target, &mut error) != 0 {
+            LLVMDisposeMessage(triple);
+            return Err(format!("LLVM target: {}", message(error)));
+        }
+        // The large code model: every address the code needs from outside an instruction is an
+        // 8-byte absolute one (see `crate::link`), so the image loads anywhere.
+        let machine = LLVMCreateTargetMachine(
+            target,
+            triple,
+            cstr(&cpu).as_ptr(),
+            cstr(&features).as_ptr(),
+            LLVMCodeGenOptLevel::LLVMCodeGenLevelAggressive,
+            LLVMRelocMode::LLVMRelocStatic,
+            LLVMCodeModel::LLVMCodeModelLarge,
+        );
+        let context = LLVMContextCreate();
+        let module = LLVMModuleCreateWithNameInContext(c"nnc".as_ptr(), context);
+        LLVMSetTarget(module, triple);
+        LLVMDisposeMessage(triple);
+        let layout = LLVMCreateTargetDataLayout(machine);
+        LLVMSetModuleDataLayout(module, layout);
+        LLVMDisposeTargetData(layout);
+        let result = emit_and_link(kernels, width, context, module, machine, &cpu, &features);
+        LLVMDisposeModule(module);
+        LLVMContextDispose(context);
+        LLVMDisposeTargetMachine(machine);
+        result
+    }
+}
+
+unsafe fn emit_and_link(
+    kernels: &[(usize, &Kernel)],
+    width: u32,
+    context: LLVMContextRef,
+    module: LLVMModuleRef,
+    machine: LLVMTargetMachineRef,
+    cpu: &str,
+    features: &str,
+) -> R<LinkedKernels> {
+    let cx = Cx::new(context, module);
+    let (cpu_c, features_c) = (cstr(cpu), cstr(features));
+    let vector_bits = cstr(&(width * 32).to_string());
+    let mut entries = Vec::new();
+    let mut vectorized_loops = 0;
+    for &(i, kernel) in kernels {
+        let name = format!("nnc_kernel_{i}");
+        let func = LLVMAddFunction(module, cstr(&name).as_ptr(), cx.kernel_type);
+        for (k, v) in [
+            (c"target-cpu", cpu_c.as_c_str()),
+            (c"target-features", features_c.as_c_str()),
+            (c"prefer-vector-width", vector_bits.as_c_str()),
+            (c"min-legal-vector-width", vector_bits.as_c_str()),
+        ] {
+            LLVMAddTargetDependentFunctionAttr(func, k.as_ptr(), v.as_ptr());
+        }
+        cx.width.set(vector_width(kernel));
+        let mut e = Emitter::new(&cx, kernel, func);
+        match e.function() {
+            Ok(()) => {
+                vectorized_loops += e.vectorized_loops;
+                entries.push(Ok(name));
+            }
+            Err(message) => {
+                LLVMDeleteFunction(func);
+                entries.push(Err(message));
+            }
+        }
+    }
+    LLVMDisposeBuilder(cx.b);
+    optimize(module, machine);
+    if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
+        eprintln!("{}", message(LLVMPrintModuleToString(module)));
+    }
+    let mut error = std::ptr::null_mut();
+    let mut buffer = std::ptr::null_mut();
+    if LLVMTargetMachineEmitToMemoryBuffer(
+        machine,
+        module,
+        LLVMCodeGenFileType::LLVMObjectFile,
+        &mut error,
+        &mut buffer,
+    ) != 0
+    {
+        return Err(format!("LLVM code generation: {}", message(error)));
+    }
+    let object =
+        std::slice::from_raw_parts(LLVMGetBufferStart(buffer) as *const u8, LLVMGetBufferSize(buffer)).to_vec();
+    LLVMDisposeMemoryBuffer(buffer);
+    let image = crate::link::link(&object)?;
+    let entries = entries
+        .into_iter()
+        .map(|e| match e {
+            Ok(name) => image.symbols.get(&name).copied().ok_or_else(|| format!("LLVM lost {name}")),
+            Err(u) => Err(u),
+        })
+        .collect();
+    Ok(LinkedKernels { image, entries, vectorized_loops, features: features.to_string() })
+}
+
+/// LLVM's `-O3` function and module pipelines, with the target's cost model.
+unsafe fn optimize(module: LLVMModuleRef, machine: LLVMTargetMachineRef) {
+    let pmb = LLVMPassManagerBuilderCreate();
+    LLVMPassManagerBuilderSetOptLevel(pmb, 3);
+    let fpm = LLVMCreateFunctionPassManagerForModule(module);
+    let mpm = LLVMCreatePassManager();
+    LLVMAddAnalysisPasses(machine, fpm);
+    LLVMAddAnalysisPasses(machine, mpm);
+    LLVMPassManagerBuilderPopulateFunctionPassManager(pmb, fpm);
+    LLVMPassManagerBuilderPopulateModulePassManager(pmb, mpm);
+    LLVMInitializeFunctionPassManager(fpm);
+    let mut f = LLVMGetFirstFunction(module);
+    while !f.is_null() {
+        if LLVMCountBasicBlocks(f) > 0 {
+            LLVMRunFunctionPassManager(fpm, f);
+        }
+        f = LLVMGetNextFunction(f);
+    }
+    LLVMFinalizeFunctionPassManager(fpm);
+    LLVMRunPassManager(mpm, module);
+    LLVMDisposePassManager(fpm);
+    LLVMDisposePassManager(mpm);
+    LLVMPassManagerBuilderDispose(pmb);
+}
+
+/// The lanes of a kernel's vector loops (the first one's; 1 without any).
+fn vector_width(kernel: &Kernel) -> u32 {
+    let mut width = 1;
+    nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| {
+        if let (1, Stmt::For { kind: LoopKind::Vector(w), .. }) = (width, s) {
+            width = (*w).max(1);
+        }
+    });
+    width
+}
