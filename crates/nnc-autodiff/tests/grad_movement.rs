@@ -83,6 +83,21 @@ fn movement_cases(g: &mut Gen) -> Vec<Case> {
     cases
 }
 
+/// Data and update values for a scatter with `reduction`: products stay away from zero, and for
+/// `max`/`min` data and updates lie on two grids 0.05 apart (multiples of 0.1, and those plus
+/// 0.05), so no update is within a finite-difference step of the data or of another update
+/// without being equal to it: near ties make the difference quotient straddle the kink.
+fn scatter_values(g: &mut Gen, reduction: ScatterReduction, data: &[usize], upd: &[usize]) -> (Vec<f64>, Vec<f64>) {
+    let grid = |v: Vec<f64>, offset: f64| v.into_iter().map(|x| (x * 10.0).round() / 10.0 + offset).collect();
+    match reduction {
+        ScatterReduction::Mul => (g.signed(data, 0.5, 1.5), g.signed(upd, 0.5, 1.5)),
+        ScatterReduction::Max | ScatterReduction::Min => {
+            (grid(g.vals(data, -1.0, 1.0), 0.0), grid(g.vals(upd, -1.0, 1.0), 0.05))
+        }
+        _ => (g.vals(data, -1.0, 1.0), g.vals(upd, -1.0, 1.0)),
+    }
+}
+
 fn indexing_cases(g: &mut Gen) -> Vec<Case> {
     let mut cases = Vec::new();
     // gather and scatter_add (repeated and negative indices)
@@ -120,11 +135,7 @@ fn indexing_cases(g: &mut Gen) -> Vec<Case> {
         move |b, x| Ok(vec![b.op1(Op::GatherElements { axis }, &[x[0], x[1]])?]),
     ));
     for &reduction in ScatterReduction::ALL {
-        let (vd, vu) = if reduction == ScatterReduction::Mul {
-            (g.signed(&s, 0.5, 1.5), g.signed(&is, 0.5, 1.5))
-        } else {
-            (g.vals(&s, -1.0, 1.0), g.vals(&is, -1.0, 1.0))
-        };
+        let (vd, vu) = scatter_values(g, reduction, &s, &is);
         cases.push(Case::new(
             format!("scatter_elements {} {s:?} axis {axis} idx {is:?} {iv:?}", reduction.name()),
             vec![f(&s, vd), idx(&is, iv.clone()), f(&is, vu)],
@@ -164,11 +175,7 @@ fn indexing_cases(g: &mut Gen) -> Vec<Case> {
             .collect();
         let mut us = vec![is[0]];
         us.extend(&ds[m..]);
-        let (vd, vu) = if reduction == ScatterReduction::Mul {
-            (g.signed(&ds, 0.5, 1.5), g.signed(&us, 0.5, 1.5))
-        } else {
-            (g.vals(&ds, -1.0, 1.0), g.vals(&us, -1.0, 1.0))
-        };
+        let (vd, vu) = scatter_values(g, reduction, &ds, &us);
         cases.push(Case::new(
             format!("scatter_nd {} {ds:?} idx {is:?} {iv:?}", reduction.name()),
             vec![f(&ds, vd), idx(&is, iv), f(&us, vu)],

@@ -103,16 +103,9 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
         // matrix-vector product): one tile row per row.
         let v = device.vector;
-        let (tr, tc) = std::env::var("NNC_TILE")
-            .ok()
-            .and_then(|t| {
-                let mut p = t.split(',');
-                Some((p.next()?.parse::<u32>().ok()?, p.next()?.parse::<u32>().ok()?))
-            })
-            .unwrap_or((4, 2));
-        if let Some(c) = contraction_parts(expr, shape, tc as i64 * v as i64).filter(|_| v > 1) {
-            let rows = if shape[c.i] < tr as i64 { shape[c.i].max(1) as u32 } else { tr };
-            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, tc * v, 1], vector: v, ..base };
+        if let Some(c) = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1) {
+            let rows = if shape[c.i] < 4 { shape[c.i].max(1) as u32 } else { 4 };
+            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, 2 * v, 1], vector: v, ..base };
         }
         let last = shape.last().copied().unwrap_or(1);
         let vector = if last % device.vector as i64 == 0 { device.vector } else { 1 };
