@@ -84,15 +84,21 @@ fn movement_cases(g: &mut Gen) -> Vec<Case> {
 }
 
 /// Data and update values for a scatter with `reduction`: products stay away from zero, and for
-/// `max`/`min` data and updates lie on two grids 0.05 apart (multiples of 0.1, and those plus
-/// 0.05), so no update is within a finite-difference step of the data or of another update
-/// without being equal to it: near ties make the difference quotient straddle the kink.
+/// `max`/`min` the data lie on multiples of 0.1 and the updates are distinct points halfway
+/// between (shuffled), so no two values that can meet at one position are within a
+/// finite-difference step of each other: a near tie makes the difference quotient straddle the
+/// kink, and an exact tie of three splits the gradient unlike the one-sided differences.
 fn scatter_values(g: &mut Gen, reduction: ScatterReduction, data: &[usize], upd: &[usize]) -> (Vec<f64>, Vec<f64>) {
-    let grid = |v: Vec<f64>, offset: f64| v.into_iter().map(|x| (x * 10.0).round() / 10.0 + offset).collect();
     match reduction {
         ScatterReduction::Mul => (g.signed(data, 0.5, 1.5), g.signed(upd, 0.5, 1.5)),
         ScatterReduction::Max | ScatterReduction::Min => {
-            (grid(g.vals(data, -1.0, 1.0), 0.0), grid(g.vals(upd, -1.0, 1.0), 0.05))
+            let d = g.vals(data, -1.0, 1.0).into_iter().map(|x| (x * 10.0).round() / 10.0).collect();
+            let n: usize = upd.iter().product();
+            let mut u: Vec<f64> = (0..n as i64).map(|k| (k - n as i64 / 2) as f64 / 10.0 + 0.05).collect();
+            for i in (1..n).rev() {
+                u.swap(i, g.usize(0, i));
+            }
+            (d, u)
         }
         _ => (g.vals(data, -1.0, 1.0), g.vals(upd, -1.0, 1.0)),
     }
