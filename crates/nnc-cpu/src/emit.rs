@@ -99,7 +99,7 @@ pub struct EmitOptions {
     /// (AVX + FMA); one rounding instead of two.
     pub fma: bool,
     /// Keep each kernel's machine code and relocations in [`JitCode::machine`], for an
-    /// ahead-of-time bundle (Cranelift code only).
+    /// ahead-of-time bundle (Cranelift's per kernel, LLVM's as one image in [`JitCode::linked`]).
     pub keep_machine_code: bool,
     /// Compile kernels with LLVM for the host's widest vectors where LLVM covers them (see
     /// [`crate::llvm`]); the others, and every kernel when off, with Cranelift.

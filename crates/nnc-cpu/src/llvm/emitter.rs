@@ -29,7 +29,7 @@ pub(super) struct Cx {
     i32: T,
     i64: T,
     pub(super) kernel_type: T,
-    /// Lanes of the vector loops of the kernel being emitted (its schedule's).
+    /// Lanes of the vector loops of the kernel being emitted (see `vector_width`).
     pub(super) width: std::cell::Cell<u32>,
     /// Helper functions declared so far, by name.
     helpers: std::cell::RefCell<HashMap<&'static str, V>>,
@@ -173,29 +173,18 @@ impl<'a> Emitter<'a> {
     /// Constant `v` of type `t` (splatted for vector types).
     fn constant(&self, t: T, v: f64) -> V {
         // SAFETY: constants of a live context.
-        unsafe {
-            if LLVMGetTypeKind(t) == LLVMTypeKind::LLVMVectorTypeKind {
-                let e = self.constant(LLVMGetElementType(t), v);
-                let mut lanes = vec![e; LLVMGetVectorSize(t) as usize];
-                return LLVMConstVector(lanes.as_mut_ptr(), lanes.len() as u32);
+        splat_constant(t, |s| unsafe {
+            match LLVMGetTypeKind(s) {
+                LLVMTypeKind::LLVMFloatTypeKind | LLVMTypeKind::LLVMDoubleTypeKind => LLVMConstReal(s, v),
+                _ => LLVMConstInt(s, v as i64 as u64, 1),
             }
-            match LLVMGetTypeKind(t) {
-                LLVMTypeKind::LLVMFloatTypeKind | LLVMTypeKind::LLVMDoubleTypeKind => LLVMConstReal(t, v),
-                _ => LLVMConstInt(t, v as i64 as u64, 1),
-            }
-        }
+        })
     }
 
+    /// Integer constant `v` of type `t` (splatted for vector types), exact for every width.
     fn int_constant(&self, t: T, v: i64) -> V {
         // SAFETY: as above.
-        unsafe {
-            if LLVMGetTypeKind(t) == LLVMTypeKind::LLVMVectorTypeKind {
-                let e = self.int_constant(LLVMGetElementType(t), v);
-                let mut lanes = vec![e; LLVMGetVectorSize(t) as usize];
-                return LLVMConstVector(lanes.as_mut_ptr(), lanes.len() as u32);
-            }
-            LLVMConstInt(t, v as u64, 1)
-        }
+        splat_constant(t, |s| unsafe { LLVMConstInt(s, v as u64, 1) })
     }
 
     /// `x` in every lane (vectors stay as they are).
@@ -233,7 +222,7 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// Calls runtime helper `lib` (declared once per module; its address is bound at JIT time).
+    /// Calls runtime helper `lib` (declared once per module; the loader patches in its address).
     fn call_helper(&self, lib: Lib, args: &[V]) -> R<V> {
         let f = self.helper_function(lib)?;
         // SAFETY: a call with the declared function type.
@@ -1181,5 +1170,17 @@ impl<'a> Emitter<'a> {
             let y = LLVMBuildFMul(b, p, pow2(n1), NONAME);
             LLVMBuildFMul(b, y, pow2(n2), NONAME)
         }
+    }
+}
+
+/// `scalar(element type)` in every lane of vector type `t`, or `scalar(t)` for a scalar type.
+fn splat_constant(t: T, scalar: impl Fn(T) -> V) -> V {
+    // SAFETY: type queries and a constant vector of a live context.
+    unsafe {
+        if LLVMGetTypeKind(t) != LLVMTypeKind::LLVMVectorTypeKind {
+            return scalar(t);
+        }
+        let mut lanes = vec![scalar(LLVMGetElementType(t)); LLVMGetVectorSize(t) as usize];
+        LLVMConstVector(lanes.as_mut_ptr(), lanes.len() as u32)
     }
 }
