@@ -133,3 +133,42 @@ pub fn link(object: &[u8]) -> Result<Image, String> {
     }
     Ok(image)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(len: usize, relocations: Vec<Relocation>, symbols: &[(&str, u64)]) -> Image {
+        Image {
+            bytes: vec![0xcc; len],
+            relocations,
+            symbols: symbols.iter().map(|&(n, a)| (n.to_string(), a)).collect(),
+        }
+    }
+
+    #[test]
+    fn appending_moves_relocations_and_symbols_with_the_bytes() {
+        let mut a = image(10, vec![Relocation { offset: 2, symbol: "nnc_exp".into(), addend: 0 }], &[("k0", 0)]);
+        let b = image(
+            8,
+            vec![
+                Relocation { offset: 0, symbol: IMAGE_BASE.into(), addend: 4 },
+                Relocation { offset: 0, symbol: "nnc_tanh".into(), addend: 1 },
+            ],
+            &[("k1", 2)],
+        );
+        let base = a.append(b);
+        assert_eq!(base, 64, "64-byte aligned");
+        assert_eq!(a.bytes.len(), 72);
+        assert_eq!(a.symbols["k0"], 0);
+        assert_eq!(a.symbols["k1"], 66);
+        // An address in the image moves with it; a helper's does not.
+        assert_eq!(a.relocations[1], Relocation { offset: 64, symbol: IMAGE_BASE.into(), addend: 68 });
+        assert_eq!(a.relocations[2], Relocation { offset: 64, symbol: "nnc_tanh".into(), addend: 1 });
+    }
+
+    #[test]
+    fn what_is_not_an_object_file_is_refused() {
+        assert!(link(b"not an object").unwrap_err().contains("object file"));
+    }
+}

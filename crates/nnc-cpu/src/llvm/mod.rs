@@ -279,3 +279,47 @@ fn vector_width(kernel: &Kernel) -> u32 {
     });
     width
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::IMAGE_BASE;
+
+    fn kernels(text: &str) -> Vec<Kernel> {
+        let graph = nnc_ir::text::parse(text, "test.nnir").unwrap();
+        let device = nnc_kernel::schedule::Device::cpu_with_vector(16);
+        nnc_kernel::program::compile(&graph, &device, None).unwrap().kernels
+    }
+
+    #[test]
+    fn kernels_become_one_image_with_entry_points_and_relocations() {
+        if host_lanes().is_none() {
+            eprintln!("SKIPPED: LLVM cannot run on this host");
+            return;
+        }
+        let ks = kernels(
+            "graph g(%x: f32[64]) {\n  %e: f32[64] = exp(%x)\n  %t: f32[64] = tanh(%e)\n  %s: f32[] = reduce_sum(%t) {axes = [0], keep_dims = false}\n  return %t, %s\n}\n",
+        );
+        let code = compile(&ks, 16).unwrap();
+        let entries: Vec<u64> = code.entries.iter().map(|e| *e.as_ref().unwrap()).collect();
+        assert_eq!(entries.len(), ks.len());
+        assert!(entries.iter().all(|&e| (e as usize) < code.image.bytes.len()));
+        // `exp`'s constants come from the image's own constant pool, `tanh` through a helper.
+        let symbols: Vec<&str> = code.image.relocations.iter().map(|r| r.symbol.as_str()).collect();
+        assert!(symbols.contains(&IMAGE_BASE), "{symbols:?}");
+        assert!(symbols.iter().any(|s| s.starts_with("nnc_")), "{symbols:?}");
+        assert!(code.vectorized_loops > 0);
+    }
+
+    #[test]
+    fn half_precision_kernels_are_left_to_cranelift_with_the_reason() {
+        if host_lanes().is_none() {
+            eprintln!("SKIPPED: LLVM cannot run on this host");
+            return;
+        }
+        let ks = kernels("graph g(%x: f16[8]) {\n  %y: f16[8] = add(%x, %x)\n  return %y\n}\n");
+        let code = compile(&ks, 16).unwrap();
+        let reason = code.entries[0].as_ref().unwrap_err();
+        assert!(reason.contains("f16"), "{reason}");
+    }
+}
