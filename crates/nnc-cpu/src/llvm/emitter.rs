@@ -478,6 +478,12 @@ impl<'a> Emitter<'a> {
 
     /// The element pointer of `buf[index]`; data-dependent indices are bounds-checked.
     fn address(&mut self, buf: BufId, index: &[Expr]) -> R<V> {
+        self.address_with(buf, index, true)
+    }
+
+    /// [`Self::address`]; `inbounds: false` for the first lane of a masked vector load, which
+    /// may lie outside the buffer (an `inbounds` GEP there would be poison).
+    fn address_with(&mut self, buf: BufId, index: &[Expr], inbounds: bool) -> R<V> {
         let b = self.kernel.buffers.get(buf.index()).ok_or_else(|| format!("no buffer b{}", buf.0))?;
         if index.len() != b.shape.len() {
             return Err(format!("buffer `{}` has rank {}, indexed with {}", b.name, b.shape.len(), index.len()));
@@ -491,8 +497,15 @@ impl<'a> Emitter<'a> {
             self.fail_if(bad, Status::OutOfBounds);
         }
         let mut idx = [flat];
+        let base = self.bases[buf.index()];
         // SAFETY: GEP on the buffer's element pointer.
-        Ok(unsafe { LLVMBuildInBoundsGEP2(self.b(), et, self.bases[buf.index()], idx.as_mut_ptr(), 1, NONAME) })
+        Ok(unsafe {
+            if inbounds {
+                LLVMBuildInBoundsGEP2(self.b(), et, base, idx.as_mut_ptr(), 1, NONAME)
+            } else {
+                LLVMBuildGEP2(self.b(), et, base, idx.as_mut_ptr(), 1, NONAME)
+            }
+        })
     }
 
     fn load(&self, dtype: DType, addr: V) -> R<V> {
@@ -860,7 +873,7 @@ impl<'a> Emitter<'a> {
                 Min => self.select(self.icmp(if unsigned { LLVMIntULT } else { LLVMIntSLT }, x, y), x, y),
                 Div | Rem if Self::is_vector(x) => return Err("vector integer division".into()),
                 Div | Rem => {
-                    let constant = LLVMIsAConstantInt(y).is_null().then_some(()).is_none();
+                    let constant = !LLVMIsAConstantInt(y).is_null();
                     let c = if constant { Some(LLVMConstIntGetSExtValue(y)) } else { None };
                     let needs_check = c.is_none_or(|c| c == 0 || (!unsigned && c == -1));
                     if needs_check {
@@ -1082,7 +1095,7 @@ impl<'a> Emitter<'a> {
         let vt = self.cx.vec(self.cx.reg(dtype)?);
         let zero = self.constant(vt, 0.0);
         let w = self.cx.width.get();
-        let addr = self.address(buf, index)?;
+        let addr = self.address_with(buf, index, mask.is_none())?;
         // SAFETY: vector loads at element pointers of the buffer; masked lanes are not accessed.
         unsafe {
             let align = LLVMConstInt(self.cx.i32, 4, 0);
@@ -1107,7 +1120,12 @@ impl<'a> Emitter<'a> {
             }
             let et = self.cx.reg(dtype)?;
             let mut idx = [self.iota(step)];
-            let ptrs = LLVMBuildInBoundsGEP2(self.b(), et, addr, idx.as_mut_ptr(), 1, NONAME);
+            // Masked lanes may point outside the buffer: no `inbounds` then.
+            let ptrs = if mask.is_some() {
+                LLVMBuildGEP2(self.b(), et, addr, idx.as_mut_ptr(), 1, NONAME)
+            } else {
+                LLVMBuildInBoundsGEP2(self.b(), et, addr, idx.as_mut_ptr(), 1, NONAME)
+            };
             let all = self.int_constant(LLVMVectorType(self.cx.i1, w), 1);
             let m = mask.unwrap_or(all);
             Ok(self.intrinsic("llvm.masked.gather", &[vt, Self::type_of(ptrs)], &[ptrs, align, m, zero]))
