@@ -349,28 +349,32 @@ mod tests {
         g.nodes.iter().map(|n| n.op.name()).collect()
     }
 
+    /// Packs a convolution of `input` by constant weights of shape `weight` for the CPU, checks
+    /// the packed graph's ops, the stored weights' shape and that it computes what `g` does;
+    /// returns `g`.
+    fn check_packed_conv(input: [usize; 4], weight: &[usize], padded: bool, want: &[&str], stored: &[usize]) -> Graph {
+        let g = conv_graph(input.map(|d| d as i64), weight, padded);
+        let packed = pack_weights(&g, &Device::cpu());
+        assert_eq!(ops(&packed), want);
+        let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
+        assert_eq!(t.shape(), stored);
+        let x = weights(&input);
+        assert_eq!(run(&packed, std::slice::from_ref(&x)), run(&g, &[x]));
+        g
+    }
+
     #[test]
     fn conv_weights_are_stored_channels_last_and_read_through_a_transpose() {
-        let g = conv_graph([1, 3, 6, 6], &[8, 3, 3, 3], true);
-        let packed = pack_weights(&g, &Device::cpu());
-        assert_eq!(ops(&packed), ["constant", "transpose", "pad", "conv"]);
-        let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
-        assert_eq!(t.shape(), [3, 3, 3, 8]);
-        let input = weights(&[1, 3, 6, 6]);
-        assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
+        let want = ["constant", "transpose", "pad", "conv"];
+        let g = check_packed_conv([1, 3, 6, 6], &[8, 3, 3, 3], true, &want, &[3, 3, 3, 8]);
         // No vector lanes, no change.
         assert_eq!(pack_weights(&g, &Device::gpu()), g);
     }
 
     #[test]
     fn weight_rows_of_a_multiple_of_512_bytes_are_padded_and_sliced_back() {
-        let g = conv_graph([1, 2, 4, 4], &[128, 2, 3, 3], false);
-        let packed = pack_weights(&g, &Device::cpu());
-        assert_eq!(ops(&packed), ["constant", "slice", "transpose", "conv"]);
-        let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
-        assert_eq!(t.shape(), [3, 3, 2, 132]);
-        let input = weights(&[1, 2, 4, 4]);
-        assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
+        let want = ["constant", "slice", "transpose", "conv"];
+        check_packed_conv([1, 2, 4, 4], &[128, 2, 3, 3], false, &want, &[3, 3, 2, 132]);
     }
 
     #[test]
