@@ -365,33 +365,27 @@ impl<'a> Emitter<'a> {
     fn stmt(&mut self, s: &Stmt) -> R<()> {
         match s {
             Stmt::For { var, extent, kind, body } => {
-                if let Some((n, step)) = unrolled(self.kernel, self.cx.width.get(), var.id, *kind, extent, body) {
+                // A vector loop of this kernel's width whose body has a plan becomes vector code.
+                let w = self.cx.width.get();
+                let mut lanes = Lanes::new();
+                let vector = matches!(kind, LoopKind::Vector(lw) if *lw == w && w > 1)
+                    && extent.as_int().is_some_and(|n| n % w as i64 == 0)
+                    && vector_plan(self.kernel, var.id, body, &mut lanes);
+                let lanes = vector.then_some(&lanes);
+                if let Some((n, step)) = unrolled(self.kernel, w, var.id, *kind, extent, body) {
                     let t = self.cx.reg(var.dtype)?;
                     for k in (0..n).step_by(step as usize) {
                         self.vals.insert(var.id, self.int_constant(t, k));
-                        if step > 1 {
-                            self.vector_body(var.id, body)?;
-                        } else {
-                            self.stmts(body)?;
+                        match lanes.filter(|_| step > 1) {
+                            Some(lanes) => self.vector_body(var.id, body, lanes)?,
+                            None => self.stmts(body)?,
                         }
                     }
-                    if step > 1 {
-                        self.vectorized_loops += 1;
-                    }
+                    self.vectorized_loops += usize::from(step > 1);
                     return Ok(());
                 }
-                let w = self.cx.width.get() as i64;
-                if let (LoopKind::Vector(lw), Some(n)) = (kind, extent.as_int()) {
-                    if *lw as i64 == w
-                        && w > 1
-                        && n % w == 0
-                        && vector_plan(self.kernel, var.id, body, &mut Lanes::new())
-                    {
-                        self.vectorized_loops += 1;
-                        return self.counted_loop(var.id, var.dtype, extent, w, true, body);
-                    }
-                }
-                self.counted_loop(var.id, var.dtype, extent, 1, false, body)
+                self.vectorized_loops += usize::from(vector);
+                self.counted_loop(var.id, var.dtype, extent, lanes, body)
             }
             Stmt::Let { var, value } => {
                 let v = self.expr(value)?;
@@ -438,8 +432,9 @@ impl<'a> Emitter<'a> {
         }
     }
 
-    /// `for var in (0..extent).step_by(step)`, the body as vector code when `vector`.
-    fn counted_loop(&mut self, var: u32, dtype: DType, extent: &Expr, step: i64, vector: bool, body: &[Stmt]) -> R<()> {
+    /// `for var < extent`: one iteration per element, or per vector of the kernel's width with
+    /// the body as vector code when the loop has a plan (`lanes`).
+    fn counted_loop(&mut self, var: u32, dtype: DType, extent: &Expr, lanes: Option<&Lanes>, body: &[Stmt]) -> R<()> {
         if !dtype.is_int() || !extent.dtype().is_int() {
             return Err(format!("loop v{var} needs an integer variable and extent"));
         }
@@ -454,18 +449,18 @@ impl<'a> Emitter<'a> {
             self.br(header);
             self.at(header);
             let i = LLVMBuildLoad2(self.b(), t, slot, NONAME);
-            let pred = if !is_unsigned(dtype) { LLVMIntPredicate::LLVMIntSGE } else { LLVMIntPredicate::LLVMIntUGE };
+            let pred = if is_unsigned(dtype) { LLVMIntPredicate::LLVMIntUGE } else { LLVMIntPredicate::LLVMIntSGE };
             let done = LLVMBuildICmp(self.b(), pred, i, n, NONAME);
             self.cond_br(done, exit, bodyb);
             self.at(bodyb);
             let i = LLVMBuildLoad2(self.b(), t, slot, NONAME);
             self.vals.insert(var, i);
-            if vector {
-                self.vector_body(var, body)?;
-            } else {
-                self.stmts(body)?;
+            match lanes {
+                Some(lanes) => self.vector_body(var, body, lanes)?,
+                None => self.stmts(body)?,
             }
             let i = LLVMBuildLoad2(self.b(), t, slot, NONAME);
+            let step = if lanes.is_some() { self.cx.width.get() as i64 } else { 1 };
             let next = LLVMBuildAdd(self.b(), i, self.int_constant(t, step), NONAME);
             LLVMBuildStore(self.b(), next, slot);
             self.br(header);
@@ -977,11 +972,12 @@ impl<'a> Emitter<'a> {
                     LLVMBuildTrunc(b, c, tt, NONAME)
                 }
                 (false, true) => {
-                    let wide = self.int_convert(x, from, if !is_unsigned(from) { DType::I64 } else { DType::U64 })?;
-                    if !is_unsigned(from) {
-                        LLVMBuildSIToFP(b, wide, tt, NONAME)
-                    } else {
+                    if is_unsigned(from) {
+                        let wide = self.int_convert(x, from, DType::U64)?;
                         LLVMBuildUIToFP(b, wide, tt, NONAME)
+                    } else {
+                        let wide = self.int_convert(x, from, DType::I64)?;
+                        LLVMBuildSIToFP(b, wide, tt, NONAME)
                     }
                 }
                 (false, false) => self.int_convert(x, from, to)?,
@@ -993,11 +989,7 @@ impl<'a> Emitter<'a> {
 
     /// The body of a vector loop over `lv` (bound to lane 0's index): `let`s that vary with
     /// the lane hold vectors, index `let`s hold lane 0's value (affine in the lane).
-    fn vector_body(&mut self, lv: u32, body: &[Stmt]) -> R<()> {
-        let mut lanes = Lanes::new();
-        if !vector_plan(self.kernel, lv, body, &mut lanes) {
-            return Err("vector loop without a plan".into());
-        }
+    fn vector_body(&mut self, lv: u32, body: &[Stmt], lanes: &Lanes) -> R<()> {
         let outer = self.lanes.replace((lv, lanes.clone()));
         let r = (|| {
             for s in body {
