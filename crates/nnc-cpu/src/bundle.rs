@@ -126,17 +126,17 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
     let text = std::fs::read(&cpath)
         .map_err(|e| CpuError::Bundle { path: cpath.display().to_string(), message: e.to_string() })?;
     let mut ranges = Vec::new();
-    let mut linked = Vec::new();
+    let mut image_relocations = Vec::new();
     for k in &manifest.kernels {
         match &k.code {
             Code::Machine { offset, bytes, relocations } => ranges.push((*offset, *bytes, relocations.as_slice())),
-            Code::Linked { entry, relocations } => linked.push((*entry, relocations.as_slice())),
+            Code::Linked { relocations, .. } => image_relocations.push(relocations),
             Code::File { .. } => return Err(fail(format!("kernel `{}` has no machine code", k.name))),
         }
     }
     let code = LoadedCode::load(&text, &ranges)
         .map_err(|message| CpuError::Bundle { path: cpath.display().to_string(), message })?;
-    let image = if linked.is_empty() {
+    let image = if image_relocations.is_empty() {
         None
     } else {
         check_llvm_features(&manifest).map_err(&fail)?;
@@ -147,35 +147,25 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
         if expected != Some(bytes.len()) {
             return Err(bad(format!("{} bytes, the manifest says {expected:?}", bytes.len())));
         }
-        Some(LoadedImage::load(&bytes, linked.iter().flat_map(|l| l.1)).map_err(bad)?)
+        Some(LoadedImage::load(&bytes, image_relocations.into_iter().flatten()).map_err(bad)?)
     };
-    let (mut next_machine, mut next_linked) = (0, 0);
-    let mut functions = Vec::with_capacity(manifest.kernels.len());
-    for k in &manifest.kernels {
-        functions.push(match (&k.code, &image) {
-            (Code::Linked { .. }, Some(image)) => {
-                next_linked += 1;
-                image.function(linked[next_linked - 1].0).map_err(&fail)?
-            }
-            _ => {
-                next_machine += 1;
-                code.function(next_machine - 1)
-            }
-        });
-    }
     let (buffers, plan) = manifest.buffers(&weights).map_err(&fail)?;
-    let kernels = manifest
-        .kernels
-        .iter()
-        .enumerate()
-        .map(|(i, k)| KernelRun {
+    // Cranelift's kernels were loaded in manifest order; LLVM's are found by entry point.
+    let mut machine = 0..;
+    let mut kernels = Vec::with_capacity(manifest.kernels.len());
+    for k in &manifest.kernels {
+        let function = match (&k.code, &image) {
+            (Code::Linked { entry, .. }, Some(image)) => image.function(*entry).map_err(&fail)?,
+            _ => code.function(machine.next().expect("an unbounded range")),
+        };
+        kernels.push(KernelRun {
             name: k.name.clone(),
-            function: functions[i],
+            function,
             groups: k.grid.iter().map(|&g| g as u64).product(),
             params: k.params.clone(),
             work: k.work,
-        })
-        .collect();
+        });
+    }
     let outputs = manifest.outputs.iter().map(|o| o.buffer).collect();
     let mut program = CpuProgram::from_parts(
         manifest.program.clone(),
