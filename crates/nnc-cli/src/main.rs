@@ -1,24 +1,37 @@
 //! `nnc`, the command-line face of the nnc neural-network compiler.
 //!
 //! One subcommand per file in [`commands`]; shared pieces are [`model`] (loading a model file of any
-//! supported format), [`target`] (the backends `--target` names) and [`tensor_io`] (`.npy` and `.pb`
-//! tensors).
+//! supported format), [`shapes`] (`--shape`), [`inputs`] (where inputs come from), [`target`] (the
+//! backends `--target` names) and [`tensor_io`] (`.npy` and `.pb` tensors).
 //!
-//! Every error a user can cause is reported as one line `error: ...` on stderr (with the chain of
-//! context, outermost first) and exit code 1; a failed comparison also exits 1. A panic is a bug in
-//! nnc: it is reported as an internal error and exits 101.
+//! Exit codes: 0 success, 1 an error (one line `error: ...` on stderr, the chain of context
+//! outermost first, each cause once), 2 a usage error (clap's), 3 outputs outside the
+//! tolerance of a comparison. A panic is a bug in nnc: it is reported as an internal error and
+//! exits 101.
 
 mod commands;
+mod inputs;
 mod model;
+mod shapes;
 mod target;
 mod tensor_io;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// nnc: a neural-network compiler. Reads models (.onnx, or the .nnir text form), checks them, runs them.
+/// Exit code of a run whose outputs differ from the expected ones (`nnc run --data`).
+pub const EXIT_MISMATCH: u8 = 3;
+
+/// nnc: a neural-network compiler. Reads models (.onnx, or the .nnir text form), compiles them
+/// for this CPU or a GPU, runs and times them.
 #[derive(Parser, Debug)]
-#[command(name = "nnc", version, max_term_width = 100)]
+#[command(
+    name = "nnc",
+    version,
+    max_term_width = 100,
+    after_help = "Exit codes: 0 success; 1 error (one `error:` line on stderr); 2 usage error; \
+                  3 outputs outside the tolerance of a comparison."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,9 +45,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// Print a graph extended with the gradients of a scalar loss (reverse-mode autodiff).
     Grad(commands::grad::GradArgs),
-    /// Compile a model (rewrite, fuse, schedule) and, with --stats, report kernels, bytes and operations.
+    /// Compile a model for a target (this CPU by default) and write the bundle `nnc run` executes;
+    /// with --stats, report kernels, bytes moved and operations.
     Compile(commands::compile::CompileArgs),
-    /// Compile a model once, then time repeated runs: compile time, min and median latency.
+    /// Compile a model once, then time repeated runs: compile time, and run time statistics.
     Bench(commands::bench::BenchArgs),
     /// Run every ONNX test case under a folder and report, per op, how many pass.
     Conformance(commands::conformance::ConformanceArgs),
@@ -44,12 +58,8 @@ fn main() -> ExitCode {
     install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            // `--help` and `--version` are not errors; usage errors are, and exit 1 like the rest.
-            let code = if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
-            let _ = e.print();
-            return code;
-        }
+        // `--help` and `--version` exit 0, usage errors 2.
+        Err(e) => e.exit(),
     };
     let result = match cli.command {
         Command::Dump(args) => commands::dump::run(args),
@@ -63,10 +73,27 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message_of(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error's chain of causes, outermost first, joined by `: `, leaving out a cause whose text
+/// the message already holds (many errors include their cause in their own text).
+fn message_of(e: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 /// Output piped into a reader that stopped early (`nnc dump big.nnir | head`) is not an error.

@@ -6,8 +6,10 @@
 //!
 //! Opening and importing are two steps because an ONNX model can be specialized to the shapes of
 //! the inputs it is about to run on: shape computations and `If` conditions that depend on them
-//! are then resolved at import time. `nnc run` reads the inputs between the two steps.
+//! are then resolved at import time. `nnc run` reads the inputs between the two steps;
+//! [`load_for_shapes`] does both for the commands that compile for shapes given by flags.
 
+use crate::shapes::{resolve, Resolved, ShapeFlags};
 use anyhow::{anyhow, bail, Context};
 use nnc_ir::{Graph, IrError, TensorType};
 use std::collections::HashMap;
@@ -49,9 +51,12 @@ impl Model {
 /// Opens the model at `path`, choosing the front end by its extension.
 pub fn open_model(path: &Path) -> anyhow::Result<Model> {
     let shown = path.display().to_string();
+    if path.is_dir() {
+        bail!("{shown} is a folder, not a model file (a model ends in {MODEL_EXTENSIONS})");
+    }
     match extension(path).as_deref() {
         Some("nnir") => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {shown}"))?;
+            let bytes = nnc_ir::size::read_file(path).with_context(|| format!("cannot read {shown}"))?;
             let src = String::from_utf8(bytes).map_err(|e| {
                 anyhow!("{shown}: not a text file (invalid UTF-8 at byte {})", e.utf8_error().valid_up_to())
             })?;
@@ -76,52 +81,44 @@ pub fn load_model(path: &Path) -> anyhow::Result<Graph> {
     open_model(path)?.into_graph(HashMap::new())
 }
 
-/// Opens and imports the model at `path` with the input shapes `--shape NAME=D0,D1,..` gives,
-/// and every symbolic dimension still left bound to 1, so it can be compiled to kernels.
-pub fn load_model_static(path: &Path, shapes: &[String]) -> anyhow::Result<Graph> {
-    let mut given: HashMap<String, Vec<usize>> = HashMap::new();
-    for s in shapes {
-        let (name, dims) = s.split_once('=').ok_or_else(|| anyhow!("--shape `{s}`: expected NAME=D0,D1,..."))?;
-        let dims = dims
-            .split(',')
-            .filter(|d| !d.is_empty())
-            .map(|d| d.trim().parse::<usize>().map_err(|_| anyhow!("--shape `{s}`: `{d}` is not a dimension")))
-            .collect::<anyhow::Result<Vec<usize>>>()?;
-        given.insert(name.to_string(), dims);
-    }
-    let model = open_model(path)?;
-    let declared = model.inputs();
-    for name in given.keys() {
-        if !declared.iter().any(|(n, _)| n == name) {
-            let names: Vec<&str> = declared.iter().map(|(n, _)| n.as_str()).collect();
-            bail!("--shape: {} has no input `{name}` (its inputs: {})", path.display(), names.join(", "));
-        }
-    }
-    let shapes: Vec<Vec<usize>> = declared
-        .iter()
-        .map(|(n, ty)| {
-            given.get(n).cloned().unwrap_or_else(|| ty.shape.iter().map(|d| d.as_usize().unwrap_or(1)).collect())
-        })
-        .collect();
-    let graph = model.into_graph(given)?;
-    Ok(nnc_kernel::program::bind_shapes(&graph, &shapes, Some(1)))
+/// A model imported for concrete input shapes, with every symbol bound.
+pub struct Specialized {
+    pub graph: Graph,
+    /// The inputs' names and declared types (symbols not bound), in order.
+    pub interface: Vec<(String, TensorType)>,
+    pub resolved: Resolved,
 }
 
-/// `--shape NAME=D0,D1,..` arguments for the inputs of the model at `path` that have a file
-/// `dir/input_N.pb` (the N-th input), read from those files; appended after `explicit` ones,
-/// which win.
-pub fn shapes_from_data(path: &Path, dir: &Path, explicit: &[String]) -> anyhow::Result<Vec<String>> {
-    let mut shapes = explicit.to_vec();
-    for (i, (name, _)) in open_model(path)?.inputs().iter().enumerate() {
-        let file = dir.join(format!("input_{i}.pb"));
-        if !file.exists() || explicit.iter().any(|s| s.split_once('=').is_some_and(|(n, _)| n == name)) {
-            continue;
-        }
-        let t = crate::tensor_io::read_pb(&file).with_context(|| format!("input %{name}"))?;
-        let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
-        shapes.push(format!("{name}={}", dims.join(",")));
+impl Specialized {
+    /// `%x: f32[1, 64]`, one per input: the shapes the command uses.
+    pub fn describe_shapes(&self) -> String {
+        self.resolved.describe(&self.interface)
     }
-    Ok(shapes)
+}
+
+/// Opens and imports the model at `path` for the input shapes `--shape` gives (`shape_flags`)
+/// and, for inputs those do not give, the shapes of the files `data/input_N.pb`; every symbol
+/// still unbound is bound to 1 (listed in `resolved.defaulted`), so it can be compiled.
+pub fn load_for_shapes(path: &Path, shape_flags: &[String], data: Option<&Path>) -> anyhow::Result<Specialized> {
+    let model = open_model(path)?;
+    let interface = model.inputs();
+    let mut flags = ShapeFlags::parse(shape_flags, &interface)?;
+    if let Some(dir) = data {
+        for (i, (name, _)) in interface.iter().enumerate() {
+            let file = dir.join(format!("input_{i}.pb"));
+            if file.exists() && !flags.inputs.contains_key(name) {
+                let t = crate::tensor_io::read_pb(&file).with_context(|| format!("input %{name}"))?;
+                flags.inputs.insert(name.clone(), t.shape().to_vec());
+            }
+        }
+    }
+    let resolved = resolve(&interface, &flags)?;
+    let by_name = interface.iter().map(|(n, _)| n.clone()).zip(resolved.shapes.iter().cloned()).collect();
+    let graph = model.into_graph(by_name)?;
+    let graph = nnc_kernel::program::bind_symbols(&graph, &|s| resolved.bindings.get(s).copied());
+    nnc_ir::verify(&graph)
+        .map_err(|e| anyhow!("{}: with inputs {}: {e}", path.display(), resolved.describe(&interface)))?;
+    Ok(Specialized { graph, interface, resolved })
 }
 
 /// The file's extension, lower-cased (`None` if it has none or it is not UTF-8).

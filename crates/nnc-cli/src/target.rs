@@ -1,57 +1,68 @@
-//! The `--target` of `run` and `conformance`: which backend executes a graph.
+//! `--target`: the backend a command compiles for or runs on. The values, their help and the
+//! default come from the runtime's one list of targets ([`nnc_runtime::Target::ALL`]), so every
+//! subcommand offers the same targets and starts from the same default.
 
+use clap::builder::PossibleValue;
 use clap::ValueEnum;
 use nnc_conformance::{Backend, Cpu, Cuda, Interpreter, KernelInterp, Wgsl};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::schedule::DeviceKind;
+use nnc_runtime::Target;
 
-/// Where a model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Target {
-    /// The reference interpreter: plain, exact, the oracle every backend is checked against.
-    Interp,
-    /// Native code for this CPU: the graph optimized, fused, scheduled and compiled with
-    /// Cranelift, run on all cores.
-    Cpu,
-    /// WGSL compute shaders run with wgpu on the first GPU adapter (`--adapter` to choose);
-    /// Mesa's lavapipe where there is no GPU.
-    Wgsl,
-    /// CUDA C++ compiled to PTX with NVRTC, run through the CUDA driver (needs an NVIDIA GPU).
-    Cuda,
-    /// The compiler's pipeline (optimize, fuse, schedule for a GPU) run by the Kernel-IR
-    /// interpreter, which checks every kernel's parallel semantics as it goes.
-    KernelInterp,
-    /// As `kernel-interp`, with kernels scheduled for a CPU (one invocation per row, vector lanes).
-    KernelInterpCpu,
+/// A `--target` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TargetArg(pub Target);
+
+/// Every target as a `--target` value, in the registry's order.
+static VARIANTS: [TargetArg; Target::ALL.len()] = {
+    let mut out = [TargetArg(Target::DEFAULT); Target::ALL.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = TargetArg(Target::ALL[i]);
+        i += 1;
+    }
+    out
+};
+
+impl ValueEnum for TargetArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &VARIANTS
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.0.name()).help(self.0.about()))
+    }
 }
 
-impl Target {
+impl Default for TargetArg {
+    fn default() -> TargetArg {
+        TargetArg(Target::DEFAULT)
+    }
+}
+
+impl std::fmt::Display for TargetArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name())
+    }
+}
+
+impl TargetArg {
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
     /// The conformance backend of this target.
     pub fn backend(self) -> Box<dyn Backend> {
-        match self {
+        match self.0 {
             Target::Wgsl => Box::new(Wgsl { adapter: None }),
             Target::Interp => Box::new(Interpreter),
             Target::Cpu => Box::new(Cpu),
             Target::Cuda => Box::new(Cuda),
-            Target::KernelInterp => Box::new(KernelInterp { device: Device::gpu() }),
-            Target::KernelInterpCpu => Box::new(KernelInterp { device: Device::cpu() }),
+            Target::KernelInterp(DeviceKind::Gpu) => {
+                Box::new(KernelInterp { device: nnc_kernel::schedule::Device::gpu() })
+            }
+            Target::KernelInterp(DeviceKind::Cpu) => {
+                Box::new(KernelInterp { device: nnc_kernel::schedule::Device::cpu() })
+            }
         }
-    }
-
-    /// The runtime's target of the same name.
-    pub fn runtime(self) -> nnc_runtime::Target {
-        use nnc_kernel::schedule::DeviceKind;
-        match self {
-            Target::Interp => nnc_runtime::Target::Interp,
-            Target::Cpu => nnc_runtime::Target::Cpu,
-            Target::Wgsl => nnc_runtime::Target::Wgsl,
-            Target::Cuda => nnc_runtime::Target::Cuda,
-            Target::KernelInterp => nnc_runtime::Target::KernelInterp(DeviceKind::Gpu),
-            Target::KernelInterpCpu => nnc_runtime::Target::KernelInterp(DeviceKind::Cpu),
-        }
-    }
-
-    /// The name on the command line.
-    pub fn name(self) -> String {
-        self.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
     }
 }

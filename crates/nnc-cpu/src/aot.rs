@@ -120,7 +120,7 @@ fn patch(text: &mut [u8], r: &Relocation, image: Option<usize>) -> Result<(), St
             .ok_or_else(|| format!("the code calls `{name}`, which this nnc does not provide"))?
             as usize,
     };
-    let at = usize::try_from(r.offset).ok().filter(|&o| o + 8 <= text.len());
+    let at = usize::try_from(r.offset).ok().filter(|&o| o.checked_add(8).is_some_and(|end| end <= text.len()));
     let at = at.ok_or_else(|| format!("relocation at {} is outside its code", r.offset))?;
     let value = (address as i64).wrapping_add(r.addend);
     text[at..at + 8].copy_from_slice(&value.to_le_bytes());

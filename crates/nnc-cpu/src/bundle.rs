@@ -9,7 +9,7 @@
 //! code was built for; loading refuses a host that lacks any of them.
 
 use crate::aot::{host_isa, LoadedCode, LoadedImage};
-use crate::emit::{compile_kernels, EmitOptions, KernelCode};
+use crate::emit::{compile_kernels, EmitOptions, JitCode, KernelCode};
 use crate::exec::{CodeOwner, CpuError, CpuOptions, CpuProgram, KernelRun};
 use nnc_kernel::bundle::{invalid, BundleError, Code, Manifest, Relocation};
 use nnc_kernel::program::Program;
@@ -23,8 +23,6 @@ const CODE_FILE: &str = "kernels.bin";
 const IMAGE_FILE: &str = "kernels.image";
 /// The manifest's `target_info` key of the CPU features LLVM's code was built for.
 const LLVM_FEATURES: &str = "llvm_features";
-/// The manifest's `target_info` key of the image's length in bytes.
-const IMAGE_BYTES: &str = "image_bytes";
 
 fn bundle_error(e: BundleError) -> CpuError {
     match e {
@@ -34,30 +32,32 @@ fn bundle_error(e: BundleError) -> CpuError {
 }
 
 /// Compiles `program` (scheduled for the CPU) to machine code and writes the bundle into `dir`.
-/// `compile_ms` lists the time of the phases before this one; code generation is added.
 /// Returns the manifest written.
-pub fn write_bundle(program: &Program, dir: &Path, compile_ms: Vec<(String, f64)>) -> Result<Manifest, CpuError> {
-    write_bundle_with(program, dir, compile_ms, &EmitOptions::default())
+pub fn write_bundle(program: &Program, dir: &Path) -> Result<Manifest, CpuError> {
+    write_bundle_with(program, dir, &EmitOptions::default())
 }
 
 /// [`write_bundle`] with the code generator's options (`llvm: false`: Cranelift's code only).
-pub fn write_bundle_with(
-    program: &Program,
-    dir: &Path,
-    mut compile_ms: Vec<(String, f64)>,
-    options: &EmitOptions,
-) -> Result<Manifest, CpuError> {
+pub fn write_bundle_with(program: &Program, dir: &Path, options: &EmitOptions) -> Result<Manifest, CpuError> {
     if program.device.kind != DeviceKind::Cpu {
         let message = "the program was scheduled for a GPU; compile it for Device::cpu()".to_string();
         return Err(CpuError::Program { program: program.fused.name.clone(), message });
     }
-    let start = Instant::now();
     let options = EmitOptions { keep_machine_code: true, ..*options };
     let jit = compile_kernels(&program.kernels, &options)?;
-    compile_ms.push(("codegen".into(), start.elapsed().as_secs_f64() * 1e3));
+    write_bundle_from(program, &jit, dir)
+}
+
+/// Writes the bundle of `program` into `dir` from its code `jit`, compiled with
+/// `keep_machine_code` (so the bytes are there to write).
+pub fn write_bundle_from(program: &Program, jit: &JitCode, dir: &Path) -> Result<Manifest, CpuError> {
+    if program.device.kind != DeviceKind::Cpu || jit.machine.len() != program.kernels.len() {
+        let message = "the code was not compiled for this program's CPU kernels with `keep_machine_code`".to_string();
+        return Err(CpuError::Program { program: program.fused.name.clone(), message });
+    }
     let mut text: Vec<u8> = Vec::new();
     let mut code = Vec::with_capacity(jit.machine.len());
-    let mut image_relocations = relocations_by_kernel(&jit);
+    let mut image_relocations = relocations_by_kernel(jit);
     for (i, m) in jit.machine.iter().enumerate() {
         code.push(match m {
             KernelCode::Cranelift(m) => {
@@ -75,18 +75,13 @@ pub fn write_bundle_with(
     let (arch, flags) = host_isa().map_err(|message| CpuError::Bundle { path: dir.display().to_string(), message })?;
     manifest.target_info.insert("arch".into(), arch);
     manifest.target_info.insert("isa_flags".into(), flags.join(","));
+    let mut files = vec![(CODE_FILE.to_string(), text)];
     if let Some((image, features)) = &jit.linked {
         let used: Vec<&str> = features.split(',').filter(|f| f.starts_with('+')).collect();
         manifest.target_info.insert(LLVM_FEATURES.into(), used.join(","));
-        manifest.target_info.insert(IMAGE_BYTES.into(), image.bytes.len().to_string());
+        files.push((IMAGE_FILE.to_string(), image.bytes.clone()));
     }
-    manifest.compile_ms = compile_ms;
-    manifest.write(dir, &weights).map_err(bundle_error)?;
-    nnc_kernel::bundle::write_file(&dir.join(CODE_FILE), &text).map_err(bundle_error)?;
-    if let Some((image, _)) = &jit.linked {
-        nnc_kernel::bundle::write_file(&dir.join(IMAGE_FILE), &image.bytes).map_err(bundle_error)?;
-    }
-    Ok(manifest)
+    manifest.write(dir, &weights, &files).map_err(bundle_error)
 }
 
 /// LLVM's image relocations, each given to the kernel whose function holds it (the one with the
@@ -115,16 +110,16 @@ fn relocations_by_kernel(jit: &crate::emit::JitCode) -> HashMap<usize, Vec<Reloc
 /// (which names the inputs and outputs).
 pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Manifest), CpuError> {
     let start = Instant::now();
-    let (manifest, weights) = Manifest::read(dir).map_err(bundle_error)?;
-    let mpath = dir.join("manifest.json");
+    let bundle = Manifest::read(dir).map_err(bundle_error)?;
+    let manifest = bundle.manifest.clone();
+    let mpath = dir.join(nnc_kernel::bundle::MANIFEST_FILE);
     let fail = |message: String| bundle_error(invalid(&mpath, message));
     if manifest.target != "cpu" {
         return Err(fail(format!("a bundle for target `{}`, not `cpu`", manifest.target)));
     }
     check_isa(&manifest).map_err(&fail)?;
     let cpath = dir.join(CODE_FILE);
-    let text = std::fs::read(&cpath)
-        .map_err(|e| CpuError::Bundle { path: cpath.display().to_string(), message: e.to_string() })?;
+    let text = bundle.file(dir, CODE_FILE).map_err(bundle_error)?;
     let mut ranges = Vec::new();
     let mut image_relocations = Vec::new();
     for k in &manifest.kernels {
@@ -134,7 +129,7 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
             Code::File { .. } => return Err(fail(format!("kernel `{}` has no machine code", k.name))),
         }
     }
-    let code = LoadedCode::load(&text, &ranges)
+    let code = LoadedCode::load(text, &ranges)
         .map_err(|message| CpuError::Bundle { path: cpath.display().to_string(), message })?;
     let image = if image_relocations.is_empty() {
         None
@@ -142,14 +137,10 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
         check_llvm_features(&manifest).map_err(&fail)?;
         let ipath = dir.join(IMAGE_FILE);
         let bad = |message: String| CpuError::Bundle { path: ipath.display().to_string(), message };
-        let bytes = std::fs::read(&ipath).map_err(|e| bad(e.to_string()))?;
-        let expected = manifest.target_info.get(IMAGE_BYTES).and_then(|n| n.parse::<usize>().ok());
-        if expected != Some(bytes.len()) {
-            return Err(bad(format!("{} bytes, the manifest says {expected:?}", bytes.len())));
-        }
-        Some(LoadedImage::load(&bytes, image_relocations.into_iter().flatten()).map_err(bad)?)
+        let bytes = bundle.file(dir, IMAGE_FILE).map_err(bundle_error)?;
+        Some(LoadedImage::load(bytes, image_relocations.into_iter().flatten()).map_err(bad)?)
     };
-    let (buffers, plan) = manifest.buffers(&weights).map_err(&fail)?;
+    let (buffers, plan) = manifest.buffers(&bundle.weights).map_err(&fail)?;
     // Cranelift's kernels were loaded in manifest order; LLVM's are found by entry point.
     let mut machine = 0..;
     let mut kernels = Vec::with_capacity(manifest.kernels.len());

@@ -49,6 +49,8 @@ pub enum CpuError {
     Kernel { kernel: String, message: String },
     #[error("{path}: {message}")]
     Bundle { path: String, message: String },
+    #[error(transparent)]
+    Memory(#[from] nnc_ir::size::OutOfMemory),
 }
 
 /// Options of [`CpuProgram`].
@@ -277,7 +279,7 @@ impl CpuProgram {
                 found: inputs.len(),
             });
         }
-        let lines = (self.plan.arena_bytes.div_ceil(64) as usize).max(1);
+        let lines = usize::try_from(self.plan.arena_bytes.div_ceil(64)).unwrap_or(usize::MAX).max(1);
         // The program's own arena, allocated once; a run that overlaps another (from another
         // thread) gets a fresh one. Kernels write every intermediate before reading it (the
         // Kernel-IR interpreter poisons them to check), so old contents do not matter.
@@ -288,7 +290,8 @@ impl CpuProgram {
             None => &mut fresh,
         };
         if arena.len() < lines {
-            arena.resize(lines, Line([0; 64]));
+            let what = || format!("the arena of intermediates of program `{}`", self.name);
+            *arena = nnc_ir::size::try_vec(lines, Line([0; 64]), what)?;
         }
         let arena_ptr = arena.as_mut_ptr() as *mut u8;
         let mut ptrs: Vec<*mut u8> = Vec::with_capacity(self.buffers.len());
@@ -349,7 +352,9 @@ impl CpuProgram {
                         let len = b.bytes() as usize;
                         // SAFETY: the buffer lies within the arena.
                         let bytes = unsafe { std::slice::from_raw_parts(arena_ptr.add(off), len) };
-                        TensorData::from_bytes(b.dtype, shape, bytes::Bytes::copy_from_slice(bytes)).map_err(|e| {
+                        let mut copy = nnc_ir::size::try_with_capacity(len, || format!("output `{}`", b.name))?;
+                        copy.extend_from_slice(bytes);
+                        TensorData::from_bytes(b.dtype, shape, bytes::Bytes::from(copy)).map_err(|e| {
                             CpuError::Program {
                                 program: self.name.clone(),
                                 message: format!("output `{}`: {e}", b.name),

@@ -16,7 +16,7 @@ pub mod link;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 
-pub use bundle::{load_bundle, write_bundle, write_bundle_with};
+pub use bundle::{load_bundle, write_bundle, write_bundle_from, write_bundle_with};
 pub use emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 pub use exec::{CpuError, CpuOptions, CpuProgram};
 

@@ -4,7 +4,7 @@
 
 use nnc_cpu::{load_bundle, write_bundle, write_bundle_with, CpuError, CpuProgram, EmitOptions};
 use nnc_ir::TensorData;
-use nnc_kernel::bundle::Code;
+use nnc_kernel::bundle::{Code, Manifest};
 use nnc_kernel::program::{compile, Program};
 use nnc_kernel::schedule::Device;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ fn a_loaded_bundle_computes_what_the_jit_computes() {
     let p = program();
     for (name, emit) in code_generators() {
         let dir = folder(&format!("same-{name}"));
-        let manifest = write_bundle_with(&p, &dir, vec![("fuse".into(), 1.0)], &emit).unwrap();
+        let manifest = write_bundle_with(&p, &dir, &emit).unwrap();
         // The tanh helper (per element, or per vector through `nnc_map4`/`nnc_map`) is reached
         // through patched absolute addresses.
         let calls = |k: &nnc_kernel::bundle::KernelEntry| {
@@ -65,8 +65,6 @@ fn a_loaded_bundle_computes_what_the_jit_computes() {
         assert!(manifest.kernels.iter().any(calls), "{name}");
         let linked = manifest.kernels.iter().filter(|k| matches!(k.code, Code::Linked { .. })).count();
         assert_eq!(linked > 0, name == "llvm", "{name}: {linked} kernels in LLVM's image");
-        assert_eq!(manifest.compile_ms[0].0, "fuse");
-        assert_eq!(manifest.compile_ms[1].0, "codegen");
         let options = nnc_cpu::CpuOptions { emit, threads: None };
         let jit = CpuProgram::with_options(&p, &options).unwrap().run(&inputs()).unwrap();
         let (loaded, _) = load_bundle(&dir, &Default::default()).unwrap();
@@ -89,22 +87,32 @@ fn damaged_or_foreign_bundles_are_refused() {
 fn damaged_or_foreign_bundles_are_refused_with(name: &str, emit: &EmitOptions) {
     let p = program();
     let dir = folder(&format!("damaged-{name}"));
-    write_bundle_with(&p, &dir, vec![], emit).unwrap();
+    let written = write_bundle_with(&p, &dir, emit).unwrap();
     let manifest_path = dir.join("manifest.json");
     let original = std::fs::read_to_string(&manifest_path).unwrap();
-
+    let bundle = Manifest::read(&dir).unwrap();
+    let files: Vec<(String, Vec<u8>)> = bundle.files.clone().into_iter().collect();
+    // A manifest changed and signed again, as nnc would have written it.
+    let resign = |change: &dyn Fn(&mut Manifest)| {
+        let mut m = written.clone();
+        change(&mut m);
+        m.write(&dir, &bundle.weights, &files).unwrap();
+    };
     let edit = |from: &str, to: &str| {
         assert!(original.contains(from), "{from}");
         std::fs::write(&manifest_path, original.replacen(from, to, 1)).unwrap();
     };
-    edit("\"isa_flags\": \"", "\"isa_flags\": \"has_imaginary_extension,");
+    edit("\"target\": \"cpu\"", "\"target\": \"wgsl\"");
+    assert!(load_error(&dir).contains("does not match its checksum"));
+
+    resign(&|m| m.target_info.get_mut("isa_flags").unwrap().insert_str(0, "has_imaginary_extension,"));
     let e = load_error(&dir);
     assert!(e.contains("has_imaginary_extension") && e.contains("manifest.json"), "{e}");
 
-    edit("\"target\": \"cpu\"", "\"target\": \"wgsl\"");
+    resign(&|m| m.target = "wgsl".into());
     assert!(load_error(&dir).contains("not `cpu`"));
 
-    edit("\"format\": 1", "\"format\": 99");
+    edit("\"format\": 2", "\"format\": 99");
     assert!(load_error(&dir).contains("format 99"));
 
     std::fs::write(&manifest_path, "{ not json").unwrap();
@@ -119,24 +127,29 @@ fn damaged_or_foreign_bundles_are_refused_with(name: &str, emit: &EmitOptions) {
     if name == "llvm" {
         // LLVM's code names the CPU features it needs.
         std::fs::write(&code, &bytes).unwrap();
-        edit("\"llvm_features\": \"", "\"llvm_features\": \"+imaginary-extension,");
+        resign(&|m| m.target_info.get_mut("llvm_features").unwrap().insert_str(0, "+imaginary-extension,"));
         let e = load_error(&dir);
         assert!(e.contains("imaginary-extension") && e.contains("manifest.json"), "{e}");
         std::fs::write(&manifest_path, &original).unwrap();
     }
+    // One flipped bit of code is refused before it can run.
+    let mut flipped = bytes.clone();
+    flipped[bytes.len() / 2] ^= 1;
+    std::fs::write(&code, &flipped).unwrap();
+    assert!(load_error(&dir).contains("checksum"), "{name}");
 
     std::fs::write(&code, &bytes).unwrap();
     std::fs::write(dir.join("weights.bin"), [0u8; 3]).unwrap();
     assert!(load_error(&dir).contains("weights.bin"));
 
     std::fs::remove_dir_all(&dir).unwrap();
-    assert!(load_error(&dir).contains("manifest.json"));
+    assert!(load_error(&dir).contains("not a bundle"));
 }
 
 #[test]
 fn gpu_programs_are_not_written_as_cpu_bundles() {
     let g = nnc_ir::text::parse(MODEL, "bundle.nnir").unwrap();
     let gpu = compile(&g, &Device::gpu(), None).unwrap();
-    let err = write_bundle(&gpu, &folder("gpu"), vec![]).unwrap_err();
+    let err = write_bundle(&gpu, &folder("gpu")).unwrap_err();
     assert!(err.to_string().contains("GPU"), "{err}");
 }

@@ -75,7 +75,7 @@ fn shared_models_match_their_references() {
         let scheduled = nnc_kernel::program::compile(&opt.graph, &nnc_cpu::jit_device(), None)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = std::env::temp_dir().join(format!("nnc-models-bundle-{name}-{}", std::process::id()));
-        let manifest = nnc_cpu::write_bundle(&scheduled, &dir, Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let manifest = nnc_cpu::write_bundle(&scheduled, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (loaded, back) = nnc_cpu::load_bundle(&dir, &Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(back, manifest);
         let from_bundle = loaded.run(&inputs).unwrap_or_else(|e| panic!("{name} (bundle): {e}"));

@@ -354,6 +354,14 @@ fn eval_node(graph: &Graph, i: usize, operands: &[&Value], bindings: &Bindings) 
         checked_numel(&shape)?;
         shapes.push(shape);
     }
+    // Kernels build their results in many small steps, each of which would abort the process
+    // on failure: check once that the results (widened to 8 bytes an element, and a working
+    // copy) fit in the memory the process can have.
+    let elements: usize = shapes.iter().map(|s| s.iter().product::<usize>()).sum();
+    nnc_ir::size::ensure_available(elements as u64 * 16, || {
+        format!("the results of node `%{}`", graph.name_of(node.outputs[0]))
+    })
+    .map_err(|e| e.to_string())?;
     let results = compute(&op, operands, &shapes)?;
     for (v, shape) in results.iter().zip(&shapes) {
         if &v.shape != shape || v.numel() != shape.iter().product::<usize>() {

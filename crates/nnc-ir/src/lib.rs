@@ -4,6 +4,7 @@
 //! - [`Op`] is the closed set of operations, [`infer`] their shape rules;
 //! - [`Graph`] holds values and nodes in SSA form, [`GraphBuilder`] builds one with typed calls;
 //! - [`verify`] rejects malformed graphs; [`composite`] expands composites into primitives;
+//! - [`size`] bounds tensor sizes and allocates fallibly;
 //! - [`text`] prints and parses the `.nnir` text form.
 //!
 //! This crate depends on no other nnc crate.
@@ -17,6 +18,7 @@ pub mod graph;
 pub mod infer;
 pub mod op;
 pub mod shape;
+pub mod size;
 pub mod tensor;
 pub mod text;
 pub mod verify;

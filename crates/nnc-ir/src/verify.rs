@@ -30,6 +30,7 @@ pub fn verify(graph: &Graph) -> Result<(), IrError> {
                 return Err(graph_err(format!("value `%{}` has an invalid symbol `{s}`", v.name)));
             }
         }
+        crate::size::check_type(&v.ty).map_err(|m| graph_err(format!("value `%{}`: {m}", v.name)))?;
     }
 
     // Where each value is defined: Some(None) for graph inputs, Some(Some(i)) for node i.

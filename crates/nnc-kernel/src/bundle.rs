@@ -19,9 +19,19 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The version of the format this build writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
+
+/// The manifest's file name in a bundle folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// The weights' file name in a bundle folder.
+pub const WEIGHTS_FILE: &str = "weights.bin";
+/// The largest `manifest.json` read (a manifest nnc writes is a few hundred bytes a kernel).
+const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// Everything about a compiled program except the weights' bytes and the code.
+///
+/// The same program and options give the same manifest, byte for byte: it holds no time,
+/// path or other fact of the compile itself (`nnc compile --stats` reports those).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
@@ -30,6 +40,7 @@ pub struct Manifest {
     /// `cpu`, `wgsl` or `cuda`.
     pub target: String,
     pub program: String,
+    /// The inputs with the shapes the program was compiled for (symbols bound).
     pub inputs: Vec<Interface>,
     pub outputs: Vec<Interface>,
     pub buffers: Vec<BufferEntry>,
@@ -38,11 +49,43 @@ pub struct Manifest {
     /// The largest total size of intermediates live at one time.
     pub arena_lower_bound: u64,
     pub weights_bytes: u64,
-    /// Milliseconds per compile phase, in order.
-    pub compile_ms: Vec<(String, f64)>,
     /// What the target needs beyond this (the CPU: the instruction set the code was built for).
     #[serde(default)]
     pub target_info: BTreeMap<String, String>,
+    /// The target's code files (paths relative to the folder) and their sizes, in the order the
+    /// checksum covers them.
+    pub files: Vec<FileEntry>,
+    /// The XXH3-64 checksum, in hex, of this manifest (serialized with this field empty), then
+    /// `weights.bin`, then `files` in order: a bundle damaged or edited after it was written is
+    /// refused. It guards against accidents, not attacks: a bundle holds machine code, so
+    /// running one is trusting whoever wrote it.
+    pub checksum: String,
+}
+
+/// A code file of a bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// A bundle read from its folder and checked: the manifest, the weights and the code files.
+#[derive(Clone, Debug)]
+pub struct Bundle {
+    pub manifest: Manifest,
+    pub weights: bytes::Bytes,
+    /// The contents of each of `manifest.files`, by path.
+    pub files: BTreeMap<String, Vec<u8>>,
+}
+
+impl Bundle {
+    /// The contents of code file `path` (one the manifest lists).
+    pub fn file(&self, dir: &Path, path: &str) -> Result<&[u8], BundleError> {
+        self.files
+            .get(path)
+            .map(Vec::as_slice)
+            .ok_or_else(|| invalid(&dir.join(MANIFEST_FILE), format!("the manifest does not list `{path}`")))
+    }
 }
 
 /// A graph input or output: name (without `%`), dtype and shape.
@@ -197,24 +240,65 @@ impl Manifest {
             arena_bytes: plan.arena_bytes,
             arena_lower_bound: plan.lower_bound,
             weights_bytes: weights.len() as u64,
-            compile_ms: Vec::new(),
             target_info: BTreeMap::new(),
+            files: Vec::new(),
+            checksum: String::new(),
         };
         (manifest, weights)
     }
 
-    /// Writes `manifest.json` and `weights.bin` into `dir` (created if needed).
-    pub fn write(&self, dir: &Path, weights: &[u8]) -> Result<(), BundleError> {
+    /// Writes the bundle into `dir` (created if needed): `weights.bin`, each of `files` (path
+    /// relative to `dir`, contents) and `manifest.json` listing them with their checksum.
+    /// Returns the manifest as written.
+    pub fn write(mut self, dir: &Path, weights: &[u8], files: &[(String, Vec<u8>)]) -> Result<Manifest, BundleError> {
+        if let Some((path, _)) = files.iter().find(|(path, _)| !is_plain_relative(path)) {
+            return Err(invalid(dir, format!("`{path}` is not a path inside the bundle")));
+        }
         std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-        let json = serde_json::to_string_pretty(self).expect("a manifest always serializes");
-        write_file(&dir.join("manifest.json"), json.as_bytes())?;
-        write_file(&dir.join("weights.bin"), weights)
+        self.files =
+            files.iter().map(|(path, bytes)| FileEntry { path: path.clone(), bytes: bytes.len() as u64 }).collect();
+        self.checksum = self.checksum_of(weights, files.iter().map(|(_, b)| b.as_slice()));
+        write_file(&dir.join(WEIGHTS_FILE), weights)?;
+        for (path, bytes) in files {
+            let at = dir.join(path);
+            if let Some(parent) = at.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+            }
+            write_file(&at, bytes)?;
+        }
+        write_file(&dir.join(MANIFEST_FILE), self.to_json().as_bytes())?;
+        Ok(self)
     }
 
-    /// Reads `dir/manifest.json` and `dir/weights.bin`, checking the format, every buffer's
-    /// dtype and size, and every index the manifest holds.
-    pub fn read(dir: &Path) -> Result<(Manifest, bytes::Bytes), BundleError> {
-        let path = dir.join("manifest.json");
+    fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a manifest always serializes") + "\n"
+    }
+
+    /// The checksum of this manifest (its `checksum` field left out), the weights and the files.
+    fn checksum_of<'a>(&self, weights: &[u8], files: impl Iterator<Item = &'a [u8]>) -> String {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        let blank = Manifest { checksum: String::new(), ..self.clone() };
+        hasher.update(blank.to_json().as_bytes());
+        hasher.update(weights);
+        for f in files {
+            hasher.update(f);
+        }
+        format!("{:016x}", hasher.digest())
+    }
+
+    /// Reads the bundle in `dir`: checks the manifest's format, that every file it lists is
+    /// there with its size, the checksum, and every index, range and size in the manifest.
+    pub fn read(dir: &Path) -> Result<Bundle, BundleError> {
+        let path = dir.join(MANIFEST_FILE);
+        let meta = std::fs::metadata(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                invalid(dir, "not a bundle (it has no manifest.json; `nnc compile MODEL -o DIR` writes one)")
+            }
+            _ => io(&path, e),
+        })?;
+        if meta.len() > MAX_MANIFEST_BYTES {
+            return Err(invalid(&path, format!("{} bytes: not a manifest nnc wrote", meta.len())));
+        }
         let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
         let manifest: Manifest = serde_json::from_str(&text).map_err(|e| invalid(&path, e.to_string()))?;
         if manifest.format != FORMAT {
@@ -223,25 +307,37 @@ impl Manifest {
                 format!("bundle format {} (this nnc reads format {FORMAT}; compile the model again)", manifest.format),
             ));
         }
-        let wpath = dir.join("weights.bin");
-        let weights = bytes::Bytes::from(std::fs::read(&wpath).map_err(|e| io(&wpath, e))?);
-        if weights.len() as u64 != manifest.weights_bytes {
+        let weights = read_listed(dir, WEIGHTS_FILE, manifest.weights_bytes)?;
+        let mut files = BTreeMap::new();
+        for f in &manifest.files {
+            if !is_plain_relative(&f.path) {
+                return Err(invalid(&path, format!("file `{}` is not a path inside the bundle", f.path)));
+            }
+            files.insert(f.path.clone(), read_listed(dir, &f.path, f.bytes)?);
+        }
+        let sum = manifest.checksum_of(&weights, manifest.files.iter().map(|f| files[&f.path].as_slice()));
+        if sum != manifest.checksum {
             return Err(invalid(
-                &wpath,
-                format!("{} bytes, the manifest says {}", weights.len(), manifest.weights_bytes),
+                dir,
+                "the bundle does not match its checksum: a file was changed or damaged after it was written (compile the model again)",
             ));
         }
         manifest.check().map_err(|m| invalid(&path, m))?;
-        Ok((manifest, weights))
+        Ok(Bundle { manifest, weights: bytes::Bytes::from(weights), files })
     }
 
-    /// Checks that every index and range in the manifest is in bounds.
+    /// Checks that every index and range in the manifest is in bounds and every size is one
+    /// nnc could have written.
     fn check(&self) -> Result<(), String> {
         let n = self.buffers.len();
+        let mut arena_total: u64 = 0;
+        let mut sizes = Vec::with_capacity(n);
         for b in &self.buffers {
             let dtype =
                 DType::from_name(&b.dtype).ok_or_else(|| format!("buffer `{}`: dtype `{}`", b.name, b.dtype))?;
-            let bytes = buffer_bytes(dtype, &b.shape).ok_or_else(|| format!("buffer `{}`: bad shape", b.name))?;
+            let bytes =
+                buffer_bytes(dtype, &b.shape).ok_or_else(|| format!("buffer `{}`: bad shape {:?}", b.name, b.shape))?;
+            sizes.push(bytes);
             match b.place {
                 Place::Input(i) if i >= self.inputs.len() => {
                     return Err(format!("buffer `{}` is input {i} of {}", b.name, self.inputs.len()))
@@ -254,16 +350,37 @@ impl Manifest {
                 Place::Arena(offset) if offset.checked_add(bytes).is_none_or(|end| end > self.arena_bytes) => {
                     return Err(format!("buffer `{}`: arena offset out of bounds", b.name))
                 }
+                Place::Arena(_) => arena_total = arena_total.saturating_add(bytes.div_ceil(ALIGN) * ALIGN),
                 _ => {}
             }
+        }
+        // A plan never needs more than every intermediate side by side.
+        if self.arena_bytes > arena_total.max(ALIGN) {
+            return Err(format!(
+                "an arena of {} bytes for intermediates of {arena_total} bytes in all",
+                self.arena_bytes
+            ));
         }
         for k in &self.kernels {
             if k.params.iter().any(|&p| p >= n) {
                 return Err(format!("kernel `{}` binds a buffer that does not exist", k.name));
             }
+            let groups = k.grid.iter().chain(&k.workgroup).try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+            if groups.is_none_or(|g| g > u64::from(u32::MAX) * u64::from(u32::MAX)) {
+                return Err(format!("kernel `{}`: launch size out of range", k.name));
+            }
         }
-        if self.inputs.iter().chain(&self.outputs).any(|i| i.buffer >= n) {
-            return Err("an input or output names a buffer that does not exist".into());
+        for (k, port) in self.inputs.iter().chain(&self.outputs).enumerate() {
+            let b = self.buffers.get(port.buffer).ok_or("an input or output names a buffer that does not exist")?;
+            if port.dtype != b.dtype || port.shape != b.shape {
+                return Err(format!(
+                    "`{}` is {}{:?} but its buffer is {}{:?}",
+                    port.name, port.dtype, port.shape, b.dtype, b.shape
+                ));
+            }
+            if k < self.inputs.len() && b.place != Place::Input(k) {
+                return Err(format!("input `{}` is bound to a buffer that is not input {k}", port.name));
+            }
         }
         Ok(())
     }
@@ -298,8 +415,29 @@ impl Manifest {
     }
 }
 
+/// The bytes of a buffer, if its shape is one nnc accepts (no negative dimension, within
+/// [`nnc_ir::size::MAX_TENSOR_BYTES`]).
 fn buffer_bytes(dtype: DType, shape: &[i64]) -> Option<u64> {
-    shape.iter().try_fold(dtype.size_bytes() as u64, |acc, &d| u64::try_from(d).ok().and_then(|d| acc.checked_mul(d)))
+    let shape = shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<Vec<usize>>>()?;
+    nnc_ir::size::checked_tensor_bytes(dtype, &shape).ok()
+}
+
+/// Reads file `name` of the bundle in `dir`, which the manifest says has `expected` bytes
+/// (checked before reading, so a damaged manifest cannot ask for a huge allocation).
+fn read_listed(dir: &Path, name: &str, expected: u64) -> Result<Vec<u8>, BundleError> {
+    let path = dir.join(name);
+    let meta = std::fs::metadata(&path).map_err(|e| io(&path, e))?;
+    if !meta.is_file() || meta.len() != expected {
+        let found = if meta.is_file() { format!("{} bytes", meta.len()) } else { "not a file".into() };
+        return Err(invalid(&path, format!("{found}, the manifest says {expected} bytes")));
+    }
+    nnc_ir::size::read_file(&path).map_err(|e| io(&path, e))
+}
+
+/// A path inside the bundle folder: relative, made of plain names (no `..`, no root).
+fn is_plain_relative(path: &str) -> bool {
+    let p = Path::new(path);
+    !path.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// Writes `bytes` to `path`.
@@ -335,14 +473,54 @@ mod tests {
         let (m, w) = Manifest::of(&p, "cpu", code.collect());
         assert_eq!(m.inputs.len(), 1);
         assert_eq!(m.inputs[0].shape, vec![2, 3]);
-        let dir = std::env::temp_dir().join(format!("nnc-bundle-test-{}", std::process::id()));
-        m.write(&dir, &w).unwrap();
-        let (back, weights) = Manifest::read(&dir).unwrap();
-        assert_eq!(back, m);
-        let (buffers, plan) = back.buffers(&weights).unwrap();
+        let dir = temp_dir("round-trip");
+        let files = vec![("code/k.txt".to_string(), b"kernel".to_vec())];
+        let written = m.write(&dir, &w, &files).unwrap();
+        let back = Manifest::read(&dir).unwrap();
+        assert_eq!(back.manifest, written);
+        assert_eq!(back.file(&dir, "code/k.txt").unwrap(), b"kernel");
+        let (buffers, plan) = back.manifest.buffers(&back.weights).unwrap();
         assert_eq!(buffers, p.fused.buffers);
         assert_eq!(plan, MemoryPlan::of(&p.fused));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn temp_dir(what: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("nnc-bundle-test-{what}-{}", std::process::id()))
+    }
+
+    fn read_error(dir: &Path) -> String {
+        Manifest::read(dir).unwrap_err().to_string()
+    }
+
+    /// Any change to a file after writing is caught by the checksum; a manifest changed and
+    /// signed again is still checked for sizes nnc could not have written.
+    #[test]
+    fn refuses_damaged_and_impossible_bundles() {
+        let p = program();
+        let (m, w) = Manifest::of(&p, "cpu", vec![]);
+        let dir = temp_dir("damaged");
+        let written = m.write(&dir, &w, &[("k.bin".into(), vec![1, 2, 3])]).unwrap();
+        std::fs::write(dir.join("k.bin"), [1, 2, 4]).unwrap();
+        assert!(read_error(&dir).contains("does not match its checksum"), "{}", read_error(&dir));
+        std::fs::write(dir.join("k.bin"), [1, 2]).unwrap();
+        assert!(read_error(&dir).contains("2 bytes, the manifest says 3"), "{}", read_error(&dir));
+        let manifest = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+        std::fs::write(dir.join("k.bin"), [1, 2, 3]).unwrap();
+        std::fs::write(dir.join(MANIFEST_FILE), manifest.replace("\"arena_bytes\": ", "\"arena_bytes\": 1")).unwrap();
+        assert!(read_error(&dir).contains("does not match its checksum"), "{}", read_error(&dir));
+
+        // Signed again: the arena of 10^15 bytes is refused by the checks behind the checksum.
+        let huge = Manifest { arena_bytes: 1_000_000_000_000_000, ..written.clone() };
+        huge.write(&dir, &w, &[("k.bin".into(), vec![1, 2, 3])]).unwrap();
+        assert!(read_error(&dir).contains("an arena of 1000000000000000 bytes"), "{}", read_error(&dir));
+        let mut escaping = written.clone();
+        escaping.buffers[0].shape = vec![1 << 40, 1 << 40];
+        escaping.write(&dir, &w, &[]).unwrap();
+        assert!(read_error(&dir).contains("bad shape"), "{}", read_error(&dir));
+        assert!(written.clone().write(&dir, &w, &[("../outside".into(), vec![])]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(read_error(&dir).contains("not a bundle"), "{}", read_error(&dir));
     }
 
     #[test]
@@ -357,5 +535,10 @@ mod tests {
         let (mut m, _) = Manifest::of(&p, "cpu", vec![]);
         m.weights_bytes = 1;
         assert!(m.check().is_err());
+        let (mut m, _) = Manifest::of(&p, "cpu", vec![]);
+        m.inputs[0].shape = vec![4, 3];
+        assert!(m.check().unwrap_err().contains("its buffer is"));
+        assert!(!is_plain_relative("../x") && !is_plain_relative("/x") && !is_plain_relative(""));
+        assert!(is_plain_relative("kernels/k0.wgsl"));
     }
 }

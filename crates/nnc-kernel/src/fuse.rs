@@ -332,12 +332,15 @@ fn graph_error(graph: &Graph, message: String) -> FuseError {
     FuseError::Graph { graph: graph.name.clone(), message }
 }
 
+/// Every value's concrete shape; an error names a value whose shape is symbolic or, once its
+/// symbols are bound, too large ([`nnc_ir::size::MAX_TENSOR_BYTES`]), so buffer sizes and
+/// offsets computed from these shapes cannot overflow.
 fn static_shapes(graph: &Graph) -> Result<Vec<Vec<i64>>, FuseError> {
     graph
         .values
         .iter()
         .map(|v| {
-            v.ty.shape.iter().map(|d| d.as_const()).collect::<Option<Vec<i64>>>().ok_or_else(|| {
+            let shape = v.ty.shape.iter().map(|d| d.as_const()).collect::<Option<Vec<i64>>>().ok_or_else(|| {
                 graph_error(
                     graph,
                     format!(
@@ -346,7 +349,12 @@ fn static_shapes(graph: &Graph) -> Result<Vec<Vec<i64>>, FuseError> {
                         nnc_ir::shape::format_shape(&v.ty.shape)
                     ),
                 )
-            })
+            })?;
+            if shape.iter().any(|&d| d < 0) {
+                return Err(graph_error(graph, format!("value %{} has a negative dimension: {}", v.name, v.ty)));
+            }
+            nnc_ir::size::check_type(&v.ty).map_err(|m| graph_error(graph, format!("value %{}: {m}", v.name)))?;
+            Ok(shape)
         })
         .collect()
 }

@@ -63,19 +63,21 @@ fn place(
         let mut clashes: Vec<(u64, u64)> = placed
             .iter()
             .filter(|(_, _, (a, b))| *a <= hi && lo <= *b)
-            .map(|&(off, len, _)| (off, off + len))
+            .map(|&(off, len, _)| (off, off.saturating_add(len)))
             .collect();
         clashes.sort();
-        let mut offset = 0;
+        let mut offset: u64 = 0;
         for (start, end) in clashes {
-            if offset + bytes <= start {
+            if offset.saturating_add(bytes) <= start {
                 break;
             }
             offset = offset.max(end);
         }
         offsets[i] = Some(offset);
         placed.push((offset, bytes, (lo, hi)));
-        arena_bytes = arena_bytes.max(offset + bytes);
+        // Saturating: every buffer is at most 2^48 bytes, but a program may have very many; an
+        // arena of u64::MAX bytes then fails to allocate with a clear error.
+        arena_bytes = arena_bytes.max(offset.saturating_add(bytes));
     }
     (offsets, arena_bytes)
 }
@@ -112,7 +114,7 @@ impl MemoryPlan {
                 (0..fused.buffers.len())
                     .filter(|&i| life[i].is_some_and(|(lo, hi)| lo <= t && t <= hi))
                     .map(size)
-                    .sum::<u64>()
+                    .fold(0u64, u64::saturating_add)
             })
             .max()
             .unwrap_or(0);

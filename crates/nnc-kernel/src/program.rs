@@ -58,6 +58,13 @@ impl Program {
         if inputs.len() != expected {
             return Err(RunError::InputCount { program: fused.name.clone(), expected, found: inputs.len() });
         }
+        // Every buffer is held at once, widened to 8 bytes an element: check that fits before
+        // building them in steps that would abort the process on failure.
+        let elements = fused.buffers.iter().map(|b| b.numel().max(0) as u64).fold(0u64, u64::saturating_add);
+        nnc_ir::size::ensure_available(elements.saturating_mul(8), || {
+            format!("the buffers of program `{}`", fused.name)
+        })
+        .map_err(|e| RunError::Kernel(KernelError { kernel: "buffers".into(), message: e.to_string() }))?;
         let mut values: Vec<Value> = Vec::with_capacity(fused.buffers.len());
         for b in &fused.buffers {
             let value = match &b.kind {
@@ -150,15 +157,20 @@ pub fn bind_shapes(graph: &Graph, shapes: &[Vec<usize>], default: Option<i64>) -
     if bindings.is_empty() && default.is_none() {
         return graph.clone();
     }
-    let lookup = |s: &str| bindings.get(s).copied().or(default);
+    bind_symbols(graph, &|s: &str| bindings.get(s).copied().or(default))
+}
+
+/// `graph` with every symbol `lookup` gives a size for replaced by that size, in value types
+/// and in the attributes that hold dimensions.
+pub fn bind_symbols(graph: &Graph, lookup: &dyn Fn(&str) -> Option<i64>) -> Graph {
     let mut g = graph.clone();
     for v in &mut g.values {
         for d in &mut v.ty.shape {
-            *d = d.substitute(&lookup);
+            *d = d.substitute(lookup);
         }
     }
     for node in &mut g.nodes {
-        node.op = bind_op_dims(&node.op, &lookup);
+        node.op = bind_op_dims(&node.op, lookup);
     }
     g
 }

@@ -58,6 +58,10 @@ pub enum SessionError {
     Compile { target: &'static str, message: String },
     #[error("{target}: {message}")]
     Run { target: &'static str, message: String },
+    /// A bundle that cannot be loaded (the message names the file), or inputs it was not
+    /// compiled for.
+    #[error("{0}")]
+    Bundle(String),
 }
 
 /// What compiling for one set of input shapes did.
@@ -138,7 +142,7 @@ impl Session {
     pub fn from_cpu_bundle(dir: &Path, threads: Option<usize>) -> Result<Session, SessionError> {
         let start = std::time::Instant::now();
         let (program, manifest) = nnc_cpu::load_bundle(dir, &CpuOptions { threads, ..Default::default() })
-            .map_err(|e| SessionError::Compile { target: "cpu", message: e.to_string() })?;
+            .map_err(|e| SessionError::Bundle(e.to_string()))?;
         let interface = bundle_interface(&manifest)?;
         let shapes: Vec<Vec<usize>> =
             manifest.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
@@ -263,10 +267,15 @@ impl Session {
         let mut bound: HashMap<String, usize> = HashMap::new();
         for (k, ((name, ty), shape)) in ports.iter().zip(shapes).enumerate() {
             let dtype = dtypes.map_or(ty.dtype, |d| d[k]);
-            let mismatch = || SessionError::Input {
-                name: name.clone(),
-                expected: ty.to_string(),
-                found: format!("{dtype}{shape:?}"),
+            let found = TensorType::new(dtype, shape.iter().copied());
+            let mismatch = || match self.graph {
+                Some(_) => {
+                    SessionError::Input { name: name.clone(), expected: ty.to_string(), found: found.to_string() }
+                }
+                None => SessionError::Bundle(format!(
+                    "input %{name}: the bundle was compiled for {ty}, not {found} (compile the model again \
+                     for these shapes, with --shape)"
+                )),
             };
             if dtype != ty.dtype || shape.len() != ty.rank() {
                 return Err(mismatch());

@@ -1,18 +1,19 @@
 //! `nnc bench MODEL`: compile once, warm up, then time repeated runs on fixed inputs and print
-//! the compile time and the minimum and median latency (`--json`: one object on one line).
+//! the compile time and the run time's minimum, median, mean, 90th percentile and standard
+//! deviation (`--json`: one object on one line, with the input shapes, the thread count, the
+//! nnc version and the host CPU).
 //!
-//! Inputs are pseudo-random with a fixed seed (floats in [-1, 1), integers in [0, 10) so they
-//! are valid indices of any embedding, booleans half true), or read from `--data DIR`
-//! (`input_N.pb`). MODEL may be a bundle folder from `nnc compile --target cpu -o DIR`; its
-//! "compile" time is then the time to load it.
+//! Inputs are pseudo-random with a fixed seed (as `nnc run --random-inputs`), shaped by
+//! `--shape`, or read from `--data DIR` (`input_N.pb`). MODEL may be a bundle folder from
+//! `nnc compile`; its "compile" time is then the time to load it.
 
-use crate::model::{load_model_static, shapes_from_data};
-use crate::target::Target;
-use crate::tensor_io::read_pb;
-use anyhow::{anyhow, bail, Context};
+use crate::inputs::{missing, random_input, read_given, InputSources};
+use crate::model::load_for_shapes;
+use crate::target::TargetArg;
+use anyhow::{anyhow, bail};
 use clap::Args;
-use nnc_ir::{DType, TensorData, TensorType};
-use nnc_runtime::{Session, SessionOptions};
+use nnc_ir::TensorData;
+use nnc_runtime::{Session, SessionOptions, Target};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,12 +21,12 @@ use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// The model file (.nnir or .onnx), or a CPU bundle folder.
+    /// The model file (.nnir or .onnx), or a bundle folder written by `nnc compile`.
     pub file: PathBuf,
 
     /// Where to run the model.
-    #[arg(long, value_enum, default_value_t = Target::Cpu)]
-    pub target: Target,
+    #[arg(long, value_enum, default_value_t)]
+    pub target: TargetArg,
 
     /// Timed runs (after the warm-up).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
@@ -39,8 +40,9 @@ pub struct BenchArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
 
-    /// Input shapes: NAME=D0,D1,... (repeatable); symbolic dimensions not given are bound to 1.
-    #[arg(long, value_name = "NAME=DIMS")]
+    /// Input shapes: SYMBOL=SIZE binds a symbolic dimension, INPUT=D0,D1,... gives an input's
+    /// shape (repeatable). Dimensions left open are bound to 1, with a note.
+    #[arg(long, value_name = "NAME=SIZE")]
     pub shape: Vec<String>,
 
     /// Read the inputs from DIR/input_N.pb instead of generating them.
@@ -51,7 +53,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
 
-    /// Print one JSON object: compile_ms, median_ms, min_ms, iters, target (and model).
+    /// Print one JSON object: model, target, compile_ms, min_ms, median_ms, mean_ms, p90_ms,
+    /// stddev_ms, iters, warmup, threads, input_shapes, nnc_version, host_cpu.
     #[arg(long)]
     pub json: bool,
 }
@@ -60,27 +63,38 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let threads = args.threads.map(|t| t as usize);
     let start = Instant::now();
-    let mut session = if args.file.is_dir() {
-        if args.target != Target::Cpu {
-            bail!("{shown} is a folder: a CPU bundle runs with --target cpu, not {}", args.target.name());
+    let sources = InputSources { data: args.data.clone(), random_seed: Some(0), ..Default::default() };
+    let (mut session, shapes) = if args.file.is_dir() {
+        if args.target.0 != Target::Cpu {
+            bail!("{shown} is a folder: a bundle runs with --target cpu, not {}", args.target.name());
         }
-        Session::from_cpu_bundle(&args.file, threads).map_err(|e| anyhow!("{shown}: {e}"))?
+        if !args.shape.is_empty() {
+            bail!("{shown} is a bundle: it runs the shapes it was compiled for (give --shape to `nnc compile`)");
+        }
+        let session = Session::from_cpu_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
+        let shapes = session.inputs().iter().map(|(_, ty)| ty.static_shape().unwrap_or_default()).collect();
+        (session, shapes)
     } else {
-        let shapes = match &args.data {
-            Some(dir) => shapes_from_data(&args.file, dir, &args.shape)?,
-            None => args.shape.clone(),
-        };
-        let graph = load_model_static(&args.file, &shapes)?;
-        let options =
-            SessionOptions { target: args.target.runtime(), adapter: args.adapter.clone(), threads, optimize: true };
-        Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?
+        let spec = load_for_shapes(&args.file, &args.shape, args.data.as_deref())?;
+        eprint!("{}", spec.resolved.note());
+        let options = SessionOptions { target: args.target.0, adapter: args.adapter.clone(), threads, optimize: true };
+        (Session::new(spec.graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, spec.resolved.shapes)
     };
-    let inputs = match &args.data {
-        Some(dir) => (0..session.inputs().len())
-            .map(|i| read_pb(&dir.join(format!("input_{i}.pb"))).with_context(|| format!("input {i}")))
-            .collect::<anyhow::Result<Vec<_>>>()?,
-        None => session.inputs().iter().enumerate().map(|(i, (_, ty))| random_input(ty, i as u64)).collect(),
-    };
+    let interface = session.inputs().to_vec();
+    let given = read_given(&interface, &sources)?;
+    if args.data.is_some() {
+        missing(&interface, &given)?;
+    }
+    let inputs = interface
+        .iter()
+        .zip(given)
+        .zip(&shapes)
+        .enumerate()
+        .map(|(i, (((name, ty), t), shape))| match t {
+            Some(t) => Ok(t),
+            None => random_input(name, ty.dtype, shape, 0, i),
+        })
+        .collect::<anyhow::Result<Vec<TensorData>>>()?;
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
     session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
     let compile = start.elapsed();
@@ -94,48 +108,102 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         session.run(&inputs).map_err(|e| anyhow!("{shown}: {e}"))?;
         times.push(t.elapsed());
     }
-    times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    let (min, median) = (ms(times[0]), ms(times[times.len() / 2]));
-    let compile_ms = ms(compile);
+    let stats = Stats::of(&times);
+    let compile_ms = compile.as_secs_f64() * 1e3;
+    let thread_count = (args.target.0 == Target::Cpu)
+        .then(|| threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
     let mut out = std::io::stdout().lock();
     if args.json {
+        let input_shapes: serde_json::Map<String, serde_json::Value> =
+            interface.iter().zip(&shapes).map(|((name, _), s)| (name.clone(), serde_json::json!(s))).collect();
         let report = serde_json::json!({
             "model": shown,
             "target": args.target.name(),
             "compile_ms": compile_ms,
-            "median_ms": median,
-            "min_ms": min,
+            "min_ms": stats.min,
+            "median_ms": stats.median,
+            "mean_ms": stats.mean,
+            "p90_ms": stats.p90,
+            "stddev_ms": stats.stddev,
             "iters": args.iters,
+            "warmup": args.warmup,
+            "threads": thread_count,
+            "input_shapes": input_shapes,
+            "nnc_version": env!("CARGO_PKG_VERSION"),
+            "host_cpu": host_cpu(),
         });
         writeln!(out, "{report}")?;
     } else {
         let phases = session.report().map(|r| format!(" ({})", r.phases)).unwrap_or_default();
-        writeln!(out, "{shown} on {}", args.target.name())?;
+        let described: Vec<String> =
+            interface.iter().zip(&inputs).map(|((n, _), t)| format!("%{n}: {}", crate::inputs::type_of(t))).collect();
+        let on = thread_count.map(|n| format!(", {n} threads")).unwrap_or_default();
+        writeln!(out, "{shown} on {}{on}, inputs {}", args.target.name(), described.join(", "))?;
         writeln!(out, "compile: {compile_ms:.1} ms{phases}")?;
-        writeln!(out, "run: median {median:.3} ms, min {min:.3} ms over {} runs", args.iters)?;
+        writeln!(
+            out,
+            "run: median {:.3} ms, min {:.3} ms, mean {:.3} ms, p90 {:.3} ms, std dev {:.3} ms over {} runs",
+            stats.median, stats.min, stats.mean, stats.p90, stats.stddev, args.iters
+        )?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Input `index` of type `ty` (static shape), from a generator seeded by the index.
-fn random_input(ty: &TensorType, index: u64) -> TensorData {
-    let shape: Vec<usize> = ty.shape.iter().map(|d| d.as_usize().unwrap_or(1)).collect();
-    let n: usize = shape.iter().product();
-    let mut rng = fastrand::Rng::with_seed(0x6e6e63 + index);
-    match ty.dtype {
-        DType::Bool => {
-            let v: Vec<bool> = (0..n).map(|_| rng.bool()).collect();
-            TensorData::from_vec(shape, &v)
+/// Summary of the timed runs, in milliseconds.
+#[derive(Debug, PartialEq)]
+struct Stats {
+    min: f64,
+    median: f64,
+    mean: f64,
+    /// The 90th percentile (nearest rank).
+    p90: f64,
+    /// The sample standard deviation (0 for one run).
+    stddev: f64,
+}
+
+impl Stats {
+    fn of(times: &[Duration]) -> Stats {
+        let mut ms: Vec<f64> = times.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let n = ms.len().max(1);
+        let at = |q: f64| ms.get(((q * n as f64).ceil() as usize).clamp(1, n) - 1).copied().unwrap_or(0.0);
+        let mean = ms.iter().sum::<f64>() / n as f64;
+        let var = if n > 1 { ms.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64 } else { 0.0 };
+        Stats {
+            min: ms.first().copied().unwrap_or(0.0),
+            median: ms[ms.len() / 2],
+            mean,
+            p90: at(0.9),
+            stddev: var.sqrt(),
         }
-        d if d.is_float() => {
-            let v: Vec<f64> = (0..n).map(|_| rng.f64() * 2.0 - 1.0).collect();
-            TensorData::from_f64(d, shape, &v)
-        }
-        d => {
-            let v: Vec<i64> = (0..n).map(|_| rng.i64(0..10)).collect();
-            TensorData::from_i64(d, shape, &v)
-        }
+    }
+}
+
+/// The host CPU's model name (Linux's `/proc/cpuinfo`), or its architecture.
+fn host_cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_of_runs() {
+        let times: Vec<Duration> = [3, 1, 2, 4, 10].iter().map(|&ms| Duration::from_millis(ms)).collect();
+        let s = Stats::of(&times);
+        assert_eq!((s.min, s.median, s.mean, s.p90), (1.0, 3.0, 4.0, 10.0));
+        assert!((s.stddev - 3.5355).abs() < 1e-3, "{s:?}");
+        let one = Stats::of(&[Duration::from_millis(2)]);
+        assert_eq!((one.min, one.median, one.p90, one.stddev), (2.0, 2.0, 2.0, 0.0));
     }
 }

@@ -7,6 +7,7 @@
 //! after.
 
 use crate::model::load_model;
+use crate::target::TargetArg;
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 use std::fmt::Write as _;
@@ -54,30 +55,15 @@ pub struct DumpArgs {
     #[arg(long)]
     pub explain: bool,
 
-    /// Input shapes for the kernels of `--after fuse|schedule`: NAME=D0,D1,... (repeatable);
-    /// symbolic dimensions not given are bound to 1.
-    #[arg(long, value_name = "NAME=DIMS")]
+    /// Input shapes for the kernels of `--after fuse|schedule`: SYMBOL=SIZE binds a symbolic
+    /// dimension, INPUT=D0,D1,... gives an input's shape (repeatable). Dimensions left open are
+    /// bound to 1, with a note.
+    #[arg(long, value_name = "NAME=SIZE")]
     pub shape: Vec<String>,
 
-    /// The device kernels are scheduled for (`--after schedule`).
-    #[arg(long, value_enum, default_value = "gpu")]
-    pub device: DeviceArg,
-}
-
-/// A device class to schedule kernels for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DeviceArg {
-    Gpu,
-    Cpu,
-}
-
-impl DeviceArg {
-    pub fn device(self) -> nnc_kernel::schedule::Device {
-        match self {
-            DeviceArg::Gpu => nnc_kernel::schedule::Device::gpu(),
-            DeviceArg::Cpu => nnc_cpu::jit_device(),
-        }
-    }
+    /// The target whose device kernels are fused and scheduled for (`--after fuse|schedule`).
+    #[arg(long, value_enum, default_value_t)]
+    pub target: TargetArg,
 }
 
 pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
@@ -85,12 +71,21 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     if args.explain && !matches!(pass, Pass::Opt | Pass::Fuse) {
         bail!("--explain describes the `opt` and `fuse` passes; it cannot be used with --after {pass:?}");
     }
+    let mut text = String::new();
+    let device = match (pass, args.target.0.device()) {
+        (Pass::Fuse | Pass::Schedule, None) => {
+            bail!("target {} has no kernels: give --target with a device (cpu, wgsl, ...)", args.target)
+        }
+        (_, device) => device.unwrap_or_else(nnc_kernel::schedule::Device::cpu),
+    };
     let mut graph = if matches!(pass, Pass::Fuse | Pass::Schedule) {
-        crate::model::load_model_static(&args.file, &args.shape)?
+        let spec = crate::model::load_for_shapes(&args.file, &args.shape, None)?;
+        eprint!("{}", spec.resolved.note());
+        let _ = writeln!(text, "# inputs: {}", spec.describe_shapes());
+        spec.graph
     } else {
         load_model(&args.file)?
     };
-    let mut text = String::new();
     if pass == Pass::Grad {
         graph = nnc_autodiff::grad_of_output_sum(&graph, None)
             .map_err(|e| anyhow!(e))
@@ -108,7 +103,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         graph = opt.graph;
     }
     if matches!(pass, Pass::Fuse | Pass::Schedule) {
-        let fused = nnc_kernel::program::fuse_for(&graph, &args.device.device(), None)
+        let fused = nnc_kernel::program::fuse_for(&graph, &device, None)
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot fuse {}", args.file.display()))?;
         if args.explain {
@@ -119,7 +114,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         if pass == Pass::Fuse {
             let _ = write!(text, "{fused}");
         } else {
-            let kernels = nnc_kernel::schedule::schedule_all(&fused, &args.device.device())
+            let kernels = nnc_kernel::schedule::schedule_all(&fused, &device)
                 .map_err(|e| anyhow!(e))
                 .with_context(|| format!("cannot schedule {}", args.file.display()))?;
             for k in &kernels {

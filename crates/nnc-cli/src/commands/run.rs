@@ -1,25 +1,29 @@
-//! `nnc run FILE`: run a model on inputs from files, then print or save its outputs and compare
-//! them with expected outputs.
+//! `nnc run FILE`: run a model on inputs from files (or pseudo-random ones), then print or save
+//! its outputs and compare them with expected outputs.
 //!
-//! Inputs come from `--input NAME=PATH` (`.npy` or ONNX `.pb`) and from `--data DIR`, which holds
-//! `input_N.pb` for the N-th graph input, as in ONNX test data sets; an explicit `--input` wins.
-//! Where `DIR/output_N.pb` exists, output N is compared with it (see [`crate::compare`]): one line
-//! per output, then a summary; any failure exits 1. With `--output-dir` every output is written as
-//! `<name>.npy`; otherwise the first few values of each are printed.
+//! Inputs come from `--input NAME=PATH` (`.npy` or ONNX `.pb`), from `--data DIR`, which holds
+//! `input_N.pb` for the N-th graph input as in ONNX test data sets (an explicit `--input` wins),
+//! and, with `--random-inputs [SEED]`, from a seeded generator for the inputs no file gives.
+//! Where `DIR/output_N.pb` exists, output N is compared with it (see [`crate::compare`]): one
+//! line per output, then a summary; any failure exits 3. With `--output-dir` every output is
+//! written as `<name>.npy`; otherwise the first few values of each are printed. The time to
+//! compile (or load) and the time of the run are reported apart, on stderr.
 //!
-//! FILE may also be a bundle folder written by `nnc compile MODEL --target cpu -o DIR`: its
-//! machine code is loaded and run as is, for the input shapes it was compiled for.
+//! FILE may also be a bundle folder written by `nnc compile MODEL`: its machine code is loaded
+//! and run as is, for the input shapes it was compiled for.
 
+use crate::inputs::{missing, random_input, read_given, type_of, InputSources};
 use crate::model::open_model;
-use crate::target::Target;
-use crate::tensor_io::{read_pb, read_tensor, write_npy};
+use crate::shapes::{resolve, ShapeFlags};
+use crate::target::TargetArg;
+use crate::tensor_io::{read_pb, write_npy};
+use crate::EXIT_MISMATCH;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nnc_conformance::{compare, Tolerance};
 use nnc_ir::{DType, TensorData, TensorType};
-use nnc_runtime::{Session, SessionOptions};
-use std::collections::BTreeSet;
-use std::collections::HashMap;
+use nnc_runtime::{Session, SessionOptions, Target};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,17 +31,20 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The model file (.nnir or .onnx), or a bundle folder from `nnc compile --target cpu -o`.
-    /// An ONNX model is specialized to the shapes of the given inputs.
+    /// The model file (.nnir or .onnx), or a bundle folder written by `nnc compile`.
     pub file: PathBuf,
 
     /// Where to run the model.
-    #[arg(long, value_enum, default_value_t = Target::Cpu)]
-    pub target: Target,
+    #[arg(long, value_enum, default_value_t)]
+    pub target: TargetArg,
 
     /// With `--target wgsl`: the GPU adapter to run on (the first whose name contains NAME).
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
+
+    /// Threads for the CPU target (all cores by default).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
 
     /// A graph input from a file: NAME is the input's name without `%`, PATH a .npy or .pb file.
     /// Repeat for several inputs.
@@ -48,6 +55,16 @@ pub struct RunArgs {
     /// each output N is compared with output_N.pb where that file exists.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+
+    /// Run the inputs no file gives on pseudo-random values from SEED (0 if not given): floats
+    /// in [-1, 1), integers in [0, 10), booleans half true.
+    #[arg(long, value_name = "SEED", num_args = 0..=1, default_missing_value = "0")]
+    pub random_inputs: Option<u64>,
+
+    /// Shapes of random inputs: SYMBOL=SIZE binds a symbolic dimension, INPUT=D0,D1,... gives
+    /// an input's shape (repeatable); dimensions left open are 1.
+    #[arg(long, value_name = "NAME=SIZE", requires = "random_inputs")]
+    pub shape: Vec<String>,
 
     /// Write each output to DIR/<name>.npy (created if needed) instead of printing its values.
     #[arg(long, short = 'o', value_name = "DIR")]
@@ -83,27 +100,27 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
-    let (mut session, inputs) = if args.file.is_dir() {
-        if args.target != Target::Cpu {
-            bail!("{shown} is a folder: a CPU bundle runs with --target cpu, not {}", args.target.name());
+    let sources = InputSources { files: args.inputs.clone(), data: args.data.clone(), random_seed: args.random_inputs };
+    let threads = args.threads.map(|t| t as usize);
+    let start = Instant::now();
+    let (mut session, inputs, what) = if args.file.is_dir() {
+        if args.target.0 != Target::Cpu {
+            bail!("{shown} is a folder: a bundle runs with --target cpu, not {}", args.target.name());
         }
-        let session = Session::from_cpu_bundle(&args.file, None).map_err(|e| anyhow!("{shown}: {e}"))?;
-        let inputs = gather_inputs(session.inputs(), &args)?;
-        (session, inputs)
+        let session = Session::from_cpu_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
+        let interface = session.inputs().to_vec();
+        let inputs = gather(&interface, &sources, &args.shape)?;
+        (session, inputs, "loaded")
     } else {
         let model = open_model(&args.file)?;
         let interface = model.inputs();
-        let inputs = gather_inputs(&interface, &args)?;
+        let inputs = gather(&interface, &sources, &args.shape)?;
         let shapes: HashMap<String, Vec<usize>> =
             interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
         let graph = model.into_graph(shapes)?;
-        let options =
-            SessionOptions { target: args.target.runtime(), adapter: args.adapter.clone(), ..Default::default() };
-        (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs)
+        let options = SessionOptions { target: args.target.0, adapter: args.adapter.clone(), threads, optimize: true };
+        (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs, "compiled")
     };
-    if session.inputs().len() != inputs.len() {
-        bail!("internal error: the graph has {} inputs, {} were gathered", session.inputs().len(), inputs.len());
-    }
     let names: Vec<String> = session.outputs().iter().map(|n| format!("%{n}")).collect();
     // Read expected outputs before running, so a bad file fails fast.
     let expected = match &args.data {
@@ -114,12 +131,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
     }
 
-    let start = Instant::now();
+    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
+    session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let prepared = start.elapsed();
+    let run_start = Instant::now();
     let outputs = session.run(&inputs).map_err(|e| anyhow!("{shown}: {e}"))?;
-    let elapsed = start.elapsed();
-    let compile = session.report().map(|r| format!(" (of which compile: {})", r.phases)).unwrap_or_default();
+    let ran = run_start.elapsed();
+    let phases = session.report().map(|r| format!(" ({})", r.phases)).unwrap_or_default();
     let on = session.adapter_name().map(|a| format!(" ({a})")).unwrap_or_default();
-    eprintln!("ran {shown} on {}{on} in {:.3} ms{compile}", args.target.name(), elapsed.as_secs_f64() * 1e3);
+    let described: Vec<String> =
+        session.inputs().iter().zip(&inputs).map(|((n, _), t)| format!("%{n}: {}", type_of(t))).collect();
+    eprintln!("{what} {shown} for {}{on} in {:.1} ms{phases}", args.target.name(), prepared.as_secs_f64() * 1e3);
+    eprintln!("ran on {} in {:.3} ms", described.join(", "), ran.as_secs_f64() * 1e3);
     if outputs.len() != names.len() {
         bail!("internal error: the graph has {} outputs, the run returned {}", names.len(), outputs.len());
     }
@@ -137,84 +160,46 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(dir) = &args.data {
         let tol = Tolerance { rtol: args.rtol, atol: args.atol };
         if !check_outputs(&mut out, dir, &names, &outputs, &expected, tol)? {
-            code = ExitCode::FAILURE;
+            code = ExitCode::from(EXIT_MISMATCH);
         }
     }
     out.flush()?;
     Ok(code)
 }
 
-/// The tensor for every graph input (`interface` lists their names and types in order), from
-/// `--data` and `--input`.
-fn gather_inputs(interface: &[(String, TensorType)], args: &RunArgs) -> anyhow::Result<Vec<TensorData>> {
-    let mut given: Vec<Option<(TensorData, String)>> = vec![None; interface.len()];
-
-    if let Some(dir) = &args.data {
-        check_dir(dir)?;
-        for (i, slot) in given.iter_mut().enumerate() {
-            let path = dir.join(format!("input_{i}.pb"));
-            if path.exists() && !args.inputs.iter().any(|(n, _)| *n == interface[i].0) {
-                let t = read_pb(&path).with_context(|| format!("input %{}", interface[i].0))?;
-                *slot = Some((t, path.display().to_string()));
+/// The tensor for every input (`interface` lists their names and types in order): from files,
+/// and with `--random-inputs` the rest from the generator, shaped by `--shape` and the given
+/// inputs (symbols they bind), each dimension left open being 1.
+fn gather(
+    interface: &[(String, TensorType)],
+    sources: &InputSources,
+    shape_flags: &[String],
+) -> anyhow::Result<Vec<TensorData>> {
+    let given = read_given(interface, sources)?;
+    let Some(seed) = sources.random_seed else {
+        missing(interface, &given)?;
+        return Ok(given.into_iter().flatten().collect());
+    };
+    let mut flags = ShapeFlags::parse(shape_flags, interface)?;
+    for ((name, _), t) in interface.iter().zip(&given) {
+        if let Some(t) = t {
+            if flags.inputs.insert(name.clone(), t.shape().to_vec()).is_some() {
+                bail!("--shape {name}: the input is given by a file");
             }
         }
-        let extra = dir.join(format!("input_{}.pb", interface.len()));
-        if extra.exists() {
-            eprintln!("warning: {} ignored: the graph has {} inputs", extra.display(), interface.len());
-        }
     }
-
-    let mut seen = BTreeSet::new();
-    for (name, path) in &args.inputs {
-        if !seen.insert(name.as_str()) {
-            bail!("--input {name} is given more than once");
-        }
-        let index = interface.iter().position(|(n, _)| n == name).ok_or_else(|| {
-            let names: Vec<String> = interface.iter().map(|(n, _)| format!("%{n}")).collect();
-            let names = if names.is_empty() { "none".to_string() } else { names.join(", ") };
-            anyhow!("--input {name}: the graph has no input %{name} (its inputs: {names})")
-        })?;
-        let t = read_tensor(path).with_context(|| format!("input %{name}"))?;
-        given[index] = Some((t, path.display().to_string()));
-    }
-
-    let missing: Vec<String> =
-        interface.iter().zip(&given).filter(|(_, g)| g.is_none()).map(|((n, ty), _)| format!("%{n}: {ty}")).collect();
-    if !missing.is_empty() {
-        bail!(
-            "missing input{} {} (give each with --input NAME=PATH, or all with --data DIR)",
-            if missing.len() == 1 { "" } else { "s" },
-            missing.join(", ")
-        );
-    }
-
-    let mut inputs = Vec::with_capacity(given.len());
-    for ((name, ty), g) in interface.iter().zip(given) {
-        let (t, source) = g.ok_or_else(|| anyhow!("internal error: input %{name} lost"))?;
-        check_input(name, ty, &t, &source)?;
-        inputs.push(t);
-    }
-    Ok(inputs)
-}
-
-/// Rejects a tensor whose dtype, rank or concrete dimensions differ from the input's declared type
-/// (symbolic dimensions are bound and checked by the interpreter).
-fn check_input(name: &str, ty: &TensorType, t: &TensorData, source: &str) -> anyhow::Result<()> {
-    let fits = t.dtype() == ty.dtype
-        && t.shape().len() == ty.rank()
-        && ty.shape.iter().zip(t.shape()).all(|(d, &n)| d.as_usize().is_none_or(|c| c == n));
-    if !fits {
-        bail!("input %{name} from {source}: expected {ty}, found {}", type_of(t));
-    }
-    Ok(())
-}
-
-fn check_dir(dir: &Path) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read data folder {}", dir.display()))?;
-    if !meta.is_dir() {
-        bail!("{} is not a folder", dir.display());
-    }
-    Ok(())
+    let resolved = resolve(interface, &flags)?;
+    eprint!("{}", resolved.note());
+    interface
+        .iter()
+        .zip(given)
+        .zip(&resolved.shapes)
+        .enumerate()
+        .map(|(i, (((name, ty), t), shape))| match t {
+            Some(t) => Ok(t),
+            None => random_input(name, ty.dtype, shape, seed, i),
+        })
+        .collect()
 }
 
 /// Writes every output to `dir/<sanitized name>.npy` (`names` without `%`).
@@ -311,12 +296,6 @@ fn check_outputs(
         writeln!(out, "summary: FAIL, {failed} of {compared} outputs differ ({tol_text})")?;
     }
     Ok(failed == 0)
-}
-
-/// `f32[2, 3]`: a tensor's dtype and concrete shape.
-fn type_of(t: &TensorData) -> String {
-    let dims: Vec<String> = t.shape().iter().map(|d| d.to_string()).collect();
-    format!("{}[{}]", t.dtype(), dims.join(", "))
 }
 
 /// The first `n` values of a tensor in row-major order: `[1, 2.5, ...]`.
