@@ -69,15 +69,13 @@ fn bad_inputs_name_the_input() {
     let mut s = Session::new(graph(), SessionOptions::default()).unwrap();
     let wrong_dtype = TensorData::from_vec(vec![2, 4], &[0i32; 8]);
     let err = s.run(&[wrong_dtype]).unwrap_err();
-    assert!(matches!(&err, SessionError::Bundle(_)), "{err}");
-    assert!(err.to_string().starts_with("input %x: the bundle was compiled for f32[2, 4], not f32[3, 4]"), "{err}");
+    assert!(matches!(&err, SessionError::Input { name, .. } if name == "x"), "{err}");
     let wrong_dim = TensorData::from_vec(vec![2, 5], &[0f32; 10]);
     assert!(s.run(&[wrong_dim]).unwrap_err().to_string().contains("%x"));
     let err = s.run(&[]).unwrap_err();
     assert!(matches!(err, SessionError::InputCount { expected: 1, found: 0, .. }), "{err}");
     let err = s.prepare(&[vec![2, 4, 1]]).unwrap_err();
-    assert!(matches!(&err, SessionError::Bundle(_)), "{err}");
-    assert!(err.to_string().starts_with("input %x: the bundle was compiled for f32[2, 4], not f32[3, 4]"), "{err}");
+    assert!(matches!(&err, SessionError::Input { name, .. } if name == "x"), "{err}");
     assert_eq!(s.compiled_shapes(), 0, "nothing is compiled for bad inputs");
 }
 
