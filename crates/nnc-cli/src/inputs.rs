@@ -17,6 +17,8 @@ pub struct InputSources {
     pub data: Option<PathBuf>,
     /// `--random-inputs SEED`: inputs no file gives are pseudo-random.
     pub random_seed: Option<u64>,
+    /// The inputs are a bundle's, compiled for their shapes (messages say so).
+    pub bundle: bool,
 }
 
 /// The tensors from files for each input (`None` where no file gives one), in `interface`
@@ -37,7 +39,7 @@ pub fn read_given(
             anyhow!("--input {name}: the graph has no input %{name} (its inputs: {names})")
         })?;
         let t = read_tensor(path).with_context(|| format!("input %{name}"))?;
-        check_input(name, &interface[index].1, &t, &path.display().to_string())?;
+        check_input(name, &interface[index].1, &t, &path.display().to_string(), sources.bundle)?;
         given[index] = Some(t);
     }
     if let Some(dir) = &sources.data {
@@ -47,7 +49,7 @@ pub fn read_given(
             if slot.is_none() && path.exists() {
                 let (name, ty) = &interface[i];
                 let t = read_pb(&path).with_context(|| format!("input %{name}"))?;
-                check_input(name, ty, &t, &path.display().to_string())?;
+                check_input(name, ty, &t, &path.display().to_string(), sources.bundle)?;
                 *slot = Some(t);
             }
         }
@@ -74,15 +76,21 @@ pub fn missing(interface: &[(String, TensorType)], given: &[Option<TensorData>])
 }
 
 /// Rejects a tensor whose dtype, rank or fixed dimensions differ from the input's declared type
-/// (symbolic dimensions are bound and checked when the graph runs).
-pub fn check_input(name: &str, ty: &TensorType, t: &TensorData, source: &str) -> anyhow::Result<()> {
+/// (symbolic dimensions are bound and checked when the graph runs); for a bundle's input, the
+/// message says that the bundle was compiled for that type.
+pub fn check_input(name: &str, ty: &TensorType, t: &TensorData, source: &str, bundle: bool) -> anyhow::Result<()> {
     let fits = t.dtype() == ty.dtype
         && t.shape().len() == ty.rank()
         && ty.shape.iter().zip(t.shape()).all(|(d, &n)| d.as_usize().is_none_or(|c| c == n));
-    if !fits {
-        bail!("input %{name} from {source}: expected {ty}, found {}", type_of(t));
+    match (fits, bundle) {
+        (true, _) => Ok(()),
+        (false, false) => bail!("input %{name} from {source}: expected {ty}, found {}", type_of(t)),
+        (false, true) => bail!(
+            "input %{name} from {source}: the bundle was compiled for {ty}, not {} (compile the model again for \
+             these shapes, with --shape)",
+            type_of(t)
+        ),
     }
-    Ok(())
 }
 
 fn check_dir(dir: &Path) -> anyhow::Result<()> {

@@ -56,6 +56,7 @@ enum Command {
 
 fn main() -> ExitCode {
     install_panic_hook();
+    quiet_vulkan_device_selection();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // `--help` and `--version` exit 0, usage errors 2.
@@ -94,6 +95,16 @@ fn message_of(e: &anyhow::Error) -> String {
         message.push_str(&text);
     }
     message
+}
+
+/// Mesa's Vulkan device-selection layer looks for a Wayland display to pick the GPU that drives
+/// it, and where there is none (a server, CI) the Wayland library prints `error: XDG_RUNTIME_DIR
+/// is invalid` on stderr, which reads like an nnc error. nnc chooses adapters itself (`--adapter`),
+/// so without a display the layer is turned off. Done first, while the process has one thread.
+fn quiet_vulkan_device_selection() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 /// Output piped into a reader that stopped early (`nnc dump big.nnir | head`) is not an error.

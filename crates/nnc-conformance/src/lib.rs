@@ -67,7 +67,8 @@ impl Backend for KernelInterp {
 }
 
 /// The CPU backend: the graph optimized, fused and scheduled for the CPU, compiled to native
-/// code with Cranelift (`nnc-cpu`), and run across the machine's cores.
+/// code (`nnc-cpu`: LLVM for the host's widest vectors, Cranelift for the rest), and run across the
+/// machine's cores.
 pub struct Cpu;
 
 impl Backend for Cpu {

@@ -1,8 +1,9 @@
-//! nnc's CPU backend: Kernel IR compiled to native code with Cranelift, and an executor for
-//! compiled programs.
+//! nnc's CPU backend: Kernel IR compiled to native code (LLVM for the host's widest vectors,
+//! Cranelift for what LLVM does not cover and as the whole backend without the `llvm` feature),
+//! and an executor for compiled programs.
 //!
 //! - [`emit`]: one scheduled [`nnc_kernel::Kernel`] → one native function over a range of
-//!   workgroups ([`emit::compile_kernels`]);
+//!   workgroups ([`emit::compile_kernels`]), by [`llvm`] or by Cranelift;
 //! - [`exec`]: [`CpuProgram`], a [`nnc_kernel::program::Program`] compiled once and run on
 //!   caller data with one arena for intermediates and the grid split across a rayon pool;
 //! - [`aot`] and [`bundle`]: the same machine code written to a folder and loaded again
@@ -20,9 +21,8 @@ pub use bundle::{load_bundle, write_bundle, write_bundle_from, write_bundle_with
 pub use emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 pub use exec::{CpuError, CpuOptions, CpuProgram};
 
-/// The device to schedule kernels for when they are compiled in this process (JIT): vectors as
-/// wide as LLVM can fill on this host, else Cranelift's 128 bits. Bundles are scheduled for
-/// [`Device::cpu`](nnc_kernel::schedule::Device::cpu) (their code is Cranelift's).
+/// The device to schedule kernels for when they are compiled on this host (JIT or bundle):
+/// vectors as wide as LLVM can fill here, else Cranelift's 128 bits.
 pub fn jit_device() -> nnc_kernel::schedule::Device {
     #[cfg(feature = "llvm")]
     if let Some(lanes) = llvm::host_lanes() {

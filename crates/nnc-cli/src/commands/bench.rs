@@ -63,7 +63,12 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let threads = args.threads.map(|t| t as usize);
     let start = Instant::now();
-    let sources = InputSources { data: args.data.clone(), random_seed: Some(0), ..Default::default() };
+    let sources = InputSources {
+        data: args.data.clone(),
+        random_seed: Some(0),
+        bundle: args.file.is_dir(),
+        ..Default::default()
+    };
     let (mut session, shapes) = if args.file.is_dir() {
         if args.target.0 != Target::Cpu {
             bail!("{shown} is a folder: a bundle runs with --target cpu, not {}", args.target.name());

@@ -100,7 +100,12 @@ fn parse_tolerance(s: &str) -> Result<f64, String> {
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
-    let sources = InputSources { files: args.inputs.clone(), data: args.data.clone(), random_seed: args.random_inputs };
+    let sources = InputSources {
+        files: args.inputs.clone(),
+        data: args.data.clone(),
+        random_seed: args.random_inputs,
+        bundle: args.file.is_dir(),
+    };
     let threads = args.threads.map(|t| t as usize);
     let start = Instant::now();
     let (mut session, inputs, what) = if args.file.is_dir() {
