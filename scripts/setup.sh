@@ -54,6 +54,7 @@ else
   rm -rf "$tmp"
 fi
 
-# Test data from the package registries.
+# Test data and the quick start's model from the package registries.
 scripts/fetch-onnx-tests.sh
+scripts/fetch-magika.sh
 say "done"

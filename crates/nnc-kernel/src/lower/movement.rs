@@ -73,16 +73,27 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
                 index[*axis] = Expr::sub_index(Expr::Axis(*axis as u8), Expr::i64(start));
                 cx.load(k, index)
             };
-            match parts.split_last() {
-                None => literal(0.0, cx.out_dtype()),
-                Some((last, rest)) => {
-                    let mut e = read(last)?;
-                    for part in rest.iter().rev() {
-                        let end = part.1 + part.2;
-                        e = Expr::select(bin(BinaryOp::Lt, Expr::Axis(*axis as u8), Expr::i64(end)), read(part)?, e);
-                    }
-                    e
+            // A balanced tree of selects on the position along the axis: log2(parts) deep, so
+            // a concat of thousands of parts (an unrolled sequence model's outputs) neither
+            // compares thousands of times per element nor nests deeper than code generators
+            // (and LLVM's analyses) can recurse.
+            fn tree(
+                parts: &[(usize, i64, i64)],
+                axis: usize,
+                read: &dyn Fn(&(usize, i64, i64)) -> Result<Expr, LowerError>,
+            ) -> Result<Expr, LowerError> {
+                if let [one] = parts {
+                    return read(one);
                 }
+                let (low, high) = parts.split_at(parts.len() / 2);
+                let split = high[0].1;
+                let below = bin(BinaryOp::Lt, Expr::Axis(axis as u8), Expr::i64(split));
+                Ok(Expr::select(below, tree(low, axis, read)?, tree(high, axis, read)?))
+            }
+            if parts.is_empty() {
+                literal(0.0, cx.out_dtype())
+            } else {
+                tree(&parts, *axis, &read)?
             }
         }
         Op::Pad { pads, mode, value } => pad(cx, &x, pads, *mode, *value)?,

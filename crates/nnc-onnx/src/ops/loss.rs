@@ -22,6 +22,9 @@ fn nll(cx: &mut NodeCx, input: ValueId, labels: ValueId, weight: Option<ValueId>
     };
     // labels [N, d...] -> [N, 1, d...]; classes [C] -> [1, C, 1...].
     let mut lab_shape = cx.ty(labels).shape;
+    if lab_shape.len() + 1 != ty.rank() {
+        return Err(format!("labels must be [N, d...] for input {ty}, found {}", cx.ty(labels)).into());
+    }
     lab_shape.insert(1, Dim::constant(1));
     let lab = cx.b.reshape(labels, lab_shape)?;
     let mut class_shape = vec![Dim::constant(1); ty.rank()];

@@ -11,6 +11,14 @@ fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
     if strides.len() != n || dilations.len() != n {
         return Err(format!("strides and dilations need {n} entries").into());
     }
+    if strides.iter().chain(&dilations).chain(kernel).any(|&v| v < 1) {
+        return Err(
+            format!("kernel {kernel:?}, strides {strides:?} and dilations {dilations:?} must be positive").into()
+        );
+    }
+    if cx.ty(x).rank() != n + 2 {
+        return Err(format!("the input must be [N, C, {n} spatial axes], found {}", cx.ty(x)).into());
+    }
     let auto_pad = cx.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
     let pads = match auto_pad.as_str() {
         "NOTSET" => cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * n]),
@@ -22,8 +30,11 @@ fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
             let mut pads = vec![0; 2 * n];
             for i in 0..n {
                 let len = ty.shape[2 + i].as_const().ok_or("auto_pad SAME needs concrete spatial sizes")?;
-                let out = (len + strides[i] - 1) / strides[i];
-                let total = ((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - len).max(0);
+                let out = (len as i128 + strides[i] as i128 - 1) / strides[i] as i128;
+                // In i128: every factor is an i64 read from the file.
+                let total =
+                    (out - 1) * strides[i] as i128 + (kernel[i] as i128 - 1) * dilations[i] as i128 + 1 - len as i128;
+                let total = i64::try_from(total.max(0)).map_err(|_| "auto_pad SAME: the padding is too large")?;
                 let small = total / 2;
                 let (begin, end) =
                     if auto_pad == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };

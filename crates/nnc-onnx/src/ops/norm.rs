@@ -161,6 +161,9 @@ pub fn lrn(cx: &mut NodeCx) -> Out {
     let x = cx.input(0)?;
     let ty = cx.ty(x);
     let size = cx.attr_int("size")?.ok_or("size is required")?;
+    if ty.rank() < 2 || size < 1 {
+        return Err(format!("LRN needs an input [N, C, ...] and size >= 1, found {ty} and size {size}").into());
+    }
     let (alpha, beta, bias) = (
         cx.attr_float_or("alpha", 1e-4)? as f64,
         cx.attr_float_or("beta", 0.75)? as f64,
@@ -169,17 +172,24 @@ pub fn lrn(cx: &mut NodeCx) -> Out {
     let rest = ty.shape[2..].iter().cloned().fold(Dim::constant(1), |a, b| a * b);
     let sq = cx.b.mul(x, x)?;
     let view = cx.b.reshape(sq, vec![ty.shape[0].clone(), Dim::constant(1), ty.shape[1].clone(), rest])?;
-    let (before, after) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+    let (mut before, mut after) = ((size - 1) / 2, size - 1 - (size - 1) / 2);
+    // Channels beyond the first and last add nothing to the sum: a window wider than the
+    // channels is cut to them (only the `alpha / size` below keeps the size asked for).
+    if let Some(channels) = ty.shape[1].as_const() {
+        before = before.min((channels - 1).max(0));
+        after = after.min((channels - 1).max(0));
+    }
+    let width = before + after + 1;
     let window = nnc_ir::Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![before, 0, after, 0] };
     let pool = Op::Pool {
         kind: nnc_ir::PoolKind::Avg,
-        kernel: vec![size, 1],
+        kernel: vec![width, 1],
         window,
         ceil_mode: false,
         count_include_pad: true,
     };
     let avg = cx.b.op1(pool, &[view])?;
-    let sum = cx.b.binary_scalar(BinaryOp::Mul, avg, size as f64)?;
+    let sum = cx.b.binary_scalar(BinaryOp::Mul, avg, width as f64)?;
     let sum = cx.b.reshape(sum, ty.shape.clone())?;
     let scaled = cx.b.binary_scalar(BinaryOp::Mul, sum, alpha / size as f64)?;
     let base = cx.b.binary_scalar(BinaryOp::Add, scaled, bias)?;

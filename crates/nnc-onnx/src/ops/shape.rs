@@ -218,13 +218,18 @@ pub fn split(cx: &mut NodeCx) -> Out {
         None => match cx.opt_const_ints(1)? {
             Some(s) => s,
             None => {
-                let n = cx.attr_int_or("num_outputs", parts)?.max(1);
+                let n = cx.attr_int_or("num_outputs", parts)?;
+                if n != parts {
+                    return Err(format!("num_outputs = {n}, but the node has {parts} outputs").into());
+                }
+                let n = n.max(1);
                 let chunk = (len + n - 1) / n;
                 (0..n).map(|i| (len - i * chunk).clamp(0, chunk)).collect()
             }
         },
     };
-    if sizes.iter().sum::<i64>() != len || sizes.len() as i64 != parts {
+    let total = sizes.iter().try_fold(0i64, |a, &s| if s < 0 { None } else { a.checked_add(s) });
+    if total != Some(len) || sizes.len() as i64 != parts {
         return Err(format!("split sizes {sizes:?} do not cover length {len} in {parts} outputs").into());
     }
     let mut start = 0;

@@ -71,7 +71,8 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
 
-    /// Write one line per case to this file: number, kind, outcome, seed file, last stderr line.
+    /// Write one line per case to this file: number, kind, outcome, seconds, seed file, and
+    /// the last line on stderr.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
 }
@@ -212,10 +213,11 @@ fn run_case(
     std::fs::create_dir_all(work)?;
     let case = cases::build(kind, &mut rng, corpus, work)?;
     let (mut worst, mut peak, mut line) = (Outcome::Ok, 0, String::new());
+    let start = Instant::now();
     for command in &case.commands {
         let ran = child::run(nnc, command, work, limits)?;
         peak = peak.max(ran.peak_kib);
-        line = format!("{}\t{}", case.seed, ran.last_error);
+        line = format!("{:.2}\t{}\t{}", start.elapsed().as_secs_f64(), case.seed, ran.last_error);
         let failed = ran.outcome != Outcome::Ok;
         worst = worst.max(ran.outcome);
         if failed {
