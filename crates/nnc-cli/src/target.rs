@@ -4,8 +4,7 @@
 
 use clap::builder::PossibleValue;
 use clap::ValueEnum;
-use nnc_conformance::{Backend, Cpu, Cuda, Interpreter, KernelInterp, Wgsl};
-use nnc_kernel::schedule::DeviceKind;
+use nnc_conformance::{Backend, OnTarget};
 use nnc_runtime::Target;
 
 /// A `--target` value.
@@ -51,18 +50,7 @@ impl TargetArg {
     }
 
     /// The conformance backend of this target.
-    pub fn backend(self) -> Box<dyn Backend> {
-        match self.0 {
-            Target::Wgsl => Box::new(Wgsl { adapter: None }),
-            Target::Interp => Box::new(Interpreter),
-            Target::Cpu => Box::new(Cpu),
-            Target::Cuda => Box::new(Cuda),
-            Target::KernelInterp(DeviceKind::Gpu) => {
-                Box::new(KernelInterp { device: nnc_kernel::schedule::Device::gpu() })
-            }
-            Target::KernelInterp(DeviceKind::Cpu) => {
-                Box::new(KernelInterp { device: nnc_kernel::schedule::Device::cpu() })
-            }
-        }
+    pub fn backend(self, adapter: Option<String>, threads: Option<usize>) -> Box<dyn Backend> {
+        Box::new(OnTarget { target: self.0, adapter, threads })
     }
 }

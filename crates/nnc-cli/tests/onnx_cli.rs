@@ -146,12 +146,12 @@ fn run_on_the_kernel_interpreter_passes_the_reference() {
     }
 }
 
-/// Every shared model compiled to a CPU bundle by `nnc compile --target cpu -o DIR` and run from
-/// the folder by `nnc run DIR` matches its reference outputs.
+/// Every shared model compiled by `nnc compile MODEL --data DIR` (no other flag: a CPU bundle
+/// in the working directory) and run from the folder by `nnc run BUNDLE --data DIR` matches its
+/// reference outputs; a second compile gives the same bundle, byte for byte.
 #[test]
 fn cpu_bundles_of_every_shared_model_pass_their_references() {
     let Some(models) = data_dir("../shared/models", "the shared models") else { return };
-    let tmp = tempfile::tempdir().unwrap();
     let mut names: Vec<String> = std::fs::read_dir(&models)
         .unwrap()
         .filter_map(|e| e.ok())
@@ -162,22 +162,38 @@ fn cpu_bundles_of_every_shared_model_pass_their_references() {
     assert!(names.len() >= 8, "shared models: {names:?}");
     for name in &names {
         let dir = models.join(name);
-        let bundle = tmp.path().join(name);
+        let data = dir.join("test_data_set_0");
+        let tmp = tempfile::tempdir().unwrap();
         let out = nnc()
+            .current_dir(tmp.path())
             .arg("compile")
             .arg(dir.join("model.onnx"))
-            .args(["--target", "cpu", "--stats", "-o"])
-            .arg(&bundle)
-            .arg("--data")
-            .arg(dir.join("test_data_set_0"))
+            .args(["--stats", "--data"])
+            .arg(&data)
             .output()
             .unwrap();
         let text = stdout_of(&out);
         assert!(out.status.success(), "{name}: {text}{}", stderr_of(&out));
-        assert!(text.contains("codegen") && text.contains("arena:"), "{name}: {text}");
-        let out = nnc().arg("run").arg(&bundle).arg("--data").arg(dir.join("test_data_set_0")).output().unwrap();
+        assert!(
+            text.contains("codegen") && text.contains("arena:") && text.contains("wrote model.cpu.nnc"),
+            "{name}: {text}"
+        );
+        let bundle = tmp.path().join("model.cpu.nnc");
+        let out = nnc().arg("run").arg(&bundle).arg("--data").arg(&data).output().unwrap();
         let text = stdout_of(&out);
         assert!(out.status.success() && text.contains("summary: PASS"), "{name}: {text}{}", stderr_of(&out));
+        let again = tmp.path().join("again");
+        let out = nnc()
+            .arg("compile")
+            .arg(dir.join("model.onnx"))
+            .arg("--data")
+            .arg(&data)
+            .arg("-o")
+            .arg(&again)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", stderr_of(&out));
+        assert_same_folders(&bundle, &again);
     }
 }
 

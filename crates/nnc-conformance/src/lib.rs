@@ -44,9 +44,34 @@ fn run_session(
     graph: &Graph,
     inputs: &[TensorData],
 ) -> Result<Vec<TensorData>, String> {
-    let options = SessionOptions { target, adapter: adapter.map(str::to_string), ..SessionOptions::default() };
-    let mut session = Session::new(graph.clone(), options).map_err(|e| e.to_string())?;
-    session.run(inputs).map_err(|e| e.to_string())
+    OnTarget { target, adapter: adapter.map(str::to_string), threads: None }.run(graph, inputs)
+}
+
+/// Any target of the runtime's registry, with its options: each case is one run of a
+/// [`Session`].
+pub struct OnTarget {
+    pub target: Target,
+    /// With [`Target::Wgsl`]: the adapter whose name contains this.
+    pub adapter: Option<String>,
+    /// With [`Target::Cpu`]: the thread count (one per core by default).
+    pub threads: Option<usize>,
+}
+
+impl Backend for OnTarget {
+    fn name(&self) -> &str {
+        self.target.name()
+    }
+
+    fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
+        let options = SessionOptions {
+            target: self.target,
+            adapter: self.adapter.clone(),
+            threads: self.threads,
+            ..SessionOptions::default()
+        };
+        let mut session = Session::new(graph.clone(), options).map_err(|e| e.to_string())?;
+        session.run(inputs).map_err(|e| e.to_string())
+    }
 }
 
 /// The compiler's own pipeline, executed by the Kernel-IR interpreter: the graph is optimized

@@ -27,6 +27,14 @@ pub struct ConformanceArgs {
     #[arg(long, value_enum, default_value_t)]
     pub target: TargetArg,
 
+    /// With `--target wgsl`: the GPU adapter to run on (the first whose name contains NAME).
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+
+    /// Threads for the CPU target (all cores by default).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+
     /// Run only cases whose folder name contains one of these strings (repeatable).
     #[arg(long, value_name = "TEXT")]
     pub filter: Vec<String>,
@@ -45,7 +53,7 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     if cases.is_empty() {
         anyhow::bail!("{}: no test cases (folders with a model.onnx) found", args.dir.display());
     }
-    let backend = args.target.backend();
+    let backend = args.target.backend(args.adapter.clone(), args.threads.map(|t| t as usize));
     let bar = ProgressBar::new(cases.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
