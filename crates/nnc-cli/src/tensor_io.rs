@@ -38,7 +38,7 @@ pub fn read_pb(path: &Path) -> anyhow::Result<TensorData> {
 
 /// Reads a numpy `.npy` file.
 pub fn read_npy(path: &Path) -> anyhow::Result<TensorData> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = nnc_ir::size::read_file(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse_npy(Bytes::from(bytes)).map_err(|m| anyhow!("{}: not a valid .npy file: {m}", path.display()))
 }
 

@@ -56,7 +56,7 @@ pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
 /// Imports an ONNX model file with options.
 pub fn import_file_with(path: &Path, options: &ImportOptions) -> Result<Graph, OnnxError> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    let bytes = nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
     import_bytes(Bytes::from(bytes), &what, path.parent(), options)
 }
 
@@ -525,7 +525,7 @@ fn sanitize_graph_name(s: &str) -> String {
 /// without importing the graph.
 pub fn read_inputs(path: &Path) -> Result<Vec<(String, TensorType)>, OnnxError> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    let bytes = nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
     let model =
         ModelProto::decode(Bytes::from(bytes)).map_err(|source| OnnxError::Decode { what: what.clone(), source })?;
     let g = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(&what, "the model has no graph"))?;

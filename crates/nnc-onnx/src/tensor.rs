@@ -110,22 +110,34 @@ fn read_external(t: &TensorProto, what: &str, base_dir: Option<&Path>) -> Result
             .transpose()
     };
     let (offset, length) = (parse("offset")?.unwrap_or(0), parse("length")?);
-    let file = std::fs::read(&path).map_err(|source| OnnxError::Io { path: path.display().to_string(), source })?;
-    let start = usize::try_from(offset).ok().filter(|&o| o <= file.len());
-    let start =
-        start.ok_or_else(|| err(format!("external data offset {offset} is past the end of {}", path.display())))?;
-    let end = match length {
-        Some(l) => usize::try_from(l).ok().and_then(|l| start.checked_add(l)).filter(|&e| e <= file.len()),
-        None => Some(file.len()),
+    let io = |source| OnnxError::Io { path: path.display().to_string(), source };
+    let mut file = std::fs::File::open(&path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    // Only a regular file: a device or a pipe could be endless or never answer.
+    if !meta.is_file() {
+        return Err(err(format!("external data file {} is not a regular file", path.display())));
     }
-    .ok_or_else(|| err(format!("external data length runs past the end of {}", path.display())))?;
-    Ok(Bytes::from(file).slice(start..end))
+    let size = meta.len();
+    if offset > size {
+        return Err(err(format!("external data offset {offset} is past the end of {}", path.display())));
+    }
+    let length = length.unwrap_or(size - offset);
+    if offset.checked_add(length).is_none_or(|end| end > size) {
+        return Err(err(format!("external data length runs past the end of {}", path.display())));
+    }
+    // Only the tensor's range is read: several tensors usually share one large file.
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+    let what = || format!("external data of {}", path.display());
+    let mut bytes = nnc_ir::size::try_vec(length as usize, 0u8, what).map_err(|e| err(e.to_string()))?;
+    file.read_exact(&mut bytes).map_err(io)?;
+    Ok(Bytes::from(bytes))
 }
 
 /// Reads a serialized `TensorProto` file (`input_0.pb`); returns its name (may be empty) and data.
 pub fn read_tensor_file(path: &Path) -> Result<(String, TensorData), OnnxError> {
     let what = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    let bytes = nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
     let proto =
         TensorProto::decode(Bytes::from(bytes)).map_err(|source| OnnxError::Decode { what: what.clone(), source })?;
     let data = tensor_from_proto(&proto, &what, path.parent())?;
