@@ -8,8 +8,8 @@ mod common;
 
 use common::{import_specialized as import, models_dir};
 use criterion::{criterion_group, criterion_main, Criterion};
-use nnc::kernel::program::compile;
-use nnc::kernel::schedule::Device;
+use nnc::kernel::Device;
+use nnc::lower::compile;
 use nnc::opt::{optimize, OptOptions};
 use std::time::Duration;
 

@@ -190,7 +190,9 @@ pub struct Compiled(nnc::cpu::CpuProgram);
 impl Compiled {
     pub fn new(graph: &Graph) -> Result<Compiled> {
         let optimized = nnc::opt::optimize(graph, &Default::default()).map_err(|e| anyhow!("{e}"))?;
-        Ok(Compiled(nnc::cpu::CpuProgram::from_graph(&optimized.graph).map_err(|e| anyhow!("{e}"))?))
+        let program =
+            nnc::lower::compile(&optimized.graph, &nnc::cpu::jit_device(), None).map_err(|e| anyhow!("{e}"))?;
+        Ok(Compiled(nnc::cpu::CpuProgram::new(&program).map_err(|e| anyhow!("{e}"))?))
     }
 }
 

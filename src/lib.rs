@@ -2,8 +2,8 @@
 //!
 //! This facade re-exports the crates a framework author needs: the Graph IR ([`ir`]) with
 //! its builder and text form, the reference interpreter ([`interp`]), the ONNX importer
-//! ([`onnx`]), the graph optimizer ([`opt`]), fusion, scheduling and the Kernel IR with its
-//! interpreter ([`kernel`]), the CPU backend ([`cpu`]), automatic differentiation with
+//! ([`onnx`]), the graph optimizer ([`opt`]), fusion and scheduling ([`lower`]), the Kernel IR
+//! with its interpreter ([`kernel`]), the CPU backend ([`cpu`]), automatic differentiation with
 //! training steps ([`autodiff`]), and the host API ([`runtime`]): a [`Session`] compiles a graph
 //! for a target once per input shape and runs it on caller data.
 
@@ -12,6 +12,7 @@ pub use nnc_cpu as cpu;
 pub use nnc_interp as interp;
 pub use nnc_ir as ir;
 pub use nnc_kernel as kernel;
+pub use nnc_lower as lower;
 pub use nnc_onnx as onnx;
 pub use nnc_opt as opt;
 pub use nnc_runtime as runtime;

@@ -42,7 +42,7 @@
 //! printed form, each line commented out with `# `.
 //!
 //! A fuse file (static shapes) ends with its expectation, every line commented out with `# `:
-//! `# decisions:` and the fusion decisions under GPU pricing (`Device::gpu().fuse_options()`), one
+//! `# decisions:` and the fusion decisions under GPU pricing (`fuse_options(&Device::gpu())`), one
 //! per line; `# fused:` and the fused program; `# gpu kernels:` and the scheduled GPU kernels;
 //! `# cpu kernels:` and the CPU kernels, which come from fusing under CPU pricing (preceded by
 //! `# cpu decisions:` and the CPU decisions that differ from the GPU ones, if any). Whatever the
@@ -777,8 +777,9 @@ fn agree(want: &TensorData, found: &TensorData, rtol: f64, atol: f64) -> bool {
 }
 
 fn check_fuse(rel: &str, src: &str, bless: bool) -> Outcome {
-    use nnc::kernel::fuse::fuse;
-    use nnc::kernel::schedule::{schedule_all, Device};
+    use nnc::kernel::Device;
+    use nnc::lower::fuse::fuse;
+    use nnc::lower::schedule::{fuse_options, schedule_all};
     let (input, expectation) = split_fuse_expectation(src);
     let g = parse(rel, input)?;
     let (gpu, cpu) = (Device::gpu(), Device::cpu());
@@ -787,8 +788,8 @@ fn check_fuse(rel: &str, src: &str, bless: bool) -> Outcome {
     let inputs = opt_inputs(&g).ok_or("fuse files need static input shapes")?;
     let want = interp::run(&g, &inputs).map_err(|e| format!("the reference interpreter fails: {e}"))?;
     for (device, label) in [(&gpu, "gpu"), (&cpu, "cpu")] {
-        let program = nnc::kernel::program::compile(&g, device, None)
-            .map_err(|e| format!("does not compile for the {label}: {e}"))?;
+        let program =
+            nnc::lower::compile(&g, device, None).map_err(|e| format!("does not compile for the {label}: {e}"))?;
         let got = program.run_interpreted(&inputs).map_err(|e| format!("the {label} program fails to run: {e}"))?;
         if got.len() != want.len() {
             return Err(format!("the {label} program gives {} outputs for {}", got.len(), want.len()));
@@ -806,16 +807,15 @@ fn check_fuse(rel: &str, src: &str, bless: bool) -> Outcome {
         }
     }
 
-    let fused = fuse(&g, &gpu.fuse_options()).map_err(|e| format!("does not fuse: {e}"))?;
+    let fused = fuse(&g, &fuse_options(&gpu)).map_err(|e| format!("does not fuse: {e}"))?;
     // The CPU's as compiled: weights re-laid-out for its vector tiles first.
-    let fused_cpu =
-        nnc::kernel::program::fuse_for(&g, &cpu, None).map_err(|e| format!("does not fuse for the cpu: {e}"))?;
-    let kernels = |f: &nnc::kernel::fuse::Fused, device: &Device, label: &str| {
+    let fused_cpu = nnc::lower::fuse_for(&g, &cpu, None).map_err(|e| format!("does not fuse for the cpu: {e}"))?;
+    let kernels = |f: &nnc::kernel::program::Fused, device: &Device, label: &str| {
         schedule_all(f, device)
             .map(|ks| ks.iter().map(|k| k.to_string()).collect::<String>())
             .map_err(|e| format!("does not schedule for the {label}: {e}"))
     };
-    let lines = |ds: &[nnc::kernel::fuse::Decision]| ds.iter().map(|d| format!("{d}\n")).collect::<String>();
+    let lines = |ds: &[nnc::kernel::program::Decision]| ds.iter().map(|d| format!("{d}\n")).collect::<String>();
     let mut found = String::new();
     push_section(&mut found, "# decisions:", &lines(&fused.decisions));
     push_section(&mut found, "# fused:", &format!("{fused}"));

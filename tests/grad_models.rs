@@ -53,7 +53,7 @@ fn check(name: &str, backend: &dyn Backend, relative_atol: f64) {
 
 #[test]
 fn transformer_encoder_gradients_on_the_kernel_interpreter() {
-    check("transformer_encoder", &KernelInterp { device: nnc::kernel::schedule::Device::gpu() }, 1e-4);
+    check("transformer_encoder", &KernelInterp { device: nnc::kernel::Device::gpu() }, 1e-4);
 }
 
 #[test]

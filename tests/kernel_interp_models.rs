@@ -6,7 +6,7 @@
 
 mod common;
 
-use nnc::kernel::schedule::Device;
+use nnc::kernel::Device;
 use nnc_conformance::{compare, Backend, KernelInterp, Tolerance};
 use std::time::Instant;
 
@@ -59,7 +59,7 @@ fn compiling_twice_gives_the_same_kernels() {
     let (graph, _, _) = common::load_with_data(&models.join("transformer_encoder"));
     let print = || {
         let opt = nnc::opt::optimize(&graph, &Default::default()).expect("optimize");
-        let program = nnc::kernel::program::compile(&opt.graph, &Device::gpu(), None).expect("compile");
+        let program = nnc::lower::compile(&opt.graph, &Device::gpu(), None).expect("compile");
         program.kernels.iter().map(|k| k.to_string()).collect::<String>()
     };
     assert_eq!(print(), print());

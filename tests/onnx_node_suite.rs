@@ -111,12 +111,12 @@ fn passes_what_the_interpreter_passes(backend: &dyn nnc_conformance::Backend) {
 
 #[test]
 fn node_suite_on_the_kernel_interpreter_gpu() {
-    passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::schedule::Device::gpu() });
+    passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::Device::gpu() });
 }
 
 #[test]
 fn node_suite_on_the_kernel_interpreter_cpu() {
-    passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::schedule::Device::cpu() });
+    passes_what_the_interpreter_passes(&nnc_conformance::KernelInterp { device: nnc::kernel::Device::cpu() });
 }
 
 #[test]

@@ -115,7 +115,7 @@ pub fn load_for_shapes(path: &Path, shape_flags: &[String], data: Option<&Path>)
     let resolved = resolve(&interface, &flags)?;
     let by_name = interface.iter().map(|(n, _)| n.clone()).zip(resolved.shapes.iter().cloned()).collect();
     let graph = model.into_graph(by_name)?;
-    let graph = nnc_kernel::program::bind_symbols(&graph, &|s| resolved.bindings.get(s).copied());
+    let graph = nnc_lower::bind_symbols(&graph, &|s| resolved.bindings.get(s).copied());
     nnc_ir::verify(&graph)
         .map_err(|e| anyhow!("{}: with inputs {}: {e}", path.display(), resolved.describe(&interface)))?;
     Ok(Specialized { graph, interface, resolved })

@@ -7,7 +7,7 @@ use common::*;
 use std::path::PathBuf;
 
 /// (file, what the fuzzer did to its seed, the failure it found, the command, what is said now)
-const CASES: [(&str, &str, &str, &[&str], &str); 5] = [
+const CASES: [(&str, &str, &str, &[&str], &str); 6] = [
     (
         "onnx-2-4730.onnx",
         "fed a ConstantOfShape of shape [2^62, 2^62, 59] into an AveragePool",
@@ -35,6 +35,13 @@ const CASES: [(&str, &str, &str, &[&str], &str); 5] = [
         "capacity overflow building 2^62 split sizes",
         &["compile", "-o", "out.nnc"],
         "num_outputs = 4611686018427387904, but the node has 3 outputs",
+    ),
+    (
+        "onnx-3-4085.onnx",
+        "fed a ConstantOfShape of shape [25, 2^63 - 1] into a Split in equal parts",
+        "min > max in clamp: the part length overflowed computing ceil(len / parts)",
+        &["run", "--random-inputs", "--threads", "1"],
+        "is too large (more than 2^48 bytes)",
     ),
     (
         "onnx-2-17062.onnx",

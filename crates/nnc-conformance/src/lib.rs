@@ -78,7 +78,7 @@ impl Backend for OnTarget {
 /// (`nnc-opt`), fused and scheduled for `device` (`nnc-kernel`), and every kernel runs with its
 /// parallel semantics checked (out-of-bounds accesses, races across missing barriers).
 pub struct KernelInterp {
-    pub device: nnc_kernel::schedule::Device,
+    pub device: nnc_kernel::Device,
 }
 
 impl Backend for KernelInterp {

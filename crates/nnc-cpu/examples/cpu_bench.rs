@@ -26,8 +26,8 @@ fn main() {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models").join(name);
         let g = nnc_onnx::import_file(&dir.join("model.onnx")).unwrap();
         let g = nnc_opt::optimize(&g, &nnc_opt::OptOptions::default()).unwrap().graph;
-        let g = nnc_kernel::program::bind_shapes(&g, &[], Some(1));
-        let p = nnc_kernel::program::compile(&g, &nnc_kernel::schedule::Device::cpu(), None).unwrap();
+        let g = nnc_lower::bind_shapes(&g, &[], Some(1));
+        let p = nnc_lower::compile(&g, &nnc_kernel::Device::cpu(), None).unwrap();
         for k in &p.kernels {
             println!("{k}");
         }
@@ -36,7 +36,7 @@ fn main() {
     if let Some(file) = args.iter().position(|a| a == "--graph").and_then(|i| args.get(i + 1)) {
         // Runs one .nnir graph (f32 inputs, static shapes) on made-up data and times it.
         let g = nnc_ir::text::parse(&std::fs::read_to_string(file).unwrap(), file).unwrap();
-        let p = nnc_cpu::CpuProgram::from_graph(&g).unwrap();
+        let p = nnc_cpu::CpuProgram::new(&nnc_lower::compile(&g, &nnc_cpu::jit_device(), None).unwrap()).unwrap();
         let inputs: Vec<TensorData> = g
             .inputs
             .iter()
@@ -64,7 +64,7 @@ fn main() {
         let z = b.matmul(x, y).unwrap();
         b.output(z);
         let g = b.finish().unwrap();
-        let p = nnc_cpu::CpuProgram::from_graph(&g).unwrap();
+        let p = nnc_cpu::CpuProgram::new(&nnc_lower::compile(&g, &nnc_cpu::jit_device(), None).unwrap()).unwrap();
         let data: Vec<f32> = (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect();
         let inputs = [TensorData::from_vec(vec![n, n], &data), TensorData::from_vec(vec![n, n], &data)];
         let ms = median_ms(
@@ -97,7 +97,7 @@ fn main() {
         let s = Instant::now();
         let g = nnc_opt::optimize(&g, &nnc_opt::OptOptions::default()).unwrap().graph;
         let opt = s.elapsed();
-        let p = nnc_cpu::CpuProgram::from_graph(&g).unwrap();
+        let p = nnc_cpu::CpuProgram::new(&nnc_lower::compile(&g, &nnc_cpu::jit_device(), None).unwrap()).unwrap();
         let runs = 7;
         let ms = median_ms(
             || {

@@ -13,7 +13,7 @@ use crate::emit::{compile_kernels, EmitOptions, JitCode, KernelCode};
 use crate::exec::{CodeOwner, CpuError, CpuOptions, CpuProgram, KernelRun};
 use nnc_kernel::bundle::{invalid, BundleError, Code, Manifest, Relocation};
 use nnc_kernel::program::Program;
-use nnc_kernel::schedule::DeviceKind;
+use nnc_kernel::DeviceKind;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;

@@ -1,6 +1,6 @@
 //! Kernel IR → native code with Cranelift (JIT).
 //!
-//! Every kernel scheduled for [`Device::cpu`](nnc_kernel::schedule::Device::cpu) (workgroups of
+//! Every kernel scheduled for [`Device::cpu`](nnc_kernel::Device::cpu) (workgroups of
 //! one invocation, no barriers, no workgroup memory) becomes one function
 //!
 //! ```text
@@ -586,7 +586,7 @@ pub(crate) fn check_cpu_kernel(kernel: &Kernel) -> Result<(), String> {
         return Err(format!("workgroup buffer `{}` is not supported on the CPU (schedule for Device::cpu())", b.name));
     }
     let mut barrier = false;
-    nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
+    nnc_kernel::visit::visit_stmts(&kernel.body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
     if barrier {
         return Err("barriers are not supported on the CPU (schedule for Device::cpu())".into());
     }
@@ -754,7 +754,7 @@ impl Emitter<'_, '_, '_> {
     /// Opens a scope for a loop body or branch; loads of buffers the body stores to are
     /// forgotten (a later iteration must see the stores).
     fn open_scope(&mut self, body: &[Stmt]) {
-        nnc_kernel::schedule::visit_stmts(body, &mut |s| {
+        nnc_kernel::visit::visit_stmts(body, &mut |s| {
             if let Stmt::Store { buf, .. } = s {
                 for m in self.loads.iter_mut() {
                     m.retain(|k, _| k.0 != buf.0);
@@ -2207,7 +2207,7 @@ fn indexes_private(kernel: &Kernel, var: u32, body: &[Stmt]) -> bool {
         })
     };
     let mut found = false;
-    nnc_kernel::schedule::visit_stmts(body, &mut |s| {
+    nnc_kernel::visit::visit_stmts(body, &mut |s| {
         found |= match s {
             Stmt::Store { buf, index, value } => {
                 (kernel.buffer(*buf).space == Space::Private && uses(index)) || in_expr(value)

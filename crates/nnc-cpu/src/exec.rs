@@ -4,11 +4,11 @@
 
 use crate::aot::{LoadedCode, LoadedImage};
 use crate::emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
-use nnc_ir::{Graph, TensorData};
-use nnc_kernel::fuse::BufferKind;
+use nnc_ir::TensorData;
 use nnc_kernel::plan::MemoryPlan;
-use nnc_kernel::program::{compile, CompileError, Program};
-use nnc_kernel::schedule::DeviceKind;
+use nnc_kernel::program::BufferKind;
+use nnc_kernel::program::Program;
+use nnc_kernel::DeviceKind;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -35,8 +35,6 @@ fn shared_pool(threads: Option<usize>) -> Result<Arc<rayon::ThreadPool>, String>
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CpuError {
-    #[error(transparent)]
-    Compile(#[from] CompileError),
     #[error(transparent)]
     Emit(#[from] EmitError),
     #[error("program `{program}`: {message}")]
@@ -86,7 +84,7 @@ pub(crate) enum CodeOwner {
 /// A program compiled to native code.
 pub struct CpuProgram {
     name: String,
-    buffers: Vec<nnc_kernel::fuse::ProgramBuffer>,
+    buffers: Vec<nnc_kernel::program::ProgramBuffer>,
     outputs: Vec<usize>,
     inputs: usize,
     kernels: Vec<KernelRun>,
@@ -116,15 +114,6 @@ impl Ptrs {
 struct Line([u8; 64]);
 
 impl CpuProgram {
-    /// Fuses, schedules (for [`crate::jit_device`]) and compiles a graph with static shapes.
-    pub fn from_graph(graph: &Graph) -> Result<CpuProgram, CpuError> {
-        let start = Instant::now();
-        let program = compile(graph, &crate::jit_device(), None)?;
-        let mut p = CpuProgram::new(&program)?;
-        p.compile_time = start.elapsed();
-        Ok(p)
-    }
-
     /// Compiles every kernel of `program` (scheduled for a CPU device).
     pub fn new(program: &Program) -> Result<CpuProgram, CpuError> {
         CpuProgram::with_options(program, &CpuOptions::default())
@@ -176,7 +165,7 @@ impl CpuProgram {
     /// Assembles a program from compiled kernels (`kernels[k].params` index `buffers`).
     pub(crate) fn from_parts(
         name: String,
-        buffers: Vec<nnc_kernel::fuse::ProgramBuffer>,
+        buffers: Vec<nnc_kernel::program::ProgramBuffer>,
         outputs: Vec<usize>,
         kernels: Vec<KernelRun>,
         plan: MemoryPlan,
@@ -203,7 +192,7 @@ impl CpuProgram {
         })
     }
 
-    /// Time spent compiling (fusion and scheduling included when built by [`Self::from_graph`]).
+    /// Time spent compiling the kernels (or loading a bundle).
     pub fn compile_time(&self) -> Duration {
         self.compile_time
     }

@@ -23,10 +23,10 @@ pub use exec::{CpuError, CpuOptions, CpuProgram};
 
 /// The device to schedule kernels for when they are compiled on this host (JIT or bundle):
 /// vectors as wide as LLVM can fill here, else Cranelift's 128 bits.
-pub fn jit_device() -> nnc_kernel::schedule::Device {
+pub fn jit_device() -> nnc_kernel::Device {
     #[cfg(feature = "llvm")]
     if let Some(lanes) = llvm::host_lanes() {
-        return nnc_kernel::schedule::Device::cpu_with_vector(lanes);
+        return nnc_kernel::Device::cpu_with_vector(lanes);
     }
-    nnc_kernel::schedule::Device::cpu()
+    nnc_kernel::Device::cpu()
 }

@@ -5,8 +5,9 @@
 use nnc_cpu::{load_bundle, write_bundle, write_bundle_with, CpuError, CpuProgram, EmitOptions};
 use nnc_ir::TensorData;
 use nnc_kernel::bundle::{Code, Manifest};
-use nnc_kernel::program::{compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_lower::compile;
 use std::path::{Path, PathBuf};
 
 const MODEL: &str = "graph g(%x: f32[4, 8], %w: f32[8, 8]) {

@@ -3,7 +3,7 @@
 //! Cranelift alone (128-bit vectors), and through a bundle. Skipped with a message when `../shared` is absent (a failure
 //! when `CI` is set).
 
-#[path = "../../nnc-kernel/tests/common/shared_models.rs"]
+#[path = "../../nnc-lower/tests/common/shared_models.rs"]
 mod shared_models;
 
 use nnc_ir::TensorData;
@@ -31,7 +31,9 @@ fn shared_models_match_their_references() {
         }
         let (graph, inputs, expected) = load_with_data(&dir);
         let opt = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let program = nnc_cpu::CpuProgram::from_graph(&opt.graph).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let scheduled =
+            nnc_lower::compile(&opt.graph, &nnc_cpu::jit_device(), None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let program = nnc_cpu::CpuProgram::new(&scheduled).unwrap_or_else(|e| panic!("{name}: {e}"));
         let start = std::time::Instant::now();
         let found = program.run(&inputs).unwrap_or_else(|e| panic!("{name}: {e}"));
         eprintln!(
@@ -59,9 +61,8 @@ fn shared_models_match_their_references() {
         }
 
         // Cranelift alone (128-bit vectors), as where LLVM is missing.
-        let device = nnc_kernel::schedule::Device::cpu();
-        let cranelift =
-            nnc_kernel::program::compile(&opt.graph, &device, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let device = nnc_kernel::Device::cpu();
+        let cranelift = nnc_lower::compile(&opt.graph, &device, None).unwrap_or_else(|e| panic!("{name}: {e}"));
         let emit = nnc_cpu::EmitOptions { llvm: false, ..Default::default() };
         let cranelift = nnc_cpu::CpuProgram::with_options(&cranelift, &nnc_cpu::CpuOptions { emit, threads: None })
             .unwrap_or_else(|e| panic!("{name} (cranelift): {e}"));
@@ -72,8 +73,8 @@ fn shared_models_match_their_references() {
         }
 
         // The same program through a bundle: machine code written, loaded back, run.
-        let scheduled = nnc_kernel::program::compile(&opt.graph, &nnc_cpu::jit_device(), None)
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let scheduled =
+            nnc_lower::compile(&opt.graph, &nnc_cpu::jit_device(), None).unwrap_or_else(|e| panic!("{name}: {e}"));
         let dir = std::env::temp_dir().join(format!("nnc-models-bundle-{name}-{}", std::process::id()));
         let manifest = nnc_cpu::write_bundle(&scheduled, &dir).unwrap_or_else(|e| panic!("{name}: {e}"));
         let (loaded, back) = nnc_cpu::load_bundle(&dir, &Default::default()).unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -140,7 +140,7 @@ fn fixed_graphs_match_the_interpreter() {
 #[test]
 fn straight_line_f32_loops_become_vector_code() {
     let g = elementwise_chain();
-    let program = compile_for(&g, &nnc_kernel::schedule::Device::cpu());
+    let program = compile_for(&g, &nnc_kernel::Device::cpu());
     let native = nnc_cpu::CpuProgram::new(&program).unwrap();
     assert!(native.vectorized_loops() >= 1, "{}", dump(&program));
 }

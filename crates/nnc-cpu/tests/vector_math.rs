@@ -6,7 +6,7 @@
 
 use nnc_cpu::{CpuOptions, CpuProgram, EmitOptions};
 use nnc_ir::{DType, GraphBuilder, TensorData, UnaryOp};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::Device;
 
 /// Distance in units in the last place between two finite `f32`s of the same sign.
 fn ulps(a: f32, b: f32) -> u32 {
@@ -38,7 +38,7 @@ fn worst_ulps_with(
     let y = b.unary(op, x).unwrap();
     b.output(y);
     let graph = b.finish().unwrap();
-    let program = nnc_kernel::program::compile(&graph, device, None).unwrap();
+    let program = nnc_lower::compile(&graph, device, None).unwrap();
     let program = CpuProgram::with_options(&program, &CpuOptions { emit, threads: None }).unwrap();
     assert!(program.vectorized_loops() > 0, "the loop is not vector code");
     let out = program.run(&[TensorData::from_vec(vec![xs.len()], xs)]).unwrap();

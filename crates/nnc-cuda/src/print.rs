@@ -379,7 +379,7 @@ impl Printer<'_> {
                 false
             });
         };
-        nnc_kernel::schedule::visit_stmts(&k.body, &mut |s| match s {
+        nnc_kernel::visit::visit_stmts(&k.body, &mut |s| match s {
             Stmt::For { extent, .. } => check(extent),
             Stmt::Let { value, .. } | Stmt::Local { init: value, .. } | Stmt::Assign { value, .. } => check(value),
             Stmt::Store { index, value, .. } => {
@@ -895,7 +895,7 @@ fn index_vars(kernel: &Kernel) -> Option<BTreeSet<u32>> {
     }
     // Every definition of an i64 variable: (variable, value).
     let mut defs: Vec<(u32, Expr)> = Vec::new();
-    nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| match s {
+    nnc_kernel::visit::visit_stmts(&kernel.body, &mut |s| match s {
         Stmt::For { var, extent, .. } => defs.push((var.id, extent.clone())),
         Stmt::Let { var, value } | Stmt::Local { var, init: value } | Stmt::Assign { var, value }
             if var.dtype == DType::I64 =>

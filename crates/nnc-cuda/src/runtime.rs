@@ -15,7 +15,7 @@ use crate::CudaError;
 use bytes::Bytes;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use nnc_ir::TensorData;
-use nnc_kernel::fuse::BufferKind;
+use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
 use std::sync::Arc;
 

@@ -8,9 +8,10 @@ use common::families::*;
 use common::kernel_common::*;
 use nnc_cuda::{compile_ptx, print_kernel, print_program, ptxas_report, PrintOptions};
 use nnc_ir::{DType, Graph, GraphBuilder, UnaryOp};
-use nnc_kernel::program::{compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
 use nnc_kernel::{BufId, Expr, Stmt};
+use nnc_lower::compile;
 
 fn gpu_program(graph: &Graph) -> Program {
     compile(graph, &Device::gpu(), None).unwrap_or_else(|e| panic!("compile `{}`: {e}", graph.name))

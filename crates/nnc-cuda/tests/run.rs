@@ -8,8 +8,9 @@ mod common;
 use common::kernel_common::*;
 use nnc_cuda::runtime::check_driver_library;
 use nnc_cuda::{CudaError, CudaProgram};
-use nnc_kernel::program::{compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_lower::compile;
 
 fn gpu_program(graph: &nnc_ir::Graph) -> Program {
     compile(graph, &Device::gpu(), None).unwrap_or_else(|e| panic!("{e}"))

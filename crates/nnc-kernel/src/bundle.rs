@@ -10,9 +10,9 @@
 //! - the target's code, named by the manifest (`kernels.bin` of machine code for the CPU, a
 //!   `.wgsl` or `.cu`/`.ptx` file per kernel for the GPU targets).
 
-use crate::fuse::{BufferKind, ProgramBuffer};
 use crate::plan::{MemoryPlan, ALIGN};
 use crate::program::Program;
+use crate::program::{BufferKind, ProgramBuffer};
 use nnc_ir::{DType, TensorData};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -457,13 +457,9 @@ pub fn invalid(path: &Path, message: impl Into<String>) -> BundleError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::Device;
-    use nnc_ir::text::parse;
 
     fn program() -> Program {
-        let text = "graph g(%x: f32[2, 3]) {\n  %w: f32[3] = constant [1.0, 2.0, 3.0]\n  %a: f32[2, 3] = add(%x, %w)\n  %y: f32[2, 3] = relu(%a)\n  return %y\n}\n";
-        let g = parse(text, "bundle-test").unwrap();
-        crate::program::compile(&g, &Device::cpu(), None).unwrap()
+        crate::program::testing::add_relu()
     }
 
     #[test]

@@ -1,24 +1,29 @@
-//! nnc's Kernel IR and everything between the optimized graph and a backend.
+//! nnc's Kernel IR: the contract between the compiler's passes and its backends.
 //!
+//! Everything a backend needs, and nothing of how it is made (the passes that produce Kernel IR
+//! from a graph are `nnc-lower`'s):
 //! - [`expr`]: scalar expressions, shared by compute definitions and scheduled kernels;
 //! - [`kernel`]: scheduled kernels (loops, loads/stores, locals, workgroup memory, barriers,
 //!   a launch and a schedule as data), and [`kernel::Compute`], what a node computes;
+//! - [`device`]: what a target offers kernels, as data;
+//! - [`program`]: a fused, scheduled program and its buffers, run by the Kernel-IR interpreter
+//!   ([`interp`]), the oracle every backend is checked against;
+//! - [`visit`]: walks over statements; [`cost`] and [`stats`]: what kernels cost;
+//! - [`plan`]: where intermediates live in one arena; [`bundle`]: a compiled program on disk;
 //! - [`print`]: the text form.
 
 pub mod bundle;
+pub mod cost;
+pub mod device;
 pub mod expr;
-pub mod fuse;
 pub mod interp;
 pub mod kernel;
-pub mod layout;
-pub mod lower;
-pub mod lower_reduce;
 pub mod plan;
 pub mod print;
 pub mod program;
-pub mod schedule;
-pub mod simplify;
 pub mod stats;
+pub mod visit;
 
+pub use device::{Device, DeviceKind};
 pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};
 pub use kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};

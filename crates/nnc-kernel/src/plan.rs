@@ -2,7 +2,7 @@
 //! liveness so buffers whose lifetimes do not overlap share memory. Every runtime (CPU, wgpu,
 //! CUDA) allocates the arena once and binds buffers at these offsets.
 
-use crate::fuse::{BufferKind, Fused};
+use crate::program::{BufferKind, Fused};
 
 /// Offsets are multiples of this many bytes (a cache line, and enough for any vector load).
 pub const ALIGN: u64 = 64;
@@ -125,21 +125,12 @@ impl MemoryPlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fuse::{fuse, FuseOptions};
-    use nnc_ir::{DType, GraphBuilder};
 
     /// A chain of materialized values: each lives from its producer to its consumer, so the
     /// arena needs two live buffers at a time, not one per value.
     #[test]
     fn a_chain_reuses_memory() {
-        let mut b = GraphBuilder::new("chain");
-        let mut x = b.input("x", DType::F32, [256]).unwrap();
-        for _ in 0..6 {
-            x = b.exp(x).unwrap();
-        }
-        b.output(x);
-        let g = b.finish().unwrap();
-        let fused = fuse(&g, &FuseOptions { fuse: false, ..Default::default() }).unwrap();
+        let fused = crate::program::testing::chain(6, 256);
         let plan = MemoryPlan::of(&fused);
         let one = aligned(256 * 4);
         assert_eq!(plan.lower_bound, 2 * one);

@@ -196,9 +196,9 @@ impl fmt::Display for Compute {
     }
 }
 
-impl fmt::Display for crate::fuse::Fused {
+impl fmt::Display for crate::program::Fused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use crate::fuse::BufferKind;
+        use crate::program::BufferKind;
         writeln!(f, "program {}: {} groups, {} buffers", self.name, self.groups.len(), self.buffers.len())?;
         for (i, b) in self.buffers.iter().enumerate() {
             let kind = match &b.kind {

@@ -1,13 +1,83 @@
 //! A compiled program: a graph fused into groups and scheduled into kernels for one device, with
-//! the buffers the kernels share; and its execution through the Kernel-IR interpreter.
+//! the buffers the kernels share ([`Fused`], [`Program`]); and its execution through the
+//! Kernel-IR interpreter. `nnc-lower` makes programs; backends compile and run them.
 
-use crate::fuse::{fuse, BufferKind, FuseError, FuseOptions, Fused};
+use crate::device::Device;
+use crate::expr::BufId;
 use crate::interp::{run_kernel, KernelError};
-use crate::kernel::Kernel;
-use crate::layout::pack_weights;
-use crate::schedule::{schedule_all, Device, ScheduleError};
+use crate::kernel::{Compute, Kernel};
 use nnc_interp::lanes::{Data, Value};
-use nnc_ir::{Graph, TensorData};
+use nnc_ir::{DType, TensorData};
+use std::fmt;
+
+/// A buffer of the fused program: a graph input, a weight, or a value a group materializes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProgramBuffer {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<i64>,
+    pub kind: BufferKind,
+}
+
+impl ProgramBuffer {
+    pub fn numel(&self) -> i64 {
+        self.shape.iter().product()
+    }
+
+    pub fn bytes(&self) -> i64 {
+        self.numel() * self.dtype.size_bytes() as i64
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufferKind {
+    /// The n-th graph input.
+    Input(usize),
+    /// Known at compile time.
+    Constant(TensorData),
+    /// Written by a group.
+    Intermediate,
+}
+
+/// One future kernel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Group {
+    pub name: String,
+    /// The graph nodes it computes: the materialized one last.
+    pub covers: Vec<String>,
+    /// For [`Compute::Map`], loads name program buffers directly (`BufId` = index into
+    /// [`Fused::buffers`]) and the result goes to `writes[0]`. For [`Compute::Program`], the
+    /// program's own numbering holds: `BufId(k)` is `reads[k]`, then `writes`.
+    pub compute: Compute,
+    pub reads: Vec<BufId>,
+    pub writes: Vec<BufId>,
+}
+
+/// Why a value was, or was not, inlined into its consumers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub value: String,
+    pub inlined: bool,
+    pub reason: String,
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.inlined { "inline" } else { "materialize" };
+        write!(f, "{verb} %{}: {}", self.value, self.reason)
+    }
+}
+
+/// The fused program: buffers, groups in execution order, and where the outputs are.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Fused {
+    pub name: String,
+    pub buffers: Vec<ProgramBuffer>,
+    pub groups: Vec<Group>,
+    pub outputs: Vec<BufId>,
+    pub output_names: Vec<String>,
+    pub decisions: Vec<Decision>,
+}
 
 /// Kernels in execution order over the buffers of [`Fused`].
 #[derive(Clone, Debug)]
@@ -20,14 +90,6 @@ pub struct Program {
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum CompileError {
-    #[error(transparent)]
-    Fuse(#[from] FuseError),
-    #[error(transparent)]
-    Schedule(#[from] ScheduleError),
-}
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RunError {
     #[error("program `{program}` takes {expected} input(s), {found} given")]
     InputCount { program: String, expected: usize, found: usize },
@@ -35,19 +97,6 @@ pub enum RunError {
     Input { name: String, expected: String, found: String },
     #[error(transparent)]
     Kernel(#[from] KernelError),
-}
-
-/// Fuses `graph` (static shapes) for `device`: constant weights laid out for its vector tiles
-/// ([`pack_weights`]), fusion priced by [`Device::fuse_options`] unless `options` says otherwise.
-pub fn fuse_for(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Fused, FuseError> {
-    fuse(&pack_weights(graph, device), &options.copied().unwrap_or_else(|| device.fuse_options()))
-}
-
-/// Fuses ([`fuse_for`]) and schedules `graph` (static shapes) for `device`.
-pub fn compile(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Program, CompileError> {
-    let fused = fuse_for(graph, device, options)?;
-    let kernels = schedule_all(&fused, device)?;
-    Ok(Program { fused, kernels, device: *device })
 }
 
 impl Program {
@@ -133,56 +182,93 @@ fn poison(dtype: nnc_ir::DType, shape: Vec<usize>) -> Value {
     }
 }
 
-/// `graph` with its symbolic dimensions bound from the shapes of `inputs` (each input dimension
-/// that is a plain symbol binds it), so it can be compiled to kernels. Inputs whose rank or
-/// fixed dimensions disagree are left for [`Program::run_interpreted`] to report.
-pub fn bind_input_shapes(graph: &Graph, inputs: &[TensorData]) -> Graph {
-    let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-    bind_shapes(graph, &shapes, None)
-}
+/// Small programs built by hand, for the unit tests of the contract (the passes that make real
+/// ones live in `nnc-lower`, which depends on this crate).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::expr::Expr;
+    use crate::kernel::{Buffer, Launch, Schedule, Space, Strategy};
+    use nnc_ir::UnaryOp;
 
-/// `graph` with the symbols of its input shapes bound from `shapes` (one per input, in order;
-/// missing ones bind nothing), and every symbol still unbound set to `default` if given.
-pub fn bind_shapes(graph: &Graph, shapes: &[Vec<usize>], default: Option<i64>) -> Graph {
-    let mut bindings: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
-    for (&v, shape) in graph.inputs.iter().zip(shapes) {
-        for (d, &actual) in graph.ty(v).shape.iter().zip(shape) {
-            if let [s] = d.symbols().as_slice() {
-                if d == &nnc_ir::Dim::sym(s) {
-                    bindings.entry(s.to_string()).or_insert(actual as i64);
-                }
-            }
+    fn buffer(name: &str, shape: &[i64], kind: BufferKind) -> ProgramBuffer {
+        ProgramBuffer { name: name.into(), dtype: DType::F32, shape: shape.to_vec(), kind }
+    }
+
+    fn group(k: usize, compute: Compute, reads: Vec<u32>, write: u32) -> Group {
+        Group {
+            name: format!("k{k}"),
+            covers: vec![format!("%v{write} = op")],
+            compute,
+            reads: reads.into_iter().map(BufId).collect(),
+            writes: vec![BufId(write)],
         }
     }
-    if bindings.is_empty() && default.is_none() {
-        return graph.clone();
-    }
-    bind_symbols(graph, &|s: &str| bindings.get(s).copied().or(default))
-}
 
-/// `graph` with every symbol `lookup` gives a size for replaced by that size, in value types
-/// and in the attributes that hold dimensions.
-pub fn bind_symbols(graph: &Graph, lookup: &dyn Fn(&str) -> Option<i64>) -> Graph {
-    let mut g = graph.clone();
-    for v in &mut g.values {
-        for d in &mut v.ty.shape {
-            *d = d.substitute(lookup);
+    /// `x: f32[len]` through `n` materialized `exp`s, one group each.
+    pub fn chain(n: u32, len: i64) -> Fused {
+        let mut buffers = vec![buffer("x", &[len], BufferKind::Input(0))];
+        let mut groups = Vec::new();
+        for k in 0..n {
+            buffers.push(buffer(&format!("v{}", k + 1), &[len], BufferKind::Intermediate));
+            let load = Expr::load(BufId(k), DType::F32, vec![Expr::Axis(0)]);
+            groups.push(group(k as usize, Compute::Map(Expr::unary(UnaryOp::Exp, load)), vec![k], k + 1));
         }
+        let fused = Fused {
+            name: "chain".into(),
+            buffers,
+            groups,
+            outputs: vec![BufId(n)],
+            output_names: vec![],
+            decisions: vec![],
+        };
+        Fused { output_names: vec![format!("v{n}")], ..fused }
     }
-    for node in &mut g.nodes {
-        node.op = bind_op_dims(&node.op, lookup);
-    }
-    g
-}
 
-/// Ops whose attributes hold dimensions (reshape, expand, iota) with the symbols bound.
-fn bind_op_dims(op: &nnc_ir::Op, lookup: &dyn Fn(&str) -> Option<i64>) -> nnc_ir::Op {
-    use nnc_ir::Op;
-    let bind = |dims: &[nnc_ir::Dim]| dims.iter().map(|d| d.substitute(lookup)).collect();
-    match op {
-        Op::Reshape { shape } => Op::Reshape { shape: bind(shape) },
-        Op::Expand { shape } => Op::Expand { shape: bind(shape) },
-        Op::Iota { dtype, shape, axis } => Op::Iota { dtype: *dtype, shape: bind(shape), axis: *axis },
-        op => op.clone(),
+    /// `y = relu(x + w)`, `x: f32[2, 3]`, `w` a constant `f32[3]`, as one kernel for a CPU
+    /// (its body left empty: these tests never run it).
+    pub fn add_relu() -> Program {
+        let w = TensorData::from_vec(vec![3], &[1.0f32, 2.0, 3.0]);
+        let buffers = vec![
+            buffer("x", &[2, 3], BufferKind::Input(0)),
+            buffer("w", &[3], BufferKind::Constant(w)),
+            buffer("y", &[2, 3], BufferKind::Intermediate),
+        ];
+        let (a0, a1) = (Expr::Axis(0), Expr::Axis(1));
+        let sum = Expr::binary(
+            nnc_ir::BinaryOp::Add,
+            Expr::load(BufId(0), DType::F32, vec![a0, a1.clone()]),
+            Expr::load(BufId(1), DType::F32, vec![a1]),
+        );
+        let compute = Compute::Map(Expr::unary(UnaryOp::Relu, sum));
+        let params = buffers
+            .iter()
+            .map(|b| Buffer {
+                name: b.name.clone(),
+                dtype: b.dtype,
+                shape: b.shape.clone(),
+                space: Space::Global,
+                access: crate::kernel::Access::Read,
+            })
+            .collect();
+        let schedule =
+            Schedule { strategy: Strategy::Elementwise, workgroup_size: 1, tile: [1, 1, 1], vector: 1, unroll: 1 };
+        let kernel = Kernel {
+            name: "k0_add_relu".into(),
+            buffers: params,
+            launch: Launch { grid: [2, 1, 1], workgroup: [1, 1, 1] },
+            body: vec![],
+            schedule,
+            covers: vec!["%y = relu".into()],
+        };
+        let fused = Fused {
+            name: "g".into(),
+            buffers,
+            groups: vec![group(0, compute, vec![0, 1], 2)],
+            outputs: vec![BufId(2)],
+            output_names: vec!["y".into()],
+            decisions: vec![],
+        };
+        Program { fused, kernels: vec![kernel], device: Device::cpu() }
     }
 }

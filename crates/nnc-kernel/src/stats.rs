@@ -7,8 +7,9 @@
 //! arithmetic (index arithmetic excluded), with each reduction counted as often as the
 //! scheduler runs it.
 
-use crate::fuse::{elements_read, flops_per_element, BufferKind, Fused};
+use crate::cost::{elements_read, flops_per_element};
 use crate::kernel::Compute;
+use crate::program::{BufferKind, Fused};
 use std::fmt::Write;
 
 /// The cost of one kernel.

@@ -2,8 +2,10 @@
 //! phase so `nnc compile --stats`, `nnc bench` and [`crate::Session`] report the same figures.
 
 use nnc_ir::Graph;
-use nnc_kernel::program::{fuse_for, Program};
-use nnc_kernel::schedule::{schedule_all, Device};
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_lower::fuse_for;
+use nnc_lower::schedule::schedule_all;
 use std::time::Instant;
 
 /// Milliseconds per compile phase, in order (`optimize`, `fuse`, `schedule`, then the

@@ -12,7 +12,8 @@ use crate::target::Target;
 use nnc_cpu::{CpuOptions, CpuProgram};
 use nnc_cuda::CudaProgram;
 use nnc_ir::{DType, Graph, TensorData, TensorType};
-use nnc_kernel::program::{bind_shapes, Program};
+use nnc_kernel::program::Program;
+use nnc_lower::bind_shapes;
 use nnc_wgsl::WgslProgram;
 use std::collections::HashMap;
 use std::path::Path;
@@ -114,7 +115,7 @@ enum Compiled {
 /// ```
 pub struct Session {
     /// The graph as given (for the CPU, with weights in the layouts its kernels read: see
-    /// [`nnc_kernel::layout::prepack_weights`]); `None` for a bundle, which runs only the shapes
+    /// [`nnc_lower::layout::prepack_weights`]); `None` for a bundle, which runs only the shapes
     /// it was compiled for.
     graph: Option<Graph>,
     interface: Interface,
@@ -131,7 +132,7 @@ impl Session {
         // The CPU reads weights in layouts of its own: the session keeps them in those (and
         // in memory of its own), so the caller's graph, and the file it came from, can go.
         let graph = match (options.target, options.target.device()) {
-            (Target::Cpu, Some(device)) => nnc_kernel::layout::prepack_weights(&graph, &device),
+            (Target::Cpu, Some(device)) => nnc_lower::layout::prepack_weights(&graph, &device),
             _ => graph,
         };
         Ok(Session { graph: Some(graph), interface, options, cache: HashMap::new(), last: None })

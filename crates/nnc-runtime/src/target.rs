@@ -1,7 +1,7 @@
 //! The targets a [`crate::Session`] can run on: the one list of them, with the names and
 //! descriptions the command line shows, so a new target is added here once.
 
-use nnc_kernel::schedule::{Device, DeviceKind};
+use nnc_kernel::{Device, DeviceKind};
 
 /// Where a session runs its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

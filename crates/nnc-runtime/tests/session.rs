@@ -3,7 +3,7 @@
 //! interpreter, one wgpu submission per run, and CPU bundles run through a session.
 
 use nnc_ir::TensorData;
-use nnc_kernel::schedule::DeviceKind;
+use nnc_kernel::DeviceKind;
 use nnc_runtime::{Session, SessionError, SessionOptions, Target};
 
 /// A small MLP layer over a symbolic batch, with a softmax (a row reduction) at the end.
@@ -41,7 +41,7 @@ fn symbolic_batches_compile_once_per_shape() {
         let x = input(batch);
         let out = s.run(std::slice::from_ref(&x)).unwrap();
         let reference =
-            nnc_interp::run(&nnc_kernel::program::bind_input_shapes(&graph(), std::slice::from_ref(&x)), &[x]).unwrap();
+            nnc_interp::run(&nnc_lower::bind_input_shapes(&graph(), std::slice::from_ref(&x)), &[x]).unwrap();
         assert_close(&out[0], &reference[0]);
     }
     assert_eq!(s.compiled_shapes(), 3);
@@ -116,8 +116,8 @@ fn wgsl_sessions_submit_once_per_run() {
 
 #[test]
 fn cpu_bundles_run_in_a_session_for_their_shapes_only() {
-    let bound = nnc_kernel::program::bind_shapes(&graph(), &[vec![2, 4]], None);
-    let program = nnc_kernel::program::compile(&bound, &nnc_kernel::schedule::Device::cpu(), None).unwrap();
+    let bound = nnc_lower::bind_shapes(&graph(), &[vec![2, 4]], None);
+    let program = nnc_lower::compile(&bound, &nnc_kernel::Device::cpu(), None).unwrap();
     let dir = std::env::temp_dir().join(format!("nnc-session-bundle-{}", std::process::id()));
     nnc_cpu::write_bundle(&program, &dir).unwrap();
     let mut s = Session::from_cpu_bundle(&dir, Some(1)).unwrap();

@@ -725,7 +725,7 @@ fn unroll_factor(extent: u64, total: u64, limit: u64, body: &[Stmt]) -> Option<(
         return Some((k, true));
     }
     let mut barrier = false;
-    nnc_kernel::schedule::visit_stmts(body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
+    nnc_kernel::visit::visit_stmts(body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
     (!barrier).then_some((need, false))
 }
 

@@ -16,7 +16,7 @@ use crate::print::{bound_twice, compile_kernel, PrintOptions};
 use crate::WgslError;
 use bytes::Bytes;
 use nnc_ir::{DType, TensorData};
-use nnc_kernel::fuse::BufferKind;
+use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
 use nnc_kernel::Access;
 use std::collections::HashMap;
@@ -360,7 +360,7 @@ impl WgslProgram {
     }
 
     /// Runs the program and reads back every program buffer (inputs, weights, intermediates and
-    /// outputs, in [`nnc_kernel::fuse::Fused::buffers`] order): for checking kernels one by one.
+    /// outputs, in [`nnc_kernel::program::Fused::buffers`] order): for checking kernels one by one.
     pub fn run_all_buffers(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>, WgslError> {
         let all: Vec<usize> = (0..self.program.fused.buffers.len()).collect();
         self.run_reading(inputs, &all, false)

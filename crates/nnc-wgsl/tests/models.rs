@@ -9,11 +9,12 @@ mod common;
 use common::{close, gpu};
 use nnc_interp::lanes::Value;
 use nnc_ir::{Graph, TensorData};
-use nnc_kernel::program::{bind_input_shapes, compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_lower::{bind_input_shapes, compile};
 use std::time::Instant;
 
-#[path = "../../nnc-kernel/tests/common/shared_models.rs"]
+#[path = "../../nnc-lower/tests/common/shared_models.rs"]
 mod shared_models;
 
 use shared_models::{load_with_data as load, shared_models, MODELS};

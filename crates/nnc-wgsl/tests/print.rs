@@ -6,9 +6,10 @@ mod common;
 use common::families::*;
 use common::kernel_common::*;
 use nnc_ir::{DType, GraphBuilder};
-use nnc_kernel::program::{compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
 use nnc_kernel::{BufId, Expr, Stmt};
+use nnc_lower::compile;
 use nnc_wgsl::{compile_kernel, print_kernel, PrintOptions, WgslError};
 
 fn options() -> PrintOptions {

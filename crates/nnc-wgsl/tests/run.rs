@@ -8,8 +8,8 @@ use common::families::*;
 use common::kernel_common::*;
 use common::{close_where_finite, gpu};
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, TensorData};
-use nnc_kernel::program::compile;
-use nnc_kernel::schedule::Device;
+use nnc_kernel::Device;
+use nnc_lower::compile;
 use nnc_wgsl::{WgslError, WgslProgram};
 use proptest::prelude::*;
 

@@ -76,7 +76,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         (Pass::Fuse | Pass::Schedule, None) => {
             bail!("target {} has no kernels: give --target with a device (cpu, wgsl, ...)", args.target)
         }
-        (_, device) => device.unwrap_or_else(nnc_kernel::schedule::Device::cpu),
+        (_, device) => device.unwrap_or_else(nnc_kernel::Device::cpu),
     };
     let mut graph = if matches!(pass, Pass::Fuse | Pass::Schedule) {
         let spec = crate::model::load_for_shapes(&args.file, &args.shape, None)?;
@@ -103,7 +103,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         graph = opt.graph;
     }
     if matches!(pass, Pass::Fuse | Pass::Schedule) {
-        let fused = nnc_kernel::program::fuse_for(&graph, &device, None)
+        let fused = nnc_lower::fuse_for(&graph, &device, None)
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot fuse {}", args.file.display()))?;
         if args.explain {
@@ -114,7 +114,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         if pass == Pass::Fuse {
             let _ = write!(text, "{fused}");
         } else {
-            let kernels = nnc_kernel::schedule::schedule_all(&fused, &device)
+            let kernels = nnc_lower::schedule::schedule_all(&fused, &device)
                 .map_err(|e| anyhow!(e))
                 .with_context(|| format!("cannot schedule {}", args.file.display()))?;
             for k in &kernels {

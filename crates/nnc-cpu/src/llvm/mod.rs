@@ -272,7 +272,7 @@ unsafe fn optimize(module: LLVMModuleRef, machine: LLVMTargetMachineRef) {
 /// The lanes of a kernel's vector loops (the first one's; 1 without any).
 fn vector_width(kernel: &Kernel) -> u32 {
     let mut width = 1;
-    nnc_kernel::schedule::visit_stmts(&kernel.body, &mut |s| {
+    nnc_kernel::visit::visit_stmts(&kernel.body, &mut |s| {
         if let (1, Stmt::For { kind: LoopKind::Vector(w), .. }) = (width, s) {
             width = (*w).max(1);
         }
@@ -287,8 +287,8 @@ mod tests {
 
     fn kernels(text: &str) -> Vec<Kernel> {
         let graph = nnc_ir::text::parse(text, "test.nnir").unwrap();
-        let device = nnc_kernel::schedule::Device::cpu_with_vector(16);
-        nnc_kernel::program::compile(&graph, &device, None).unwrap().kernels
+        let device = nnc_kernel::Device::cpu_with_vector(16);
+        nnc_lower::compile(&graph, &device, None).unwrap().kernels
     }
 
     #[test]

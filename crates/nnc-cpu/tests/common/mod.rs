@@ -4,14 +4,14 @@
 
 #![allow(dead_code)]
 
-#[path = "../../../nnc-kernel/tests/common/mod.rs"]
+#[path = "../../../nnc-lower/tests/common/mod.rs"]
 mod kernel_common;
 
 pub use kernel_common::*;
 use nnc_cpu::{CpuOptions, EmitOptions};
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::program::Program;
-use nnc_kernel::schedule::Device;
+use nnc_kernel::Device;
 
 /// Runs `graph` through the graph interpreter and natively, and compares every output: once
 /// scheduled for 128-bit vectors and compiled by Cranelift, once scheduled for the host's widest

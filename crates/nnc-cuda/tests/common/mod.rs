@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 /// nnc-kernel's test helpers (compiling for a device, deterministic inputs, small graphs).
-#[path = "../../../nnc-kernel/tests/common/mod.rs"]
+#[path = "../../../nnc-lower/tests/common/mod.rs"]
 pub mod kernel_common;
 
 // Not every test binary uses the families.

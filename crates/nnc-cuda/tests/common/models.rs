@@ -7,8 +7,9 @@
 
 use nnc_cuda::report::{markdown, program_report, KernelReport};
 use nnc_ir::{Graph, TensorData};
-use nnc_kernel::program::{bind_input_shapes, compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_lower::{bind_input_shapes, compile};
 use nnc_onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -223,7 +223,7 @@ pub fn split(cx: &mut NodeCx) -> Out {
                     return Err(format!("num_outputs = {n}, but the node has {parts} outputs").into());
                 }
                 let n = n.max(1);
-                let chunk = (len + n - 1) / n;
+                let chunk = len / n + i64::from(len % n != 0);
                 (0..n).map(|i| (len - i * chunk).clamp(0, chunk)).collect()
             }
         },

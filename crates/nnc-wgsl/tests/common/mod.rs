@@ -5,7 +5,7 @@
 
 /// nnc-kernel's test helpers (compiling for a device, deterministic inputs, comparing with the
 /// graph interpreter), used as they are rather than copied.
-#[path = "../../../nnc-kernel/tests/common/mod.rs"]
+#[path = "../../../nnc-lower/tests/common/mod.rs"]
 pub mod kernel_common;
 
 // Not every test binary uses the families.

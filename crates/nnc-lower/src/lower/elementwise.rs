@@ -5,9 +5,9 @@
 //! reads its own data, bound by the caller as buffer 0.
 
 use super::{axes, broadcast_index, Ctx, LowerError};
-use crate::expr::{BufId, Expr};
-use crate::kernel::Compute;
 use nnc_ir::Op;
+use nnc_kernel::expr::{BufId, Expr};
+use nnc_kernel::kernel::Compute;
 
 pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
     let rank = cx.out_shape().len();

@@ -6,10 +6,11 @@
 pub mod families;
 
 use nnc_ir::{DType, Graph, TensorData};
-use nnc_kernel::fuse::FuseOptions;
 use nnc_kernel::kernel::{Kernel, Stmt, Strategy};
-use nnc_kernel::program::{compile, Program};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_lower::compile;
+use nnc_lower::fuse::FuseOptions;
 
 pub const RTOL: f64 = 1e-4;
 pub const ATOL: f64 = 1e-5;
@@ -19,7 +20,7 @@ pub fn devices() -> [(&'static str, Device); 2] {
 }
 
 /// The one place tests call [`compile`]: fusion priced for the device.
-pub fn try_compile(graph: &Graph, device: &Device) -> Result<Program, nnc_kernel::program::CompileError> {
+pub fn try_compile(graph: &Graph, device: &Device) -> Result<Program, nnc_lower::CompileError> {
     compile(graph, device, None)
 }
 
@@ -174,7 +175,7 @@ pub fn only_kernel(program: &Program) -> &Kernel {
 /// How many statements of `stmts` (recursively) satisfy `pred`.
 pub fn count_stmts(stmts: &[Stmt], pred: &mut impl FnMut(&Stmt) -> bool) -> usize {
     let mut n = 0;
-    nnc_kernel::schedule::visit_stmts(stmts, &mut |s| {
+    nnc_kernel::visit::visit_stmts(stmts, &mut |s| {
         if pred(s) {
             n += 1;
         }

@@ -16,9 +16,9 @@
 //!   written once.
 
 use super::{axes, bin, literal, Ctx, LowerError};
-use crate::expr::{BufId, Combine, Expr, VarGen};
-use crate::kernel::{Compute, LoopKind, Stmt};
 use nnc_ir::{ArgKind, BinaryOp, CumKind, DType, Op, ReduceKind, UnaryOp};
+use nnc_kernel::expr::{BufId, Combine, Expr, VarGen};
+use nnc_kernel::kernel::{Compute, LoopKind, Stmt};
 
 pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, LowerError> {
     let x = cx.in_shape(0)?.to_vec();

@@ -3,10 +3,10 @@
 //! primitive op a graph whose node is lowered, evaluated and compared with `nnc_interp`.
 
 use super::lower_node;
-use crate::expr::{Combine, Expr, Literal, VarGen};
-use crate::kernel::{Compute, Stmt};
 use nnc_interp::lanes::{self, binary, Data, Value};
 use nnc_ir::*;
+use nnc_kernel::expr::{Combine, Expr, Literal, VarGen};
+use nnc_kernel::kernel::{Compute, Stmt};
 use proptest::prelude::*;
 use std::collections::HashMap;
 

@@ -16,9 +16,9 @@
 //!   is `extrapolation_value`.
 
 use super::{bin, literal, Ctx, LowerError};
-use crate::expr::{Combine, Expr, Literal, Var, VarGen};
-use crate::kernel::Compute;
 use nnc_ir::{BinaryOp, CoordMode, DType, NearestMode, ResizeAttrs, ResizeMode, UnaryOp};
+use nnc_kernel::expr::{Combine, Expr, Literal, Var, VarGen};
+use nnc_kernel::kernel::Compute;
 
 fn f(v: f64) -> Expr {
     Expr::Lit(Literal::Float(v, DType::F64))

@@ -27,9 +27,9 @@ mod resize;
 #[cfg(test)]
 mod tests;
 
-use crate::expr::{BufId, Expr, Literal, VarGen};
-use crate::kernel::Compute;
 use nnc_ir::{BinaryOp, DType, Graph, Op};
+use nnc_kernel::expr::{BufId, Expr, Literal, VarGen};
+use nnc_kernel::kernel::Compute;
 
 /// Why a node cannot be lowered.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -263,5 +263,5 @@ pub(crate) fn normalize_index(idx: Expr, n: i64) -> Expr {
 
 /// Row-major strides.
 pub(crate) fn strides(shape: &[i64]) -> Vec<i64> {
-    crate::kernel::row_major_strides(shape)
+    nnc_kernel::kernel::row_major_strides(shape)
 }

@@ -20,86 +20,18 @@
 //! contraction of its own); and a CPU register tile loads unmasked buffers, so a masked value (a
 //! padded input) that reaches a contraction, directly or through views, stays a buffer.
 
-use crate::expr::{BufId, Expr, Literal, Reduction, VarGen};
-use crate::kernel::Compute;
 use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
 use nnc_ir::{DType, Graph, Op, TensorData, ValueId};
+use nnc_kernel::cost::{collect_loads, flops_per_element};
+use nnc_kernel::expr::{BufId, Expr, Literal, Reduction, VarGen};
+use nnc_kernel::kernel::Compute;
+use nnc_kernel::program::{BufferKind, Decision, Fused, Group, ProgramBuffer};
 use std::collections::BTreeMap;
-use std::fmt;
 
 /// What a fused expression may grow to before its producers are materialized instead, so
 /// deep chains with many uses stay printable and fast to schedule.
 const MAX_EXPR_NODES: usize = 4000;
-
-/// A buffer of the fused program: a graph input, a weight, or a value a group materializes.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ProgramBuffer {
-    pub name: String,
-    pub dtype: DType,
-    pub shape: Vec<i64>,
-    pub kind: BufferKind,
-}
-
-impl ProgramBuffer {
-    pub fn numel(&self) -> i64 {
-        self.shape.iter().product()
-    }
-
-    pub fn bytes(&self) -> i64 {
-        self.numel() * self.dtype.size_bytes() as i64
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub enum BufferKind {
-    /// The n-th graph input.
-    Input(usize),
-    /// Known at compile time.
-    Constant(TensorData),
-    /// Written by a group.
-    Intermediate,
-}
-
-/// One future kernel.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Group {
-    pub name: String,
-    /// The graph nodes it computes: the materialized one last.
-    pub covers: Vec<String>,
-    /// For [`Compute::Map`], loads name program buffers directly (`BufId` = index into
-    /// [`Fused::buffers`]) and the result goes to `writes[0]`. For [`Compute::Program`], the
-    /// program's own numbering holds: `BufId(k)` is `reads[k]`, then `writes`.
-    pub compute: Compute,
-    pub reads: Vec<BufId>,
-    pub writes: Vec<BufId>,
-}
-
-/// Why a value was, or was not, inlined into its consumers.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Decision {
-    pub value: String,
-    pub inlined: bool,
-    pub reason: String,
-}
-
-impl fmt::Display for Decision {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let verb = if self.inlined { "inline" } else { "materialize" };
-        write!(f, "{verb} %{}: {}", self.value, self.reason)
-    }
-}
-
-/// The fused program: buffers, groups in execution order, and where the outputs are.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Fused {
-    pub name: String,
-    pub buffers: Vec<ProgramBuffer>,
-    pub groups: Vec<Group>,
-    pub outputs: Vec<BufId>,
-    pub output_names: Vec<String>,
-    pub decisions: Vec<Decision>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuseOptions {
@@ -159,7 +91,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
     };
     let mut avail: BTreeMap<ValueId, Avail> = BTreeMap::new();
     for (n, &v) in graph.inputs.iter().enumerate() {
-        let id = fused.add_buffer(graph, &shapes, v, BufferKind::Input(n));
+        let id = add_buffer(&mut fused, graph, &shapes, v, BufferKind::Input(n));
         avail.insert(v, Avail::Buffer(id));
     }
 
@@ -195,7 +127,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
             if t.len() == 1 && !is_output[v.index()] {
                 avail.insert(v, Avail::Literal(literal_of(t)));
             } else {
-                let id = fused.add_buffer(graph, &shapes, v, BufferKind::Constant(t.clone()));
+                let id = add_buffer(&mut fused, graph, &shapes, v, BufferKind::Constant(t.clone()));
                 avail.insert(v, Avail::Buffer(id));
             }
             continue;
@@ -233,10 +165,10 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
                     avail.insert(v, Avail::Inline(expr));
                     covered.insert(v, covers);
                 } else {
-                    let out = fused.add_buffer(graph, &shapes, v, BufferKind::Intermediate);
+                    let out = add_buffer(&mut fused, graph, &shapes, v, BufferKind::Intermediate);
                     let mut reads = Vec::new();
                     collect_loads(&expr, &mut reads);
-                    fused.push_group(covers, Compute::Map(expr), reads, vec![out]);
+                    push_group(&mut fused, covers, Compute::Map(expr), reads, vec![out]);
                     avail.insert(v, Avail::Buffer(out));
                 }
             }
@@ -250,12 +182,12 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
                     .outputs
                     .iter()
                     .map(|&v| {
-                        let id = fused.add_buffer(graph, &shapes, v, BufferKind::Intermediate);
+                        let id = add_buffer(&mut fused, graph, &shapes, v, BufferKind::Intermediate);
                         avail.insert(v, Avail::Buffer(id));
                         id
                     })
                     .collect();
-                fused.push_group(covers, program, reads, writes);
+                push_group(&mut fused, covers, program, reads, writes);
             }
             None => return Err(graph_error(graph, format!("node {} was not lowered", describe()))),
         }
@@ -268,21 +200,19 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
     Ok(fused)
 }
 
-impl Fused {
-    fn add_buffer(&mut self, graph: &Graph, shapes: &[Vec<i64>], v: ValueId, kind: BufferKind) -> BufId {
-        self.buffers.push(ProgramBuffer {
-            name: graph.name_of(v).to_string(),
-            dtype: graph.ty(v).dtype,
-            shape: shapes[v.index()].clone(),
-            kind,
-        });
-        BufId(self.buffers.len() as u32 - 1)
-    }
+fn add_buffer(fused: &mut Fused, graph: &Graph, shapes: &[Vec<i64>], v: ValueId, kind: BufferKind) -> BufId {
+    fused.buffers.push(ProgramBuffer {
+        name: graph.name_of(v).to_string(),
+        dtype: graph.ty(v).dtype,
+        shape: shapes[v.index()].clone(),
+        kind,
+    });
+    BufId(fused.buffers.len() as u32 - 1)
+}
 
-    fn push_group(&mut self, covers: Vec<String>, compute: Compute, reads: Vec<BufId>, writes: Vec<BufId>) {
-        let name = group_name(self.groups.len(), &covers);
-        self.groups.push(Group { name, covers, compute, reads, writes });
-    }
+fn push_group(fused: &mut Fused, covers: Vec<String>, compute: Compute, reads: Vec<BufId>, writes: Vec<BufId>) {
+    let name = group_name(fused.groups.len(), &covers);
+    fused.groups.push(Group { name, covers, compute, reads, writes });
 }
 
 /// `k<n>_<op>_<op>..`: the kernel's number and the ops it covers (at most three, then `etc`).
@@ -320,10 +250,10 @@ fn materialize(
         Some(Avail::Inline(e)) => rename_bound(e.clone(), vars),
         None => Expr::lit(0.0, graph.ty(v).dtype),
     };
-    let out = fused.add_buffer(graph, shapes, v, BufferKind::Intermediate);
+    let out = add_buffer(fused, graph, shapes, v, BufferKind::Intermediate);
     let mut reads = Vec::new();
     collect_loads(&expr, &mut reads);
-    fused.push_group(vec![format!("%{} = materialize", graph.name_of(v))], Compute::Map(expr), reads, vec![out]);
+    push_group(fused, vec![format!("%{} = materialize", graph.name_of(v))], Compute::Map(expr), reads, vec![out]);
     avail.insert(v, Avail::Buffer(out));
     out
 }
@@ -418,18 +348,6 @@ fn rename_bound(e: Expr, vars: &mut VarGen) -> Expr {
     })
 }
 
-/// The distinct program buffers `e` loads, in first-load order.
-pub fn collect_loads(e: &Expr, out: &mut Vec<BufId>) {
-    e.any(&mut |x| {
-        if let Expr::Load { buf, .. } = x {
-            if !out.contains(buf) {
-                out.push(*buf);
-            }
-        }
-        false
-    });
-}
-
 /// Who reads each value: (node, operand position) pairs, in graph order.
 fn users_of(graph: &Graph) -> BTreeMap<ValueId, Vec<(usize, usize)>> {
     let mut users: BTreeMap<ValueId, Vec<(usize, usize)>> = BTreeMap::new();
@@ -439,169 +357,6 @@ fn users_of(graph: &Graph) -> BTreeMap<ValueId, Vec<(usize, usize)>> {
         }
     }
     users
-}
-
-/// Walks an expression counting how often each node runs, the way the scheduler emits it:
-/// every output element is computed by its own invocation (or loop iteration); a reduction
-/// outside any other is computed once per distinct value of the axes it depends on (a row's
-/// reductions are shared by the row); a reduction inside another runs for each element and
-/// each value of the enclosing variables it depends on (it is hoisted out of the loops of the
-/// others).
-struct Counter<'a> {
-    axes: &'a [i64],
-    /// Extents of the enclosing reductions' variables.
-    vars: Vec<(u32, i64)>,
-    elements: f64,
-}
-
-impl Counter<'_> {
-    fn new(axes: &[i64]) -> Counter<'_> {
-        Counter { axes, vars: Vec::new(), elements: axes.iter().map(|&d| d as f64).product::<f64>().max(1.0) }
-    }
-
-    /// The product of the extents of the axes and the enclosing reductions' variables that
-    /// `exprs` depend on.
-    fn distinct(&self, exprs: &[&Expr]) -> f64 {
-        self.distinct_from(exprs, None, 0)
-    }
-
-    /// As [`Counter::distinct`], counting only the variables from `vars[first_var..]`, and
-    /// with `base` in place of the axes if given.
-    fn distinct_from(&self, exprs: &[&Expr], base: Option<f64>, first_var: usize) -> f64 {
-        let mut axes = vec![false; self.axes.len()];
-        let mut vars: Vec<u32> = Vec::new();
-        for e in exprs {
-            e.any(&mut |x| {
-                match x {
-                    Expr::Axis(a) => {
-                        if let Some(u) = axes.get_mut(*a as usize) {
-                            *u = true;
-                        }
-                    }
-                    Expr::Var(v) if !vars.contains(&v.id) => vars.push(v.id),
-                    _ => {}
-                }
-                false
-            });
-        }
-        let a: f64 = match base {
-            Some(b) => b,
-            None => self.axes.iter().zip(&axes).filter(|(_, &u)| u).map(|(&n, _)| n as f64).product(),
-        };
-        let v: f64 =
-            self.vars[first_var..].iter().filter(|(id, _)| vars.contains(id)).map(|&(_, n)| n as f64).product();
-        a * v
-    }
-
-    /// Calls `f(node, runs)` for every node of `e` outside any reduction, where a node runs once
-    /// per distinct value of the axes it depends on (the scheduler hoists what a loop does not
-    /// change out of it); returns the axes `e` depends on, as a bit set.
-    fn walk_outside(&mut self, e: &Expr, f: &mut impl FnMut(&Expr, f64)) -> u64 {
-        let mask = match e {
-            Expr::Axis(a) => 1u64.checked_shl(*a as u32).unwrap_or(u64::MAX),
-            Expr::Reduce(_) => {
-                // Counted by `walk` (once per distinct value of the axes its body reads).
-                let mut mask = 0;
-                e.any(&mut |x| {
-                    if let Expr::Axis(a) = x {
-                        mask |= 1u64.checked_shl(*a as u32).unwrap_or(u64::MAX);
-                    }
-                    false
-                });
-                self.walk(e, self.elements, None, f);
-                return mask;
-            }
-            _ => {
-                let mut mask = 0;
-                e.for_each_child(|c| mask |= self.walk_outside(c, f));
-                mask
-            }
-        };
-        let runs: f64 =
-            self.axes.iter().enumerate().filter(|(i, _)| mask >> i & 1 == 1).map(|(_, &n)| n as f64).product();
-        f(e, runs);
-        mask
-    }
-
-    /// Calls `f(node, runs)` for every node of `e`, which runs `runs` times. `enclosing` is the
-    /// innermost enclosing reduction: how many times it is started and where its variables
-    /// begin in `self.vars`.
-    fn walk(&mut self, e: &Expr, runs: f64, enclosing: Option<(f64, usize)>, f: &mut impl FnMut(&Expr, f64)) {
-        match e {
-            Expr::Reduce(r) => {
-                let own: f64 = r.vars.iter().map(|(_, n)| *n as f64).product();
-                // Outside any reduction: once per distinct value of the axes it reads (a row's
-                // reductions are shared by the row). Inside one: hoisted out of the enclosing
-                // loops it does not depend on, so once per start of the enclosing reduction and
-                // value of the enclosing variables it reads.
-                let distinct = match enclosing {
-                    None => self.distinct(&[&r.body]),
-                    Some((starts, first)) => self.distinct_from(&[&r.body], Some(starts), first),
-                };
-                let starts = distinct.min(runs.max(1.0)).max(1.0);
-                f(e, starts * own);
-                let first = self.vars.len();
-                for (v, n) in &r.vars {
-                    self.vars.push((v.id, *n));
-                }
-                self.walk(&r.body, starts * own, Some((starts, first)), f);
-                self.vars.truncate(first);
-            }
-            _ => {
-                f(e, runs);
-                e.for_each_child(|c| self.walk(c, runs, enclosing, f));
-            }
-        }
-    }
-}
-
-/// For each buffer `e` loads, how many elements its loads can ask for: per load site, the
-/// product of the extents of the axes and reduction variables its index depends on, summed over
-/// sites (an upper bound on the elements read).
-pub fn elements_read(e: &Expr, shape: &[i64]) -> BTreeMap<BufId, f64> {
-    fn go(e: &Expr, counter: &mut Counter<'_>, reads: &mut BTreeMap<BufId, f64>) {
-        match e {
-            Expr::Reduce(r) => {
-                for (v, n) in &r.vars {
-                    counter.vars.push((v.id, *n));
-                }
-                go(&r.body, counter, reads);
-                counter.vars.truncate(counter.vars.len() - r.vars.len());
-            }
-            Expr::Load { buf, index, mask, .. } => {
-                let mut parts: Vec<&Expr> = index.iter().collect();
-                parts.extend(mask.as_deref());
-                *reads.entry(*buf).or_default() += counter.distinct(&parts);
-                e.for_each_child(|c| go(c, counter, reads));
-            }
-            _ => e.for_each_child(|c| go(c, counter, reads)),
-        }
-    }
-    let mut reads = BTreeMap::new();
-    go(e, &mut Counter::new(shape), &mut reads);
-    reads
-}
-
-/// Floating-point operations per element of `e` over `shape` (arithmetic on floating-point
-/// values, and one per reduction step), with each reduction counted as the scheduler runs it
-/// (see [`Counter`]). Loads are memory traffic, and integer and boolean arithmetic is index
-/// computation: neither is counted.
-pub fn flops_per_element(e: &Expr, shape: &[i64]) -> f64 {
-    let mut counter = Counter::new(shape);
-    let elements = counter.elements;
-    let mut total = 0.0;
-    counter.walk_outside(e, &mut |x, runs| {
-        let work = match x {
-            Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) | Expr::Load { .. } => false,
-            Expr::Reduce(r) => r.body.dtype().is_float(),
-            Expr::Unary(_, a) | Expr::Binary(_, a, _) | Expr::Select(_, a, _) => a.dtype().is_float(),
-            Expr::Cast(to, a) => to.is_float() || a.dtype().is_float(),
-        };
-        if work {
-            total += runs;
-        }
-    });
-    total / elements
 }
 
 fn expr_size(e: &Expr) -> usize {

@@ -20,8 +20,8 @@
 //! the constant part for a runtime that keeps its graph, in memory of its own, so each weight is
 //! held once.
 
-use crate::schedule::Device;
 use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};
+use nnc_kernel::device::Device;
 
 /// `graph` with constant contraction operands laid out for `device`'s vector tiles; the graph
 /// itself where the device has no vector lanes (GPU tiles stage operands through workgroup
@@ -388,7 +388,7 @@ mod tests {
         let packed = pack_weights(&g, &Device::cpu());
         assert_eq!(ops(&packed), ["pad", "slice", "matmul"]);
         // Fusion keeps the padded copy as a buffer and reads it through the slice.
-        let program = crate::program::compile(&g, &Device::cpu(), None).unwrap();
+        let program = crate::pipeline::compile(&g, &Device::cpu(), None).unwrap();
         assert_eq!(program.kernels.len(), 2);
         assert!(program.kernels[1].buffers.iter().any(|b| b.shape == [512, 132]), "{}", program.kernels[1]);
         let inputs = [weights(&[3, 512]), weights(&[512, 128])];
@@ -398,7 +398,7 @@ mod tests {
             want[0].to_f64_vec().iter().zip(got[0].to_f64_vec()).all(|(a, b)| (a - b).abs() <= 1e-3 * a.abs().max(1.0));
         assert!(close);
         // Rows one vector of the device longer: 16 lanes with AVX-512.
-        let wide = crate::program::compile(&g, &Device::cpu_with_vector(16), None).unwrap();
+        let wide = crate::pipeline::compile(&g, &Device::cpu_with_vector(16), None).unwrap();
         assert!(wide.kernels[1].buffers.iter().any(|b| b.shape == [512, 144]), "{}", wide.kernels[1]);
     }
 

@@ -10,10 +10,10 @@
 //!   a multiple of the period so they are never negative. Negative pads crop.
 
 use super::{and_all, axes, bin, broadcast_index, in_range, literal, masked, strides, Ctx, LowerError};
-use crate::expr::{Expr, Literal};
-use crate::kernel::Compute;
 use nnc_ir::infer::slice_bounds;
 use nnc_ir::{BinaryOp, Op, PadMode};
+use nnc_kernel::expr::{Expr, Literal};
+use nnc_kernel::kernel::Compute;
 
 pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
     let out = cx.out_shape().to_vec();

@@ -11,9 +11,9 @@ mod common;
 use common::families::*;
 use common::*;
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder};
-use nnc_kernel::fuse::BufferKind;
 use nnc_kernel::kernel::{Stmt, Strategy};
-use nnc_kernel::schedule::Device;
+use nnc_kernel::program::BufferKind;
+use nnc_kernel::Device;
 use proptest::prelude::*;
 
 /// Checks one random graph on both devices; the error names the family and seed.

@@ -5,9 +5,9 @@
 //! equal to one already computed in scope (up to renaming its variables) is reused, not
 //! recomputed: the two are what let a fused softmax compute its maximum once.
 
-use crate::expr::{BufId, Combine, Expr, Literal, Reduction, Var, VarGen};
-use crate::kernel::{Access, Buffer, LoopKind, Space, Stmt};
 use nnc_ir::{BinaryOp, DType};
+use nnc_kernel::expr::{BufId, Combine, Expr, Literal, Reduction, Var, VarGen};
+use nnc_kernel::kernel::{Access, Buffer, LoopKind, Space, Stmt};
 use std::collections::BTreeMap;
 
 /// The identity of a combine for a dtype: the value an empty reduction has.

@@ -17,9 +17,9 @@
 //!   `max`/`min` as the binary ops; for `bool`, `add`/`max` are `or` and `mul`/`min` `and`).
 
 use super::{axes, bin, normalize_index, Ctx, LowerError};
-use crate::expr::{BufId, Combine, Expr, Var, VarGen};
-use crate::kernel::{Compute, LoopKind, Stmt};
 use nnc_ir::{BinaryOp, DType, Op, ScatterReduction};
+use nnc_kernel::expr::{BufId, Combine, Expr, Var, VarGen};
+use nnc_kernel::kernel::{Compute, LoopKind, Stmt};
 
 pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, LowerError> {
     let data = cx.in_shape(0)?.to_vec();

@@ -21,9 +21,9 @@
 //!   input.
 
 use super::{and_all, bin, broadcast_index, extreme, in_range, masked, Ctx, LowerError};
-use crate::expr::{Combine, Expr, Var, VarGen};
-use crate::kernel::Compute;
 use nnc_ir::{BinaryOp, DType, Op, PoolKind, UnaryOp, Window};
+use nnc_kernel::expr::{Combine, Expr, Var, VarGen};
+use nnc_kernel::kernel::Compute;
 
 pub(super) fn lower(cx: &Ctx, op: &Op, vars: &mut VarGen) -> Result<Compute, LowerError> {
     let e = match op {

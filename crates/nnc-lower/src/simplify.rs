@@ -6,9 +6,9 @@
 //! Every rewrite is exact for the values the ranges admit; ranges come from loop extents, the
 //! launch (thread and workgroup ids) and `let`s of what those bound.
 
-use crate::expr::{Expr, Literal, Special};
-use crate::kernel::{Kernel, Stmt};
 use nnc_ir::{BinaryOp, DType};
+use nnc_kernel::expr::{Expr, Literal, Special};
+use nnc_kernel::kernel::{Kernel, Stmt};
 use std::collections::BTreeMap;
 
 /// Inclusive bounds of an integer value.
@@ -16,7 +16,7 @@ type Range = (i64, i64);
 
 struct Ranges<'a> {
     vars: BTreeMap<u32, Range>,
-    launch: &'a crate::kernel::Launch,
+    launch: &'a nnc_kernel::kernel::Launch,
     /// `let`s of a variable, literal or thread id, propagated into their uses and dropped.
     copies: BTreeMap<u32, Expr>,
     /// Extents of the output axes (`Expr::Axis`) of an unscheduled map expression.
@@ -240,7 +240,7 @@ pub fn simplify(kernel: &mut Kernel) {
 /// scheduled: the index arithmetic that reshapes and transposes compose (`(i * 32 + j) / 32`)
 /// otherwise hides which output axes each factor of a contraction reads.
 pub fn simplify_map(expr: Expr, shape: &[i64]) -> Expr {
-    let launch = crate::kernel::Launch { grid: [1, 1, 1], workgroup: [1, 1, 1] };
+    let launch = nnc_kernel::kernel::Launch { grid: [1, 1, 1], workgroup: [1, 1, 1] };
     let mut vars = BTreeMap::new();
     expr.any(&mut |e| {
         if let Expr::Reduce(r) = e {
@@ -259,14 +259,14 @@ pub fn simplify_map(expr: Expr, shape: &[i64]) -> Expr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kernel::Launch;
+    use nnc_kernel::kernel::Launch;
 
     fn ranges(vars: &[(u32, i64, i64)]) -> (BTreeMap<u32, Range>, Launch) {
         (vars.iter().map(|&(v, lo, hi)| (v, (lo, hi))).collect(), Launch { grid: [8, 1, 1], workgroup: [64, 1, 1] })
     }
 
     fn var(id: u32) -> Expr {
-        Expr::Var(crate::expr::Var { id, dtype: DType::I64 })
+        Expr::Var(nnc_kernel::expr::Var { id, dtype: DType::I64 })
     }
 
     #[test]

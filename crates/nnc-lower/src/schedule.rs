@@ -14,72 +14,17 @@
 //!   shares computed before it, through vector lanes where they can be);
 //! - [`Strategy::Serial`]: programs (top-k, ordered scatters), one invocation.
 
-use crate::expr::{BufId, Combine, Expr, Reduction, Special, Var, VarGen};
-use crate::fuse::{Fused, Group};
-use crate::kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};
 use crate::lower_reduce::{
     arg_better, arg_start, canonical_key, combine_values, contains_reduce, free_vars, identity, lower_program,
     ReductionLowering,
 };
 use nnc_ir::{BinaryOp, DType};
+use nnc_kernel::device::{Device, DeviceKind};
+use nnc_kernel::expr::{BufId, Combine, Expr, Reduction, Special, Var, VarGen};
+use nnc_kernel::kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};
+use nnc_kernel::program::{Fused, Group};
+use nnc_kernel::visit::visit_stmts;
 use std::collections::HashMap;
-
-/// What a target offers kernels, as data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Device {
-    pub kind: DeviceKind,
-    /// Invocations per workgroup at most.
-    pub max_workgroup: u32,
-    /// Bytes of workgroup memory per workgroup.
-    pub workgroup_bytes: u32,
-    /// Workgroups per grid axis at most.
-    pub max_grid: u32,
-    /// Lanes of the vector unit for the kernels' element type (1 = none).
-    pub vector: u32,
-    /// Machine balance: arithmetic operations per byte of device-memory traffic, which prices
-    /// recomputation against memory traffic in fusion decisions.
-    pub ops_per_byte: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceKind {
-    Gpu,
-    Cpu,
-}
-
-impl Device {
-    /// The portable GPU baseline (WebGPU's default limits).
-    pub fn gpu() -> Device {
-        // A datacenter GPU does 10-20 fp32 operations per byte of DRAM bandwidth.
-        Device {
-            kind: DeviceKind::Gpu,
-            max_workgroup: 256,
-            workgroup_bytes: 16384,
-            max_grid: 65535,
-            vector: 1,
-            ops_per_byte: 16,
-        }
-    }
-
-    /// A CPU with 128-bit vectors: workgroups of one invocation, run across threads.
-    pub fn cpu() -> Device {
-        // Two cores of 128-bit FMA against one memory channel: about 4-8 operations per byte.
-        Device {
-            kind: DeviceKind::Cpu,
-            max_workgroup: 1,
-            workgroup_bytes: 0,
-            max_grid: u32::MAX,
-            vector: 4,
-            ops_per_byte: 6,
-        }
-    }
-
-    /// A CPU whose code generator fills vectors of `lanes` `f32` (4: 128-bit, 8: AVX2,
-    /// 16: AVX-512).
-    pub fn cpu_with_vector(lanes: u32) -> Device {
-        Device { vector: lanes.max(1), ..Device::cpu() }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("kernel `{kernel}`: {message}")]
@@ -241,21 +186,6 @@ fn max_var(c: &Compute) -> u32 {
                 max = max.max(m);
             });
             max
-        }
-    }
-}
-
-/// Calls `f` on every statement, outer before inner.
-pub fn visit_stmts(stmts: &[Stmt], f: &mut impl FnMut(&Stmt)) {
-    for s in stmts {
-        f(s);
-        match s {
-            Stmt::For { body, .. } => visit_stmts(body, f),
-            Stmt::If { then, els, .. } => {
-                visit_stmts(then, f);
-                visit_stmts(els, f);
-            }
-            _ => {}
         }
     }
 }
@@ -807,7 +737,7 @@ impl KernelBuilder {
         // weights of a wide layer), or where batch axes read `a` only.
         let bytes = |e: &Expr| {
             let mut bufs = Vec::new();
-            crate::fuse::collect_loads(e, &mut bufs);
+            nnc_kernel::cost::collect_loads(e, &mut bufs);
             bufs.sort();
             bufs.dedup();
             bufs.iter()
@@ -1231,14 +1161,13 @@ fn next_row_reduction(expr: &Expr, shared: &[bool]) -> Option<Reduction> {
     found
 }
 
-impl Device {
-    /// Fusion options priced for this device.
-    pub fn fuse_options(&self) -> crate::fuse::FuseOptions {
-        crate::fuse::FuseOptions {
-            fuse: true,
-            ops_per_byte: self.ops_per_byte,
-            nested_reductions: self.kind == DeviceKind::Gpu,
-            unmasked_contractions: self.kind == DeviceKind::Cpu,
-        }
+/// Fusion options priced for `device`: its balance of arithmetic to memory traffic, and the
+/// rules its templates need.
+pub fn fuse_options(device: &Device) -> crate::fuse::FuseOptions {
+    crate::fuse::FuseOptions {
+        fuse: true,
+        ops_per_byte: device.ops_per_byte,
+        nested_reductions: device.kind == DeviceKind::Gpu,
+        unmasked_contractions: device.kind == DeviceKind::Cpu,
     }
 }

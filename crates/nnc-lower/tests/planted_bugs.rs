@@ -12,12 +12,12 @@ use nnc_kernel::expr::Expr;
 use nnc_kernel::interp::{run_kernel, KernelError};
 use nnc_kernel::kernel::{Kernel, Space, Stmt, Strategy};
 use nnc_kernel::program::Program;
-use nnc_kernel::schedule::Device;
+use nnc_kernel::Device;
 
 /// The global buffers of kernel `g` of `program` for `inputs`: graph inputs and constants as
 /// given, everything else zero. Only for kernels whose reads are graph inputs or constants.
 fn globals(program: &Program, g: usize, inputs: &[TensorData]) -> Vec<Value> {
-    use nnc_kernel::fuse::BufferKind;
+    use nnc_kernel::program::BufferKind;
     let group = &program.fused.groups[g];
     group
         .reads
