@@ -158,8 +158,10 @@ pub fn load_bundle(dir: &Path, options: &CpuOptions) -> Result<(CpuProgram, Mani
         });
     }
     let outputs = manifest.outputs.iter().map(|o| o.buffer).collect();
+    let interface = manifest.interface().map_err(&fail)?;
     let mut program = CpuProgram::from_parts(
         manifest.program.clone(),
+        interface,
         buffers,
         outputs,
         kernels,

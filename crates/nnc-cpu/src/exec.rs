@@ -5,6 +5,7 @@
 use crate::aot::{LoadedCode, LoadedImage};
 use crate::emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 use nnc_ir::TensorData;
+use nnc_kernel::backend::{BackendError, Checked, ErrorKind, Executable, Interface};
 use nnc_kernel::plan::MemoryPlan;
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
@@ -86,7 +87,7 @@ pub struct CpuProgram {
     name: String,
     buffers: Vec<nnc_kernel::program::ProgramBuffer>,
     outputs: Vec<usize>,
-    inputs: usize,
+    interface: Interface,
     kernels: Vec<KernelRun>,
     plan: MemoryPlan,
     code: CodeOwner,
@@ -94,6 +95,19 @@ pub struct CpuProgram {
     pool: Arc<rayon::ThreadPool>,
     compile_time: Duration,
     arena: std::sync::Mutex<Vec<Line>>,
+}
+
+/// What a run measures besides running.
+enum Probe<'a> {
+    None,
+    /// The wall time of every kernel, in launch order.
+    EachKernel(&'a mut Vec<Duration>),
+    /// After the run, kernel `index` again `repeats` times, each timed.
+    Kernel {
+        index: usize,
+        repeats: u32,
+        times: &'a mut Vec<Duration>,
+    },
 }
 
 /// Pointers handed to kernels running on other threads.
@@ -151,6 +165,7 @@ impl CpuProgram {
             .collect();
         let mut p = CpuProgram::from_parts(
             fused.name.clone(),
+            Interface::of(fused),
             fused.buffers.clone(),
             fused.outputs.iter().map(|b| b.index()).collect(),
             kernels,
@@ -163,8 +178,10 @@ impl CpuProgram {
     }
 
     /// Assembles a program from compiled kernels (`kernels[k].params` index `buffers`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn from_parts(
         name: String,
+        interface: Interface,
         buffers: Vec<nnc_kernel::program::ProgramBuffer>,
         outputs: Vec<usize>,
         kernels: Vec<KernelRun>,
@@ -178,7 +195,7 @@ impl CpuProgram {
             CodeOwner::Loaded(..) => 0,
         };
         Ok(CpuProgram {
-            inputs: buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count(),
+            interface,
             name,
             buffers,
             outputs,
@@ -227,7 +244,13 @@ impl CpuProgram {
         }
     }
 
-    /// Runs the program on `inputs` (in graph input order) and returns its outputs.
+    /// The program's inputs and outputs.
+    pub fn interface(&self) -> &Interface {
+        &self.interface
+    }
+
+    /// Runs the program on `inputs` (in graph input order, checked against [`Self::interface`])
+    /// and returns its outputs.
     pub fn run(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, CpuError> {
         if std::env::var_os("NNC_CPU_PROFILE").is_some() {
             let (out, times) = self.profile(inputs)?;
@@ -244,7 +267,7 @@ impl CpuProgram {
             }
             return Ok(out);
         }
-        self.run_timed(inputs, None)
+        self.run_probed(inputs, Probe::None)
     }
 
     /// Runs the program like [`Self::run`] and also returns the wall time of every kernel (in
@@ -252,22 +275,37 @@ impl CpuProgram {
     #[allow(clippy::type_complexity)]
     pub fn profile(&self, inputs: &[TensorData]) -> Result<(Vec<TensorData>, Vec<(String, Duration)>), CpuError> {
         let mut times = Vec::with_capacity(self.kernels.len());
-        let out = self.run_timed(inputs, Some(&mut times))?;
+        let out = self.run_probed(inputs, Probe::EachKernel(&mut times))?;
         Ok((out, self.kernels.iter().map(|k| k.name.clone()).zip(times).collect()))
     }
 
-    fn run_timed(
-        &self,
-        inputs: &[TensorData],
-        mut times: Option<&mut Vec<Duration>>,
-    ) -> Result<Vec<TensorData>, CpuError> {
-        if inputs.len() != self.inputs {
-            return Err(CpuError::InputCount {
-                program: self.name.clone(),
-                expected: self.inputs,
-                found: inputs.len(),
-            });
-        }
+    /// Checks `inputs`, runs, and returns the outputs as tensors.
+    fn run_probed(&self, inputs: &[TensorData], probe: Probe<'_>) -> Result<Vec<TensorData>, CpuError> {
+        let checked = self
+            .interface
+            .check(inputs)
+            .map_err(|e| CpuError::Program { program: self.name.clone(), message: e.to_string() })?;
+        let ports = &self.interface.outputs;
+        let mut buffers = ports
+            .iter()
+            .map(|p| nnc_ir::size::try_vec(p.bytes(), 0u8, || format!("output %{}", p.name)))
+            .collect::<Result<Vec<Vec<u8>>, _>>()?;
+        let mut slices: Vec<&mut [u8]> = buffers.iter_mut().map(Vec::as_mut_slice).collect();
+        self.execute(checked, &mut slices, probe)?;
+        ports
+            .iter()
+            .zip(buffers)
+            .map(|(p, bytes)| {
+                TensorData::from_bytes(p.dtype, p.shape.clone(), bytes.into())
+                    .map_err(|e| CpuError::Program { program: self.name.clone(), message: e.to_string() })
+            })
+            .collect()
+    }
+
+    /// Runs every kernel on checked inputs and copies the outputs into `outputs` (one slice of
+    /// the output's size each); `probe` times kernels on the way.
+    fn execute(&self, inputs: Checked<'_>, outputs: &mut [&mut [u8]], mut probe: Probe<'_>) -> Result<(), CpuError> {
+        let inputs = inputs.tensors();
         let lines = usize::try_from(self.plan.arena_bytes.div_ceil(64)).unwrap_or(usize::MAX).max(1);
         // The program's own arena, allocated once; a run that overlaps another (from another
         // thread) gets a fresh one. Kernels write every intermediate before reading it (the
@@ -283,78 +321,77 @@ impl CpuProgram {
             *arena = nnc_ir::size::try_vec(lines, Line([0; 64]), what)?;
         }
         let arena_ptr = arena.as_mut_ptr() as *mut u8;
-        let mut ptrs: Vec<*mut u8> = Vec::with_capacity(self.buffers.len());
-        for (i, b) in self.buffers.iter().enumerate() {
-            let p = match &b.kind {
-                BufferKind::Input(n) => {
-                    let t = &inputs[*n];
-                    let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-                    if t.dtype() != b.dtype || shape != b.shape {
-                        return Err(CpuError::Input {
-                            name: b.name.clone(),
-                            expected: format!("{}{:?}", b.dtype.name(), b.shape),
-                            found: format!("{}{:?}", t.dtype().name(), shape),
-                        });
-                    }
-                    t.bytes().as_ptr() as *mut u8
-                }
-                BufferKind::Constant(t) => t.bytes().as_ptr() as *mut u8,
-                BufferKind::Intermediate => match self.plan.offsets[i] {
-                    // SAFETY: the plan keeps every offset + size within the arena.
-                    Some(off) => unsafe { arena_ptr.add(off as usize) },
-                    None => arena_ptr,
-                },
-            };
-            ptrs.push(p);
-        }
+        // Inputs were checked against the interface, so each has its buffer's type and size.
+        let ptrs = Ptrs(
+            self.buffers
+                .iter()
+                .enumerate()
+                .map(|(i, b)| match &b.kind {
+                    BufferKind::Input(n) => inputs[*n].bytes().as_ptr() as *mut u8,
+                    BufferKind::Constant(t) => t.bytes().as_ptr() as *mut u8,
+                    BufferKind::Intermediate => match self.plan.offsets[i] {
+                        // SAFETY: the plan keeps every offset + size within the arena.
+                        Some(off) => unsafe { arena_ptr.add(off as usize) },
+                        None => arena_ptr,
+                    },
+                })
+                .collect(),
+        );
         // The whole run is one job on the pool: each kernel's parallel loop is then a nested
         // rayon call on a pool thread, not a hand-over from a thread that sleeps until the
         // pool wakes it (tens of microseconds per kernel).
-        let ptrs = Ptrs(ptrs);
+        let run_kernel = |k: &KernelRun| -> Result<Duration, CpuError> {
+            let args = Ptrs(k.params.iter().map(|&b| ptrs.at(b)).collect());
+            let start = Instant::now();
+            let status = self.launch(k, &args);
+            let took = start.elapsed();
+            if status != 0 {
+                let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
+                return Err(CpuError::Kernel { kernel: k.name.clone(), message: message.into() });
+            }
+            Ok(took)
+        };
         let run_all = || -> Result<(), CpuError> {
             for k in &self.kernels {
-                let args = Ptrs(k.params.iter().map(|&b| ptrs.at(b)).collect());
-                let start = Instant::now();
-                let status = self.launch(k, &args);
-                if let Some(t) = times.as_deref_mut() {
-                    t.push(start.elapsed());
+                let took = run_kernel(k)?;
+                if let Probe::EachKernel(times) = &mut probe {
+                    times.push(took);
                 }
-                if status != 0 {
-                    let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
-                    return Err(CpuError::Kernel { kernel: k.name.clone(), message: message.into() });
+            }
+            if let Probe::Kernel { index, repeats, times } = &mut probe {
+                let k = self.kernels.get(*index).ok_or_else(|| CpuError::Program {
+                    program: self.name.clone(),
+                    message: format!("no kernel {index} (the program has {})", self.kernels.len()),
+                })?;
+                for _ in 0..*repeats {
+                    times.push(run_kernel(k)?);
                 }
             }
             Ok(())
         };
         self.pool.install(run_all)?;
-        let out = self
-            .outputs
-            .iter()
-            .map(|&o| {
-                let b = &self.buffers[o];
-                let shape: Vec<usize> = b.shape.iter().map(|&d| d as usize).collect();
-                match &b.kind {
-                    BufferKind::Input(n) => Ok(inputs[*n].clone()),
-                    BufferKind::Constant(t) => Ok(t.clone()),
-                    BufferKind::Intermediate => {
-                        let off = self.plan.offsets[o].unwrap_or(0) as usize;
-                        let len = b.bytes() as usize;
-                        // SAFETY: the buffer lies within the arena.
-                        let bytes = unsafe { std::slice::from_raw_parts(arena_ptr.add(off), len) };
-                        let mut copy = nnc_ir::size::try_with_capacity(len, || format!("output `{}`", b.name))?;
-                        copy.extend_from_slice(bytes);
-                        TensorData::from_bytes(b.dtype, shape, bytes::Bytes::from(copy)).map_err(|e| {
-                            CpuError::Program {
-                                program: self.name.clone(),
-                                message: format!("output `{}`: {e}", b.name),
-                            }
-                        })
-                    }
+        for (out, &o) in outputs.iter_mut().zip(&self.outputs) {
+            let b = &self.buffers[o];
+            let len = b.bytes() as usize;
+            if out.len() != len {
+                return Err(CpuError::Program {
+                    program: self.name.clone(),
+                    message: format!("output `{}` needs {len} bytes, the buffer given has {}", b.name, out.len()),
+                });
+            }
+            let source: &[u8] = match &b.kind {
+                BufferKind::Input(n) => inputs[*n].bytes(),
+                BufferKind::Constant(t) => t.bytes(),
+                BufferKind::Intermediate => {
+                    let off = self.plan.offsets[o].unwrap_or(0) as usize;
+                    // SAFETY: the buffer lies within the arena, which lives until `kept` drops.
+                    unsafe { std::slice::from_raw_parts(arena_ptr.add(off), len) }
                 }
-            })
-            .collect();
+            };
+            out.copy_from_slice(source);
+        }
         drop(kept);
-        out
+        Ok(())
     }
 
     /// Runs every workgroup of kernel `k`, split in chunks across the pool; the first nonzero
@@ -386,4 +423,34 @@ impl std::fmt::Debug for CpuProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "CpuProgram({}, {} kernels)", self.name, self.kernels.len())
     }
+}
+
+impl Executable for CpuProgram {
+    fn interface(&self) -> &Interface {
+        &self.interface
+    }
+
+    fn run(&mut self, inputs: Checked<'_>, outputs: &mut [&mut [u8]]) -> Result<(), BackendError> {
+        self.execute(inputs, outputs, Probe::None).map_err(run_error)
+    }
+
+    fn time_kernel(&mut self, inputs: Checked<'_>, k: usize, repeats: u32) -> Result<Vec<Duration>, BackendError> {
+        let mut scratch: Vec<Vec<u8>> = self.interface.outputs.iter().map(|p| vec![0u8; p.bytes()]).collect();
+        let mut slices: Vec<&mut [u8]> = scratch.iter_mut().map(Vec::as_mut_slice).collect();
+        let mut times = Vec::with_capacity(repeats as usize);
+        self.execute(inputs, &mut slices, Probe::Kernel { index: k, repeats, times: &mut times }).map_err(run_error)?;
+        Ok(times)
+    }
+
+    fn kernel_names(&self) -> Vec<String> {
+        self.kernels.iter().map(|k| k.name.clone()).collect()
+    }
+
+    fn device_name(&self) -> String {
+        format!("this CPU, {} threads", self.pool.current_num_threads())
+    }
+}
+
+fn run_error(e: CpuError) -> BackendError {
+    BackendError::new("cpu", ErrorKind::Run, e.to_string())
 }

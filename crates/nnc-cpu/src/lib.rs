@@ -6,10 +6,12 @@
 //!   workgroups ([`emit::compile_kernels`]), by [`llvm`] or by Cranelift;
 //! - [`exec`]: [`CpuProgram`], a [`nnc_kernel::program::Program`] compiled once and run on
 //!   caller data with one arena for intermediates and the grid split across a rayon pool;
+//! - [`backend`]: [`CpuBackend`], the CPU behind the backend contract;
 //! - [`aot`] and [`bundle`]: the same machine code written to a folder and loaded again
 //!   without compiling ([`write_bundle`], [`load_bundle`]).
 
 pub mod aot;
+pub mod backend;
 pub mod bundle;
 pub mod emit;
 pub mod exec;
@@ -17,6 +19,7 @@ pub mod link;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 
+pub use backend::CpuBackend;
 pub use bundle::{load_bundle, write_bundle, write_bundle_from, write_bundle_with};
 pub use emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
 pub use exec::{CpuError, CpuOptions, CpuProgram};

@@ -43,11 +43,13 @@
 //! # let _ = outputs; Ok(()) }
 //! ```
 
+pub mod backend;
 pub mod nvrtc;
 pub mod print;
 pub mod report;
 pub mod runtime;
 
+pub use backend::CudaBackend;
 pub use nvrtc::{compile_ptx, ptxas_report, PtxasStats};
 pub use print::{entry_name, launch_dims, print_kernel, print_program, LaunchDims, PrintOptions};
 pub use report::{markdown, program_report, KernelClass, KernelReport};

@@ -15,9 +15,11 @@ use crate::CudaError;
 use bytes::Bytes;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use nnc_ir::TensorData;
+use nnc_kernel::backend::Interface;
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The name the driver library is loaded by.
 pub const DRIVER_LIBRARY: &str = "libcuda.so.1";
@@ -67,6 +69,7 @@ pub struct CudaProgram {
     source: String,
     arch: String,
     device_name: String,
+    interface: Interface,
 }
 
 impl CudaProgram {
@@ -119,6 +122,7 @@ impl CudaProgram {
             source,
             arch,
             device_name,
+            interface: Interface::of(&program.fused),
         })
     }
 
@@ -135,28 +139,10 @@ impl CudaProgram {
     /// Runs the program and returns its outputs.
     pub fn run(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>, CudaError> {
         let fused = &self.program.fused;
-        let expected = fused.buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count();
-        if inputs.len() != expected {
-            return Err(CudaError::Data(format!(
-                "program `{}` takes {expected} input(s), {} given",
-                fused.name,
-                inputs.len()
-            )));
-        }
+        self.interface.check(inputs).map_err(|e| CudaError::Data(e.to_string()))?;
         for (i, b) in fused.buffers.iter().enumerate() {
             if let BufferKind::Input(n) = b.kind {
                 let t = &inputs[n];
-                let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-                if t.dtype() != b.dtype || shape != b.shape {
-                    return Err(CudaError::Data(format!(
-                        "input `%{}`: expected {}{:?}, found {}{:?}",
-                        b.name,
-                        b.dtype.name(),
-                        b.shape,
-                        t.dtype().name(),
-                        shape
-                    )));
-                }
                 let raw = t.bytes();
                 if !raw.is_empty() {
                     let mut view = self.buffers[i].slice_mut(0..raw.len());
@@ -164,22 +150,8 @@ impl CudaProgram {
                 }
             }
         }
-        for k in &self.kernels {
-            if k.dims.grid.contains(&0) {
-                continue;
-            }
-            let config = LaunchConfig {
-                grid_dim: (k.dims.grid[0], k.dims.grid[1], k.dims.grid[2]),
-                block_dim: (k.dims.block[0], k.dims.block[1], k.dims.block[2]),
-                shared_mem_bytes: 0,
-            };
-            let mut launch = self.stream.launch_builder(&k.function);
-            for &p in &k.params {
-                launch.arg(&self.buffers[p]);
-            }
-            // SAFETY: the parameters are the kernel's global buffers in order, each as large as
-            // the program buffer the kernel was printed for.
-            unsafe { launch.launch(config) }.map_err(driver_err)?;
+        for k in 0..self.kernels.len() {
+            self.launch(k)?;
         }
         let mut out = Vec::with_capacity(fused.outputs.len());
         for o in &fused.outputs {
@@ -194,5 +166,53 @@ impl CudaProgram {
             );
         }
         Ok(out)
+    }
+
+    /// Launches kernel `k` on the program's stream (asynchronously).
+    fn launch(&self, k: usize) -> Result<(), CudaError> {
+        let k = &self.kernels[k];
+        if k.dims.grid.contains(&0) {
+            return Ok(());
+        }
+        let config = LaunchConfig {
+            grid_dim: (k.dims.grid[0], k.dims.grid[1], k.dims.grid[2]),
+            block_dim: (k.dims.block[0], k.dims.block[1], k.dims.block[2]),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = self.stream.launch_builder(&k.function);
+        for &p in &k.params {
+            launch.arg(&self.buffers[p]);
+        }
+        // SAFETY: the parameters are the kernel's global buffers in order, each as large as
+        // the program buffer the kernel was printed for.
+        unsafe { launch.launch(config) }.map_err(driver_err)?;
+        Ok(())
+    }
+
+    /// The program's inputs and outputs.
+    pub fn interface(&self) -> &Interface {
+        &self.interface
+    }
+
+    /// The kernels' names, in launch order.
+    pub fn kernel_names(&self) -> Vec<String> {
+        self.program.kernels.iter().map(|k| k.name.clone()).collect()
+    }
+
+    /// Runs the program once on `inputs`, then kernel `k` alone `repeats` times, each launch
+    /// synchronized; returns the wall time of each.
+    pub fn time_kernel(&mut self, inputs: &[TensorData], k: usize, repeats: u32) -> Result<Vec<Duration>, CudaError> {
+        self.run(inputs)?;
+        if k >= self.kernels.len() {
+            return Err(CudaError::Data(format!("no kernel {k}")));
+        }
+        (0..repeats)
+            .map(|_| {
+                let start = Instant::now();
+                self.launch(k)?;
+                self.stream.synchronize().map_err(driver_err)?;
+                Ok(start.elapsed())
+            })
+            .collect()
     }
 }

@@ -385,6 +385,20 @@ impl Manifest {
         Ok(())
     }
 
+    /// The program's inputs and outputs.
+    pub fn interface(&self) -> Result<crate::backend::Interface, String> {
+        let port = |i: &Interface| {
+            let dtype = DType::from_name(&i.dtype).ok_or_else(|| format!("`{}`: dtype `{}`", i.name, i.dtype))?;
+            let shape = i.shape.iter().map(|&d| usize::try_from(d).map_err(|_| format!("`{}`: shape", i.name)));
+            Ok(crate::backend::Port { name: i.name.clone(), dtype, shape: shape.collect::<Result<_, String>>()? })
+        };
+        Ok(crate::backend::Interface {
+            program: self.program.clone(),
+            inputs: self.inputs.iter().map(port).collect::<Result<_, String>>()?,
+            outputs: self.outputs.iter().map(port).collect::<Result<_, String>>()?,
+        })
+    }
+
     /// The program's buffers as the runtimes use them, constants as slices of `weights` (shared,
     /// not copied), and the arena plan.
     pub fn buffers(&self, weights: &bytes::Bytes) -> Result<(Vec<ProgramBuffer>, MemoryPlan), String> {

@@ -9,14 +9,17 @@
 //! - [`program`]: a fused, scheduled program and its buffers, run by the Kernel-IR interpreter
 //!   ([`interp`]), the oracle every backend is checked against;
 //! - [`visit`]: walks over statements; [`cost`] and [`stats`]: what kernels cost;
+//! - [`backend`]: the contract every target implements ([`interpreted`]: the interpreter's);
 //! - [`plan`]: where intermediates live in one arena; [`bundle`]: a compiled program on disk;
 //! - [`print`]: the text form.
 
+pub mod backend;
 pub mod bundle;
 pub mod cost;
 pub mod device;
 pub mod expr;
 pub mod interp;
+pub mod interpreted;
 pub mod kernel;
 pub mod plan;
 pub mod print;
@@ -24,6 +27,7 @@ pub mod program;
 pub mod stats;
 pub mod visit;
 
+pub use backend::{Backend, BackendError, Checked, ErrorKind, Executable, Interface, Port};
 pub use device::{Device, DeviceKind};
 pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};
 pub use kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};

@@ -102,6 +102,49 @@ pub enum RunError {
 impl Program {
     /// Runs every kernel through the Kernel-IR interpreter and returns the outputs.
     pub fn run_interpreted(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, RunError> {
+        let mut values = self.interpreted_buffers(inputs)?;
+        for g in 0..self.kernels.len() {
+            self.interpret_kernel(&mut values, g)?;
+        }
+        self.fused
+            .outputs
+            .iter()
+            .map(|b| {
+                values[b.index()]
+                    .to_tensor()
+                    .map_err(|message| RunError::Kernel(KernelError { kernel: "outputs".into(), message }))
+            })
+            .collect()
+    }
+
+    /// Runs the whole program through the interpreter once, then kernel `k` alone `repeats`
+    /// times; returns the time of each repetition.
+    pub fn time_kernel_interpreted(
+        &self,
+        inputs: &[TensorData],
+        k: usize,
+        repeats: u32,
+    ) -> Result<Vec<std::time::Duration>, RunError> {
+        let mut values = self.interpreted_buffers(inputs)?;
+        for g in 0..self.kernels.len() {
+            self.interpret_kernel(&mut values, g)?;
+        }
+        if k >= self.kernels.len() {
+            let message = format!("no kernel {k} (the program has {})", self.kernels.len());
+            return Err(RunError::Kernel(KernelError { kernel: "timing".into(), message }));
+        }
+        (0..repeats)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                self.interpret_kernel(&mut values, k)?;
+                Ok(start.elapsed())
+            })
+            .collect()
+    }
+
+    /// Every program buffer as an interpreter value: the inputs, the weights, and the
+    /// intermediates poisoned (NaN for floats), so a value read before it is written shows.
+    fn interpreted_buffers(&self, inputs: &[TensorData]) -> Result<Vec<Value>, RunError> {
         let fused = &self.fused;
         let expected = fused.buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count();
         if inputs.len() != expected {
@@ -135,35 +178,30 @@ impl Program {
             };
             values.push(value);
         }
-        for (group, kernel) in fused.groups.iter().zip(&self.kernels) {
-            let ids: Vec<usize> = group.reads.iter().chain(&group.writes).map(|b| b.index()).collect();
-            // Take each bound buffer out of the table (a buffer bound twice is copied).
-            let mut globals: Vec<Value> = Vec::with_capacity(ids.len());
-            for (k, &id) in ids.iter().enumerate() {
-                if ids[..k].contains(&id) {
-                    let first = ids.iter().position(|&x| x == id).unwrap_or(k);
-                    globals.push(globals[first].clone());
-                } else {
-                    globals.push(std::mem::replace(&mut values[id], empty()));
-                }
+        Ok(values)
+    }
+
+    /// Interprets kernel `g` on the program buffers it binds.
+    fn interpret_kernel(&self, values: &mut [Value], g: usize) -> Result<(), RunError> {
+        let group = &self.fused.groups[g];
+        let ids: Vec<usize> = group.reads.iter().chain(&group.writes).map(|b| b.index()).collect();
+        // Take each bound buffer out of the table (a buffer bound twice is copied).
+        let mut globals: Vec<Value> = Vec::with_capacity(ids.len());
+        for (k, &id) in ids.iter().enumerate() {
+            if ids[..k].contains(&id) {
+                let first = ids.iter().position(|&x| x == id).unwrap_or(k);
+                globals.push(globals[first].clone());
+            } else {
+                globals.push(std::mem::replace(&mut values[id], empty()));
             }
-            let result = run_kernel(kernel, &mut globals);
-            for (k, (&id, value)) in ids.iter().zip(globals).enumerate() {
-                if !ids[..k].contains(&id) {
-                    values[id] = value;
-                }
-            }
-            result?;
         }
-        fused
-            .outputs
-            .iter()
-            .map(|b| {
-                values[b.index()]
-                    .to_tensor()
-                    .map_err(|message| RunError::Kernel(KernelError { kernel: "outputs".into(), message }))
-            })
-            .collect()
+        let result = run_kernel(&self.kernels[g], &mut globals);
+        for (k, (&id, value)) in ids.iter().zip(globals).enumerate() {
+            if !ids[..k].contains(&id) {
+                values[id] = value;
+            }
+        }
+        Ok(result?)
     }
 }
 

@@ -2,19 +2,16 @@
 //!
 //! The session keeps the graph as given, symbolic dimensions included. The first run with a new
 //! set of input shapes binds the symbols from those shapes, compiles (optimize, fuse, schedule,
-//! generate code) and caches the result under the shapes; later runs with the same shapes reuse
-//! it, so a server answering batches of a few sizes compiles once per size. Inputs are checked
-//! against the graph's declared types before anything runs, and every error names the input or
-//! phase at fault.
+//! legalize, then the target's backend generates code) and caches the result under the shapes;
+//! later runs with the same shapes reuse it, so a server answering batches of a few sizes
+//! compiles once per size. Inputs are checked against the graph's declared types before anything
+//! runs, once, here: backends get them checked. Every error names the input or phase at fault.
 
 use crate::pipeline::{compile_timed, Phases};
-use crate::target::Target;
-use nnc_cpu::{CpuOptions, CpuProgram};
-use nnc_cuda::CudaProgram;
+use crate::target::{BackendOptions, Target};
 use nnc_ir::{DType, Graph, TensorData, TensorType};
-use nnc_kernel::program::Program;
+use nnc_kernel::backend::{run_to_tensors, Executable};
 use nnc_lower::bind_shapes;
-use nnc_wgsl::WgslProgram;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -33,13 +30,17 @@ pub struct SessionOptions {
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { target: Target::Cpu, adapter: None, threads: None, optimize: true }
+        SessionOptions { target: Target::DEFAULT, adapter: None, threads: None, optimize: true }
     }
 }
 
 impl SessionOptions {
     pub fn target(target: Target) -> SessionOptions {
         SessionOptions { target, ..SessionOptions::default() }
+    }
+
+    fn backend_options(&self) -> BackendOptions {
+        BackendOptions { adapter: self.adapter.clone(), threads: self.threads }
     }
 }
 
@@ -96,11 +97,10 @@ impl Interface {
 
 /// A compiled program of one target.
 enum Compiled {
+    /// The graph interpreter runs the graph itself (bound to the shapes).
     Interp(Graph),
-    Cpu(CpuProgram),
-    Wgsl(Box<WgslProgram>),
-    Cuda(Box<CudaProgram>),
-    KernelInterp(Box<Program>),
+    /// Every other target: what its backend compiled.
+    Program(Box<dyn Executable>),
 }
 
 /// A graph compiled for a target once per input shape, run on caller data.
@@ -138,26 +138,42 @@ impl Session {
         Ok(Session { graph: Some(graph), interface, options, cache: HashMap::new(), last: None })
     }
 
-    /// A session over a CPU bundle written by `nnc compile --target cpu -o DIR`: its machine
-    /// code is loaded as is, for the shapes it was compiled for.
-    pub fn from_cpu_bundle(dir: &Path, threads: Option<usize>) -> Result<Session, SessionError> {
+    /// A session over a bundle written by `nnc compile -o DIR`, run by the backend of the
+    /// target it was compiled for, for the shapes it was compiled for.
+    pub fn from_bundle(dir: &Path, threads: Option<usize>) -> Result<Session, SessionError> {
         let start = std::time::Instant::now();
-        let (program, manifest) = nnc_cpu::load_bundle(dir, &CpuOptions { threads, ..Default::default() })
-            .map_err(|e| SessionError::Bundle(e.to_string()))?;
-        let interface = bundle_interface(&manifest)?;
-        let shapes: Vec<Vec<usize>> =
-            manifest.inputs.iter().map(|i| i.shape.iter().map(|&d| d as usize).collect()).collect();
+        let bundle = nnc_kernel::bundle::Manifest::read(dir).map_err(|e| SessionError::Bundle(e.to_string()))?;
+        let manifest = bundle.manifest;
+        let target = Target::from_name(&manifest.target).ok_or_else(|| {
+            SessionError::Bundle(format!("{}: a bundle for an unknown target `{}`", dir.display(), manifest.target))
+        })?;
+        let options = SessionOptions { threads, ..SessionOptions::target(target) };
+        let backend = target
+            .backend(&options.backend_options())
+            .ok_or_else(|| SessionError::Bundle(format!("{}: target {target} has no bundles", dir.display())))?;
+        let exec = backend.load_bundle(dir).map_err(|e| SessionError::Bundle(format!("{}: {e}", dir.display())))?;
+        let ports = exec.interface().clone();
+        let interface = Interface {
+            name: ports.program.clone(),
+            inputs: ports.inputs.iter().map(|p| (p.name.clone(), p.ty())).collect(),
+            outputs: ports.outputs.iter().map(|p| p.name.clone()).collect(),
+        };
+        let shapes: Vec<Vec<usize>> = ports.inputs.iter().map(|p| p.shape.clone()).collect();
         let report = CompileReport {
             shapes: shapes.clone(),
             phases: Phases(vec![("load".into(), start.elapsed().as_secs_f64() * 1e3)]),
-            kernels: program.kernel_count(),
+            kernels: exec.kernel_names().len(),
             arena_bytes: manifest.arena_bytes,
             arena_lower_bound: manifest.arena_lower_bound,
         };
-        let options = SessionOptions { threads, ..SessionOptions::target(Target::Cpu) };
         let mut cache = HashMap::new();
-        cache.insert(shapes, (Compiled::Cpu(program), report));
+        cache.insert(shapes, (Compiled::Program(exec), report));
         Ok(Session { graph: None, interface, options, cache, last: None })
+    }
+
+    /// [`Self::from_bundle`] for a CPU bundle.
+    pub fn from_cpu_bundle(dir: &Path, threads: Option<usize>) -> Result<Session, SessionError> {
+        Session::from_bundle(dir, threads)
     }
 
     /// The graph the session compiles (`None` for a bundle): the graph as given, for the CPU
@@ -205,24 +221,18 @@ impl Session {
 
     /// Runs the graph on `inputs` (in graph input order), compiling first if their shapes are new.
     pub fn run(&mut self, inputs: &[TensorData]) -> Result<Vec<TensorData>, SessionError> {
-        let shapes = self.check_inputs(inputs)?;
-        self.prepare(&shapes)?;
-        let target = self.options.target.name();
-        let run_err = |message: String| SessionError::Run { target, message };
-        let (compiled, _) = self.cache.get_mut(&shapes).expect("prepared above");
+        let (compiled, target) = self.prepared(inputs)?;
         match compiled {
-            Compiled::Interp(g) => nnc_interp::run(g, inputs).map_err(|e| run_err(e.to_string())),
-            Compiled::Cpu(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
-            Compiled::Wgsl(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
-            Compiled::Cuda(p) => p.run(inputs).map_err(|e| run_err(e.to_string())),
-            Compiled::KernelInterp(p) => p.run_interpreted(inputs).map_err(|e| run_err(e.to_string())),
+            Compiled::Interp(g) => nnc_interp::run(g, inputs).map_err(|e| run_error(target, e)),
+            Compiled::Program(exec) => run_to_tensors(exec.as_mut(), inputs).map_err(|e| run_error(target, e)),
         }
     }
 
     /// Runs like [`Self::run`] and writes each output's bytes (row-major, the output's dtype)
-    /// into the caller's buffer `outputs[i]`, which must have exactly that size.
+    /// into the caller's buffer `outputs[i]`, which must have exactly that size: a compiled
+    /// program writes them there directly.
     pub fn run_into(&mut self, inputs: &[TensorData], outputs: &mut [&mut [u8]]) -> Result<(), SessionError> {
-        let names = &self.interface.outputs;
+        let names = self.interface.outputs.clone();
         if outputs.len() != names.len() {
             return Err(SessionError::OutputCount {
                 graph: self.interface.name.clone(),
@@ -230,20 +240,61 @@ impl Session {
                 found: outputs.len(),
             });
         }
-        let results = self.run(inputs)?;
-        let names = &self.interface.outputs;
-        for ((buffer, t), name) in outputs.iter_mut().zip(&results).zip(names) {
-            let bytes = t.bytes();
-            if buffer.len() != bytes.len() {
-                return Err(SessionError::OutputBuffer {
-                    name: name.clone(),
-                    expected: bytes.len(),
-                    found: buffer.len(),
-                });
+        let (compiled, target) = self.prepared(inputs)?;
+        let exec = match compiled {
+            Compiled::Program(exec) => exec,
+            Compiled::Interp(g) => {
+                let results = nnc_interp::run(g, inputs).map_err(|e| run_error(target, e))?;
+                for ((buffer, t), name) in outputs.iter_mut().zip(&results).zip(&names) {
+                    check_buffer(name, buffer.len(), t.bytes().len())?;
+                    buffer.copy_from_slice(t.bytes());
+                }
+                return Ok(());
             }
-            buffer.copy_from_slice(bytes);
+        };
+        for ((buffer, port), name) in outputs.iter().zip(&exec.interface().outputs).zip(&names) {
+            check_buffer(name, buffer.len(), port.bytes())?;
         }
-        Ok(())
+        let interface = exec.interface().clone();
+        let checked = interface.check(inputs).map_err(|e| run_error(target, e))?;
+        exec.run(checked, outputs).map_err(|e| run_error(target, e))
+    }
+
+    /// The compiled program for `inputs` (checked, and compiled if their shapes are new).
+    fn prepared(&mut self, inputs: &[TensorData]) -> Result<(&mut Compiled, &'static str), SessionError> {
+        let shapes = self.check_inputs(inputs)?;
+        self.prepare(&shapes)?;
+        let target = self.options.target.name();
+        let (compiled, _) = self.cache.get_mut(&shapes).ok_or_else(|| SessionError::Run {
+            target,
+            message: "internal error: the prepared program is gone".into(),
+        })?;
+        Ok((compiled, target))
+    }
+
+    /// Runs the program for `inputs` once, then its kernel `k` alone `repeats` times; returns
+    /// each repetition's time (for profiles and tuning). The graph interpreter has no kernels.
+    pub fn time_kernel(
+        &mut self,
+        inputs: &[TensorData],
+        k: usize,
+        repeats: u32,
+    ) -> Result<Vec<std::time::Duration>, SessionError> {
+        let (compiled, target) = self.prepared(inputs)?;
+        let Compiled::Program(exec) = compiled else {
+            return Err(SessionError::Run { target, message: "the graph interpreter runs no kernels".into() });
+        };
+        let interface = exec.interface().clone();
+        let checked = interface.check(inputs).map_err(|e| run_error(target, e))?;
+        exec.time_kernel(checked, k, repeats).map_err(|e| run_error(target, e))
+    }
+
+    /// The names of the kernels of the last program run or prepared.
+    pub fn kernel_names(&self) -> Vec<String> {
+        match self.last.as_ref().and_then(|k| self.cache.get(k)) {
+            Some((Compiled::Program(exec), _)) => exec.kernel_names(),
+            _ => Vec::new(),
+        }
     }
 
     /// Checks count, dtype, rank and fixed dimensions of every input; returns their shapes.
@@ -316,64 +367,46 @@ impl Session {
             arena_bytes: 0,
             arena_lower_bound: 0,
         };
-        let Some(device) = target.device() else {
+        let Some(backend) = target.backend(&self.options.backend_options()) else {
             report.phases = phases;
             return Ok((Compiled::Interp(graph), report));
         };
-        let program = compile_timed(&graph, &device, self.options.optimize, &mut phases).map_err(fail)?;
+        let program = compile_timed(&graph, &backend.device(), self.options.optimize, &mut phases).map_err(fail)?;
         let plan = nnc_kernel::plan::MemoryPlan::of(&program.fused);
         report.kernels = program.kernels.len();
         report.arena_bytes = plan.arena_bytes;
         report.arena_lower_bound = plan.lower_bound;
-        let compiled = match target {
-            Target::Cpu => {
-                let options = CpuOptions { threads: self.options.threads, ..Default::default() };
-                let p = phases.time("codegen", || CpuProgram::with_options(&program, &options));
-                Compiled::Cpu(p.map_err(|e| fail(e.to_string()))?)
-            }
-            Target::Wgsl => {
-                let p = phases.time("codegen", || WgslProgram::new(&program, self.options.adapter.as_deref()));
-                Compiled::Wgsl(Box::new(p.map_err(|e| fail(e.to_string()))?))
-            }
-            Target::Cuda => {
-                let p = phases.time("codegen", || CudaProgram::new(&program));
-                Compiled::Cuda(Box::new(p.map_err(|e| fail(e.to_string()))?))
-            }
-            Target::KernelInterp(_) => Compiled::KernelInterp(Box::new(program)),
-            Target::Interp => unreachable!("the interpreter has no device"),
-        };
+        let exec = phases.time("codegen", || backend.compile(&program)).map_err(|e| fail(e.message))?;
         report.phases = phases;
-        Ok((compiled, report))
+        Ok((Compiled::Program(exec), report))
     }
 
-    /// The name of the GPU adapter or device a WGSL or CUDA session runs on, once compiled.
+    /// The name of the device the last compiled program runs on (a GPU adapter, a CUDA device,
+    /// this CPU).
     pub fn adapter_name(&self) -> Option<String> {
         self.cache.values().find_map(|(c, _)| match c {
-            Compiled::Wgsl(p) => Some(p.adapter_name()),
-            Compiled::Cuda(p) => Some(p.device_name()),
+            Compiled::Program(exec) if self.options.target != Target::Cpu => Some(exec.device_name()),
             _ => None,
         })
     }
 
-    /// Queue submissions made so far by the WGSL program of the last run (one per run).
+    /// Queue submissions made so far by the program of the last run, where the target counts
+    /// them (WGSL: one per run).
     pub fn submissions(&self) -> Option<u64> {
         match self.last.as_ref().and_then(|k| self.cache.get(k)) {
-            Some((Compiled::Wgsl(p), _)) => Some(p.submissions()),
+            Some((Compiled::Program(exec), _)) => exec.submissions(),
             _ => None,
         }
     }
 }
 
-/// The interface of a bundle: its inputs' names and types, its outputs' names.
-fn bundle_interface(manifest: &nnc_kernel::bundle::Manifest) -> Result<Interface, SessionError> {
-    let port = |v: &nnc_kernel::bundle::Interface| {
-        let dtype = DType::from_name(&v.dtype)
-            .ok_or_else(|| SessionError::Graph(format!("%{}: unknown dtype `{}`", v.name, v.dtype)))?;
-        Ok((v.name.clone(), TensorType::new(dtype, v.shape.iter().copied())))
-    };
-    Ok(Interface {
-        name: manifest.program.clone(),
-        inputs: manifest.inputs.iter().map(port).collect::<Result<_, _>>()?,
-        outputs: manifest.outputs.iter().map(|o| o.name.clone()).collect(),
-    })
+fn run_error(target: &'static str, e: impl std::fmt::Display) -> SessionError {
+    SessionError::Run { target, message: e.to_string() }
+}
+
+fn check_buffer(name: &str, found: usize, expected: usize) -> Result<(), SessionError> {
+    if found != expected {
+        return Err(SessionError::OutputBuffer { name: name.to_string(), expected, found });
+    }
+    Ok(())
 }

@@ -1,7 +1,9 @@
-//! The targets a [`crate::Session`] can run on: the one list of them, with the names and
-//! descriptions the command line shows, so a new target is added here once.
+//! The targets a [`crate::Session`] can run on: the one registry of them, with the names and
+//! descriptions the command line shows and the backend behind each, so a new target is added
+//! here once.
 
-use nnc_kernel::{Device, DeviceKind};
+use nnc_kernel::interpreted::InterpretedBackend;
+use nnc_kernel::{Backend, Device, DeviceKind};
 
 /// Where a session runs its graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,25 @@ pub enum Target {
     KernelInterp(DeviceKind),
 }
 
+/// What every backend may be told: the GPU adapter to use, the CPU's thread count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendOptions {
+    /// With [`Target::Wgsl`]: the adapter whose name contains this (the first one otherwise).
+    pub adapter: Option<String>,
+    /// With [`Target::Cpu`]: threads to run kernels on (one per core by default).
+    pub threads: Option<usize>,
+}
+
+/// A target's entry in the registry.
+struct Entry {
+    name: &'static str,
+    about: &'static str,
+    /// `None` for the graph interpreter, which runs graphs, not compiled programs.
+    backend: Option<fn(&BackendOptions) -> Box<dyn Backend>>,
+    /// Whether `nnc compile` writes a bundle for it.
+    writes_bundle: bool,
+}
+
 impl Target {
     /// Every target, in the order the command line lists them.
     pub const ALL: [Target; 6] = [
@@ -34,16 +55,58 @@ impl Target {
     /// The target every command uses unless told otherwise: native code for this CPU.
     pub const DEFAULT: Target = Target::Cpu;
 
+    /// The registry: one entry per target. Adding a target is adding its backend crate, a
+    /// variant, an entry here, and its line in the conformance suite.
+    fn entry(self) -> Entry {
+        match self {
+            Target::Cpu => Entry {
+                name: "cpu",
+                about: "native code for this CPU (LLVM for its widest vectors, Cranelift for the rest), run on all \
+                        cores; bundles run with `nnc run DIR`",
+                backend: Some(|o| {
+                    let options = nnc_cpu::CpuOptions { threads: o.threads, ..Default::default() };
+                    Box::new(nnc_cpu::CpuBackend { options })
+                }),
+                writes_bundle: true,
+            },
+            Target::Interp => Entry {
+                name: "interp",
+                about: "the reference interpreter: plain, exact, the oracle every backend is checked against",
+                backend: None,
+                writes_bundle: false,
+            },
+            Target::Wgsl => Entry {
+                name: "wgsl",
+                about: "WGSL compute shaders run with wgpu on the first GPU adapter (`--adapter` to choose); Mesa's \
+                        lavapipe where there is no GPU",
+                backend: Some(|o| Box::new(nnc_wgsl::WgslBackend { adapter: o.adapter.clone() })),
+                writes_bundle: true,
+            },
+            Target::Cuda => Entry {
+                name: "cuda",
+                about: "CUDA C++ compiled to PTX by NVRTC, run through the CUDA driver (needs an NVIDIA GPU)",
+                backend: Some(|_| Box::new(nnc_cuda::CudaBackend)),
+                writes_bundle: true,
+            },
+            Target::KernelInterp(DeviceKind::Gpu) => Entry {
+                name: "kernel-interp",
+                about: "the compiler's kernels, scheduled for a GPU, run by the Kernel-IR interpreter, which checks \
+                        their parallel semantics as it goes",
+                backend: Some(|_| Box::new(InterpretedBackend { device: Device::gpu() })),
+                writes_bundle: false,
+            },
+            Target::KernelInterp(DeviceKind::Cpu) => Entry {
+                name: "kernel-interp-cpu",
+                about: "as kernel-interp, with kernels scheduled for this CPU (rows, vector lanes)",
+                backend: Some(|_| Box::new(InterpretedBackend { device: Device::cpu() })),
+                writes_bundle: false,
+            },
+        }
+    }
+
     /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
-        match self {
-            Target::Interp => "interp",
-            Target::Cpu => "cpu",
-            Target::Wgsl => "wgsl",
-            Target::Cuda => "cuda",
-            Target::KernelInterp(DeviceKind::Gpu) => "kernel-interp",
-            Target::KernelInterp(DeviceKind::Cpu) => "kernel-interp-cpu",
-        }
+        self.entry().name
     }
 
     /// The target named `name` (see [`Self::name`]).
@@ -53,40 +116,22 @@ impl Target {
 
     /// One sentence on what the target is, for `--help`.
     pub fn about(self) -> &'static str {
-        match self {
-            Target::Cpu => {
-                "native code for this CPU (LLVM for its widest vectors, Cranelift for the rest), run on all \
-                 cores; bundles run with `nnc run DIR`"
-            }
-            Target::Interp => "the reference interpreter: plain, exact, the oracle every backend is checked against",
-            Target::Wgsl => {
-                "WGSL compute shaders run with wgpu on the first GPU adapter (`--adapter` to choose); Mesa's \
-                 lavapipe where there is no GPU"
-            }
-            Target::Cuda => "CUDA C++ compiled to PTX by NVRTC, run through the CUDA driver (needs an NVIDIA GPU)",
-            Target::KernelInterp(DeviceKind::Gpu) => {
-                "the compiler's kernels, scheduled for a GPU, run by the Kernel-IR interpreter, which checks \
-                 their parallel semantics as it goes"
-            }
-            Target::KernelInterp(DeviceKind::Cpu) => {
-                "as kernel-interp, with kernels scheduled for this CPU (rows, vector lanes)"
-            }
-        }
+        self.entry().about
     }
 
     /// Whether `nnc compile -o DIR` writes code for this target (a bundle folder).
     pub fn writes_bundle(self) -> bool {
-        matches!(self, Target::Cpu | Target::Wgsl | Target::Cuda)
+        self.entry().writes_bundle
+    }
+
+    /// The target's backend (`None` for the graph interpreter).
+    pub fn backend(self, options: &BackendOptions) -> Option<Box<dyn Backend>> {
+        self.entry().backend.map(|make| make(options))
     }
 
     /// The device kernels are scheduled for (none for the graph interpreter).
     pub fn device(self) -> Option<Device> {
-        match self {
-            Target::Interp => None,
-            Target::Cpu => Some(nnc_cpu::jit_device()),
-            Target::KernelInterp(DeviceKind::Cpu) => Some(Device::cpu()),
-            Target::Wgsl | Target::Cuda | Target::KernelInterp(DeviceKind::Gpu) => Some(Device::gpu()),
-        }
+        self.backend(&BackendOptions::default()).map(|b| b.device())
     }
 }
 

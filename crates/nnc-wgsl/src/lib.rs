@@ -1,5 +1,5 @@
 //! nnc's WGSL backend: Kernel IR printed as WGSL compute shaders ([`print`]), validated with
-//! naga, and run with wgpu ([`runtime`]).
+//! naga, and run with wgpu ([`runtime`]); [`WgslBackend`] puts it behind the backend contract.
 //!
 //! ```no_run
 //! # fn demo(graph: &nnc_ir::Graph, inputs: &[nnc_ir::TensorData]) -> Result<(), Box<dyn std::error::Error>> {
@@ -11,9 +11,11 @@
 //! # let _ = outputs; Ok(()) }
 //! ```
 
+pub mod backend;
 pub mod print;
 pub mod runtime;
 
+pub use backend::WgslBackend;
 pub use print::{compile_kernel, print_kernel, print_program, validate, PrintOptions};
 pub use runtime::{adapters, WgslProgram};
 

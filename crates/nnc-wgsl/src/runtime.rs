@@ -16,12 +16,14 @@ use crate::print::{bound_twice, compile_kernel, PrintOptions};
 use crate::WgslError;
 use bytes::Bytes;
 use nnc_ir::{DType, TensorData};
+use nnc_kernel::backend::Interface;
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
 use nnc_kernel::Access;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
 
 /// The names of the adapters wgpu finds (all backends compiled in).
@@ -50,6 +52,7 @@ pub struct WgslProgram {
     /// Per program output: a staging buffer to map.
     staging: Vec<wgpu::Buffer>,
     submissions: u64,
+    interface: Interface,
 }
 
 fn wgpu_err(e: impl std::fmt::Display) -> WgslError {
@@ -330,6 +333,7 @@ impl WgslProgram {
             wgsl,
             staging,
             submissions: 0,
+            interface: Interface::of(&program.fused),
         })
     }
 
@@ -346,6 +350,42 @@ impl WgslProgram {
     /// The WGSL of each kernel, in execution order.
     pub fn wgsl(&self) -> &[String] {
         &self.wgsl
+    }
+
+    /// The program's inputs and outputs.
+    pub fn interface(&self) -> &Interface {
+        &self.interface
+    }
+
+    /// The kernels' names, in launch order.
+    pub fn kernel_names(&self) -> Vec<String> {
+        self.program.kernels.iter().map(|k| k.name.clone()).collect()
+    }
+
+    /// Runs the program once on `inputs`, then kernel `k` alone `repeats` times, each in a
+    /// submission of its own waited for; returns the wall time of each (dispatch and wait
+    /// included: timestamp queries are not used).
+    pub fn time_kernel(&mut self, inputs: &[TensorData], k: usize, repeats: u32) -> Result<Vec<Duration>, WgslError> {
+        self.run_reading(inputs, &[], false)?;
+        let run = self.kernels.get(k).ok_or_else(|| WgslError::Data(format!("no kernel {k}")))?;
+        let (pipeline, grid) = (&self.pipelines[run.pipeline], run.grid);
+        let mut times = Vec::with_capacity(repeats as usize);
+        for _ in 0..repeats {
+            let start = Instant::now();
+            let mut encoder =
+                self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nnc timing") });
+            if !grid.contains(&0) {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &run.bind_group, &[]);
+                pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+            }
+            self.queue.submit([encoder.finish()]);
+            self.submissions += 1;
+            self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(wgpu_err)?;
+            times.push(start.elapsed());
+        }
+        Ok(times)
     }
 
     /// How many distinct pipelines the kernels share.
@@ -373,29 +413,11 @@ impl WgslProgram {
         staged: bool,
     ) -> Result<Vec<TensorData>, WgslError> {
         let fused = &self.program.fused;
-        let expected = fused.buffers.iter().filter(|b| matches!(b.kind, BufferKind::Input(_))).count();
-        if inputs.len() != expected {
-            return Err(WgslError::Data(format!(
-                "program `{}` takes {expected} input(s), {} given",
-                fused.name,
-                inputs.len()
-            )));
-        }
+        self.interface.check(inputs).map_err(|e| WgslError::Data(e.to_string()))?;
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         for (i, b) in fused.buffers.iter().enumerate() {
             if let BufferKind::Input(n) = b.kind {
                 let t = &inputs[n];
-                let shape: Vec<i64> = t.shape().iter().map(|&d| d as i64).collect();
-                if t.dtype() != b.dtype || shape != b.shape {
-                    return Err(WgslError::Data(format!(
-                        "input `%{}`: expected {}{:?}, found {}{:?}",
-                        b.name,
-                        b.dtype.name(),
-                        b.shape,
-                        t.dtype().name(),
-                        shape
-                    )));
-                }
                 self.queue.write_buffer(&self.buffers[i], 0, &encode(&b.name, t)?);
             }
         }

@@ -70,13 +70,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let (mut session, shapes) = if args.file.is_dir() {
-        if args.target.0 != Target::Cpu {
-            bail!("{shown} is a folder: a bundle runs with --target cpu, not {}", args.target.name());
-        }
         if !args.shape.is_empty() {
             bail!("{shown} is a bundle: it runs the shapes it was compiled for (give --shape to `nnc compile`)");
         }
-        let session = Session::from_cpu_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
+        let session = Session::from_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
         let shapes = session.inputs().iter().map(|(_, ty)| ty.static_shape().unwrap_or_default()).collect();
         (session, shapes)
     } else {
@@ -115,7 +112,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let stats = Stats::of(&times);
     let compile_ms = compile.as_secs_f64() * 1e3;
-    let thread_count = (args.target.0 == Target::Cpu)
+    let thread_count = (session.target() == Target::Cpu)
         .then(|| threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -123,7 +120,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             interface.iter().zip(&shapes).map(|((name, _), s)| (name.clone(), serde_json::json!(s))).collect();
         let report = serde_json::json!({
             "model": shown,
-            "target": args.target.name(),
+            "target": session.target().name(),
             "compile_ms": compile_ms,
             "min_ms": stats.min,
             "median_ms": stats.median,
@@ -143,7 +140,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let described: Vec<String> =
             interface.iter().zip(&inputs).map(|((n, _), t)| format!("%{n}: {}", crate::inputs::type_of(t))).collect();
         let on = thread_count.map(|n| format!(", {n} threads")).unwrap_or_default();
-        writeln!(out, "{shown} on {}{on}, inputs {}", args.target.name(), described.join(", "))?;
+        writeln!(out, "{shown} on {}{on}, inputs {}", session.target().name(), described.join(", "))?;
         writeln!(out, "compile: {compile_ms:.1} ms{phases}")?;
         writeln!(
             out,

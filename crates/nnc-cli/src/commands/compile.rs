@@ -12,9 +12,8 @@ use crate::model::load_for_shapes;
 use crate::target::TargetArg;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use nnc_kernel::bundle::{Code, Manifest};
+use nnc_kernel::bundle::Manifest;
 use nnc_kernel::plan::MemoryPlan;
-use nnc_kernel::program::Program;
 use nnc_kernel::stats::{NodeBaseline, ProgramStats};
 use nnc_lower::fuse::{fuse, FuseOptions};
 use nnc_runtime::{compile_timed, Phases, Target};
@@ -65,7 +64,8 @@ pub struct CompileArgs {
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let target = args.target.0;
-    let Some(device) = target.device().filter(|_| target.writes_bundle()) else {
+    let backend = target.backend(&Default::default()).filter(|_| target.writes_bundle());
+    let Some(backend) = backend else {
         let compiling: Vec<&str> = Target::ALL.iter().filter(|t| t.writes_bundle()).map(|t| t.name()).collect();
         bail!(
             "target {target} has nothing to compile to (it runs graphs with `nnc run --target {target}`); code is \
@@ -95,12 +95,17 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         .time("optimize", || nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()))
         .map_err(|e| anyhow!(e))
         .with_context(|| format!("cannot optimize {shown}"))?;
+    let device = backend.device();
     let program = compile_timed(&opt.graph, &device, false, &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
     let kernel_count = program.kernels.len();
-    let generated = phases.time("codegen", || generate(target, &program)).map_err(|e| anyhow!("{shown}: {e}"))?;
-    let written = match &output {
-        Some(dir) => Some(phases.time("write", || write_bundle(target, &program, &generated, dir))?),
-        None => None,
+    let (written, notes) = match &output {
+        Some(dir) => {
+            let (manifest, notes) = phases
+                .time("codegen", || backend.write_bundle(&program, dir))
+                .map_err(|e| anyhow!(e).context(format!("cannot write {}", dir.display())))?;
+            (Some(describe_files(&manifest)), notes)
+        }
+        None => (None, phases.time("codegen", || backend.check(&program)).map_err(|e| anyhow!("{shown}: {e}"))?),
     };
 
     let mut out = String::new();
@@ -154,8 +159,8 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
             plan.arena_bytes as f64 / plan.lower_bound.max(1) as f64
         );
         let _ = writeln!(out, "time: {} (total {:.1} ms)", phases, phases.total_ms());
-        if let Generated::Cpu(code) = &generated {
-            let _ = write!(out, "{}", cpu_code_note(code, device.vector));
+        for note in &notes {
+            let _ = writeln!(out, "{note}");
         }
         let _ = writeln!(out);
         let strategies: Vec<&str> = program.kernels.iter().map(|k| k.schedule.strategy.name()).collect();
@@ -216,96 +221,16 @@ fn check_output_folder(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// A program's generated code, before it is written.
-enum Generated {
-    Cpu(nnc_cpu::JitCode),
-    Wgsl(Vec<String>),
-    Cuda { source: String, ptx: Vec<(&'static str, String)> },
-}
-
-/// Generates (and for the GPU targets, checks: naga validates WGSL, NVRTC compiles CUDA) the
-/// code of `program` for `target`.
-fn generate(target: Target, program: &Program) -> anyhow::Result<Generated> {
-    Ok(match target {
-        Target::Cpu => {
-            let options = nnc_cpu::EmitOptions { keep_machine_code: true, ..Default::default() };
-            Generated::Cpu(nnc_cpu::compile_kernels(&program.kernels, &options).map_err(|e| anyhow!(e))?)
-        }
-        Target::Wgsl => Generated::Wgsl(nnc_wgsl::print_program(program).map_err(|e| anyhow!(e))?),
-        Target::Cuda => {
-            let source = nnc_cuda::print_program(program).map_err(|e| anyhow!(e))?;
-            let ptx = ["sm_80", "sm_90"]
-                .into_iter()
-                .map(|arch| nnc_cuda::compile_ptx(&source, arch).map(|p| (arch, p)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow!(e))?;
-            Generated::Cuda { source, ptx }
-        }
-        other => bail!("target {other} generates no code"),
-    })
-}
-
-/// Writes `program` with its generated code into `dir`; returns a description of the files.
-fn write_bundle(target: Target, program: &Program, code: &Generated, dir: &Path) -> anyhow::Result<String> {
-    let shown = dir.display();
-    let written = match code {
-        Generated::Cpu(jit) => nnc_cpu::write_bundle_from(program, jit, dir).map_err(|e| anyhow!(e))?,
-        Generated::Wgsl(texts) => {
-            let files: Vec<(String, Vec<u8>)> = program
-                .kernels
-                .iter()
-                .zip(texts)
-                .map(|(k, text)| (format!("kernels/{}.wgsl", k.name), text.clone().into_bytes()))
-                .collect();
-            let code = files.iter().map(|(f, _)| Code::File { path: f.clone(), entry: "main".into() }).collect();
-            let (mut manifest, weights) = Manifest::of(program, target.name(), code);
-            manifest.target_info.insert(
-                "bindings".into(),
-                "binding k of group 0 = params[k], a storage buffer; bool and 8/16-bit integers are \
-                 widened to 32 bits, 64-bit integers are pairs of u32 words (low first)"
-                    .into(),
-            );
-            manifest.write(dir, &weights, &files).with_context(|| format!("cannot write {shown}"))?
-        }
-        Generated::Cuda { source, ptx } => {
-            let code = program
-                .kernels
-                .iter()
-                .enumerate()
-                .map(|(g, k)| Code::File { path: "kernels.cu".into(), entry: nnc_cuda::entry_name(g, k) })
-                .collect();
-            let (mut manifest, weights) = Manifest::of(program, target.name(), code);
-            // CUDA launches a grid whose y or z exceeds 65,535 flattened along x.
-            for (entry, kernel) in manifest.kernels.iter_mut().zip(&program.kernels) {
-                let dims = nnc_cuda::launch_dims(kernel).map_err(|e| anyhow!(e))?;
-                (entry.grid, entry.workgroup) = (dims.grid, dims.block);
-            }
-            let mut files = vec![("kernels.cu".to_string(), source.clone().into_bytes())];
-            files.extend(ptx.iter().map(|(arch, text)| (format!("kernels.{arch}.ptx"), text.clone().into_bytes())));
-            manifest.write(dir, &weights, &files).with_context(|| format!("cannot write {shown}"))?
-        }
-    };
+/// The files of a bundle, for the summary line (the first few, then how many more).
+fn describe_files(manifest: &Manifest) -> String {
     let mut names = vec!["manifest.json".to_string(), "weights.bin".to_string()];
-    names.extend(written.files.iter().map(|f| f.path.clone()));
+    names.extend(manifest.files.iter().map(|f| f.path.clone()));
     if names.len() > 6 {
         let more = names.len() - 5;
         names.truncate(5);
         names.push(format!("{more} more"));
     }
-    Ok(names.join(", "))
-}
-
-/// Which code generator compiled the CPU kernels, and why any went to Cranelift.
-fn cpu_code_note(code: &nnc_cpu::JitCode, lanes: u32) -> String {
-    let mut note = format!(
-        "code: {} of {} kernels by LLVM ({lanes} f32 lanes), the others by Cranelift\n",
-        code.llvm_kernels,
-        code.len()
-    );
-    for reason in &code.llvm_notes {
-        let _ = writeln!(note, "  {reason}");
-    }
-    note
+    names.join(", ")
 }
 
 /// One kernel per node of the ONNX file (`Constant` nodes aside), each reading its inputs and

@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nnc_conformance::{compare, Tolerance};
 use nnc_ir::{DType, TensorData, TensorType};
-use nnc_runtime::{Session, SessionOptions, Target};
+use nnc_runtime::{Session, SessionOptions};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -109,10 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let threads = args.threads.map(|t| t as usize);
     let start = Instant::now();
     let (mut session, inputs, what) = if args.file.is_dir() {
-        if args.target.0 != Target::Cpu {
-            bail!("{shown} is a folder: a bundle runs with --target cpu, not {}", args.target.name());
-        }
-        let session = Session::from_cpu_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
+        let session = Session::from_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
         let interface = session.inputs().to_vec();
         let inputs = gather(&interface, &sources, &args.shape)?;
         (session, inputs, "loaded")
@@ -146,7 +143,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let on = session.adapter_name().map(|a| format!(" ({a})")).unwrap_or_default();
     let described: Vec<String> =
         session.inputs().iter().zip(&inputs).map(|((n, _), t)| format!("%{n}: {}", type_of(t))).collect();
-    eprintln!("{what} {shown} for {}{on} in {:.1} ms{phases}", args.target.name(), prepared.as_secs_f64() * 1e3);
+    eprintln!("{what} {shown} for {}{on} in {:.1} ms{phases}", session.target().name(), prepared.as_secs_f64() * 1e3);
     eprintln!("ran on {} in {:.3} ms", described.join(", "), ran.as_secs_f64() * 1e3);
     if outputs.len() != names.len() {
         bail!("internal error: the graph has {} outputs, the run returned {}", names.len(), outputs.len());

@@ -1,0 +1,103 @@
+//! The WGSL target behind the backend contract: shaders run with wgpu, and bundles of them.
+
+use crate::runtime::WgslProgram;
+use crate::WgslError;
+use nnc_kernel::backend::{Backend, BackendError, Checked, ErrorKind, Executable, Interface};
+use nnc_kernel::bundle::{Code, Manifest};
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use std::path::Path;
+use std::time::Duration;
+
+/// WGSL compute shaders on a wgpu adapter: the first one, or the first whose name contains
+/// `adapter`.
+#[derive(Clone, Debug, Default)]
+pub struct WgslBackend {
+    pub adapter: Option<String>,
+}
+
+fn error(e: WgslError) -> BackendError {
+    let kind = match &e {
+        WgslError::NoAdapter(_) => ErrorKind::Unavailable,
+        WgslError::Unsupported { .. } => ErrorKind::Unsupported,
+        WgslError::Naga { .. } => ErrorKind::Compile,
+        WgslError::Wgpu(_) | WgslError::Data(_) => ErrorKind::Run,
+    };
+    BackendError::new("wgsl", kind, e.to_string())
+}
+
+impl Backend for WgslBackend {
+    fn name(&self) -> &'static str {
+        "wgsl"
+    }
+
+    fn device(&self) -> Device {
+        Device::gpu()
+    }
+
+    fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError> {
+        Ok(Box::new(WgslProgram::new(program, self.adapter.as_deref()).map_err(error)?))
+    }
+
+    /// `manifest.json`, `weights.bin` and `kernels/<kernel>.wgsl`, each shader validated by naga
+    /// and runnable on any adapter (see [`crate::print_program`]).
+    fn check(&self, program: &Program) -> Result<Vec<String>, BackendError> {
+        crate::print_program(program).map_err(error)?;
+        Ok(vec![format!("code: {} shaders validated by naga", program.kernels.len())])
+    }
+
+    fn write_bundle(&self, program: &Program, dir: &Path) -> Result<(Manifest, Vec<String>), BackendError> {
+        let texts = crate::print_program(program).map_err(error)?;
+        let files: Vec<(String, Vec<u8>)> = program
+            .kernels
+            .iter()
+            .zip(texts)
+            .map(|(k, text)| (format!("kernels/{}.wgsl", k.name), text.into_bytes()))
+            .collect();
+        let code = files.iter().map(|(f, _)| Code::File { path: f.clone(), entry: "main".into() }).collect();
+        let (mut manifest, weights) = Manifest::of(program, self.name(), code);
+        manifest.target_info.insert(
+            "bindings".into(),
+            "binding k of group 0 = params[k], a storage buffer; bool and 8/16-bit integers are widened to 32 \
+             bits, 64-bit integers are pairs of u32 words (low first)"
+                .into(),
+        );
+        let manifest = manifest
+            .write(dir, &weights, &files)
+            .map_err(|e| BackendError::new("wgsl", ErrorKind::Compile, e.to_string()))?;
+        Ok((manifest, Vec::new()))
+    }
+}
+
+impl Executable for WgslProgram {
+    fn interface(&self) -> &Interface {
+        WgslProgram::interface(self)
+    }
+
+    fn run(&mut self, inputs: Checked<'_>, outputs: &mut [&mut [u8]]) -> Result<(), BackendError> {
+        let results = WgslProgram::run(self, inputs.tensors()).map_err(error)?;
+        for (out, t) in outputs.iter_mut().zip(&results) {
+            if out.len() != t.bytes().len() {
+                return Err(BackendError::new("wgsl", ErrorKind::Run, "an output buffer of the wrong size"));
+            }
+            out.copy_from_slice(t.bytes());
+        }
+        Ok(())
+    }
+
+    fn time_kernel(&mut self, inputs: Checked<'_>, k: usize, repeats: u32) -> Result<Vec<Duration>, BackendError> {
+        WgslProgram::time_kernel(self, inputs.tensors(), k, repeats).map_err(error)
+    }
+
+    fn kernel_names(&self) -> Vec<String> {
+        WgslProgram::kernel_names(self)
+    }
+
+    fn device_name(&self) -> String {
+        self.adapter_name()
+    }
+
+    fn submissions(&self) -> Option<u64> {
+        Some(WgslProgram::submissions(self))
+    }
+}
