@@ -509,6 +509,7 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
                 loads: vec![HashMap::new()],
                 guards: Vec::new(),
                 lane_slot: None,
+                data: nnc_kernel::visit::data_dependent_vars(&kernel.body),
             };
             for buf in promotable(kernel, lanes(options.vectorize)) {
                 if vector_promotable(kernel.buffer(BufId(buf)), options.vectorize) {
@@ -631,6 +632,8 @@ struct Emitter<'a, 'b, 'k> {
     guards: Vec<Expr>,
     /// A stack slot for the lanes of vector calls, created on first use.
     lane_slot: Option<StackSlot>,
+    /// Variables holding loaded data: an index reading one is bounds-checked.
+    data: std::collections::BTreeSet<u32>,
 }
 
 type R<T> = Result<T, String>;
@@ -1037,7 +1040,7 @@ impl Emitter<'_, '_, '_> {
         let (len, size) = (b.len(), b.dtype.size_bytes() as i64);
         let flat_expr = b.flat_index(index);
         let flat = self.expr(&flat_expr)?;
-        if index.iter().any(contains_load) {
+        if index.iter().any(|i| nnc_kernel::visit::depends_on_data(i, &self.data)) {
             let n = self.b.ins().iconst(types::I64, len);
             let bad = self.b.ins().icmp(IntCC::UnsignedGreaterThanOrEqual, flat, n);
             self.fail_if(bad, Status::OutOfBounds);

@@ -6,7 +6,7 @@ use crate::CudaError;
 use nnc_kernel::backend::{Backend, BackendError, Checked, ErrorKind, Executable, Interface};
 use nnc_kernel::bundle::{Code, Manifest};
 use nnc_kernel::program::Program;
-use nnc_kernel::Device;
+use nnc_kernel::{Device, IndexWidth};
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,8 +32,16 @@ impl Backend for CudaBackend {
         "cuda"
     }
 
+    /// The portable GPU baseline without WebGPU's limits: no cap on storage buffers or loop
+    /// iterations, 64-bit indices where 32 bits may not do, and C's lazy `?:`.
     fn device(&self) -> Device {
-        Device::gpu()
+        Device {
+            max_buffers: u32::MAX,
+            max_loop_iterations: 0,
+            index_width: IndexWidth::PreferNarrow,
+            lazy_select: true,
+            ..Device::gpu()
+        }
     }
 
     fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError> {

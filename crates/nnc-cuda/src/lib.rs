@@ -23,14 +23,14 @@
 //!
 //! # Not done
 //!
-//! No vectorised (`float4`) loads: `Device::gpu()` schedules one element per invocation
+//! No vectorised (`float4`) loads: the CUDA device schedules one element per invocation
 //! (`vector = 1`) and the Kernel IR has no alignment facts to justify them. No dynamic shared
 //! memory, streams per kernel, CUDA graphs or buffer reuse in the runtime.
 //!
 //! ```no_run
 //! # fn demo(graph: &nnc_ir::Graph, inputs: &[nnc_ir::TensorData]) -> Result<(), Box<dyn std::error::Error>> {
-//! use nnc_kernel::{program::compile, schedule::Device};
-//! let program = compile(graph, &Device::gpu(), None)?;
+//! use nnc_kernel::backend::Backend;
+//! let program = nnc_lower::compile(graph, &nnc_cuda::CudaBackend.device(), None)?;
 //! // Without a GPU: the CUDA C++, its PTX, and what ptxas says about it.
 //! let source = nnc_cuda::print_program(&program)?;
 //! let ptx = nnc_cuda::compile_ptx(&source, "sm_80")?;

@@ -73,7 +73,7 @@ pub struct CudaProgram {
 }
 
 impl CudaProgram {
-    /// Prepares `program` (compiled for `Device::gpu()`) on device 0.
+    /// Prepares `program` (compiled for [`crate::CudaBackend`]'s device) on device 0.
     pub fn new(program: &Program) -> Result<CudaProgram, CudaError> {
         check_driver()?;
         let context = CudaContext::new(0).map_err(|e| CudaError::NoDriver(format!("no usable CUDA device: {e:?}")))?;

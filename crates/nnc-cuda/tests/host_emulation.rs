@@ -12,9 +12,9 @@ mod common;
 use common::families::*;
 use common::kernel_common::*;
 use nnc_ir::{DType, Graph, GraphBuilder, TensorData};
+use nnc_kernel::backend::Backend;
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
-use nnc_kernel::Device;
 use nnc_lower::compile;
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -181,7 +181,7 @@ fn run_on_host(name: &str, program: &Program, inputs: &[TensorData]) -> Result<V
 }
 
 fn check_on_host(name: &str, graph: &Graph, inputs: &[TensorData]) -> Result<(), String> {
-    let program = compile(graph, &Device::gpu(), None).map_err(|e| e.to_string())?;
+    let program = compile(graph, &nnc_cuda::CudaBackend.device(), None).map_err(|e| e.to_string())?;
     let want = program.run_interpreted(inputs).map_err(|e| format!("{name}: interpreter: {e}"))?;
     let got = run_on_host(name, &program, inputs)?;
     for (k, (w, f)) in want.iter().zip(&got).enumerate() {

@@ -8,13 +8,13 @@ use common::families::*;
 use common::kernel_common::*;
 use nnc_cuda::{compile_ptx, print_kernel, print_program, ptxas_report, PrintOptions};
 use nnc_ir::{DType, Graph, GraphBuilder, UnaryOp};
+use nnc_kernel::backend::Backend;
 use nnc_kernel::program::Program;
-use nnc_kernel::Device;
 use nnc_kernel::{BufId, Expr, Stmt};
 use nnc_lower::compile;
 
 fn gpu_program(graph: &Graph) -> Program {
-    compile(graph, &Device::gpu(), None).unwrap_or_else(|e| panic!("compile `{}`: {e}", graph.name))
+    compile(graph, &nnc_cuda::CudaBackend.device(), None).unwrap_or_else(|e| panic!("compile `{}`: {e}", graph.name))
 }
 
 /// Every kernel of `program` as standalone sources, joined (what the snapshots hold).

@@ -1,4 +1,4 @@
-//! Every kernel of every shared model, compiled for `Device::gpu()`, printed as CUDA C++,
+//! Every kernel of every shared model, compiled for the CUDA backend's device, printed as CUDA C++,
 //! compiled by NVRTC and assembled by `ptxas -v` for sm_80 and sm_90: no errors anywhere, and no
 //! register spills in matmul or conv kernels. Prints the report table and writes it to
 //! `target/ptx-report.md`. Without NVRTC/ptxas or the models: a loud skip (a failure in CI).

@@ -8,12 +8,12 @@ mod common;
 use common::kernel_common::*;
 use nnc_cuda::runtime::check_driver_library;
 use nnc_cuda::{CudaError, CudaProgram};
+use nnc_kernel::backend::Backend;
 use nnc_kernel::program::Program;
-use nnc_kernel::Device;
 use nnc_lower::compile;
 
 fn gpu_program(graph: &nnc_ir::Graph) -> Program {
-    compile(graph, &Device::gpu(), None).unwrap_or_else(|e| panic!("{e}"))
+    compile(graph, &nnc_cuda::CudaBackend.device(), None).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `program` on the GPU, or `None` after saying why not (no driver or no device).

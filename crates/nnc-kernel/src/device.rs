@@ -16,6 +16,33 @@ pub struct Device {
     /// Machine balance: arithmetic operations per byte of device-memory traffic, which prices
     /// recomputation against memory traffic in fusion decisions.
     pub ops_per_byte: u32,
+    /// Storage buffers one kernel may bind (`u32::MAX`: no limit). Fusion keeps every group
+    /// within it.
+    pub max_buffers: u32,
+    /// The most iterations one loop statement may run in one invocation, counted over the
+    /// whole invocation (0: no limit). llvmpipe stops every loop after 65,535: legalization
+    /// unrolls outer loops so each copy of an inner one stays below.
+    pub max_loop_iterations: u64,
+    /// How index arithmetic is computed: in 32 bits where provable, and whether 64 bits are
+    /// there for the rest (see [`IndexWidth`]).
+    pub index_width: IndexWidth,
+    /// Whether the target's code evaluates only the chosen side of a `select` and skips masked
+    /// loads by itself (C's `?:`, a CPU's branches and masked vector loads). Where it does not
+    /// (WGSL's `select()` computes both sides), legalization makes every select with an effect,
+    /// and every masked load, an `if`.
+    pub lazy_select: bool,
+}
+
+/// The widths of index arithmetic a device computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexWidth {
+    /// 64-bit integers throughout (a CPU: addresses are 64-bit anyway).
+    Wide,
+    /// 32-bit index arithmetic where every index of the kernel provably fits, 64-bit otherwise
+    /// (CUDA: halves the registers of index math).
+    PreferNarrow,
+    /// 32-bit only (WGSL has no 64-bit integers): a kernel whose indices may not fit is refused.
+    Narrow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +52,9 @@ pub enum DeviceKind {
 }
 
 impl Device {
-    /// The portable GPU baseline (WebGPU's default limits).
+    /// The portable GPU baseline (WebGPU's default limits: 256 invocations and 16 KiB of
+    /// workgroup memory per workgroup, 8 storage buffers per kernel, 32-bit indices), with
+    /// loops kept below llvmpipe's iteration limit (harmless elsewhere).
     pub fn gpu() -> Device {
         // A datacenter GPU does 10-20 fp32 operations per byte of DRAM bandwidth.
         Device {
@@ -35,6 +64,10 @@ impl Device {
             max_grid: 65535,
             vector: 1,
             ops_per_byte: 16,
+            max_buffers: 8,
+            max_loop_iterations: 32_768,
+            index_width: IndexWidth::Narrow,
+            lazy_select: false,
         }
     }
 
@@ -48,6 +81,10 @@ impl Device {
             max_grid: u32::MAX,
             vector: 4,
             ops_per_byte: 6,
+            max_buffers: u32::MAX,
+            max_loop_iterations: 0,
+            index_width: IndexWidth::Wide,
+            lazy_select: true,
         }
     }
 

@@ -28,6 +28,6 @@ pub mod stats;
 pub mod visit;
 
 pub use backend::{Backend, BackendError, Checked, ErrorKind, Executable, Interface, Port};
-pub use device::{Device, DeviceKind};
+pub use device::{Device, DeviceKind, IndexWidth};
 pub use expr::{BufId, Combine, Expr, Literal, Reduction, Special, Var, VarGen};
 pub use kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};

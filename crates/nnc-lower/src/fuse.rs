@@ -50,11 +50,20 @@ pub struct FuseOptions {
     /// convolution or matmul reads it: a CPU register tile loads a buffer without a branch per
     /// element, which the masks would cost in every tile touching a border.
     pub unmasked_contractions: bool,
+    /// Storage buffers one kernel may bind (`Device::max_buffers`): a value is not inlined
+    /// where its consumer's kernel would then bind more.
+    pub max_buffers: u32,
 }
 
 impl Default for FuseOptions {
     fn default() -> Self {
-        FuseOptions { fuse: true, ops_per_byte: 16, nested_reductions: true, unmasked_contractions: false }
+        FuseOptions {
+            fuse: true,
+            ops_per_byte: 16,
+            nested_reductions: true,
+            unmasked_contractions: false,
+            max_buffers: u32::MAX,
+        }
     }
 }
 
@@ -154,6 +163,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
                     computes: &computes,
                     is_output: &is_output,
                     contractions_into: &contractions_into,
+                    avail: &avail,
                 };
                 let decision = decide(&cx, v, &expr, options, &mut vars);
                 let inlined = decision.inlined;
@@ -377,6 +387,28 @@ struct DecideCx<'a> {
     is_output: &'a [bool],
     /// Consumers (nodes) that already take an inlined per-element reduction.
     contractions_into: &'a std::collections::BTreeSet<usize>,
+    /// How each value decided so far is available.
+    avail: &'a BTreeMap<ValueId, Avail>,
+}
+
+impl DecideCx<'_> {
+    /// The storage buffers the kernel of consumer `node` would bind with `v` inlined as `expr`:
+    /// what its other operands read so far (one buffer for each operand not yet decided), and
+    /// the one it writes.
+    fn consumer_buffers(&self, node: usize, v: ValueId, expr: &Expr) -> usize {
+        let mut reads: Vec<BufId> = Vec::new();
+        let mut undecided = 0;
+        for &u in &self.graph.nodes[node].inputs {
+            match (u == v, self.avail.get(&u)) {
+                (true, _) => collect_loads(expr, &mut reads),
+                (false, Some(Avail::Buffer(id))) if !reads.contains(id) => reads.push(*id),
+                (false, Some(Avail::Inline(e))) => collect_loads(e, &mut reads),
+                (false, Some(_)) => {}
+                (false, None) => undecided += 1,
+            }
+        }
+        reads.len() + undecided + 1
+    }
 }
 
 /// Whether `e` has a reduction, outside any other, whose body depends on every axis of extent
@@ -442,6 +474,18 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
                 matches!(&cx.computes[node], Some(Compute::Map(c)) if crate::lower_reduce::contains_reduce(c));
             if reduces && !options.nested_reductions {
                 return no("its consumer reduces over it, and this device schedules one contraction per kernel".into());
+            }
+        }
+    }
+    if options.max_buffers != u32::MAX {
+        for &(node, _) in users {
+            let bound = cx.consumer_buffers(node, v, expr);
+            if bound > options.max_buffers as usize {
+                let consumer = cx.graph.name_of(cx.graph.nodes[node].outputs[0]);
+                return no(format!(
+                    "inlined, the kernel of %{consumer} would bind {bound} storage buffers (the device allows {})",
+                    options.max_buffers
+                ));
             }
         }
     }

@@ -5,11 +5,14 @@
 //! - [`lower_reduce`]: reductions as loops and accumulators;
 //! - [`schedule`]: a template per group for a [`Device`](nnc_kernel::Device), as Kernel IR;
 //! - [`simplify`]: index arithmetic decided by value ranges;
+//! - [`legalize`]: scheduled kernels made fit for a device (limits, lazy effects, loop limits,
+//!   index width);
 //! - [`layout`]: weight and operand layouts chosen for a device's vector tiles;
 //! - [`pipeline`]: the whole pipeline ([`compile`]) and the binding of symbolic dimensions.
 
 pub mod fuse;
 pub mod layout;
+pub mod legalize;
 pub mod lower;
 pub mod lower_reduce;
 pub mod pipeline;

@@ -4,6 +4,7 @@
 
 use crate::fuse::{fuse, FuseError, FuseOptions};
 use crate::layout::pack_weights;
+use crate::legalize::{legalize_all, split_wide_concats, LegalizeError};
 use crate::schedule::{fuse_options, schedule_all, ScheduleError};
 use nnc_ir::Graph;
 use nnc_ir::TensorData;
@@ -16,18 +17,22 @@ pub enum CompileError {
     Fuse(#[from] FuseError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
+    #[error(transparent)]
+    Legalize(#[from] LegalizeError),
 }
 
 /// Fuses `graph` (static shapes) for `device`: constant weights laid out for its vector tiles
-/// ([`pack_weights`]), fusion priced by [`Device::fuse_options`] unless `options` says otherwise.
+/// ([`pack_weights`]), concatenations wider than its kernels may bind split
+/// ([`split_wide_concats`]), fusion priced by [`fuse_options`] unless `options` says otherwise.
 pub fn fuse_for(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Fused, FuseError> {
-    fuse(&pack_weights(graph, device), &options.copied().unwrap_or_else(|| fuse_options(device)))
+    let graph = split_wide_concats(&pack_weights(graph, device), device);
+    fuse(&graph, &options.copied().unwrap_or_else(|| fuse_options(device)))
 }
 
-/// Fuses ([`fuse_for`]) and schedules `graph` (static shapes) for `device`.
+/// Fuses ([`fuse_for`]), schedules and legalizes `graph` (static shapes) for `device`.
 pub fn compile(graph: &Graph, device: &Device, options: Option<&FuseOptions>) -> Result<Program, CompileError> {
     let fused = fuse_for(graph, device, options)?;
-    let kernels = schedule_all(&fused, device)?;
+    let kernels = legalize_all(&schedule_all(&fused, device)?, device)?;
     Ok(Program { fused, kernels, device: *device })
 }
 

@@ -1169,5 +1169,6 @@ pub fn fuse_options(device: &Device) -> crate::fuse::FuseOptions {
         ops_per_byte: device.ops_per_byte,
         nested_reductions: device.kind == DeviceKind::Gpu,
         unmasked_contractions: device.kind == DeviceKind::Cpu,
+        max_buffers: device.max_buffers,
     }
 }

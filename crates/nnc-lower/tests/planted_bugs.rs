@@ -170,7 +170,7 @@ fn shift_index(stmts: &mut [Stmt], kernel: &Kernel, store: bool, by: i64) -> Opt
             Stmt::Store { buf, index, value } => {
                 if store {
                     let last = index.last_mut().expect("stores have an index");
-                    *last = Expr::binary(BinaryOp::Add, last.clone(), Expr::i64(by));
+                    *last = shifted(last.clone(), by);
                     Some(buf.0)
                 } else {
                     shift_load(value, kernel, by)
@@ -189,6 +189,12 @@ fn shift_index(stmts: &mut [Stmt], kernel: &Kernel, store: bool, by: i64) -> Opt
     None
 }
 
+/// `index + by`, in the index's own width (legalization narrows GPU indices to `i32`).
+fn shifted(index: Expr, by: i64) -> Expr {
+    let dtype = index.dtype();
+    Expr::binary(BinaryOp::Add, index, Expr::Lit(nnc_kernel::Literal::Int(by, dtype)))
+}
+
 /// Shifts the last index of the first load of a global buffer in `e`.
 fn shift_load(e: &mut Expr, kernel: &Kernel, by: i64) -> Option<u32> {
     let mut found = None;
@@ -199,7 +205,7 @@ fn shift_load(e: &mut Expr, kernel: &Kernel, by: i64) -> Option<u32> {
         {
             found = Some(buf.0);
             let last = index.pop().expect("not empty");
-            index.push(Expr::binary(BinaryOp::Add, last, Expr::i64(by)));
+            index.push(shifted(last, by));
             Expr::Load { buf, dtype, index, mask }
         }
         x => x,

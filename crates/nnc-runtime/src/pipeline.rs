@@ -5,6 +5,7 @@ use nnc_ir::Graph;
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
 use nnc_lower::fuse_for;
+use nnc_lower::legalize::legalize_all;
 use nnc_lower::schedule::schedule_all;
 use std::time::Instant;
 
@@ -35,8 +36,8 @@ impl std::fmt::Display for Phases {
     }
 }
 
-/// Optimizes (e-graph rewriting, unless `optimize` is false), fuses and schedules `graph` for
-/// `device`, timing each phase into `phases`. Errors name the phase that failed.
+/// Optimizes (e-graph rewriting, unless `optimize` is false), fuses, schedules and legalizes
+/// `graph` for `device`, timing each phase into `phases`. Errors name the phase that failed.
 pub fn compile_timed(graph: &Graph, device: &Device, optimize: bool, phases: &mut Phases) -> Result<Program, String> {
     let optimized = if optimize {
         let o = phases.time("optimize", || nnc_opt::optimize(graph, &nnc_opt::OptOptions::default()));
@@ -47,5 +48,7 @@ pub fn compile_timed(graph: &Graph, device: &Device, optimize: bool, phases: &mu
     let fused = phases.time("fuse", || fuse_for(&optimized, device, None)).map_err(|e| format!("cannot fuse: {e}"))?;
     let kernels =
         phases.time("schedule", || schedule_all(&fused, device)).map_err(|e| format!("cannot schedule: {e}"))?;
+    let kernels =
+        phases.time("legalize", || legalize_all(&kernels, device)).map_err(|e| format!("cannot legalize: {e}"))?;
     Ok(Program { fused, kernels, device: *device })
 }

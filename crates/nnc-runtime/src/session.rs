@@ -10,7 +10,7 @@
 use crate::pipeline::{compile_timed, Phases};
 use crate::target::{BackendOptions, Target};
 use nnc_ir::{DType, Graph, TensorData, TensorType};
-use nnc_kernel::backend::{run_to_tensors, Executable};
+use nnc_kernel::backend::{run_to_tensors, BackendError, Executable, RunError};
 use nnc_lower::bind_shapes;
 use std::collections::HashMap;
 use std::path::Path;
@@ -400,8 +400,46 @@ impl Session {
     }
 }
 
-fn run_error(target: &'static str, e: impl std::fmt::Display) -> SessionError {
-    SessionError::Run { target, message: e.to_string() }
+/// A run's error under the session's target (a backend's error already names it).
+fn run_error(target: &'static str, e: impl Into<RunFailure>) -> SessionError {
+    let message = match e.into() {
+        RunFailure::Backend(b) => b.message,
+        RunFailure::Other(m) => m,
+    };
+    SessionError::Run { target, message }
+}
+
+/// What a run can fail with.
+enum RunFailure {
+    Backend(BackendError),
+    Other(String),
+}
+
+impl From<BackendError> for RunFailure {
+    fn from(e: BackendError) -> RunFailure {
+        RunFailure::Backend(e)
+    }
+}
+
+impl From<RunError> for RunFailure {
+    fn from(e: RunError) -> RunFailure {
+        match e {
+            RunError::Backend(b) => RunFailure::Backend(b),
+            other => RunFailure::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<nnc_kernel::backend::InputError> for RunFailure {
+    fn from(e: nnc_kernel::backend::InputError) -> RunFailure {
+        RunFailure::Other(e.to_string())
+    }
+}
+
+impl From<nnc_interp::InterpError> for RunFailure {
+    fn from(e: nnc_interp::InterpError) -> RunFailure {
+        RunFailure::Other(e.to_string())
+    }
 }
 
 fn check_buffer(name: &str, found: usize, expected: usize) -> Result<(), SessionError> {

@@ -31,12 +31,15 @@ pub struct BackendOptions {
     pub threads: Option<usize>,
 }
 
+/// Makes a target's backend with the options given.
+type MakeBackend = fn(&BackendOptions) -> Box<dyn Backend>;
+
 /// A target's entry in the registry.
 struct Entry {
     name: &'static str,
     about: &'static str,
     /// `None` for the graph interpreter, which runs graphs, not compiled programs.
-    backend: Option<fn(&BackendOptions) -> Box<dyn Backend>>,
+    backend: Option<MakeBackend>,
     /// Whether `nnc compile` writes a bundle for it.
     writes_bundle: bool,
 }

@@ -31,8 +31,12 @@ impl Backend for WgslBackend {
         "wgsl"
     }
 
+    /// The portable GPU baseline, with as many storage buffers per kernel as the adapter binds
+    /// (WebGPU's default 8 where there is no adapter).
     fn device(&self) -> Device {
-        Device::gpu()
+        let limits = crate::runtime::adapter_limits(self.adapter.as_deref());
+        let max_buffers = limits.map_or(8, |l| l.max_storage_buffers_per_shader_stage);
+        Device { max_buffers, ..Device::gpu() }
     }
 
     fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError> {

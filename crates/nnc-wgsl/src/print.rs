@@ -1,37 +1,39 @@
-//! Kernel IR printed as a WGSL compute shader.
+//! Kernel IR printed as a WGSL compute shader: the WGSL dialect of the C-family printer
+//! (`nnc_cfamily`), which walks the kernel; this file says only how WGSL spells things.
 //!
-//! One [`Kernel`] becomes one module with one entry point, `main`:
+//! One legalized [`Kernel`] becomes one module with one entry point, `main`:
 //! - `@workgroup_size` is the launch's workgroup; `tid`/`gid` are `local_invocation_id` and
 //!   `workgroup_id`;
 //! - global buffers are `@group(0) @binding(k)` storage arrays in [`Kernel::params`] order,
 //!   workgroup buffers `var<workgroup>` arrays, private buffers function-local arrays;
 //! - every multi-index becomes a flat address through [`nnc_kernel::Buffer::flat_index`].
 //!
-//! Types. WGSL has no 64-bit types by default, so index arithmetic (`i64` in the IR) is `i32`
-//! (every buffer must have fewer than 2^31 elements), and `i64` data is held in `i32`: in a
-//! global buffer as (low, high) word pairs, the same bytes as the host's little-endian `i64`,
-//! of which the shader reads the low word and writes the sign-extended pair (the runtime checks
-//! that uploaded values fit); `u64` likewise in `u32`, stored as (low, 0) pairs. `i8`/`i16`
-//! compute in `i32` and `u8`/`u16` in `u32`, wrapped to their width after every arithmetic op,
-//! and are stored one per 32-bit word; `bool` is stored as `u32`. `f16` needs the adapter's
-//! `SHADER_F16` and computes each op in `f32`, rounding once to `f16` (what the graph interpreter
-//! does in `f64`). `f64` values that never reach a global buffer (Resize's coordinate math)
-//! compute in `f32`; `f64` and `bf16` tensors are rejected. Integer division or remainder by a
-//! literal zero (index math of kernels over empty tensors, which never run) is printed as `0`,
-//! the interpreter's value: naga rejects the division.
+//! Types. WGSL has no 64-bit types by default, so index arithmetic is `i32` (legalization
+//! proved every index fits and narrowed it), and `i64` data is held in `i32`: in a global buffer
+//! as (low, high) word pairs, the same bytes as the host's little-endian `i64`, of which the
+//! shader reads the low word and writes the sign-extended pair (the runtime checks that uploaded
+//! values fit); `u64` likewise in `u32`, stored as (low, 0) pairs. `i8`/`i16` compute in `i32`
+//! and `u8`/`u16` in `u32`, wrapped to their width after every arithmetic op, and are stored one
+//! per 32-bit word; `bool` is stored as `u32`. `f16` needs the adapter's `SHADER_F16` and
+//! computes each op in `f32`, rounding once to `f16` (what the graph interpreter does in `f64`).
+//! `f64` values that never reach a global buffer (Resize's coordinate math) compute in `f32`;
+//! `f64` and `bf16` tensors are rejected. Integer division or remainder by a literal zero (index
+//! math of kernels over empty tensors, which never run) is printed as `0`, the interpreter's
+//! value: naga rejects the division.
 //!
 //! Semantics follow the graph interpreter (`nnc_interp::elementwise`): NaN-propagating
 //! `max`/`min`, round half to even, `erf` through a series and a rational approximation,
 //! truncating integer division, saturating float-to-int casts with NaN → 0. WGSL's `select()`
-//! evaluates both sides, so a Kernel-IR `select` whose sides load, and every masked load, become
-//! `if` statements: a load never runs where its guard is false. Barriers are printed where the
-//! IR has them (the schedules put them in uniform control flow); no `enable subgroups;`.
+//! evaluates both sides: legalization has already made every select with an effect (a load) an
+//! `if`, and every masked load too. Loops llvmpipe would stop are split by legalization as well
+//! (`Device::max_loop_iterations`). Barriers are printed where the IR has them; no
+//! `enable subgroups;`.
 
 use crate::WgslError;
+use nnc_cfamily::{axis, buffer_name, comment, print_body, Dialect, PrintError, Printer, R};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
 use nnc_kernel::expr::{Literal, Special};
-use nnc_kernel::{Access, BufId, Expr, Kernel, LoopKind, Space, Stmt};
-use std::collections::BTreeSet;
+use nnc_kernel::{Access, BufId, Expr, Kernel, LoopKind, Space};
 use std::fmt::Write;
 
 /// What the target offers, and how the runtime binds the kernel's buffers.
@@ -43,10 +45,6 @@ pub struct PrintOptions {
     /// kernel only reads it (a program buffer bound twice, once written, must be writable in
     /// every binding).
     pub force_read_write: Vec<bool>,
-    /// The most iterations one loop statement may run in one invocation (0: no limit). llvmpipe
-    /// (lavapipe) stops every loop after 65,535 iterations counted over the whole invocation,
-    /// so loops nested to run more often are printed unrolled (each copy is its own loop).
-    pub max_loop_iterations: u64,
 }
 
 /// Per global parameter of a kernel bound to program buffers `ids` (reads then writes):
@@ -57,9 +55,9 @@ pub fn bound_twice(ids: &[usize]) -> Vec<bool> {
     ids.iter().map(|id| ids.iter().filter(|&x| x == id).count() > 1).collect()
 }
 
-/// Every kernel of `program` as validated WGSL that runs on any adapter: `f16` only where the
-/// program has half-precision buffers (the adapter then needs `SHADER_F16`), and loops split
-/// below llvmpipe's iteration limit (harmless elsewhere). For `nnc compile --target wgsl -o`.
+/// Every kernel of `program` (legalized for a WGSL device) as validated WGSL: `f16` only where
+/// the program has half-precision buffers (the adapter then needs `SHADER_F16`). For
+/// `nnc compile --target wgsl -o`.
 pub fn print_program(program: &nnc_kernel::program::Program) -> Result<Vec<String>, WgslError> {
     let f16 = program.fused.buffers.iter().any(|b| b.dtype == nnc_ir::DType::F16);
     program
@@ -69,8 +67,7 @@ pub fn print_program(program: &nnc_kernel::program::Program) -> Result<Vec<Strin
         .zip(&program.kernels)
         .map(|(group, kernel)| {
             let ids: Vec<usize> = group.reads.iter().chain(&group.writes).map(|b| b.index()).collect();
-            let options = PrintOptions { f16, force_read_write: bound_twice(&ids), max_loop_iterations: 32_768 };
-            compile_kernel(kernel, &options)
+            compile_kernel(kernel, &PrintOptions { f16, force_read_write: bound_twice(&ids) })
         })
         .collect()
 }
@@ -102,23 +99,21 @@ fn naga_error(kernel: &str, wgsl: &str, line: usize, message: String) -> WgslErr
     WgslError::Naga { kernel: kernel.to_string(), line, text, message }
 }
 
-/// Prints `kernel` as a WGSL compute shader (not validated; see [`compile_kernel`]).
+impl From<PrintError> for WgslError {
+    fn from(e: PrintError) -> WgslError {
+        WgslError::Unsupported { kernel: e.kernel, message: e.message }
+    }
+}
+
+/// Prints `kernel` (legalized for a WGSL device) as a WGSL compute shader (not validated; see
+/// [`compile_kernel`]).
 pub fn print_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, WgslError> {
-    let mut p = Printer {
-        kernel,
-        options,
-        out: String::new(),
-        indent: 1,
-        temps: 0,
-        helpers: BTreeSet::new(),
-        uses_f16: false,
-        trips: 1,
-    };
-    p.check_buffers()?;
+    check_buffers(kernel)?;
+    let mut p = print_body(kernel, Wgsl { options: options.clone(), uses_f16: false })?;
     let mut decls = String::new();
     let mut privates = String::new();
     for (i, b) in kernel.buffers.iter().enumerate() {
-        let elem = p.storage_type(b.dtype, b.space)?;
+        let elem = storage_type(&mut p, b.dtype, b.space)?;
         match b.space {
             Space::Global => {
                 let k = kernel.params().position(|(id, _)| id.index() == i).unwrap_or(0);
@@ -139,10 +134,8 @@ pub fn print_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, W
             }
         }
     }
-    p.block(&kernel.body)?;
-    let body = std::mem::take(&mut p.out);
     let mut s = String::new();
-    if p.uses_f16 {
+    if p.dialect.uses_f16 {
         s.push_str("enable f16;\n\n");
     }
     let _ = writeln!(s, "// kernel {}", comment(&kernel.name));
@@ -171,13 +164,28 @@ pub fn print_kernel(kernel: &Kernel, options: &PrintOptions) -> Result<String, W
          fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {{\n"
     );
     s.push_str(&privates);
-    s.push_str(&body);
+    s.push_str(&p.out);
     s.push_str("}\n");
     Ok(s)
 }
 
-fn comment(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
+/// WGSL indexes a global buffer with an `i32`: every buffer (in 32-bit words) must be
+/// addressable by one.
+fn check_buffers(kernel: &Kernel) -> Result<(), WgslError> {
+    for b in &kernel.buffers {
+        let words = if wide(b.dtype) && b.space == Space::Global { 2 } else { 1 };
+        if b.len().saturating_mul(words) >= 1 << 31 {
+            return Err(WgslError::Unsupported {
+                kernel: kernel.name.clone(),
+                message: format!(
+                    "buffer `{}` has {} elements; WGSL indices are i32 (at most 2^31 - 1 words)",
+                    b.name,
+                    b.len()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// How a value of a dtype is held in a shader.
@@ -190,321 +198,112 @@ enum Repr {
     Bool,
 }
 
-struct Printer<'k> {
-    kernel: &'k Kernel,
-    options: &'k PrintOptions,
-    out: String,
-    indent: usize,
-    temps: u32,
-    helpers: BTreeSet<&'static str>,
+/// The WGSL dialect: its options, and whether the kernel turned out to use `f16`.
+struct Wgsl {
+    options: PrintOptions,
     uses_f16: bool,
-    /// How often the statement being printed runs per invocation (literal loop extents).
-    trips: u64,
 }
 
-type R<T> = Result<T, WgslError>;
+type P<'k> = Printer<'k, Wgsl>;
 
-impl Printer<'_> {
-    fn err(&self, message: impl Into<String>) -> WgslError {
-        WgslError::Unsupported { kernel: self.kernel.name.clone(), message: message.into() }
-    }
-
-    fn check_buffers(&self) -> R<()> {
-        for b in &self.kernel.buffers {
-            let words = if wide(b.dtype) && b.space == Space::Global { 2 } else { 1 };
-            if b.len().saturating_mul(words) >= 1 << 31 {
-                return Err(self.err(format!(
-                    "buffer `{}` has {} elements; WGSL indices are i32 (at most 2^31 - 1 words)",
-                    b.name,
-                    b.len()
-                )));
+fn repr(p: &mut P, d: DType) -> R<Repr> {
+    Ok(match d {
+        DType::F32 => Repr::F32,
+        DType::F16 => {
+            if !p.dialect.options.f16 {
+                return Err(p.err("f16 needs an adapter with SHADER_F16"));
             }
+            p.dialect.uses_f16 = true;
+            Repr::F16
         }
-        Ok(())
+        DType::I64 | DType::I32 | DType::I16 | DType::I8 => Repr::I32,
+        DType::U64 | DType::U32 | DType::U16 | DType::U8 => Repr::U32,
+        DType::Bool => Repr::Bool,
+        // f64 values that never leave the invocation's registers or the kernel's own
+        // workgroup/private memory (Resize's coordinate math) compute in f32; f64 tensors are
+        // rejected in `storage_type`.
+        DType::F64 => Repr::F32,
+        DType::BF16 => return Err(p.err("bf16 is not supported: WGSL has no bf16")),
+    })
+}
+
+fn storage_type(p: &mut P, d: DType, space: Space) -> R<&'static str> {
+    if d == DType::F64 && space == Space::Global {
+        return Err(p.err("f64 is not supported: WGSL has no f64"));
+    }
+    Ok(match repr(p, d)? {
+        Repr::Bool => "u32",
+        r => repr_name(r),
+    })
+}
+
+/// `x` (a value of `dtype`'s representation) wrapped to the width of a narrow integer.
+fn wrap(x: String, dtype: DType) -> String {
+    match dtype {
+        DType::I8 => format!("(({x} << 24u) >> 24u)"),
+        DType::I16 => format!("(({x} << 16u) >> 16u)"),
+        DType::U8 => format!("({x} & 0xffu)"),
+        DType::U16 => format!("({x} & 0xffffu)"),
+        _ => x,
+    }
+}
+
+impl Dialect for Wgsl {
+    const LAZY_SELECT: bool = false;
+
+    fn value_type(p: &mut P, dtype: DType) -> R<&'static str> {
+        Ok(repr_name(repr(p, dtype)?))
     }
 
-    fn repr(&mut self, d: DType) -> R<Repr> {
-        Ok(match d {
-            DType::F32 => Repr::F32,
-            DType::F16 => {
-                if !self.options.f16 {
-                    return Err(self.err("f16 needs an adapter with SHADER_F16"));
-                }
-                self.uses_f16 = true;
-                Repr::F16
-            }
-            DType::I64 | DType::I32 | DType::I16 | DType::I8 => Repr::I32,
-            DType::U64 | DType::U32 | DType::U16 | DType::U8 => Repr::U32,
-            DType::Bool => Repr::Bool,
-            // f64 values that never leave the invocation's registers or the kernel's own
-            // workgroup/private memory (Resize's coordinate math) compute in f32; f64 tensors
-            // are rejected in `storage_type`.
-            DType::F64 => Repr::F32,
-            DType::BF16 => return Err(self.err("bf16 is not supported: WGSL has no bf16")),
-        })
+    fn let_line(name: &str, ty: &str, value: &str) -> String {
+        format!("let {name}: {ty} = {value};")
     }
 
-    fn ty(&mut self, d: DType) -> R<&'static str> {
-        Ok(repr_name(self.repr(d)?))
+    fn var_line(name: &str, ty: &str, value: &str) -> String {
+        format!("var {name}: {ty} = {value};")
     }
 
-    fn storage_type(&mut self, d: DType, space: Space) -> R<&'static str> {
-        if d == DType::F64 && space == Space::Global {
-            return Err(self.err("f64 is not supported: WGSL has no f64"));
-        }
-        Ok(match self.repr(d)? {
-            Repr::Bool => "u32",
-            r => repr_name(r),
-        })
+    fn for_open(_: &mut P, v: &str, ty: &str, n: &str, kind: LoopKind) -> Vec<String> {
+        let note = match kind {
+            LoopKind::Serial => String::new(),
+            LoopKind::Unroll => " // unroll".to_string(),
+            LoopKind::Vector(w) => format!(" // vector({w})"),
+        };
+        let zero = if ty == "u32" { "0u" } else { "0i" };
+        vec![format!("for (var {v}: {ty} = {zero}; {v} < {n}; {v}++) {{{note}")]
     }
 
-    fn line(&mut self, s: &str) {
-        for _ in 0..self.indent {
-            self.out.push_str("  ");
-        }
-        self.out.push_str(s);
-        self.out.push('\n');
+    fn barrier() -> &'static str {
+        "workgroupBarrier();"
     }
 
-    fn temp(&mut self) -> String {
-        self.temps += 1;
-        format!("t{}", self.temps)
-    }
-
-    fn helper(&mut self, name: &'static str) -> &'static str {
-        // Helpers that call other helpers pull them in.
-        for dep in helper_deps(name) {
-            self.helpers.insert(dep);
-        }
-        self.helpers.insert(name);
-        name
-    }
-
-    fn block(&mut self, stmts: &[Stmt]) -> R<()> {
-        for s in stmts {
-            self.stmt(s)?;
-        }
-        Ok(())
-    }
-
-    fn stmt(&mut self, s: &Stmt) -> R<()> {
+    fn special(_: &mut P, s: Special) -> String {
         match s {
-            Stmt::For { var, extent, kind, body } => {
-                let n = self.expr(extent)?;
-                let v = format!("v{}", var.id);
-                let note = match kind {
-                    LoopKind::Serial => String::new(),
-                    LoopKind::Unroll => " // unroll".to_string(),
-                    LoopKind::Vector(w) => format!(" // vector({w})"),
-                };
-                let n = if extent.as_int().is_some() {
-                    n
-                } else {
-                    let t = self.temp();
-                    self.line(&format!("let {t}: i32 = {n};"));
-                    t
-                };
-                let outer = self.trips;
-                let extent_trips = extent.as_int().unwrap_or(1).max(1) as u64;
-                let total = outer.saturating_mul(extent_trips);
-                let limit = self.options.max_loop_iterations;
-                let unroll =
-                    if limit > 0 && total > limit { unroll_factor(extent_trips, total, limit, body) } else { None };
-                match unroll {
-                    None => {
-                        self.trips = total;
-                        self.line(&format!("for (var {v}: i32 = 0i; {v} < {n}; {v}++) {{{note}"));
-                        self.indent += 1;
-                        self.block(body)?;
-                        self.indent -= 1;
-                        self.line("}");
-                    }
-                    Some((k, exact)) => {
-                        // Each copy of the body is its own block, binding the loop variable.
-                        self.trips = outer.saturating_mul(extent_trips.div_ceil(k));
-                        let base = format!("{v}_base");
-                        self.line(&format!(
-                            "for (var {base}: i32 = 0i; {base} < {n}; {base} += {k}i) {{ // unrolled x{k}"
-                        ));
-                        self.indent += 1;
-                        for j in 0..k {
-                            self.line("{");
-                            self.indent += 1;
-                            self.line(&format!("let {v}: i32 = {base} + {j}i;"));
-                            if !exact {
-                                self.line(&format!("if ({v} < {n}) {{"));
-                                self.indent += 1;
-                            }
-                            self.block(body)?;
-                            if !exact {
-                                self.indent -= 1;
-                                self.line("}");
-                            }
-                            self.indent -= 1;
-                            self.line("}");
-                        }
-                        self.indent -= 1;
-                        self.line("}");
-                    }
-                }
-                self.trips = outer;
-            }
-            Stmt::Let { var, value } => {
-                let ty = self.ty(var.dtype)?;
-                let e = self.expr(value)?;
-                self.line(&format!("let v{}: {ty} = {e};", var.id));
-            }
-            Stmt::Local { var, init } => {
-                let ty = self.ty(var.dtype)?;
-                let e = self.expr(init)?;
-                self.line(&format!("var v{}: {ty} = {e};", var.id));
-            }
-            Stmt::Assign { var, value } => {
-                let e = self.expr(value)?;
-                self.line(&format!("v{} = {e};", var.id));
-            }
-            Stmt::Store { buf, index, value } => {
-                let b = self.kernel.buffer(*buf);
-                let (dtype, space) = (b.dtype, b.space);
-                let flat = self.expr(&b.flat_index(index))?;
-                let v = self.expr(value)?;
-                let name = format!("b{}", buf.index());
-                match self.repr(dtype)? {
-                    Repr::Bool => self.line(&format!("{name}[{flat}] = select(0u, 1u, {v});")),
-                    Repr::I32 if dtype == DType::I64 && space == Space::Global => {
-                        let t = self.temp();
-                        self.line(&format!("let {t}: i32 = {v};"));
-                        let a = self.temp();
-                        self.line(&format!("let {a}: i32 = 2i * ({flat});"));
-                        self.line(&format!("{name}[{a}] = {t};"));
-                        self.line(&format!("{name}[{a} + 1i] = {t} >> 31u;"));
-                    }
-                    Repr::U32 if dtype == DType::U64 && space == Space::Global => {
-                        let a = self.temp();
-                        self.line(&format!("let {a}: i32 = 2i * ({flat});"));
-                        self.line(&format!("{name}[{a}] = {v};"));
-                        self.line(&format!("{name}[{a} + 1i] = 0u;"));
-                    }
-                    _ => self.line(&format!("{name}[{flat}] = {v};")),
-                }
-            }
-            Stmt::If { cond, then, els } => {
-                let c = self.expr(cond)?;
-                self.line(&format!("if ({c}) {{"));
-                self.indent += 1;
-                self.block(then)?;
-                self.indent -= 1;
-                if !els.is_empty() {
-                    self.line("} else {");
-                    self.indent += 1;
-                    self.block(els)?;
-                    self.indent -= 1;
-                }
-                self.line("}");
-            }
-            Stmt::Barrier => self.line("workgroupBarrier();"),
+            Special::ThreadId(a) => format!("i32(lid.{})", axis(a)),
+            Special::GroupId(a) => format!("i32(wid.{})", axis(a)),
         }
-        Ok(())
     }
 
-    /// The load of `buf` at `index`, as a value of its dtype's representation.
-    fn load(&mut self, buf: BufId, index: &[Expr]) -> R<String> {
-        let b = self.kernel.buffer(buf);
-        let (dtype, space) = (b.dtype, b.space);
-        let flat = self.expr(&b.flat_index(index))?;
-        let name = format!("b{}", buf.index());
-        Ok(match self.repr(dtype)? {
-            Repr::Bool => format!("({name}[{flat}] != 0u)"),
-            Repr::I32 | Repr::U32 if wide(dtype) && space == Space::Global => format!("{name}[2i * ({flat})]"),
-            _ => format!("{name}[{flat}]"),
-        })
+    fn special_dtype(_: &P) -> DType {
+        DType::I32
     }
 
-    /// A WGSL expression for `e`; statements it needs (guarded loads) are printed first.
-    fn expr(&mut self, e: &Expr) -> R<String> {
-        Ok(match e {
-            Expr::Lit(l) => self.literal(*l)?,
-            Expr::Var(v) => format!("v{}", v.id),
-            Expr::Special(Special::ThreadId(a)) => format!("i32(lid.{})", axis(*a)),
-            Expr::Special(Special::GroupId(a)) => format!("i32(wid.{})", axis(*a)),
-            Expr::Axis(_) | Expr::Reduce(_) => {
-                return Err(self.err("a compute-definition expression (axis or reduction) in a scheduled kernel"))
-            }
-            Expr::Load { buf, dtype, index, mask } => match mask {
-                None => self.load(*buf, index)?,
-                Some(m) => {
-                    let ty = self.ty(*dtype)?;
-                    let zero = self.literal(Literal::zero(*dtype))?;
-                    let m = self.expr(m)?;
-                    let t = self.temp();
-                    self.line(&format!("var {t}: {ty} = {zero};"));
-                    self.line(&format!("if ({m}) {{"));
-                    self.indent += 1;
-                    let l = self.load(*buf, index)?;
-                    self.line(&format!("{t} = {l};"));
-                    self.indent -= 1;
-                    self.line("}");
-                    t
-                }
-            },
-            Expr::Select(c, a, b) => {
-                let loads = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Load { .. }));
-                let c = self.expr(c)?;
-                if !loads(a) && !loads(b) {
-                    let a = self.expr(a)?;
-                    let b = self.expr(b)?;
-                    format!("select({b}, {a}, {c})")
-                } else {
-                    let ty = self.ty(e.dtype())?;
-                    let t = self.temp();
-                    self.line(&format!("var {t}: {ty};"));
-                    self.line(&format!("if ({c}) {{"));
-                    self.indent += 1;
-                    let x = self.expr(a)?;
-                    self.line(&format!("{t} = {x};"));
-                    self.indent -= 1;
-                    self.line("} else {");
-                    self.indent += 1;
-                    let y = self.expr(b)?;
-                    self.line(&format!("{t} = {y};"));
-                    self.indent -= 1;
-                    self.line("}");
-                    t
-                }
-            }
-            Expr::Cast(to, a) => {
-                let from = a.dtype();
-                let x = self.expr(a)?;
-                self.cast(&x, from, *to)?
-            }
-            Expr::Unary(op, a) => {
-                let x = self.expr(a)?;
-                self.unary(*op, &x, a.dtype())?
-            }
-            Expr::Binary(op, a, b) => {
-                let x = self.expr(a)?;
-                let y = self.expr(b)?;
-                self.binary(*op, &x, &y, a.dtype())?
-            }
-        })
-    }
-
-    fn literal(&mut self, l: Literal) -> R<String> {
+    fn literal(p: &mut P, l: Literal) -> R<String> {
         Ok(match l {
             Literal::Bool(b) => b.to_string(),
-            Literal::Float(v, d) => match self.repr(d)? {
-                Repr::F32 => f32_literal(self, v as f32),
+            Literal::Float(v, d) => match repr(p, d)? {
+                Repr::F32 => f32_literal(p, v as f32),
                 Repr::F16 => {
                     let h = half::f16::from_f64(v);
                     if h.is_finite() {
                         format!("{:?}h", f32::from(h))
                     } else {
-                        format!("f16({})", f32_literal(self, f32::from(h)))
+                        format!("f16({})", f32_literal(p, f32::from(h)))
                     }
                 }
-                _ => return Err(self.err(format!("float literal of dtype {}", d.name()))),
+                _ => return Err(p.err(format!("float literal of dtype {}", d.name()))),
             },
-            Literal::Int(v, d) => match self.repr(d)? {
+            Literal::Int(v, d) => match repr(p, d)? {
                 // i64 values beyond i32 saturate (reduction identities such as i64::MIN).
                 Repr::I32 => {
                     let v = v.clamp(i32::MIN as i64, i32::MAX as i64);
@@ -520,30 +319,63 @@ impl Printer<'_> {
                 Repr::U32 if d == DType::U64 => format!("{}u", (v as u64).min(u32::MAX as u64)),
                 Repr::U32 => format!("{}u", v as u32),
                 Repr::F32 => format!("{v}.0f"),
-                _ => return Err(self.err(format!("integer literal of dtype {}", d.name()))),
+                _ => return Err(p.err(format!("integer literal of dtype {}", d.name()))),
             },
         })
     }
 
-    /// `x` (a value of `dtype`'s representation) wrapped to the width of a narrow integer.
-    fn wrap(&self, x: String, dtype: DType) -> String {
-        match dtype {
-            DType::I8 => format!("(({x} << 24u) >> 24u)"),
-            DType::I16 => format!("(({x} << 16u) >> 16u)"),
-            DType::U8 => format!("({x} & 0xffu)"),
-            DType::U16 => format!("({x} & 0xffffu)"),
-            _ => x,
-        }
+    fn load(p: &mut P, buf: BufId, index: &[Expr]) -> R<String> {
+        let b = p.kernel.buffer(buf);
+        let (dtype, space) = (b.dtype, b.space);
+        let flat = p.expr(&b.flat_index(index))?;
+        let name = buffer_name(buf);
+        Ok(match repr(p, dtype)? {
+            Repr::Bool => format!("({name}[{flat}] != 0u)"),
+            Repr::I32 | Repr::U32 if wide(dtype) && space == Space::Global => format!("{name}[2i * ({flat})]"),
+            _ => format!("{name}[{flat}]"),
+        })
     }
 
-    fn unary(&mut self, op: UnaryOp, x: &str, dtype: DType) -> R<String> {
+    fn store(p: &mut P, buf: BufId, index: &[Expr], v: &str) -> R<Vec<String>> {
+        let b = p.kernel.buffer(buf);
+        let (dtype, space) = (b.dtype, b.space);
+        let flat = p.expr(&b.flat_index(index))?;
+        let name = buffer_name(buf);
+        Ok(match repr(p, dtype)? {
+            Repr::Bool => vec![format!("{name}[{flat}] = select(0u, 1u, {v});")],
+            Repr::I32 if dtype == DType::I64 && space == Space::Global => {
+                let (t, a) = (p.temp(), p.temp());
+                vec![
+                    format!("let {t}: i32 = {v};"),
+                    format!("let {a}: i32 = 2i * ({flat});"),
+                    format!("{name}[{a}] = {t};"),
+                    format!("{name}[{a} + 1i] = {t} >> 31u;"),
+                ]
+            }
+            Repr::U32 if dtype == DType::U64 && space == Space::Global => {
+                let a = p.temp();
+                vec![
+                    format!("let {a}: i32 = 2i * ({flat});"),
+                    format!("{name}[{a}] = {v};"),
+                    format!("{name}[{a} + 1i] = 0u;"),
+                ]
+            }
+            _ => vec![format!("{name}[{flat}] = {v};")],
+        })
+    }
+
+    fn select(c: &str, a: &str, b: &str) -> String {
+        format!("select({b}, {a}, {c})")
+    }
+
+    fn unary(p: &mut P, op: UnaryOp, x: &str, dtype: DType) -> R<String> {
         use UnaryOp::*;
-        let repr = self.repr(dtype)?;
-        let bad = |p: &Self| p.err(format!("`{}` on {}", op.name(), dtype.name()));
+        let repr = repr(p, dtype)?;
+        let bad = |p: &P| p.err(format!("`{}` on {}", op.name(), dtype.name()));
         match repr {
             Repr::Bool => match op {
                 Not => Ok(format!("(!{x})")),
-                _ => Err(bad(self)),
+                _ => Err(bad(p)),
             },
             Repr::I32 | Repr::U32 => {
                 let s = match (op, repr) {
@@ -555,9 +387,9 @@ impl Printer<'_> {
                     (Sign, _) => format!("select(0u, 1u, {x} > 0u)"),
                     (Relu, Repr::I32) => format!("max({x}, 0i)"),
                     (Relu, _) => x.to_string(),
-                    _ => return Err(bad(self)),
+                    _ => return Err(bad(p)),
                 };
-                Ok(self.wrap(s, dtype))
+                Ok(wrap(s, dtype))
             }
             Repr::F32 | Repr::F16 => {
                 let h = repr == Repr::F16;
@@ -566,8 +398,8 @@ impl Printer<'_> {
                 let f = match op {
                     Neg => format!("(-{a})"),
                     Abs => format!("abs({a})"),
-                    Sign => format!("{}({a})", self.helper("nnc_sign")),
-                    Relu => format!("{}({a})", self.helper("nnc_relu")),
+                    Sign => format!("{}({a})", p.helper("nnc_sign")),
+                    Relu => format!("{}({a})", p.helper("nnc_relu")),
                     Exp => format!("exp({a})"),
                     Log => format!("log({a})"),
                     Sqrt => format!("sqrt({a})"),
@@ -581,28 +413,28 @@ impl Printer<'_> {
                     Atan => format!("atan({a})"),
                     Sinh => format!("sinh({a})"),
                     Cosh => format!("cosh({a})"),
-                    Tanh => format!("{}({a})", self.helper("nnc_tanh")),
+                    Tanh => format!("{}({a})", p.helper("nnc_tanh")),
                     Asinh => format!("asinh({a})"),
                     Acosh => format!("acosh({a})"),
                     Atanh => format!("atanh({a})"),
-                    Sigmoid => format!("{}({a})", self.helper("nnc_sigmoid")),
-                    Erf => format!("{}({a})", self.helper("nnc_erf")),
+                    Sigmoid => format!("{}({a})", p.helper("nnc_sigmoid")),
+                    Erf => format!("{}({a})", p.helper("nnc_erf")),
                     Floor => format!("floor({a})"),
                     Ceil => format!("ceil({a})"),
                     Round => format!("round({a})"),
-                    IsNan => return Ok(format!("{}({a})", self.helper("nnc_isnan"))),
-                    IsInf => return Ok(format!("{}({a})", self.helper("nnc_isinf"))),
-                    Not => return Err(bad(self)),
+                    IsNan => return Ok(format!("{}({a})", p.helper("nnc_isnan"))),
+                    IsInf => return Ok(format!("{}({a})", p.helper("nnc_isinf"))),
+                    Not => return Err(bad(p)),
                 };
                 Ok(if h { format!("f16({f})") } else { f })
             }
         }
     }
 
-    fn binary(&mut self, op: BinaryOp, x: &str, y: &str, dtype: DType) -> R<String> {
+    fn binary(p: &mut P, op: BinaryOp, _: (&Expr, &Expr), x: &str, y: &str, dtype: DType) -> R<String> {
         use BinaryOp::*;
-        let repr = self.repr(dtype)?;
-        let bad = |p: &Self| p.err(format!("`{}` on {}", op.name(), dtype.name()));
+        let repr = repr(p, dtype)?;
+        let bad = |p: &P| p.err(format!("`{}` on {}", op.name(), dtype.name()));
         let cmp = |o: &str| format!("({x} {o} {y})");
         if repr == Repr::Bool {
             return match op {
@@ -615,7 +447,7 @@ impl Printer<'_> {
                 Le => Ok(format!("(u32({x}) <= u32({y}))")),
                 Gt => Ok(format!("(u32({x}) > u32({y}))")),
                 Ge => Ok(format!("(u32({x}) >= u32({y}))")),
-                _ => Err(bad(self)),
+                _ => Err(bad(p)),
             };
         }
         match op {
@@ -625,7 +457,7 @@ impl Printer<'_> {
             Le => return Ok(cmp("<=")),
             Gt => return Ok(cmp(">")),
             Ge => return Ok(cmp(">=")),
-            And | Or | Xor => return Err(bad(self)),
+            And | Or | Xor => return Err(bad(p)),
             _ => {}
         }
         match repr {
@@ -643,11 +475,11 @@ impl Printer<'_> {
                     Rem => cmp("%"),
                     Max => format!("max({x}, {y})"),
                     Min => format!("min({x}, {y})"),
-                    Pow if repr == Repr::I32 => format!("{}({x}, {y})", self.helper("nnc_ipow")),
-                    Pow => format!("{}({x}, {y})", self.helper("nnc_upow")),
-                    _ => return Err(bad(self)),
+                    Pow if repr == Repr::I32 => format!("{}({x}, {y})", p.helper("nnc_ipow")),
+                    Pow => format!("{}({x}, {y})", p.helper("nnc_upow")),
+                    _ => return Err(bad(p)),
                 };
-                Ok(self.wrap(s, dtype))
+                Ok(wrap(s, dtype))
             }
             _ => {
                 let h = repr == Repr::F16;
@@ -659,18 +491,18 @@ impl Printer<'_> {
                     Mul => format!("({a} * {b})"),
                     Div => format!("({a} / {b})"),
                     Rem => format!("({a} % {b})"),
-                    Pow => format!("{}({a}, {b})", self.helper("nnc_pow")),
-                    Max => format!("{}({a}, {b})", self.helper("nnc_max")),
-                    Min => format!("{}({a}, {b})", self.helper("nnc_min")),
-                    _ => return Err(bad(self)),
+                    Pow => format!("{}({a}, {b})", p.helper("nnc_pow")),
+                    Max => format!("{}({a}, {b})", p.helper("nnc_max")),
+                    Min => format!("{}({a}, {b})", p.helper("nnc_min")),
+                    _ => return Err(bad(p)),
                 };
                 Ok(if h { format!("f16({f})") } else { f })
             }
         }
     }
 
-    fn cast(&mut self, x: &str, from: DType, to: DType) -> R<String> {
-        let (rf, rt) = (self.repr(from)?, self.repr(to)?);
+    fn cast(p: &mut P, x: &str, from: DType, to: DType) -> R<String> {
+        let (rf, rt) = (repr(p, from)?, repr(p, to)?);
         if from == to {
             return Ok(x.to_string());
         }
@@ -684,8 +516,8 @@ impl Printer<'_> {
                 Repr::U32 => format!("({x} != 0u)"),
             },
             (Repr::Bool, _) => {
-                let one = self.literal(Literal::from_f64(1.0, to))?;
-                let zero = self.literal(Literal::zero(to))?;
+                let one = Self::literal(p, Literal::from_f64(1.0, to))?;
+                let zero = Self::literal(p, Literal::zero(to))?;
                 format!("select({zero}, {one}, {x})")
             }
             (f, t) if float(f) && float(t) => format!("{}({x})", repr_name(t)),
@@ -694,39 +526,27 @@ impl Printer<'_> {
                 // Truncate toward zero, saturate to the target's range, NaN → 0.
                 let a = if f == Repr::F16 { format!("f32({x})") } else { x.to_string() };
                 match (t, to) {
-                    (Repr::I32, DType::I8) => format!("i32(clamp({}({a}), -128.0f, 127.0f))", self.helper("nnc_nan0")),
+                    (Repr::I32, DType::I8) => format!("i32(clamp({}({a}), -128.0f, 127.0f))", p.helper("nnc_nan0")),
                     (Repr::I32, DType::I16) => {
-                        format!("i32(clamp({}({a}), -32768.0f, 32767.0f))", self.helper("nnc_nan0"))
+                        format!("i32(clamp({}({a}), -32768.0f, 32767.0f))", p.helper("nnc_nan0"))
                     }
-                    (Repr::I32, _) => format!("{}({a})", self.helper("nnc_f2i")),
-                    (_, DType::U8) => format!("u32(clamp({}({a}), 0.0f, 255.0f))", self.helper("nnc_nan0")),
-                    (_, DType::U16) => format!("u32(clamp({}({a}), 0.0f, 65535.0f))", self.helper("nnc_nan0")),
-                    _ => format!("{}({a})", self.helper("nnc_f2u")),
+                    (Repr::I32, _) => format!("{}({a})", p.helper("nnc_f2i")),
+                    (_, DType::U8) => format!("u32(clamp({}({a}), 0.0f, 255.0f))", p.helper("nnc_nan0")),
+                    (_, DType::U16) => format!("u32(clamp({}({a}), 0.0f, 65535.0f))", p.helper("nnc_nan0")),
+                    _ => format!("{}({a})", p.helper("nnc_f2u")),
                 }
             }
             // Integer to integer wraps: reinterpret the 32-bit word, then narrow.
             (_, t) => {
                 let s = if rf == t { x.to_string() } else { format!("{}({x})", repr_name(t)) };
-                self.wrap(s, to)
+                wrap(s, to)
             }
         })
     }
-}
 
-/// How much to unroll a loop of `extent` iterations that runs `total` times per invocation so
-/// each copy runs at most `limit` times: `(k, exact)`, exact when `k` divides the extent. A
-/// loop with a barrier is unrolled only exactly (a guard would make the barrier non-uniform).
-fn unroll_factor(extent: u64, total: u64, limit: u64, body: &[Stmt]) -> Option<(u64, bool)> {
-    let need = total.div_ceil(limit.max(1));
-    if need > 64 || need > extent {
-        return None;
+    fn helper_deps(name: &str) -> &'static [&'static str] {
+        helper_deps(name)
     }
-    if let Some(k) = (need..=64.min(extent)).find(|&k| extent.is_multiple_of(k)) {
-        return Some((k, true));
-    }
-    let mut barrier = false;
-    nnc_kernel::visit::visit_stmts(body, &mut |s| barrier |= matches!(s, Stmt::Barrier));
-    (!barrier).then_some((need, false))
 }
 
 /// A 64-bit integer dtype: held in a global buffer as (low, high) 32-bit word pairs.
@@ -744,12 +564,8 @@ fn repr_name(r: Repr) -> &'static str {
     }
 }
 
-fn axis(a: u8) -> char {
-    ['x', 'y', 'z'][a.min(2) as usize]
-}
-
 /// An `f32` literal; infinities and NaN come from helpers (WGSL has no non-finite literals).
-fn f32_literal(p: &mut Printer, v: f32) -> String {
+fn f32_literal(p: &mut P, v: f32) -> String {
     if v.is_nan() {
         format!("{}()", p.helper("nnc_nan"))
     } else if v.is_infinite() {

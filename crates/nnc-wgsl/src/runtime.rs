@@ -26,6 +26,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
 
+/// The limits of the adapter `gpu(adapter)` picks (the first one, or the first whose name
+/// contains `adapter`).
+pub fn adapter_limits(adapter: Option<&str>) -> Result<wgpu::Limits, WgslError> {
+    Ok(gpu(adapter)?.limits)
+}
+
 /// The names of the adapters wgpu finds (all backends compiled in).
 pub fn adapters() -> Vec<String> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
@@ -191,8 +197,16 @@ impl WgslProgram {
     /// distinct WGSL text), buffers and bind groups, and uploads the weights.
     pub fn new(program: &Program, adapter: Option<&str>) -> Result<WgslProgram, WgslError> {
         let Gpu { info, device, queue, f16, limits, .. } = gpu(adapter)?;
-        // llvmpipe ends every loop after 65,535 iterations per invocation; stay well below.
-        let max_loop_iterations = if info.name.contains("llvmpipe") { 32_768 } else { 0 };
+        // llvmpipe ends every loop after 65,535 iterations per invocation, silently: the
+        // program must have been legalized for that (`Device::max_loop_iterations`).
+        let limit = program.device.max_loop_iterations;
+        if info.name.contains("llvmpipe") && !(1..=65_535).contains(&limit) {
+            return Err(WgslError::Data(format!(
+                "program `{}` was compiled for loops of up to {limit} iterations (0: any), which llvmpipe \
+                 stops at 65,535; compile it for `WgslBackend::device()`",
+                program.fused.name
+            )));
+        }
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
 
         let fused = &program.fused;
@@ -246,7 +260,7 @@ impl WgslProgram {
                 });
             }
             let force_read_write = bound_twice(&ids);
-            let options = PrintOptions { f16, force_read_write: force_read_write.clone(), max_loop_iterations };
+            let options = PrintOptions { f16, force_read_write: force_read_write.clone() };
             let text = compile_kernel(kernel, &options)?;
             let read_only: Vec<bool> =
                 params.iter().zip(&force_read_write).map(|((_, b), &rw)| b.access == Access::Read && !rw).collect();

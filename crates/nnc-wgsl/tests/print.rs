@@ -93,6 +93,7 @@ fn snapshot_conv_bias_relu() {
 
 /// A `select` whose side loads becomes an `if`: WGSL's `select()` would make the load.
 #[test]
+/// Loads under `select`, and masked loads, are `if`s: WGSL's `select()` evaluates both sides.
 fn a_select_that_loads_is_an_if() {
     let program = gpu_program(&conv_bias_relu([1, 2, 5, 5], 2, 3, 1));
     let mut kernel = program.kernels[0].clone();
@@ -108,6 +109,11 @@ fn a_select_that_loads_is_an_if() {
         Stmt::Store { buf: out, index: vec![Expr::i64(0); orank], value },
         Stmt::Store { buf: out, index: vec![Expr::i64(0); orank], value: masked },
     ];
+    // Unlegalized, WGSL's eager select() cannot express it: an error, not a wrong shader.
+    let e = compile_kernel(&kernel, &options()).unwrap_err();
+    assert!(e.to_string().contains("not legalized"), "{e}");
+    // Legalized for a WGSL device, both become `if`s.
+    let kernel = nnc_lower::legalize::legalize(&kernel, &nnc_kernel::Device::gpu()).unwrap();
     let text = compile_kernel(&kernel, &options()).unwrap();
     assert!(!text.contains("select("), "{text}");
     assert_eq!(text.matches("if (").count(), 2, "{text}");

@@ -29,6 +29,8 @@ pub enum Pass {
     Fuse,
     /// After scheduling: the Kernel IR of every kernel.
     Schedule,
+    /// After legalization for the target's device: the Kernel IR its code generator reads.
+    Legalize,
 }
 
 #[derive(Args, Debug)]
@@ -73,12 +75,12 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     }
     let mut text = String::new();
     let device = match (pass, args.target.0.device()) {
-        (Pass::Fuse | Pass::Schedule, None) => {
+        (Pass::Fuse | Pass::Schedule | Pass::Legalize, None) => {
             bail!("target {} has no kernels: give --target with a device (cpu, wgsl, ...)", args.target)
         }
         (_, device) => device.unwrap_or_else(nnc_kernel::Device::cpu),
     };
-    let mut graph = if matches!(pass, Pass::Fuse | Pass::Schedule) {
+    let mut graph = if matches!(pass, Pass::Fuse | Pass::Schedule | Pass::Legalize) {
         let spec = crate::model::load_for_shapes(&args.file, &args.shape, None)?;
         eprint!("{}", spec.resolved.note());
         let _ = writeln!(text, "# inputs: {}", spec.describe_shapes());
@@ -102,7 +104,7 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         }
         graph = opt.graph;
     }
-    if matches!(pass, Pass::Fuse | Pass::Schedule) {
+    if matches!(pass, Pass::Fuse | Pass::Schedule | Pass::Legalize) {
         let fused = nnc_lower::fuse_for(&graph, &device, None)
             .map_err(|e| anyhow!(e))
             .with_context(|| format!("cannot fuse {}", args.file.display()))?;
@@ -114,9 +116,14 @@ pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
         if pass == Pass::Fuse {
             let _ = write!(text, "{fused}");
         } else {
-            let kernels = nnc_lower::schedule::schedule_all(&fused, &device)
+            let mut kernels = nnc_lower::schedule::schedule_all(&fused, &device)
                 .map_err(|e| anyhow!(e))
                 .with_context(|| format!("cannot schedule {}", args.file.display()))?;
+            if pass == Pass::Legalize {
+                kernels = nnc_lower::legalize::legalize_all(&kernels, &device)
+                    .map_err(|e| anyhow!(e))
+                    .with_context(|| format!("cannot legalize {}", args.file.display()))?;
+            }
             for k in &kernels {
                 let _ = writeln!(text, "{k}");
             }

@@ -3,8 +3,8 @@
 
 use super::{cstr, NONAME, R};
 use crate::emit::{
-    coefficient, contains_load, int_range, is_mul, is_unsigned, lib_symbol, needs_branch, unrolled, varies,
-    vector_plan, Lane, Lanes, Lib, Status, ERF_DEN, ERF_NUM,
+    coefficient, int_range, is_mul, is_unsigned, lib_symbol, needs_branch, unrolled, varies, vector_plan, Lane, Lanes,
+    Lib, Status, ERF_DEN, ERF_NUM,
 };
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
@@ -105,6 +105,8 @@ pub(super) struct Emitter<'a> {
     /// selected side read only the lanes their select keeps.
     guards: Vec<V>,
     pub(super) vectorized_loops: usize,
+    /// Variables holding loaded data: an index reading one is bounds-checked.
+    data: std::collections::BTreeSet<u32>,
 }
 
 impl<'a> Emitter<'a> {
@@ -121,6 +123,7 @@ impl<'a> Emitter<'a> {
             lanes: None,
             guards: Vec::new(),
             vectorized_loops: 0,
+            data: nnc_kernel::visit::data_dependent_vars(&kernel.body),
         }
     }
 
@@ -486,7 +489,7 @@ impl<'a> Emitter<'a> {
         let (len, et) = (b.len(), self.cx.mem(b.dtype)?);
         let flat_expr = b.flat_index(index);
         let flat = self.scalar(&flat_expr)?;
-        if index.iter().any(contains_load) {
+        if index.iter().any(|i| nnc_kernel::visit::depends_on_data(i, &self.data)) {
             // SAFETY: compare of two i64 values.
             let bad = unsafe { LLVMBuildICmp(self.b(), LLVMIntPredicate::LLVMIntUGE, flat, self.i64c(len), NONAME) };
             self.fail_if(bad, Status::OutOfBounds);

@@ -1,14 +1,14 @@
 //! The shared models (`../shared/models` beside the checkout, or `$NNC_SHARED_DIR/models`),
 //! imported with the input shapes of their first test data set, optimized and compiled for
-//! `Device::gpu()`; and the ptxas report over all of them. Used by `tests/ptx_models.rs` and
+//! the CUDA backend's device; and the ptxas report over all of them. Used by `tests/ptx_models.rs` and
 //! `examples/ptx_report.rs`.
 
 #![allow(dead_code)]
 
 use nnc_cuda::report::{markdown, program_report, KernelReport};
 use nnc_ir::{Graph, TensorData};
+use nnc_kernel::backend::Backend;
 use nnc_kernel::program::Program;
-use nnc_kernel::Device;
 use nnc_lower::{bind_input_shapes, compile};
 use nnc_onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
 use std::collections::HashMap;
@@ -64,11 +64,11 @@ pub fn load(dir: &Path) -> Result<(Graph, Vec<TensorData>), String> {
     Ok((graph, inputs))
 }
 
-/// The optimized model compiled for `Device::gpu()`.
+/// The optimized model compiled for the CUDA backend's device.
 pub fn program_for(graph: &Graph, inputs: &[TensorData]) -> Result<Program, String> {
     let graph = bind_input_shapes(graph, inputs);
     let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| e.to_string())?;
-    compile(&optimized.graph, &Device::gpu(), None).map_err(|e| e.to_string())
+    compile(&optimized.graph, &nnc_cuda::CudaBackend.device(), None).map_err(|e| e.to_string())
 }
 
 /// Per model: its name and its kernels' reports (or what went wrong).

@@ -67,8 +67,8 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
                 offsets.push((k, at, len));
                 at += len;
             }
-            let parts: Vec<_> = offsets.into_iter().filter(|&(_, _, len)| len > 0).collect();
-            let read = |&(k, start, _): &(usize, i64, i64)| {
+            let parts: Vec<ConcatPart> = offsets.into_iter().filter(|&(_, _, len)| len > 0).collect();
+            let read = |&(k, start, _): &ConcatPart| {
                 let mut index = axes(rank);
                 index[*axis] = Expr::sub_index(Expr::Axis(*axis as u8), Expr::i64(start));
                 cx.load(k, index)
@@ -78,9 +78,9 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
             // compares thousands of times per element nor nests deeper than code generators
             // (and LLVM's analyses) can recurse.
             fn tree(
-                parts: &[(usize, i64, i64)],
+                parts: &[ConcatPart],
                 axis: usize,
-                read: &dyn Fn(&(usize, i64, i64)) -> Result<Expr, LowerError>,
+                read: &dyn Fn(&ConcatPart) -> Result<Expr, LowerError>,
             ) -> Result<Expr, LowerError> {
                 if let [one] = parts {
                     return read(one);
@@ -101,6 +101,9 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
     };
     Ok(Compute::Map(e))
 }
+
+/// One operand of a concatenation: its input, where it starts along the axis, its length.
+type ConcatPart = (usize, i64, i64);
 
 fn pad(cx: &Ctx, x: &[i64], pads: &[i64], mode: PadMode, value: f64) -> Result<Expr, LowerError> {
     let out = cx.out_shape();
