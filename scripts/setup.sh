@@ -16,8 +16,9 @@ python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v unzip >/dev/null || need+=(unzip)
 command -v curl >/dev/null || need+=(curl)
 # Vulkan with Mesa's software rasterizer (lavapipe): the adapter the WGSL backend's tests run on;
-# LLVM 14 (llvm-config-14 and libLLVM-14.so), the CPU backend's code generator for wide vectors.
-for pkg in mesa-vulkan-drivers libvulkan1 llvm-14-dev; do
+# LLVM 19's static libraries (with Polly, which its static link names), the CPU backend's code
+# generator for wide vectors; nnc links them in through inkwell, so no libLLVM is needed at run time.
+for pkg in mesa-vulkan-drivers libvulkan1 llvm-19-dev libpolly-19-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -91,7 +91,7 @@ impl Resolved {
     pub fn note(&self) -> String {
         let mut s = String::new();
         for sym in &self.defaulted {
-            let _ = write!(s, "note: symbolic dimension `{sym}` bound to 1 (give --shape {sym}=N for another size)\n");
+            let _ = writeln!(s, "note: symbolic dimension `{sym}` bound to 1 (give --shape {sym}=N for another size)");
         }
         s
     }

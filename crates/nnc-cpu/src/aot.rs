@@ -3,14 +3,14 @@
 //! process without compiling anything; and [`LoadedImage`], the same for LLVM's linked image of
 //! kernels (which the JIT loads this way too).
 //!
-//! Kernels are position-independent except for calls to the math helpers of [`crate::emit`]
+//! Kernels are position-independent except for calls to the math helpers of [`crate::abi`]
 //! (`nnc_exp`, `nnc_pow`, ...), which the non-PIC x86-64 code reaches through 8-byte absolute
 //! addresses (`Abs8` relocations). Loading copies the code into fresh memory, writes each
 //! helper's address of *this* process at those offsets, and makes the memory executable. Any
 //! other relocation is refused when the bundle is written, so a bundle never loads into code
 //! that was patched wrongly.
 
-use crate::emit::{lib_address, KernelFn};
+use crate::abi::{lib_address, KernelFn};
 use crate::link::IMAGE_BASE;
 use cranelift_codegen::binemit::Reloc;
 use cranelift_codegen::ir::{ExternalName, Function};
@@ -54,7 +54,7 @@ pub(crate) fn capture(
     // A helper's address written into the code as a constant would be this process's, wrong
     // in the process that loads the bundle: only relocations may name helpers.
     let bytes = buffer.data();
-    for (name, address) in crate::emit::helper_addresses() {
+    for (name, address) in crate::abi::helper_addresses() {
         let needle = (address as u64).to_le_bytes();
         if bytes.windows(8).any(|w| w == needle) {
             return Err(format!("the code holds the address of helper `{name}` as a constant, not a relocation"));

@@ -1,6 +1,6 @@
 //! CPU bundles: a program's machine code, memory plan and weights written to a folder by
 //! [`write_bundle`] (`nnc compile MODEL --target cpu -o DIR`), and loaded by [`load_bundle`]
-//! (`nnc run DIR`) without importing, optimizing, scheduling or running Cranelift again.
+//! (`nnc run DIR`) without importing, optimizing, scheduling or generating code again.
 //!
 //! The folder holds the target-independent `manifest.json` and `weights.bin` of
 //! [`nnc_kernel::bundle`], `kernels.bin` with Cranelift's machine code per kernel (see
@@ -9,7 +9,7 @@
 //! code was built for; loading refuses a host that lacks any of them.
 
 use crate::aot::{host_isa, LoadedCode, LoadedImage};
-use crate::emit::{compile_kernels, EmitOptions, JitCode, KernelCode};
+use crate::driver::{compile_kernels, EmitOptions, JitCode, KernelCode};
 use crate::exec::{CodeOwner, CpuError, CpuOptions, CpuProgram, KernelRun};
 use nnc_kernel::bundle::{invalid, BundleError, Code, Manifest, Relocation};
 use nnc_kernel::program::Program;
@@ -86,7 +86,7 @@ pub fn write_bundle_from(program: &Program, jit: &JitCode, dir: &Path) -> Result
 
 /// LLVM's image relocations, each given to the kernel whose function holds it (the one with the
 /// last entry point at or before it; the first kernel for any before every function).
-fn relocations_by_kernel(jit: &crate::emit::JitCode) -> HashMap<usize, Vec<Relocation>> {
+fn relocations_by_kernel(jit: &crate::driver::JitCode) -> HashMap<usize, Vec<Relocation>> {
     let mut entries: Vec<(u64, usize)> = (jit.machine.iter().enumerate())
         .filter_map(|(i, m)| match m {
             KernelCode::Linked { entry } => Some((*entry, i)),

@@ -2,8 +2,9 @@
 //! [`MemoryPlan`] for the intermediates, weights and inputs bound in place, and each kernel's
 //! grid split across a persistent rayon pool.
 
+use crate::abi::{KernelFn, Status};
 use crate::aot::{LoadedCode, LoadedImage};
-use crate::emit::{compile_kernels, EmitError, EmitOptions, JitCode, KernelFn, Status};
+use crate::driver::{compile_kernels, EmitError, EmitOptions, JitCode};
 use nnc_ir::TensorData;
 use nnc_kernel::backend::{BackendError, Checked, ErrorKind, Executable, Interface};
 use nnc_kernel::plan::MemoryPlan;

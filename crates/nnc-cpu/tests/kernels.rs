@@ -3,7 +3,7 @@
 //! must not touch memory on the side not taken, `if`, locals, nested, unrolled and vector loops,
 //! private buffers, 3-D grids, and the error statuses.
 
-use nnc_cpu::emit::{compile_kernels, EmitOptions, Status};
+use nnc_cpu::{compile_kernels, EmitOptions, Status};
 use nnc_interp::lanes::Value;
 use nnc_ir::{BinaryOp, DType, TensorData, UnaryOp};
 use nnc_kernel::expr::{BufId, Expr, Special, Var};

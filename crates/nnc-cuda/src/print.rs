@@ -343,16 +343,7 @@ fn shuffle_candidates(k: &Kernel) -> BTreeSet<BufId> {
             false
         });
     };
-    nnc_kernel::visit::visit_stmts(&k.body, &mut |s| match s {
-        Stmt::For { extent, .. } => check(extent),
-        Stmt::Let { value, .. } | Stmt::Local { init: value, .. } | Stmt::Assign { value, .. } => check(value),
-        Stmt::Store { index, value, .. } => {
-            index.iter().for_each(&mut check);
-            check(value)
-        }
-        Stmt::If { cond, .. } => check(cond),
-        Stmt::Barrier => {}
-    });
+    nnc_kernel::visit::visit_exprs(&k.body, &mut check);
     ok
 }
 

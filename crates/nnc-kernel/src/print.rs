@@ -1,4 +1,4 @@
-//! The text form of Kernel IR, printed by `nnc dump --after fuse|schedule`.
+//! The text form of Kernel IR, printed by `nnc dump --after fuse|schedule|legalize`.
 //!
 //! It is for people and golden tests, not parsed back: buffers are `b0..`, variables `v0..`,
 //! output axes of a compute definition `a0..`, thread and workgroup ids `tid.x`/`gid.x`.

@@ -19,6 +19,22 @@ pub fn visit_stmts(stmts: &[Stmt], f: &mut impl FnMut(&Stmt)) {
     }
 }
 
+/// Calls `f` on every expression a statement holds directly (loop extents, values, store
+/// indices, conditions), for every statement, outer before inner. `f` walks into each
+/// expression itself (with [`Expr::any`], say).
+pub fn visit_exprs(stmts: &[Stmt], f: &mut impl FnMut(&Expr)) {
+    visit_stmts(stmts, &mut |s| match s {
+        Stmt::For { extent, .. } => f(extent),
+        Stmt::Let { value, .. } | Stmt::Local { init: value, .. } | Stmt::Assign { value, .. } => f(value),
+        Stmt::Store { index, value, .. } => {
+            index.iter().for_each(&mut *f);
+            f(value)
+        }
+        Stmt::If { cond, .. } => f(cond),
+        Stmt::Barrier => {}
+    })
+}
+
 /// The variables whose values depend on loaded data: defined (or assigned, or bounded, for a
 /// loop counter) by an expression that loads, or reads such a variable. An index that reads one
 /// of them, or loads, can hold any value, and a backend that bounds-checks such indices must

@@ -19,7 +19,7 @@
 use nnc_ir::{BinaryOp, DType, Graph, Node, Op};
 use nnc_kernel::expr::{Literal, Var, VarGen};
 use nnc_kernel::kernel::{Kernel, LoopKind, Space, Stmt};
-use nnc_kernel::visit::visit_stmts;
+use nnc_kernel::visit::{visit_exprs, visit_stmts};
 use nnc_kernel::{Device, Expr, IndexWidth};
 use std::collections::BTreeSet;
 
@@ -126,34 +126,16 @@ fn check_limits(kernel: &Kernel, device: &Device) -> Result<(), String> {
 
 // ---------------------------------------------------------------- explicit effects
 
-/// The largest variable id of `body` (0 if none).
+/// The largest variable id of `body` (0 if none): every variable is bound by a statement
+/// (loops, lets, locals) before an expression reads it.
 fn max_var(body: &[Stmt]) -> u32 {
-    let mut ids: Vec<u32> = Vec::new();
-    let see = |e: &Expr, ids: &mut Vec<u32>| {
-        e.any(&mut |x| {
-            if let Expr::Var(v) = x {
-                ids.push(v.id);
-            }
-            false
-        });
-    };
-    visit_stmts(body, &mut |s| match s {
-        Stmt::For { var, extent, .. } => {
-            ids.push(var.id);
-            see(extent, &mut ids);
+    let mut max = 0;
+    visit_stmts(body, &mut |s| {
+        if let Stmt::For { var, .. } | Stmt::Let { var, .. } | Stmt::Local { var, .. } | Stmt::Assign { var, .. } = s {
+            max = max.max(var.id);
         }
-        Stmt::Let { var, value } | Stmt::Local { var, init: value } | Stmt::Assign { var, value } => {
-            ids.push(var.id);
-            see(value, &mut ids);
-        }
-        Stmt::Store { index, value, .. } => {
-            index.iter().for_each(|i| see(i, &mut ids));
-            see(value, &mut ids);
-        }
-        Stmt::If { cond, .. } => see(cond, &mut ids),
-        Stmt::Barrier => {}
     });
-    ids.into_iter().max().unwrap_or(0)
+    max
 }
 
 /// Whether evaluating `e` where the IR says it is not evaluated would be wrong: a load that
@@ -359,19 +341,7 @@ fn narrow_indices(kernel: &mut Kernel, device: &Device) -> Result<(), String> {
 
 fn has_index_specials(body: &[Stmt]) -> bool {
     let mut found = false;
-    visit_stmts(body, &mut |s| {
-        let mut check = |e: &Expr| found |= e.any(&mut |x| matches!(x, Expr::Special(_)));
-        match s {
-            Stmt::For { extent, .. } => check(extent),
-            Stmt::Let { value, .. } | Stmt::Local { init: value, .. } | Stmt::Assign { value, .. } => check(value),
-            Stmt::Store { index, value, .. } => {
-                index.iter().for_each(&mut check);
-                check(value)
-            }
-            Stmt::If { cond, .. } => check(cond),
-            Stmt::Barrier => {}
-        }
-    });
+    visit_exprs(body, &mut |e| found |= e.any(&mut |x| matches!(x, Expr::Special(_))));
     found
 }
 

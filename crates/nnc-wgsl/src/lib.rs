@@ -3,7 +3,8 @@
 //!
 //! ```no_run
 //! # fn demo(graph: &nnc_ir::Graph, inputs: &[nnc_ir::TensorData]) -> Result<(), Box<dyn std::error::Error>> {
-//! use nnc_kernel::{program::compile, schedule::Device};
+//! use nnc_kernel::Device;
+//! use nnc_lower::compile;
 //! let program = compile(graph, &Device::gpu(), None)?;
 //! let mut gpu = nnc_wgsl::WgslProgram::new(&program, None)?;
 //! println!("running on {}", gpu.adapter_name());

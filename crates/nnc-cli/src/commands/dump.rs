@@ -25,7 +25,7 @@ pub enum Pass {
     Grad,
     /// After e-graph rewriting (nnc-opt).
     Opt,
-    /// After fusion (nnc-kernel): the groups, each one kernel's compute definition.
+    /// After fusion (nnc-lower): the groups, each one kernel's compute definition.
     Fuse,
     /// After scheduling: the Kernel IR of every kernel.
     Schedule,
@@ -57,13 +57,13 @@ pub struct DumpArgs {
     #[arg(long)]
     pub explain: bool,
 
-    /// Input shapes for the kernels of `--after fuse|schedule`: SYMBOL=SIZE binds a symbolic
+    /// Input shapes for the kernels of `--after fuse|schedule|legalize`: SYMBOL=SIZE binds a symbolic
     /// dimension, INPUT=D0,D1,... gives an input's shape (repeatable). Dimensions left open are
     /// bound to 1, with a note.
     #[arg(long, value_name = "NAME=SIZE")]
     pub shape: Vec<String>,
 
-    /// The target whose device kernels are fused and scheduled for (`--after fuse|schedule`).
+    /// The target whose device kernels are fused and scheduled for (`--after fuse|schedule|legalize`).
     #[arg(long, value_enum, default_value_t)]
     pub target: TargetArg,
 }

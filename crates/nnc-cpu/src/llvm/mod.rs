@@ -1,32 +1,33 @@
-//! Kernel IR → native code through LLVM, for the host's widest vectors (AVX-512 or AVX2).
+//! Kernel IR → native code through LLVM (inkwell, LLVM 19), for the host's widest vectors
+//! (AVX-512 or AVX2).
 //!
-//! The same functions as [`crate::emit`] (`extern "C" fn(buffers, group_begin, group_end) ->
-//! status`, same semantics), for kernels scheduled with vector loops of [`host_lanes`] `f32`
-//! lanes: Cranelift stops at 128-bit vectors, LLVM uses the full width of the host's registers
-//! (16 lanes with AVX-512: four times the arithmetic per instruction).
+//! The same functions as the Cranelift generator (the kernel ABI of [`crate::abi`], same
+//! semantics), for kernels scheduled with vector loops of [`host_lanes`] `f32` lanes: Cranelift
+//! stops at 128-bit vectors, LLVM uses the full width of the host's registers (16 lanes with
+//! AVX-512: four times the arithmetic per instruction).
 //!
-//! The emitter stays simple and leaves the classic clean-ups to LLVM's `-O3` pipeline: every
-//! private buffer is a stack array (SROA turns tiles indexed by constants into registers), every
-//! mutable variable a stack slot (mem2reg), repeated loads and invariant address arithmetic are
-//! GVN's and LICM's. What LLVM would not find by itself is spelled out: loops marked `unroll`
-//! (and vector loops over a register tile) are unrolled here, and `vector(w)` loops become `<w x
-//! float>` code directly (loads contiguous in the lane are vector loads, masked where the kernel
-//! masks them; `c + a * b` is one fused multiply-add, as in the Cranelift emitter).
+//! The emitter stays simple and leaves the classic clean-ups to LLVM's `default<O3>` pipeline:
+//! every private buffer is a stack array (SROA turns tiles indexed by constants into
+//! registers), every mutable variable a stack slot (mem2reg), repeated loads and invariant
+//! address arithmetic are GVN's and LICM's. What LLVM would not find by itself is spelled out
+//! by the kernel's plan ([`crate::plan`]): loops marked `unroll` (and vector loops over a
+//! register tile) are unrolled here, and `vector(w)` loops become `<w x float>` code directly
+//! (loads contiguous in the lane are vector loads, masked where the kernel masks them; `c + a *
+//! b` is one fused multiply-add, as in the Cranelift generator).
 //!
 //! Kernels using what this emitter does not cover (`f16`/`bf16`) come back with the reason and
 //! are compiled by Cranelift instead. The module becomes an object file (large code model) that
-//! [`crate::link`] turns into one image: the JIT and bundles load the same bytes.
+//! [`crate::link`] turns into one image: the JIT and bundles load the same bytes. Everything
+//! goes through inkwell except one GEP (see `Emitter::lane_addresses`).
 
 use crate::link::{Image, LinkedKernels};
-use llvm_sys::core::*;
-use llvm_sys::prelude::*;
-use llvm_sys::target::{
-    LLVMDisposeTargetData, LLVMSetModuleDataLayout, LLVM_InitializeNativeAsmPrinter, LLVM_InitializeNativeTarget,
-};
-use llvm_sys::target_machine::*;
-use llvm_sys::transforms::pass_manager_builder::*;
+use crate::plan::KernelPlan;
+use inkwell::attributes::AttributeLoc;
+use inkwell::context::Context;
+use inkwell::passes::PassBuilderOptions;
+use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine};
+use inkwell::OptimizationLevel;
 use nnc_kernel::kernel::{Kernel, LoopKind, Stmt};
-use std::ffi::{CStr, CString};
 use std::sync::OnceLock;
 
 mod emitter;
@@ -57,41 +58,21 @@ pub fn host_lanes() -> Option<u32> {
 
 fn init() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
-    // SAFETY: LLVM's one-time global initialization, guarded by the OnceLock.
-    *OK.get_or_init(|| unsafe { LLVM_InitializeNativeTarget() == 0 && LLVM_InitializeNativeAsmPrinter() == 0 })
+    *OK.get_or_init(|| Target::initialize_native(&InitializationConfig::default()).is_ok())
 }
 
 /// The host's CPU features as LLVM names them (`+avx2,-avx512f,...`).
 pub fn host_features() -> String {
-    // SAFETY: LLVM returns a message we own.
-    unsafe { message(LLVMGetHostCPUFeatures()) }
+    TargetMachine::get_host_cpu_features().to_string()
 }
 
 fn host_cpu() -> String {
-    // SAFETY: as above.
-    unsafe { message(LLVMGetHostCPUName()) }
+    TargetMachine::get_host_cpu_name().to_string()
 }
 
-fn cstr(s: &str) -> CString {
-    CString::new(s).expect("no NUL in names")
-}
-
-const NONAME: *const std::ffi::c_char = c"".as_ptr();
-
-/// Takes an LLVM-owned message.
-unsafe fn message(p: *mut std::ffi::c_char) -> String {
-    if p.is_null() {
-        return String::new();
-    }
-    let s = CStr::from_ptr(p).to_string_lossy().into_owned();
-    LLVMDisposeMessage(p);
-    s
-}
-
-/// Compiles `kernels` (vector loops as wide as each kernel's schedule says) for a host whose
-/// vector registers hold `width` `f32`; kernels the emitter does not cover come back with the
-/// reason.
-pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
+/// Compiles `kernels` (vector loops as wide as each kernel's schedule says); kernels the
+/// emitter does not cover come back with the reason.
+pub fn compile(kernels: &[Kernel]) -> R<LinkedKernels> {
     if !init() {
         return Err("LLVM could not initialize the native target".into());
     }
@@ -102,7 +83,7 @@ pub fn compile(kernels: &[Kernel], width: u32) -> R<LinkedKernels> {
     let deal: Vec<Vec<(usize, &Kernel)>> =
         (0..parts).map(|p| kernels.iter().enumerate().skip(p).step_by(parts).collect()).collect();
     let compiled: Vec<R<LinkedKernels>> = std::thread::scope(|s| {
-        let handles: Vec<_> = deal.iter().map(|part| s.spawn(move || compile_part(part, width))).collect();
+        let handles: Vec<_> = deal.iter().map(|part| s.spawn(move || compile_part(part))).collect();
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an LLVM thread panicked".into()))).collect()
     });
     let mut whole = LinkedKernels {
@@ -138,102 +119,70 @@ fn release_freed_memory() {
 }
 
 /// Compiles one part of the kernels (with their indices in the program) in a module of its own.
-fn compile_part(kernels: &[(usize, &Kernel)], width: u32) -> R<LinkedKernels> {
+fn compile_part(kernels: &[(usize, &Kernel)]) -> R<LinkedKernels> {
     let (cpu, features) = (host_cpu(), host_features());
-    // SAFETY: plain LLVM C API use; every object created here is disposed of here.
-    unsafe {
-        let triple = LLVMGetDefaultTargetTriple();
-        let mut target = std::ptr::null_mut();
-        let mut error = std::ptr::null_mut();
-        if LLVMGetTargetFromTriple(triple, &mut target, &mut error) != 0 {
-            LLVMDisposeMessage(triple);
-            return Err(format!("LLVM target: {}", message(error)));
-        }
-        // The large code model: every address the code needs from outside an instruction is an
-        // 8-byte absolute one (see `crate::link`), so the image loads anywhere.
-        let machine = LLVMCreateTargetMachine(
-            target,
-            triple,
-            cstr(&cpu).as_ptr(),
-            cstr(&features).as_ptr(),
-            LLVMCodeGenOptLevel::LLVMCodeGenLevelAggressive,
-            LLVMRelocMode::LLVMRelocStatic,
-            LLVMCodeModel::LLVMCodeModelLarge,
-        );
-        let context = LLVMContextCreate();
-        let module = LLVMModuleCreateWithNameInContext(c"nnc".as_ptr(), context);
-        LLVMSetTarget(module, triple);
-        LLVMDisposeMessage(triple);
-        let layout = LLVMCreateTargetDataLayout(machine);
-        LLVMSetModuleDataLayout(module, layout);
-        LLVMDisposeTargetData(layout);
-        let result = emit_and_link(kernels, width, context, module, machine, &cpu, &features);
-        LLVMDisposeModule(module);
-        LLVMContextDispose(context);
-        LLVMDisposeTargetMachine(machine);
-        result
-    }
-}
-
-unsafe fn emit_and_link(
-    kernels: &[(usize, &Kernel)],
-    width: u32,
-    context: LLVMContextRef,
-    module: LLVMModuleRef,
-    machine: LLVMTargetMachineRef,
-    cpu: &str,
-    features: &str,
-) -> R<LinkedKernels> {
-    let cx = Cx::new(context, module);
-    let (cpu_c, features_c) = (cstr(cpu), cstr(features));
-    let vector_bits = cstr(&(width * 32).to_string());
+    let triple = TargetMachine::get_default_triple();
+    let target = Target::from_triple(&triple).map_err(|e| format!("LLVM target: {e}"))?;
+    // The large code model: every address the code needs from outside an instruction is an
+    // 8-byte absolute one (see `crate::link`), so the image loads anywhere.
+    let machine = target
+        .create_target_machine(
+            &triple,
+            &cpu,
+            &features,
+            OptimizationLevel::Aggressive,
+            RelocMode::Static,
+            CodeModel::Large,
+        )
+        .ok_or("LLVM could not create a target machine for this host")?;
+    let context = Context::create();
+    let module = context.create_module("nnc");
+    module.set_triple(&triple);
+    module.set_data_layout(&machine.get_target_data().get_data_layout());
+    let cx = Cx::new(&context, module);
     let mut entries = Vec::new();
     let mut vectorized_loops = 0;
     for &(i, kernel) in kernels {
         let name = format!("nnc_kernel_{i}");
-        let func = LLVMAddFunction(module, cstr(&name).as_ptr(), cx.kernel_type);
+        let plan = match KernelPlan::new(kernel, vector_width(kernel)) {
+            Ok(plan) => plan,
+            Err(reason) => {
+                entries.push(Err(reason));
+                continue;
+            }
+        };
+        let func = cx.module.add_function(&name, cx.kernel_type, None);
+        let vector_bits = (plan.width * 32).to_string();
         for (k, v) in [
-            (c"target-cpu", cpu_c.as_c_str()),
-            (c"target-features", features_c.as_c_str()),
-            (c"prefer-vector-width", vector_bits.as_c_str()),
-            (c"min-legal-vector-width", vector_bits.as_c_str()),
+            ("target-cpu", cpu.as_str()),
+            ("target-features", features.as_str()),
+            ("prefer-vector-width", vector_bits.as_str()),
+            ("min-legal-vector-width", vector_bits.as_str()),
         ] {
-            LLVMAddTargetDependentFunctionAttr(func, k.as_ptr(), v.as_ptr());
+            func.add_attribute(AttributeLoc::Function, context.create_string_attribute(k, v));
         }
-        cx.width.set(vector_width(kernel));
-        let mut e = Emitter::new(&cx, kernel, func);
-        match e.function() {
+        match Emitter::new(&cx, &plan, func).function() {
             Ok(()) => {
-                vectorized_loops += e.vectorized_loops;
+                vectorized_loops += plan.vectorized_loops;
                 entries.push(Ok(name));
             }
-            Err(message) => {
-                LLVMDeleteFunction(func);
-                entries.push(Err(message));
+            Err(reason) => {
+                // SAFETY: the function is this module's and nothing refers to it.
+                unsafe { func.delete() };
+                entries.push(Err(reason.into()));
             }
         }
     }
-    LLVMDisposeBuilder(cx.b);
-    optimize(module, machine);
+    let module = &cx.module;
+    module
+        .run_passes("default<O3>", &machine, PassBuilderOptions::create())
+        .map_err(|e| format!("LLVM passes: {e}"))?;
     if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
-        eprintln!("{}", message(LLVMPrintModuleToString(module)));
-    }
-    let mut error = std::ptr::null_mut();
-    let mut buffer = std::ptr::null_mut();
-    if LLVMTargetMachineEmitToMemoryBuffer(
-        machine,
-        module,
-        LLVMCodeGenFileType::LLVMObjectFile,
-        &mut error,
-        &mut buffer,
-    ) != 0
-    {
-        return Err(format!("LLVM code generation: {}", message(error)));
+        eprintln!("{}", module.print_to_string());
     }
     let object =
-        std::slice::from_raw_parts(LLVMGetBufferStart(buffer) as *const u8, LLVMGetBufferSize(buffer)).to_vec();
-    LLVMDisposeMemoryBuffer(buffer);
-    let image = crate::link::link(&object)?;
+        machine.write_to_memory_buffer(module, FileType::Object).map_err(|e| format!("LLVM code generation: {e}"))?;
+    let image = crate::link::link(object.as_slice())?;
     let entries = entries
         .into_iter()
         .map(|e| match e {
@@ -241,32 +190,7 @@ unsafe fn emit_and_link(
             Err(u) => Err(u),
         })
         .collect();
-    Ok(LinkedKernels { image, entries, vectorized_loops, features: features.to_string() })
-}
-
-/// LLVM's `-O3` function and module pipelines, with the target's cost model.
-unsafe fn optimize(module: LLVMModuleRef, machine: LLVMTargetMachineRef) {
-    let pmb = LLVMPassManagerBuilderCreate();
-    LLVMPassManagerBuilderSetOptLevel(pmb, 3);
-    let fpm = LLVMCreateFunctionPassManagerForModule(module);
-    let mpm = LLVMCreatePassManager();
-    LLVMAddAnalysisPasses(machine, fpm);
-    LLVMAddAnalysisPasses(machine, mpm);
-    LLVMPassManagerBuilderPopulateFunctionPassManager(pmb, fpm);
-    LLVMPassManagerBuilderPopulateModulePassManager(pmb, mpm);
-    LLVMInitializeFunctionPassManager(fpm);
-    let mut f = LLVMGetFirstFunction(module);
-    while !f.is_null() {
-        if LLVMCountBasicBlocks(f) > 0 {
-            LLVMRunFunctionPassManager(fpm, f);
-        }
-        f = LLVMGetNextFunction(f);
-    }
-    LLVMFinalizeFunctionPassManager(fpm);
-    LLVMRunPassManager(mpm, module);
-    LLVMDisposePassManager(fpm);
-    LLVMDisposePassManager(mpm);
-    LLVMPassManagerBuilderDispose(pmb);
+    Ok(LinkedKernels { image, entries, vectorized_loops, features })
 }
 
 /// The lanes of a kernel's vector loops (the first one's; 1 without any).
@@ -300,7 +224,7 @@ mod tests {
         let ks = kernels(
             "graph g(%x: f32[64]) {\n  %e: f32[64] = exp(%x)\n  %t: f32[64] = tanh(%e)\n  %s: f32[] = reduce_sum(%t) {axes = [0], keep_dims = false}\n  return %t, %s\n}\n",
         );
-        let code = compile(&ks, 16).unwrap();
+        let code = compile(&ks).unwrap();
         let entries: Vec<u64> = code.entries.iter().map(|e| *e.as_ref().unwrap()).collect();
         assert_eq!(entries.len(), ks.len());
         assert!(entries.iter().all(|&e| (e as usize) < code.image.bytes.len()));
@@ -318,7 +242,7 @@ mod tests {
             return;
         }
         let ks = kernels("graph g(%x: f16[8]) {\n  %y: f16[8] = add(%x, %x)\n  return %y\n}\n");
-        let code = compile(&ks, 16).unwrap();
+        let code = compile(&ks).unwrap();
         let reason = code.entries[0].as_ref().unwrap_err();
         assert!(reason.contains("f16"), "{reason}");
     }

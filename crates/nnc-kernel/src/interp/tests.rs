@@ -1,3 +1,7 @@
+//! Unit tests of the Kernel-IR interpreter: hand-built kernels whose GPU semantics (lock-step
+//! lanes, barriers, workgroup memory) and planted bugs (races, out-of-bounds accesses, divergent
+//! barriers) it must execute or report.
+
 use super::*;
 use crate::expr::{BufId, Var, VarGen};
 use crate::kernel::{Buffer, Launch, Schedule, Strategy};

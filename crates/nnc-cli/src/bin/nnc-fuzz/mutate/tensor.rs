@@ -24,7 +24,7 @@ pub fn mutate_pb(rng: &mut fastrand::Rng, bytes: &[u8]) -> (Vec<u8>, Vec<String>
 fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
     let mut header = header.to_string();
     // Pad so the data starts at a multiple of 64, as numpy does.
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');

@@ -1,0 +1,206 @@
+//! Vector loops in LLVM: the body of a loop the plan vectorized as `<width x float>` code
+//! (lane-varying `let`s in vectors, indices as lane 0's scalar), masked loads and gathers, lazy
+//! vector `select`s, and the lane-wise operations of the shared vector math.
+
+use super::*;
+
+impl<'a, 'ctx> Emitter<'a, 'ctx> {
+    /// The body of a vector loop over `lv` (bound to lane 0's index): `let`s that vary with
+    /// the lane hold vectors, index `let`s hold lane 0's value (affine in the lane).
+    pub(super) fn vector_body(&mut self, lv: u32, body: &'a [Stmt], lanes: &'a Lanes) -> R<()> {
+        let outer = self.lanes.replace((lv, lanes));
+        let r = self.vector_statements(body, lanes);
+        self.lanes = outer;
+        r
+    }
+
+    fn vector_statements(&mut self, body: &'a [Stmt], lanes: &Lanes) -> R<()> {
+        for s in body {
+            match s {
+                Stmt::Let { var, value } => {
+                    let v = match lanes.get(&var.id) {
+                        Some(Lane::Vector) => self.vexpr(value)?,
+                        _ => self.scalar(value)?,
+                    };
+                    self.vals.insert(var.id, v);
+                }
+                Stmt::Store { buf, index, value } => {
+                    let v = self.expr(value)?;
+                    let v = self.splat(v)?;
+                    let addr = self.address(*buf, index)?;
+                    self.store(DType::F32, v, addr)?;
+                }
+                _ => return Err("vector_plan accepts lets and stores only".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// A lane-varying expression of the current vector loop, as a vector.
+    pub(super) fn vexpr(&mut self, e: &Expr) -> R<V<'ctx>> {
+        let (lv, lanes) = self.lanes.ok_or("vector expression outside a vector loop")?;
+        if !varies(e, lv, lanes) {
+            let x = self.scalar(e)?;
+            return self.splat(x);
+        }
+        Ok(match e {
+            Expr::Var(v) => match lanes.get(&v.id) {
+                Some(Lane::Vector) => self.vals[&v.id],
+                _ => {
+                    // An index: lane 0's value plus the lane times its coefficient.
+                    let c = if v.id == lv { 1 } else { coefficient(e, lv, lanes).ok_or("index not affine")? };
+                    let x0 = self.scalar(e)?;
+                    let x0 = self.splat(x0)?;
+                    self.op(Op::Add, x0, self.iota(c))?
+                }
+            },
+            Expr::Load { buf, index, mask, dtype } => {
+                let flat = self.kernel.buffer(*buf).flat_index(index);
+                let step = coefficient(&flat, lv, lanes).ok_or("vector load not affine in the lane")?;
+                let mut masks = self.guards.clone();
+                if let Some(m) = mask {
+                    masks.push(self.vexpr(m)?);
+                }
+                let mut mask = None;
+                for m in masks {
+                    mask = Some(match mask {
+                        Some(a) => self.op(Op::And, a, m)?,
+                        None => m,
+                    });
+                }
+                self.vload(*buf, *dtype, index, step, mask)?
+            }
+            Expr::Select(c, a, b) => {
+                let cv = self.vexpr(c)?;
+                self.guards.push(cv);
+                let x = self.vexpr(a);
+                self.guards.pop();
+                let x = x?;
+                let y = self.vexpr(b)?;
+                self.select(cv, x, y)?
+            }
+            Expr::Binary(BinaryOp::Add, a, c) if a.dtype().is_float() && (is_mul(a) || is_mul(c)) => {
+                // `c + x * y` (either order) as one fused multiply-add.
+                let (c, prod) = if is_mul(c) { (a, c) } else { (c, a) };
+                let Expr::Binary(_, x, y) = &**prod else { unreachable!("is_mul") };
+                let c = self.vexpr(c)?;
+                let x = self.vexpr(x)?;
+                let y = self.vexpr(y)?;
+                self.intrinsic("llvm.fma", &[c.get_type()], &[x, y, c])?
+            }
+            Expr::Binary(op, a, c) => {
+                let x = self.vexpr(a)?;
+                let y = self.vexpr(c)?;
+                self.binary(*op, a.dtype(), x, y)?
+            }
+            Expr::Unary(op, a) => {
+                let x = self.vexpr(a)?;
+                self.unary(*op, a.dtype(), x)?
+            }
+            _ => return Err(format!("vector expression `{e}`").into()),
+        })
+    }
+
+    /// `width` `f32` lanes of `buf` from `index` (lane 0) every `step` elements; lanes whose
+    /// `mask` fails read nothing and are 0.
+    fn vload(&mut self, buf: BufId, dtype: DType, index: &[Expr], step: i64, mask: Option<V<'ctx>>) -> R<V<'ctx>> {
+        let et = self.cx.reg(dtype)?;
+        let vt: BasicTypeEnum<'ctx> = vector_of(et, self.width())?.into();
+        let zero = self.constant(vt, 0.0)?;
+        let addr = self.address_with(buf, index, mask.is_none())?;
+        let align: V<'ctx> = self.i32c(4).into();
+        if step == 0 && mask.is_none() {
+            let x = self.load(dtype, addr)?;
+            return self.splat(x);
+        }
+        if step == 1 {
+            return match mask {
+                None => {
+                    let l = self.b().build_load(vt, addr, "")?;
+                    if let Some(i) = l.as_instruction_value() {
+                        i.set_alignment(4).map_err(|e| format!("load alignment: {e}"))?;
+                    }
+                    Ok(l)
+                }
+                Some(m) => {
+                    self.intrinsic("llvm.masked.load", &[vt, self.cx.ptr.into()], &[addr.into(), align, m, zero])
+                }
+            };
+        }
+        let ptrs = self.lane_addresses(et, addr, step, mask.is_some())?;
+        let all = self.int_constant(self.cx.i1.vec_type(self.width()).into(), 1)?;
+        let m = mask.unwrap_or(all);
+        self.intrinsic("llvm.masked.gather", &[vt, ptrs.get_type()], &[ptrs, align, m, zero])
+    }
+
+    /// The addresses of `width` elements of type `et` from `addr`, every `step` elements, as a
+    /// vector of pointers (for a gather); without `inbounds` where masked lanes may point
+    /// outside the buffer.
+    fn lane_addresses(&self, et: BasicTypeEnum<'ctx>, addr: PointerValue<'ctx>, step: i64, masked: bool) -> R<V<'ctx>> {
+        use inkwell::llvm_sys::core::{LLVMBuildGEP2, LLVMBuildInBoundsGEP2};
+        let mut offsets = [self.iota(step).as_value_ref()];
+        let (b, t, p) = (self.b().as_mut_ptr(), et.as_type_ref(), addr.as_value_ref());
+        // Raw C API: inkwell's GEPs take scalar indices only, and a vector of lane offsets (a
+        // vector of pointers) is what `llvm.masked.gather` needs.
+        // SAFETY: a GEP of live values of this module, positioned by the builder; the result
+        // is a vector of pointers, which `BasicValueEnum::new` recognizes.
+        unsafe {
+            let gep = if masked {
+                LLVMBuildGEP2(b, t, p, offsets.as_mut_ptr(), 1, c"".as_ptr())
+            } else {
+                LLVMBuildInBoundsGEP2(b, t, p, offsets.as_mut_ptr(), 1, c"".as_ptr())
+            };
+            Ok(BasicValueEnum::new(gep))
+        }
+    }
+}
+
+/// The kernel's vectors of `f32` lanes for the shared vector math.
+impl<'ctx> LaneOps for Emitter<'_, 'ctx> {
+    type V = V<'ctx>;
+
+    fn splat_constant(&mut self, v: f64) -> Result<V<'ctx>, String> {
+        Ok(self.constant(self.cx.f32t.vec_type(self.width()).into(), v)?)
+    }
+
+    fn mul(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.op(Op::FMul, a, b)?)
+    }
+
+    fn sub(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.op(Op::FSub, a, b)?)
+    }
+
+    fn div(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.op(Op::FDiv, a, b)?)
+    }
+
+    fn mul_add(&mut self, a: V<'ctx>, b: V<'ctx>, c: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.intrinsic("llvm.fma", &[a.get_type()], &[a, b, c])?)
+    }
+
+    fn min(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.fmax(FloatPredicate::ULT, a, b)?)
+    }
+
+    fn max(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.fmax(FloatPredicate::UGT, a, b)?)
+    }
+
+    fn round_even(&mut self, a: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.intrinsic("llvm.roundeven", &[a.get_type()], &[a])?)
+    }
+
+    fn floor(&mut self, a: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.intrinsic("llvm.floor", &[a.get_type()], &[a])?)
+    }
+
+    fn exp2_int(&mut self, n: V<'ctx>) -> Result<V<'ctx>, String> {
+        let it: BasicTypeEnum<'ctx> = self.cx.i32.vec_type(self.width()).into();
+        let n = self.b().build_cast(Op::FPToSI, n, it, "").map_err(Fail::from)?;
+        let e = self.op(Op::Add, n, self.int_constant(it, 127)?)?;
+        let bits = self.op(Op::Shl, e, self.int_constant(it, 23)?)?;
+        let ft = self.cx.f32t.vec_type(self.width());
+        Ok(self.b().build_cast(Op::BitCast, bits, ft, "").map_err(Fail::from)?)
+    }
+}
