@@ -4,8 +4,15 @@
 
 mod common;
 
-use nnc_conformance::{compare, Backend, Cpu, KernelInterp, Tolerance};
+use nnc::kernel::DeviceKind;
+use nnc::runtime::Target;
+use nnc_conformance::{compare, Backend, OnTarget, Tolerance};
 use std::time::Instant;
+
+/// The registry's `target` with its default options, run through a session.
+fn on(target: Target) -> OnTarget {
+    OnTarget { target, adapter: None, threads: None }
+}
 
 /// `relative_atol` bounds each gradient's error relative to its tensor's largest magnitude.
 fn check(name: &str, backend: &dyn Backend, relative_atol: f64) {
@@ -53,17 +60,17 @@ fn check(name: &str, backend: &dyn Backend, relative_atol: f64) {
 
 #[test]
 fn transformer_encoder_gradients_on_the_kernel_interpreter() {
-    check("transformer_encoder", &KernelInterp { device: nnc::kernel::Device::gpu() }, 1e-4);
+    check("transformer_encoder", &on(Target::KernelInterp(DeviceKind::Gpu)), 1e-4);
 }
 
 #[test]
 fn transformer_encoder_gradients_on_the_cpu_backend() {
-    check("transformer_encoder", &Cpu, 1e-4);
+    check("transformer_encoder", &on(Target::Cpu), 1e-4);
 }
 
 #[test]
 fn resnet18_gradients_on_the_cpu_backend() {
     // Weight gradients of the first layers sum 12,544 products (112 x 112 positions) in f32,
     // with cancellation: errors up to about 0.5% of the largest gradient were measured.
-    check("resnet18", &Cpu, 1e-2);
+    check("resnet18", &on(Target::Cpu), 1e-2);
 }

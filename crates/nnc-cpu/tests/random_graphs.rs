@@ -1,17 +1,56 @@
-//! Native code matches the graph interpreter: random graphs of static shape (the graph families
-//! of nnc-kernel's tests, `common/families.rs`, plus casts and integer arithmetic) are compiled for the
-//! CPU, JIT-compiled with Cranelift and with LLVM (see `common::check_native`), run by `CpuProgram`, and compared with `nnc_interp::run`.
+//! Random graphs in the configurations the CPU backend's suite line (`suite.rs`: the registry's
+//! target, LLVM for the host's widest vectors) does not run: Cranelift alone, with kernels
+//! scheduled for 128-bit vectors (what runs where LLVM is missing), on every graph family of the
+//! test kit and its fixed graphs; and casts and integer arithmetic in both configurations. Each
+//! run is compared with the graph interpreter and with the Kernel-IR interpreter.
 //!
 //! The random graphs are built from a seed (printed with the graph on failure), so a failing
 //! case is reproduced by calling the family's builder with that seed.
 
-mod common;
-
-use common::families::*;
-use common::Rng;
-use common::*;
+use nnc_cpu::{CpuBackend, CpuOptions, EmitOptions};
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, UnaryOp};
-use proptest::prelude::*;
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_testkit::check::{check_on, compile_for, dump, Oracles};
+use nnc_testkit::families::{family, pick};
+use nnc_testkit::graphs::{dims, elementwise_chain, fixed_graphs};
+use nnc_testkit::inputs::{inputs_for, Rng};
+use nnc_testkit::suite::for_random_seeds;
+use nnc_testkit::NonFinite;
+
+/// Random graphs per family (`PROPTEST_CASES` overrides it).
+const CASES: u32 = 64;
+
+/// Cranelift alone, with kernels scheduled for 128-bit vectors.
+fn cranelift() -> (CpuBackend, Device) {
+    let emit = EmitOptions { llvm: false, ..EmitOptions::default() };
+    (CpuBackend { options: CpuOptions { emit, threads: None } }, Device::cpu())
+}
+
+/// The registry's configuration: LLVM for the host's widest vectors (where built).
+fn host() -> (CpuBackend, Device) {
+    (CpuBackend { options: CpuOptions::default() }, nnc_cpu::jit_device())
+}
+
+/// `graph` in `configuration` against both interpreters; the error names the graph.
+fn check(
+    configuration: &(CpuBackend, Device),
+    graph: &Graph,
+    inputs: &[nnc_ir::TensorData],
+) -> Result<Program, String> {
+    let (backend, device) = configuration;
+    check_on(backend, device, graph, inputs, Oracles::Both, NonFinite::Ieee)
+}
+
+/// `CASES` random graphs of the family named `name`, with Cranelift alone.
+fn family_on_cranelift(name: &str) {
+    let build = family(name);
+    for_random_seeds(CASES, |seed| {
+        let graph = build(seed);
+        let inputs = inputs_for(&graph, seed.wrapping_add(1));
+        check(&cranelift(), &graph, &inputs).map(|_| ()).map_err(|e| format!("{name}({seed:#x}) on cranelift: {e}"))
+    });
+}
 
 /// Casts between every dtype family and integer arithmetic (wrapping, truncating division by a
 /// non-zero divisor, remainder, min/max, comparisons, bool logic, select).
@@ -63,84 +102,65 @@ fn casts_and_ints(seed: u64) -> Graph {
     b.finish().unwrap()
 }
 
-/// Checks one random graph natively; the error names the family and seed.
-fn run_case(family: &str, build: fn(u64) -> Graph, seed: u64) -> Result<(), TestCaseError> {
-    let graph = build(seed);
-    let inputs = inputs_for(&graph, seed.wrapping_add(1));
-    check(&graph, &inputs).map(|_| ()).map_err(|e| TestCaseError::fail(format!("{family}({seed:#x}): {e}")))
-}
-
-/// 64 cases, or `PROPTEST_CASES` when set (for longer bug hunts).
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn elementwise_dags_match_the_interpreter(seed in any::<u64>()) {
-        run_case("elementwise_dag", elementwise_dag, seed)?;
-    }
-
-    #[test]
-    fn reductions_match_the_interpreter(seed in any::<u64>()) {
-        run_case("reduction", reduction, seed)?;
-    }
-
-    #[test]
-    fn composites_match_the_interpreter(seed in any::<u64>()) {
-        run_case("composite", composite, seed)?;
-    }
-
-    #[test]
-    fn matmuls_match_the_interpreter(seed in any::<u64>()) {
-        run_case("matmul", matmul, seed)?;
-    }
-
-    #[test]
-    fn convs_match_the_interpreter(seed in any::<u64>()) {
-        run_case("conv", conv, seed)?;
-    }
-
-    #[test]
-    fn movement_matches_the_interpreter(seed in any::<u64>()) {
-        run_case("movement", movement, seed)?;
-    }
-
-    #[test]
-    fn blocks_match_the_interpreter(seed in any::<u64>()) {
-        run_case("block", block, seed)?;
-    }
-
-    #[test]
-    fn casts_and_ints_match_the_interpreter(seed in any::<u64>()) {
-        run_case("casts_and_ints", casts_and_ints, seed)?;
-    }
+#[test]
+fn elementwise_dags_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("elementwise_dag");
 }
 
 #[test]
-fn fixed_graphs_match_the_interpreter() {
-    for g in [
-        elementwise_chain(),
-        softmax(&[3, 17], -1),
-        softmax(&[2, 5, 7], 1),
-        layer_norm(&[4, 32], -1),
-        matmul_bias_relu(5, 7, 9),
-        conv_bias_relu([1, 3, 8, 8], 4, 3, 1),
-        argmax(&[3, 9], -1),
-        topk(&[2, 10], 3),
-    ] {
+fn reductions_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("reduction");
+}
+
+#[test]
+fn composites_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("composite");
+}
+
+#[test]
+fn matmuls_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("matmul");
+}
+
+#[test]
+fn convs_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("conv");
+}
+
+#[test]
+fn movement_matches_the_interpreters_on_cranelift() {
+    family_on_cranelift("movement");
+}
+
+#[test]
+fn blocks_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("block");
+}
+
+#[test]
+fn casts_and_ints_match_the_interpreters_in_both_configurations() {
+    for_random_seeds(CASES, |seed| {
+        let graph = casts_and_ints(seed);
+        let inputs = inputs_for(&graph, seed.wrapping_add(1));
+        for (name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
+            check(&configuration, &graph, &inputs).map_err(|e| format!("casts_and_ints({seed:#x}) on {name}: {e}"))?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn fixed_graphs_match_the_interpreters_on_cranelift() {
+    for g in fixed_graphs() {
         let inputs = inputs_for(&g, 5);
-        check(&g, &inputs).unwrap_or_else(|e| panic!("{}: {e}", g.name));
+        check(&cranelift(), &g, &inputs).unwrap_or_else(|e| panic!("{}: {e}", g.name));
     }
 }
 
 #[test]
 fn straight_line_f32_loops_become_vector_code() {
     let g = elementwise_chain();
-    let program = compile_for(&g, &nnc_kernel::Device::cpu());
+    let program = compile_for(&g, &Device::cpu());
     let native = nnc_cpu::CpuProgram::new(&program).unwrap();
     assert!(native.vectorized_loops() >= 1, "{}", dump(&program));
 }

@@ -5,8 +5,8 @@ mod models;
 
 fn main() {
     let name = std::env::args().nth(1).unwrap_or_else(|| "digits_mlp".into());
-    let dir = models::shared_models().unwrap_or_else(|e| panic!("{e}"));
-    let (graph, inputs) = models::load(&dir.join(&name)).unwrap_or_else(|e| panic!("{e}"));
-    let program = models::program_for(&graph, &inputs).unwrap_or_else(|e| panic!("{e}"));
+    let dir = nnc_testkit::models::shared_models_dir().unwrap_or_else(|e| panic!("{e}"));
+    let model = nnc_testkit::models::load(&dir.join(&name));
+    let program = models::program_for(&model.graph, &model.inputs).unwrap_or_else(|e| panic!("{e}"));
     print!("{}", nnc_cuda::print_program(&program).unwrap_or_else(|e| panic!("{e}")));
 }

@@ -10,7 +10,7 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2);
     }
-    let dir = match models::shared_models() {
+    let dir = match nnc_testkit::models::shared_models_dir() {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: {e}");

@@ -18,8 +18,11 @@
 //!   NVRTC and ptxas; insta snapshots of typical kernels; warp-shuffle tails; lazy selects.
 //! - `tests/host_emulation.rs`: the printed CUDA C++ compiled as host C++20 by `g++` under a
 //!   small emulation of the CUDA execution model and compared with the Kernel-IR interpreter.
-//! - `tests/run.rs`: a missing driver is [`CudaError::NoDriver`]; with a driver, small programs
-//!   run on the GPU and match the interpreter (skipped loudly without one).
+//! - `tests/run.rs`: a missing driver is [`CudaError::NoDriver`], never a panic.
+//!
+//! With a driver and a GPU, `tests/suite.rs` (the backend's line of the `nnc-testkit` test kit)
+//! runs the random graph families, the fixed graphs, the shared models and the ONNX node suite
+//! on it, against the interpreters and the stored references; without one it says it is skipped.
 //!
 //! # Not done
 //!

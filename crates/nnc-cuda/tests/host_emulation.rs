@@ -7,15 +7,15 @@
 //! wherever a C++ compiler exists; `f16`/`bf16` kernels (PTX `cvt` in inline assembly) are
 //! covered by NVRTC and ptxas only. Without `g++`: a loud skip (a failure in CI).
 
-mod common;
-
-use common::families::*;
-use common::kernel_common::*;
 use nnc_ir::{DType, Graph, GraphBuilder, TensorData};
 use nnc_kernel::backend::Backend;
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
 use nnc_lower::compile;
+use nnc_testkit::compare::compare;
+use nnc_testkit::families::FAMILIES;
+use nnc_testkit::graphs::fixed_graphs;
+use nnc_testkit::inputs::inputs_for;
 use std::fmt::Write;
 use std::path::PathBuf;
 use std::process::Command;
@@ -196,17 +196,7 @@ fn fixed_graphs_match_the_kernel_interpreter_as_host_cpp() {
     if gxx().is_none() {
         return;
     }
-    let graphs = [
-        elementwise_chain(),
-        softmax(&[4, 32], -1),
-        softmax(&[3, 5, 7], 1),
-        layer_norm(&[2, 600], -1),
-        matmul_bias_relu(33, 17, 9),
-        conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
-        argmax(&[3, 7], 1),
-        argmax(&[3, 700], 1),
-        topk(&[2, 9], 3),
-    ];
+    let graphs = fixed_graphs();
     let failures: Vec<String> = graphs
         .iter()
         .enumerate()
@@ -220,18 +210,8 @@ fn random_families_match_the_kernel_interpreter_as_host_cpp() {
     if gxx().is_none() {
         return;
     }
-    type Family = (&'static str, fn(u64) -> Graph);
-    let families: [Family; 7] = [
-        ("elementwise_dag", elementwise_dag),
-        ("reduction", reduction),
-        ("composite", composite),
-        ("matmul", matmul),
-        ("conv", conv),
-        ("movement", movement),
-        ("block", block),
-    ];
     let mut failures = Vec::new();
-    for (name, build) in families {
+    for (name, build) in FAMILIES {
         for seed in 0..3u64 {
             let g = build(seed);
             if let Err(e) = check_on_host(&format!("{name}_{seed}"), &g, &inputs_for(&g, seed)) {

@@ -4,14 +4,14 @@
 
 mod common;
 
-use common::families::*;
-use common::kernel_common::*;
 use nnc_cuda::{compile_ptx, print_kernel, print_program, ptxas_report, PrintOptions};
 use nnc_ir::{DType, Graph, GraphBuilder, UnaryOp};
 use nnc_kernel::backend::Backend;
 use nnc_kernel::program::Program;
 use nnc_kernel::{BufId, Expr, Stmt};
 use nnc_lower::compile;
+use nnc_testkit::families::FAMILIES;
+use nnc_testkit::graphs::*;
 
 fn gpu_program(graph: &Graph) -> Program {
     compile(graph, &nnc_cuda::CudaBackend.device(), None).unwrap_or_else(|e| panic!("compile `{}`: {e}", graph.name))
@@ -47,18 +47,8 @@ fn kernels_of_every_family_compile_with_nvrtc_and_ptxas() {
     if common::tools().is_none() {
         return;
     }
-    type Family = (&'static str, fn(u64) -> Graph);
-    let families: [Family; 7] = [
-        ("elementwise_dag", elementwise_dag),
-        ("reduction", reduction),
-        ("composite", composite),
-        ("matmul", matmul),
-        ("conv", conv),
-        ("movement", movement),
-        ("block", block),
-    ];
     let mut kernels = 0;
-    for (name, build) in families {
+    for (name, build) in FAMILIES {
         // One translation unit per family: every seed's program, renamed apart.
         for seed in 0..12u64 {
             let program = gpu_program(&build(seed));
@@ -71,15 +61,7 @@ fn kernels_of_every_family_compile_with_nvrtc_and_ptxas() {
 
 #[test]
 fn fixed_graphs_compile() {
-    for g in [
-        softmax(&[4, 32], -1),
-        softmax(&[3, 5, 7], 1),
-        layer_norm(&[2, 600], -1),
-        matmul_bias_relu(33, 17, 9),
-        conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
-        argmax(&[3, 7], 1),
-        topk(&[2, 9], 3),
-    ] {
+    for g in fixed_graphs() {
         assemble(&g.name.clone(), &gpu_program(&g));
     }
 }
@@ -172,8 +154,10 @@ fn tree_reductions_end_in_warp_shuffles() {
     for g in [softmax(&[4, 32], -1), layer_norm(&[2, 600], -1), argmax(&[3, 700], 1)] {
         let program = gpu_program(&g);
         let text = print_program(&program).unwrap();
-        let barriers: usize =
-            program.kernels.iter().map(|k| count_stmts(&k.body, &mut |s| matches!(s, Stmt::Barrier))).sum();
+        let mut barriers = 0;
+        for kernel in &program.kernels {
+            nnc_kernel::visit::visit_stmts(&kernel.body, &mut |s| barriers += usize::from(matches!(s, Stmt::Barrier)));
+        }
         assert!(barriers > 0, "{}", g.name);
         assert!(text.contains("nnc_shfl_down("), "{}:\n{text}", g.name);
         // Each shuffled tail replaces five barriers by one.

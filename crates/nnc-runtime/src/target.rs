@@ -59,7 +59,8 @@ impl Target {
     pub const DEFAULT: Target = Target::Cpu;
 
     /// The registry: one entry per target. Adding a target is adding its backend crate, a
-    /// variant, an entry here, and its line in the conformance suite.
+    /// variant, an entry here, and its suite line (`nnc_testkit::backend_suite!` in the crate's
+    /// `tests/suite.rs`: the random graph families, the shared models and the ONNX node suite).
     fn entry(self) -> Entry {
         match self {
             Target::Cpu => Entry {

@@ -1,15 +1,13 @@
 //! Printing: kernels of many shapes print as WGSL that naga accepts (no adapter needed), the
 //! text of four typical kernels is snapshotted, and what WGSL cannot hold is refused clearly.
 
-mod common;
-
-use common::families::*;
-use common::kernel_common::*;
 use nnc_ir::{DType, GraphBuilder};
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
 use nnc_kernel::{BufId, Expr, Stmt};
 use nnc_lower::compile;
+use nnc_testkit::families::FAMILIES;
+use nnc_testkit::graphs::*;
 use nnc_wgsl::{compile_kernel, print_kernel, PrintOptions, WgslError};
 
 fn options() -> PrintOptions {
@@ -32,18 +30,8 @@ fn all_wgsl(program: &Program) -> String {
 
 #[test]
 fn kernels_of_every_family_validate_with_naga() {
-    type Family = (&'static str, fn(u64) -> nnc_ir::Graph);
-    let families: [Family; 7] = [
-        ("elementwise_dag", elementwise_dag),
-        ("reduction", reduction),
-        ("composite", composite),
-        ("matmul", matmul),
-        ("conv", conv),
-        ("movement", movement),
-        ("block", block),
-    ];
     let mut kernels = 0;
-    for (name, build) in families {
+    for (name, build) in FAMILIES {
         for seed in 0..12u64 {
             let graph = build(seed);
             let program = gpu_program(&graph);
@@ -58,15 +46,7 @@ fn kernels_of_every_family_validate_with_naga() {
 
 #[test]
 fn fixed_graphs_validate() {
-    for g in [
-        softmax(&[4, 32], -1),
-        softmax(&[3, 5, 7], 1),
-        layer_norm(&[2, 600], -1),
-        matmul_bias_relu(33, 17, 9),
-        conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
-        argmax(&[3, 7], 1),
-        topk(&[2, 9], 3),
-    ] {
+    for g in fixed_graphs() {
         all_wgsl(&gpu_program(&g));
     }
 }

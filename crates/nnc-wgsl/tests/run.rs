@@ -1,90 +1,18 @@
-//! Running on wgpu (lavapipe in CI): random graphs compiled for `Device::gpu()` agree with the
-//! graph interpreter and with the Kernel-IR interpreter; one submission per run; no adapter is
-//! an error, not a panic.
+//! Running on wgpu (lavapipe in CI), beyond the WGSL backend's suite line (`suite.rs`: the random
+//! graph families and the fixed graphs): integer, bool, `u64`, empty and `f64`-in-registers data
+//! agree with the graph interpreter and the Kernel-IR interpreter; one submission per run; a
+//! long serial reduction; no adapter and wrong inputs are errors, not panics.
 
 mod common;
 
-use common::families::*;
-use common::kernel_common::*;
-use common::{close_where_finite, gpu};
-use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, TensorData};
+use common::{check_gpu, gpu};
+use nnc_ir::{BinaryOp, DType, GraphBuilder, TensorData};
 use nnc_kernel::Device;
 use nnc_lower::compile;
+use nnc_testkit::families::block;
+use nnc_testkit::graphs::softmax;
+use nnc_testkit::inputs::inputs_for;
 use nnc_wgsl::{WgslError, WgslProgram};
-use proptest::prelude::*;
-
-const RTOL: f64 = 1e-4;
-const ATOL: f64 = 1e-5;
-
-/// Runs `graph` on wgpu and compares with both interpreters. `Ok(false)`: no adapter.
-fn check_gpu(graph: &Graph, inputs: &[TensorData]) -> Result<bool, String> {
-    let expected = nnc_interp::run(graph, inputs).map_err(|e| format!("graph interpreter: {e}"))?;
-    let program = compile(graph, &Device::gpu(), None).map_err(|e| format!("compile: {e}"))?;
-    let interpreted = program.run_interpreted(inputs).map_err(|e| format!("kernel interpreter: {e}"))?;
-    let Some(mut wgpu) = gpu(&program) else { return Ok(false) };
-    let found = wgpu.run(inputs).map_err(|e| format!("wgpu: {e}\n{}", wgpu.wgsl().join("\n")))?;
-    let ctx = || format!("\n{}\n{}", text(graph), wgpu.wgsl().join("\n"));
-    for (k, ((e, i), f)) in expected.iter().zip(&interpreted).zip(&found).enumerate() {
-        close_where_finite(&format!("output {k} vs graph interpreter"), e, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
-        close_where_finite(&format!("output {k} vs kernel interpreter"), i, f, RTOL, ATOL).map_err(|m| m + &ctx())?;
-    }
-    Ok(true)
-}
-
-fn run_case(family: &str, build: fn(u64) -> Graph, seed: u64) -> Result<(), TestCaseError> {
-    let graph = build(seed);
-    let inputs = inputs_for(&graph, seed.wrapping_add(1));
-    check_gpu(&graph, &inputs).map(|_| ()).map_err(|e| TestCaseError::fail(format!("{family}({seed:#x}): {e}")))
-}
-
-/// 16 cases per family, or `PROPTEST_CASES`.
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(16);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn elementwise_dags_run(seed in any::<u64>()) { run_case("elementwise_dag", elementwise_dag, seed)?; }
-
-    #[test]
-    fn reductions_run(seed in any::<u64>()) { run_case("reduction", reduction, seed)?; }
-
-    #[test]
-    fn composites_run(seed in any::<u64>()) { run_case("composite", composite, seed)?; }
-
-    #[test]
-    fn matmuls_run(seed in any::<u64>()) { run_case("matmul", matmul, seed)?; }
-
-    #[test]
-    fn convs_run(seed in any::<u64>()) { run_case("conv", conv, seed)?; }
-
-    #[test]
-    fn movement_runs(seed in any::<u64>()) { run_case("movement", movement, seed)?; }
-
-    #[test]
-    fn blocks_run(seed in any::<u64>()) { run_case("block", block, seed)?; }
-}
-
-#[test]
-fn fixed_graphs_run() {
-    for g in [
-        softmax(&[4, 32], -1),
-        softmax(&[3, 5, 7], 1),
-        layer_norm(&[2, 600], -1),
-        matmul_bias_relu(33, 17, 9),
-        conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
-        argmax(&[3, 7], 1),
-        topk(&[2, 9], 3),
-    ] {
-        let inputs = inputs_for(&g, 5);
-        if !check_gpu(&g, &inputs).unwrap_or_else(|e| panic!("{}: {e}", g.name)) {
-            return;
-        }
-    }
-}
 
 /// Integer, bool and i64 data: gather with i64 indices, casts, comparisons, integer arithmetic.
 #[test]

@@ -1,12 +1,29 @@
-//! Random graph families: each builds a small static-shape graph from a seed. Shared by the
-//! fusion property test here and by the CPU, WGSL and CUDA backends' tests (through `#[path]`).
+//! Random graph families: each builds a small graph of static shape from a seed, so a failing
+//! case is reproduced by calling the family's builder with the seed its failure names. Every
+//! backend's suite runs them against the interpreters (see [`crate::backend_suite!`]).
 
-#![allow(dead_code)]
-
-use super::*;
+use crate::graphs::{dims, weight};
+use crate::inputs::Rng;
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, PadMode, ReduceKind, UnaryOp, ValueId, Window};
 
-// ---------------------------------------------------------------- random graph families
+/// A family's name (as failures and test names use it) and its builder.
+pub type Family = (&'static str, fn(u64) -> Graph);
+
+/// Every family, in the order the suites run them.
+pub const FAMILIES: [Family; 7] = [
+    ("elementwise_dag", elementwise_dag),
+    ("reduction", reduction),
+    ("composite", composite),
+    ("matmul", matmul),
+    ("conv", conv),
+    ("movement", movement),
+    ("block", block),
+];
+
+/// The builder of the family named `name` (one of [`FAMILIES`]).
+pub fn family(name: &str) -> fn(u64) -> Graph {
+    FAMILIES.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no graph family `{name}`")).1
+}
 
 pub fn pick<T: Copy>(rng: &mut Rng, xs: &[T]) -> T {
     xs[rng.below(xs.len())]

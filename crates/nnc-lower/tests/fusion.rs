@@ -1,72 +1,17 @@
-//! Fusion and scheduling preserve meaning: random graphs of static shape are compiled for the
-//! GPU and the CPU, every kernel runs through the Kernel-IR interpreter (which also reports
-//! out-of-bounds accesses, races and barrier misuse), and the outputs are compared with the
-//! graph interpreter's. Then fixed graphs check that fusion happens where it must.
-//!
-//! The random graphs are built from a seed (printed with the graph on failure), so a failing
-//! case is reproduced by calling the family's builder with that seed.
+//! Fusion happens where it must: fixed graphs are compiled for the GPU and the CPU, checked on
+//! the Kernel-IR interpreter (which also reports out-of-bounds accesses, races and barrier
+//! misuse) against the graph interpreter, and their kernels inspected. The random graph
+//! families run on the Kernel-IR interpreter in nnc-kernel's `tests/suite.rs` (the test kit's
+//! lines for both schedules).
 
 mod common;
 
-use common::families::*;
 use common::*;
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder};
 use nnc_kernel::kernel::{Stmt, Strategy};
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::Device;
-use proptest::prelude::*;
-
-/// Checks one random graph on both devices; the error names the family and seed.
-fn run_case(family: &str, build: fn(u64) -> Graph, seed: u64) -> Result<(), TestCaseError> {
-    let graph = build(seed);
-    let inputs = inputs_for(&graph, seed.wrapping_add(1));
-    check(&graph, &inputs).map(|_| ()).map_err(|e| TestCaseError::fail(format!("{family}({seed:#x}): {e}")))
-}
-
-/// 64 cases, or `PROPTEST_CASES` when set (for longer bug hunts).
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(64);
-    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-proptest! {
-    #![proptest_config(config())]
-
-    #[test]
-    fn elementwise_dags_match_the_interpreter(seed in any::<u64>()) {
-        run_case("elementwise_dag", elementwise_dag, seed)?;
-    }
-
-    #[test]
-    fn reductions_match_the_interpreter(seed in any::<u64>()) {
-        run_case("reduction", reduction, seed)?;
-    }
-
-    #[test]
-    fn composites_match_the_interpreter(seed in any::<u64>()) {
-        run_case("composite", composite, seed)?;
-    }
-
-    #[test]
-    fn matmuls_match_the_interpreter(seed in any::<u64>()) {
-        run_case("matmul", matmul, seed)?;
-    }
-
-    #[test]
-    fn convs_match_the_interpreter(seed in any::<u64>()) {
-        run_case("conv", conv, seed)?;
-    }
-
-    #[test]
-    fn movement_matches_the_interpreter(seed in any::<u64>()) {
-        run_case("movement", movement, seed)?;
-    }
-
-    #[test]
-    fn blocks_match_the_interpreter(seed in any::<u64>()) {
-        run_case("block", block, seed)?;
-    }
-}
+use nnc_testkit::families::block;
 
 // ---------------------------------------------------------------- fusion must happen
 

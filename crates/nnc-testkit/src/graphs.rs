@@ -1,0 +1,123 @@
+//! Small fixed graphs that many tests use: one of each kind of kernel the passes generate
+//! (elementwise chains, row reductions, tiled matmuls, convolutions, arg-reductions, top-k).
+
+use crate::inputs::{tensor, Rng};
+use nnc_ir::{DType, Dim, Graph, GraphBuilder, Op, UnaryOp, ValueId, Window};
+
+pub fn dims(shape: &[usize]) -> Vec<Dim> {
+    shape.iter().map(|&d| Dim::from(d as i64)).collect()
+}
+
+/// A deterministic f32 constant of `shape`, uniform in `[-1, 1)`.
+pub fn weight(b: &mut GraphBuilder, seed: u64, shape: &[usize]) -> ValueId {
+    let mut rng = Rng::new(seed);
+    b.constant(tensor(&mut rng, shape, -1.0, 1.0))
+}
+
+/// `tanh(relu(x * y + bias) - x) ...`: five elementwise ops over `[4, 8]`, `[4, 1]` and `[8]`.
+pub fn elementwise_chain() -> Graph {
+    let mut b = GraphBuilder::new("chain");
+    let x = b.input("x", DType::F32, [4, 8]).unwrap();
+    let y = b.input("y", DType::F32, [4, 1]).unwrap();
+    let bias = b.input("bias", DType::F32, [8]).unwrap();
+    let t = b.mul(x, y).unwrap();
+    let t = b.add(t, bias).unwrap();
+    let t = b.relu(t).unwrap();
+    let t = b.sub(t, x).unwrap();
+    let t = b.tanh(t).unwrap();
+    b.output(t);
+    b.finish().unwrap()
+}
+
+pub fn softmax(shape: &[usize], axis: i64) -> Graph {
+    let mut b = GraphBuilder::new("softmax");
+    let x = b.input("x", DType::F32, dims(shape)).unwrap();
+    let y = b.softmax(x, axis).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+pub fn layer_norm(shape: &[usize], axis: i64) -> Graph {
+    let mut b = GraphBuilder::new("layer_norm");
+    let x = b.input("x", DType::F32, dims(shape)).unwrap();
+    let rank = shape.len() as i64;
+    let a = if axis < 0 { rank + axis } else { axis } as usize;
+    let scale = weight(&mut b, 1, &shape[a..]);
+    let bias = weight(&mut b, 2, &shape[a..]);
+    let y = b.layer_norm(x, scale, bias, axis, 1e-5).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+/// `relu(x @ w + bias)` with `x: [m, k]`, `w: [k, n]` constant.
+pub fn matmul_bias_relu(m: usize, k: usize, n: usize) -> Graph {
+    let mut b = GraphBuilder::new("matmul_bias_relu");
+    let x = b.input("x", DType::F32, [m as i64, k as i64]).unwrap();
+    let w = weight(&mut b, 3, &[k, n]);
+    let bias = weight(&mut b, 4, &[n]);
+    let y = b.matmul(x, w).unwrap();
+    let y = b.add(y, bias).unwrap();
+    let y = b.relu(y).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+/// `relu(conv(x, w) + bias)` over NCHW, bias per output channel.
+pub fn conv_bias_relu(x_shape: [usize; 4], out_channels: usize, kernel: usize, pad: i64) -> Graph {
+    let mut b = GraphBuilder::new("conv_bias_relu");
+    let x = b.input("x", DType::F32, dims(&x_shape)).unwrap();
+    let w = weight(&mut b, 5, &[out_channels, x_shape[1], kernel, kernel]);
+    let bias = weight(&mut b, 6, &[out_channels, 1, 1]);
+    let window = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![pad; 4] };
+    let y = b.conv(x, w, window, 1).unwrap();
+    let y = b.add(y, bias).unwrap();
+    let y = b.relu(y).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+pub fn argmax(shape: &[usize], axis: i64) -> Graph {
+    let mut b = GraphBuilder::new("argmax");
+    let x = b.input("x", DType::F32, dims(shape)).unwrap();
+    let y = b.argmax(x, axis, false).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+pub fn topk(shape: &[usize], k: usize) -> Graph {
+    let mut b = GraphBuilder::new("topk");
+    let x = b.input("x", DType::F32, dims(shape)).unwrap();
+    let axis = shape.len() - 1;
+    let r = b.op(Op::TopK { axis, k, largest: true }, &[x]).unwrap();
+    b.output(r[0]);
+    b.output(r[1]);
+    b.finish().unwrap()
+}
+
+pub fn unary(b: &mut GraphBuilder, op: UnaryOp, x: ValueId) -> ValueId {
+    b.unary(op, x).unwrap()
+}
+
+/// The fixed graphs every backend's suite runs: each kind of kernel at a size that fits one
+/// workgroup and at one that needs several (a 600-wide layer norm, a 700-wide argmax, matmul
+/// and conv tiles with ragged edges), and reductions over inner and outer axes.
+pub fn fixed_graphs() -> Vec<Graph> {
+    vec![
+        elementwise_chain(),
+        softmax(&[3, 17], -1),
+        softmax(&[4, 32], -1),
+        softmax(&[2, 5, 7], 1),
+        softmax(&[3, 5, 7], 1),
+        layer_norm(&[4, 32], -1),
+        layer_norm(&[2, 600], -1),
+        matmul_bias_relu(5, 7, 9),
+        matmul_bias_relu(33, 17, 9),
+        conv_bias_relu([1, 3, 8, 8], 4, 3, 1),
+        conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
+        argmax(&[3, 9], -1),
+        argmax(&[3, 7], 1),
+        argmax(&[3, 700], 1),
+        topk(&[2, 10], 3),
+        topk(&[2, 9], 3),
+    ]
+}

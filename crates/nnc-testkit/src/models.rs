@@ -1,0 +1,95 @@
+//! The shared models (`../shared/models` beside the checkout, or `$NNC_SHARED_DIR/models`):
+//! each imported with the input shapes of its first test data set, with that data set's inputs
+//! and reference outputs (ONNX Runtime's), and compiled for a device the way a session does.
+
+use nnc_ir::{Graph, TensorData};
+use nnc_kernel::program::Program;
+use nnc_kernel::Device;
+use nnc_onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The shared models, smallest first.
+pub const MODELS: [&str; 8] = [
+    "digits_mlp",
+    "digits_cnn",
+    "lstm2",
+    "silero_vad_16k_op15",
+    "transformer_encoder",
+    "squeezenet1_1",
+    "mobilenet_v2",
+    "resnet18",
+];
+
+/// The shared models' folder, or why it is not there.
+pub fn shared_models_dir() -> Result<PathBuf, String> {
+    let dir = crate::skip::shared_dir().join("models");
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(format!("the shared models not found at {}", dir.display()))
+    }
+}
+
+/// The shared models' folder; absent → `None` after a loud skip (a failure in CI).
+pub fn shared_models() -> Option<PathBuf> {
+    crate::skip::required_dir(crate::skip::shared_dir().join("models"), "the shared models")
+}
+
+/// `names`, or the comma-separated list in the environment variable `var` when it is set and
+/// not empty (to run a few models while debugging).
+pub fn selected(var: &str, names: &[&str]) -> Vec<String> {
+    match std::env::var(var) {
+        Ok(s) if !s.is_empty() => s.split(',').map(str::to_string).collect(),
+        _ => names.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// A shared model with its first test data set.
+pub struct SharedModel {
+    pub name: String,
+    /// Imported with the input shapes of the data set (as `nnc run --data` does).
+    pub graph: Graph,
+    pub inputs: Vec<TensorData>,
+    /// ONNX Runtime's outputs for `inputs`.
+    pub expected: Vec<TensorData>,
+}
+
+/// The model in the folder `dir` (`model.onnx`, `test_data_set_0/{input,output}_N.pb`).
+pub fn try_load(dir: &Path) -> Result<SharedModel, String> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model = dir.join("model.onnx");
+    let data = dir.join("test_data_set_0");
+    let names = read_inputs(&model).map_err(|e| format!("{name}: {e}"))?;
+    let mut inputs = Vec::new();
+    for i in 0..names.len() {
+        let path = data.join(format!("input_{i}.pb"));
+        inputs.push(read_tensor_file(&path).map_err(|e| format!("{}: {e}", path.display()))?.1);
+    }
+    let shapes: HashMap<String, Vec<usize>> =
+        names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
+    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
+        .map_err(|e| format!("{name}: {e}"))?;
+    let mut expected = Vec::new();
+    for i in 0.. {
+        let path = data.join(format!("output_{i}.pb"));
+        if !path.exists() {
+            break;
+        }
+        expected.push(read_tensor_file(&path).map_err(|e| format!("{}: {e}", path.display()))?.1);
+    }
+    Ok(SharedModel { name, graph, inputs, expected })
+}
+
+/// [`try_load`], panicking with the reason.
+pub fn load(dir: &Path) -> SharedModel {
+    try_load(dir).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The model's graph bound to the inputs' shapes, optimized, and compiled for `device`: what a
+/// session compiles for that data.
+pub fn program_for(graph: &Graph, inputs: &[TensorData], device: &Device) -> Result<Program, String> {
+    let graph = nnc_lower::bind_input_shapes(graph, inputs);
+    let optimized = nnc_opt::optimize(&graph, &nnc_opt::OptOptions::default()).map_err(|e| format!("optimize: {e}"))?;
+    nnc_lower::compile(&optimized.graph, device, None).map_err(|e| format!("compile: {e}"))
+}

@@ -1,0 +1,76 @@
+//! A target's line in the ONNX node suite (the 1,765 cases of the onnx 1.22 wheel, fetched by
+//! `scripts/fetch-onnx-tests.sh`): every case the reference interpreter passes passes on the
+//! target, through a session as `nnc conformance --target` runs it, except the target's listed
+//! differences, each of which must be needed.
+
+use crate::suite::Line;
+use nnc_conformance::{discover_cases, run_case, CaseOutcome, Interpreter, OnTarget};
+
+/// What a target's run of the node suite came to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeSuiteFigures {
+    pub cases: usize,
+    /// Cases passing on the target.
+    pub passed: usize,
+    /// Cases passing on the reference interpreter.
+    pub reference_passed: usize,
+    /// Cases the interpreter passes and the target fails as a listed difference allows.
+    pub listed: usize,
+}
+
+/// Runs the node suite on the line's target (a loud skip where the tests or the target are not
+/// here), prints `X of 1765 pass` and what each listed difference covered, and fails on a case
+/// the interpreter passes that the target fails unlisted, or on a listed difference no case
+/// needs.
+pub fn node_suite_line(line: &Line) -> Option<NodeSuiteFigures> {
+    let dir = crate::skip::onnx_node_tests()?;
+    line.available_backend()?;
+    let target = OnTarget { target: line.target, adapter: None, threads: None };
+    let cases = discover_cases(&dir).expect("the node test folder");
+    let differences = line.node_suite_differences;
+    let mut figures = NodeSuiteFigures { cases: cases.len(), ..NodeSuiteFigures::default() };
+    let mut used = vec![0; differences.len()];
+    let mut regressions = Vec::new();
+    for case in &cases {
+        let result = run_case(case, &target);
+        let pass = matches!(result.outcome, CaseOutcome::Pass);
+        figures.passed += pass as usize;
+        if !matches!(run_case(case, &Interpreter).outcome, CaseOutcome::Pass) {
+            continue;
+        }
+        figures.reference_passed += 1;
+        if pass {
+            continue;
+        }
+        let message = match &result.outcome {
+            CaseOutcome::Fail(m) | CaseOutcome::Skip(m) => m.as_str(),
+            CaseOutcome::Pass => "",
+        };
+        let listed =
+            differences.iter().position(|(pattern, reason)| result.name.contains(pattern) && message.contains(reason));
+        match listed {
+            Some(k) => {
+                used[k] += 1;
+                figures.listed += 1;
+            }
+            None => regressions.push(format!("{}: {message}", result.name)),
+        }
+    }
+    eprintln!(
+        "{}: {} of {} pass (the interpreter passes {}; {} listed differences)",
+        line.target, figures.passed, figures.cases, figures.reference_passed, figures.listed
+    );
+    for ((pattern, reason), n) in differences.iter().zip(&used) {
+        eprintln!("  listed: {n:>2} case(s) named like `{pattern}`: {reason}");
+    }
+    assert!(
+        regressions.is_empty(),
+        "{} fails {} cases the interpreter passes, and its line lists no such difference:\n{}",
+        line.target,
+        regressions.len(),
+        regressions.join("\n")
+    );
+    let stale: Vec<_> = differences.iter().zip(&used).filter(|(_, &n)| n == 0).map(|(d, _)| d).collect();
+    assert!(stale.is_empty(), "listed differences of {} that no failing case needs: {stale:?}", line.target);
+    Some(figures)
+}
