@@ -59,7 +59,8 @@ pub struct LowerError {
 ///
 /// ```
 /// use nnc_ir::{DType, GraphBuilder, TensorData};
-/// use nnc_kernel::{lower::lower_node, Compute, VarGen};
+/// use nnc_kernel::{Compute, VarGen};
+/// use nnc_lower::lower::lower_node;
 /// let mut b = GraphBuilder::new("g");
 /// let x = b.input("x", DType::F32, [2, 3])?;
 /// let s = b.softmax(x, 1)?;
