@@ -253,22 +253,28 @@ impl CpuProgram {
     /// Runs the program on `inputs` (in graph input order, checked against [`Self::interface`])
     /// and returns its outputs.
     pub fn run(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>, CpuError> {
-        if std::env::var_os("NNC_CPU_PROFILE").is_some() {
+        if profiling() {
             let (out, times) = self.profile(inputs)?;
-            let total: Duration = times.iter().map(|t| t.1).sum();
-            let mut sorted = times;
-            sorted.sort_by_key(|t| std::cmp::Reverse(t.1));
-            eprintln!("{}: {:.3} ms in {} kernels", self.name, total.as_secs_f64() * 1e3, sorted.len());
-            for (name, t) in sorted.iter().take(20) {
-                eprintln!(
-                    "  {:9.3} ms {:5.1}%  {name}",
-                    t.as_secs_f64() * 1e3,
-                    100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12)
-                );
-            }
+            self.print_profile(&times.iter().map(|t| t.1).collect::<Vec<_>>());
             return Ok(out);
         }
         self.run_probed(inputs, Probe::None)
+    }
+
+    /// Prints the time of every kernel of one run, slowest first (`NNC_CPU_PROFILE=1`).
+    fn print_profile(&self, times: &[Duration]) {
+        let total: Duration = times.iter().sum();
+        let mut sorted: Vec<(&str, Duration)> =
+            self.kernels.iter().map(|k| k.name.as_str()).zip(times.iter().copied()).collect();
+        sorted.sort_by_key(|t| std::cmp::Reverse(t.1));
+        eprintln!("{}: {:.3} ms in {} kernels", self.name, total.as_secs_f64() * 1e3, sorted.len());
+        for (name, t) in sorted.iter().take(20) {
+            eprintln!(
+                "  {:9.3} ms {:5.1}%  {name}",
+                t.as_secs_f64() * 1e3,
+                100.0 * t.as_secs_f64() / total.as_secs_f64().max(1e-12)
+            );
+        }
     }
 
     /// Runs the program like [`Self::run`] and also returns the wall time of every kernel (in
@@ -426,12 +432,23 @@ impl std::fmt::Debug for CpuProgram {
     }
 }
 
+/// Whether every run prints the time of each kernel (`NNC_CPU_PROFILE` set).
+fn profiling() -> bool {
+    std::env::var_os("NNC_CPU_PROFILE").is_some()
+}
+
 impl Executable for CpuProgram {
     fn interface(&self) -> &Interface {
         &self.interface
     }
 
     fn run(&mut self, inputs: Checked<'_>, outputs: &mut [&mut [u8]]) -> Result<(), BackendError> {
+        if profiling() {
+            let mut times = Vec::with_capacity(self.kernels.len());
+            self.execute(inputs, outputs, Probe::EachKernel(&mut times)).map_err(run_error)?;
+            self.print_profile(&times);
+            return Ok(());
+        }
         self.execute(inputs, outputs, Probe::None).map_err(run_error)
     }
 

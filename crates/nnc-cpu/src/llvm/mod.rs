@@ -174,11 +174,11 @@ fn compile_part(kernels: &[(usize, &Kernel)]) -> R<LinkedKernels> {
         }
     }
     let module = &cx.module;
-    module
-        .run_passes("default<O3>", &machine, PassBuilderOptions::create())
-        .map_err(|e| format!("LLVM passes: {e}"))?;
+    let options = PassBuilderOptions::create();
+    options.set_loop_vectorization(std::env::var_os("NNC_LV").is_some());
+    module.run_passes("default<O3>", &machine, options).map_err(|e| format!("LLVM passes: {e}"))?;
     if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
-        eprintln!("{}", module.print_to_string());
+        eprintln!("{}", module.print_to_string().to_string_lossy());
     }
     let object =
         machine.write_to_memory_buffer(module, FileType::Object).map_err(|e| format!("LLVM code generation: {e}"))?;

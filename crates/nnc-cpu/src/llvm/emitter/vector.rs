@@ -180,11 +180,11 @@ impl<'ctx> LaneOps for Emitter<'_, 'ctx> {
     }
 
     fn min(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
-        Ok(self.fmax(FloatPredicate::ULT, a, b)?)
+        Ok(self.fmax(MinMax::Min, a, b)?)
     }
 
     fn max(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
-        Ok(self.fmax(FloatPredicate::UGT, a, b)?)
+        Ok(self.fmax(MinMax::Max, a, b)?)
     }
 
     fn round_even(&mut self, a: V<'ctx>) -> Result<V<'ctx>, String> {
