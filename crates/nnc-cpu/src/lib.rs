@@ -26,6 +26,7 @@ pub mod link;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 mod plan;
+mod scalar;
 mod vmath;
 
 pub use abi::{KernelFn, Status};

@@ -3,9 +3,8 @@
 
 use super::CraneliftHelpers;
 use crate::abi::{helper, int_range, is_unsigned, Lib, Status};
-use crate::plan::{
-    at_lane, coefficient, const_eval, contains_load, is_mul, needs_branch, varies, KernelPlan, Lane, Lanes, LoopPlan,
-};
+use crate::plan::{at_lane, coefficient, const_eval, contains_load, is_mul, varies, KernelPlan, Lane, Lanes, LoopPlan};
+use crate::scalar::{self, group_id_variable, ScalarCode};
 use crate::vmath::{self, LaneOps};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
@@ -14,7 +13,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
-use nnc_kernel::expr::{BufId, Expr, Literal, Special};
+use nnc_kernel::expr::{BufId, Expr, Literal};
 use nnc_kernel::kernel::{Space, Stmt};
 use std::collections::{HashMap, HashSet};
 
@@ -159,7 +158,7 @@ impl Emitter<'_, '_, '_> {
         for (axis, v) in gid.into_iter().enumerate() {
             let var = self.b.declare_var(types::I64);
             self.b.def_var(var, v);
-            self.bind(u32::MAX - axis as u32, (var, false));
+            self.bind(group_id_variable(axis), (var, false));
         }
         self.block(&self.kernel.body)?;
         let gv = self.b.use_var(g);
@@ -557,91 +556,7 @@ impl Emitter<'_, '_, '_> {
     // ------------------------------------------------------------ expressions
 
     fn expr(&mut self, e: &Expr) -> R<Value> {
-        Ok(match e {
-            Expr::Lit(l) => self.literal(*l),
-            Expr::Var(v) => {
-                let &(cv, _) = self.vars.get(&v.id).ok_or_else(|| format!("use of undeclared v{}", v.id))?;
-                self.b.use_var(cv)
-            }
-            Expr::Special(Special::ThreadId(_)) => self.b.ins().iconst(types::I64, 0),
-            Expr::Special(Special::GroupId(axis)) => {
-                let &(cv, _) = self.vars.get(&(u32::MAX - *axis as u32)).ok_or("bad group id axis")?;
-                self.b.use_var(cv)
-            }
-            Expr::Axis(_) | Expr::Reduce(_) => return Err(format!("expression `{e}` is not scheduled")),
-            Expr::Unary(op, a) => {
-                let x = self.expr(a)?;
-                self.unary(*op, a.dtype(), x)?
-            }
-            Expr::Binary(op, a, b) => {
-                let x = self.expr(a)?;
-                let y = self.expr(b)?;
-                self.binary(*op, a.dtype(), x, y)?
-            }
-            Expr::Select(c, a, b) => {
-                let cv = self.expr(c)?;
-                if !needs_branch(a) && !needs_branch(b) {
-                    let x = self.expr(a)?;
-                    let y = self.expr(b)?;
-                    self.b.ins().select(cv, x, y)
-                } else {
-                    let ty = reg_type(a.dtype());
-                    let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-                    let res = self.b.append_block_param(merge, ty);
-                    self.b.ins().brif(cv, tb, &[], eb, &[]);
-                    self.b.seal_block(tb);
-                    self.b.seal_block(eb);
-                    self.b.switch_to_block(tb);
-                    let x = self.expr(a)?;
-                    self.b.ins().jump(merge, &[x.into()]);
-                    self.b.switch_to_block(eb);
-                    let y = self.expr(b)?;
-                    self.b.ins().jump(merge, &[y.into()]);
-                    self.b.seal_block(merge);
-                    self.b.switch_to_block(merge);
-                    res
-                }
-            }
-            Expr::Cast(to, a) => {
-                let x = self.expr(a)?;
-                self.cast(x, a.dtype(), *to)
-            }
-            Expr::Load { buf, dtype, index, mask } => match mask {
-                None if self.vpromoted.contains(&buf.0) => {
-                    let flat = self.const_flat(*buf, index)?;
-                    let cv = self.vreg(*buf, flat / 4);
-                    let v = self.b.use_var(cv);
-                    self.b.ins().extractlane(v, (flat % 4) as u8)
-                }
-                None if self.promoted.contains(&buf.0) => {
-                    let cv = self.element(*buf, index)?.ok_or("promoted buffer with a variable index")?;
-                    self.b.use_var(cv)
-                }
-                None => {
-                    let addr = self.address(*buf, index)?;
-                    self.load_scalar(*dtype, addr)
-                }
-                Some(m) => {
-                    let mv = self.expr(m)?;
-                    let ty = reg_type(*dtype);
-                    let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
-                    let res = self.b.append_block_param(merge, ty);
-                    self.b.ins().brif(mv, tb, &[], eb, &[]);
-                    self.b.seal_block(tb);
-                    self.b.seal_block(eb);
-                    self.b.switch_to_block(tb);
-                    let addr = self.address(*buf, index)?;
-                    let x = self.load_scalar(*dtype, addr);
-                    self.b.ins().jump(merge, &[x.into()]);
-                    self.b.switch_to_block(eb);
-                    let z = self.literal(Literal::zero(*dtype));
-                    self.b.ins().jump(merge, &[z.into()]);
-                    self.b.seal_block(merge);
-                    self.b.switch_to_block(merge);
-                    res
-                }
-            },
-        })
+        scalar::walk(self, e)
     }
 
     fn literal(&mut self, l: Literal) -> Value {
@@ -1025,5 +940,77 @@ pub(crate) fn mask(ty: Type) -> i64 {
         -1
     } else {
         (1i64 << ty.bits()) - 1
+    }
+}
+
+impl ScalarCode for Emitter<'_, '_, '_> {
+    type Value = Value;
+    type Error = String;
+
+    fn expr(&mut self, e: &Expr) -> R<Value> {
+        Emitter::expr(self, e)
+    }
+
+    fn emit_literal(&mut self, l: Literal) -> R<Value> {
+        Ok(self.literal(l))
+    }
+
+    fn emit_variable(&mut self, id: u32) -> R<Value> {
+        let &(cv, _) = self.vars.get(&id).ok_or_else(|| format!("use of undeclared v{id}"))?;
+        Ok(self.b.use_var(cv))
+    }
+
+    fn emit_unary(&mut self, op: UnaryOp, dtype: DType, x: Value) -> R<Value> {
+        self.unary(op, dtype, x)
+    }
+
+    fn emit_binary(&mut self, op: BinaryOp, dtype: DType, x: Value, y: Value) -> R<Value> {
+        self.binary(op, dtype, x, y)
+    }
+
+    fn emit_select(&mut self, c: Value, x: Value, y: Value) -> R<Value> {
+        Ok(self.b.ins().select(c, x, y))
+    }
+
+    fn emit_cast(&mut self, x: Value, from: DType, to: DType) -> R<Value> {
+        Ok(self.cast(x, from, to))
+    }
+
+    fn emit_load(&mut self, buf: BufId, dtype: DType, index: &[Expr]) -> R<Value> {
+        if self.vpromoted.contains(&buf.0) {
+            let flat = self.const_flat(buf, index)?;
+            let cv = self.vreg(buf, flat / 4);
+            let v = self.b.use_var(cv);
+            return Ok(self.b.ins().extractlane(v, (flat % 4) as u8));
+        }
+        if self.promoted.contains(&buf.0) {
+            let cv = self.element(buf, index)?.ok_or("promoted buffer with a variable index")?;
+            return Ok(self.b.use_var(cv));
+        }
+        let addr = self.address(buf, index)?;
+        Ok(self.load_scalar(dtype, addr))
+    }
+
+    fn emit_branch(
+        &mut self,
+        c: Value,
+        dtype: DType,
+        then: &mut dyn FnMut(&mut Self) -> R<Value>,
+        otherwise: &mut dyn FnMut(&mut Self) -> R<Value>,
+    ) -> R<Value> {
+        let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
+        let res = self.b.append_block_param(merge, reg_type(dtype));
+        self.b.ins().brif(c, tb, &[], eb, &[]);
+        self.b.seal_block(tb);
+        self.b.seal_block(eb);
+        self.b.switch_to_block(tb);
+        let x = then(self)?;
+        self.b.ins().jump(merge, &[x.into()]);
+        self.b.switch_to_block(eb);
+        let y = otherwise(self)?;
+        self.b.ins().jump(merge, &[y.into()]);
+        self.b.seal_block(merge);
+        self.b.switch_to_block(merge);
+        Ok(res)
     }
 }

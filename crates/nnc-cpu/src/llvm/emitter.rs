@@ -3,7 +3,8 @@
 //! what is spelled out here).
 
 use crate::abi::{helper, int_range, is_unsigned, Arg, Lib, Status};
-use crate::plan::{coefficient, is_mul, needs_branch, varies, KernelPlan, Lane, Lanes, LoopPlan};
+use crate::plan::{coefficient, is_mul, varies, KernelPlan, Lane, Lanes, LoopPlan};
+use crate::scalar::{self, group_id_variable, ScalarCode};
 use crate::vmath::{self, LaneOps};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::{Builder, BuilderError};
@@ -16,7 +17,7 @@ use inkwell::values::{
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
-use nnc_kernel::expr::{BufId, Expr, Literal, Special};
+use nnc_kernel::expr::{BufId, Expr, Literal};
 use nnc_kernel::kernel::{Kernel, Space, Stmt};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -375,7 +376,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         let y = self.b().build_int_unsigned_rem(q, c(gy), "")?;
         let z = self.b().build_int_unsigned_div(g, c(gx * gy), "")?;
         for (axis, v) in [x, y, z].into_iter().enumerate() {
-            self.vals.insert(u32::MAX - axis as u32, v.into());
+            self.vals.insert(group_id_variable(axis), v.into());
         }
         self.stmts(&self.kernel.body)?;
         let g = self.b().build_load(self.cx.i64, gslot, "")?.into_int_value();
@@ -563,73 +564,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 return self.vexpr(e);
             }
         }
-        Ok(match e {
-            Expr::Lit(l) => self.literal(*l)?,
-            Expr::Var(v) => match self.slots.get(&v.id) {
-                Some(&(slot, t)) => self.b().build_load(t, slot, "")?,
-                None => *self.vals.get(&v.id).ok_or_else(|| format!("use of undeclared v{}", v.id))?,
-            },
-            Expr::Special(Special::ThreadId(_)) => self.i64c(0),
-            Expr::Special(Special::GroupId(axis)) => {
-                *self.vals.get(&(u32::MAX - *axis as u32)).ok_or("bad group id axis")?
-            }
-            Expr::Axis(_) | Expr::Reduce(_) => return Err(format!("expression `{e}` is not scheduled").into()),
-            Expr::Unary(op, a) => {
-                let x = self.expr(a)?;
-                self.unary(*op, a.dtype(), x)?
-            }
-            Expr::Binary(op, a, b) => {
-                let x = self.expr(a)?;
-                let y = self.expr(b)?;
-                self.binary(*op, a.dtype(), x, y)?
-            }
-            Expr::Select(c, a, b) => {
-                let cv = self.expr(c)?;
-                if !needs_branch(a) && !needs_branch(b) {
-                    let x = self.expr(a)?;
-                    let y = self.expr(b)?;
-                    self.select(cv, x, y)?
-                } else {
-                    let (tb, eb, merge) = (self.block("sel.then"), self.block("sel.else"), self.block("sel"));
-                    self.cond_br(cv, tb, eb)?;
-                    self.at(tb);
-                    let x = self.expr(a)?;
-                    let xb = self.current()?;
-                    self.br(merge)?;
-                    self.at(eb);
-                    let y = self.expr(b)?;
-                    let yb = self.current()?;
-                    self.br(merge)?;
-                    self.at(merge);
-                    self.phi(&[(x, xb), (y, yb)])?
-                }
-            }
-            Expr::Cast(to, a) => {
-                let x = self.expr(a)?;
-                self.cast(x, a.dtype(), *to)?
-            }
-            Expr::Load { buf, dtype, index, mask } => match mask {
-                None => {
-                    let addr = self.address(*buf, index)?;
-                    self.load(*dtype, addr)?
-                }
-                Some(m) => {
-                    let c = self.expr(m)?;
-                    let (tb, eb, merge) = (self.block("ld"), self.block("ld.masked"), self.block("ld.done"));
-                    self.cond_br(c, tb, eb)?;
-                    self.at(tb);
-                    let addr = self.address(*buf, index)?;
-                    let x = self.load(*dtype, addr)?;
-                    let xb = self.current()?;
-                    self.br(merge)?;
-                    self.at(eb);
-                    let zero = self.constant(self.cx.reg(*dtype)?, 0.0)?;
-                    self.br(merge)?;
-                    self.at(merge);
-                    self.phi(&[(x, xb), (zero, eb)])?
-                }
-            },
-        })
+        scalar::walk(self, e)
     }
 
     fn phi(&self, incoming: &[(V<'ctx>, BasicBlock<'ctx>)]) -> R<V<'ctx>> {
@@ -992,5 +927,67 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
 impl From<Fail> for String {
     fn from(f: Fail) -> String {
         f.0
+    }
+}
+
+impl<'ctx> ScalarCode for Emitter<'_, 'ctx> {
+    type Value = V<'ctx>;
+    type Error = Fail;
+
+    fn expr(&mut self, e: &Expr) -> R<V<'ctx>> {
+        Emitter::expr(self, e)
+    }
+
+    fn emit_literal(&mut self, l: Literal) -> R<V<'ctx>> {
+        self.literal(l)
+    }
+
+    fn emit_variable(&mut self, id: u32) -> R<V<'ctx>> {
+        Ok(match self.slots.get(&id) {
+            Some(&(slot, t)) => self.b().build_load(t, slot, "")?,
+            None => *self.vals.get(&id).ok_or_else(|| format!("use of undeclared v{id}"))?,
+        })
+    }
+
+    fn emit_unary(&mut self, op: UnaryOp, dtype: DType, x: V<'ctx>) -> R<V<'ctx>> {
+        self.unary(op, dtype, x)
+    }
+
+    fn emit_binary(&mut self, op: BinaryOp, dtype: DType, x: V<'ctx>, y: V<'ctx>) -> R<V<'ctx>> {
+        self.binary(op, dtype, x, y)
+    }
+
+    fn emit_select(&mut self, c: V<'ctx>, x: V<'ctx>, y: V<'ctx>) -> R<V<'ctx>> {
+        self.select(c, x, y)
+    }
+
+    fn emit_cast(&mut self, x: V<'ctx>, from: DType, to: DType) -> R<V<'ctx>> {
+        self.cast(x, from, to)
+    }
+
+    fn emit_load(&mut self, buf: BufId, dtype: DType, index: &[Expr]) -> R<V<'ctx>> {
+        let addr = self.address(buf, index)?;
+        self.load(dtype, addr)
+    }
+
+    fn emit_branch(
+        &mut self,
+        c: V<'ctx>,
+        _dtype: DType,
+        then: &mut dyn FnMut(&mut Self) -> R<V<'ctx>>,
+        otherwise: &mut dyn FnMut(&mut Self) -> R<V<'ctx>>,
+    ) -> R<V<'ctx>> {
+        let (tb, eb, merge) = (self.block("then"), self.block("else"), self.block("merge"));
+        self.cond_br(c, tb, eb)?;
+        self.at(tb);
+        let x = then(self)?;
+        let xb = self.current()?;
+        self.br(merge)?;
+        self.at(eb);
+        let y = otherwise(self)?;
+        let yb = self.current()?;
+        self.br(merge)?;
+        self.at(merge);
+        self.phi(&[(x, xb), (y, yb)])
     }
 }
