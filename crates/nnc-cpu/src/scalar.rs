@@ -13,6 +13,9 @@ pub(crate) fn group_id_variable(axis: usize) -> u32 {
     u32::MAX - axis as u32
 }
 
+/// One side of [`ScalarCode::emit_branch`]: code for the value on that path.
+pub(crate) type Side<'s, C> = &'s mut dyn FnMut(&mut C) -> Result<<C as ScalarCode>::Value, <C as ScalarCode>::Error>;
+
 /// One generator's scalar instructions.
 pub(crate) trait ScalarCode {
     type Value: Copy;
@@ -43,9 +46,11 @@ pub(crate) trait ScalarCode {
         &mut self,
         c: Self::Value,
         dtype: DType,
-        then: &mut dyn FnMut(&mut Self) -> Result<Self::Value, Self::Error>,
-        otherwise: &mut dyn FnMut(&mut Self) -> Result<Self::Value, Self::Error>,
-    ) -> Result<Self::Value, Self::Error>;
+        then: Side<'_, Self>,
+        otherwise: Side<'_, Self>,
+    ) -> Result<Self::Value, Self::Error>
+    where
+        Self: Sized;
 }
 
 /// Code for `e`, one node at a time. On a CPU each workgroup is one invocation: its thread id

@@ -995,8 +995,8 @@ impl ScalarCode for Emitter<'_, '_, '_> {
         &mut self,
         c: Value,
         dtype: DType,
-        then: &mut dyn FnMut(&mut Self) -> R<Value>,
-        otherwise: &mut dyn FnMut(&mut Self) -> R<Value>,
+        then: scalar::Side<'_, Self>,
+        otherwise: scalar::Side<'_, Self>,
     ) -> R<Value> {
         let (tb, eb, merge) = (self.b.create_block(), self.b.create_block(), self.b.create_block());
         let res = self.b.append_block_param(merge, reg_type(dtype));

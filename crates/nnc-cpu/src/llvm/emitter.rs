@@ -974,8 +974,8 @@ impl<'ctx> ScalarCode for Emitter<'_, 'ctx> {
         &mut self,
         c: V<'ctx>,
         _dtype: DType,
-        then: &mut dyn FnMut(&mut Self) -> R<V<'ctx>>,
-        otherwise: &mut dyn FnMut(&mut Self) -> R<V<'ctx>>,
+        then: scalar::Side<'_, Self>,
+        otherwise: scalar::Side<'_, Self>,
     ) -> R<V<'ctx>> {
         let (tb, eb, merge) = (self.block("then"), self.block("else"), self.block("merge"));
         self.cond_br(c, tb, eb)?;
