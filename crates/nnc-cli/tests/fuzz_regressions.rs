@@ -7,7 +7,7 @@ use common::*;
 use std::path::PathBuf;
 
 /// (file, what the fuzzer did to its seed, the failure it found, the command, what is said now)
-const CASES: [(&str, &str, &str, &[&str], &str); 6] = [
+const CASES: [(&str, &str, &str, &[&str], &str); 7] = [
     (
         "onnx-2-4730.onnx",
         "fed a ConstantOfShape of shape [2^62, 2^62, 59] into an AveragePool",
@@ -47,6 +47,13 @@ const CASES: [(&str, &str, &str, &[&str], &str); 6] = [
         "onnx-2-17062.onnx",
         "set LRN.size to 2^31 - 1",
         "a timeout: a pooling window of 2^31 channels",
+        &["run", "--random-inputs", "--threads", "1"],
+        "",
+    ),
+    (
+        "onnx-7-80500.onnx",
+        "fed a ConstantOfShape of shape [2^31 - 1, 4, 0] into a Split",
+        "out of memory (16 GiB): the interpreter's slice built an offset list per index of an empty tensor's dimensions",
         &["run", "--random-inputs", "--threads", "1"],
         "",
     ),

@@ -23,6 +23,14 @@ use nnc_ir::infer::slice_bounds;
 use nnc_ir::PadMode;
 
 /// Reads `x` through a separable index map with the given per-axis offset lists.
+/// The tensor of `x`'s dtype and shape `out_shape` when that shape has no elements: an empty
+/// tensor may declare other dimensions of any size, so nothing is built per index of them.
+fn empty(x: &Value, out_shape: &[usize]) -> Option<Result<Value, String>> {
+    out_shape
+        .contains(&0)
+        .then(|| Ok(Value { dtype: x.dtype, shape: out_shape.to_vec(), data: x.data.take(&[], None)? }))
+}
+
 fn take_separable(
     x: &Value,
     lists: &[Vec<usize>],
@@ -34,6 +42,9 @@ fn take_separable(
 }
 
 pub fn transpose(x: &Value, perm: &[usize], out_shape: &[usize]) -> Result<Value, String> {
+    if let Some(e) = empty(x, out_shape) {
+        return e;
+    }
     let st = strides(&x.shape);
     let lists: Vec<Vec<usize>> = perm
         .iter()
@@ -46,6 +57,9 @@ pub fn transpose(x: &Value, perm: &[usize], out_shape: &[usize]) -> Result<Value
 }
 
 pub fn expand(x: &Value, out_shape: &[usize]) -> Result<Value, String> {
+    if let Some(e) = empty(x, out_shape) {
+        return e;
+    }
     let bs = crate::value::broadcast_strides(&x.shape, out_shape)?;
     let lists: Vec<Vec<usize>> = out_shape.iter().zip(&bs).map(|(&n, &s)| (0..n).map(|i| i * s).collect()).collect();
     take_separable(x, &lists, out_shape, None)
@@ -59,6 +73,9 @@ pub fn slice(
     steps: &[i64],
     out_shape: &[usize],
 ) -> Result<Value, String> {
+    if let Some(e) = empty(x, out_shape) {
+        return e;
+    }
     let st = strides(&x.shape);
     let mut lists: Vec<Vec<usize>> = x.shape.iter().zip(&st).map(|(&n, &s)| (0..n).map(|i| i * s).collect()).collect();
     for (k, &axis) in axes.iter().enumerate() {

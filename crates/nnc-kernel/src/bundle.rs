@@ -342,6 +342,14 @@ impl Manifest {
                 Place::Input(i) if i >= self.inputs.len() => {
                     return Err(format!("buffer `{}` is input {i} of {}", b.name, self.inputs.len()))
                 }
+                // Kernels index a buffer by its own type: bound to an input's memory, it must be
+                // that input's type, or they would reach past the caller's data.
+                Place::Input(i) if self.inputs[i].dtype != b.dtype || self.inputs[i].shape != b.shape => {
+                    return Err(format!(
+                        "buffer `{}` is {}{:?} but is bound to input `{}`, which is {}{:?}",
+                        b.name, b.dtype, b.shape, self.inputs[i].name, self.inputs[i].dtype, self.inputs[i].shape
+                    ))
+                }
                 Place::Weight { offset, bytes: len }
                     if len != bytes || offset.checked_add(len).is_none_or(|end| end > self.weights_bytes) =>
                 {
@@ -547,7 +555,18 @@ mod tests {
         assert!(m.check().is_err());
         let (mut m, _) = Manifest::of(&p, "cpu", vec![]);
         m.inputs[0].shape = vec![4, 3];
-        assert!(m.check().unwrap_err().contains("its buffer is"));
+        assert!(m.check().unwrap_err().contains("but is bound to input"), "{:?}", m.check());
+        let (mut m, _) = Manifest::of(&p, "cpu", vec![]);
+        m.outputs[0].shape = vec![4, 3];
+        assert!(m.check().unwrap_err().contains("its buffer is"), "{:?}", m.check());
+        // Found by nnc-fuzz: another buffer (here the output) bound to input 0's memory, though
+        // of another type, would let a kernel write past the caller's input.
+        let (mut m, _) = Manifest::of(&p, "cpu", vec![]);
+        let output = m.outputs[0].buffer;
+        m.buffers[output].place = Place::Input(0);
+        m.buffers[output].shape = vec![3, 3];
+        m.outputs[0].shape = vec![3, 3];
+        assert!(m.check().unwrap_err().contains("is bound to input"), "{:?}", m.check());
         assert!(!is_plain_relative("../x") && !is_plain_relative("/x") && !is_plain_relative(""));
         assert!(is_plain_relative("kernels/k0.wgsl"));
     }

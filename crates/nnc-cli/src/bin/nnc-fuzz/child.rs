@@ -33,9 +33,9 @@ impl Outcome {
         }
     }
 
-    /// Whether this outcome is a bug to report (a crash or a hang).
+    /// Whether this outcome is a bug to report (a crash, a hang, or memory exhausted).
     pub fn is_failure(&self) -> bool {
-        matches!(self, Outcome::Crash(_) | Outcome::Timeout)
+        matches!(self, Outcome::Crash(_) | Outcome::Timeout | Outcome::OverMemory(_))
     }
 }
 

@@ -39,6 +39,11 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
 
+    /// Number of the first case (cases are numbered from 0 and made from the seed and their
+    /// number alone: `--first N --cases 1` makes case N of a logged run again).
+    #[arg(long, default_value_t = 0)]
+    first: u64,
+
     /// Cases run at once.
     #[arg(long, default_value_t = 2)]
     jobs: usize,
@@ -129,17 +134,17 @@ fn run(args: Args) -> anyhow::Result<bool> {
 
     let corpus = Arc::new(corpus);
     let kinds = Arc::new(kinds);
-    let next = Arc::new(AtomicU64::new(0));
+    let next = Arc::new(AtomicU64::new(args.first));
     let (send, receive) = mpsc::channel();
     let start = Instant::now();
     let mut workers = Vec::new();
     for job in 0..args.jobs.max(1) {
         let (corpus, kinds, next, send, nnc, out) =
             (corpus.clone(), kinds.clone(), next.clone(), send.clone(), nnc.clone(), out.clone());
-        let (cases, seed) = (args.cases, args.seed);
+        let (end, seed) = (args.first.saturating_add(args.cases), args.seed);
         workers.push(std::thread::spawn(move || loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= cases {
+            if i >= end {
                 break;
             }
             let work = out.join(format!("work-{job}"));
