@@ -175,7 +175,10 @@ fn compile_part(kernels: &[(usize, &Kernel)]) -> R<LinkedKernels> {
     }
     let module = &cx.module;
     let options = PassBuilderOptions::create();
-    options.set_loop_vectorization(std::env::var_os("NNC_LV").is_some());
+    // The plan already vectorizes the loops that profit (`vector(w)`); LLVM's loop vectorizer
+    // only adds runtime checks and remainder copies to the scalar loops left (digits_cnn: the
+    // same run time, 15% less compile time without it).
+    options.set_loop_vectorization(false);
     module.run_passes("default<O3>", &machine, options).map_err(|e| format!("LLVM passes: {e}"))?;
     if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
         eprintln!("{}", module.print_to_string().to_string_lossy());
