@@ -101,6 +101,32 @@ fn check_dir(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The inputs a timing command runs on: read from `--data DIR` (every one must be there) or
+/// pseudo-random with seed 0, shaped by `shapes`, in `interface` order.
+pub fn timing_inputs(
+    interface: &[(String, TensorType)],
+    shapes: &[Vec<usize>],
+    data: Option<&Path>,
+    bundle: bool,
+) -> anyhow::Result<Vec<TensorData>> {
+    let sources =
+        InputSources { data: data.map(Path::to_path_buf), random_seed: Some(0), bundle, ..Default::default() };
+    let given = read_given(interface, &sources)?;
+    if data.is_some() {
+        missing(interface, &given)?;
+    }
+    interface
+        .iter()
+        .zip(given)
+        .zip(shapes)
+        .enumerate()
+        .map(|(i, (((name, ty), t), shape))| match t {
+            Some(t) => Ok(t),
+            None => random_input(name, ty.dtype, shape, 0, i),
+        })
+        .collect()
+}
+
 /// A pseudo-random tensor of `dtype` and `shape` from a generator seeded by `seed` and the
 /// input's position: floats uniform in [-1, 1), integers in [0, 10) (valid indices of any
 /// embedding), booleans half true. The size is checked before anything is allocated.

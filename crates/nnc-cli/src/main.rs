@@ -2,7 +2,8 @@
 //!
 //! One subcommand per file in [`commands`]; shared pieces are [`model`] (loading a model file of any
 //! supported format), [`shapes`] (`--shape`), [`inputs`] (where inputs come from), [`target`] (the
-//! backends `--target` names) and [`tensor_io`] (`.npy` and `.pb` tensors).
+//! backends `--target` names), [`tuning`] (`--tuning`, `--no-tuning`) and [`tensor_io`] (`.npy`
+//! and `.pb` tensors).
 //!
 //! Exit codes: 0 success, 1 an error (one line `error: ...` on stderr, the chain of context
 //! outermost first, each cause once), 2 a usage error (clap's), 3 outputs outside the
@@ -15,6 +16,7 @@ mod model;
 mod shapes;
 mod target;
 mod tensor_io;
+mod tuning;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -48,8 +50,12 @@ enum Command {
     /// Compile a model for a target (this CPU by default) and write the bundle `nnc run` executes;
     /// with --stats, report kernels, bytes moved and operations.
     Compile(commands::compile::CompileArgs),
-    /// Compile a model once, then time repeated runs: compile time, and run time statistics.
+    /// Compile a model once, then time repeated runs: compile time, and run time statistics;
+    /// with --profile, the time of each kernel.
     Bench(commands::bench::BenchArgs),
+    /// Search the schedules of a model's kernels, keep the fastest correct ones in the tuning
+    /// cache every compile reads, and compare the model's latency before and after.
+    Tune(commands::tune::TuneArgs),
     /// Run every ONNX test case under a folder and report, per op, how many pass.
     Conformance(commands::conformance::ConformanceArgs),
 }
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Command::Compile(args) => commands::compile::run(args),
         Command::Grad(args) => commands::grad::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Tune(args) => commands::tune::run(args),
     };
     match result {
         Ok(code) => code,

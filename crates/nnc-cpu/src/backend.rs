@@ -32,6 +32,19 @@ impl Backend for CpuBackend {
         crate::jit_device()
     }
 
+    /// The processor's model and the features code is generated for, the vector width, and
+    /// the threads kernels run on.
+    fn fingerprint(&self) -> String {
+        let threads =
+            self.options.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        format!(
+            "cpu {} [{}] {} lanes, {threads} threads",
+            crate::host_cpu_name(),
+            crate::host_features(),
+            self.device().vector
+        )
+    }
+
     fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError> {
         Ok(Box::new(CpuProgram::with_options(program, &self.options).map_err(error)?))
     }

@@ -44,3 +44,38 @@ pub fn jit_device() -> nnc_kernel::Device {
     }
     nnc_kernel::Device::cpu()
 }
+
+/// The host processor's model name (Linux's `/proc/cpuinfo`), or its architecture.
+pub fn host_cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The vector features kernels are generated for, as LLVM names them (`avx2,fma`, the
+/// AVX-512 and AMX families, F16C; on aarch64 NEON and SVE), or the architecture's baseline
+/// without LLVM.
+pub fn host_features() -> String {
+    #[cfg(feature = "llvm")]
+    {
+        const KEPT: [&str; 6] = ["avx", "fma", "amx", "f16c", "neon", "sve"];
+        let all = llvm::host_features();
+        let mut on: Vec<&str> = all
+            .split(',')
+            .filter_map(|f| f.strip_prefix('+'))
+            .filter(|f| KEPT.iter().any(|k| f.starts_with(k)))
+            .collect();
+        on.sort_unstable();
+        on.join(",")
+    }
+    #[cfg(not(feature = "llvm"))]
+    {
+        format!("{} baseline", std::env::consts::ARCH)
+    }
+}

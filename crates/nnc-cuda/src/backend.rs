@@ -113,4 +113,8 @@ impl Executable for CudaProgram {
     fn device_name(&self) -> String {
         CudaProgram::device_name(self)
     }
+
+    fn timing_method(&self) -> &'static str {
+        "host clock around each launch and a stream synchronization (no CUDA events yet)"
+    }
 }

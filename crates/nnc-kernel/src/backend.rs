@@ -147,6 +147,13 @@ pub trait Backend {
     /// What the target offers kernels, as data: the passes schedule and legalize for it.
     fn device(&self) -> Device;
 
+    /// What a measured schedule depends on besides the kernel, as one line: the processor and
+    /// its features, the thread count, the adapter and driver. Tuned schedules are kept per
+    /// fingerprint; by default the target's name and its [`Device`] data.
+    fn fingerprint(&self) -> String {
+        format!("{} {:?}", self.name(), self.device())
+    }
+
     /// Compiles `program`, scheduled and legalized for [`Self::device`], into code ready to run.
     fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError>;
 
@@ -190,6 +197,11 @@ pub trait Executable {
     /// Command submissions to the device made so far, for targets that count them (a GPU queue).
     fn submissions(&self) -> Option<u64> {
         None
+    }
+
+    /// How [`Self::time_kernel`] measures, for profiles to say.
+    fn timing_method(&self) -> &'static str {
+        "host clock around each kernel"
     }
 }
 

@@ -13,6 +13,10 @@ pub struct Device {
     pub max_grid: u32,
     /// Lanes of the vector unit for the kernels' element type (1 = none).
     pub vector: u32,
+    /// Vector registers the code generator can keep values in (16 on x86-64 with AVX2, 32
+    /// with AVX-512 and on aarch64; 0 where registers are not the scheduler's concern, a
+    /// GPU's being per invocation): bounds a CPU register tile.
+    pub vector_registers: u32,
     /// Machine balance: arithmetic operations per byte of device-memory traffic, which prices
     /// recomputation against memory traffic in fusion decisions.
     pub ops_per_byte: u32,
@@ -63,6 +67,7 @@ impl Device {
             workgroup_bytes: 16384,
             max_grid: 65535,
             vector: 1,
+            vector_registers: 0,
             ops_per_byte: 16,
             max_buffers: 8,
             max_loop_iterations: 32_768,
@@ -80,6 +85,7 @@ impl Device {
             workgroup_bytes: 0,
             max_grid: u32::MAX,
             vector: 4,
+            vector_registers: 16,
             ops_per_byte: 6,
             max_buffers: u32::MAX,
             max_loop_iterations: 0,
@@ -89,8 +95,9 @@ impl Device {
     }
 
     /// A CPU whose code generator fills vectors of `lanes` `f32` (4: 128-bit, 8: AVX2,
-    /// 16: AVX-512).
+    /// 16: AVX-512, which also doubles the vector registers to 32).
     pub fn cpu_with_vector(lanes: u32) -> Device {
-        Device { vector: lanes.max(1), ..Device::cpu() }
+        let vector_registers = if lanes >= 16 { 32 } else { 16 };
+        Device { vector: lanes.max(1), vector_registers, ..Device::cpu() }
     }
 }

@@ -150,7 +150,8 @@ pub enum Stmt {
 }
 
 /// Which template the scheduler used for a kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Strategy {
     /// One invocation per output element (or per `vector` elements); reductions run serially
     /// inside the invocation.
@@ -176,7 +177,7 @@ impl Strategy {
 }
 
 /// A kernel's schedule, as data: the knobs an autotuner searches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Schedule {
     pub strategy: Strategy,
     /// Invocations per workgroup (1 on a CPU).
@@ -187,6 +188,27 @@ pub struct Schedule {
     pub vector: u32,
     /// Unroll factor of the innermost serial loop (1 = none).
     pub unroll: u32,
+}
+
+impl std::fmt::Display for Schedule {
+    /// The short form of profiles and tuning tables: the strategy and the knobs that are not
+    /// 1 (`tiled_matmul tile=4x16x1 v=8`, `elementwise wg=256`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.strategy.name())?;
+        if self.workgroup_size > 1 {
+            write!(f, " wg={}", self.workgroup_size)?;
+        }
+        if self.strategy == Strategy::TiledMatmul {
+            write!(f, " tile={}x{}x{}", self.tile[0], self.tile[1], self.tile[2])?;
+        }
+        if self.vector > 1 {
+            write!(f, " v={}", self.vector)?;
+        }
+        if self.unroll > 1 {
+            write!(f, " unroll={}", self.unroll)?;
+        }
+        Ok(())
+    }
 }
 
 /// One scheduled kernel.

@@ -5,12 +5,18 @@
 //! - [`target`]: the backends a session can use and what they need;
 //! - [`session`]: [`Session`], its options, errors and compile reports;
 //! - [`pipeline`]: the compile pipeline (optimize, fuse, schedule) with the time of each phase,
-//!   shared by sessions and by `nnc compile`.
+//!   shared by sessions and by `nnc compile`;
+//! - [`tuning`]: tuned schedules (the search behind `nnc tune`, and the cache every compile
+//!   reads);
+//! - [`profile`]: the time of each kernel of a compiled program, with its counts.
 
 pub mod pipeline;
+pub mod profile;
 pub mod session;
 pub mod target;
+pub mod tuning;
 
 pub use pipeline::{compile_timed, Phases};
 pub use session::{CompileReport, Session, SessionError, SessionOptions};
 pub use target::Target;
+pub use tuning::TuningSource;

@@ -1,12 +1,12 @@
 //! The compile pipeline from a graph with static shapes to a scheduled [`Program`], timed per
 //! phase so `nnc compile --stats`, `nnc bench` and [`crate::Session`] report the same figures.
 
+use crate::tuning::cache::TunedSchedules;
+use crate::tuning::{schedule_kernels, TuningUse};
 use nnc_ir::Graph;
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
 use nnc_lower::fuse_for;
-use nnc_lower::legalize::legalize_all;
-use nnc_lower::schedule::schedule_all;
 use std::time::Instant;
 
 /// Milliseconds per compile phase, in order (`optimize`, `fuse`, `schedule`, then the
@@ -36,9 +36,17 @@ impl std::fmt::Display for Phases {
     }
 }
 
-/// Optimizes (e-graph rewriting, unless `optimize` is false), fuses, schedules and legalizes
-/// `graph` for `device`, timing each phase into `phases`. Errors name the phase that failed.
-pub fn compile_timed(graph: &Graph, device: &Device, optimize: bool, phases: &mut Phases) -> Result<Program, String> {
+/// Optimizes (e-graph rewriting, unless `optimize` is false), fuses, schedules (with the
+/// `tuned` schedules where they apply) and legalizes `graph` for `device`, timing each phase
+/// into `phases`; returns the program and how tuned records were used. Errors name the phase
+/// that failed.
+pub fn compile_timed(
+    graph: &Graph,
+    device: &Device,
+    optimize: bool,
+    tuned: Option<&TunedSchedules>,
+    phases: &mut Phases,
+) -> Result<(Program, TuningUse), String> {
     let optimized = if optimize {
         let o = phases.time("optimize", || nnc_opt::optimize(graph, &nnc_opt::OptOptions::default()));
         o.map_err(|e| format!("cannot optimize: {e}"))?.graph
@@ -46,9 +54,6 @@ pub fn compile_timed(graph: &Graph, device: &Device, optimize: bool, phases: &mu
         graph.clone()
     };
     let fused = phases.time("fuse", || fuse_for(&optimized, device, None)).map_err(|e| format!("cannot fuse: {e}"))?;
-    let kernels =
-        phases.time("schedule", || schedule_all(&fused, device)).map_err(|e| format!("cannot schedule: {e}"))?;
-    let kernels =
-        phases.time("legalize", || legalize_all(&kernels, device)).map_err(|e| format!("cannot legalize: {e}"))?;
-    Ok(Program { fused, kernels, device: *device })
+    let (kernels, usage) = phases.time("schedule", || schedule_kernels(&fused, device, tuned))?;
+    Ok((Program { fused, kernels, device: *device }, usage))
 }

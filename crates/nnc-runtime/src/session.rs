@@ -8,7 +8,9 @@
 //! runs, once, here: backends get them checked. Every error names the input or phase at fault.
 
 use crate::pipeline::{compile_timed, Phases};
+use crate::profile::{KernelInfo, Profile};
 use crate::target::{BackendOptions, Target};
+use crate::tuning::{TuningSource, TuningUse};
 use nnc_ir::{DType, Graph, TensorData, TensorType};
 use nnc_kernel::backend::{run_to_tensors, BackendError, Executable, RunError};
 use nnc_lower::bind_shapes;
@@ -26,11 +28,19 @@ pub struct SessionOptions {
     pub threads: Option<usize>,
     /// Rewrite the graph with the e-graph optimizer before fusing (on by default).
     pub optimize: bool,
+    /// Where tuned schedules come from (the user's tuning cache by default).
+    pub tuning: TuningSource,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { target: Target::DEFAULT, adapter: None, threads: None, optimize: true }
+        SessionOptions {
+            target: Target::DEFAULT,
+            adapter: None,
+            threads: None,
+            optimize: true,
+            tuning: TuningSource::default(),
+        }
     }
 }
 
@@ -75,6 +85,10 @@ pub struct CompileReport {
     /// Bytes of the arena of intermediates, and the least any plan could use.
     pub arena_bytes: u64,
     pub arena_lower_bound: u64,
+    /// Which kernels had tuned schedules, and what was wrong with the records skipped.
+    pub tuning: TuningUse,
+    /// Each kernel's schedule, nodes and counts (empty for a bundle), for profiles.
+    pub kernel_info: Vec<KernelInfo>,
 }
 
 /// A graph's inputs (name, declared type) and output names.
@@ -165,6 +179,8 @@ impl Session {
             kernels: exec.kernel_names().len(),
             arena_bytes: manifest.arena_bytes,
             arena_lower_bound: manifest.arena_lower_bound,
+            tuning: TuningUse::default(),
+            kernel_info: Vec::new(),
         };
         let mut cache = HashMap::new();
         cache.insert(shapes, (Compiled::Program(exec), report));
@@ -289,6 +305,21 @@ impl Session {
         exec.time_kernel(checked, k, repeats).map_err(|e| run_error(target, e))
     }
 
+    /// Times every kernel of the program for `inputs` alone, `samples` times each (after one
+    /// whole run), with each kernel's schedule, nodes and counts: slowest first.
+    pub fn profile(&mut self, inputs: &[TensorData], samples: u32) -> Result<Profile, SessionError> {
+        let shapes = self.check_inputs(inputs)?;
+        self.prepare(&shapes)?;
+        let target = self.options.target.name();
+        let Some((Compiled::Program(exec), report)) = self.cache.get_mut(&shapes) else {
+            return Err(SessionError::Run {
+                target,
+                message: "the graph interpreter runs no kernels to profile".into(),
+            });
+        };
+        crate::profile::profile(exec.as_mut(), inputs, &report.kernel_info, samples).map_err(|e| run_error(target, e))
+    }
+
     /// The names of the kernels of the last program run or prepared.
     pub fn kernel_names(&self) -> Vec<String> {
         match self.last.as_ref().and_then(|k| self.cache.get(k)) {
@@ -366,12 +397,19 @@ impl Session {
             kernels: 0,
             arena_bytes: 0,
             arena_lower_bound: 0,
+            tuning: TuningUse::default(),
+            kernel_info: Vec::new(),
         };
         let Some(backend) = target.backend(&self.options.backend_options()) else {
             report.phases = phases;
             return Ok((Compiled::Interp(graph), report));
         };
-        let program = compile_timed(&graph, &backend.device(), self.options.optimize, &mut phases).map_err(fail)?;
+        let tuned = self.options.tuning.load(&backend.fingerprint());
+        let (program, tuning) =
+            compile_timed(&graph, &backend.device(), self.options.optimize, tuned.as_ref(), &mut phases)
+                .map_err(fail)?;
+        report.kernel_info = KernelInfo::of(&program, &tuning.tuned);
+        report.tuning = tuning;
         let plan = nnc_kernel::plan::MemoryPlan::of(&program.fused);
         report.kernels = program.kernels.len();
         report.arena_bytes = plan.arena_bytes;

@@ -39,6 +39,12 @@ impl Backend for WgslBackend {
         Device { max_buffers, ..Device::gpu() }
     }
 
+    /// The adapter, its backend and driver (no adapter: the device data alone).
+    fn fingerprint(&self) -> String {
+        let adapter = crate::runtime::adapter_fingerprint(self.adapter.as_deref()).unwrap_or_else(|e| e.to_string());
+        format!("wgsl {adapter} {:?}", self.device())
+    }
+
     fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError> {
         Ok(Box::new(WgslProgram::new(program, self.adapter.as_deref()).map_err(error)?))
     }
@@ -103,5 +109,11 @@ impl Executable for WgslProgram {
 
     fn submissions(&self) -> Option<u64> {
         Some(WgslProgram::submissions(self))
+    }
+
+    /// Timestamp queries are not used (lavapipe, the adapter of CI, has none): each kernel is
+    /// its own submission, waited for on the host, so the times include a submission's cost.
+    fn timing_method(&self) -> &'static str {
+        "one queue submission per kernel, waited for on the host (no timestamp queries)"
     }
 }

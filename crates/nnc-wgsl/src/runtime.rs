@@ -32,6 +32,12 @@ pub fn adapter_limits(adapter: Option<&str>) -> Result<wgpu::Limits, WgslError> 
     Ok(gpu(adapter)?.limits)
 }
 
+/// The adapter `gpu(adapter)` picks, as one line: its name, backend, driver and driver version.
+pub fn adapter_fingerprint(adapter: Option<&str>) -> Result<String, WgslError> {
+    let info = gpu(adapter)?.info;
+    Ok(format!("{} ({:?}, {} {})", info.name, info.backend, info.driver, info.driver_info))
+}
+
 /// The names of the adapters wgpu finds (all backends compiled in).
 pub fn adapters() -> Vec<String> {
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());

@@ -5,14 +5,14 @@
 //!
 //! Inputs are pseudo-random with a fixed seed (as `nnc run --random-inputs`), shaped by
 //! `--shape`, or read from `--data DIR` (`input_N.pb`). MODEL may be a bundle folder from
-//! `nnc compile`; its "compile" time is then the time to load it.
+//! `nnc compile`; its "compile" time is then the time to load it. `--profile` adds the time of
+//! each kernel alone ([`nnc_runtime::profile`]).
 
-use crate::inputs::{missing, random_input, read_given, InputSources};
+use crate::inputs::timing_inputs;
 use crate::model::load_for_shapes;
 use crate::target::TargetArg;
 use anyhow::{anyhow, bail};
 use clap::Args;
-use nnc_ir::TensorData;
 use nnc_runtime::{Session, SessionOptions, Target};
 use std::io::Write;
 use std::path::PathBuf;
@@ -53,8 +53,18 @@ pub struct BenchArgs {
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
 
+    #[command(flatten)]
+    pub tuning: crate::tuning::TuningArgs,
+
+    /// Also time each kernel alone (median of --iters runs each, after one whole run) and
+    /// print them slowest first: share of the run, GFLOP/s and GB/s from the kernel's own
+    /// counts, schedule, and the model's nodes it covers (with --json: a `profile` member).
+    #[arg(long)]
+    pub profile: bool,
+
     /// Print one JSON object: model, target, compile_ms, min_ms, median_ms, mean_ms, p90_ms,
-    /// stddev_ms, iters, warmup, threads, input_shapes, nnc_version, host_cpu.
+    /// stddev_ms, iters, warmup, threads, input_shapes, nnc_version, host_cpu, tuned_kernels,
+    /// profile (null without --profile).
     #[arg(long)]
     pub json: bool,
 }
@@ -63,12 +73,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let threads = args.threads.map(|t| t as usize);
     let start = Instant::now();
-    let sources = InputSources {
-        data: args.data.clone(),
-        random_seed: Some(0),
-        bundle: args.file.is_dir(),
-        ..Default::default()
-    };
     let (mut session, shapes) = if args.file.is_dir() {
         if !args.shape.is_empty() {
             bail!("{shown} is a bundle: it runs the shapes it was compiled for (give --shape to `nnc compile`)");
@@ -79,26 +83,22 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     } else {
         let spec = load_for_shapes(&args.file, &args.shape, args.data.as_deref())?;
         eprint!("{}", spec.resolved.note());
-        let options = SessionOptions { target: args.target.0, adapter: args.adapter.clone(), threads, optimize: true };
+        args.tuning.check()?;
+        let options = SessionOptions {
+            target: args.target.0,
+            adapter: args.adapter.clone(),
+            threads,
+            optimize: true,
+            tuning: args.tuning.source(),
+        };
         (Session::new(spec.graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, spec.resolved.shapes)
     };
     let interface = session.inputs().to_vec();
-    let given = read_given(&interface, &sources)?;
-    if args.data.is_some() {
-        missing(&interface, &given)?;
-    }
-    let inputs = interface
-        .iter()
-        .zip(given)
-        .zip(&shapes)
-        .enumerate()
-        .map(|(i, (((name, ty), t), shape))| match t {
-            Some(t) => Ok(t),
-            None => random_input(name, ty.dtype, shape, 0, i),
-        })
-        .collect::<anyhow::Result<Vec<TensorData>>>()?;
+    let inputs = timing_inputs(&interface, &shapes, args.data.as_deref(), args.file.is_dir())?;
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-    session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let report = session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
+    crate::tuning::report(&report.tuning, report.kernels);
+    let tuned_kernels = report.tuning.tuned_kernels();
     let compile = start.elapsed();
 
     for _ in 0..args.warmup {
@@ -111,6 +111,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         times.push(t.elapsed());
     }
     let stats = Stats::of(&times);
+    let profile = match args.profile {
+        true => Some(session.profile(&inputs, args.iters).map_err(|e| anyhow!("{shown}: {e}"))?),
+        false => None,
+    };
     let compile_ms = compile.as_secs_f64() * 1e3;
     let thread_count = (session.target() == Target::Cpu)
         .then(|| threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
@@ -132,7 +136,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "threads": thread_count,
             "input_shapes": input_shapes,
             "nnc_version": env!("CARGO_PKG_VERSION"),
-            "host_cpu": host_cpu(),
+            "host_cpu": nnc_cpu::host_cpu_name(),
+            "tuned_kernels": tuned_kernels,
+            "profile": profile,
         });
         writeln!(out, "{report}")?;
     } else {
@@ -147,6 +153,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "run: median {:.3} ms, min {:.3} ms, mean {:.3} ms, p90 {:.3} ms, std dev {:.3} ms over {} runs",
             stats.median, stats.min, stats.mean, stats.p90, stats.stddev, args.iters
         )?;
+        if let Some(profile) = &profile {
+            write!(out, "{profile}")?;
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
@@ -180,19 +189,6 @@ impl Stats {
             stddev: var.sqrt(),
         }
     }
-}
-
-/// The host CPU's model name (Linux's `/proc/cpuinfo`), or its architecture.
-fn host_cpu() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub struct CompileArgs {
     /// outputs with respect to every weight.
     #[arg(long)]
     pub grad: bool,
+
+    #[command(flatten)]
+    pub tuning: crate::tuning::TuningArgs,
 }
 
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
@@ -96,7 +99,11 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow!(e))
         .with_context(|| format!("cannot optimize {shown}"))?;
     let device = backend.device();
-    let program = compile_timed(&opt.graph, &device, false, &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
+    args.tuning.check()?;
+    let tuned = args.tuning.source().load(&backend.fingerprint());
+    let (program, tuning) =
+        compile_timed(&opt.graph, &device, false, tuned.as_ref(), &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
+    crate::tuning::report(&tuning, program.kernels.len());
     let kernel_count = program.kernels.len();
     let (written, notes) = match &output {
         Some(dir) => {

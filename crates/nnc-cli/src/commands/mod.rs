@@ -7,3 +7,4 @@ pub mod conformance;
 pub mod dump;
 pub mod grad;
 pub mod run;
+pub mod tune;

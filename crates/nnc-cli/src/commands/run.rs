@@ -42,6 +42,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
 
+    #[command(flatten)]
+    pub tuning: crate::tuning::TuningArgs,
+
     /// Threads for the CPU target (all cores by default).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
@@ -120,7 +123,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let shapes: HashMap<String, Vec<usize>> =
             interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
         let graph = model.into_graph(shapes)?;
-        let options = SessionOptions { target: args.target.0, adapter: args.adapter.clone(), threads, optimize: true };
+        args.tuning.check()?;
+        let options = SessionOptions {
+            target: args.target.0,
+            adapter: args.adapter.clone(),
+            threads,
+            optimize: true,
+            tuning: args.tuning.source(),
+        };
         (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs, "compiled")
     };
     let names: Vec<String> = session.outputs().iter().map(|n| format!("%{n}")).collect();
@@ -134,7 +144,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
 
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
-    session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let report = session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
+    crate::tuning::report(&report.tuning, report.kernels);
     let prepared = start.elapsed();
     let run_start = Instant::now();
     let outputs = session.run(&inputs).map_err(|e| anyhow!("{shown}: {e}"))?;

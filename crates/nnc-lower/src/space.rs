@@ -1,0 +1,214 @@
+//! The schedule space: every valid schedule the templates can build for a group on a
+//! [`Device`], which the tuner measures; and the structural key that names a group's
+//! computation independently of the model it came from, under which tuned schedules are kept.
+//!
+//! The space is what the templates of [`crate::schedule`] parametrize:
+//! - CPU register tiles ([`Strategy::TiledMatmul`] on a CPU): rows × vector columns, as many
+//!   as keep the accumulators, a broadcast of `a` and a scratch register within the device's
+//!   vector registers (a tile that spills accumulators is slower than any that fits);
+//! - CPU rows ([`Strategy::Elementwise`] on a CPU): the inner loop as vectors or scalars;
+//! - GPU elementwise kernels and row reductions: invocations per workgroup (powers of two up to
+//!   the device's limit, the reductions' workgroup memory within its own);
+//! - GPU tiled matmuls: square tiles (workgroups of tile² invocations, two tiles of workgroup
+//!   memory) and an unrolled or serial inner product.
+//!
+//! Each candidate is built and legalized before it is offered, so every schedule returned is
+//! one the backends accept; the default schedule ([`default_schedule`]) is always the first.
+
+use crate::legalize::legalize;
+use crate::schedule::{default_schedule, schedule_group};
+use nnc_kernel::device::{Device, DeviceKind};
+use nnc_kernel::expr::{BufId, Expr};
+use nnc_kernel::kernel::{Compute, Kernel, Schedule, Strategy};
+use nnc_kernel::program::{BufferKind, Fused};
+use std::fmt::Write;
+
+/// The version of the space and of the templates behind it: a tuned schedule recorded under
+/// another version is not used (the same schedule may build a different kernel).
+pub const SPACE_VERSION: u32 = 1;
+
+/// Register-tile rows and vector columns a CPU contraction may use.
+const TILE_ROWS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+const TILE_VECTORS: [u32; 4] = [1, 2, 3, 4];
+
+/// The valid schedules for group `g` on `device`, the default first, each with its legalized
+/// kernel. A group whose default schedule cannot be built has none.
+pub fn candidates(fused: &Fused, g: usize, device: &Device) -> Vec<(Schedule, Kernel)> {
+    let default = default_schedule(fused, g, device);
+    let mut out: Vec<(Schedule, Kernel)> = Vec::new();
+    for s in std::iter::once(default).chain(proposals(&default, device)) {
+        if out.iter().any(|(seen, _)| *seen == s) {
+            continue;
+        }
+        if let Some(kernel) = build(fused, g, &s, device) {
+            out.push((s, kernel));
+        }
+    }
+    out
+}
+
+/// Builds and legalizes group `g`'s kernel under `schedule`, or `None` where the template or
+/// the device refuses it.
+pub fn build(fused: &Fused, g: usize, schedule: &Schedule, device: &Device) -> Option<Kernel> {
+    let kernel = schedule_group(fused, g, schedule, device).ok()?;
+    // The template may fall back (no vector loop where none fits): the kernel records what it
+    // does, and only the schedule asked for is a distinct candidate.
+    if kernel.schedule != *schedule {
+        return None;
+    }
+    legalize(&kernel, device).ok()
+}
+
+/// Schedules of the default's template worth trying (unchecked).
+fn proposals(default: &Schedule, device: &Device) -> Vec<Schedule> {
+    let s = *default;
+    match (device.kind, s.strategy) {
+        (DeviceKind::Cpu, Strategy::TiledMatmul) => {
+            let v = s.vector.max(1);
+            let mut out = Vec::new();
+            for vectors in TILE_VECTORS {
+                for rows in TILE_ROWS {
+                    // The accumulators, a broadcast of `a` and one scratch register (`b` can
+                    // be a memory operand of the multiply-add).
+                    let registers = rows * vectors + 2;
+                    if device.vector_registers == 0 || registers <= device.vector_registers {
+                        out.push(Schedule { tile: [rows, vectors * v, 1], ..s });
+                    }
+                }
+            }
+            out
+        }
+        (DeviceKind::Cpu, Strategy::Elementwise) => {
+            vec![Schedule { vector: device.vector, ..s }, Schedule { vector: 1, ..s }]
+        }
+        (DeviceKind::Gpu, Strategy::Elementwise | Strategy::RowReduce) => {
+            powers_of_two(32, device.max_workgroup).map(|wg| Schedule { workgroup_size: wg, ..s }).collect()
+        }
+        (DeviceKind::Gpu, Strategy::TiledMatmul) => {
+            let mut out = Vec::new();
+            for t in [8u32, 16, 32] {
+                let fits = t * t <= device.max_workgroup && 2 * t * t * 8 <= device.workgroup_bytes;
+                if fits {
+                    for unroll in [1, t] {
+                        out.push(Schedule { workgroup_size: t * t, tile: [t, t, t], unroll, ..s });
+                    }
+                }
+            }
+            out
+        }
+        // The CPU has no row-reduce template; a program runs one way.
+        (DeviceKind::Cpu, Strategy::RowReduce) | (_, Strategy::Serial) => Vec::new(),
+    }
+}
+
+fn powers_of_two(from: u32, to: u32) -> impl Iterator<Item = u32> {
+    (0..32).map(|k| 1u32 << k).filter(move |&n| n >= from && n <= to)
+}
+
+/// A text that names group `g`'s computation and nothing else: its expression with loads
+/// numbered by operand and variables by first appearance, each operand's dtype, shape and
+/// whether it is a constant (its layout, not its values), and the output's dtype and shape.
+/// Equal computations in different models, or at different places of one, have equal keys.
+pub fn structural_key(fused: &Fused, g: usize) -> Option<String> {
+    let group = &fused.groups[g];
+    let Compute::Map(expr) = &group.compute else { return None };
+    let local = expr.clone().rewrite(&mut |e| match e {
+        Expr::Load { buf, dtype, index, mask } => {
+            let k = group.reads.iter().position(|&b| b == buf).unwrap_or(usize::MAX);
+            Expr::Load { buf: BufId(k as u32), dtype, index, mask }
+        }
+        e => e,
+    });
+    let mut key = String::new();
+    for (k, b) in group.reads.iter().chain(&group.writes).enumerate() {
+        let buffer = &fused.buffers[b.index()];
+        let kind = match buffer.kind {
+            BufferKind::Constant(_) => "const",
+            _ if k >= group.reads.len() => "out",
+            _ => "in",
+        };
+        let _ = write!(key, "{kind} {:?}{:?}; ", buffer.dtype, buffer.shape);
+    }
+    key.push_str(&renumber_vars(&format!("{local:?}")));
+    Some(key)
+}
+
+/// `Var { id: N` occurrences of a debug text renumbered by first appearance.
+fn renumber_vars(text: &str) -> String {
+    const MARK: &str = "Var { id: ";
+    let mut seen: Vec<&str> = Vec::new();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        out.push_str(before);
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let id = &after[..digits];
+        let n = seen.iter().position(|s| *s == id).unwrap_or_else(|| {
+            seen.push(id);
+            seen.len() - 1
+        });
+        let _ = write!(out, "{n}");
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuse_for;
+    use nnc_ir::text::parse;
+
+    fn fused(text: &str, device: &Device) -> Fused {
+        fuse_for(&parse(text, "test.nnir").expect("parses"), device, None).expect("fuses")
+    }
+
+    const MATMUL: &str =
+        "graph mm(%a: f32[64, 96], %b: f32[96, 128]) {\n  %c: f32[64, 128] = matmul(%a, %b)\n  return %c\n}\n";
+
+    #[test]
+    fn cpu_contractions_offer_register_tiles_that_fit() {
+        let device = Device::cpu_with_vector(8);
+        let f = fused(MATMUL, &device);
+        let all = candidates(&f, 0, &device);
+        assert_eq!(all[0].0, default_schedule(&f, 0, &device), "the default comes first");
+        let tiles: Vec<[u32; 3]> = all.iter().map(|(s, _)| s.tile).collect();
+        assert!(tiles.contains(&[6, 16, 1]) && tiles.contains(&[3, 32, 1]), "{tiles:?}");
+        // 16 registers: 4 rows x 3 vectors (12 + 2) fits, 5 x 3 does not.
+        assert!(tiles.contains(&[4, 24, 1]) && !tiles.contains(&[5, 24, 1]), "{tiles:?}");
+        assert!(all.len() >= 15, "{}", all.len());
+        // With 32 registers (AVX-512) wider tiles fit.
+        let wide = Device::cpu_with_vector(16);
+        let f = fused(MATMUL, &wide);
+        assert!(candidates(&f, 0, &wide).iter().any(|(s, _)| s.tile == [8, 48, 1]));
+    }
+
+    #[test]
+    fn gpu_kernels_offer_workgroup_sizes_within_limits() {
+        let device = Device::gpu();
+        let f = fused("graph e(%x: f32[1000]) {\n  %y: f32[1000] = exp(%x)\n  return %y\n}\n", &device);
+        let sizes: Vec<u32> = candidates(&f, 0, &device).iter().map(|(s, _)| s.workgroup_size).collect();
+        assert_eq!(sizes.len(), 4, "{sizes:?}");
+        assert!(sizes.iter().all(|&n| (32..=256).contains(&n)), "{sizes:?}");
+        let f = fused(MATMUL, &device);
+        let tiles: Vec<(u32, u32)> = candidates(&f, 0, &device).iter().map(|(s, _)| (s.tile[0], s.unroll)).collect();
+        // 32 x 32 tiles would need 1,024 invocations: not on WebGPU's 256.
+        assert!(tiles.contains(&(8, 8)) && tiles.contains(&(16, 1)) && !tiles.iter().any(|t| t.0 == 32), "{tiles:?}");
+    }
+
+    #[test]
+    fn equal_computations_have_equal_keys() {
+        let device = Device::cpu_with_vector(8);
+        let two = "graph t(%x: f32[8, 16], %y: f32[8, 16]) {\n  %a: f32[8, 16] = exp(%x)\n  %b: f32[8, 16] = exp(%y)\n  return %a, %b\n}\n";
+        let f = fused(two, &device);
+        assert_eq!(structural_key(&f, 0), structural_key(&f, 1));
+        let other = fused("graph o(%x: f32[8, 32]) {\n  %a: f32[8, 32] = exp(%x)\n  return %a\n}\n", &device);
+        assert_ne!(structural_key(&f, 0), structural_key(&other, 0), "shapes are part of the key");
+        assert_eq!(
+            renumber_vars("Var { id: 7, x Var { id: 3, y Var { id: 7,"),
+            "Var { id: 0, x Var { id: 1, y Var { id: 0,"
+        );
+    }
+}
