@@ -8,10 +8,12 @@ use npyz::WriterBuilder;
 use prost::Message;
 use std::path::{Path, PathBuf};
 
-/// The `nnc` binary, with a clean environment for its panic hook.
+/// The `nnc` binary, with a clean environment for its panic hook, and a tuning cache that does
+/// not exist (so the records of whoever runs the tests do not change what they compile).
 pub fn nnc() -> Command {
     let mut cmd = Command::cargo_bin("nnc").expect("the nnc binary is built");
     cmd.env_remove("RUST_BACKTRACE");
+    cmd.env("NNC_TUNING_CACHE", "/nonexistent/nnc-tests/tuning.jsonl");
     cmd
 }
 
