@@ -20,13 +20,7 @@ fn kernel(name: &str, buffers: Vec<Buffer>, grid: [u32; 3], body: Vec<Stmt>) -> 
         buffers,
         launch: Launch { grid, workgroup: [1, 1, 1] },
         body,
-        schedule: Schedule {
-            strategy: Strategy::Elementwise,
-            workgroup_size: 1,
-            tile: [1, 1, 1],
-            vector: 1,
-            unroll: 1,
-        },
+        schedule: Schedule::PLAIN,
         covers: vec![],
     }
 }

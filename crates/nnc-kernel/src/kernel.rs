@@ -188,6 +188,36 @@ pub struct Schedule {
     pub vector: u32,
     /// Unroll factor of the innermost serial loop (1 = none).
     pub unroll: u32,
+    /// Of CPU register tiles: which tiles vary slowest across workgroups (which operand's panel
+    /// stays in cache while the other streams past it).
+    #[serde(default)]
+    pub order: TileOrder,
+}
+
+impl Schedule {
+    /// One invocation per workgroup, no tiles, no vectors, no unrolling: the base every
+    /// template's schedule starts from.
+    pub const PLAIN: Schedule = Schedule {
+        strategy: Strategy::Elementwise,
+        workgroup_size: 1,
+        tile: [1, 1, 1],
+        vector: 1,
+        unroll: 1,
+        order: TileOrder::Auto,
+    };
+}
+
+/// The order of a CPU contraction's output tiles across workgroups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TileOrder {
+    /// The scheduler's choice from the operands' sizes.
+    #[default]
+    Auto,
+    /// Row tiles slowest: a panel of rows of `a` stays while the columns of `b` stream.
+    RowsOuter,
+    /// Column tiles slowest: a panel of columns of `b` stays while the rows of `a` stream.
+    ColumnsOuter,
 }
 
 impl std::fmt::Display for Schedule {
@@ -206,6 +236,11 @@ impl std::fmt::Display for Schedule {
         }
         if self.unroll > 1 {
             write!(f, " unroll={}", self.unroll)?;
+        }
+        match self.order {
+            TileOrder::Auto => {}
+            TileOrder::RowsOuter => f.write_str(" rows-outer")?,
+            TileOrder::ColumnsOuter => f.write_str(" columns-outer")?,
         }
         Ok(())
     }

@@ -289,8 +289,7 @@ pub(crate) mod testing {
                 access: crate::kernel::Access::Read,
             })
             .collect();
-        let schedule =
-            Schedule { strategy: Strategy::Elementwise, workgroup_size: 1, tile: [1, 1, 1], vector: 1, unroll: 1 };
+        let schedule = Schedule::PLAIN;
         let kernel = Kernel {
             name: "k0_add_relu".into(),
             buffers: params,

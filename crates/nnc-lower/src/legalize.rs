@@ -487,7 +487,7 @@ fn narrow(e: Expr, set: &BTreeSet<u32>) -> Expr {
 mod tests {
     use super::*;
     use nnc_kernel::expr::Special;
-    use nnc_kernel::kernel::{Access, Buffer, Launch, Schedule, Strategy};
+    use nnc_kernel::kernel::{Access, Buffer, Launch, Schedule};
 
     fn kernel(body: Vec<Stmt>) -> Kernel {
         let buffer = |name: &str, access| Buffer {
@@ -502,13 +502,7 @@ mod tests {
             buffers: vec![buffer("x", Access::Read), buffer("y", Access::Write)],
             launch: Launch { grid: [64, 1, 1], workgroup: [1, 1, 1] },
             body,
-            schedule: Schedule {
-                strategy: Strategy::Elementwise,
-                workgroup_size: 1,
-                tile: [1, 1, 1],
-                vector: 1,
-                unroll: 1,
-            },
+            schedule: Schedule::PLAIN,
             covers: vec![],
         }
     }

@@ -21,7 +21,9 @@ use crate::lower_reduce::{
 use nnc_ir::{BinaryOp, DType};
 use nnc_kernel::device::{Device, DeviceKind};
 use nnc_kernel::expr::{BufId, Combine, Expr, Reduction, Special, Var, VarGen};
-use nnc_kernel::kernel::{Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};
+use nnc_kernel::kernel::{
+    Access, Buffer, Compute, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy, TileOrder,
+};
 use nnc_kernel::program::{Fused, Group};
 use nnc_kernel::visit::visit_stmts;
 use std::collections::HashMap;
@@ -36,7 +38,7 @@ pub struct ScheduleError {
 /// The schedule the compiler picks for group `g` without tuning.
 pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let group = &fused.groups[g];
-    let base = Schedule { strategy: Strategy::Elementwise, workgroup_size: 1, tile: [1, 1, 1], vector: 1, unroll: 1 };
+    let base = Schedule::PLAIN;
     let Compute::Map(expr) = &group.compute else {
         return Schedule { strategy: Strategy::Serial, ..base };
     };
@@ -732,9 +734,9 @@ impl KernelBuilder {
         let batch_axes: Vec<usize> = (0..rank).filter(|&a| !rows.contains(&a) && a != c.j).collect();
         // Workgroups run in order (one thread takes a contiguous range). The slowest tiles keep
         // a panel of one factor in cache while the others stream the other factor past it, once
-        // per slow tile: the column tiles are slowest where no batch axis reads `b` (a
-        // convolution's weights) and `a` is the smaller to stream (an image rather than the
-        // weights of a wide layer), or where batch axes read `a` only.
+        // per slow tile. Unless the schedule says (`order`), the column tiles are slowest where
+        // no batch axis reads `b` (a convolution's weights) and `a` is the smaller to stream (an
+        // image rather than the weights of a wide layer), or where batch axes read `a` only.
         let bytes = |e: &Expr| {
             let mut bufs = Vec::new();
             nnc_kernel::cost::collect_loads(e, &mut bufs);
@@ -746,7 +748,11 @@ impl KernelBuilder {
                 .sum::<i64>()
         };
         let b_batched = batch_axes.iter().any(|&x| ub[x]);
-        let columns_slowest = !b_batched && (batch_axes.iter().any(|&x| ua[x]) || bytes(&c.a) < bytes(&c.b));
+        let columns_slowest = match s.order {
+            TileOrder::Auto => !b_batched && (batch_axes.iter().any(|&x| ua[x]) || bytes(&c.a) < bytes(&c.b)),
+            TileOrder::RowsOuter => false,
+            TileOrder::ColumnsOuter => true,
+        };
         let mut grid_dims = vec![if columns_slowest { tiles_j } else { tiles_i }];
         grid_dims.extend(batch_axes.iter().map(|&a| shape[a]));
         grid_dims.push(if columns_slowest { tiles_i } else { tiles_j });

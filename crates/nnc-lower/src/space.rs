@@ -5,7 +5,8 @@
 //! The space is what the templates of [`crate::schedule`] parametrize:
 //! - CPU register tiles ([`Strategy::TiledMatmul`] on a CPU): rows × vector columns, as many
 //!   as keep the accumulators, a broadcast of `a` and a scratch register within the device's
-//!   vector registers (a tile that spills accumulators is slower than any that fits);
+//!   vector registers (a tile that spills accumulators is slower than any that fits), each with
+//!   row tiles or column tiles slowest ([`TileOrder`]);
 //! - CPU rows ([`Strategy::Elementwise`] on a CPU): the inner loop as vectors or scalars;
 //! - GPU elementwise kernels and row reductions: invocations per workgroup (powers of two up to
 //!   the device's limit, the reductions' workgroup memory within its own);
@@ -19,7 +20,7 @@ use crate::legalize::legalize;
 use crate::schedule::{default_schedule, schedule_group};
 use nnc_kernel::device::{Device, DeviceKind};
 use nnc_kernel::expr::{BufId, Expr};
-use nnc_kernel::kernel::{Compute, Kernel, Schedule, Strategy};
+use nnc_kernel::kernel::{Compute, Kernel, Schedule, Strategy, TileOrder};
 use nnc_kernel::program::{BufferKind, Fused};
 use std::fmt::Write;
 
@@ -32,7 +33,8 @@ const TILE_ROWS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
 const TILE_VECTORS: [u32; 4] = [1, 2, 3, 4];
 
 /// The valid schedules for group `g` on `device`, the default first, each with its legalized
-/// kernel. A group whose default schedule cannot be built has none.
+/// kernel; schedules that build the same kernel as an earlier one are left out. A group whose
+/// default schedule cannot be built has none.
 pub fn candidates(fused: &Fused, g: usize, device: &Device) -> Vec<(Schedule, Kernel)> {
     let default = default_schedule(fused, g, device);
     let mut out: Vec<(Schedule, Kernel)> = Vec::new();
@@ -41,7 +43,9 @@ pub fn candidates(fused: &Fused, g: usize, device: &Device) -> Vec<(Schedule, Ke
             continue;
         }
         if let Some(kernel) = build(fused, g, &s, device) {
-            out.push((s, kernel));
+            if !out.iter().any(|(_, k)| k.launch == kernel.launch && k.body == kernel.body) {
+                out.push((s, kernel));
+            }
         }
     }
     out
@@ -72,7 +76,9 @@ fn proposals(default: &Schedule, device: &Device) -> Vec<Schedule> {
                     // be a memory operand of the multiply-add).
                     let registers = rows * vectors + 2;
                     if device.vector_registers == 0 || registers <= device.vector_registers {
-                        out.push(Schedule { tile: [rows, vectors * v, 1], ..s });
+                        for order in [TileOrder::RowsOuter, TileOrder::ColumnsOuter] {
+                            out.push(Schedule { tile: [rows, vectors * v, 1], order, ..s });
+                        }
                     }
                 }
             }
@@ -176,6 +182,9 @@ mod tests {
         assert_eq!(all[0].0, default_schedule(&f, 0, &device), "the default comes first");
         let tiles: Vec<[u32; 3]> = all.iter().map(|(s, _)| s.tile).collect();
         assert!(tiles.contains(&[6, 16, 1]) && tiles.contains(&[3, 32, 1]), "{tiles:?}");
+        // Both tile orders; the default tile's own order once (as the default).
+        let orders = |t: [u32; 3]| all.iter().filter(|(s, _)| s.tile == t).count();
+        assert_eq!((orders([6, 16, 1]), orders([4, 16, 1])), (2, 2), "{tiles:?}");
         // 16 registers: 4 rows x 3 vectors (12 + 2) fits, 5 x 3 does not.
         assert!(tiles.contains(&[4, 24, 1]) && !tiles.contains(&[5, 24, 1]), "{tiles:?}");
         assert!(all.len() >= 15, "{}", all.len());

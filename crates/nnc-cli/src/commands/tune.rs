@@ -188,6 +188,7 @@ fn json(report: &TuneReport, model: &str, target: &str, measured: usize, cache: 
                 "kernel": k.name,
                 "instances": k.instances,
                 "share": k.share,
+                "flops": k.flops,
                 "default_ms": k.default_ms,
                 "best_ms": k.best_ms,
                 "default": k.record.as_ref().map(|r| r.default.to_string()),

@@ -32,13 +32,7 @@ fn kernel(name: &str, buffers: Vec<Buffer>, grid: [u32; 3], workgroup: [u32; 3],
         buffers,
         launch: Launch { grid, workgroup },
         body,
-        schedule: Schedule {
-            strategy: Strategy::Elementwise,
-            workgroup_size: workgroup.iter().product(),
-            tile: [1, 1, 1],
-            vector: 1,
-            unroll: 1,
-        },
+        schedule: Schedule { workgroup_size: workgroup.iter().product(), ..Schedule::PLAIN },
         covers: vec![],
     }
 }

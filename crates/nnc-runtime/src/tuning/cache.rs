@@ -155,7 +155,7 @@ mod tests {
     use nnc_kernel::kernel::Strategy;
 
     fn record(key: &str, device: &str, rows: u32) -> Record {
-        let s = Schedule { strategy: Strategy::TiledMatmul, workgroup_size: 1, tile: [4, 16, 1], vector: 8, unroll: 1 };
+        let s = Schedule { strategy: Strategy::TiledMatmul, tile: [4, 16, 1], vector: 8, ..Schedule::PLAIN };
         let best = Schedule { tile: [rows, 16, 1], ..s };
         Record {
             key: key.into(),

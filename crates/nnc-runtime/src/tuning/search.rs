@@ -68,6 +68,8 @@ pub struct KernelResult {
     pub instances: usize,
     /// Of the default program's kernel time.
     pub share: f64,
+    /// Floating-point operations of one run of the kernel (for rates).
+    pub flops: f64,
     pub default_ms: Option<f64>,
     pub best_ms: Option<f64>,
     /// The record to keep (none where the kernel was not tuned).
@@ -154,6 +156,7 @@ pub fn tune(
             name: name.clone(),
             instances: *instances,
             share: *share,
+            flops: info[*g].flops,
             default_ms: None,
             best_ms: None,
             record: None,

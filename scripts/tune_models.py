@@ -1,0 +1,90 @@
+#!/usr/bin/env python3
+"""`nnc tune` on every shared model, and what it bought, measured in one run on this machine.
+
+For each model: `nnc tune MODEL --data test_data_set_0 --budget B` into a fresh cache (its wall
+time and search time), then ROUNDS rounds that each run `nnc bench --no-tuning`, `nnc bench
+--tuning CACHE` (alternating which goes first) and ONNX Runtime's CPU provider on the same inputs
+with the same thread count. Prints Markdown tables: latency untuned / tuned / ORT (medians over
+rounds of each round's median), compile time untuned and with the warm cache, and the kernels
+tuned (default vs tuned time and GFLOP/s of the contraction kernels, from the tune report).
+
+Usage: scripts/tune_models.py [--threads N] [--budget S] [--rounds N] [--models a,b]
+It uses the release `nnc` (or the binary NNC_BIN names); onnxruntime and numpy from PyPI.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_cpu import MODELS, NNC, ensure, median_ms, ort_feed, ort_session  # noqa: E402
+
+
+def nnc(args):
+    return json.loads(subprocess.run([NNC] + args, check=True, capture_output=True, text=True).stdout)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--budget", type=float, default=60.0)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--models", default=None)
+    args = p.parse_args()
+    ensure("onnxruntime", "onnxruntime")
+    names = args.models.split(",") if args.models else sorted(
+        d for d in os.listdir(MODELS) if os.path.isfile(os.path.join(MODELS, d, "model.onnx"))
+    )
+    cache_dir = tempfile.mkdtemp(prefix="nnc-tune-")
+    t = str(args.threads)
+    rows, kernels, ratios = [], [], []
+    for name in names:
+        model = os.path.join(MODELS, name, "model.onnx")
+        data = os.path.join(MODELS, name, "test_data_set_0")
+        cache = os.path.join(cache_dir, f"{name}.jsonl")
+        start = time.perf_counter()
+        report = nnc(["tune", model, "--data", data, "--threads", t, "--budget", str(args.budget), "--cache", cache, "--json"])
+        wall = time.perf_counter() - start
+        iters = "200" if os.path.getsize(model) < 4_000_000 else "30"
+        bench = ["bench", model, "--data", data, "--threads", t, "--iters", iters, "--json"]
+        sess = ort_session(model, args.threads)
+        feed = ort_feed(sess, data)
+        runs = {"untuned": [], "tuned": [], "ort": []}
+        compiles = {"untuned": [], "tuned": []}
+        for r in range(args.rounds):
+            order = ["untuned", "tuned"] if r % 2 == 0 else ["tuned", "untuned"]
+            for which in order:
+                flag = ["--no-tuning"] if which == "untuned" else ["--tuning", cache]
+                out = nnc(bench + flag)
+                runs[which].append(out["median_ms"])
+                compiles[which].append(out["compile_ms"])
+            runs["ort"].append(median_ms(lambda: sess.run(None, feed), int(iters)))
+        u, tu, o = (statistics.median(runs[k]) for k in ("untuned", "tuned", "ort"))
+        cu, ct = statistics.median(compiles["untuned"]), statistics.median(compiles["tuned"])
+        ratios.append(tu / u)
+        rows.append(f"| {name} | {o:.3f} | {u:.3f} | {tu:.3f} | {tu / u:.2f} | {tu / o:.2f} | {report['search_s']:.0f} / {wall:.0f} | {cu:.0f} | {ct:.0f} | {ct / cu:.2f} |")
+        print(rows[-1], file=sys.stderr, flush=True)
+        for k in report["kernels"]:
+            if k["best_ms"] and k["flops"] and k["default"] and k["default"].startswith("tiled_matmul") and k["share"] >= 0.03:
+                gd, gt = k["flops"] / (k["default_ms"] * 1e6), k["flops"] / (k["best_ms"] * 1e6)
+                kernels.append(
+                    f"| {name} | {k['kernel']} | {k['share'] * 100:.0f}% | {k['default']} | {k['best']} | {k['default_ms']:.3f} | {k['best_ms']:.3f} | {gd:.0f} | {gt:.0f} | {k['default_ms'] / k['best_ms']:.2f} |"
+                )
+    print(f"{args.threads} threads, tuning budget {args.budget:.0f} s, {args.rounds} rounds; medians over rounds\n")
+    print("| model | ORT ms | nnc untuned ms | nnc tuned ms | tuned / untuned | tuned / ORT | search / tune wall s | compile untuned ms | compile warm cache ms | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    geo = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+    print(f"\ngeomean tuned / untuned: {geo:.3f} ({(1 / geo - 1) * 100:.0f}% faster)\n")
+    print("| model | kernel | share | default schedule | tuned schedule | default ms | tuned ms | default GFLOP/s | tuned GFLOP/s | speedup |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(kernels))
+
+
+if __name__ == "__main__":
+    main()
