@@ -39,10 +39,12 @@ impl Backend for WgslBackend {
         Device { max_buffers, ..Device::gpu() }
     }
 
-    /// The adapter, its backend and driver (no adapter: the device data alone).
+    /// The adapter, its backend and driver (the device data derive from them).
     fn fingerprint(&self) -> String {
-        let adapter = crate::runtime::adapter_fingerprint(self.adapter.as_deref()).unwrap_or_else(|e| e.to_string());
-        format!("wgsl {adapter} {:?}", self.device())
+        match crate::runtime::adapter_fingerprint(self.adapter.as_deref()) {
+            Ok(adapter) => format!("wgsl {adapter}"),
+            Err(e) => format!("wgsl without an adapter ({e})"),
+        }
     }
 
     fn compile(&self, program: &Program) -> Result<Box<dyn Executable>, BackendError> {
@@ -111,9 +113,13 @@ impl Executable for WgslProgram {
         Some(WgslProgram::submissions(self))
     }
 
-    /// Timestamp queries are not used (lavapipe, the adapter of CI, has none): each kernel is
-    /// its own submission, waited for on the host, so the times include a submission's cost.
+    /// Timestamp queries where the adapter has them; otherwise each kernel is its own
+    /// submission, waited for on the host, so the times include a submission's cost.
     fn timing_method(&self) -> &'static str {
-        "one queue submission per kernel, waited for on the host (no timestamp queries)"
+        if self.timestamps() {
+            "GPU timestamps at the start and end of each kernel's compute pass"
+        } else {
+            "one queue submission per kernel, waited for on the host (the adapter has no timestamp queries)"
+        }
     }
 }

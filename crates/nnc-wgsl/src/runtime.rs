@@ -65,6 +65,8 @@ pub struct WgslProgram {
     staging: Vec<wgpu::Buffer>,
     submissions: u64,
     interface: Interface,
+    /// The device writes timestamps at the start and end of a compute pass.
+    timestamps: bool,
 }
 
 fn wgpu_err(e: impl std::fmt::Display) -> WgslError {
@@ -148,6 +150,8 @@ struct Gpu {
     queue: wgpu::Queue,
     /// The device has `SHADER_F16`.
     f16: bool,
+    /// The device has `TIMESTAMP_QUERY` (kernels are timed on the GPU's clock).
+    timestamps: bool,
     limits: wgpu::Limits,
     /// Set when wgpu reports the device lost: the next program gets a new one.
     lost: Arc<AtomicBool>,
@@ -178,10 +182,14 @@ fn gpu(adapter: Option<&str>) -> Result<Gpu, WgslError> {
     };
     let info = adapter_handle.get_info();
     let f16 = adapter_handle.features().contains(wgpu::Features::SHADER_F16);
+    let timestamps = adapter_handle.features().contains(wgpu::Features::TIMESTAMP_QUERY);
     let limits = adapter_handle.limits();
+    let mut features = wgpu::Features::empty();
+    features.set(wgpu::Features::SHADER_F16, f16);
+    features.set(wgpu::Features::TIMESTAMP_QUERY, timestamps);
     let (device, queue) = pollster::block_on(adapter_handle.request_device(&wgpu::DeviceDescriptor {
         label: Some("nnc"),
-        required_features: if f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() },
+        required_features: features,
         required_limits: limits.clone(),
         ..Default::default()
     }))
@@ -192,7 +200,7 @@ fn gpu(adapter: Option<&str>) -> Result<Gpu, WgslError> {
     let lost = Arc::new(AtomicBool::new(false));
     let flag = lost.clone();
     device.set_device_lost_callback(move |_, _| flag.store(true, Ordering::Relaxed));
-    let gpu = Gpu { info, device, queue, f16, limits, lost };
+    let gpu = Gpu { info, device, queue, f16, timestamps, limits, lost };
     devices.push((key, gpu.clone()));
     Ok(gpu)
 }
@@ -202,7 +210,7 @@ impl WgslProgram {
     /// name contains `adapter`: prints and validates every kernel, creates the pipelines (one per
     /// distinct WGSL text), buffers and bind groups, and uploads the weights.
     pub fn new(program: &Program, adapter: Option<&str>) -> Result<WgslProgram, WgslError> {
-        let Gpu { info, device, queue, f16, limits, .. } = gpu(adapter)?;
+        let Gpu { info, device, queue, f16, timestamps, limits, .. } = gpu(adapter)?;
         // llvmpipe ends every loop after 65,535 iterations per invocation, silently: the
         // program must have been legalized for that (`Device::max_loop_iterations`).
         let limit = program.device.max_loop_iterations;
@@ -354,6 +362,7 @@ impl WgslProgram {
             staging,
             submissions: 0,
             interface: Interface::of(&program.fused),
+            timestamps,
         })
     }
 
@@ -383,29 +392,77 @@ impl WgslProgram {
     }
 
     /// Runs the program once on `inputs`, then kernel `k` alone `repeats` times, each in a
-    /// submission of its own waited for; returns the wall time of each (dispatch and wait
-    /// included: timestamp queries are not used).
+    /// submission of its own waited for; returns the time of each: between the GPU's
+    /// timestamps at the start and end of its compute pass where the adapter has timestamp
+    /// queries, else the host's wall time of the submission (dispatch and wait included).
     pub fn time_kernel(&mut self, inputs: &[TensorData], k: usize, repeats: u32) -> Result<Vec<Duration>, WgslError> {
         self.run_reading(inputs, &[], false)?;
         let run = self.kernels.get(k).ok_or_else(|| WgslError::Data(format!("no kernel {k}")))?;
         let (pipeline, grid) = (&self.pipelines[run.pipeline], run.grid);
+        // With timestamp queries, the GPU's own clock at the start and end of the pass;
+        // otherwise the host's around a submission and its completion.
+        let queries = self.timestamps.then(|| {
+            let set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("nnc kernel timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let buffer = |usage| {
+                self.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 16, usage, mapped_at_creation: false })
+            };
+            let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+            let read = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            (set, resolved, read)
+        });
         let mut times = Vec::with_capacity(repeats as usize);
         for _ in 0..repeats {
             let start = Instant::now();
             let mut encoder =
                 self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("nnc timing") });
-            if !grid.contains(&0) {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor::default());
-                pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &run.bind_group, &[]);
-                pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+            {
+                let timestamp_writes = queries.as_ref().map(|(set, _, _)| wgpu::ComputePassTimestampWrites {
+                    query_set: set,
+                    beginning_of_pass_write_index: Some(0),
+                    end_of_pass_write_index: Some(1),
+                });
+                let mut pass =
+                    encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+                if !grid.contains(&0) {
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, &run.bind_group, &[]);
+                    pass.dispatch_workgroups(grid[0], grid[1], grid[2]);
+                }
+            }
+            if let Some((set, resolved, read)) = &queries {
+                encoder.resolve_query_set(set, 0..2, resolved, 0);
+                encoder.copy_buffer_to_buffer(resolved, 0, read, 0, 16);
             }
             self.queue.submit([encoder.finish()]);
             self.submissions += 1;
             self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(wgpu_err)?;
-            times.push(start.elapsed());
+            let host = start.elapsed();
+            let Some((_, _, read)) = &queries else {
+                times.push(host);
+                continue;
+            };
+            read.map_async(wgpu::MapMode::Read, .., |_| {});
+            self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(wgpu_err)?;
+            let ticks = {
+                let view = read.get_mapped_range(..).map_err(wgpu_err)?;
+                let at = |i: usize| u64::from_le_bytes(view[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+                at(1).saturating_sub(at(0))
+            };
+            read.unmap();
+            let ns = ticks as f64 * f64::from(self.queue.get_timestamp_period());
+            times.push(Duration::from_nanos(ns as u64));
         }
         Ok(times)
+    }
+
+    /// Whether [`Self::time_kernel`] reads the GPU's clock (timestamp queries) rather than the
+    /// host's.
+    pub fn timestamps(&self) -> bool {
+        self.timestamps
     }
 
     /// How many distinct pipelines the kernels share.
