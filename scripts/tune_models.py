@@ -6,8 +6,9 @@ time and search time), then ROUNDS rounds that each run `nnc bench --no-tuning`,
 --tuning CACHE` (alternating which goes first) and ONNX Runtime's CPU provider on the same inputs
 with the same thread count. Prints Markdown tables: latency untuned / tuned / ORT (medians over
 rounds of each round's median, and the fastest run of all rounds, which a noisy shared machine
-disturbs least), compile time untuned and with the warm cache, and the kernels tuned (default
-vs tuned time and GFLOP/s of the contraction kernels, from the tune report).
+disturbs least), compile time untuned and with the warm cache, the kernels tuned (default vs
+tuned time and GFLOP/s of the contraction kernels, from the tune report), and square matmuls
+default vs tuned vs numpy (OpenBLAS).
 
 Usage: scripts/tune_models.py [--threads N] [--budget S] [--rounds N] [--models a,b]
 It uses the release `nnc` (or the binary NNC_BIN names); onnxruntime and numpy from PyPI.
@@ -23,11 +24,49 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cpu import MODELS, NNC, ensure, median_ms, ort_feed, ort_session  # noqa: E402
+from bench_cpu import MATMUL_NNIR, MODELS, NNC, NUMPY_MATMUL, ORT_TIME, ensure  # noqa: E402
+
+SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 
 
 def nnc(args):
     return json.loads(subprocess.run([NNC] + args, check=True, capture_output=True, text=True).stdout)
+
+
+def ort_ms(model_dir, threads, iters):
+    # In a process of its own: ONNX Runtime's threads keep spinning for a while after its last
+    # run and slow whatever runs next on the cores (see bench_cpu.py).
+    out = subprocess.run(
+        [sys.executable, "-c", ORT_TIME, model_dir, str(threads), str(iters), SCRIPTS],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return float(out)
+
+
+def matmul_table(threads, budget, rounds):
+    """Square f32 matmuls, default and tuned schedules, next to numpy (OpenBLAS)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [256, 512, 1024]:
+            path = os.path.join(tmp, f"matmul{n}.nnir")
+            cache = os.path.join(tmp, f"matmul{n}.jsonl")
+            with open(path, "w") as f:
+                f.write(MATMUL_NNIR.format(n=n))
+            t = str(threads)
+            nnc(["tune", path, "--threads", t, "--budget", str(budget), "--cache", cache, "--json"])
+            bench = ["bench", path, "--threads", t, "--iters", "20", "--json"]
+            runs = {"default": [], "tuned": [], "numpy": []}
+            for _ in range(rounds):
+                runs["default"].append(nnc(bench + ["--no-tuning"])["median_ms"])
+                runs["tuned"].append(nnc(bench + ["--tuning", cache])["median_ms"])
+                out = subprocess.run([sys.executable, "-c", NUMPY_MATMUL, str(n), "20"], check=True,
+                                     capture_output=True, text=True, env=env).stdout
+                runs["numpy"].append(float(out))
+            gf = lambda ms: 2 * n**3 / (ms * 1e6)
+            d, tu, p = (gf(statistics.median(runs[k])) for k in ("default", "tuned", "numpy"))
+            lines.append(f"| {n}³ | {d:.1f} | {tu:.1f} | {p:.1f} | {tu / d:.2f} | {tu / p * 100:.0f}% |")
+    return lines
 
 
 def main():
@@ -53,8 +92,6 @@ def main():
         wall = time.perf_counter() - start
         iters = "200" if os.path.getsize(model) < 4_000_000 else "30"
         bench = ["bench", model, "--data", data, "--threads", t, "--iters", iters, "--json"]
-        sess = ort_session(model, args.threads)
-        feed = ort_feed(sess, data)
         runs = {"untuned": [], "tuned": [], "ort": []}
         fastest = {"untuned": [], "tuned": []}
         compiles = {"untuned": [], "tuned": []}
@@ -66,7 +103,7 @@ def main():
                 runs[which].append(out["median_ms"])
                 fastest[which].append(out["min_ms"])
                 compiles[which].append(out["compile_ms"])
-            runs["ort"].append(median_ms(lambda: sess.run(None, feed), int(iters)))
+            runs["ort"].append(ort_ms(os.path.join(MODELS, name), args.threads, int(iters)))
         u, tu, o = (statistics.median(runs[k]) for k in ("untuned", "tuned", "ort"))
         cu, ct = statistics.median(compiles["untuned"]), statistics.median(compiles["tuned"])
         fu, ft = min(fastest["untuned"]), min(fastest["tuned"])
@@ -98,6 +135,9 @@ def main():
     print("| model | kernel | share | default schedule | tuned schedule | default ms | tuned ms | default GFLOP/s | tuned GFLOP/s | speedup |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(kernels))
+    print("\n| matmul f32 | default GFLOP/s | tuned GFLOP/s | numpy GFLOP/s | tuned / default | tuned / numpy |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(matmul_table(args.threads, min(args.budget, 20.0), 3)))
 
 
 if __name__ == "__main__":

@@ -163,6 +163,7 @@ fn tuned_shared_models_compute_what_untuned_ones_do() {
         let options = TuneOptions { budget: Duration::from_secs(1), ..TuneOptions::default() };
         let report = tune(&graph, cpu().as_ref(), &model.inputs, &options, &mut |_| {})
             .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(report.outputs_differ, None, "{name}");
         let file = scratch.path().join(format!("{name}.jsonl"));
         append(&file, &report.records()).expect("writes records");
         let run = |tuning: TuningSource| {

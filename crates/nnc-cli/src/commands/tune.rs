@@ -123,6 +123,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
     let report =
         tune(&spec.graph, backend.as_ref(), &inputs, &search, &mut progress).map_err(|e| anyhow!("{shown}: {e}"))?;
     bar.finish_and_clear();
+    if let Some(why) = &report.outputs_differ {
+        eprintln!("warning: {shown}: the tuned model's outputs differ from the default's ({why}); please report this");
+    }
 
     let records = report.records();
     append(&cache, &records).with_context(|| format!("cannot write the tuning cache {}", cache.display()))?;
@@ -205,6 +208,7 @@ fn json(report: &TuneReport, model: &str, target: &str, measured: usize, cache: 
         "after_ms": report.after_ms,
         "search_s": report.search.as_secs_f64(),
         "budget_ran_out": report.budget_ran_out,
+        "outputs_differ": report.outputs_differ,
         "candidates_measured": measured,
         "kernels": kernels,
         "cache": cache.display().to_string(),

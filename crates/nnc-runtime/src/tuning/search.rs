@@ -11,8 +11,9 @@
 //!    slower than the best so far stops, then at least five in all (more for kernels shorter
 //!    than a fifth of a millisecond), compared by their median. The fastest is timed again in
 //!    alternation with the default and wins only if it is still 2% faster.
-//! 3. The model is compiled again with the winners and both programs are timed in alternation,
-//!    so the before and after latencies come from the same minutes of the same machine.
+//! 3. The model is compiled again with the winners, its outputs compared with the default
+//!    program's, and both programs are timed in alternation, so the before and after latencies
+//!    come from the same minutes of the same machine.
 //!
 //! The budget bounds the search (step 2); when it runs out the kernels measured so far keep
 //! their results and the rest their defaults.
@@ -90,6 +91,9 @@ pub struct TuneReport {
     pub search: Duration,
     pub budget_ran_out: bool,
     pub fingerprint: String,
+    /// Where the tuned model's outputs differ from the default's beyond the tolerance (each
+    /// kernel was checked alone, so this would be a bug to report).
+    pub outputs_differ: Option<String>,
 }
 
 impl TuneReport {
@@ -210,6 +214,10 @@ pub fn tune(
     tuned.insert(&results.iter().filter_map(|r| r.record.clone()).collect::<Vec<_>>());
     let (kernels, _) = schedule_kernels(&fused, &device, Some(&tuned))?;
     let mut tuned_exec = backend.compile(&Program { fused, kernels, device }).map_err(|e| e.to_string())?;
+    let outputs_differ = mismatch(
+        &run_to_tensors(tuned_exec.as_mut(), inputs).map_err(|e| e.to_string())?,
+        &run_to_tensors(default_exec.as_mut(), inputs).map_err(|e| e.to_string())?,
+    );
     let (mut before, mut after) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         before.extend(time_runs(default_exec.as_mut(), inputs, 3)?);
@@ -222,6 +230,7 @@ pub fn tune(
         search,
         budget_ran_out,
         fingerprint,
+        outputs_differ,
     })
 }
 
