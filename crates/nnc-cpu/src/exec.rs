@@ -433,6 +433,15 @@ impl std::fmt::Debug for CpuProgram {
 }
 
 /// Whether every run prints the time of each kernel (`NNC_CPU_PROFILE` set).
+impl CpuProgram {
+    /// Runs with `probe`, the outputs going to scratch buffers (for timing).
+    fn run_into_scratch(&self, inputs: Checked<'_>, probe: Probe<'_>) -> Result<(), BackendError> {
+        let mut scratch: Vec<Vec<u8>> = self.interface.outputs.iter().map(|p| vec![0u8; p.bytes()]).collect();
+        let mut slices: Vec<&mut [u8]> = scratch.iter_mut().map(Vec::as_mut_slice).collect();
+        self.execute(inputs, &mut slices, probe).map_err(run_error)
+    }
+}
+
 fn profiling() -> bool {
     std::env::var_os("NNC_CPU_PROFILE").is_some()
 }
@@ -453,11 +462,15 @@ impl Executable for CpuProgram {
     }
 
     fn time_kernel(&mut self, inputs: Checked<'_>, k: usize, repeats: u32) -> Result<Vec<Duration>, BackendError> {
-        let mut scratch: Vec<Vec<u8>> = self.interface.outputs.iter().map(|p| vec![0u8; p.bytes()]).collect();
-        let mut slices: Vec<&mut [u8]> = scratch.iter_mut().map(Vec::as_mut_slice).collect();
         let mut times = Vec::with_capacity(repeats as usize);
-        self.execute(inputs, &mut slices, Probe::Kernel { index: k, repeats, times: &mut times }).map_err(run_error)?;
+        self.run_into_scratch(inputs, Probe::Kernel { index: k, repeats, times: &mut times })?;
         Ok(times)
+    }
+
+    fn time_each_kernel(&mut self, inputs: Checked<'_>) -> Result<Option<Vec<Duration>>, BackendError> {
+        let mut times = Vec::with_capacity(self.kernels.len());
+        self.run_into_scratch(inputs, Probe::EachKernel(&mut times))?;
+        Ok(Some(times))
     }
 
     fn kernel_names(&self) -> Vec<String> {

@@ -199,6 +199,13 @@ pub trait Executable {
         None
     }
 
+    /// Runs the whole program once and returns each kernel's time in launch order, each
+    /// measured where it runs in the program (its inputs as the kernels before left them), or
+    /// `None` where the target cannot time kernels inside a run (a GPU queue, one submission).
+    fn time_each_kernel(&mut self, _inputs: Checked<'_>) -> Result<Option<Vec<Duration>>, BackendError> {
+        Ok(None)
+    }
+
     /// How [`Self::time_kernel`] measures, for profiles to say.
     fn timing_method(&self) -> &'static str {
         "host clock around each kernel"

@@ -150,19 +150,20 @@ fn table(report: &TuneReport, model: &str, target: &str, budget: f64, measured: 
     let _ = writeln!(s, "{model} on {target} ({})", report.fingerprint);
     let _ = writeln!(
         s,
-        "{:<32} {:>6} {:>4} {:>10} {:>10} {:>8}  best schedule (default)",
-        "kernel", "share", "x", "default ms", "best ms", "speedup"
+        "{:<32} {:>6} {:>4} {:>10} {:>10} {:>8} {:>8}  best schedule (default)",
+        "kernel", "share", "x", "default ms", "best ms", "speedup", "in model"
     );
     for k in &report.kernels {
         let name: String = k.name.chars().take(32).collect();
         let _ = write!(s, "{name:<32} {:>5.1}% {:>4}", k.share * 100.0, k.instances);
         match (&k.record, k.default_ms, k.best_ms) {
             (Some(r), Some(d), Some(b)) => {
-                let _ = writeln!(s, " {d:>10.4} {b:>10.4} {:>7.2}x  {} ({})", d / b, r.best, r.default);
+                let in_model = k.in_model_ms.map_or("-".to_string(), |(d, t)| format!("{:.2}x", d / t.max(1e-9)));
+                let _ = writeln!(s, " {d:>10.4} {b:>10.4} {:>7.2}x {in_model:>8}  {} ({})", d / b, r.best, r.default);
             }
             _ => {
-                let _ =
-                    writeln!(s, " {:>10} {:>10} {:>8}  {}", "-", "-", "-", k.skipped.as_deref().unwrap_or("not tuned"));
+                let why = k.skipped.as_deref().unwrap_or("not tuned");
+                let _ = writeln!(s, " {:>10} {:>10} {:>8} {:>8}  {why}", "-", "-", "-", "-");
             }
         }
     }
@@ -194,6 +195,7 @@ fn json(report: &TuneReport, model: &str, target: &str, measured: usize, cache: 
                 "flops": k.flops,
                 "default_ms": k.default_ms,
                 "best_ms": k.best_ms,
+                "in_model_ms": k.in_model_ms,
                 "default": k.record.as_ref().map(|r| r.default.to_string()),
                 "best": k.record.as_ref().map(|r| r.best.to_string()),
                 "skipped": k.skipped,

@@ -11,9 +11,12 @@
 //!    slower than the best so far stops, then at least five in all (more for kernels shorter
 //!    than a fifth of a millisecond), compared by their median. The fastest is timed again in
 //!    alternation with the default and wins only if it is still 2% faster.
-//! 3. The model is compiled again with the winners, its outputs compared with the default
-//!    program's, and both programs are timed in alternation, so the before and after latencies
-//!    come from the same minutes of the same machine.
+//! 3. The model is compiled again with the winners. Where the backend can time each kernel
+//!    inside a run (the CPU), both programs are run alternately and a winner that is not also
+//!    faster in the model (its inputs as the kernels before it leave them in the caches) goes
+//!    back to its default. The tuned model's outputs are compared with the default program's,
+//!    and both are timed in alternation, so the before and after latencies come from the same
+//!    minutes of the same machine.
 //!
 //! The budget bounds the search (step 2); when it runs out the kernels measured so far keep
 //! their results and the rest their defaults.
@@ -73,6 +76,9 @@ pub struct KernelResult {
     pub flops: f64,
     pub default_ms: Option<f64>,
     pub best_ms: Option<f64>,
+    /// Where the backend times kernels inside a run and the tuned schedule is kept: the
+    /// kernel's time in the model (summed over its instances), default and tuned schedule.
+    pub in_model_ms: Option<(f64, f64)>,
     /// The record to keep (none where the kernel was not tuned).
     pub record: Option<Record>,
     /// Why it was not tuned (one schedule, budget spent, its default fails on synthetic
@@ -132,8 +138,10 @@ pub fn tune(
     let mut distinct: Vec<(String, usize, f64, usize)> = Vec::new(); // key, first group, share, instances
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut results = Vec::new();
-    for g in 0..fused.groups.len() {
-        let Some(key) = structural_key(&fused, g).map(|k| kernel_key(&k)) else { continue };
+    let keys: Vec<Option<String>> =
+        (0..fused.groups.len()).map(|g| structural_key(&fused, g).map(|k| kernel_key(&k))).collect();
+    for (g, key) in keys.iter().enumerate() {
+        let Some(key) = key.clone() else { continue };
         match seen.get(&key) {
             Some(&i) => {
                 distinct[i].2 += shares[g];
@@ -163,6 +171,7 @@ pub fn tune(
             flops: info[*g].flops,
             default_ms: None,
             best_ms: None,
+            in_model_ms: None,
             record: None,
             skipped: None,
         };
@@ -209,11 +218,19 @@ pub fn tune(
     }
     let search = start.elapsed();
 
-    // The model with the winners, against the default, in alternation.
-    let mut tuned = TunedSchedules::default();
-    tuned.insert(&results.iter().filter_map(|r| r.record.clone()).collect::<Vec<_>>());
-    let (kernels, _) = schedule_kernels(&fused, &device, Some(&tuned))?;
-    let mut tuned_exec = backend.compile(&Program { fused, kernels, device }).map_err(|e| e.to_string())?;
+    // The model with the winners. Where the backend times kernels inside a run, each winner
+    // must also be faster there (a kernel alone misses how the kernels before it leave the
+    // caches); those that are not go back to their defaults.
+    let compile_tuned = |results: &[KernelResult]| -> Result<Box<dyn Executable>, String> {
+        let mut tuned = TunedSchedules::default();
+        tuned.insert(&results.iter().filter_map(|r| r.record.clone()).collect::<Vec<_>>());
+        let (kernels, _) = schedule_kernels(&fused, &device, Some(&tuned))?;
+        backend.compile(&Program { fused: fused.clone(), kernels, device }).map_err(|e| e.to_string())
+    };
+    let mut tuned_exec = compile_tuned(&results)?;
+    if confirm_in_model(default_exec.as_mut(), tuned_exec.as_mut(), inputs, &keys, &mut results)? {
+        tuned_exec = compile_tuned(&results)?;
+    }
     let outputs_differ = mismatch(
         &run_to_tensors(tuned_exec.as_mut(), inputs).map_err(|e| e.to_string())?,
         &run_to_tensors(default_exec.as_mut(), inputs).map_err(|e| e.to_string())?,
@@ -232,6 +249,61 @@ pub fn tune(
         fingerprint,
         outputs_differ,
     })
+}
+
+/// Times every kernel of both programs inside whole runs (alternately, seven each) and reverts
+/// the record of each kernel whose tuned schedule is not 2% faster there than its default;
+/// returns whether any was reverted. Does nothing where the backend cannot time kernels inside
+/// a run.
+fn confirm_in_model(
+    default: &mut dyn Executable,
+    tuned: &mut dyn Executable,
+    inputs: &[TensorData],
+    keys: &[Option<String>],
+    results: &mut [KernelResult],
+) -> Result<bool, String> {
+    fn each(exec: &mut dyn Executable, inputs: &[TensorData]) -> Result<Option<Vec<Duration>>, String> {
+        let interface = exec.interface().clone();
+        let checked = interface.check(inputs).map_err(|e| e.to_string())?;
+        exec.time_each_kernel(checked).map_err(|e| e.to_string())
+    }
+    let (mut d, mut t): (Vec<Vec<Duration>>, Vec<Vec<Duration>>) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let (Some(a), Some(b)) = (each(default, inputs)?, each(tuned, inputs)?) else { return Ok(false) };
+        d.push(a);
+        t.push(b);
+    }
+    // The median of kernel k's times, summed over the kernels with `key`.
+    let in_model = |runs: &[Vec<Duration>], key: &str| -> f64 {
+        keys.iter()
+            .enumerate()
+            .filter(|(_, k)| k.as_deref() == Some(key))
+            .map(|(g, _)| median_ms(&runs.iter().filter_map(|r| r.get(g).copied()).collect::<Vec<_>>()))
+            .sum()
+    };
+    let mut reverted = false;
+    for result in results.iter_mut() {
+        let Some(record) = result.record.as_mut() else { continue };
+        if record.best == record.default {
+            continue;
+        }
+        let (before, after) = (in_model(&d, &record.key), in_model(&t, &record.key));
+        if after < 0.98 * before {
+            result.in_model_ms = Some((before, after));
+            continue;
+        }
+        for m in &mut record.candidates {
+            if m.schedule == record.best {
+                m.outcome = format!("not faster in the model ({after:.4} ms against {before:.4} ms)");
+            } else if m.schedule == record.default {
+                m.outcome = "best".into();
+            }
+        }
+        record.best = record.default;
+        result.best_ms = result.default_ms;
+        reverted = true;
+    }
+    Ok(reverted)
 }
 
 /// Times `n` whole runs (after one untimed).
