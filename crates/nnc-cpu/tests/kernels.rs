@@ -8,7 +8,7 @@ use nnc_interp::lanes::Value;
 use nnc_ir::{BinaryOp, DType, TensorData, UnaryOp};
 use nnc_kernel::expr::{BufId, Expr, Special, Var};
 use nnc_kernel::interp::run_kernel;
-use nnc_kernel::kernel::{Access, Buffer, Kernel, Launch, LoopKind, Schedule, Space, Stmt, Strategy};
+use nnc_kernel::kernel::{Access, Buffer, Kernel, Launch, LoopKind, Schedule, Space, Stmt};
 
 fn buf(name: &str, dtype: DType, shape: &[i64], access: Access) -> Buffer {
     Buffer { name: name.into(), dtype, shape: shape.to_vec(), space: Space::Global, access }

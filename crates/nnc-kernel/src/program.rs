@@ -226,7 +226,7 @@ fn poison(dtype: nnc_ir::DType, shape: Vec<usize>) -> Value {
 pub(crate) mod testing {
     use super::*;
     use crate::expr::Expr;
-    use crate::kernel::{Buffer, Launch, Schedule, Space, Strategy};
+    use crate::kernel::{Buffer, Launch, Schedule, Space};
     use nnc_ir::UnaryOp;
 
     fn buffer(name: &str, shape: &[i64], kind: BufferKind) -> ProgramBuffer {

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::expr::{BufId, Var, VarGen};
-use crate::kernel::{Buffer, Launch, Schedule, Strategy};
+use crate::kernel::{Buffer, Launch, Schedule};
 use nnc_ir::BinaryOp::{Add, Div, Lt, Mul};
 use proptest::prelude::*;
 
