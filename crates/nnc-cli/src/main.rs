@@ -2,8 +2,8 @@
 //!
 //! One subcommand per file in [`commands`]; shared pieces are [`model`] (loading a model file of any
 //! supported format), [`shapes`] (`--shape`), [`inputs`] (where inputs come from), [`target`] (the
-//! backends `--target` names), [`tuning`] (`--tuning`, `--no-tuning`) and [`tensor_io`] (`.npy`
-//! and `.pb` tensors).
+//! backends `--target` names), [`timed`] (the flags of `bench` and `tune`), [`tuning`]
+//! (`--tuning`, `--no-tuning`) and [`tensor_io`] (`.npy` and `.pb` tensors).
 //!
 //! Exit codes: 0 success, 1 an error (one line `error: ...` on stderr, the chain of context
 //! outermost first, each cause once), 2 a usage error (clap's), 3 outputs outside the
@@ -16,6 +16,7 @@ mod model;
 mod shapes;
 mod target;
 mod tensor_io;
+mod timed;
 mod tuning;
 
 use clap::{Parser, Subcommand};

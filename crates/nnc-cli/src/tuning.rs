@@ -4,7 +4,7 @@
 
 use clap::Args;
 use nnc_runtime::tuning::TuningUse;
-use nnc_runtime::TuningSource;
+use nnc_runtime::{SessionOptions, Target, TuningSource};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone, Default)]
@@ -34,6 +34,17 @@ impl TuningArgs {
             Some(file) if !file.is_file() => anyhow::bail!("--tuning {}: no such file", file.display()),
             _ => Ok(()),
         }
+    }
+
+    /// The options of a session on `target` with these tuning flags (checked).
+    pub fn session_options(
+        &self,
+        target: Target,
+        adapter: Option<String>,
+        threads: Option<usize>,
+    ) -> anyhow::Result<SessionOptions> {
+        self.check()?;
+        Ok(SessionOptions { target, adapter, threads, optimize: true, tuning: self.source() })
     }
 }
 

@@ -13,7 +13,7 @@ use crate::model::load_for_shapes;
 use crate::target::TargetArg;
 use anyhow::{anyhow, bail};
 use clap::Args;
-use nnc_runtime::{Session, SessionOptions, Target};
+use nnc_runtime::{Session, Target};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,22 +36,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: u32,
 
-    /// Threads for the CPU target (all cores by default).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub threads: Option<u32>,
-
-    /// Input shapes: SYMBOL=SIZE binds a symbolic dimension, INPUT=D0,D1,... gives an input's
-    /// shape (repeatable). Dimensions left open are bound to 1, with a note.
-    #[arg(long, value_name = "NAME=SIZE")]
-    pub shape: Vec<String>,
-
-    /// Read the inputs from DIR/input_N.pb instead of generating them.
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-
-    /// With `--target wgsl`: the adapter whose name contains NAME.
-    #[arg(long, value_name = "NAME")]
-    pub adapter: Option<String>,
+    #[command(flatten)]
+    pub on: crate::timed::TimedArgs,
 
     #[command(flatten)]
     pub tuning: crate::tuning::TuningArgs,
@@ -71,30 +57,23 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
-    let threads = args.threads.map(|t| t as usize);
+    let threads = args.on.threads();
     let start = Instant::now();
     let (mut session, shapes) = if args.file.is_dir() {
-        if !args.shape.is_empty() {
+        if !args.on.shape.is_empty() {
             bail!("{shown} is a bundle: it runs the shapes it was compiled for (give --shape to `nnc compile`)");
         }
         let session = Session::from_bundle(&args.file, threads).map_err(|e| anyhow!(e))?;
         let shapes = session.inputs().iter().map(|(_, ty)| ty.static_shape().unwrap_or_default()).collect();
         (session, shapes)
     } else {
-        let spec = load_for_shapes(&args.file, &args.shape, args.data.as_deref())?;
+        let spec = load_for_shapes(&args.file, &args.on.shape, args.on.data.as_deref())?;
         eprint!("{}", spec.resolved.note());
-        args.tuning.check()?;
-        let options = SessionOptions {
-            target: args.target.0,
-            adapter: args.adapter.clone(),
-            threads,
-            optimize: true,
-            tuning: args.tuning.source(),
-        };
+        let options = args.tuning.session_options(args.target.0, args.on.adapter.clone(), threads)?;
         (Session::new(spec.graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, spec.resolved.shapes)
     };
     let interface = session.inputs().to_vec();
-    let inputs = timing_inputs(&interface, &shapes, args.data.as_deref(), args.file.is_dir())?;
+    let inputs = timing_inputs(&interface, &shapes, args.on.data.as_deref(), args.file.is_dir())?;
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
     let report = session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
     crate::tuning::report(&report.tuning, report.kernels);

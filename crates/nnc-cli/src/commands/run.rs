@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nnc_conformance::{compare, Tolerance};
 use nnc_ir::{DType, TensorData, TensorType};
-use nnc_runtime::{Session, SessionOptions};
+use nnc_runtime::Session;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -123,14 +123,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let shapes: HashMap<String, Vec<usize>> =
             interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
         let graph = model.into_graph(shapes)?;
-        args.tuning.check()?;
-        let options = SessionOptions {
-            target: args.target.0,
-            adapter: args.adapter.clone(),
-            threads,
-            optimize: true,
-            tuning: args.tuning.source(),
-        };
+        let options = args.tuning.session_options(args.target.0, args.adapter.clone(), threads)?;
         (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs, "compiled")
     };
     let names: Vec<String> = session.outputs().iter().map(|n| format!("%{n}")).collect();

@@ -47,23 +47,8 @@ pub struct TuneArgs {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(5..))]
     pub samples: u32,
 
-    /// Threads for the CPU target (all cores by default); tuned schedules are kept per thread
-    /// count.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub threads: Option<u32>,
-
-    /// Input shapes: SYMBOL=SIZE binds a symbolic dimension, INPUT=D0,D1,... gives an input's
-    /// shape (repeatable). Dimensions left open are bound to 1, with a note.
-    #[arg(long, value_name = "NAME=SIZE")]
-    pub shape: Vec<String>,
-
-    /// Run the model on DIR/input_N.pb instead of pseudo-random inputs.
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-
-    /// With `--target wgsl`: the adapter whose name contains NAME.
-    #[arg(long, value_name = "NAME")]
-    pub adapter: Option<String>,
+    #[command(flatten)]
+    pub on: crate::timed::TimedArgs,
 
     /// Print the report as one JSON object.
     #[arg(long)]
@@ -76,7 +61,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         bail!("--budget {}: give seconds between 0 and 86400", args.budget);
     }
     let target = args.target.0;
-    let options = BackendOptions { adapter: args.adapter.clone(), threads: args.threads.map(|t| t as usize) };
+    let options = BackendOptions { adapter: args.on.adapter.clone(), threads: args.on.threads() };
     let Some(backend) = target.backend(&options) else {
         bail!("target {target} runs the graph itself: it has no kernels to tune");
     };
@@ -84,9 +69,9 @@ pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         Some(file) => file.clone(),
         None => default_path().context("no cache directory here: give --cache FILE")?,
     };
-    let spec = load_for_shapes(&args.file, &args.shape, args.data.as_deref())?;
+    let spec = load_for_shapes(&args.file, &args.on.shape, args.on.data.as_deref())?;
     eprint!("{}", spec.resolved.note());
-    let inputs = timing_inputs(&spec.interface, &spec.resolved.shapes, args.data.as_deref(), false)?;
+    let inputs = timing_inputs(&spec.interface, &spec.resolved.shapes, args.on.data.as_deref(), false)?;
 
     let budget = Duration::from_secs_f64(args.budget);
     let bar = ProgressBar::new(budget.as_millis() as u64);
