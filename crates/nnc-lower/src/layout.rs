@@ -22,6 +22,7 @@
 
 use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};
 use nnc_kernel::device::Device;
+use std::collections::{HashMap, HashSet};
 
 /// `graph` with constant contraction operands laid out for `device`'s vector tiles; the graph
 /// itself where the device has no vector lanes (GPU tiles stage operands through workgroup
@@ -71,7 +72,10 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     };
     // (node index, replacement nodes) in increasing node order.
     let mut edits: Vec<(usize, Vec<Node>)> = Vec::new();
-    let mut new_values = NewValues { first: g.values.len(), list: Vec::new() };
+    let mut new_values = NewValues::of(&g);
+    // Zero-padded copies of convolution inputs, by input and pads: convolutions of one input
+    // with the same padding read one copy.
+    let mut padded_inputs: HashMap<(ValueId, Vec<i64>), ValueId> = HashMap::new();
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.op {
             Op::Constant(t) => {
@@ -127,19 +131,23 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                     pads[2 + a] = window.pads[a];
                     pads[rank + 2 + a] = window.pads[spatial + a];
                 }
-                let pad = Op::Pad { pads, mode: PadMode::Constant, value: 0.0 };
-                let Ok(mut ty) = infer(&pad, &[g.ty(x)]) else { continue };
-                let padded = new_values.add(format!("{}_padded", g.value(x).name), ty.remove(0));
                 let conv = Op::Conv { window: Window { pads: vec![0; 2 * spatial], ..window.clone() }, groups: 1 };
+                let mut nodes = Vec::new();
+                let padded = match padded_inputs.get(&(x, pads.clone())) {
+                    Some(&copy) => copy,
+                    None => {
+                        let pad = Op::Pad { pads: pads.clone(), mode: PadMode::Constant, value: 0.0 };
+                        let Ok(mut ty) = infer(&pad, &[g.ty(x)]) else { continue };
+                        let copy = new_values.add(format!("{}_padded", g.value(x).name), ty.remove(0));
+                        nodes.push(Node { op: pad, inputs: vec![x], outputs: vec![copy] });
+                        padded_inputs.insert((x, pads), copy);
+                        copy
+                    }
+                };
                 let mut inputs = node.inputs.clone();
                 inputs[0] = padded;
-                edits.push((
-                    i,
-                    vec![
-                        Node { op: pad, inputs: vec![x], outputs: vec![padded] },
-                        Node { op: conv, inputs, outputs: node.outputs.clone() },
-                    ],
-                ));
+                nodes.push(Node { op: conv, inputs, outputs: node.outputs.clone() });
+                edits.push((i, nodes));
             }
             // A large right matmul operand computed at run time whose rows are a multiple of
             // 512 bytes (a 1024-wide f32 matrix) is copied once into rows one vector longer, read
@@ -233,14 +241,27 @@ fn row_padding(dtype: nnc_ir::DType, bytes: usize) -> usize {
 const WEIGHT_ROW_PADDING: usize = 16;
 
 /// Values a pass adds to a graph, numbered after the graph's own.
+/// The values a pass adds to a graph, each with a name no other value has.
 struct NewValues {
     first: usize,
     list: Vec<(String, TensorType)>,
+    taken: HashSet<String>,
 }
 
 impl NewValues {
+    fn of(g: &Graph) -> NewValues {
+        NewValues { first: g.values.len(), list: Vec::new(), taken: g.values.iter().map(|v| v.name.clone()).collect() }
+    }
+
+    /// A new value named `name`, or `name_2`, `name_3`, ... where that is taken (two
+    /// convolutions of one input, a model whose own values end in `_padded`).
     fn add(&mut self, name: String, ty: TensorType) -> ValueId {
-        self.list.push((name, ty));
+        let unique = (1..)
+            .map(|n| if n == 1 { name.clone() } else { format!("{name}_{n}") })
+            .find(|candidate| !self.taken.contains(candidate))
+            .unwrap_or(name);
+        self.taken.insert(unique.clone());
+        self.list.push((unique, ty));
         ValueId((self.first + self.list.len() - 1) as u32)
     }
 }
@@ -369,6 +390,40 @@ mod tests {
         let g = check_packed_conv([1, 3, 6, 6], &[8, 3, 3, 3], true, &want, &[3, 3, 3, 8]);
         // No vector lanes, no change.
         assert_eq!(pack_weights(&g, &Device::gpu()), g);
+    }
+
+    /// YOLOv8n's shape (issue 18): convolutions of one input share its padded copy, and new
+    /// values never take a name the graph has (`%x_padded` is the model's own here).
+    #[test]
+    fn convolutions_of_one_input_share_one_padded_copy_under_a_fresh_name() {
+        let mut b = GraphBuilder::new("two_convs");
+        let x = b.input("x", DType::F32, [1i64, 3, 6, 6]).unwrap();
+        let window = Window { pads: vec![1; 4], ..Window::unit(2) };
+        let taken = b.relu(x).unwrap();
+        b.set_name(taken, "x_padded").unwrap();
+        let mut outs = vec![taken];
+        for seed in [8, 16] {
+            let w = b.constant(weights(&[seed, 3, 3, 3]));
+            outs.push(b.conv(x, w, window.clone(), 1).unwrap());
+        }
+        let w = b.constant(weights(&[8, 3, 3, 3]));
+        let more = b.conv(taken, w, window, 1).unwrap();
+        outs.push(more);
+        for o in outs {
+            b.output(o);
+        }
+        let g = b.finish().unwrap();
+        let packed = pack_weights(&g, &Device::cpu());
+        nnc_ir::verify::verify(&packed).unwrap();
+        let pads: Vec<&str> = packed
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.op, Op::Pad { .. }))
+            .map(|n| packed.value(n.outputs[0]).name.as_str())
+            .collect();
+        assert_eq!(pads, ["x_padded_2", "x_padded_padded"], "one copy of %x for two convolutions");
+        let input = weights(&[1, 3, 6, 6]);
+        assert_eq!(run(&packed, std::slice::from_ref(&input)), run(&g, &[input]));
     }
 
     #[test]
