@@ -1,7 +1,9 @@
-//! Per-kernel profiles: each kernel of a compiled program timed alone (after a whole run that
-//! leaves its inputs in place), with its share of the run, the arithmetic rate and memory rate
-//! its own counts give, its schedule and the graph nodes it covers. `nnc bench --profile` prints
-//! one; the tuner spends its budget by the shares.
+//! Per-kernel profiles: each kernel of a compiled program timed where it runs inside whole runs
+//! (where the backend can: the CPU), or else alone after a whole run that leaves its inputs in
+//! place, with its share of the run, the arithmetic rate and memory rate its own counts give, its
+//! schedule and the graph nodes it covers. `nnc bench --profile` prints one; the tuner spends its
+//! budget by the shares. Timing inside whole runs costs `samples` runs whatever the number of
+//! kernels (a model whose run takes a minute is profiled in minutes, not hours).
 
 use nnc_ir::TensorData;
 use nnc_kernel::backend::{BackendError, Executable};
@@ -79,8 +81,9 @@ pub fn median_ms(times: &[Duration]) -> f64 {
     ms.get(ms.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Times each kernel of `exec` alone, `samples` times, on `inputs` (checked here). `info` is
-/// [`KernelInfo::of`] the program (empty for a bundle: names only).
+/// Times each kernel of `exec` `samples` times on `inputs` (checked here): inside whole runs
+/// where the backend can, else alone. `info` is [`KernelInfo::of`] the program (empty for a
+/// bundle: names only).
 pub fn profile(
     exec: &mut dyn Executable,
     inputs: &[TensorData],
@@ -92,9 +95,21 @@ pub fn profile(
     let checked = interface
         .check(inputs)
         .map_err(|e| BackendError::new("profile", nnc_kernel::backend::ErrorKind::Run, e.to_string()))?;
+    let samples = samples.max(1);
+    let mut in_runs: Vec<Vec<Duration>> = Vec::new();
+    while in_runs.len() < samples as usize {
+        match exec.time_each_kernel(checked)? {
+            Some(times) if times.len() == names.len() => in_runs.push(times),
+            _ => break,
+        }
+    }
+    let inside_runs = in_runs.len() == samples as usize;
     let mut kernels = Vec::with_capacity(names.len());
     for (k, name) in names.iter().enumerate() {
-        let times = exec.time_kernel(checked, k, samples.max(1))?;
+        let times = match inside_runs {
+            true => in_runs.iter().map(|run| run[k]).collect(),
+            false => exec.time_kernel(checked, k, samples)?,
+        };
         let info = info.get(k).cloned().unwrap_or_else(|| KernelInfo {
             name: name.clone(),
             schedule: String::new(),
@@ -119,7 +134,11 @@ pub fn profile(
         k.share = if total_ms > 0.0 { k.median_ms / total_ms } else { 0.0 };
     }
     kernels.sort_by(|a, b| b.median_ms.total_cmp(&a.median_ms));
-    Ok(Profile { kernels, total_ms, samples: samples.max(1), timing: exec.timing_method().to_string() })
+    let timing = match inside_runs {
+        true => format!("each kernel where it runs in whole runs; {}", exec.timing_method()),
+        false => format!("each kernel alone after a whole run; {}", exec.timing_method()),
+    };
+    Ok(Profile { kernels, total_ms, samples, timing })
 }
 
 impl std::fmt::Display for Profile {

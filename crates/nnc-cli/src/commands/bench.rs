@@ -42,9 +42,10 @@ pub struct BenchArgs {
     #[command(flatten)]
     pub tuning: crate::tuning::TuningArgs,
 
-    /// Also time each kernel alone (median of --iters runs each, after one whole run) and
-    /// print them slowest first: share of the run, GFLOP/s and GB/s from the kernel's own
-    /// counts, schedule, and the model's nodes it covers (with --json: a `profile` member).
+    /// Also time each kernel (median of --iters samples: inside whole runs on the CPU, alone
+    /// after a whole run elsewhere) and print them slowest first: share of the run, GFLOP/s and
+    /// GB/s from the kernel's own counts, schedule, and the model's nodes it covers (with
+    /// --json: a `profile` member).
     #[arg(long)]
     pub profile: bool,
 
