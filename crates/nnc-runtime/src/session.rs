@@ -305,8 +305,9 @@ impl Session {
         exec.time_kernel(checked, k, repeats).map_err(|e| run_error(target, e))
     }
 
-    /// Times every kernel of the program for `inputs` alone, `samples` times each (after one
-    /// whole run), with each kernel's schedule, nodes and counts: slowest first.
+    /// Times every kernel of the program for `inputs`, `samples` times each (see
+    /// [`crate::profile::profile`]), with each kernel's schedule, nodes and counts: slowest
+    /// first.
     pub fn profile(&mut self, inputs: &[TensorData], samples: u32) -> Result<Profile, SessionError> {
         let shapes = self.check_inputs(inputs)?;
         self.prepare(&shapes)?;
