@@ -407,7 +407,7 @@ impl Session {
         };
         let tuned = self.options.tuning.load(&backend.fingerprint());
         let (program, tuning) =
-            compile_timed(&graph, &backend.device(), self.options.optimize, tuned.as_ref(), &mut phases)
+            compile_timed(&graph, &backend.device(), self.options.optimize, tuned.as_deref(), &mut phases)
                 .map_err(fail)?;
         report.kernel_info = KernelInfo::of(&program, &tuning.tuned);
         report.tuning = tuning;

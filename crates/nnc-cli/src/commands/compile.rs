@@ -101,8 +101,8 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let device = backend.device();
     args.tuning.check()?;
     let tuned = args.tuning.source().load(&backend.fingerprint());
-    let (program, tuning) =
-        compile_timed(&opt.graph, &device, false, tuned.as_ref(), &mut phases).map_err(|e| anyhow!("{shown}: {e}"))?;
+    let (program, tuning) = compile_timed(&opt.graph, &device, false, tuned.as_deref(), &mut phases)
+        .map_err(|e| anyhow!("{shown}: {e}"))?;
     crate::tuning::report(&tuning, program.kernels.len());
     let kernel_count = program.kernels.len();
     let (written, notes) = match &output {

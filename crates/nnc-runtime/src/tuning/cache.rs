@@ -13,6 +13,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// nnc's version, part of every record's validity.
 pub const NNC_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -135,6 +137,26 @@ impl TunedSchedules {
     }
 }
 
+/// [`TunedSchedules::load`], remembered per file and device while the file keeps its size and
+/// modification time: a process that compiles many graphs (a server, the conformance suite)
+/// reads the cache once.
+pub fn load_shared(path: &Path, device: &str) -> Arc<TunedSchedules> {
+    type Key = (PathBuf, String);
+    type Stamp = (SystemTime, u64);
+    static LOADED: Mutex<Vec<(Key, Stamp, Arc<TunedSchedules>)>> = Mutex::new(Vec::new());
+    let stamp = std::fs::metadata(path).ok().and_then(|m| Some((m.modified().ok()?, m.len())));
+    let Some(stamp) = stamp else { return Arc::new(TunedSchedules::load(path, device)) };
+    let key = (path.to_path_buf(), device.to_string());
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, tuned)) = loaded.iter().find(|(k, s, _)| *k == key && *s == stamp) {
+        return tuned.clone();
+    }
+    let tuned = Arc::new(TunedSchedules::load(path, device));
+    loaded.retain(|(k, _, _)| *k != key);
+    loaded.push((key, stamp, tuned.clone()));
+    tuned
+}
+
 /// Appends `records` to the cache file at `path`, creating it and its folder if needed.
 pub fn append(path: &Path, records: &[Record]) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -200,5 +222,17 @@ mod tests {
         assert!(all.contains("1 record(s) for another device"), "{all}");
         assert!(all.contains("1 record(s) of another nnc or schedule-space version"), "{all}");
         assert!(TunedSchedules::load(&dir.path().join("none.jsonl"), "dev").is_empty());
+    }
+
+    #[test]
+    fn a_shared_load_is_read_again_when_the_file_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("tuning.jsonl");
+        assert!(load_shared(&path, "dev").is_empty(), "no file, no records");
+        append(&path, &[record("a", "dev", 6)]).expect("writes");
+        let first = load_shared(&path, "dev");
+        assert!(Arc::ptr_eq(&first, &load_shared(&path, "dev")), "an unchanged file is read once");
+        append(&path, &[record("b", "dev", 2)]).expect("appends");
+        assert_eq!(load_shared(&path, "dev").len(), 2, "a longer file is read again");
     }
 }

@@ -8,7 +8,7 @@
 pub mod cache;
 pub mod search;
 
-use cache::{kernel_key, TunedSchedules};
+use cache::{kernel_key, load_shared, TunedSchedules};
 use nnc_kernel::kernel::Kernel;
 use nnc_kernel::program::Fused;
 use nnc_kernel::Device;
@@ -16,6 +16,7 @@ use nnc_lower::legalize::legalize;
 use nnc_lower::schedule::{default_schedule, schedule_group};
 use nnc_lower::space::structural_key;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Which tuned schedules a compile uses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,14 +32,14 @@ pub enum TuningSource {
 
 impl TuningSource {
     /// The records of this source for the device with `fingerprint` (`None` when off or when
-    /// there is no cache directory).
-    pub fn load(&self, fingerprint: &str) -> Option<TunedSchedules> {
+    /// there is no cache directory); a file is read again only when it changes.
+    pub fn load(&self, fingerprint: &str) -> Option<Arc<TunedSchedules>> {
         let path = match self {
             TuningSource::Off => return None,
             TuningSource::File(p) => p.clone(),
             TuningSource::UserCache => cache::default_path()?,
         };
-        Some(TunedSchedules::load(&path, fingerprint))
+        Some(load_shared(&path, fingerprint))
     }
 }
 
