@@ -145,8 +145,9 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
     Ok(kernel)
 }
 
-/// Renumbers a map group's loads from program buffers to the kernel's own (reads first).
-fn remap_loads(expr: Expr, group: &Group) -> Expr {
+/// Renumbers a map group's loads from program buffers to the kernel's own (reads first): the
+/// expression as a program of this group alone would hold it.
+pub fn remap_loads(expr: Expr, group: &Group) -> Expr {
     expr.rewrite(&mut |e| match e {
         Expr::Load { buf, dtype, index, mask } => {
             let local = group.reads.iter().position(|&b| b == buf).unwrap_or(0);

@@ -17,9 +17,8 @@
 //! one the backends accept; the default schedule ([`default_schedule`]) is always the first.
 
 use crate::legalize::legalize;
-use crate::schedule::{default_schedule, schedule_group};
+use crate::schedule::{default_schedule, remap_loads, schedule_group};
 use nnc_kernel::device::{Device, DeviceKind};
-use nnc_kernel::expr::{BufId, Expr};
 use nnc_kernel::kernel::{Compute, Kernel, Schedule, Strategy, TileOrder};
 use nnc_kernel::program::{BufferKind, Fused};
 use std::fmt::Write;
@@ -118,13 +117,7 @@ fn powers_of_two(from: u32, to: u32) -> impl Iterator<Item = u32> {
 pub fn structural_key(fused: &Fused, g: usize) -> Option<String> {
     let group = &fused.groups[g];
     let Compute::Map(expr) = &group.compute else { return None };
-    let local = expr.clone().rewrite(&mut |e| match e {
-        Expr::Load { buf, dtype, index, mask } => {
-            let k = group.reads.iter().position(|&b| b == buf).unwrap_or(usize::MAX);
-            Expr::Load { buf: BufId(k as u32), dtype, index, mask }
-        }
-        e => e,
-    });
+    let local = remap_loads(expr.clone(), group);
     let mut key = String::new();
     for (k, b) in group.reads.iter().chain(&group.writes).enumerate() {
         let buffer = &fused.buffers[b.index()];
