@@ -26,7 +26,7 @@ use super::schedule_kernels;
 use crate::profile::{median_ms, profile, KernelInfo};
 use nnc_ir::{DType, Graph, TensorData};
 use nnc_kernel::backend::{run_to_tensors, Backend, Executable};
-use nnc_kernel::expr::{BufId, Expr};
+use nnc_kernel::expr::BufId;
 use nnc_kernel::kernel::{Compute, Kernel, Schedule, Strategy};
 use nnc_kernel::program::{BufferKind, Fused, Group, Program};
 use nnc_kernel::Device;
@@ -120,11 +120,8 @@ pub fn tune(
 ) -> Result<TuneReport, String> {
     let device = backend.device();
     let fingerprint = backend.fingerprint();
-    let optimized =
-        nnc_opt::optimize(graph, &nnc_opt::OptOptions::default()).map_err(|e| format!("cannot optimize: {e}"))?.graph;
-    let fused = nnc_lower::fuse_for(&optimized, &device, None).map_err(|e| format!("cannot fuse: {e}"))?;
-    let (kernels, _) = schedule_kernels(&fused, &device, None)?;
-    let default_program = Program { fused: fused.clone(), kernels, device };
+    let (default_program, _) = crate::compile_timed(graph, &device, true, None, &mut crate::Phases::default())?;
+    let fused = default_program.fused.clone();
     let mut default_exec = backend.compile(&default_program).map_err(|e| e.to_string())?;
     let info = KernelInfo::of(&default_program, &[]);
     let shares: Vec<f64> = {
@@ -193,7 +190,7 @@ pub fn tune(
             results.push(result);
             continue;
         }
-        match tune_kernel(&fused, *g, cands, backend, options, deadline, progress) {
+        match tune_kernel(&fused, *g, cands, backend, &device, options, deadline, progress) {
             Ok((default_ms, best_ms, measured)) => {
                 let best = measured.iter().find(|m| m.outcome == "best").map(|m| m.schedule);
                 result.default_ms = Some(default_ms);
@@ -322,21 +319,22 @@ fn time_runs(exec: &mut dyn Executable, inputs: &[TensorData], n: u32) -> Result
 /// default and the fastest again in alternation: the fastest wins only if it is still faster
 /// there (by 2%). Returns the default's and the winner's median from that confirmation, and
 /// every candidate's measurement, the winner marked `best`.
+#[allow(clippy::too_many_arguments)]
 fn tune_kernel(
     fused: &Fused,
     g: usize,
     mut cands: Vec<(Schedule, Kernel)>,
     backend: &dyn Backend,
+    device: &Device,
     options: &TuneOptions<'_>,
     deadline: Instant,
     progress: &mut dyn FnMut(Event),
 ) -> Result<(f64, f64, Vec<Measurement>), String> {
-    let device = backend.device();
     let (default, others) = cands.split_first_mut().ok_or("no candidates")?;
     others.sort_by(|a, b| estimate(&a.1).total_cmp(&estimate(&b.1)));
     let inputs = synthetic_inputs(fused, g);
     let mut default_exec = backend
-        .compile(&kernel_program(fused, g, default.1.clone(), &device))
+        .compile(&kernel_program(fused, g, default.1.clone(), device))
         .map_err(|e| format!("its default schedule does not compile alone: {e}"))?;
     let reference = run_to_tensors(default_exec.as_mut(), &inputs)
         .map_err(|e| format!("its default schedule fails on synthetic inputs: {e}"))?;
@@ -354,7 +352,7 @@ fn tune_kernel(
             break;
         }
         let best_ms = best.as_ref().map_or(default_ms, |b| b.1);
-        let (m, exec) = measure(fused, g, kernel.clone(), backend, &inputs, &reference, samples, best_ms);
+        let (m, exec) = measure(fused, g, kernel.clone(), backend, device, &inputs, &reference, samples, best_ms);
         let m = Measurement { schedule: *schedule, ..m };
         if let (Some(ms), Some(exec)) = (m.median_ms.filter(|_| m.outcome == "ok"), exec) {
             if ms < best_ms {
@@ -403,6 +401,7 @@ fn measure(
     g: usize,
     kernel: Kernel,
     backend: &dyn Backend,
+    device: &Device,
     inputs: &[TensorData],
     reference: &[TensorData],
     samples: u32,
@@ -410,7 +409,7 @@ fn measure(
 ) -> (Measurement, Option<Box<dyn Executable>>) {
     let schedule = kernel.schedule;
     let fail = |outcome: String| (Measurement { schedule, median_ms: None, samples: 0, outcome }, None);
-    let mut exec = match backend.compile(&kernel_program(fused, g, kernel, &backend.device())) {
+    let mut exec = match backend.compile(&kernel_program(fused, g, kernel, device)) {
         Ok(e) => e,
         Err(e) => return fail(format!("failed: {e}")),
     };
@@ -501,13 +500,7 @@ fn kernel_program(fused: &Fused, g: usize, kernel: Kernel, device: &Device) -> P
     buffers.push(out);
     let out_id = BufId(group.reads.len() as u32);
     let compute = match &group.compute {
-        Compute::Map(e) => Compute::Map(e.clone().rewrite(&mut |e| match e {
-            Expr::Load { buf, dtype, index, mask } => {
-                let local = group.reads.iter().position(|&b| b == buf).unwrap_or(0);
-                Expr::Load { buf: BufId(local as u32), dtype, index, mask }
-            }
-            e => e,
-        })),
+        Compute::Map(e) => Compute::Map(nnc_lower::schedule::remap_loads(e.clone(), group)),
         program => program.clone(),
     };
     let sub = Group {
