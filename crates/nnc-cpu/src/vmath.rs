@@ -1,16 +1,47 @@
 //! The math that vector loops compute inline instead of calling the `f64` helper once per lane,
 //! defined once for both code generators over the few lane-wise operations each provides
-//! ([`LaneOps`]): `exp` within 2 ulp and `erf` within 6 ulp of the correctly rounded `f32`
-//! result, special values exact (`tests/vector_math.rs` sweeps both over their whole range).
+//! ([`LaneOps`]). Bounds against the correctly rounded `f32` result, special values exact
+//! (`tests/vector_math.rs` sweeps each over its whole range): `exp` 2 ulp, `log` 2 ulp,
+//! `sigmoid` 3 ulp, `tanh` 2 ulp, `erf` 6 ulp. The other transcendentals (trigonometric,
+//! hyperbolic other than `tanh`, inverse functions) still call the helper once per lane.
+
+use nnc_ir::UnaryOp;
 
 type R<T> = Result<T, String>;
+
+/// An ordered lane-wise comparison: false in lanes where either side is NaN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cmp {
+    Lt,
+    Ge,
+    Eq,
+}
+
+/// A function computing one transcendental on a vector of lanes.
+pub(crate) type VectorFn<O> = fn(&mut O, <O as LaneOps>::V) -> R<<O as LaneOps>::V>;
+
+/// The inline vector form of `op` on `f32` lanes, where it has one (else the generator calls
+/// the `f64` helper once per lane).
+pub(crate) fn vector_form<O: LaneOps>(op: UnaryOp) -> Option<VectorFn<O>> {
+    Some(match op {
+        UnaryOp::Exp => exp::<O>,
+        UnaryOp::Log => log::<O>,
+        UnaryOp::Sigmoid => sigmoid::<O>,
+        UnaryOp::Tanh => tanh::<O>,
+        UnaryOp::Erf => erf::<O>,
+        _ => return None,
+    })
+}
 
 /// Lane-wise `f32` operations of one code generator, on vectors of its width.
 pub(crate) trait LaneOps {
     /// A vector of `f32` lanes.
     type V: Copy;
+    /// A lane mask, as a comparison gives it.
+    type M: Copy;
     /// `v` (rounded to `f32`) in every lane.
     fn splat_constant(&mut self, v: f64) -> R<Self::V>;
+    fn add(&mut self, a: Self::V, b: Self::V) -> R<Self::V>;
     fn mul(&mut self, a: Self::V, b: Self::V) -> R<Self::V>;
     fn sub(&mut self, a: Self::V, b: Self::V) -> R<Self::V>;
     fn div(&mut self, a: Self::V, b: Self::V) -> R<Self::V>;
@@ -24,6 +55,12 @@ pub(crate) trait LaneOps {
     fn floor(&mut self, a: Self::V) -> R<Self::V>;
     /// `2^n` for lanes holding integers in `[-126, 127]`, built from the exponent bits.
     fn exp2_int(&mut self, n: Self::V) -> R<Self::V>;
+    fn compare(&mut self, cmp: Cmp, a: Self::V, b: Self::V) -> R<Self::M>;
+    /// `a` in the lanes where `m` holds, `b` elsewhere.
+    fn choose(&mut self, m: Self::M, a: Self::V, b: Self::V) -> R<Self::V>;
+    /// The fields of a positive normal `x = m * 2^e`: `(e, m)` with `m` in [1, 2), both as
+    /// `f32` lanes (read from the bits; meaningless for zero, subnormals, infinities and NaN).
+    fn split_exponent(&mut self, x: Self::V) -> R<(Self::V, Self::V)>;
 }
 
 /// Coefficients (of x⁰, x², x⁴, ... ) of the numerator and denominator of the `f32` rational
@@ -78,6 +115,124 @@ pub(crate) fn exp<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
     let (s1, s2) = (o.exp2_int(n1)?, o.exp2_int(n2)?);
     let y = o.mul(p, s1)?;
     o.mul(y, s2)
+}
+
+/// Coefficients (highest degree first) of Cephes' `logf` polynomial: `log(1 + f) = f - f²/2 +
+/// f³ P(f)` for `f` in [√½ - 1, √2 - 1].
+const LOG_P: [f64; 9] = [
+    7.037_683_629_2e-2,
+    -1.151_461_031_0e-1,
+    1.167_699_874_0e-1,
+    -1.242_014_084_6e-1,
+    1.424_932_278_7e-1,
+    -1.666_805_766_5e-1,
+    2.000_071_476_5e-1,
+    -2.499_999_399_3e-1,
+    3.333_333_117_4e-1,
+];
+
+/// `log` lane-wise: `x = m 2^e` with `m` in [√½, √2) (subnormals scaled by 2^23 first), then
+/// `e ln 2 + log(m)` with `log(m)` by [`LOG_P`] and `ln 2` in two parts. `log(0) = -inf`,
+/// `log(inf) = inf`, NaN for negative and NaN inputs.
+pub(crate) fn log<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
+    let min_normal = o.splat_constant(f32::MIN_POSITIVE as f64)?;
+    let subnormal = o.compare(Cmp::Lt, x, min_normal)?;
+    let scale = o.splat_constant(8_388_608.0)?; // 2^23
+    let scaled = o.mul(x, scale)?;
+    let x_normal = o.choose(subnormal, scaled, x)?;
+    let (e, m) = o.split_exponent(x_normal)?;
+    let e_scaled = add_constant(o, e, -23.0)?;
+    let e = o.choose(subnormal, e_scaled, e)?;
+    // m in [√2, 2) becomes m/2 in [√½, 1) with e one larger.
+    let sqrt2 = o.splat_constant(std::f64::consts::SQRT_2)?;
+    let high = o.compare(Cmp::Ge, m, sqrt2)?;
+    let half = o.splat_constant(0.5)?;
+    let m_half = o.mul(m, half)?;
+    let m = o.choose(high, m_half, m)?;
+    let e_up = add_constant(o, e, 1.0)?;
+    let e = o.choose(high, e_up, e)?;
+    let f = add_constant(o, m, -1.0)?;
+    let z = o.mul(f, f)?;
+    let mut p = o.splat_constant(LOG_P[0])?;
+    for &k in &LOG_P[1..] {
+        let k = o.splat_constant(k)?;
+        p = o.mul_add(p, f, k)?;
+    }
+    let fz = o.mul(f, z)?;
+    let y = o.mul(fz, p)?;
+    let ln2_lo = o.splat_constant(-2.121_944_400_546_905_8e-4)?;
+    let y = o.mul_add(e, ln2_lo, y)?;
+    let minus_half = o.splat_constant(-0.5)?;
+    let y = o.mul_add(z, minus_half, y)?;
+    let r = o.add(f, y)?;
+    let ln2_hi = o.splat_constant(0.693_359_375)?;
+    let r = o.mul_add(e, ln2_hi, r)?;
+    // Special values: +inf stays, ±0 gives -inf, negative and NaN give NaN.
+    let inf = o.splat_constant(f64::INFINITY)?;
+    let is_inf = o.compare(Cmp::Eq, x, inf)?;
+    let r = o.choose(is_inf, inf, r)?;
+    let zero = o.splat_constant(0.0)?;
+    let is_zero = o.compare(Cmp::Eq, x, zero)?;
+    let neg_inf = o.splat_constant(f64::NEG_INFINITY)?;
+    let r = o.choose(is_zero, neg_inf, r)?;
+    let in_domain = o.compare(Cmp::Ge, x, zero)?;
+    let nan = o.splat_constant(f64::NAN)?;
+    o.choose(in_domain, r, nan)
+}
+
+/// `sigmoid` lane-wise, without cancellation on either side: with `e = exp(-|x|)`,
+/// `1 / (1 + e)` for `x >= 0` and `e / (1 + e)` below (NaN stays NaN).
+pub(crate) fn sigmoid<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
+    let zero = o.splat_constant(0.0)?;
+    let minus_x = o.sub(zero, x)?;
+    let minus_abs = o.min(x, minus_x)?;
+    let e = exp(o, minus_abs)?;
+    let one = o.splat_constant(1.0)?;
+    let denominator = o.add(one, e)?;
+    let r = o.div(one, denominator)?;
+    let er = o.mul(e, r)?;
+    let non_negative = o.compare(Cmp::Ge, x, zero)?;
+    o.choose(non_negative, r, er)
+}
+
+/// Coefficients (highest degree first) of Cephes' `tanhf` polynomial: `tanh(x) = x + x z P(z)`,
+/// `z = x²`, for `|x| < 0.625`.
+const TANH_P: [f64; 5] =
+    [-5.704_988_727_45e-3, 2.063_908_879_54e-2, -5.373_971_555_31e-2, 1.333_144_220_36e-1, -3.333_328_194_22e-1];
+
+/// `tanh` lane-wise: `x (1 + z P(z))` for `|x| < 0.625` (so `-0` stays `-0`), else
+/// `±(1 - 2 / (exp(2|x|) + 1))`, which is ±1 once `exp` overflows.
+pub(crate) fn tanh<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
+    let z = o.mul(x, x)?;
+    let mut p = o.splat_constant(TANH_P[0])?;
+    for &k in &TANH_P[1..] {
+        let k = o.splat_constant(k)?;
+        p = o.mul_add(p, z, k)?;
+    }
+    let one = o.splat_constant(1.0)?;
+    let q = o.mul_add(z, p, one)?;
+    let small = o.mul(x, q)?;
+    let zero = o.splat_constant(0.0)?;
+    let minus_x = o.sub(zero, x)?;
+    let abs = o.max(x, minus_x)?;
+    let two_abs = o.add(abs, abs)?;
+    let e = exp(o, two_abs)?;
+    let e1 = o.add(e, one)?;
+    let two = o.splat_constant(2.0)?;
+    let t = o.div(two, e1)?;
+    let large = o.sub(one, t)?;
+    let negative = o.compare(Cmp::Lt, x, zero)?;
+    let minus_large = o.sub(zero, large)?;
+    let large = o.choose(negative, minus_large, large)?;
+    let threshold = o.splat_constant(0.625)?;
+    let is_small = o.compare(Cmp::Lt, abs, threshold)?;
+    o.choose(is_small, small, large)
+}
+
+/// `x + k` lane-wise.
+fn add_constant<O: LaneOps>(o: &mut O, x: O::V, k: f64) -> R<O::V> {
+    let k = o.splat_constant(k)?;
+    o.add(x, k)
 }
 
 /// `x` clamped to `[lo, hi]` lane-wise (NaN stays NaN).

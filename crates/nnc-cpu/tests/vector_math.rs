@@ -1,6 +1,7 @@
 //! Transcendentals that vector loops compute inline instead of calling the interpreter's `f64`
-//! routine per lane (`exp`, `erf`): within 2 and 6 ulp of the correctly rounded result on
-//! a sweep of their whole range, with the special values (±inf, NaN, overflow, underflow) exact.
+//! routine per lane (`exp`, `log`, `sigmoid`, `tanh`, `erf`): within the ulp bounds
+//! `vmath` states of the correctly rounded result on a sweep of their whole range, with the
+//! special values (±inf, NaN, zero, overflow, underflow) exact.
 //! Both code generators are checked: Cranelift on 4 lanes, and LLVM (where built) on the
 //! host's widest vectors.
 
@@ -88,4 +89,37 @@ fn vector_exp_is_within_2_ulp() {
 fn vector_erf_is_within_6_ulp() {
     let worst = worst_ulps(UnaryOp::Erf, &sweep(-6.0, 6.0, 100_000), nnc_interp::erf);
     assert!(worst <= 6, "erf: {worst} ulp");
+}
+
+/// Positive `f32`s from the smallest subnormal to the largest finite, spaced evenly in their bits
+/// (so every binade gets its share), plus what [`sweep`] adds.
+fn positive_sweep(n: usize) -> Vec<f32> {
+    let top = f32::MAX.to_bits();
+    let mut xs: Vec<f32> = (0..n).map(|i| f32::from_bits(1 + (top as u64 * i as u64 / n as u64) as u32)).collect();
+    xs.extend(sweep(0.25, 4.0, 50_000));
+    xs.extend([-1.0, -1e-30, f32::MIN_POSITIVE, 1e-40, 1.0]);
+    while !xs.len().is_multiple_of(16) {
+        xs.push(1.0);
+    }
+    xs
+}
+
+#[test]
+fn vector_log_is_within_2_ulp() {
+    let worst = worst_ulps(UnaryOp::Log, &positive_sweep(400_000), f64::ln);
+    assert!(worst <= 2, "log: {worst} ulp");
+}
+
+#[test]
+fn vector_sigmoid_is_within_3_ulp() {
+    let worst = worst_ulps(UnaryOp::Sigmoid, &sweep(-110.0, 40.0, 200_000), |x| 1.0 / (1.0 + (-x).exp()));
+    assert!(worst <= 3, "sigmoid: {worst} ulp");
+}
+
+#[test]
+fn vector_tanh_is_within_2_ulp() {
+    let mut xs = sweep(-12.0, 12.0, 200_000);
+    xs.extend(sweep(-0.7, 0.7, 100_000));
+    let worst = worst_ulps(UnaryOp::Tanh, &xs, f64::tanh);
+    assert!(worst <= 2, "tanh: {worst} ulp");
 }

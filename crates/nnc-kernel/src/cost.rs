@@ -163,6 +163,48 @@ pub fn elements_read(e: &Expr, shape: &[i64]) -> BTreeMap<BufId, f64> {
 /// (see [`Counter`]). Loads are memory traffic, and integer and boolean arithmetic is index
 /// computation: neither is counted.
 pub fn flops_per_element(e: &Expr, shape: &[i64]) -> f64 {
+    weighted_per_element(e, shape, &|_| 1.0)
+}
+
+/// As [`flops_per_element`], with each operation priced at what it costs relative to an add or
+/// a multiply ([`relative_cost`]): what fusion weighs recomputation by, where a `log` recomputed
+/// for every output channel is not one operation but twenty.
+pub fn work_per_element(e: &Expr, shape: &[i64]) -> f64 {
+    weighted_per_element(e, shape, &relative_cost)
+}
+
+/// What one evaluation of node `e` costs in adds or multiplies: the inline vector forms of the
+/// common transcendentals (`exp`, `log`, `sigmoid`, `tanh`, `erf`) about 20, the rest (a call
+/// per lane on the CPU) about 40, as `pow` and a floating-point remainder; division and square
+/// roots about 4 (their throughput on current CPUs and GPUs); everything else 1.
+pub fn relative_cost(e: &Expr) -> f64 {
+    use nnc_ir::{BinaryOp, UnaryOp};
+    match e {
+        Expr::Unary(op, _) => match op {
+            UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Erf => 20.0,
+            UnaryOp::Sin
+            | UnaryOp::Cos
+            | UnaryOp::Tan
+            | UnaryOp::Asin
+            | UnaryOp::Acos
+            | UnaryOp::Atan
+            | UnaryOp::Sinh
+            | UnaryOp::Cosh
+            | UnaryOp::Asinh
+            | UnaryOp::Acosh
+            | UnaryOp::Atanh => 40.0,
+            UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal => 4.0,
+            _ => 1.0,
+        },
+        Expr::Binary(BinaryOp::Pow | BinaryOp::Rem, ..) => 40.0,
+        Expr::Binary(BinaryOp::Div, ..) => 4.0,
+        _ => 1.0,
+    }
+}
+
+/// The per-element sum of `weight(node)` over the floating-point work nodes of `e`, each
+/// counted as often as the scheduler runs it.
+fn weighted_per_element(e: &Expr, shape: &[i64], weight: &dyn Fn(&Expr) -> f64) -> f64 {
     let mut counter = Counter::new(shape);
     let elements = counter.elements;
     let mut total = 0.0;
@@ -174,7 +216,7 @@ pub fn flops_per_element(e: &Expr, shape: &[i64]) -> f64 {
             Expr::Cast(to, a) => to.is_float() || a.dtype().is_float(),
         };
         if work {
-            total += runs;
+            total += runs * weight(x);
         }
     });
     total / elements

@@ -10,11 +10,16 @@
 //!
 //! The decision is a cost comparison, recorded as a [`Decision`] so `nnc dump --explain` can
 //! show it. Inlining saves writing the value and reading it back; it costs recomputing the
-//! value's expression as often as consumers evaluate it beyond once per element. Reductions are
-//! counted as the scheduler runs them: once per distinct value of the variables their body
-//! depends on (so a row's maximum, needed by every element of the row, is computed once).
+//! value's expression as often as consumers evaluate it beyond once per element, each
+//! operation priced at its cost (`nnc_kernel::cost::relative_cost`: a `log` is some twenty
+//! adds, so one recomputed for every output channel of a convolution stays a buffer).
+//! Reductions are counted as the scheduler runs them: once per distinct value of the variables
+//! their body depends on (so a row's maximum, needed by every element of the row, is computed
+//! once).
 //!
-//! Rules come before the comparison where the device's templates need them: a CPU schedules one
+//! Rules come before the comparison where schedules need them: a reduction to a few values (a
+//! whole tensor's minimum) is not inlined into a large consumer, which would then run as that
+//! few rows, on one thread; a CPU schedules one
 //! contraction per kernel, so a convolution, matmul or pooling window is not inlined into a
 //! consumer that reduces over it, nor into several consumers (each of which may fuse a
 //! contraction of its own); and a CPU register tile loads unmasked buffers, so a masked value (a
@@ -23,7 +28,7 @@
 use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
 use nnc_ir::{DType, Graph, Op, TensorData, ValueId};
-use nnc_kernel::cost::{collect_loads, flops_per_element};
+use nnc_kernel::cost::{collect_loads, work_per_element};
 use nnc_kernel::expr::{BufId, Expr, Literal, Reduction, VarGen};
 use nnc_kernel::kernel::Compute;
 use nnc_kernel::program::{BufferKind, Decision, Fused, Group, ProgramBuffer};
@@ -32,6 +37,12 @@ use std::collections::BTreeMap;
 /// What a fused expression may grow to before its producers are materialized instead, so
 /// deep chains with many uses stay printable and fast to schedule.
 const MAX_EXPR_NODES: usize = 4000;
+
+/// A reduction with fewer results than this is not inlined into a consumer of at least
+/// [`MIN_PARALLEL_ELEMENTS`]: the consumer would be scheduled as one row per result (each
+/// computing it once), too few rows to spread over threads or workgroups.
+const MIN_PARALLEL_ROWS: f64 = 64.0;
+const MIN_PARALLEL_ELEMENTS: f64 = 16384.0;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FuseOptions {
@@ -494,7 +505,19 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
         return no("a convolution or matmul reads it: its register tiles load a buffer without masks".into());
     }
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
-    let own_flops = numel * flops_per_element(expr, shape);
+    if numel < MIN_PARALLEL_ROWS && crate::lower_reduce::contains_reduce(expr) {
+        for &(node, _) in users {
+            let out = &cx.shapes[cx.graph.nodes[node].outputs[0].index()];
+            let elements: f64 = out.iter().map(|&d| d as f64).product();
+            if elements >= MIN_PARALLEL_ELEMENTS {
+                return no(format!(
+                    "a reduction to {numel} value(s) read by {} elements: inlined, they would run in {numel} row(s)",
+                    human(elements)
+                ));
+            }
+        }
+    }
+    let own_flops = numel * work_per_element(expr, shape);
     let mut inlined_flops = 0.0;
     for &(node, operand) in users {
         let Some(Compute::Map(consumer)) = &cx.computes[node] else {
@@ -512,15 +535,16 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
             }
             e => e,
         });
-        inlined_flops += elements * (flops_per_element(&with, out) - flops_per_element(consumer, out));
+        inlined_flops += elements * (work_per_element(&with, out) - work_per_element(consumer, out));
     }
-    // Priced in bytes: a FLOP costs 1/ops_per_byte of a byte moved. (Recomputation's loads are
-    // not priced: they hit the cache the first evaluation filled.)
+    // Priced in bytes: an operation costs 1/ops_per_byte of a byte moved, a transcendental as
+    // many operations as it takes (`relative_cost`). (Recomputation's loads are not priced:
+    // they hit the cache the first evaluation filled.)
     let extra = (inlined_flops - own_flops).max(0.0) / options.ops_per_byte.max(1) as f64;
     let bytes = numel * cx.graph.ty(v).dtype.size_bytes() as f64;
     let saved = bytes * (1.0 + users.len() as f64);
     let why = format!(
-        "{} read(s); inlined it costs {} FLOPs, computed once {}: recompute priced {} vs {} bytes saved",
+        "{} read(s); inlined it costs {} ops, computed once {}: recompute priced {} vs {} bytes saved",
         users.len(),
         human(inlined_flops),
         human(own_flops),

@@ -275,12 +275,15 @@ impl<'a> ReductionLowering<'a> {
     }
 
     /// The outermost block `e` can be computed in: where all its free variables are bound, and
-    /// never outside the floor if it loads (a guard keeps loads in bounds; arithmetic on values
-    /// already computed is safe anywhere).
+    /// never outside the floor if it loads through them (a guard keeps loads in bounds;
+    /// arithmetic on values already computed is safe anywhere).
     fn block_of(&self, e: &Expr) -> usize {
-        let bound_at = free_vars(e).iter().map(|v| self.var_block.get(&v.id).copied().unwrap_or(0)).max().unwrap_or(0);
+        let free = free_vars(e);
+        let bound_at = free.iter().map(|v| self.var_block.get(&v.id).copied().unwrap_or(0)).max().unwrap_or(0);
         let loads = e.any(&mut |x| matches!(x, Expr::Load { .. } | Expr::Reduce(_)));
-        if loads {
+        // With no free variables, its loads read fixed elements that every evaluation reads:
+        // in bounds anywhere (see `reduce`).
+        if loads && !is_closed(e, &free) {
             bound_at.max(self.floor)
         } else {
             bound_at
@@ -322,9 +325,12 @@ impl<'a> ReductionLowering<'a> {
 
     fn reduce(&mut self, r: Reduction) -> Var {
         let key = canonical_key(&r);
-        let free = free_vars(&Expr::Reduce(Box::new(r.clone())));
+        let whole = Expr::Reduce(Box::new(r.clone()));
+        let free = free_vars(&whole);
         let bound_at = free.iter().map(|v| self.var_block.get(&v.id).copied().unwrap_or(0)).max().unwrap_or(0);
-        let block = bound_at.max(self.floor);
+        // A reduction with no free variables reads the same in-bounds elements wherever it is
+        // computed, so no guard protects it: it goes outside every loop and branch, once.
+        let block = if is_closed(&whole, &free) { 0 } else { bound_at.max(self.floor) };
         if let Some((_, _, var)) = self.computed.iter().find(|(k, b, _)| *k == key && *b <= block) {
             return *var;
         }
@@ -446,6 +452,12 @@ impl<'a> ReductionLowering<'a> {
 /// arithmetic (index arithmetic is cheap and keeps kernels readable when left in place).
 fn hoistable(e: &Expr) -> bool {
     matches!(e, Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) | Expr::Cast(..)) && e.dtype().is_float()
+}
+
+/// Whether `e`, whose free variables are `free`, depends on nothing its kernel binds: no
+/// variable, no invocation or workgroup id.
+fn is_closed(e: &Expr, free: &[Var]) -> bool {
+    free.is_empty() && !e.any(&mut |x| matches!(x, Expr::Special(_)))
 }
 
 pub fn contains_reduce(e: &Expr) -> bool {

@@ -5,7 +5,7 @@ use super::CraneliftHelpers;
 use crate::abi::{helper, int_range, is_unsigned, Lib, Status};
 use crate::plan::{at_lane, coefficient, const_eval, contains_load, is_mul, varies, KernelPlan, Lane, Lanes, LoopPlan};
 use crate::scalar::{self, group_id_variable, ScalarCode};
-use crate::vmath::{self, LaneOps};
+use crate::vmath::{self, Cmp, LaneOps};
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, Block, InstBuilder, InstructionData, MemFlagsData, Opcode, StackSlot, StackSlotData, StackSlotKind, Type,

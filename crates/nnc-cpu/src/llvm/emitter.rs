@@ -5,7 +5,7 @@
 use crate::abi::{helper, int_range, is_unsigned, Arg, Lib, Status};
 use crate::plan::{coefficient, is_mul, varies, KernelPlan, Lane, Lanes, LoopPlan};
 use crate::scalar::{self, group_id_variable, ScalarCode};
-use crate::vmath::{self, LaneOps};
+use crate::vmath::{self, Cmp, LaneOps};
 use inkwell::basic_block::BasicBlock;
 use inkwell::builder::{Builder, BuilderError};
 use inkwell::context::Context;
@@ -690,11 +690,8 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         let bad = || Fail(format!("`{}` on {}", op.name(), d.name()));
         if d.is_float() {
             if helper(Lib::Unary(op)).is_some() {
-                if op == UnaryOp::Exp && x.is_vector_value() && d == DType::F32 {
-                    return Ok(vmath::exp(self, x)?);
-                }
-                if op == UnaryOp::Erf && x.is_vector_value() && d == DType::F32 {
-                    return Ok(vmath::erf(self, x)?);
+                if let Some(f) = vmath::vector_form::<Self>(op).filter(|_| x.is_vector_value() && d == DType::F32) {
+                    return Ok(f(self, x)?);
                 }
                 return self.float_helper(Lib::Unary(op), d, &[x]);
             }

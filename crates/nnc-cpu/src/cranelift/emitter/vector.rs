@@ -246,11 +246,8 @@ impl Emitter<'_, '_, '_> {
                 Expr::Unary(op, a) => {
                     let x = self.vexpr(a, lv, lanes)?;
                     let x = self.splat(x);
-                    if *op == UnaryOp::Erf {
-                        return Ok(Val { v: vmath::erf(self, x)?, vector: true });
-                    }
-                    if *op == UnaryOp::Exp {
-                        return Ok(Val { v: vmath::exp(self, x)?, vector: true });
+                    if let Some(f) = vmath::vector_form::<Self>(*op) {
+                        return Ok(Val { v: f(self, x)?, vector: true });
                     }
                     if helper(Lib::Unary(*op)).is_some() {
                         // Transcendentals: the scalar routine on each lane (f64, rounded to f32),
@@ -320,10 +317,16 @@ impl Emitter<'_, '_, '_> {
 /// Cranelift's `f32x4` lanes for the shared vector math.
 impl LaneOps for Emitter<'_, '_, '_> {
     type V = Value;
+    /// A comparison's all-ones lanes, as `f32x4` (the type `bitselect` wants).
+    type M = Value;
 
     fn splat_constant(&mut self, v: f64) -> R<Value> {
         let k = self.b.ins().f32const(v as f32);
         Ok(self.b.ins().splat(types::F32X4, k))
+    }
+
+    fn add(&mut self, a: Value, b: Value) -> R<Value> {
+        Ok(self.b.ins().fadd(a, b))
     }
 
     fn mul(&mut self, a: Value, b: Value) -> R<Value> {
@@ -370,5 +373,38 @@ impl LaneOps for Emitter<'_, '_, '_> {
         let e = self.b.ins().iadd(n, bias);
         let bits = self.b.ins().ishl_imm_u(e, 23);
         Ok(self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), bits))
+    }
+
+    fn compare(&mut self, cmp: Cmp, a: Value, b: Value) -> R<Value> {
+        let cc = match cmp {
+            Cmp::Lt => FloatCC::LessThan,
+            Cmp::Ge => FloatCC::GreaterThanOrEqual,
+            Cmp::Eq => FloatCC::Equal,
+        };
+        let m = self.b.ins().fcmp(cc, a, b);
+        Ok(self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), m))
+    }
+
+    fn choose(&mut self, m: Value, a: Value, b: Value) -> R<Value> {
+        Ok(self.b.ins().bitselect(m, a, b))
+    }
+
+    fn split_exponent(&mut self, x: Value) -> R<(Value, Value)> {
+        let splat = |s: &mut Self, k: i64| {
+            let k = s.b.ins().iconst(types::I32, k);
+            s.b.ins().splat(types::I32X4, k)
+        };
+        let bits = self.b.ins().bitcast(types::I32X4, MemFlagsData::new(), x);
+        let biased = self.b.ins().ushr_imm_u(bits, 23);
+        let byte = splat(self, 0xff);
+        let biased = self.b.ins().band(biased, byte);
+        let bias = splat(self, 127);
+        let e = self.b.ins().isub(biased, bias);
+        let e = self.b.ins().fcvt_from_sint(types::F32X4, e);
+        let fraction_bits = splat(self, 0x007f_ffff);
+        let fraction = self.b.ins().band(bits, fraction_bits);
+        let one = splat(self, 0x3f80_0000);
+        let m = self.b.ins().bor(fraction, one);
+        Ok((e, self.b.ins().bitcast(types::F32X4, MemFlagsData::new(), m)))
     }
 }

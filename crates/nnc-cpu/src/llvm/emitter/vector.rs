@@ -158,9 +158,14 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
 /// The kernel's vectors of `f32` lanes for the shared vector math.
 impl<'ctx> LaneOps for Emitter<'_, 'ctx> {
     type V = V<'ctx>;
+    type M = V<'ctx>;
 
     fn splat_constant(&mut self, v: f64) -> Result<V<'ctx>, String> {
         Ok(self.constant(self.cx.f32t.vec_type(self.width()).into(), v)?)
+    }
+
+    fn add(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(self.op(Op::FAdd, a, b)?)
     }
 
     fn mul(&mut self, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
@@ -202,5 +207,32 @@ impl<'ctx> LaneOps for Emitter<'_, 'ctx> {
         let bits = self.op(Op::Shl, e, self.int_constant(it, 23)?)?;
         let ft = self.cx.f32t.vec_type(self.width());
         Ok(self.b().build_cast(Op::BitCast, bits, ft, "").map_err(Fail::from)?)
+    }
+
+    fn compare(&mut self, cmp: Cmp, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        let p = match cmp {
+            Cmp::Lt => FloatPredicate::OLT,
+            Cmp::Ge => FloatPredicate::OGE,
+            Cmp::Eq => FloatPredicate::OEQ,
+        };
+        Ok(self.fcmp(p, a, b)?)
+    }
+
+    fn choose(&mut self, m: V<'ctx>, a: V<'ctx>, b: V<'ctx>) -> Result<V<'ctx>, String> {
+        Ok(Emitter::select(self, m, a, b)?)
+    }
+
+    fn split_exponent(&mut self, x: V<'ctx>) -> Result<(V<'ctx>, V<'ctx>), String> {
+        let it: BasicTypeEnum<'ctx> = self.cx.i32.vec_type(self.width()).into();
+        let ft: BasicTypeEnum<'ctx> = self.cx.f32t.vec_type(self.width()).into();
+        let bits = self.b().build_cast(Op::BitCast, x, it, "").map_err(Fail::from)?;
+        let biased = self.op(Op::LShr, bits, self.int_constant(it, 23)?)?;
+        let biased = self.op(Op::And, biased, self.int_constant(it, 0xff)?)?;
+        let e = self.op(Op::Sub, biased, self.int_constant(it, 127)?)?;
+        let e = self.b().build_cast(Op::SIToFP, e, ft, "").map_err(Fail::from)?;
+        let fraction = self.op(Op::And, bits, self.int_constant(it, 0x007f_ffff)?)?;
+        let m = self.op(Op::Or, fraction, self.int_constant(it, 0x3f80_0000)?)?;
+        let m = self.b().build_cast(Op::BitCast, m, ft, "").map_err(Fail::from)?;
+        Ok((e, m))
     }
 }
