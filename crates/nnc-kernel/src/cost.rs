@@ -163,14 +163,20 @@ pub fn elements_read(e: &Expr, shape: &[i64]) -> BTreeMap<BufId, f64> {
 /// (see [`Counter`]). Loads are memory traffic, and integer and boolean arithmetic is index
 /// computation: neither is counted.
 pub fn flops_per_element(e: &Expr, shape: &[i64]) -> f64 {
-    weighted_per_element(e, shape, &|_| 1.0)
+    weighted_per_element(e, shape, &|x| if is_float_work(x) { 1.0 } else { 0.0 })
 }
 
 /// As [`flops_per_element`], with each operation priced at what it costs relative to an add or
 /// a multiply ([`relative_cost`]): what fusion weighs recomputation by, where a `log` recomputed
 /// for every output channel is not one operation but twenty.
 pub fn work_per_element(e: &Expr, shape: &[i64]) -> f64 {
-    weighted_per_element(e, shape, &relative_cost)
+    weighted_per_element(e, shape, &|x| if is_float_work(x) { relative_cost(x) } else { 0.0 })
+}
+
+/// How many times per element of `shape` the loads of `buf` in `e` run, counted as
+/// [`flops_per_element`] counts operations: what a value inlined there would be evaluated.
+pub fn loads_per_element(e: &Expr, shape: &[i64], buf: BufId) -> f64 {
+    weighted_per_element(e, shape, &|x| if matches!(x, Expr::Load { buf: b, .. } if *b == buf) { 1.0 } else { 0.0 })
 }
 
 /// What one evaluation of node `e` costs in adds or multiplies: the inline vector forms of the
@@ -202,22 +208,23 @@ pub fn relative_cost(e: &Expr) -> f64 {
     }
 }
 
-/// The per-element sum of `weight(node)` over the floating-point work nodes of `e`, each
-/// counted as often as the scheduler runs it.
+/// Whether node `x` is floating-point work: arithmetic on floating-point values, or a reduction
+/// of them (loads are memory traffic, integer and boolean arithmetic index computation).
+fn is_float_work(x: &Expr) -> bool {
+    match x {
+        Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) | Expr::Load { .. } => false,
+        Expr::Reduce(r) => r.body.dtype().is_float(),
+        Expr::Unary(_, a) | Expr::Binary(_, a, _) | Expr::Select(_, a, _) => a.dtype().is_float(),
+        Expr::Cast(to, a) => to.is_float() || a.dtype().is_float(),
+    }
+}
+
+/// The per-element sum of `weight(node)` over the nodes of `e`, each counted as often as the
+/// scheduler runs it.
 fn weighted_per_element(e: &Expr, shape: &[i64], weight: &dyn Fn(&Expr) -> f64) -> f64 {
     let mut counter = Counter::new(shape);
     let elements = counter.elements;
     let mut total = 0.0;
-    counter.walk_outside(e, &mut |x, runs| {
-        let work = match x {
-            Expr::Lit(_) | Expr::Var(_) | Expr::Axis(_) | Expr::Special(_) | Expr::Load { .. } => false,
-            Expr::Reduce(r) => r.body.dtype().is_float(),
-            Expr::Unary(_, a) | Expr::Binary(_, a, _) | Expr::Select(_, a, _) => a.dtype().is_float(),
-            Expr::Cast(to, a) => to.is_float() || a.dtype().is_float(),
-        };
-        if work {
-            total += runs * weight(x);
-        }
-    });
+    counter.walk_outside(e, &mut |x, runs| total += runs * weight(x));
     total / elements
 }

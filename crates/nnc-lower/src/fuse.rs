@@ -12,15 +12,17 @@
 //! show it. Inlining saves writing the value and reading it back; it costs recomputing the
 //! value's expression as often as consumers evaluate it beyond once per element, each
 //! operation priced at its cost (`nnc_kernel::cost::relative_cost`: a `log` is some twenty
-//! adds, so one recomputed for every output channel of a convolution stays a buffer).
+//! adds, so one recomputed for every output channel of a convolution stays a buffer). A value
+//! a consumer evaluates more than once per element (a convolution's or matmul's operand, a
+//! broadcast one) is inlined only where an evaluation costs no more than the load it replaces.
 //! Reductions are counted as the scheduler runs them: once per distinct value of the variables
 //! their body depends on (so a row's maximum, needed by every element of the row, is computed
 //! once).
 //!
 //! Rules come before the comparison where schedules need them: a reduction to a few values (a
-//! whole tensor's minimum) is not inlined into a large consumer, which would then run as that
-//! few rows, on one thread; a CPU schedules one
-//! contraction per kernel, so a convolution, matmul or pooling window is not inlined into a
+//! whole tensor's minimum) is not inlined where it would reach a large consumer, which would
+//! then run as that few rows, on one thread; a CPU schedules one contraction per
+//! kernel, so a convolution, matmul or pooling window is not inlined into a
 //! consumer that reduces over it, nor into several consumers (each of which may fuse a
 //! contraction of its own); and a CPU register tile loads unmasked buffers, so a masked value (a
 //! padded input) that reaches a contraction, directly or through views, stays a buffer.
@@ -28,7 +30,7 @@
 use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
 use nnc_ir::{DType, Graph, Op, TensorData, ValueId};
-use nnc_kernel::cost::{collect_loads, work_per_element};
+use nnc_kernel::cost::{collect_loads, loads_per_element, work_per_element};
 use nnc_kernel::expr::{BufId, Expr, Literal, Reduction, VarGen};
 use nnc_kernel::kernel::Compute;
 use nnc_kernel::program::{BufferKind, Decision, Fused, Group, ProgramBuffer};
@@ -38,9 +40,10 @@ use std::collections::BTreeMap;
 /// deep chains with many uses stay printable and fast to schedule.
 const MAX_EXPR_NODES: usize = 4000;
 
-/// A reduction with fewer results than this is not inlined into a consumer of at least
-/// [`MIN_PARALLEL_ELEMENTS`]: the consumer would be scheduled as one row per result (each
-/// computing it once), too few rows to spread over threads or workgroups.
+/// A reduction to fewer results than this (a whole tensor's minimum) is not inlined where it
+/// would reach a consumer of at least [`MIN_PARALLEL_ELEMENTS`]: the consumer would be
+/// scheduled as one row per result (each computing it once), too few rows to spread over
+/// threads or workgroups.
 const MIN_PARALLEL_ROWS: f64 = 64.0;
 const MIN_PARALLEL_ELEMENTS: f64 = 16384.0;
 
@@ -403,6 +406,26 @@ struct DecideCx<'a> {
 }
 
 impl DecideCx<'_> {
+    /// The most elements of any consumer `v` can be inlined into: its consumers, and theirs
+    /// through nodes without reductions (elementwise ops and views), up to `depth` steps.
+    fn largest_reach(&self, v: ValueId, depth: usize) -> f64 {
+        let mut largest: f64 = 0.0;
+        for &(node, _) in self.users.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
+            for &out in &self.graph.nodes[node].outputs {
+                let elements: f64 = self.shapes[out.index()].iter().map(|&d| d as f64).product();
+                largest = largest.max(elements);
+                let reduces = match &self.computes[node] {
+                    Some(Compute::Map(c)) => crate::lower_reduce::contains_reduce(c),
+                    _ => true,
+                };
+                if depth > 0 && !reduces {
+                    largest = largest.max(self.largest_reach(out, depth - 1));
+                }
+            }
+        }
+        largest
+    }
+
     /// The storage buffers the kernel of consumer `node` would bind with `v` inlined as `expr`:
     /// what its other operands read so far (one buffer for each operand not yet decided), and
     /// the one it writes.
@@ -506,18 +529,16 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
     }
     let numel: f64 = shape.iter().map(|&d| d as f64).product::<f64>().max(1.0);
     if numel < MIN_PARALLEL_ROWS && crate::lower_reduce::contains_reduce(expr) {
-        for &(node, _) in users {
-            let out = &cx.shapes[cx.graph.nodes[node].outputs[0].index()];
-            let elements: f64 = out.iter().map(|&d| d as f64).product();
-            if elements >= MIN_PARALLEL_ELEMENTS {
-                return no(format!(
-                    "a reduction to {numel} value(s) read by {} elements: inlined, they would run in {numel} row(s)",
-                    human(elements)
-                ));
-            }
+        let reach = cx.largest_reach(v, 16);
+        if reach >= MIN_PARALLEL_ELEMENTS {
+            return no(format!(
+                "it reduces to {numel} value(s) that consumers of up to {} elements read: inlined, they would run in {numel} row(s)",
+                human(reach)
+            ));
         }
     }
-    let own_flops = numel * work_per_element(expr, shape);
+    let per_evaluation = work_per_element(expr, shape);
+    let own_flops = numel * per_evaluation;
     let mut inlined_flops = 0.0;
     for &(node, operand) in users {
         let Some(Compute::Map(consumer)) = &cx.computes[node] else {
@@ -535,7 +556,20 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
             }
             e => e,
         });
-        inlined_flops += elements * (work_per_element(&with, out) - work_per_element(consumer, out));
+        let added = elements * (work_per_element(&with, out) - work_per_element(consumer, out));
+        // A contraction re-reads its operands for every output they contribute to, and a
+        // broadcast for every element it is repeated over: a value recomputed there is inlined
+        // only where an evaluation costs no more than the load it replaces (a zero pad's
+        // select, a relu, a view), whatever the bytes it saves.
+        let evaluations = elements * loads_per_element(consumer, out, BufId(operand as u32));
+        if per_evaluation > 1.0 && evaluations > numel * 1.01 {
+            let consumer = cx.graph.name_of(cx.graph.nodes[node].outputs[0]);
+            return no(format!(
+                "%{consumer} evaluates it {:.1} times per element, each costing {per_evaluation:.0} ops, more than a load",
+                evaluations / numel
+            ));
+        }
+        inlined_flops += added;
     }
     // Priced in bytes: an operation costs 1/ops_per_byte of a byte moved, a transcendental as
     // many operations as it takes (`relative_cost`). (Recomputation's loads are not priced:

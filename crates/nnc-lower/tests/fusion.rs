@@ -102,6 +102,51 @@ fn conv_bias_relu_is_one_kernel() {
 }
 
 #[test]
+fn whole_tensor_reductions_before_a_convolution_run_once_and_transcendentals_are_not_recomputed_per_channel() {
+    // basic-pitch's front end: ~200 s a run on the CPU when its whole-tensor minimum was
+    // inlined into the stacked copy (computed per element, on one thread) and 58 ms since.
+    let (h, w) = (32, 160);
+    let graph = nnc_testkit::graphs::spectrogram_stack_conv(h, w);
+    let (gpu, cpu) = checked(&graph);
+    let pixels = (h * w) as f64;
+    for p in [&gpu, &cpu] {
+        // Each log at most once per stacked copy and reduction pass (4 + 2 + slack), never
+        // once per output channel (8) or per element of a reduction (h * w).
+        let logs = executed_transcendentals(p);
+        assert!(logs <= 8.0 * pixels, "{logs} logs for {pixels} pixels:\n{}", dump(p));
+        // Every large kernel spreads over many rows or invocations.
+        for k in &p.kernels {
+            let out =
+                k.params().filter(|(_, b)| b.access != nnc_kernel::kernel::Access::Read).map(|(_, b)| b.len()).max();
+            let invocations: u64 = k.launch.grid.iter().chain(&k.launch.workgroup).map(|&n| n as u64).product();
+            if out.unwrap_or(0) >= 16384 {
+                assert!(invocations >= 32, "{} runs in {invocations} invocation(s):\n{k}", k.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_log_feeding_a_convolution_is_computed_once_not_per_output_channel() {
+    let mut b = GraphBuilder::new("log_conv");
+    let x = b.input("x", DType::F32, [1, 4, 16, 16]).unwrap();
+    let y = b.binary(BinaryOp::Mul, x, x).unwrap();
+    let y = b.binary_scalar(BinaryOp::Add, y, 1.0).unwrap();
+    let y = b.unary(nnc_ir::UnaryOp::Log, y).unwrap();
+    // A 1x1 convolution to 4 channels: recomputing a one-operation producer for each would pay.
+    let w = weight(&mut b, 3, &[4, 4, 1, 1]);
+    let window = nnc_ir::Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
+    let y = b.conv(y, w, window, 1).unwrap();
+    b.output(y);
+    let (gpu, cpu) = checked(&b.finish().unwrap());
+    for p in [&gpu, &cpu] {
+        let logs = executed_transcendentals(p);
+        assert!(logs <= 4.0 * 16.0 * 16.0, "{logs} logs for 1024 inputs:\n{}", dump(p));
+        assert!(logs > 0.0, "{}", dump(p));
+    }
+}
+
+#[test]
 fn a_transposed_weight_matmul_inlines_the_transpose() {
     for weight_is_constant in [false, true] {
         let mut b = GraphBuilder::new("xwt");

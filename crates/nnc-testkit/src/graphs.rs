@@ -2,7 +2,7 @@
 //! (elementwise chains, row reductions, tiled matmuls, convolutions, arg-reductions, top-k).
 
 use crate::inputs::{tensor, Rng};
-use nnc_ir::{DType, Dim, Graph, GraphBuilder, Op, UnaryOp, ValueId, Window};
+use nnc_ir::{BinaryOp, DType, Dim, Graph, GraphBuilder, Op, PadMode, ReduceKind, UnaryOp, ValueId, Window};
 
 pub fn dims(shape: &[usize]) -> Vec<Dim> {
     shape.iter().map(|&d| Dim::from(d as i64)).collect()
@@ -71,6 +71,38 @@ pub fn conv_bias_relu(x_shape: [usize; 4], out_channels: usize, kernel: usize, p
     let window = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![pad; 4] };
     let y = b.conv(x, w, window, 1).unwrap();
     let y = b.add(y, bias).unwrap();
+    let y = b.relu(y).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+/// The front end of an audio model (shaped like basic-pitch's): a log-magnitude spectrogram
+/// `[1, 1, h, w]` normalized by its whole-tensor minimum and maximum, stacked with copies of
+/// itself shifted along frequency (4 channels), then a 3x3 convolution to 8 channels and relu.
+/// A whole-tensor reduction inlined into the large stacked copy was once computed per element.
+pub fn spectrogram_stack_conv(h: usize, w: usize) -> Graph {
+    let mut b = GraphBuilder::new("spectrogram_stack_conv");
+    let x = b.input("x", DType::F32, dims(&[1, 1, h, w])).unwrap();
+    let power = b.binary(BinaryOp::Mul, x, x).unwrap();
+    let power = b.binary_scalar(BinaryOp::Add, power, 1e-10).unwrap();
+    let db = b.unary(UnaryOp::Log, power).unwrap();
+    let db = b.binary_scalar(BinaryOp::Mul, db, 4.342_944_5).unwrap();
+    let all = [0, 1, 2, 3];
+    let low = b.reduce(ReduceKind::Min, db, &all, true).unwrap();
+    let shifted = b.binary(BinaryOp::Sub, db, low).unwrap();
+    let high = b.reduce(ReduceKind::Max, shifted, &all, true).unwrap();
+    let normalized = b.binary(BinaryOp::Div, shifted, high).unwrap();
+    let harmonics: Vec<ValueId> = [0, 7, 12, 19]
+        .iter()
+        .map(|&shift| {
+            let s = b.slice_axis(normalized, 3, shift, w as i64).unwrap();
+            b.pad(s, vec![0, 0, 0, 0, 0, 0, 0, shift], PadMode::Constant, 0.0).unwrap()
+        })
+        .collect();
+    let stacked = b.concat(&harmonics, 1).unwrap();
+    let kernel = weight(&mut b, 7, &[8, 4, 3, 3]);
+    let window = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1; 4] };
+    let y = b.conv(stacked, kernel, window, 1).unwrap();
     let y = b.relu(y).unwrap();
     b.output(y);
     b.finish().unwrap()

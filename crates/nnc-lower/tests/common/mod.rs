@@ -65,3 +65,46 @@ pub fn count_stmts(stmts: &[Stmt], pred: &mut impl FnMut(&Stmt) -> bool) -> usiz
     });
     n
 }
+
+/// An upper bound of the transcendental operations (`exp`, `log`, `sigmoid`, `tanh`, `erf`,
+/// `sin`, `cos`) `program` executes:
+/// each counted once per iteration of the loops around it (the costlier side of every branch
+/// and `select`), times
+/// the invocations its kernel launches. What the scheduler really runs, where the fusion cost
+/// model only predicts it.
+pub fn executed_transcendentals(program: &Program) -> f64 {
+    fn count(e: &nnc_kernel::expr::Expr) -> f64 {
+        use nnc_ir::UnaryOp::*;
+        use nnc_kernel::expr::Expr;
+        let transcendental = matches!(e, Expr::Unary(Exp | Log | Sigmoid | Tanh | Erf | Sin | Cos, _));
+        let own = if transcendental { 1.0 } else { 0.0 };
+        match e {
+            Expr::Select(c, a, b) => own + count(c) + count(a).max(count(b)),
+            _ => {
+                let mut n = own;
+                e.for_each_child(|c| n += count(c));
+                n
+            }
+        }
+    }
+    fn go(stmts: &[Stmt]) -> f64 {
+        stmts
+            .iter()
+            .map(|s| match s {
+                Stmt::For { extent, body, .. } => extent.as_int().unwrap_or(1) as f64 * go(body),
+                Stmt::Let { value, .. } | Stmt::Assign { value, .. } | Stmt::Store { value, .. } => count(value),
+                Stmt::Local { init, .. } => count(init),
+                Stmt::If { cond, then, els } => count(cond) + go(then).max(go(els)),
+                Stmt::Barrier => 0.0,
+            })
+            .sum()
+    }
+    program
+        .kernels
+        .iter()
+        .map(|k| {
+            let invocations: u64 = k.launch.grid.iter().chain(&k.launch.workgroup).map(|&n| n as u64).product();
+            invocations as f64 * go(&k.body)
+        })
+        .sum()
+}
