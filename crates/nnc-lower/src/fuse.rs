@@ -179,7 +179,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
                     contractions_into: &contractions_into,
                     avail: &avail,
                 };
-                let decision = decide(&cx, v, &expr, options, &mut vars);
+                let decision = decide(&cx, v, &node.op, &expr, options, &mut vars);
                 let inlined = decision.inlined;
                 if inlined && per_element_reduction(&expr, &shapes[v.index()]) {
                     contractions_into.extend(users.get(&v).into_iter().flatten().map(|&(n, _)| n));
@@ -473,10 +473,11 @@ fn per_element_reduction(e: &Expr, shape: &[i64]) -> bool {
     go(e, shape)
 }
 
-/// Whether to inline value `v`, whose fused expression is `expr`: compares the work each
-/// consumer does with `expr` inlined (counted as the scheduler runs it, see [`Counter`]) against
-/// computing it once into a buffer, priced against the bytes the buffer costs.
-fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, vars: &mut VarGen) -> Decision {
+/// Whether to inline value `v`, computed by `op`, whose fused expression is `expr`: compares
+/// the work each consumer does with `expr` inlined (counted as the scheduler runs it, see
+/// [`Counter`]) against computing it once into a buffer, priced against the bytes the buffer
+/// costs.
+fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOptions, vars: &mut VarGen) -> Decision {
     let value = cx.graph.name_of(v).to_string();
     let no = |reason: String| Decision { value: value.clone(), inlined: false, reason };
     if !options.fuse {
@@ -494,6 +495,15 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, expr: &Expr, options: &FuseOptions, var
         return no(format!("expression has {size} nodes (limit {MAX_EXPR_NODES})"));
     }
     let shape = &cx.shapes[v.index()];
+    if matches!(op, Op::Conv { .. } | Op::MatMul) {
+        let numel: f64 = shape.iter().map(|&d| d as f64).product();
+        if cx.largest_reach(v, 16) > numel {
+            // A squeeze-and-excitation gate scaling a feature map: inlined, the small
+            // contraction would run again for every element it is repeated over (and become
+            // the consumer's contraction, scheduled as one).
+            return no("a convolution or matmul that a larger consumer broadcasts".into());
+        }
+    }
     if per_element_reduction(expr, shape) {
         if !options.nested_reductions && users.len() > 1 {
             // Each consumer could fuse a contraction of its own (a residual add its

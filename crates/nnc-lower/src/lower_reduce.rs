@@ -168,11 +168,12 @@ impl<'a> ReductionLowering<'a> {
         }
     }
 
-    /// Sums, maxima and minima of `f32` over one variable whose extent is a multiple of
+    /// Sums, maxima and minima of `f32` whose innermost variable spans at least two vectors of
     /// `lanes` keep `lanes` partial results in a private buffer (ids from `first_buffer` on,
-    /// listed in [`Self::new_buffers`]) updated by a `vector` loop, then combine them in lane
-    /// order: a CPU runs the loop as vector code. The order of the additions differs from one
-    /// accumulator's; the Kernel-IR interpreter runs the same order.
+    /// listed in [`Self::new_buffers`]) updated by a `vector` loop (the rest of an extent that
+    /// is not a multiple of `lanes` goes to the first), then combine them in lane order: a CPU
+    /// runs the loop as vector code. The order of the additions differs from one accumulator's;
+    /// the Kernel-IR interpreter runs the same order.
     pub fn with_vector_lanes(mut self, lanes: u32, first_buffer: u32) -> Self {
         self.lanes = lanes;
         self.next_buffer = first_buffer;
@@ -349,13 +350,16 @@ impl<'a> ReductionLowering<'a> {
         result
     }
 
-    /// The reduction through vector lanes, when it qualifies (see [`Self::with_vector_lanes`]).
+    /// The reduction through vector lanes, when it qualifies (see [`Self::with_vector_lanes`]):
+    /// the innermost variable in lanes (then a scalar loop over what is left of it when its
+    /// extent is not a multiple of them), any others as loops around.
     fn emit_lane_reduction(&mut self, r: &Reduction) -> Option<Var> {
         let lanes = self.lanes as i64;
-        let [(v, n)] = r.vars.as_slice() else { return None };
+        let ((v, n), outer) = r.vars.split_last()?;
+        let (v, n) = (*v, *n);
         let dtype = r.body.dtype();
         let combines = matches!(r.combine, Combine::Sum | Combine::Max | Combine::Min);
-        if lanes < 2 || n % lanes != 0 || *n < 2 * lanes || dtype != DType::F32 || !combines {
+        if lanes < 2 || n < 2 * lanes || dtype != DType::F32 || !combines {
             return None;
         }
         let buf = BufId(self.next_buffer);
@@ -375,22 +379,32 @@ impl<'a> ReductionLowering<'a> {
             kind: LoopKind::Vector(self.lanes),
             body: vec![Stmt::Store { buf, index: at(Expr::Var(lane)), value: identity(r.combine, dtype) }],
         });
+        for (o, _) in outer {
+            self.open(&[*o]);
+        }
         // for k0 < n / lanes { for lane < lanes vector { part[lane] op= body(k0 * lanes + lane) } }
+        let main = n / lanes * lanes;
         let (k0, lane) = (self.vars.index(), self.vars.index());
         self.open(&[k0]);
         self.open(&[lane]);
         let k = Expr::add_index(Expr::mul_index(Expr::Var(k0), Expr::i64(lanes)), Expr::Var(lane));
-        let body = r.body.clone().rewrite(&mut |e| match e {
-            Expr::Var(x) if x == *v => k.clone(),
-            e => e,
-        });
-        let term = self.lower(body);
-        let part = Expr::load(buf, dtype, at(Expr::Var(lane)));
-        self.push(Stmt::Store { buf, index: at(Expr::Var(lane)), value: combine_values(r.combine, part, term) });
+        self.accumulate(r, v, &k, buf, Expr::Var(lane));
         let body = self.close();
         self.push(Stmt::For { var: lane, extent: Expr::i64(lanes), kind: LoopKind::Vector(self.lanes), body });
         let body = self.close();
         self.push(Stmt::For { var: k0, extent: Expr::i64(n / lanes), kind: LoopKind::Serial, body });
+        if main < n {
+            // for t < n - main { part[0] op= body(main + t) }
+            let t = self.vars.index();
+            self.open(&[t]);
+            self.accumulate(r, v, &Expr::add_index(Expr::Var(t), Expr::i64(main)), buf, Expr::i64(0));
+            let body = self.close();
+            self.push(Stmt::For { var: t, extent: Expr::i64(n - main), kind: LoopKind::Serial, body });
+        }
+        for (o, extent) in outer.iter().rev() {
+            let body = self.close();
+            self.push(Stmt::For { var: *o, extent: Expr::i64(*extent), kind: LoopKind::Serial, body });
+        }
         let total = (1..lanes).fold(Expr::load(buf, dtype, at(Expr::i64(0))), |acc, j| {
             combine_values(r.combine, acc, Expr::load(buf, dtype, at(Expr::i64(j))))
         });
@@ -398,6 +412,17 @@ impl<'a> ReductionLowering<'a> {
         self.push(Stmt::Let { var: result, value: total });
         self.bind(result);
         Some(result)
+    }
+
+    /// `part[slot] op= body` with reduction variable `v` at `k`, into the open block.
+    fn accumulate(&mut self, r: &Reduction, v: Var, k: &Expr, part: BufId, slot: Expr) {
+        let body = r.body.clone().rewrite(&mut |e| match e {
+            Expr::Var(x) if x == v => k.clone(),
+            e => e,
+        });
+        let term = self.lower(body);
+        let current = Expr::load(part, r.body.dtype(), vec![slot.clone()]);
+        self.push(Stmt::Store { buf: part, index: vec![slot], value: combine_values(r.combine, current, term) });
     }
 
     fn emit_reduction(&mut self, r: Reduction) -> Var {

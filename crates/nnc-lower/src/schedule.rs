@@ -54,9 +54,10 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
             let rows = if shape[c.i] < 4 { shape[c.i].max(1) as u32 } else { 4 };
             return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, 2 * v, 1], vector: v, ..base };
         }
-        let last = shape.last().copied().unwrap_or(1);
-        let vector = if last % device.vector as i64 == 0 { device.vector } else { 1 };
-        return Schedule { vector, ..base };
+        // Vector code wherever it fits: rows at least a vector long (with a scalar loop for the
+        // rest), and reductions whose innermost variable spans two vectors (a global pool to
+        // one value per channel).
+        return Schedule { vector: device.vector, ..base };
     }
     if matmul_parts(expr, shape.len()).is_some() && device.workgroup_bytes >= 2 * 16 * 16 * 8 {
         let wg = 16 * 16;
@@ -385,6 +386,34 @@ struct KernelBuilder {
     vars: VarGen,
 }
 
+/// A copy of a straight-line loop body (`let`s and stores) with loop variable `var` replaced by
+/// `value` and every `let` given a fresh variable, for a second loop over the same statements.
+fn copy_straight_body(body: &[Stmt], var: Var, value: &Expr, vars: &mut VarGen) -> Vec<Stmt> {
+    let mut renamed: HashMap<u32, Expr> = HashMap::from([(var.id, value.clone())]);
+    let rewrite = |e: &Expr, renamed: &HashMap<u32, Expr>| {
+        e.clone().rewrite(&mut |x| match x {
+            Expr::Var(v) => renamed.get(&v.id).cloned().unwrap_or(Expr::Var(v)),
+            x => x,
+        })
+    };
+    body.iter()
+        .map(|st| match st {
+            Stmt::Let { var, value } => {
+                let value = rewrite(value, &renamed);
+                let fresh = vars.fresh(var.dtype);
+                renamed.insert(var.id, Expr::Var(fresh));
+                Stmt::Let { var: fresh, value }
+            }
+            Stmt::Store { buf, index, value } => Stmt::Store {
+                buf: *buf,
+                index: index.iter().map(|i| rewrite(i, &renamed)).collect(),
+                value: rewrite(value, &renamed),
+            },
+            other => unreachable!("a straight-line body has only lets and stores, not {other:?}"),
+        })
+        .collect()
+}
+
 fn tid(axis: u8) -> Expr {
     Expr::Special(Special::ThreadId(axis))
 }
@@ -501,15 +530,25 @@ impl KernelBuilder {
         let axes = merge_axes(rank, (&outer_axes, &outer), (&inner_axes, &inner));
         self.store_all(&mut l, expr, out, &axes);
         let body = l.close();
-        // Vector lanes need straight-line code over the contiguous last axis.
+        // Vector lanes need straight-line code over the contiguous last axis; a row whose
+        // length is not a multiple of the lanes ends in a scalar loop over the rest.
         let straight = body.iter().all(|st| matches!(st, Stmt::Let { .. } | Stmt::Store { .. }));
         let contiguous = inner_axes == [rank.wrapping_sub(1)];
-        let kind = if s.vector > 1 && straight && contiguous && inner_len % s.vector as i64 == 0 {
-            LoopKind::Vector(s.vector)
+        let lanes = s.vector as i64;
+        if lanes > 1 && straight && contiguous && inner_len >= lanes {
+            let main = inner_len / lanes * lanes;
+            if main < inner_len {
+                let t = l.vars.index();
+                let rest = Expr::add_index(Expr::Var(t), Expr::i64(main));
+                let tail = copy_straight_body(&body, j, &rest, l.vars);
+                l.push(Stmt::For { var: j, extent: Expr::i64(main), kind: LoopKind::Vector(s.vector), body });
+                l.push(Stmt::For { var: t, extent: Expr::i64(inner_len - main), kind: LoopKind::Serial, body: tail });
+            } else {
+                l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Vector(s.vector), body });
+            }
         } else {
-            LoopKind::Serial
-        };
-        l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind, body });
+            l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Serial, body });
+        }
         self.buffers.append(&mut l.new_buffers);
         let body = l.finish();
         self.vars = vars;
