@@ -28,11 +28,19 @@ struct Counter<'a> {
     /// Extents of the enclosing reductions' variables.
     vars: Vec<(u32, i64)>,
     elements: f64,
+    /// Reductions outside any other counted so far (by [`crate::expr::canonical_key`]): an
+    /// equal one is computed once (an activation reading a convolution twice, as SiLU does).
+    counted: Vec<String>,
 }
 
 impl Counter<'_> {
     fn new(axes: &[i64]) -> Counter<'_> {
-        Counter { axes, vars: Vec::new(), elements: axes.iter().map(|&d| d as f64).product::<f64>().max(1.0) }
+        Counter {
+            axes,
+            vars: Vec::new(),
+            elements: axes.iter().map(|&d| d as f64).product::<f64>().max(1.0),
+            counted: Vec::new(),
+        }
     }
 
     /// The product of the extents of the axes and the enclosing reductions' variables that
@@ -75,8 +83,11 @@ impl Counter<'_> {
     fn walk_outside(&mut self, e: &Expr, f: &mut impl FnMut(&Expr, f64)) -> u64 {
         let mask = match e {
             Expr::Axis(a) => 1u64.checked_shl(*a as u32).unwrap_or(u64::MAX),
-            Expr::Reduce(_) => {
-                // Counted by `walk` (once per distinct value of the axes its body reads).
+            Expr::Reduce(r) => {
+                // Counted by `walk` (once per distinct value of the axes its body reads), and
+                // once for all its copies.
+                let key = crate::expr::canonical_key(r);
+                let first = !self.counted.contains(&key);
                 let mut mask = 0;
                 e.any(&mut |x| {
                     if let Expr::Axis(a) = x {
@@ -84,7 +95,10 @@ impl Counter<'_> {
                     }
                     false
                 });
-                self.walk(e, self.elements, None, f);
+                if first {
+                    self.counted.push(key);
+                    self.walk(e, self.elements, None, f);
+                }
                 return mask;
             }
             _ => {

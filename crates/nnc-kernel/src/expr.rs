@@ -365,3 +365,37 @@ impl VarGen {
         self.next
     }
 }
+
+/// A key equal for two reductions that differ only in the names of their bound variables.
+pub fn canonical_key(r: &Reduction) -> String {
+    let mut next = 0u32;
+    let mut renames: std::collections::BTreeMap<u32, u32> = std::collections::BTreeMap::new();
+    let e = Expr::Reduce(Box::new(r.clone()));
+    // Bound variables are renumbered in order of binding; free ones keep their ids (shifted
+    // out of the way by a marker in the text).
+    e.any(&mut |x| {
+        if let Expr::Reduce(inner) = x {
+            for (v, _) in &inner.vars {
+                renames.entry(v.id).or_insert_with(|| {
+                    next += 1;
+                    next
+                });
+            }
+        }
+        false
+    });
+    let renamed = e.rewrite(&mut |x| match x {
+        Expr::Var(v) => match renames.get(&v.id) {
+            Some(&k) => Expr::Var(Var { id: u32::MAX - k, dtype: v.dtype }),
+            None => Expr::Var(v),
+        },
+        Expr::Reduce(inner) => {
+            let Reduction { combine, vars, body } = *inner;
+            let vars =
+                vars.into_iter().map(|(v, n)| (Var { id: u32::MAX - renames[&v.id], dtype: v.dtype }, n)).collect();
+            Expr::reduce(combine, vars, body)
+        }
+        x => x,
+    });
+    renamed.to_string()
+}

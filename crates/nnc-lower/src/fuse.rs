@@ -31,7 +31,7 @@ use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
 use nnc_ir::{DType, Graph, Op, TensorData, ValueId};
 use nnc_kernel::cost::{collect_loads, loads_per_element, work_per_element};
-use nnc_kernel::expr::{BufId, Expr, Literal, Reduction, VarGen};
+use nnc_kernel::expr::{canonical_key, BufId, Expr, Literal, Reduction, VarGen};
 use nnc_kernel::kernel::Compute;
 use nnc_kernel::program::{BufferKind, Decision, Fused, Group, ProgramBuffer};
 use std::collections::BTreeMap;
@@ -138,7 +138,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
         return Err(graph_error(graph, format!("cannot lower {} node(s):\n  {}", errors.len(), errors.join("\n  "))));
     }
     let users = users_of(graph);
-    let mut contractions_into = std::collections::BTreeSet::new();
+    let mut contractions_into: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     let is_output: Vec<bool> = (0..graph.values.len()).map(|v| graph.outputs.contains(&ValueId(v as u32))).collect();
     // Inlined nodes that feed each value, so a group can list what it covers.
     let mut covered: BTreeMap<ValueId, Vec<String>> = BTreeMap::new();
@@ -182,7 +182,10 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
                 let decision = decide(&cx, v, &node.op, &expr, options, &mut vars);
                 let inlined = decision.inlined;
                 if inlined && per_element_reduction(&expr, &shapes[v.index()]) {
-                    contractions_into.extend(users.get(&v).into_iter().flatten().map(|&(n, _)| n));
+                    let keys = contraction_keys(&expr);
+                    for &(n, _) in users.get(&v).into_iter().flatten() {
+                        contractions_into.entry(n).or_default().extend(keys.iter().cloned());
+                    }
                 }
                 fused.decisions.push(decision);
                 if inlined {
@@ -400,12 +403,38 @@ struct DecideCx<'a> {
     computes: &'a [Option<Compute>],
     is_output: &'a [bool],
     /// Consumers (nodes) that already take an inlined per-element reduction.
-    contractions_into: &'a std::collections::BTreeSet<usize>,
+    contractions_into: &'a BTreeMap<usize, Vec<String>>,
     /// How each value decided so far is available.
     avail: &'a BTreeMap<ValueId, Avail>,
 }
 
 impl DecideCx<'_> {
+    /// Whether the consumers of `v` all end in one of them through chains of elementwise nodes
+    /// whose value has that one use (SiLU's `sigmoid(x)` into `x * _`, GELU's `erf` chain into
+    /// its final product): inlined into all, `v` is computed once, in that node's kernel.
+    fn users_converge(&self, v: ValueId) -> bool {
+        let users: Vec<usize> = self.users.get(&v).into_iter().flatten().map(|&(n, _)| n).collect();
+        let leads_to = |mut node: usize, join: usize| {
+            for _ in 0..8 {
+                if node == join {
+                    return true;
+                }
+                let n = &self.graph.nodes[node];
+                let elementwise =
+                    matches!(&self.computes[node], Some(Compute::Map(c)) if !crate::lower_reduce::contains_reduce(c));
+                let [out] = n.outputs.as_slice() else { return false };
+                let next: Vec<usize> = self.users.get(out).into_iter().flatten().map(|&(m, _)| m).collect();
+                if !elementwise || self.is_output[out.index()] || next.is_empty() || next.iter().any(|&m| m != next[0])
+                {
+                    return false;
+                }
+                node = next[0];
+            }
+            false
+        };
+        users.iter().any(|&join| users.iter().all(|&u| leads_to(u, join)))
+    }
+
     /// The most elements of any consumer `v` can be inlined into: its consumers, and theirs
     /// through nodes without reductions (elementwise ops and views), up to `depth` steps.
     fn largest_reach(&self, v: ValueId, depth: usize) -> f64 {
@@ -443,6 +472,19 @@ impl DecideCx<'_> {
         }
         reads.len() + undecided + 1
     }
+}
+
+/// The keys ([`canonical_key`]) of the reductions of `e` outside any other.
+fn contraction_keys(e: &Expr) -> Vec<String> {
+    let mut keys = Vec::new();
+    fn go(e: &Expr, keys: &mut Vec<String>) {
+        match e {
+            Expr::Reduce(r) => keys.push(canonical_key(r)),
+            _ => e.for_each_child(|c| go(c, keys)),
+        }
+    }
+    go(e, &mut keys);
+    keys
 }
 
 /// Whether `e` has a reduction, outside any other, whose body depends on every axis of extent
@@ -505,13 +547,15 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         }
     }
     if per_element_reduction(expr, shape) {
-        if !options.nested_reductions && users.len() > 1 {
+        if !options.nested_reductions && users.len() > 1 && !cx.users_converge(v) {
             // Each consumer could fuse a contraction of its own (a residual add its
-            // convolution), which an inlined reduction would take the place of.
+            // convolution), which an inlined reduction would take the place of. (Consumers
+            // that all end in one node, as SiLU's `x * sigmoid(x)` does, share one.)
             return no("a reduction read by several consumers, which each may fuse one contraction".into());
         }
+        let own = contraction_keys(expr);
         for &(node, _) in users {
-            if cx.contractions_into.contains(&node) {
+            if cx.contractions_into.get(&node).is_some_and(|keys| keys.iter().any(|k| !own.contains(k))) {
                 return no("its consumer already fuses a convolution or matmul (one contraction per kernel)".into());
             }
             let reduces =

@@ -6,6 +6,7 @@
 //! recomputed: the two are what let a fused softmax compute its maximum once.
 
 use nnc_ir::{BinaryOp, DType};
+pub use nnc_kernel::expr::canonical_key;
 use nnc_kernel::expr::{BufId, Combine, Expr, Literal, Reduction, Var, VarGen};
 use nnc_kernel::kernel::{Access, Buffer, LoopKind, Space, Stmt};
 use std::collections::BTreeMap;
@@ -96,40 +97,6 @@ pub fn free_vars(e: &Expr) -> Vec<Var> {
     let mut out = Vec::new();
     go(e, &mut Vec::new(), &mut out);
     out
-}
-
-/// A key equal for two reductions that differ only in the names of their bound variables.
-pub fn canonical_key(r: &Reduction) -> String {
-    let mut next = 0u32;
-    let mut renames: BTreeMap<u32, u32> = BTreeMap::new();
-    let e = Expr::Reduce(Box::new(r.clone()));
-    // Bound variables are renumbered in order of binding; free ones keep their ids (shifted
-    // out of the way by a marker in the text).
-    e.any(&mut |x| {
-        if let Expr::Reduce(inner) = x {
-            for (v, _) in &inner.vars {
-                renames.entry(v.id).or_insert_with(|| {
-                    next += 1;
-                    next
-                });
-            }
-        }
-        false
-    });
-    let renamed = e.rewrite(&mut |x| match x {
-        Expr::Var(v) => match renames.get(&v.id) {
-            Some(&k) => Expr::Var(Var { id: u32::MAX - k, dtype: v.dtype }),
-            None => Expr::Var(v),
-        },
-        Expr::Reduce(inner) => {
-            let Reduction { combine, vars, body } = *inner;
-            let vars =
-                vars.into_iter().map(|(v, n)| (Var { id: u32::MAX - renames[&v.id], dtype: v.dtype }, n)).collect();
-            Expr::reduce(combine, vars, body)
-        }
-        x => x,
-    });
-    renamed.to_string()
 }
 
 /// Emits the reductions of expressions into a block structure.

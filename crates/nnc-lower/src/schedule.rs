@@ -271,8 +271,13 @@ fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
     if rank < 2 {
         return None;
     }
+    // One contraction, which an epilogue may read more than once (SiLU: `x * sigmoid(x)`).
     let reductions = top_reductions(expr);
-    let [r] = reductions.as_slice() else { return None };
+    let (r, copies) = reductions.split_first()?;
+    let key = canonical_key(r);
+    if copies.iter().any(|c| canonical_key(c) != key) {
+        return None;
+    }
     if r.combine != Combine::Sum || r.vars.len() != 1 || contains_reduce(&r.body) || !r.body.dtype().is_float() {
         return None;
     }
@@ -309,8 +314,13 @@ fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Option<Contrac
     if rank < 2 {
         return None;
     }
+    // One contraction, which an epilogue may read more than once (SiLU: `x * sigmoid(x)`).
     let reductions = top_reductions(expr);
-    let [r] = reductions.as_slice() else { return None };
+    let (r, copies) = reductions.split_first()?;
+    let key = canonical_key(r);
+    if copies.iter().any(|c| canonical_key(c) != key) {
+        return None;
+    }
     if r.combine != Combine::Sum || contains_reduce(&r.body) || !r.body.dtype().is_float() {
         return None;
     }
@@ -384,6 +394,12 @@ fn unit_stride(e: &Expr, j: usize) -> bool {
 struct KernelBuilder {
     buffers: Vec<Buffer>,
     vars: VarGen,
+}
+
+/// Whether `e` computes a transcendental (which vector code computes inline, scalar code by a
+/// call per element).
+fn has_transcendental(e: &Expr) -> bool {
+    e.any(&mut |x| matches!(x, Expr::Unary(..)) && nnc_kernel::cost::relative_cost(x) >= 20.0)
 }
 
 /// A copy of a straight-line loop body (`let`s and stores) with loop variable `var` replaced by
@@ -958,6 +974,21 @@ impl KernelBuilder {
                 Expr::Reduce(x) if canonical_key(&x) == key => value.clone(),
                 e => e,
             });
+            // Columns strided in the output store one element at a time; an epilogue with
+            // transcendentals (SiLU's sigmoid) is then computed first in place, as vectors
+            // over the accumulator's contiguous row, and copied out after.
+            let strided = !guarded && c.j != rank - 1;
+            let in_place = strided && has_transcendental(&epilogue);
+            let epilogue = if in_place {
+                let value = l.lower(bind_axes(epilogue, &axes));
+                l.push(Stmt::Store { buf: acc, index: vec![Expr::Var(r), Expr::Var(col)], value });
+                let body = l.close();
+                l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind: LoopKind::Vector(v), body });
+                l.open(&[col]);
+                Expr::load(acc, dtype, vec![Expr::Var(r), Expr::Var(col)])
+            } else {
+                epilogue
+            };
             l.open_guard();
             this.store_all(l, epilogue, out, &axes);
             let then = l.close();
