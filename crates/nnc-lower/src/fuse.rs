@@ -409,6 +409,20 @@ struct DecideCx<'a> {
 }
 
 impl DecideCx<'_> {
+    /// Whether `v`, or a value computed from it alone by unary ops, is an operand of an
+    /// elementwise binary op with at least twice its elements (a broadcast).
+    fn broadcast_downstream(&self, v: ValueId, depth: usize) -> bool {
+        let numel = |x: ValueId| self.shapes[x.index()].iter().map(|&d| d as f64).product::<f64>();
+        self.users.get(&v).into_iter().flatten().any(|&(node, _)| {
+            let n = &self.graph.nodes[node];
+            match n.op {
+                Op::Binary(_) => numel(n.outputs[0]) >= 2.0 * numel(v),
+                Op::Unary(_) if depth > 0 => self.broadcast_downstream(n.outputs[0], depth - 1),
+                _ => false,
+            }
+        })
+    }
+
     /// Whether the consumers of `v` all end in one of them through chains of elementwise nodes
     /// whose value has that one use (SiLU's `sigmoid(x)` into `x * _`, GELU's `erf` chain into
     /// its final product): inlined into all, `v` is computed once, in that node's kernel.
@@ -538,8 +552,7 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
     }
     let shape = &cx.shapes[v.index()];
     if matches!(op, Op::Conv { .. } | Op::MatMul) {
-        let numel: f64 = shape.iter().map(|&d| d as f64).product();
-        if cx.largest_reach(v, 16) > numel {
+        if cx.broadcast_downstream(v, 8) {
             // A squeeze-and-excitation gate scaling a feature map: inlined, the small
             // contraction would run again for every element it is repeated over (and become
             // the consumer's contraction, scheduled as one).
@@ -615,8 +628,11 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         // broadcast for every element it is repeated over: a value recomputed there is inlined
         // only where an evaluation costs no more than the load it replaces (a zero pad's
         // select, a relu, a view), whatever the bytes it saves.
+        // (Counted where it matters and without doubt: a select's branches each count in
+        // full, so a pad's several load sites would look like re-reads.)
         let evaluations = elements * loads_per_element(consumer, out, BufId(operand as u32));
-        if per_evaluation > 1.0 && evaluations > numel * 1.01 {
+        let re_reads = per_element_reduction(consumer, out) || elements >= 2.0 * numel;
+        if per_evaluation > 1.0 && re_reads && evaluations > numel * 1.5 {
             let consumer = cx.graph.name_of(cx.graph.nodes[node].outputs[0]);
             return no(format!(
                 "%{consumer} evaluates it {:.1} times per element, each costing {per_evaluation:.0} ops, more than a load",
