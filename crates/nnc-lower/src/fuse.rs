@@ -12,9 +12,10 @@
 //! show it. Inlining saves writing the value and reading it back; it costs recomputing the
 //! value's expression as often as consumers evaluate it beyond once per element, each
 //! operation priced at its cost (`nnc_kernel::cost::relative_cost`: a `log` is some twenty
-//! adds, so one recomputed for every output channel of a convolution stays a buffer). A value
-//! a consumer evaluates more than once per element (a convolution's or matmul's operand, a
-//! broadcast one) is inlined only where an evaluation costs no more than the load it replaces.
+//! adds, so one recomputed for every output channel of a convolution stays a buffer). On a CPU,
+//! a value a consumer evaluates more than once per element (a convolution's or matmul's
+//! operand, a broadcast one) is inlined only where an evaluation costs about what the load it
+//! replaces does (two simple operations at most).
 //! Reductions are counted as the scheduler runs them: once per distinct value of the variables
 //! their body depends on (so a row's maximum, needed by every element of the row, is computed
 //! once).
@@ -624,18 +625,20 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
             e => e,
         });
         let added = elements * (work_per_element(&with, out) - work_per_element(consumer, out));
-        // A contraction re-reads its operands for every output they contribute to, and a
-        // broadcast for every element it is repeated over: a value recomputed there is inlined
-        // only where an evaluation costs no more than the load it replaces (a zero pad's
-        // select, a relu, a view), whatever the bytes it saves.
+        // On a CPU, a contraction re-reads its operands for every output they contribute to
+        // in a register tile's compute-bound inner loop, and a broadcast for every element it
+        // is repeated over: a value recomputed there is inlined only where an evaluation costs
+        // about what the load it replaces does (at most two simple operations: a view, a zero
+        // pad's select, a relu6 clip, a bias and relu), whatever the bytes it saves. (A GPU,
+        // bound by memory, is left to the priced comparison below.)
         // (Counted where it matters and without doubt: a select's branches each count in
         // full, so a pad's several load sites would look like re-reads.)
         let evaluations = elements * loads_per_element(consumer, out, BufId(operand as u32));
         let re_reads = per_element_reduction(consumer, out) || elements >= 2.0 * numel;
-        if per_evaluation > 1.0 && re_reads && evaluations > numel * 1.5 {
+        if !options.nested_reductions && per_evaluation > 2.0 && re_reads && evaluations > numel * 1.5 {
             let consumer = cx.graph.name_of(cx.graph.nodes[node].outputs[0]);
             return no(format!(
-                "%{consumer} evaluates it {:.1} times per element, each costing {per_evaluation:.0} ops, more than a load",
+                "%{consumer} evaluates it {:.1} times per element, each costing {per_evaluation:.0} ops, more than about a load",
                 evaluations / numel
             ));
         }

@@ -15,8 +15,7 @@
 //! - [`Strategy::Serial`]: programs (top-k, ordered scatters), one invocation.
 
 use crate::lower_reduce::{
-    arg_better, arg_start, canonical_key, combine_values, contains_reduce, free_vars, identity, lower_program,
-    ReductionLowering,
+    arg_better, arg_start, canonical_key, combine_values, free_vars, identity, lower_program, ReductionLowering,
 };
 use nnc_ir::{BinaryOp, DType};
 use nnc_kernel::device::{Device, DeviceKind};
@@ -27,6 +26,9 @@ use nnc_kernel::kernel::{
 use nnc_kernel::program::{Fused, Group};
 use nnc_kernel::visit::visit_stmts;
 use std::collections::HashMap;
+
+mod shapes;
+use shapes::{axes_used, contraction_parts, matmul_parts, row_split};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("kernel `{kernel}`: {message}")]
@@ -192,203 +194,6 @@ fn max_var(c: &Compute) -> u32 {
             max
         }
     }
-}
-
-/// How a row kernel splits the output: rows over the `shared` axes (those the row's shared
-/// reductions depend on), each of `inner` elements over the other axes, and the reductions all
-/// elements of a row share.
-struct RowSplit {
-    shared: Vec<bool>,
-    rows: i64,
-    inner: i64,
-    reduce_extent: i64,
-    reductions: usize,
-}
-
-impl RowSplit {
-    /// The axes (and their extents) that are shared, or not.
-    fn axes(&self, shape: &[i64], shared: bool) -> (Vec<usize>, Vec<i64>) {
-        (0..shape.len()).filter(|&a| self.shared[a] == shared).map(|a| (a, shape[a])).unzip()
-    }
-}
-
-/// The reductions of `expr` (outside other reductions) and the output axes each depends on.
-fn top_reductions(expr: &Expr) -> Vec<&Reduction> {
-    fn go<'a>(e: &'a Expr, out: &mut Vec<&'a Reduction>) {
-        match e {
-            Expr::Reduce(r) => out.push(r),
-            _ => e.for_each_child(|c| go(c, out)),
-        }
-    }
-    let mut out = Vec::new();
-    go(expr, &mut out);
-    out
-}
-
-fn axes_used(e: &Expr, rank: usize) -> Vec<bool> {
-    let mut used = vec![false; rank];
-    e.any(&mut |x| {
-        if let Expr::Axis(a) = x {
-            if let Some(u) = used.get_mut(*a as usize) {
-                *u = true;
-            }
-        }
-        false
-    });
-    used
-}
-
-fn row_split(expr: &Expr, shape: &[i64]) -> Option<RowSplit> {
-    let reductions = top_reductions(expr);
-    if reductions.is_empty() {
-        return None;
-    }
-    let rank = shape.len();
-    let used: Vec<Vec<bool>> = reductions.iter().map(|r| axes_used(&r.body, rank)).collect();
-    // Reductions that leave some axis out are shared by the elements along it; rows run over
-    // the axes those depend on. With none, each element is its own row.
-    let mut shared = vec![false; rank];
-    let mut any = false;
-    for u in used.iter().filter(|u| u.iter().any(|&x| !x)) {
-        any = true;
-        shared.iter_mut().zip(u).for_each(|(s, &x)| *s |= x);
-    }
-    if !any {
-        shared = vec![true; rank];
-    }
-    let rows: i64 = shape.iter().zip(&shared).filter(|(_, &s)| s).map(|(d, _)| d).product();
-    let inner: i64 = shape.iter().zip(&shared).filter(|(_, &s)| !s).map(|(d, _)| d).product();
-    let reduce_extent = reductions.iter().map(|r| r.vars.iter().map(|(_, n)| n).product::<i64>()).max().unwrap_or(1);
-    let mut keys: Vec<String> = reductions.iter().map(|r| canonical_key(r)).collect();
-    keys.sort();
-    keys.dedup();
-    Some(RowSplit { shared, rows, inner, reduce_extent, reductions: keys.len() * 2 })
-}
-
-/// The parts of `epilogue(sum_k a * b)`: the reduction, and which factor depends on which
-/// output axis (a on the row axis `rank-2`, b on the column axis `rank-1`).
-fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
-    if rank < 2 {
-        return None;
-    }
-    // One contraction, which an epilogue may read more than once (SiLU: `x * sigmoid(x)`).
-    let reductions = top_reductions(expr);
-    let (r, copies) = reductions.split_first()?;
-    let key = canonical_key(r);
-    if copies.iter().any(|c| canonical_key(c) != key) {
-        return None;
-    }
-    if r.combine != Combine::Sum || r.vars.len() != 1 || contains_reduce(&r.body) || !r.body.dtype().is_float() {
-        return None;
-    }
-    let Expr::Binary(BinaryOp::Mul, a, b) = &r.body else { return None };
-    let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
-    let (row, col) = (rank - 2, rank - 1);
-    let k = r.vars[0].0;
-    let uses_k = |e: &Expr| free_vars(e).contains(&k);
-    if !uses_k(a) || !uses_k(b) {
-        return None;
-    }
-    if !ua[col] && !ub[row] {
-        Some((r, false))
-    } else if !ub[col] && !ua[row] {
-        Some((r, true))
-    } else {
-        None
-    }
-}
-
-/// A contraction `epilogue(sum_r a * b)` (matmul, convolution): the reduction, its two
-/// factors, a row axis `i` that only `a` reads and a column axis `j` that only `b` reads (so a
-/// register tile of rows x columns reuses each `a` for a vector of `b`).
-struct Contraction {
-    reduction: Reduction,
-    a: Expr,
-    b: Expr,
-    i: usize,
-    j: usize,
-}
-
-fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Option<Contraction> {
-    let rank = shape.len();
-    if rank < 2 {
-        return None;
-    }
-    // One contraction, which an epilogue may read more than once (SiLU: `x * sigmoid(x)`).
-    let reductions = top_reductions(expr);
-    let (r, copies) = reductions.split_first()?;
-    let key = canonical_key(r);
-    if copies.iter().any(|c| canonical_key(c) != key) {
-        return None;
-    }
-    if r.combine != Combine::Sum || contains_reduce(&r.body) || !r.body.dtype().is_float() {
-        return None;
-    }
-    let Expr::Binary(BinaryOp::Mul, x, y) = &r.body else { return None };
-    // Every (column axis, factor order) that makes a tile, ranked: vector loads of `b` along
-    // the columns contiguous, then free of masks (a convolution's packed weights rather than its
-    // input), then filling whole tiles of `columns`, then the last axis (the order the output is
-    // stored in).
-    let mut best: Option<((bool, bool, bool, bool), Contraction)> = None;
-    for j in (0..rank).rev() {
-        for (a, b) in [(x, y), (y, x)] {
-            let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
-            if ua[j] || !ub[j] {
-                continue;
-            }
-            // The row axis: the innermost axis `a` reads and `b` does not (each `a` then serves
-            // a vector of `b`); else one both read (a depthwise convolution's channels: the tile
-            // still keeps vector accumulators over `j`).
-            let others = || (0..rank).rev().filter(move |&i| i != j);
-            // Else an axis of extent 1 (a matrix-vector product's single row).
-            let row = others()
-                .find(|&i| ua[i] && !ub[i] && shape[i] > 1)
-                .or_else(|| others().find(|&i| ua[i] && !ub[i]))
-                .or_else(|| others().find(|&i| ua[i] && shape[i] > 1))
-                .or_else(|| others().find(|&i| shape[i] == 1 && !ub[i]));
-            let Some(i) = row else { continue };
-            let unmasked =
-                !b.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }) || matches!(e, Expr::Select(..)));
-            let score = (unit_stride(b, j), unmasked, shape[j] % columns.max(1) == 0, j == rank - 1);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                let c = Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j };
-                best = Some((score, c));
-            }
-        }
-    }
-    best.map(|(_, c)| c)
-}
-
-/// Whether every load in `e` that reads output axis `j` has `j` with coefficient one in its last
-/// index and nowhere else (consecutive `j` then reads consecutive elements).
-fn unit_stride(e: &Expr, j: usize) -> bool {
-    let reads_j = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Axis(a) if *a as usize == j));
-    let mut ok = true;
-    e.any(&mut |x| {
-        if let Expr::Load { index, .. } = x {
-            if let Some((last, rest)) = index.split_last() {
-                if rest.iter().any(reads_j) {
-                    ok = false;
-                } else if reads_j(last) {
-                    let mut terms = Vec::new();
-                    let coefficient = affine(last, 1, &mut terms).map(|_| {
-                        let mut k = 0;
-                        for (c, t) in &terms {
-                            match t {
-                                Expr::Axis(a) if *a as usize == j => k += c,
-                                t if reads_j(t) => return 0,
-                                _ => {}
-                            }
-                        }
-                        k
-                    });
-                    ok &= coefficient == Some(1);
-                }
-            }
-        }
-        false
-    });
-    ok
 }
 
 struct KernelBuilder {
@@ -1143,7 +948,7 @@ fn always_holds(m: &Expr, inner: &HashMap<u32, i64>) -> Option<Expr> {
 }
 
 /// `e` (times `k`) as a constant returned and `(coefficient, term)`s pushed to `terms`.
-fn affine(e: &Expr, k: i64, terms: &mut Vec<(i64, Expr)>) -> Option<i64> {
+pub(super) fn affine(e: &Expr, k: i64, terms: &mut Vec<(i64, Expr)>) -> Option<i64> {
     match e {
         Expr::Lit(_) => Some(k.checked_mul(e.as_int()?)?),
         Expr::Binary(BinaryOp::Add, a, b) => affine(a, k, terms)?.checked_add(affine(b, k, terms)?),
