@@ -552,13 +552,11 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         return no(format!("expression has {size} nodes (limit {MAX_EXPR_NODES})"));
     }
     let shape = &cx.shapes[v.index()];
-    if matches!(op, Op::Conv { .. } | Op::MatMul) {
-        if cx.broadcast_downstream(v, 8) {
-            // A squeeze-and-excitation gate scaling a feature map: inlined, the small
-            // contraction would run again for every element it is repeated over (and become
-            // the consumer's contraction, scheduled as one).
-            return no("a convolution or matmul that a larger consumer broadcasts".into());
-        }
+    if matches!(op, Op::Conv { .. } | Op::MatMul) && cx.broadcast_downstream(v, 8) {
+        // A squeeze-and-excitation gate scaling a feature map: inlined, the small contraction
+        // would run again for every element it is repeated over (and become the consumer's
+        // contraction, scheduled as one).
+        return no("a convolution or matmul that a larger consumer broadcasts".into());
     }
     if per_element_reduction(expr, shape) {
         if !options.nested_reductions && users.len() > 1 && !cx.users_converge(v) {
