@@ -16,11 +16,6 @@ const OVER_BUDGET: &[(&str, usize, &str)] = &[
         1_400,
         "one evaluator: statement execution, lock-step lanes and the race/bounds bookkeeping share one state and read best together",
     ),
-    (
-        "crates/nnc-lower/src/schedule.rs",
-        1_200,
-        "the scheduler's strategies (elementwise, row reduce, tiled matmul/conv) share one builder of loops and buffers",
-    ),
 ];
 
 fn root() -> PathBuf {

@@ -138,11 +138,12 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
         return None;
     }
     let Expr::Binary(BinaryOp::Mul, x, y) = &r.body else { return None };
-    // Every (column axis, factor order) that makes a tile, ranked: vector loads of `b` along
-    // the columns contiguous, then free of masks (a convolution's packed weights rather than its
-    // input), then filling whole tiles of `columns`, then the last axis (the order the output is
-    // stored in).
-    let mut best: Option<((bool, bool, bool, bool), Contraction)> = None;
+    // Every (column axis, factor order) that makes a tile, ranked: columns more than one wide
+    // (a tile over an axis of extent 1 computes one column of its vectors), then vector loads
+    // of `b` along the columns contiguous, then free of masks (a convolution's packed weights
+    // rather than its input), then filling whole tiles of `columns`, then the last axis (the
+    // order the output is stored in).
+    let mut best: Option<((bool, bool, bool, bool, bool), Contraction)> = None;
     for j in (0..rank).rev() {
         for (a, b) in [(x, y), (y, x)] {
             let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
@@ -162,7 +163,7 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
             let Some(i) = row else { continue };
             let unmasked =
                 !b.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }) || matches!(e, Expr::Select(..)));
-            let score = (unit_stride(b, j), unmasked, shape[j] % columns.max(1) == 0, j == rank - 1);
+            let score = (shape[j] > 1, unit_stride(b, j), unmasked, shape[j] % columns.max(1) == 0, j == rank - 1);
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 let c = Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j };
                 best = Some((score, c));
