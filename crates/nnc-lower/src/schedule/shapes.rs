@@ -122,6 +122,10 @@ pub(super) struct Contraction {
     pub(super) j: usize,
 }
 
+/// How well a (column axis, factor order) makes register tiles, best highest (see
+/// [`contraction_parts`]).
+type TileScore = (bool, bool, bool, bool, bool);
+
 pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Option<Contraction> {
     let rank = shape.len();
     if rank < 2 {
@@ -143,7 +147,7 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
     // of `b` along the columns contiguous, then free of masks (a convolution's packed weights
     // rather than its input), then filling whole tiles of `columns`, then the last axis (the
     // order the output is stored in).
-    let mut best: Option<((bool, bool, bool, bool, bool), Contraction)> = None;
+    let mut best: Option<(TileScore, Contraction)> = None;
     for j in (0..rank).rev() {
         for (a, b) in [(x, y), (y, x)] {
             let (ua, ub) = (axes_used(a, rank), axes_used(b, rank));
