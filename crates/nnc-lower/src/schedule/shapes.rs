@@ -78,19 +78,22 @@ pub(super) fn row_split(expr: &Expr, shape: &[i64]) -> Option<RowSplit> {
     Some(RowSplit { shared, rows, inner, reduce_extent, reductions: keys.len() * 2 })
 }
 
+/// The one reduction of `expr` outside the others, which an epilogue may read more than once
+/// (SiLU: `x * sigmoid(x)`, copies equal up to the names of their variables).
+fn single_contraction(expr: &Expr) -> Option<&Reduction> {
+    let reductions = top_reductions(expr);
+    let (&r, copies) = reductions.split_first()?;
+    let key = canonical_key(r);
+    copies.iter().all(|c| canonical_key(c) == key).then_some(r)
+}
+
 /// The parts of `epilogue(sum_k a * b)`: the reduction, and which factor depends on which
 /// output axis (a on the row axis `rank-2`, b on the column axis `rank-1`).
 pub(super) fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
     if rank < 2 {
         return None;
     }
-    // One contraction, which an epilogue may read more than once (SiLU: `x * sigmoid(x)`).
-    let reductions = top_reductions(expr);
-    let (r, copies) = reductions.split_first()?;
-    let key = canonical_key(r);
-    if copies.iter().any(|c| canonical_key(c) != key) {
-        return None;
-    }
+    let r = single_contraction(expr)?;
     if r.combine != Combine::Sum || r.vars.len() != 1 || contains_reduce(&r.body) || !r.body.dtype().is_float() {
         return None;
     }
@@ -131,13 +134,7 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
     if rank < 2 {
         return None;
     }
-    // One contraction, which an epilogue may read more than once (SiLU: `x * sigmoid(x)`).
-    let reductions = top_reductions(expr);
-    let (r, copies) = reductions.split_first()?;
-    let key = canonical_key(r);
-    if copies.iter().any(|c| canonical_key(c) != key) {
-        return None;
-    }
+    let r = single_contraction(expr)?;
     if r.combine != Combine::Sum || contains_reduce(&r.body) || !r.body.dtype().is_float() {
         return None;
     }
@@ -169,7 +166,7 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
                 !b.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }) || matches!(e, Expr::Select(..)));
             let score = (shape[j] > 1, unit_stride(b, j), unmasked, shape[j] % columns.max(1) == 0, j == rank - 1);
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                let c = Contraction { reduction: (**r).clone(), a: (**a).clone(), b: (**b).clone(), i, j };
+                let c = Contraction { reduction: r.clone(), a: (**a).clone(), b: (**b).clone(), i, j };
                 best = Some((score, c));
             }
         }
