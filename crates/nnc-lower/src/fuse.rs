@@ -403,25 +403,34 @@ struct DecideCx<'a> {
     users: &'a BTreeMap<ValueId, Vec<(usize, usize)>>,
     computes: &'a [Option<Compute>],
     is_output: &'a [bool],
-    /// Consumers (nodes) that already take an inlined per-element reduction.
+    /// Consumers (nodes) that already take an inlined per-element reduction, with the keys
+    /// ([`canonical_key`]) of the reductions they take.
     contractions_into: &'a BTreeMap<usize, Vec<String>>,
     /// How each value decided so far is available.
     avail: &'a BTreeMap<ValueId, Avail>,
 }
 
 impl DecideCx<'_> {
-    /// Whether `v`, or a value computed from it alone by unary ops, is an operand of an
-    /// elementwise binary op with at least twice its elements (a broadcast).
+    /// Whether `v`, or a value computed from it alone by unary ops (up to `depth` of them), is
+    /// an operand of an elementwise binary op with at least twice its elements (a broadcast).
     fn broadcast_downstream(&self, v: ValueId, depth: usize) -> bool {
         let numel = |x: ValueId| self.shapes[x.index()].iter().map(|&d| d as f64).product::<f64>();
-        self.users.get(&v).into_iter().flatten().any(|&(node, _)| {
-            let n = &self.graph.nodes[node];
-            match n.op {
-                Op::Binary(_) => numel(n.outputs[0]) >= 2.0 * numel(v),
-                Op::Unary(_) if depth > 0 => self.broadcast_downstream(n.outputs[0], depth - 1),
-                _ => false,
+        let mut frontier = vec![v];
+        for _ in 0..=depth {
+            let mut next = Vec::new();
+            for &x in &frontier {
+                for &(node, _) in self.users.get(&x).into_iter().flatten() {
+                    let n = &self.graph.nodes[node];
+                    match n.op {
+                        Op::Binary(_) if numel(n.outputs[0]) >= 2.0 * numel(v) => return true,
+                        Op::Unary(_) if !next.contains(&n.outputs[0]) => next.push(n.outputs[0]),
+                        _ => {}
+                    }
+                }
             }
-        })
+            frontier = next;
+        }
+        false
     }
 
     /// Whether the consumers of `v` all end in one of them through chains of elementwise nodes
@@ -429,6 +438,9 @@ impl DecideCx<'_> {
     /// its final product): inlined into all, `v` is computed once, in that node's kernel.
     fn users_converge(&self, v: ValueId) -> bool {
         let users: Vec<usize> = self.users.get(&v).into_iter().flatten().map(|&(n, _)| n).collect();
+        if users.len() > 8 {
+            return false;
+        }
         let leads_to = |mut node: usize, join: usize| {
             for _ in 0..8 {
                 if node == join {
@@ -451,21 +463,32 @@ impl DecideCx<'_> {
     }
 
     /// The most elements of any consumer `v` can be inlined into: its consumers, and theirs
-    /// through nodes without reductions (elementwise ops and views), up to `depth` steps.
+    /// through nodes without reductions (elementwise ops and views), up to `depth` steps (each
+    /// node visited once).
     fn largest_reach(&self, v: ValueId, depth: usize) -> f64 {
         let mut largest: f64 = 0.0;
-        for &(node, _) in self.users.get(&v).map(Vec::as_slice).unwrap_or(&[]) {
-            for &out in &self.graph.nodes[node].outputs {
-                let elements: f64 = self.shapes[out.index()].iter().map(|&d| d as f64).product();
-                largest = largest.max(elements);
-                let reduces = match &self.computes[node] {
-                    Some(Compute::Map(c)) => crate::lower_reduce::contains_reduce(c),
-                    _ => true,
-                };
-                if depth > 0 && !reduces {
-                    largest = largest.max(self.largest_reach(out, depth - 1));
+        let mut seen = std::collections::BTreeSet::new();
+        let mut frontier = vec![v];
+        for _ in 0..=depth {
+            let mut next = Vec::new();
+            for x in frontier {
+                for &(node, _) in self.users.get(&x).into_iter().flatten() {
+                    if !seen.insert(node) {
+                        continue;
+                    }
+                    let reduces = match &self.computes[node] {
+                        Some(Compute::Map(c)) => crate::lower_reduce::contains_reduce(c),
+                        _ => true,
+                    };
+                    for &out in &self.graph.nodes[node].outputs {
+                        largest = largest.max(self.shapes[out.index()].iter().map(|&d| d as f64).product());
+                        if !reduces {
+                            next.push(out);
+                        }
+                    }
                 }
             }
+            frontier = next;
         }
         largest
     }
