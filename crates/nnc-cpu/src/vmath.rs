@@ -1,6 +1,6 @@
-//! The math that vector loops compute inline instead of calling the `f64` helper once per lane,
-//! defined once for both code generators over the few lane-wise operations each provides
-//! ([`LaneOps`]). Bounds against the correctly rounded `f32` result, special values exact
+//! The math that vector loops compute in their own code instead of calling the `f64` helper
+//! once per lane, defined once for both code generators over the few lane-wise operations each
+//! provides ([`LaneOps`]). Bounds against the correctly rounded `f32` result, special values exact
 //! (`tests/vector_math.rs` sweeps each over its whole range): `exp` 2 ulp, `log` 2 ulp,
 //! `sigmoid` 3 ulp, `tanh` 2 ulp, `erf` 6 ulp. The other transcendentals (trigonometric,
 //! hyperbolic other than `tanh`, inverse functions) still call the helper once per lane.
@@ -117,18 +117,18 @@ pub(crate) fn exp<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
     o.mul(y, s2)
 }
 
-/// Coefficients (highest degree first) of Cephes' `logf` polynomial: `log(1 + f) = f - f²/2 +
+/// Coefficients (constant term first) of Cephes' `logf` polynomial: `log(1 + f) = f - f²/2 +
 /// f³ P(f)` for `f` in [√½ - 1, √2 - 1].
 const LOG_P: [f64; 9] = [
-    7.037_683_629_2e-2,
-    -1.151_461_031_0e-1,
-    1.167_699_874_0e-1,
-    -1.242_014_084_6e-1,
-    1.424_932_278_7e-1,
-    -1.666_805_766_5e-1,
-    2.000_071_476_5e-1,
-    -2.499_999_399_3e-1,
     3.333_333_117_4e-1,
+    -2.499_999_399_3e-1,
+    2.000_071_476_5e-1,
+    -1.666_805_766_5e-1,
+    1.424_932_278_7e-1,
+    -1.242_014_084_6e-1,
+    1.167_699_874_0e-1,
+    -1.151_461_031_0e-1,
+    7.037_683_629_2e-2,
 ];
 
 /// `log` lane-wise: `x = m 2^e` with `m` in [√½, √2) (subnormals scaled by 2^23 first), then
@@ -153,11 +153,7 @@ pub(crate) fn log<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
     let e = o.choose(high, e_up, e)?;
     let f = add_constant(o, m, -1.0)?;
     let z = o.mul(f, f)?;
-    let mut p = o.splat_constant(LOG_P[0])?;
-    for &k in &LOG_P[1..] {
-        let k = o.splat_constant(k)?;
-        p = o.mul_add(p, f, k)?;
-    }
+    let p = horner(o, f, &LOG_P)?;
     let fz = o.mul(f, z)?;
     let y = o.mul(fz, p)?;
     let ln2_lo = o.splat_constant(-2.121_944_400_546_905_8e-4)?;
@@ -195,20 +191,16 @@ pub(crate) fn sigmoid<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
     o.choose(non_negative, r, er)
 }
 
-/// Coefficients (highest degree first) of Cephes' `tanhf` polynomial: `tanh(x) = x + x z P(z)`,
+/// Coefficients (constant term first) of Cephes' `tanhf` polynomial: `tanh(x) = x + x z P(z)`,
 /// `z = x²`, for `|x| < 0.625`.
 const TANH_P: [f64; 5] =
-    [-5.704_988_727_45e-3, 2.063_908_879_54e-2, -5.373_971_555_31e-2, 1.333_144_220_36e-1, -3.333_328_194_22e-1];
+    [-3.333_328_194_22e-1, 1.333_144_220_36e-1, -5.373_971_555_31e-2, 2.063_908_879_54e-2, -5.704_988_727_45e-3];
 
 /// `tanh` lane-wise: `x (1 + z P(z))` for `|x| < 0.625` (so `-0` stays `-0`), else
 /// `±(1 - 2 / (exp(2|x|) + 1))`, which is ±1 once `exp` overflows.
 pub(crate) fn tanh<O: LaneOps>(o: &mut O, x: O::V) -> R<O::V> {
     let z = o.mul(x, x)?;
-    let mut p = o.splat_constant(TANH_P[0])?;
-    for &k in &TANH_P[1..] {
-        let k = o.splat_constant(k)?;
-        p = o.mul_add(p, z, k)?;
-    }
+    let p = horner(o, z, &TANH_P)?;
     let one = o.splat_constant(1.0)?;
     let q = o.mul_add(z, p, one)?;
     let small = o.mul(x, q)?;
