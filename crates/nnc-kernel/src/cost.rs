@@ -193,29 +193,26 @@ pub fn loads_per_element(e: &Expr, shape: &[i64], buf: BufId) -> f64 {
     weighted_per_element(e, shape, &|x| if matches!(x, Expr::Load { buf: b, .. } if *b == buf) { 1.0 } else { 0.0 })
 }
 
-/// What one evaluation of node `e` costs in adds or multiplies: the inline vector forms of the
-/// common transcendentals (`exp`, `log`, `sigmoid`, `tanh`, `erf`) about 20, the rest (a call
-/// per lane on the CPU) about 40, as `pow` and a floating-point remainder; division and square
-/// roots about 4 (their throughput on current CPUs and GPUs); everything else 1.
+/// Whether `op` is a transcendental function: on floats, far costlier than an add (see
+/// [`relative_cost`]).
+pub fn is_transcendental(op: nnc_ir::UnaryOp) -> bool {
+    use nnc_ir::UnaryOp::*;
+    matches!(
+        op,
+        Exp | Log | Sigmoid | Tanh | Erf | Sin | Cos | Tan | Asin | Acos | Atan | Sinh | Cosh | Asinh | Acosh | Atanh
+    )
+}
+
+/// What one evaluation of node `e` costs in adds or multiplies: the common transcendentals
+/// with vector forms on the CPU (`exp`, `log`, `sigmoid`, `tanh`, `erf`) about 20, the rest (a
+/// call per lane on the CPU) about 40, as `pow` and a floating-point remainder; division and
+/// square roots about 4 (their throughput on current CPUs and GPUs); everything else 1.
 pub fn relative_cost(e: &Expr) -> f64 {
     use nnc_ir::{BinaryOp, UnaryOp};
     match e {
-        Expr::Unary(op, _) => match op {
-            UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Erf => 20.0,
-            UnaryOp::Sin
-            | UnaryOp::Cos
-            | UnaryOp::Tan
-            | UnaryOp::Asin
-            | UnaryOp::Acos
-            | UnaryOp::Atan
-            | UnaryOp::Sinh
-            | UnaryOp::Cosh
-            | UnaryOp::Asinh
-            | UnaryOp::Acosh
-            | UnaryOp::Atanh => 40.0,
-            UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal => 4.0,
-            _ => 1.0,
-        },
+        Expr::Unary(UnaryOp::Exp | UnaryOp::Log | UnaryOp::Sigmoid | UnaryOp::Tanh | UnaryOp::Erf, _) => 20.0,
+        Expr::Unary(op, _) if is_transcendental(*op) => 40.0,
+        Expr::Unary(UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Reciprocal, _) => 4.0,
         Expr::Binary(BinaryOp::Pow | BinaryOp::Rem, ..) => 40.0,
         Expr::Binary(BinaryOp::Div, ..) => 4.0,
         _ => 1.0,

@@ -204,7 +204,7 @@ struct KernelBuilder {
 /// Whether `e` computes a transcendental (which vector code computes inline, scalar code by a
 /// call per element).
 fn has_transcendental(e: &Expr) -> bool {
-    e.any(&mut |x| matches!(x, Expr::Unary(..)) && nnc_kernel::cost::relative_cost(x) >= 20.0)
+    e.any(&mut |x| matches!(x, Expr::Unary(op, a) if a.dtype().is_float() && nnc_kernel::cost::is_transcendental(*op)))
 }
 
 /// A copy of a straight-line loop body (`let`s and stores) with loop variable `var` replaced by

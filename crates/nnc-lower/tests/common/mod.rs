@@ -66,17 +66,14 @@ pub fn count_stmts(stmts: &[Stmt], pred: &mut impl FnMut(&Stmt) -> bool) -> usiz
     n
 }
 
-/// An upper bound of the transcendental operations (`exp`, `log`, `sigmoid`, `tanh`, `erf`,
-/// `sin`, `cos`) `program` executes:
-/// each counted once per iteration of the loops around it (the costlier side of every branch
-/// and `select`), times
-/// the invocations its kernel launches. What the scheduler really runs, where the fusion cost
-/// model only predicts it.
+/// An upper bound of the transcendental operations (`nnc_kernel::cost::is_transcendental`)
+/// `program` executes: each counted once per iteration of the loops around it (the costlier
+/// side of every branch and `select`), times the invocations its kernel launches. What the
+/// scheduler really runs, where the fusion cost model only predicts it.
 pub fn executed_transcendentals(program: &Program) -> f64 {
     fn count(e: &nnc_kernel::expr::Expr) -> f64 {
-        use nnc_ir::UnaryOp::*;
         use nnc_kernel::expr::Expr;
-        let transcendental = matches!(e, Expr::Unary(Exp | Log | Sigmoid | Tanh | Erf | Sin | Cos, _));
+        let transcendental = matches!(e, Expr::Unary(op, _) if nnc_kernel::cost::is_transcendental(*op));
         let own = if transcendental { 1.0 } else { 0.0 };
         match e {
             Expr::Select(c, a, b) => own + count(c) + count(a).max(count(b)),
