@@ -12,21 +12,24 @@
 //! show it. Inlining saves writing the value and reading it back; it costs recomputing the
 //! value's expression as often as consumers evaluate it beyond once per element, each
 //! operation priced at its cost (`nnc_kernel::cost::relative_cost`: a `log` is some twenty
-//! adds, so one recomputed for every output channel of a convolution stays a buffer). On a CPU,
-//! a value a consumer evaluates more than once per element (a convolution's or matmul's
-//! operand, a broadcast one) is inlined only where an evaluation costs about what the load it
-//! replaces does (two simple operations at most).
+//! adds, so one recomputed for every output channel of a convolution stays a buffer).
 //! Reductions are counted as the scheduler runs them: once per distinct value of the variables
 //! their body depends on (so a row's maximum, needed by every element of the row, is computed
-//! once).
+//! once), and equal ones once.
 //!
-//! Rules come before the comparison where schedules need them: a reduction to a few values (a
-//! whole tensor's minimum) is not inlined where it would reach a large consumer, which would
-//! then run as that few rows, on one thread; a CPU schedules one contraction per
-//! kernel, so a convolution, matmul or pooling window is not inlined into a
-//! consumer that reduces over it, nor into several consumers (each of which may fuse a
-//! contraction of its own); and a CPU register tile loads unmasked buffers, so a masked value (a
-//! padded input) that reaches a contraction, directly or through views, stays a buffer.
+//! Rules come before the comparison where schedules need them:
+//! - a reduction to a few values (a whole tensor's minimum) is not inlined where it would reach
+//!   a large consumer, which would then run as that few rows, on one thread;
+//! - a convolution or matmul that an elementwise op broadcasts (a squeeze-and-excitation gate)
+//!   stays a buffer: inlined, it would run again for every element it is repeated over;
+//! - where contractions are bound by arithmetic (`FuseOptions::reread_cost_limit`, a CPU), a
+//!   value a contraction or broadcast re-reads is inlined only if it costs about a load;
+//! - a CPU schedules one contraction per kernel, so a convolution, matmul or pooling window is
+//!   not inlined into a consumer that reduces over it, nor into several consumers (each of which
+//!   may fuse a contraction of its own) unless they all end in one node (SiLU's
+//!   `x * sigmoid(x)`);
+//! - a CPU register tile loads unmasked buffers, so a masked value (a padded input) that reaches
+//!   a contraction, directly or through views, stays a buffer.
 
 use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
@@ -68,6 +71,11 @@ pub struct FuseOptions {
     /// Storage buffers one kernel may bind (`Device::max_buffers`): a value is not inlined
     /// where its consumer's kernel would then bind more.
     pub max_buffers: u32,
+    /// Where contractions are bound by arithmetic (a CPU's register tiles): the most one
+    /// evaluation of a value may cost, in adds, for it to be inlined where a contraction or a
+    /// broadcast re-reads it. `None` leaves that to the priced comparison (a GPU, bound by
+    /// memory).
+    pub reread_cost_limit: Option<u32>,
 }
 
 impl Default for FuseOptions {
@@ -78,6 +86,7 @@ impl Default for FuseOptions {
             nested_reductions: true,
             unmasked_contractions: false,
             max_buffers: u32::MAX,
+            reread_cost_limit: None,
         }
     }
 }
@@ -627,14 +636,30 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         }
     }
     let per_evaluation = work_per_element(expr, shape);
-    let own_flops = numel * per_evaluation;
-    let mut inlined_flops = 0.0;
+    let own_work = numel * per_evaluation;
+    let mut inlined_work = 0.0;
     for &(node, operand) in users {
         let Some(Compute::Map(consumer)) = &cx.computes[node] else {
             return no("read by a program (a kernel with no per-element form)".into());
         };
         let out = &cx.shapes[cx.graph.nodes[node].outputs[0].index()];
         let elements: f64 = out.iter().map(|&d| d as f64).product();
+        if let Some(limit) = options.reread_cost_limit.filter(|&limit| per_evaluation > limit as f64) {
+            // A contraction re-reads its operands for every output they contribute to, in a
+            // register tile's inner loop, and a broadcast for every element it is repeated
+            // over: a value recomputed there costs that arithmetic whatever the bytes it saves.
+            // (Only there, and with a margin: a select's branches each count in full, so a
+            // pad's several load sites would look like re-reads.)
+            let evaluations = elements * loads_per_element(consumer, out, BufId(operand as u32));
+            let re_reads = per_element_reduction(consumer, out) || elements >= 2.0 * numel;
+            if re_reads && evaluations > numel * 1.5 {
+                let consumer = cx.graph.name_of(cx.graph.nodes[node].outputs[0]);
+                return no(format!(
+                    "%{consumer} evaluates it {:.1} times per element, each costing {per_evaluation:.0} ops (more than {limit})",
+                    evaluations / numel
+                ));
+            }
+        }
         let with = consumer.clone().rewrite(&mut |e| match e {
             Expr::Load { buf, dtype, index, mask } if buf.index() == operand => {
                 let value = instantiate(expr, &index, vars);
@@ -645,37 +670,19 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
             }
             e => e,
         });
-        let added = elements * (work_per_element(&with, out) - work_per_element(consumer, out));
-        // On a CPU, a contraction re-reads its operands for every output they contribute to
-        // in a register tile's compute-bound inner loop, and a broadcast for every element it
-        // is repeated over: a value recomputed there is inlined only where an evaluation costs
-        // about what the load it replaces does (at most two simple operations: a view, a zero
-        // pad's select, a relu6 clip, a bias and relu), whatever the bytes it saves. (A GPU,
-        // bound by memory, is left to the priced comparison below.)
-        // (Counted where it matters and without doubt: a select's branches each count in
-        // full, so a pad's several load sites would look like re-reads.)
-        let evaluations = elements * loads_per_element(consumer, out, BufId(operand as u32));
-        let re_reads = per_element_reduction(consumer, out) || elements >= 2.0 * numel;
-        if !options.nested_reductions && per_evaluation > 2.0 && re_reads && evaluations > numel * 1.5 {
-            let consumer = cx.graph.name_of(cx.graph.nodes[node].outputs[0]);
-            return no(format!(
-                "%{consumer} evaluates it {:.1} times per element, each costing {per_evaluation:.0} ops, more than about a load",
-                evaluations / numel
-            ));
-        }
-        inlined_flops += added;
+        inlined_work += elements * (work_per_element(&with, out) - work_per_element(consumer, out));
     }
     // Priced in bytes: an operation costs 1/ops_per_byte of a byte moved, a transcendental as
     // many operations as it takes (`relative_cost`). (Recomputation's loads are not priced:
     // they hit the cache the first evaluation filled.)
-    let extra = (inlined_flops - own_flops).max(0.0) / options.ops_per_byte.max(1) as f64;
+    let extra = (inlined_work - own_work).max(0.0) / options.ops_per_byte.max(1) as f64;
     let bytes = numel * cx.graph.ty(v).dtype.size_bytes() as f64;
     let saved = bytes * (1.0 + users.len() as f64);
     let why = format!(
         "{} read(s); inlined it costs {} ops, computed once {}: recompute priced {} vs {} bytes saved",
         users.len(),
-        human(inlined_flops),
-        human(own_flops),
+        human(inlined_work),
+        human(own_work),
         human(extra),
         human(saved)
     );

@@ -1052,5 +1052,8 @@ pub fn fuse_options(device: &Device) -> crate::fuse::FuseOptions {
         nested_reductions: device.kind == DeviceKind::Gpu,
         unmasked_contractions: device.kind == DeviceKind::Cpu,
         max_buffers: device.max_buffers,
+        // At most two simple operations (a view, a zero pad's select, a relu6 clip, a bias and
+        // relu): about what the load they replace costs.
+        reread_cost_limit: (device.kind == DeviceKind::Cpu).then_some(2),
     }
 }
