@@ -3,7 +3,8 @@
 
 For every shared model: `nnc bench MODEL --data test_data_set_0 --json` (compile once, warm up,
 median of timed runs) next to ONNX Runtime's CPU provider on the same inputs with the same
-thread count. For matmul 256/512/1024 (f32): nnc on a one-node graph next to numpy's matmul
+thread count; and compile time with an empty compiled-code cache (cold) and with every kernel
+in it (warm), next to ONNX Runtime's session load (median of 5). For matmul 256/512/1024 (f32): nnc on a one-node graph next to numpy's matmul
 (OpenBLAS) with the same thread count, in GFLOP/s. Then the peak and running resident memory of a resnet18
 run in each (a fresh process each). Prints Markdown tables; the ratio is nnc / peer (lower is
 better for times, higher for GFLOP/s).
@@ -33,11 +34,14 @@ def ensure(pkg, module):
         subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", pkg])
 
 
-def nnc_bench(model, threads, iters, data=None):
+def nnc_bench(model, threads, iters, data=None, code_cache=None):
+    """`nnc bench --json`; with `code_cache`, compiled code is read from and kept in that folder
+    (NNC_CODE_CACHE) instead of the user's cache."""
     cmd = [NNC, "bench", model, "--threads", str(threads), "--iters", str(iters), "--json"]
     if data:
         cmd += ["--data", data]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ, NNC_CODE_CACHE=code_cache) if code_cache else None
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out)
 
 
@@ -95,9 +99,13 @@ import os, sys, statistics, time
 sys.path.insert(0, sys.argv[4])
 import bench_cpu
 model, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-sess = bench_cpu.ort_session(os.path.join(model, "model.onnx"), threads)
+loads = []
+for _ in range(5):
+    start = time.perf_counter()
+    sess = bench_cpu.ort_session(os.path.join(model, "model.onnx"), threads)
+    loads.append((time.perf_counter() - start) * 1e3)
 feed = bench_cpu.ort_feed(sess, os.path.join(model, "test_data_set_0"))
-print(bench_cpu.median_ms(lambda: sess.run(None, feed), runs))
+print(bench_cpu.median_ms(lambda: sess.run(None, feed), runs), statistics.median(loads))
 """
 
 ORT_RSS = """
@@ -161,12 +169,19 @@ def main():
     )
     t = args.threads
     print(f"CPU: {os.cpu_count()} cores, {t} threads for every runner; ONNX Runtime {ort.__version__}\n")
-    print("| model | nnc (ms) | ONNX Runtime (ms) | nnc / ORT | nnc compile (ms) |")
-    print("|---|---|---|---|---|")
+    print("| model | nnc (ms) | ONNX Runtime (ms) | nnc / ORT | nnc compile, cold (ms) | nnc compile, warm (ms) "
+          "| ORT session load (ms) | warm / load |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in names:
         d = os.path.join(MODELS, name)
         data = os.path.join(d, "test_data_set_0")
-        nnc = nnc_bench(os.path.join(d, "model.onnx"), t, args.iters, data)
+        # Compile time from an empty code cache (cold), then the median of three compiles that
+        # find every kernel in it (warm).
+        with tempfile.TemporaryDirectory() as cache:
+            nnc = nnc_bench(os.path.join(d, "model.onnx"), t, args.iters, data, code_cache=cache)
+            warm = statistics.median(
+                nnc_bench(os.path.join(d, "model.onnx"), t, 1, data, code_cache=cache)["compile_ms"] for _ in range(3)
+            )
         # ONNX Runtime runs in a process of its own: its threads keep spinning on the cores for
         # a while after its last run, even once the session is freed, and slowed whatever ran
         # next in this process (they doubled nnc's times on small models).
@@ -174,9 +189,10 @@ def main():
             [sys.executable, "-c", ORT_TIME, d, str(t), str(args.iters), os.path.dirname(os.path.abspath(__file__))],
             check=True, capture_output=True, text=True,
         ).stdout
-        peer = float(out)
+        peer, load = map(float, out.split())
         ratio = nnc["median_ms"] / peer
-        print(f"| {name} | {nnc['median_ms']:.2f} | {peer:.2f} | {ratio:.2f}× | {nnc['compile_ms']:.0f} |", flush=True)
+        print(f"| {name} | {nnc['median_ms']:.2f} | {peer:.2f} | {ratio:.2f}× | {nnc['compile_ms']:.0f} | {warm:.1f} "
+              f"| {load:.1f} | {warm / load:.2f}× |", flush=True)
 
     print("\n| matmul f32 | nnc (ms) | nnc GFLOP/s | numpy (ms) | numpy GFLOP/s | nnc / numpy GFLOP/s |")
     print("|---|---|---|---|---|---|")

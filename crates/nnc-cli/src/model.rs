@@ -22,8 +22,8 @@ pub const MODEL_EXTENSIONS: &str = ".nnir, .onnx";
 pub enum Model {
     /// A parsed and verified `.nnir` graph.
     Nnir(Graph),
-    /// An ONNX file, with its graph inputs' names and declared types.
-    Onnx { path: PathBuf, inputs: Vec<(String, TensorType)> },
+    /// An ONNX file's bytes (read once), with its graph inputs' names and declared types.
+    Onnx { path: PathBuf, bytes: bytes::Bytes, inputs: Vec<(String, TensorType)> },
 }
 
 impl Model {
@@ -40,9 +40,10 @@ impl Model {
     pub fn into_graph(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Graph> {
         match self {
             Model::Nnir(g) => Ok(g),
-            Model::Onnx { path, .. } => {
+            Model::Onnx { path, bytes, .. } => {
                 let options = nnc_onnx::ImportOptions { input_shapes, ..Default::default() };
-                nnc_onnx::import_file_with(&path, &options).map_err(|e| anyhow!(e))
+                let what = path.display().to_string();
+                nnc_onnx::import_bytes(bytes, &what, path.parent(), &options).map_err(|e| anyhow!(e))
             }
         }
     }
@@ -69,8 +70,9 @@ pub fn open_model(path: &Path) -> anyhow::Result<Model> {
         }
         Some("onnx") => {
             std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
-            let inputs = nnc_onnx::read_inputs(path).map_err(|e| anyhow!(e))?;
-            Ok(Model::Onnx { path: path.to_path_buf(), inputs })
+            let bytes = nnc_onnx::read_model(path).map_err(|e| anyhow!(e))?;
+            let inputs = nnc_onnx::inputs_of(bytes.clone(), &shown).map_err(|e| anyhow!(e))?;
+            Ok(Model::Onnx { path: path.to_path_buf(), bytes, inputs })
         }
         _ => bail!("{shown}: unknown model format (expected a file ending in {MODEL_EXTENSIONS})"),
     }

@@ -332,3 +332,42 @@ fn dump_pass_usage_errors() {
     nnc().arg("dump").arg(&model).args(["--after", "lower"]).assert().code(2);
     nnc().arg("dump").arg(&model).args(["--after", "fuse"]).assert().success();
 }
+
+/// A second compile of a model takes every kernel from the compiled-code cache
+/// (`NNC_CODE_CACHE`) and says so, and runs to the same outputs; `NNC_CODE_CACHE=off` compiles
+/// every kernel again. Skipped where LLVM compiles nothing (no cache is used then).
+#[test]
+fn a_second_compile_takes_its_kernels_from_the_code_cache() {
+    let (dir, model) = mlp_dir();
+    let cache = dir.path().join("code cache");
+    let code_line = |cache: &std::ffi::OsStr| {
+        let out = nnc()
+            .env("NNC_CODE_CACHE", cache)
+            .arg("compile")
+            .arg(&model)
+            .args(["--check", "--stats", "--shape", "batch=2"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        stdout_of(&out).lines().find(|l| l.starts_with("code:")).unwrap_or_default().to_string()
+    };
+    let first = code_line(cache.as_os_str());
+    if first.starts_with("code: 0 of") {
+        eprintln!("SKIPPED: LLVM compiles no kernel on this host ({first})");
+        return;
+    }
+    assert!(!first.contains("code cache"), "{first}");
+    let kernels = first.split_whitespace().nth(3).unwrap().to_string();
+    let second = code_line(cache.as_os_str());
+    assert!(second.contains(&format!(", {kernels} from the code cache)")), "{second}");
+    assert!(!code_line("off".as_ref()).contains("code cache"));
+
+    let x = write_npy(dir.path(), "x.npy", &[2, 3], &X);
+    let input = format!("x={}", x.display());
+    let run = |cache: &std::ffi::OsStr| {
+        let out = nnc().env("NNC_CODE_CACHE", cache).arg("run").arg(&model).args(["--input", &input]).output().unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        stdout_of(&out)
+    };
+    assert_eq!(run(cache.as_os_str()), run("off".as_ref()));
+}

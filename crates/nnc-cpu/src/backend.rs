@@ -68,8 +68,12 @@ impl Backend for CpuBackend {
 
 /// Which code generator compiled the kernels, and why any went to Cranelift.
 fn code_notes(code: &crate::JitCode, lanes: u32) -> Vec<String> {
+    let cached = match code.cached_kernels {
+        0 => String::new(),
+        n => format!(", {n} from the code cache"),
+    };
     let mut notes = vec![format!(
-        "code: {} of {} kernels by LLVM ({lanes} f32 lanes), the others by Cranelift",
+        "code: {} of {} kernels by LLVM ({lanes} f32 lanes{cached}), the others by Cranelift",
         code.llvm_kernels,
         code.len()
     )];

@@ -33,6 +33,10 @@ pub struct EmitOptions {
     /// Compile kernels with LLVM for the host's widest vectors where LLVM covers them (see
     /// [`crate::llvm`]); the others, and every kernel when off, with Cranelift.
     pub llvm: bool,
+    /// Take LLVM's code for kernels compiled before from the user's compiled-code cache, and
+    /// keep what is compiled now in it ([`crate::code_cache`]; `NNC_CODE_CACHE=off` turns it
+    /// off for every compile).
+    pub code_cache: bool,
 }
 
 impl Default for EmitOptions {
@@ -43,6 +47,7 @@ impl Default for EmitOptions {
             fma: true,
             keep_machine_code: false,
             llvm: cfg!(feature = "llvm"),
+            code_cache: true,
         }
     }
 }
@@ -56,6 +61,8 @@ pub struct JitCode {
     functions: Vec<KernelFn>,
     /// Kernels compiled by LLVM (the others by Cranelift).
     pub llvm_kernels: usize,
+    /// Of those, kernels whose code came from the compiled-code cache.
+    pub cached_kernels: usize,
     /// Why kernels went to Cranelift although LLVM was asked for (per kernel, or for all).
     pub llvm_notes: Vec<String>,
     /// Kernels whose `vector` loops became real vector code.
@@ -173,15 +180,29 @@ pub fn compile_kernels(kernels: &[Kernel], options: &EmitOptions) -> Result<JitC
     let functions =
         functions.into_iter().map(|f| f.ok_or_else(|| top("a kernel has no code".into()))).collect::<Result<_, _>>()?;
     let llvm_kernels = (0..kernels.len()).filter(|&i| llvm_entry(i).is_some()).count();
+    let cached_kernels = llvm.as_ref().map_or(0, |c| c.cached);
     let linked = llvm.filter(|_| options.keep_machine_code && llvm_kernels > 0).map(|c| (c.image, c.features));
-    Ok(JitCode { module, image, functions, llvm_kernels, llvm_notes, vectorized_loops, machine, linked })
+    Ok(JitCode {
+        module,
+        image,
+        functions,
+        llvm_kernels,
+        cached_kernels,
+        llvm_notes,
+        vectorized_loops,
+        machine,
+        linked,
+    })
 }
 
 /// LLVM's image of the kernels it covers, when the options and the host allow.
 #[cfg(feature = "llvm")]
 fn compile_with_llvm(kernels: &[Kernel], options: &EmitOptions) -> Result<Option<LinkedKernels>, String> {
     match crate::llvm::host_lanes() {
-        Some(_) if options.llvm && options.vectorize => crate::llvm::compile(kernels).map(Some),
+        Some(_) if options.llvm && options.vectorize => {
+            let cache = options.code_cache.then(crate::code_cache::CodeCache::from_env).flatten();
+            crate::llvm::compile(kernels, cache.as_ref()).map(Some)
+        }
         _ => Ok(None),
     }
 }

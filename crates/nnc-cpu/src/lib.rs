@@ -13,12 +13,15 @@
 //!   caller data with one arena for intermediates and the grid split across a rayon pool;
 //! - [`backend`]: [`CpuBackend`], the CPU behind the backend contract;
 //! - [`aot`] and [`bundle`]: the same machine code written to a folder and loaded again
-//!   without compiling ([`write_bundle`], [`load_bundle`]).
+//!   without compiling ([`write_bundle`], [`load_bundle`]);
+//! - [`code_cache`]: LLVM's code of each kernel kept in the user's cache directory, so a model
+//!   compiled once compiles again without LLVM.
 
 pub mod abi;
 pub mod aot;
 pub mod backend;
 pub mod bundle;
+pub mod code_cache;
 mod cranelift;
 pub mod driver;
 pub mod exec;

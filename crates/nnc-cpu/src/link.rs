@@ -24,6 +24,8 @@ pub struct LinkedKernels {
     pub vectorized_loops: usize,
     /// The CPU features the code was built for (LLVM's `+name` list).
     pub features: String,
+    /// Kernels whose code came from the compiled-code cache.
+    pub cached: usize,
 }
 
 /// Sections of a linked object, ready to load.

@@ -55,9 +55,15 @@ pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
 
 /// Imports an ONNX model file with options.
 pub fn import_file_with(path: &Path, options: &ImportOptions) -> Result<Graph, OnnxError> {
-    let what = path.display().to_string();
-    let bytes = nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
-    import_bytes(Bytes::from(bytes), &what, path.parent(), options)
+    import_bytes(read_model(path)?, &path.display().to_string(), path.parent(), options)
+}
+
+/// The bytes of the ONNX file at `path`, read once: [`inputs_of`] and [`import_bytes`] share
+/// them (a large model's weights are not read, or copied, twice).
+pub fn read_model(path: &Path) -> Result<Bytes, OnnxError> {
+    let bytes =
+        nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: path.display().to_string(), source })?;
+    Ok(Bytes::from(bytes))
 }
 
 /// Imports a serialized ONNX model. `what` names it in errors; `base_dir` is where external
@@ -524,11 +530,13 @@ fn sanitize_graph_name(s: &str) -> String {
 /// The names and declared types of a model's graph inputs (initializers excluded), in order,
 /// without importing the graph.
 pub fn read_inputs(path: &Path) -> Result<Vec<(String, TensorType)>, OnnxError> {
-    let what = path.display().to_string();
-    let bytes = nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
-    let model =
-        ModelProto::decode(Bytes::from(bytes)).map_err(|source| OnnxError::Decode { what: what.clone(), source })?;
-    let g = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(&what, "the model has no graph"))?;
+    inputs_of(read_model(path)?, &path.display().to_string())
+}
+
+/// [`read_inputs`] of a serialized model (`what` names it in errors).
+pub fn inputs_of(bytes: Bytes, what: &str) -> Result<Vec<(String, TensorType)>, OnnxError> {
+    let model = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { what: what.to_string(), source })?;
+    let g = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(what, "the model has no graph"))?;
     let initializers: HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
     g.input
         .iter()

@@ -20,6 +20,7 @@
 //! [`crate::link`] turns into one image: the JIT and bundles load the same bytes. Everything
 //! goes through inkwell except one GEP (see `Emitter::lane_addresses`).
 
+use crate::code_cache::{CachedKernel, CodeCache, KeyParts};
 use crate::link::{Image, LinkedKernels};
 use crate::plan::KernelPlan;
 use inkwell::attributes::AttributeLoc;
@@ -28,6 +29,7 @@ use inkwell::passes::PassBuilderOptions;
 use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine};
 use inkwell::OptimizationLevel;
 use nnc_kernel::kernel::{Kernel, LoopKind, Stmt};
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 mod emitter;
@@ -70,38 +72,81 @@ fn host_cpu() -> String {
     TargetMachine::get_host_cpu_name().to_string()
 }
 
-/// Compiles `kernels` (vector loops as wide as each kernel's schedule says); kernels the
-/// emitter does not cover come back with the reason.
-pub fn compile(kernels: &[Kernel]) -> R<LinkedKernels> {
+/// Compiles `kernels` (vector loops as wide as each kernel's schedule says), taking the code of
+/// those `cache` has from it and adding the others; kernels the emitter does not cover come
+/// back with the reason.
+pub fn compile(kernels: &[Kernel], cache: Option<&CodeCache>) -> R<LinkedKernels> {
     if !init() {
         return Err("LLVM could not initialize the native target".into());
     }
-    // One module per core, compiled in parallel (LLVM contexts are independent), kernels dealt
-    // round-robin so each part gets a share of the big ones; the images are concatenated.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let parts = cores.min(kernels.len()).max(1);
-    let deal: Vec<Vec<(usize, &Kernel)>> =
-        (0..parts).map(|p| kernels.iter().enumerate().skip(p).step_by(parts).collect()).collect();
-    let compiled: Vec<R<LinkedKernels>> = std::thread::scope(|s| {
-        let handles: Vec<_> = deal.iter().map(|part| s.spawn(move || compile_part(part))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("an LLVM thread panicked".into()))).collect()
-    });
+    let (cpu, features) = (host_cpu(), host_features());
+    let (major, minor, patch) = inkwell::support::get_llvm_version();
+    let generator = format!("llvm {major}.{minor}.{patch}");
+    let parts = KeyParts { cpu: &cpu, features: &features, generator: &generator };
+    // `NNC_CPU_LLVM_IR` prints the IR of what is compiled: nothing comes from the cache then.
+    let cache = cache.filter(|_| std::env::var_os("NNC_CPU_LLVM_IR").is_none());
+    // Kernels with equal keys (a transformer's layers, a ResNet's blocks) are compiled once.
+    let keys: Vec<String> = kernels.iter().map(|k| CodeCache::key(k, parts)).collect();
+    let mut first_of: HashMap<&str, usize> = HashMap::new();
+    let unique: Vec<usize> = (0..kernels.len()).filter(|&i| *first_of.entry(&keys[i]).or_insert(i) == i).collect();
+    let mut code: HashMap<usize, R<CachedKernel>> =
+        unique.iter().filter_map(|&i| Some((i, Ok(cache?.get(&keys[i])?)))).collect();
+    let missing: Vec<usize> = unique.iter().copied().filter(|i| !code.contains_key(i)).collect();
+    for (i, compiled) in compile_each(kernels, &missing, &cpu, &features) {
+        if let (Some(cache), Ok(kernel)) = (cache, &compiled) {
+            cache.put(&keys[i], kernel);
+        }
+        code.insert(i, compiled);
+    }
+    if let (Some(cache), true) = (cache, !missing.is_empty()) {
+        cache.evict();
+    }
+    let cached = (0..kernels.len()).filter(|&i| !missing.contains(&first_of[keys[i].as_str()])).count();
     let mut whole = LinkedKernels {
         image: Image::default(),
-        entries: vec![Err("not compiled".into()); kernels.len()],
+        entries: Vec::with_capacity(kernels.len()),
         vectorized_loops: 0,
-        features: host_features(),
+        features,
+        cached,
     };
-    for (part, code) in deal.iter().zip(compiled) {
-        let code = code?;
-        let base = whole.image.append(code.image);
-        for (&(i, _), entry) in part.iter().zip(code.entries) {
-            whole.entries[i] = entry.map(|e| e + base);
-        }
-        whole.vectorized_loops += code.vectorized_loops;
+    // Kernels sharing code share its place in the image.
+    let mut placed: HashMap<usize, R<u64>> = HashMap::new();
+    for key in &keys {
+        let first = first_of[key.as_str()];
+        let entry = placed.entry(first).or_insert_with(|| {
+            let kernel = code.remove(&first).unwrap_or_else(|| Err("not compiled".into()))?;
+            whole.vectorized_loops += kernel.vectorized_loops;
+            Ok(whole.image.append(kernel.image) + kernel.entry)
+        });
+        whole.entries.push(entry.clone());
     }
     release_freed_memory();
     Ok(whole)
+}
+
+/// Compiles the kernels at `indices`, each in a module of its own (so each can be cached
+/// alone), on one thread per core taking the next kernel as it finishes one (LLVM contexts are
+/// independent).
+fn compile_each(kernels: &[Kernel], indices: &[usize], cpu: &str, features: &str) -> Vec<(usize, R<CachedKernel>)> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let worker = || -> Vec<(usize, R<CachedKernel>)> {
+        let machine = target_machine(cpu, features);
+        let mut done = Vec::new();
+        loop {
+            let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = indices.get(j) else { return done };
+            let compiled = match &machine {
+                Ok(machine) => compile_one(machine, &kernels[i], cpu, features),
+                Err(e) => Err(e.clone()),
+            };
+            done.push((i, compiled));
+        }
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..cores.min(indices.len())).map(|_| s.spawn(worker)).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
 }
 
 /// Hands the memory LLVM freed back to the system: glibc keeps freed blocks in its arenas (one
@@ -118,82 +163,59 @@ fn release_freed_memory() {
     }
 }
 
-/// Compiles one part of the kernels (with their indices in the program) in a module of its own.
-fn compile_part(kernels: &[(usize, &Kernel)]) -> R<LinkedKernels> {
-    let (cpu, features) = (host_cpu(), host_features());
+/// A target machine for this host: the large code model, so every address the code needs from
+/// outside an instruction is an 8-byte absolute one (see `crate::link`) and the image loads
+/// anywhere.
+fn target_machine(cpu: &str, features: &str) -> R<TargetMachine> {
     let triple = TargetMachine::get_default_triple();
     let target = Target::from_triple(&triple).map_err(|e| format!("LLVM target: {e}"))?;
-    // The large code model: every address the code needs from outside an instruction is an
-    // 8-byte absolute one (see `crate::link`), so the image loads anywhere.
-    let machine = target
+    target
         .create_target_machine(
             &triple,
-            &cpu,
-            &features,
+            cpu,
+            features,
             OptimizationLevel::Aggressive,
             RelocMode::Static,
             CodeModel::Large,
         )
-        .ok_or("LLVM could not create a target machine for this host")?;
+        .ok_or_else(|| "LLVM could not create a target machine for this host".into())
+}
+
+/// Compiles one kernel in a module of its own; an error says why LLVM does not take it.
+fn compile_one(machine: &TargetMachine, kernel: &Kernel, cpu: &str, features: &str) -> R<CachedKernel> {
+    let plan = KernelPlan::new(kernel, vector_width(kernel))?;
     let context = Context::create();
     let module = context.create_module("nnc");
-    module.set_triple(&triple);
+    module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
     let cx = Cx::new(&context, module);
-    let mut entries = Vec::new();
-    let mut vectorized_loops = 0;
-    for &(i, kernel) in kernels {
-        let name = format!("nnc_kernel_{i}");
-        let plan = match KernelPlan::new(kernel, vector_width(kernel)) {
-            Ok(plan) => plan,
-            Err(reason) => {
-                entries.push(Err(reason));
-                continue;
-            }
-        };
-        let func = cx.module.add_function(&name, cx.kernel_type, None);
-        let vector_bits = (plan.width * 32).to_string();
-        for (k, v) in [
-            ("target-cpu", cpu.as_str()),
-            ("target-features", features.as_str()),
-            ("prefer-vector-width", vector_bits.as_str()),
-            ("min-legal-vector-width", vector_bits.as_str()),
-        ] {
-            func.add_attribute(AttributeLoc::Function, context.create_string_attribute(k, v));
-        }
-        match Emitter::new(&cx, &plan, func).function() {
-            Ok(()) => {
-                vectorized_loops += plan.vectorized_loops;
-                entries.push(Ok(name));
-            }
-            Err(reason) => {
-                // SAFETY: the function is this module's and nothing refers to it.
-                unsafe { func.delete() };
-                entries.push(Err(reason.into()));
-            }
-        }
+    const NAME: &str = "nnc_kernel";
+    let func = cx.module.add_function(NAME, cx.kernel_type, None);
+    let vector_bits = (plan.width * 32).to_string();
+    for (k, v) in [
+        ("target-cpu", cpu),
+        ("target-features", features),
+        ("prefer-vector-width", vector_bits.as_str()),
+        ("min-legal-vector-width", vector_bits.as_str()),
+    ] {
+        func.add_attribute(AttributeLoc::Function, context.create_string_attribute(k, v));
     }
+    Emitter::new(&cx, &plan, func).function()?;
     let module = &cx.module;
     let options = PassBuilderOptions::create();
     // The plan already vectorizes the loops that profit (`vector(w)`); LLVM's loop vectorizer
     // only adds runtime checks and remainder copies to the scalar loops left (digits_cnn: the
     // same run time, 15% less compile time without it).
     options.set_loop_vectorization(false);
-    module.run_passes("default<O3>", &machine, options).map_err(|e| format!("LLVM passes: {e}"))?;
+    module.run_passes("default<O3>", machine, options).map_err(|e| format!("LLVM passes: {e}"))?;
     if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
         eprintln!("{}", module.print_to_string().to_string_lossy());
     }
     let object =
         machine.write_to_memory_buffer(module, FileType::Object).map_err(|e| format!("LLVM code generation: {e}"))?;
     let image = crate::link::link(object.as_slice())?;
-    let entries = entries
-        .into_iter()
-        .map(|e| match e {
-            Ok(name) => image.symbols.get(&name).copied().ok_or_else(|| format!("LLVM lost {name}")),
-            Err(u) => Err(u),
-        })
-        .collect();
-    Ok(LinkedKernels { image, entries, vectorized_loops, features })
+    let entry = image.symbols.get(NAME).copied().ok_or_else(|| format!("LLVM lost {NAME}"))?;
+    Ok(CachedKernel { image, entry, vectorized_loops: plan.vectorized_loops })
 }
 
 /// The lanes of a kernel's vector loops (the first one's; 1 without any).
@@ -227,7 +249,7 @@ mod tests {
         let ks = kernels(
             "graph g(%x: f32[64]) {\n  %e: f32[64] = exp(%x)\n  %t: f32[64] = sin(%e)\n  %s: f32[] = reduce_sum(%t) {axes = [0], keep_dims = false}\n  return %t, %s\n}\n",
         );
-        let code = compile(&ks).unwrap();
+        let code = compile(&ks, None).unwrap();
         let entries: Vec<u64> = code.entries.iter().map(|e| *e.as_ref().unwrap()).collect();
         assert_eq!(entries.len(), ks.len());
         assert!(entries.iter().all(|&e| (e as usize) < code.image.bytes.len()));
@@ -245,7 +267,7 @@ mod tests {
             return;
         }
         let ks = kernels("graph g(%x: f16[8]) {\n  %y: f16[8] = add(%x, %x)\n  return %y\n}\n");
-        let code = compile(&ks).unwrap();
+        let code = compile(&ks, None).unwrap();
         let reason = code.entries[0].as_ref().unwrap_err();
         assert!(reason.contains("f16"), "{reason}");
     }
