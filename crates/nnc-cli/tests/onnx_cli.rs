@@ -69,6 +69,26 @@ fn conformance_reports_per_op_and_totals_last() {
 }
 
 #[test]
+fn conformance_times_passing_cases_against_the_interpreter() {
+    let Some(cases) = data_dir(".nnc-data/onnx-node", "the ONNX node tests (scripts/fetch-onnx-tests.sh)") else {
+        return;
+    };
+    let out = nnc()
+        .arg("conformance")
+        .arg(&cases)
+        .args(["--filter", "test_relu", "--filter", "test_string_concat", "--against-interpreter", "3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = stdout_of(&out);
+    // Only the two cases both pass are timed; the list names the slower ones, if any.
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with("cpu against the interpreter (fastest of 3 runs each, compile excluded): "), "{text}");
+    assert!(first.ends_with(" of 2 cases both pass run slower on cpu"), "{text}");
+    assert!(!text.contains("test_string_concat:"), "{text}");
+}
+
+#[test]
 fn unsupported_onnx_ops_are_all_reported() {
     let Some(cases) = data_dir(".nnc-data/onnx-node", "the ONNX node tests (scripts/fetch-onnx-tests.sh)") else {
         return;

@@ -10,10 +10,11 @@ pub mod suite;
 
 pub use compare::{compare, Comparison, Tolerance};
 pub use report::Report;
-pub use suite::{discover_cases, run_case, CaseOutcome, CaseResult};
+pub use suite::{discover_cases, run_case, run_case_timed, CaseOutcome, CaseResult};
 
 use nnc_ir::{Graph, TensorData};
 use nnc_runtime::{Session, SessionOptions, Target};
+use std::time::{Duration, Instant};
 
 /// Something that executes a Graph IR graph: the interpreter, or a compiled backend.
 pub trait Backend {
@@ -21,6 +22,27 @@ pub trait Backend {
     fn name(&self) -> &str;
     /// Runs `graph` on `inputs` (in `graph.inputs` order) and returns its outputs.
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String>;
+
+    /// [`Backend::run`], then `runs` more runs of the same compiled graph (compile excluded),
+    /// with the time of the fastest (`None` with no timed runs).
+    fn run_timed(
+        &self,
+        graph: &Graph,
+        inputs: &[TensorData],
+        runs: usize,
+    ) -> Result<(Vec<TensorData>, Option<Duration>), String>;
+}
+
+/// The fastest of `runs` calls of `f` (`None` for none), stopping at the first error.
+fn fastest<T>(runs: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<Option<Duration>, String> {
+    let mut best: Option<Duration> = None;
+    for _ in 0..runs {
+        let start = Instant::now();
+        f()?;
+        let t = start.elapsed();
+        best = Some(best.map_or(t, |b| b.min(t)));
+    }
+    Ok(best)
 }
 
 /// The reference interpreter as a backend.
@@ -33,6 +55,16 @@ impl Backend for Interpreter {
 
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
         nnc_interp::run(graph, inputs).map_err(|e| e.to_string())
+    }
+
+    fn run_timed(
+        &self,
+        graph: &Graph,
+        inputs: &[TensorData],
+        runs: usize,
+    ) -> Result<(Vec<TensorData>, Option<Duration>), String> {
+        let outputs = self.run(graph, inputs)?;
+        Ok((outputs, fastest(runs, || self.run(graph, inputs))?))
     }
 }
 
@@ -52,6 +84,15 @@ impl Backend for OnTarget {
     }
 
     fn run(&self, graph: &Graph, inputs: &[TensorData]) -> Result<Vec<TensorData>, String> {
+        self.run_timed(graph, inputs, 0).map(|(outputs, _)| outputs)
+    }
+
+    fn run_timed(
+        &self,
+        graph: &Graph,
+        inputs: &[TensorData],
+        runs: usize,
+    ) -> Result<(Vec<TensorData>, Option<Duration>), String> {
         let options = SessionOptions {
             target: self.target,
             adapter: self.adapter.clone(),
@@ -59,6 +100,8 @@ impl Backend for OnTarget {
             ..SessionOptions::default()
         };
         let mut session = Session::new(graph.clone(), options).map_err(|e| e.to_string())?;
-        session.run(inputs).map_err(|e| e.to_string())
+        let outputs = session.run(inputs).map_err(|e| e.to_string())?;
+        let time = fastest(runs, || session.run(inputs).map_err(|e| e.to_string()))?;
+        Ok((outputs, time))
     }
 }

@@ -28,6 +28,9 @@ pub struct CaseResult {
     pub node_ops: Vec<String>,
     pub outcome: CaseOutcome,
     pub seconds: f64,
+    /// With timed runs ([`run_case_timed`]) of a passing case: the time of its fastest run,
+    /// compile excluded, summed over its data sets.
+    pub run_seconds: Option<f64>,
 }
 
 /// The case folders under `root` (folders holding a `model.onnx`), sorted by name; `root`
@@ -45,7 +48,14 @@ pub fn discover_cases(root: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Runs every data set of the case in `dir` on `backend`.
 pub fn run_case(dir: &Path, backend: &dyn Backend) -> CaseResult {
+    run_case_timed(dir, backend, 0)
+}
+
+/// [`run_case`], each data set run `runs` more times after the first and its fastest run
+/// timed (none with 0).
+pub fn run_case_timed(dir: &Path, backend: &dyn Backend, runs: usize) -> CaseResult {
     let start = Instant::now();
+    let mut run_seconds = (runs > 0).then_some(0.0);
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let (node_ops, outcome) = match decode_model(&dir.join("model.onnx")) {
         Err(e) => (Vec::new(), CaseOutcome::Fail(format!("import: {e}"))),
@@ -57,7 +67,7 @@ pub fn run_case(dir: &Path, backend: &dyn Backend) -> CaseResult {
                 .unwrap_or_default();
             let outcome = match non_tensor_io(&model) {
                 Some(why) => CaseOutcome::Skip(why),
-                None => match run_data_sets(dir, &model, backend) {
+                None => match run_data_sets(dir, &model, backend, runs, &mut run_seconds) {
                     // Paths inside the case folder are shown relative to it, so reasons of
                     // different cases read (and group) alike.
                     CaseOutcome::Fail(why) => CaseOutcome::Fail(why.replace(&format!("{}/", dir.display()), "")),
@@ -67,7 +77,8 @@ pub fn run_case(dir: &Path, backend: &dyn Backend) -> CaseResult {
             (ops, outcome)
         }
     };
-    CaseResult { name, node_ops, outcome, seconds: start.elapsed().as_secs_f64() }
+    let run_seconds = run_seconds.filter(|_| outcome == CaseOutcome::Pass);
+    CaseResult { name, node_ops, outcome, seconds: start.elapsed().as_secs_f64(), run_seconds }
 }
 
 /// Why the model's interface is not all tensors, if it is not.
@@ -91,7 +102,13 @@ fn non_tensor_io(model: &ModelProto) -> Option<String> {
     None
 }
 
-fn run_data_sets(dir: &Path, model: &ModelProto, backend: &dyn Backend) -> CaseOutcome {
+fn run_data_sets(
+    dir: &Path,
+    model: &ModelProto,
+    backend: &dyn Backend,
+    runs: usize,
+    run_seconds: &mut Option<f64>,
+) -> CaseOutcome {
     let mut sets: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(e) => e.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir() && is_data_set(p)).collect(),
         Err(e) => return CaseOutcome::Fail(format!("io: {e}")),
@@ -115,8 +132,13 @@ fn run_data_sets(dir: &Path, model: &ModelProto, backend: &dyn Backend) -> CaseO
             Ok(g) => g,
             Err(e) => return CaseOutcome::Fail(format!("import: {}", one_line(&e.to_string()))),
         };
-        let results = match backend.run(&graph, &inputs) {
-            Ok(r) => r,
+        let results = match backend.run_timed(&graph, &inputs, runs) {
+            Ok((r, fastest)) => {
+                if let (Some(total), Some(t)) = (run_seconds.as_mut(), fastest) {
+                    *total += t.as_secs_f64();
+                }
+                r
+            }
             Err(e) => return CaseOutcome::Fail(format!("run: {}", one_line(&e))),
         };
         if results.len() != outputs.len() {

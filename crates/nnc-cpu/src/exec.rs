@@ -366,7 +366,7 @@ impl CpuProgram {
             }
             Ok(took)
         };
-        let run_all = || -> Result<(), CpuError> {
+        let mut run_all = || -> Result<(), CpuError> {
             for k in &self.kernels {
                 let took = run_kernel(k)?;
                 if let Probe::EachKernel(times) = &mut probe {
@@ -384,7 +384,14 @@ impl CpuProgram {
             }
             Ok(())
         };
-        self.pool.install(run_all)?;
+        // A program whose kernels all run inline (small models, ONNX node cases) never touches
+        // the pool: handing the run over and back would cost tens of microseconds, more than
+        // the arithmetic.
+        if self.kernels.iter().any(|k| self.uses_pool(k)) {
+            self.pool.install(run_all)?;
+        } else {
+            run_all()?;
+        }
         for (out, &o) in outputs.iter_mut().zip(&self.outputs) {
             let b = &self.buffers[o];
             let len = b.bytes() as usize;
@@ -409,6 +416,12 @@ impl CpuProgram {
         Ok(())
     }
 
+    /// Whether kernel `k` is split across the pool: it has several workgroups, there are
+    /// several threads, and enough work to pay for the hand-over.
+    fn uses_pool(&self, k: &KernelRun) -> bool {
+        k.groups > 1 && self.pool.current_num_threads() > 1 && k.work >= INLINE_WORK
+    }
+
     /// Runs every workgroup of kernel `k`, split in chunks across the pool; the first nonzero
     /// status wins.
     fn launch(&self, k: &KernelRun, args: &Ptrs) -> u32 {
@@ -417,12 +430,11 @@ impl CpuProgram {
             return 0;
         }
         let f = k.function;
-        let threads = self.pool.current_num_threads() as u64;
-        let chunks = n.min(threads * 4);
-        if chunks <= 1 || threads <= 1 || k.work < INLINE_WORK {
+        if !self.uses_pool(k) {
             // SAFETY: the pointers cover every buffer the kernel accesses.
             return unsafe { f(args.0.as_ptr(), 0, n) };
         }
+        let chunks = n.min(self.pool.current_num_threads() as u64 * 4);
         (0..chunks)
             .into_par_iter()
             .map(|c| {

@@ -10,7 +10,7 @@ use crate::target::TargetArg;
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use nnc_conformance::{discover_cases, run_case, CaseOutcome, CaseResult, Report};
+use nnc_conformance::{discover_cases, run_case_timed, CaseOutcome, CaseResult, Report};
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -42,6 +42,11 @@ pub struct ConformanceArgs {
     /// Write the per-op table (passed/total and what is missing) as Markdown to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+
+    /// Also time every passing case against the reference interpreter: the fastest of RUNS runs
+    /// of each (compile excluded), and list the cases where the target is slower.
+    #[arg(long, value_name = "RUNS", num_args = 0..=1, default_missing_value = "5")]
+    pub against_interpreter: Option<u32>,
 }
 
 pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
@@ -60,9 +65,15 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     );
     let start = Instant::now();
     let mut results = Vec::with_capacity(cases.len());
+    let runs = args.against_interpreter.unwrap_or(0) as usize;
+    let mut reference = Vec::new();
     for case in &cases {
         bar.set_message(case_name(case));
-        results.push(run_guarded(case, backend.as_ref()));
+        let result = run_guarded(case, backend.as_ref(), runs);
+        if runs > 0 && result.run_seconds.is_some() {
+            reference.push((result.clone(), run_guarded(case, &nnc_conformance::Interpreter, runs)));
+        }
+        results.push(result);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -80,14 +91,38 @@ pub fn run(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(path, report.markdown(&note)).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
+    if runs > 0 {
+        out.write_all(speed_summary(args.target.name(), runs, &reference).as_bytes())?;
+    }
     out.write_all(report.summary().as_bytes())?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cases the target runs slower than the interpreter (each the fastest of `runs` runs),
+/// slowest first, among those both pass.
+fn speed_summary(target: &str, runs: usize, pairs: &[(CaseResult, CaseResult)]) -> String {
+    let mut timed: Vec<(&str, f64, f64)> =
+        pairs.iter().filter_map(|(t, i)| Some((t.name.as_str(), t.run_seconds?, i.run_seconds?))).collect();
+    timed.sort_by(|a, b| (b.1 / b.2).total_cmp(&(a.1 / a.2)));
+    let slower: Vec<_> = timed.iter().filter(|(_, t, i)| t > i).collect();
+    let mut text = format!(
+        "{target} against the interpreter (fastest of {runs} runs each, compile excluded): {} of {} cases both pass run slower on {target}\n",
+        slower.len(),
+        timed.len()
+    );
+    for (name, t, i) in slower.iter().take(30) {
+        text += &format!("  {name}: {:.1} µs, interpreter {:.1} µs ({:.2}×)\n", t * 1e6, i * 1e6, t / i);
+    }
+    if slower.len() > 30 {
+        text += &format!("  ... and {} more\n", slower.len() - 30);
+    }
+    text
+}
+
 /// Runs one case, turning a panic into a failure so one bug does not hide every other result.
-fn run_guarded(case: &Path, backend: &dyn nnc_conformance::Backend) -> CaseResult {
-    catch_unwind(AssertUnwindSafe(|| run_case(case, backend))).unwrap_or_else(|panic| {
+fn run_guarded(case: &Path, backend: &dyn nnc_conformance::Backend, runs: usize) -> CaseResult {
+    catch_unwind(AssertUnwindSafe(|| run_case_timed(case, backend, runs))).unwrap_or_else(|panic| {
         let msg = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -98,6 +133,7 @@ fn run_guarded(case: &Path, backend: &dyn nnc_conformance::Backend) -> CaseResul
             node_ops: Vec::new(),
             outcome: CaseOutcome::Fail(format!("internal error (panic): {msg}")),
             seconds: 0.0,
+            run_seconds: None,
         }
     })
 }
