@@ -25,13 +25,11 @@ pub trait Backend {
 
     /// [`Backend::run`], then `runs` more runs of the same compiled graph (compile excluded),
     /// with the time of the fastest (`None` with no timed runs).
-    fn run_timed(
-        &self,
-        graph: &Graph,
-        inputs: &[TensorData],
-        runs: usize,
-    ) -> Result<(Vec<TensorData>, Option<Duration>), String>;
+    fn run_timed(&self, graph: &Graph, inputs: &[TensorData], runs: usize) -> TimedRun;
 }
+
+/// The outputs of a run, and the time of the fastest of the timed runs after it.
+pub type TimedRun = Result<(Vec<TensorData>, Option<Duration>), String>;
 
 /// The fastest of `runs` calls of `f` (`None` for none), stopping at the first error.
 fn fastest<T>(runs: usize, mut f: impl FnMut() -> Result<T, String>) -> Result<Option<Duration>, String> {
@@ -57,12 +55,7 @@ impl Backend for Interpreter {
         nnc_interp::run(graph, inputs).map_err(|e| e.to_string())
     }
 
-    fn run_timed(
-        &self,
-        graph: &Graph,
-        inputs: &[TensorData],
-        runs: usize,
-    ) -> Result<(Vec<TensorData>, Option<Duration>), String> {
+    fn run_timed(&self, graph: &Graph, inputs: &[TensorData], runs: usize) -> TimedRun {
         let outputs = self.run(graph, inputs)?;
         Ok((outputs, fastest(runs, || self.run(graph, inputs))?))
     }
@@ -87,12 +80,7 @@ impl Backend for OnTarget {
         self.run_timed(graph, inputs, 0).map(|(outputs, _)| outputs)
     }
 
-    fn run_timed(
-        &self,
-        graph: &Graph,
-        inputs: &[TensorData],
-        runs: usize,
-    ) -> Result<(Vec<TensorData>, Option<Duration>), String> {
+    fn run_timed(&self, graph: &Graph, inputs: &[TensorData], runs: usize) -> TimedRun {
         let options = SessionOptions {
             target: self.target,
             adapter: self.adapter.clone(),

@@ -16,9 +16,11 @@
 //! b` is one fused multiply-add, as in the Cranelift generator).
 //!
 //! Kernels using what this emitter does not cover (`f16`/`bf16`) come back with the reason and
-//! are compiled by Cranelift instead. The module becomes an object file (large code model) that
-//! [`crate::link`] turns into one image: the JIT and bundles load the same bytes. Everything
-//! goes through inkwell except one GEP (see `Emitter::lane_addresses`).
+//! are compiled by Cranelift instead. Each distinct kernel is a module of its own, which
+//! becomes an object file (large code model) that [`crate::link`] turns into an image, kept in
+//! the compiled-code cache ([`crate::code_cache`]); the kernels' images are concatenated into
+//! one: the JIT and bundles load the same bytes. Everything goes through inkwell except one GEP
+//! (see `Emitter::lane_addresses`).
 
 use crate::code_cache::{CachedKernel, CodeCache, KeyParts};
 use crate::link::{Image, LinkedKernels};
