@@ -2,9 +2,24 @@
 //! `scripts/fetch-onnx-tests.sh`): every case the reference interpreter passes passes on the
 //! target, through a session as `nnc conformance --target` runs it, except the target's listed
 //! differences, each of which must be needed.
+//!
+//! Where the line asks ([`Line::timed_against_interpreter`]), each case both pass is also timed
+//! on both (the fastest of [`TIMED_RUNS`] runs, compile excluded, as `nnc conformance
+//! --against-interpreter` does), and the target may not take more than
+//! [`SLOWER_FACTOR`] times the interpreter's time plus [`SLOWER_SLACK_S`], except on the line's
+//! listed cases. This guards the runtime's fixed costs (a thread-pool hand-over made every
+//! one-node case 30 µs against the interpreter's 1) with a margin wide enough for a shared
+//! machine's noise; it is not a benchmark.
 
 use crate::suite::Line;
-use nnc_conformance::{discover_cases, run_case, CaseOutcome, Interpreter, OnTarget};
+use nnc_conformance::{discover_cases, run_case_timed, CaseOutcome, Interpreter, OnTarget};
+
+/// Timed runs of each case on each side.
+pub const TIMED_RUNS: usize = 5;
+/// How much slower than the interpreter a timed case may run...
+pub const SLOWER_FACTOR: f64 = 2.0;
+/// ...plus this much (seconds), for timer and scheduling noise on microsecond runs.
+pub const SLOWER_SLACK_S: f64 = 20e-6;
 
 /// What a target's run of the node suite came to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -31,15 +46,24 @@ pub fn node_suite_line(line: &Line) -> Option<NodeSuiteFigures> {
     let mut figures = NodeSuiteFigures { cases: cases.len(), ..NodeSuiteFigures::default() };
     let mut used = vec![0; differences.len()];
     let mut regressions = Vec::new();
+    let runs = if line.timed_against_interpreter { TIMED_RUNS } else { 0 };
+    let mut slower = Vec::new();
     for case in &cases {
-        let result = run_case(case, &target);
+        let result = run_case_timed(case, &target, runs);
         let pass = matches!(result.outcome, CaseOutcome::Pass);
         figures.passed += pass as usize;
-        if !matches!(run_case(case, &Interpreter).outcome, CaseOutcome::Pass) {
+        let reference = run_case_timed(case, &Interpreter, if pass { runs } else { 0 });
+        if !matches!(reference.outcome, CaseOutcome::Pass) {
             continue;
         }
         figures.reference_passed += 1;
         if pass {
+            if let (Some(t), Some(i)) = (result.run_seconds, reference.run_seconds) {
+                let listed = line.slower_than_interpreter.iter().any(|(pattern, _)| result.name.contains(pattern));
+                if t > SLOWER_FACTOR * i + SLOWER_SLACK_S && !listed {
+                    slower.push(format!("{}: {:.1} µs, the interpreter {:.1} µs", result.name, t * 1e6, i * 1e6));
+                }
+            }
             continue;
         }
         let message = match &result.outcome {
@@ -69,6 +93,14 @@ pub fn node_suite_line(line: &Line) -> Option<NodeSuiteFigures> {
         line.target,
         regressions.len(),
         regressions.join("\n")
+    );
+    assert!(
+        slower.is_empty(),
+        "{} runs {} node cases more than {SLOWER_FACTOR}x the interpreter's time (+{:.0} µs), and its line does not list them:\n{}",
+        line.target,
+        slower.len(),
+        SLOWER_SLACK_S * 1e6,
+        slower.join("\n")
     );
     let stale: Vec<_> = differences.iter().zip(&used).filter(|(_, &n)| n == 0).map(|(d, _)| d).collect();
     assert!(stale.is_empty(), "listed differences of {} that no failing case needs: {stale:?}", line.target);

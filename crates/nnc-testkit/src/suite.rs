@@ -38,6 +38,13 @@ pub struct Line {
     /// Node-suite cases the interpreter passes that the target does not: (a substring of the
     /// case's name, text its failure must contain). Every entry must be needed.
     pub node_suite_differences: &'static [(&'static str, &'static str)],
+    /// Whether the node suite also times each case both pass against the interpreter (see
+    /// [`crate::node_suite`]): the target must not be much slower than the interpreter on any.
+    pub timed_against_interpreter: bool,
+    /// Node-suite cases that may run slower than the interpreter: (a substring of the case's
+    /// name, why). Unlike the differences above, an entry no case needed in a run is not an
+    /// error: near the margin, times move between runs.
+    pub slower_than_interpreter: &'static [(&'static str, &'static str)],
 }
 
 impl Line {
@@ -52,6 +59,8 @@ impl Line {
             cases: 16,
             models: &MODELS,
             node_suite_differences: &[],
+            timed_against_interpreter: false,
+            slower_than_interpreter: &[],
         }
     }
 
