@@ -9,9 +9,9 @@ use crate::compare::{close, NonFinite, MODEL_TOLERANCE};
 use crate::families::family;
 use crate::graphs::fixed_graphs;
 use crate::inputs::inputs_for;
-use crate::models::{program_for, selected, try_load, MODELS};
+use crate::models::{program_for, selected, try_load, SharedModel, MODELS};
 use crate::skip::skip;
-use nnc_kernel::backend::{run_to_tensors, Backend, ErrorKind};
+use nnc_kernel::backend::{run_to_tensors, Backend, ErrorKind, Executable};
 use nnc_kernel::bundle::Manifest;
 use nnc_kernel::Device;
 use nnc_runtime::target::BackendOptions;
@@ -143,16 +143,45 @@ pub fn shared_models(line: &Line) {
     let device = backend.device();
     let failures: Vec<String> = selected("NNC_MODELS", line.models)
         .iter()
-        .filter_map(|name| shared_model_on(backend.as_ref(), &device, &root.join(name)).err())
+        .filter_map(|name| {
+            shared_model_on(backend.as_ref(), &device, &root.join(name), line.timed_against_interpreter).err()
+        })
         .collect();
     assert!(failures.is_empty(), "on {}:\n{}", line.target, failures.join("\n"));
 }
 
+/// The model runs on `executable` (the fastest of 3 runs, compile excluded) in at most the
+/// node suite's margin over one run of the reference interpreter.
+fn not_slower_than_the_interpreter(executable: &mut dyn Executable, model: &SharedModel) -> Result<(), String> {
+    use crate::node_suite::{SLOWER_FACTOR, SLOWER_SLACK_S};
+    let name = &model.name;
+    let mut fastest = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        run_to_tensors(executable, &model.inputs).map_err(|e| format!("{name}: {e}"))?;
+        fastest = fastest.min(start.elapsed().as_secs_f64());
+    }
+    let start = Instant::now();
+    nnc_interp::run(&model.graph, &model.inputs).map_err(|e| format!("{name} (interpreter): {e}"))?;
+    let reference = start.elapsed().as_secs_f64();
+    eprintln!("{name}: {:.3} ms against the interpreter's {:.3} ms", fastest * 1e3, reference * 1e3);
+    if fastest > SLOWER_FACTOR * reference + SLOWER_SLACK_S {
+        return Err(format!(
+            "{name}: {:.3} ms a run, more than {SLOWER_FACTOR}x the interpreter's {:.3} ms",
+            fastest * 1e3,
+            reference * 1e3
+        ));
+    }
+    Ok(())
+}
+
 /// The shared model in `dir`, compiled for `device` as a session would, run once on `backend`:
 /// its outputs match the stored references; a target that counts queue submissions makes one
-/// per run; and where the target writes bundles, the bundle reads back with the same manifest
-/// and, where the target also loads its bundles, runs to the same references.
-pub fn shared_model_on(backend: &dyn Backend, device: &Device, dir: &Path) -> Result<(), String> {
+/// per run; with `timed`, it is not slower than the reference interpreter (see
+/// [`crate::node_suite`] for the margin); and where the target writes bundles, the bundle reads
+/// back with the same manifest and, where the target also loads its bundles, runs to the same
+/// references.
+pub fn shared_model_on(backend: &dyn Backend, device: &Device, dir: &Path, timed: bool) -> Result<(), String> {
     let model = try_load(dir)?;
     let name = &model.name;
     let start = Instant::now();
@@ -176,6 +205,9 @@ pub fn shared_model_on(backend: &dyn Backend, device: &Device, dir: &Path) -> Re
         }
     }
     matches_references(name, &model.expected, &found)?;
+    if timed {
+        not_slower_than_the_interpreter(executable.as_mut(), &model)?;
+    }
 
     let bundle = std::env::temp_dir().join(format!("nnc-testkit-{}-{name}-{}", backend.name(), std::process::id()));
     let result = bundle_matches(backend, &program, &bundle, name, &model.inputs, &model.expected);
