@@ -3,8 +3,9 @@
 //! without LLVM.
 //!
 //! An entry is content-addressed: its file name is a 128-bit hash of everything the code
-//! depends on ([`KeyParts`]): the kernel's Kernel IR (its buffers, launch, body and schedule;
-//! not its name), the host CPU and the features the code is built for, the LLVM version, and a
+//! depends on ([`KeyParts`]): the kernel's Kernel IR (its buffers' layout, launch, schedule and
+//! body with variables renumbered; not its or its buffers' names, so equal kernels share an
+//! entry), the host CPU and the features the code is built for, the LLVM version, and a
 //! fingerprint of the code generator's own source (`build.rs`: this crate's and Kernel IR's
 //! sources, and nnc's version), so code from another build of the generator is never used.
 //!

@@ -111,15 +111,17 @@ pub fn compile(kernels: &[Kernel], cache: Option<&CodeCache>) -> R<LinkedKernels
         features,
         cached,
     };
-    // Kernels sharing code share its place in the image.
-    let mut placed: HashMap<usize, R<u64>> = HashMap::new();
+    // Kernels sharing code share its place in the image (and count its vector loops each).
+    let mut placed: HashMap<usize, (R<u64>, usize)> = HashMap::new();
     for key in &keys {
         let first = first_of[key.as_str()];
-        let entry = placed.entry(first).or_insert_with(|| {
-            let kernel = code.remove(&first).unwrap_or_else(|| Err("not compiled".into()))?;
-            whole.vectorized_loops += kernel.vectorized_loops;
-            Ok(whole.image.append(kernel.image) + kernel.entry)
+        let (entry, vectorized_loops) = placed.entry(first).or_insert_with(|| {
+            match code.remove(&first).unwrap_or_else(|| Err("not compiled".into())) {
+                Ok(kernel) => (Ok(whole.image.append(kernel.image) + kernel.entry), kernel.vectorized_loops),
+                Err(reason) => (Err(reason), 0),
+            }
         });
+        whole.vectorized_loops += *vectorized_loops;
         whole.entries.push(entry.clone());
     }
     release_freed_memory();
