@@ -191,29 +191,42 @@ impl TensorData {
     /// The tensor with its axes permuted (output axis `i` is axis `perm[i]`), elements copied;
     /// `None` if `perm` is not a permutation of the axes.
     pub fn transposed(&self, perm: &[usize]) -> Option<TensorData> {
+        self.transposed_padded(perm, 0)
+    }
+
+    /// [`Self::transposed`], with `extra` zeros after each row of the result (its last axis
+    /// `extra` longer), in the same pass; `None` also for `extra` on a scalar.
+    pub fn transposed_padded(&self, perm: &[usize], extra: usize) -> Option<TensorData> {
         let rank = self.shape.len();
         let mut seen = vec![false; rank];
         if perm.len() != rank || !perm.iter().all(|&p| p < rank && !std::mem::replace(&mut seen[p], true)) {
             return None;
         }
+        if rank == 0 && extra > 0 {
+            return None;
+        }
         let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
+        let mut padded = shape.clone();
+        if let Some(last) = padded.last_mut() {
+            *last += extra;
+        }
         let size = self.dtype.size_bytes();
         let mut in_strides = vec![1usize; rank];
         for a in (0..rank.saturating_sub(1)).rev() {
             in_strides[a] = in_strides[a + 1] * self.shape[a + 1];
         }
         let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-        let mut out = vec![0u8; self.bytes.len()];
+        let mut out = vec![0u8; padded.iter().product::<usize>() * size];
         // Elements moved as fixed-size arrays: a copy of run-time length is a call to `memcpy`
         // per element (it was most of the time of packing a large model's weights).
         match size {
-            1 => permute::<1>(&self.bytes, &mut out, &shape, &strides),
-            2 => permute::<2>(&self.bytes, &mut out, &shape, &strides),
-            4 => permute::<4>(&self.bytes, &mut out, &shape, &strides),
-            8 => permute::<8>(&self.bytes, &mut out, &shape, &strides),
+            1 => permute::<1>(&self.bytes, &mut out, &shape, &strides, extra),
+            2 => permute::<2>(&self.bytes, &mut out, &shape, &strides, extra),
+            4 => permute::<4>(&self.bytes, &mut out, &shape, &strides, extra),
+            8 => permute::<8>(&self.bytes, &mut out, &shape, &strides, extra),
             _ => unreachable!("element sizes are 1, 2, 4 or 8 bytes"),
         }
-        Some(TensorData { dtype: self.dtype, shape, bytes: out.into() })
+        Some(TensorData { dtype: self.dtype, shape: padded, bytes: out.into() })
     }
 
     /// The elements as `T`, or `None` if `T` is not this tensor's element type.
@@ -275,13 +288,13 @@ impl fmt::Debug for TensorData {
     }
 }
 
-/// Writes `dst` (of `shape`, row-major) from `src`, where output axis `a` steps `strides[a]`
+/// Writes `dst` (of `shape`, row-major, rows `extra` longer) from `src`, where output axis `a` steps `strides[a]`
 /// elements of `N` bytes in `src`. Walks the output in tiles over its last axis and an axis
 /// the input has close together, so both sides use most of each cache line they touch (a
 /// weight `[O, C, kh, kw]` stored as `[kh, kw, C, O]` otherwise reads one element per line).
 /// The other axes are walked inside each tile where they are few (a convolution's window: the
 /// input's lines are read once, not once per window position), around the tiles otherwise.
-fn permute<const N: usize>(src: &[u8], dst: &mut [u8], shape: &[usize], strides: &[usize]) {
+fn permute<const N: usize>(src: &[u8], dst: &mut [u8], shape: &[usize], strides: &[usize], extra: usize) {
     // A tile: 16 output columns (a cache line of f32) by 128 rows (long runs of the input).
     const TILE: usize = 16;
     const TILE_ROWS: usize = 128;
@@ -295,9 +308,10 @@ fn permute<const N: usize>(src: &[u8], dst: &mut [u8], shape: &[usize], strides:
     if dst.is_empty() {
         return;
     }
+    // Output rows are `extra` elements longer than `shape` says (left as they are: zeros).
     let mut out_strides = vec![1usize; shape.len()];
     for a in (0..last).rev() {
-        out_strides[a] = out_strides[a + 1] * shape[a + 1];
+        out_strides[a] = out_strides[a + 1] * (shape[a + 1] + if a + 1 == last { extra } else { 0 });
     }
     // The tile's other axis: of the outer output axes at least a tile long, the one the input
     // has closest together (`[3, 3, C, O]`: C); without one, a tile is part of a row.
@@ -436,6 +450,20 @@ mod tests {
             }
             check_transpose(&shape, &perm, wide);
         }
+    }
+
+    #[test]
+    fn a_padded_transposition_is_the_transposition_with_zero_rows_appended() {
+        let t = TensorData::from_vec(vec![40, 33, 3, 3], &(0..40 * 33 * 9).map(|i| i as f32).collect::<Vec<_>>());
+        let plain = t.transposed(&[2, 3, 1, 0]).unwrap().to_vec::<f32>().unwrap();
+        let padded = t.transposed_padded(&[2, 3, 1, 0], 5).unwrap();
+        assert_eq!(padded.shape(), [3, 3, 33, 45]);
+        let rows: Vec<&[f32]> = plain.chunks(40).collect();
+        for (k, row) in padded.to_vec::<f32>().unwrap().chunks(45).enumerate() {
+            assert_eq!(&row[..40], rows[k], "row {k}");
+            assert!(row[40..].iter().all(|&x| x == 0.0), "row {k}");
+        }
+        assert!(TensorData::scalar(1.0f32).transposed_padded(&[], 1).is_none());
     }
 
     #[test]

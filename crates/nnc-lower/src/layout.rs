@@ -22,6 +22,7 @@
 
 use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};
 use nnc_kernel::device::Device;
+use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
 
 /// `graph` with constant contraction operands laid out for `device`'s vector tiles; the graph
@@ -70,6 +71,26 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 && uses[v.index()].iter().all(conv_weight)
         })
     };
+    // Each weight stored channels-last, `[O, C, k..]` as `[k.., C, O]`, computed on all cores
+    // (a large model's weights are tens of megabytes). Rows of a multiple of 512 bytes would
+    // put a tile's column of weights (one row per input channel) in a few cache sets, evicting
+    // each other: such rows get padding in the same pass, read around by a slice.
+    let stored: HashMap<usize, (TensorData, usize)> = g
+        .nodes
+        .par_iter()
+        .enumerate()
+        .filter_map(|(i, node)| match &node.op {
+            Op::Constant(t) if packs(node.outputs[0]) => {
+                let store: Vec<usize> = (2..t.shape().len()).chain([1, 0]).collect();
+                let padding = match crowds_cache_sets(t.shape()[0] * t.dtype().size_bytes()) {
+                    true => row_padding(t.dtype(), WEIGHT_ROW_PADDING),
+                    false => 0,
+                };
+                Some((i, (t.transposed_padded(&store, padding)?, padding)))
+            }
+            _ => None,
+        })
+        .collect();
     // (node index, replacement nodes) in increasing node order.
     let mut edits: Vec<(usize, Vec<Node>)> = Vec::new();
     let mut new_values = NewValues::of(&g);
@@ -88,32 +109,25 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                     }
                     continue;
                 }
+                let Some((packed, padding)) = stored.get(&i) else { continue };
                 let rank = t.shape().len();
-                // [O, C, k..] stored as [k.., C, O]; the transpose back is perm [r-1, r-2, 0..r-2].
-                let store: Vec<usize> = (2..rank).chain([1, 0]).collect();
+                // The transpose back from [k.., C, O] is perm [r-1, r-2, 0..r-2].
                 let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
-                let Some(packed) = t.transposed(&store) else { continue };
-                let ty = |t: &TensorData| TensorType::new(t.dtype(), t.shape().iter().map(|&d| d as i64));
+                let ty = |shape: &[usize]| TensorType::new(t.dtype(), shape.iter().map(|&d| d as i64));
                 let name = g.value(v).name.clone();
                 let outputs = t.shape()[0];
-                // Rows of a multiple of 512 bytes would put a tile's column of weights (one row
-                // per input channel) in a few cache sets, evicting each other: such rows get
-                // padding, read around by a slice.
-                let row_bytes = outputs * t.dtype().size_bytes();
-                let mut nodes = Vec::new();
-                let rows_id = if crowds_cache_sets(row_bytes) {
-                    let padding = row_padding(t.dtype(), WEIGHT_ROW_PADDING);
-                    let Some(padded) = pad_rows(&packed, padding) else { continue };
-                    let padded_id = new_values.add(format!("{name}_packed"), ty(&padded));
-                    nodes.push(Node { op: Op::Constant(padded), inputs: vec![], outputs: vec![padded_id] });
-                    let rows_id = new_values.add(format!("{name}_rows"), ty(&packed));
+                let packed_id = new_values.add(format!("{name}_packed"), ty(packed.shape()));
+                let mut nodes =
+                    vec![Node { op: Op::Constant(packed.clone()), inputs: vec![], outputs: vec![packed_id] }];
+                let rows_id = if *padding > 0 {
+                    let mut rows = packed.shape().to_vec();
+                    rows[rank - 1] = outputs;
+                    let rows_id = new_values.add(format!("{name}_rows"), ty(&rows));
                     let slice =
                         Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
-                    nodes.push(Node { op: slice, inputs: vec![padded_id], outputs: vec![rows_id] });
+                    nodes.push(Node { op: slice, inputs: vec![packed_id], outputs: vec![rows_id] });
                     rows_id
                 } else {
-                    let packed_id = new_values.add(format!("{name}_packed"), ty(&packed));
-                    nodes.push(Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] });
                     packed_id
                 };
                 nodes.push(Node { op: Op::Transpose { perm: back }, inputs: vec![rows_id], outputs: vec![v] });
@@ -334,20 +348,6 @@ fn users(g: &Graph) -> Vec<Vec<(usize, usize)>> {
         }
     }
     out
-}
-
-/// `t` with `extra` zero elements after each row of its last axis.
-fn pad_rows(t: &TensorData, extra: usize) -> Option<TensorData> {
-    let size = t.dtype().size_bytes();
-    let row = t.shape().last().copied()? * size;
-    let mut out = Vec::with_capacity(t.bytes().len() + t.bytes().len() / row.max(1) * extra * size);
-    for chunk in t.bytes().chunks(row.max(1)) {
-        out.extend_from_slice(chunk);
-        out.resize(out.len() + extra * size, 0);
-    }
-    let mut shape = t.shape().to_vec();
-    *shape.last_mut()? += extra;
-    TensorData::from_bytes(t.dtype(), shape, out.into()).ok()
 }
 
 #[cfg(test)]
