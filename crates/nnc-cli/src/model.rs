@@ -22,8 +22,8 @@ pub const MODEL_EXTENSIONS: &str = ".nnir, .onnx";
 pub enum Model {
     /// A parsed and verified `.nnir` graph.
     Nnir(Graph),
-    /// An ONNX file's bytes (read once), with its graph inputs' names and declared types.
-    Onnx { path: PathBuf, bytes: bytes::Bytes, inputs: Vec<(String, TensorType)> },
+    /// An ONNX file, read and decoded once, with its graph inputs' names and declared types.
+    Onnx { path: PathBuf, model: Box<nnc_onnx::proto::ModelProto>, inputs: Vec<(String, TensorType)> },
 }
 
 impl Model {
@@ -40,10 +40,10 @@ impl Model {
     pub fn into_graph(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Graph> {
         match self {
             Model::Nnir(g) => Ok(g),
-            Model::Onnx { path, bytes, .. } => {
+            Model::Onnx { path, model, .. } => {
                 let options = nnc_onnx::ImportOptions { input_shapes, ..Default::default() };
                 let what = path.display().to_string();
-                nnc_onnx::import_bytes(bytes, &what, path.parent(), &options).map_err(|e| anyhow!(e))
+                nnc_onnx::import_model(&model, &what, path.parent(), &options).map_err(|e| anyhow!(e))
             }
         }
     }
@@ -70,9 +70,9 @@ pub fn open_model(path: &Path) -> anyhow::Result<Model> {
         }
         Some("onnx") => {
             std::fs::metadata(path).with_context(|| format!("cannot read {shown}"))?;
-            let bytes = nnc_onnx::read_model(path).map_err(|e| anyhow!(e))?;
-            let inputs = nnc_onnx::inputs_of(bytes.clone(), &shown).map_err(|e| anyhow!(e))?;
-            Ok(Model::Onnx { path: path.to_path_buf(), bytes, inputs })
+            let model = nnc_onnx::read_model(path).map_err(|e| anyhow!(e))?;
+            let inputs = nnc_onnx::inputs_of(&model, &shown).map_err(|e| anyhow!(e))?;
+            Ok(Model::Onnx { path: path.to_path_buf(), model: Box::new(model), inputs })
         }
         _ => bail!("{shown}: unknown model format (expected a file ending in {MODEL_EXTENSIONS})"),
     }

@@ -55,15 +55,19 @@ pub fn import_file(path: &Path) -> Result<Graph, OnnxError> {
 
 /// Imports an ONNX model file with options.
 pub fn import_file_with(path: &Path, options: &ImportOptions) -> Result<Graph, OnnxError> {
-    import_bytes(read_model(path)?, &path.display().to_string(), path.parent(), options)
+    import_model(&read_model(path)?, &path.display().to_string(), path.parent(), options)
 }
 
-/// The bytes of the ONNX file at `path`, read once: [`inputs_of`] and [`import_bytes`] share
-/// them (a large model's weights are not read, or copied, twice).
-pub fn read_model(path: &Path) -> Result<Bytes, OnnxError> {
-    let bytes =
-        nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: path.display().to_string(), source })?;
-    Ok(Bytes::from(bytes))
+/// The ONNX file at `path`, read and decoded once: [`inputs_of`] and [`import_model`] share it
+/// (a large model's weights are not read, copied or decoded twice).
+pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
+    let what = path.display().to_string();
+    let bytes = nnc_ir::size::read_file(path).map_err(|source| OnnxError::Io { path: what.clone(), source })?;
+    decode(Bytes::from(bytes), &what)
+}
+
+fn decode(bytes: Bytes, what: &str) -> Result<ModelProto, OnnxError> {
+    ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { what: what.to_string(), source })
 }
 
 /// Imports a serialized ONNX model. `what` names it in errors; `base_dir` is where external
@@ -74,7 +78,16 @@ pub fn import_bytes(
     base_dir: Option<&Path>,
     options: &ImportOptions,
 ) -> Result<Graph, OnnxError> {
-    let model = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { what: what.to_string(), source })?;
+    import_model(&decode(bytes, what)?, what, base_dir, options)
+}
+
+/// Imports a decoded ONNX model (see [`import_bytes`]).
+pub fn import_model(
+    model: &ModelProto,
+    what: &str,
+    base_dir: Option<&Path>,
+    options: &ImportOptions,
+) -> Result<Graph, OnnxError> {
     let opset =
         model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map(|o| o.version()).unwrap_or(1);
     let graph = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(what, "the model has no graph"))?;
@@ -530,12 +543,11 @@ fn sanitize_graph_name(s: &str) -> String {
 /// The names and declared types of a model's graph inputs (initializers excluded), in order,
 /// without importing the graph.
 pub fn read_inputs(path: &Path) -> Result<Vec<(String, TensorType)>, OnnxError> {
-    inputs_of(read_model(path)?, &path.display().to_string())
+    inputs_of(&read_model(path)?, &path.display().to_string())
 }
 
-/// [`read_inputs`] of a serialized model (`what` names it in errors).
-pub fn inputs_of(bytes: Bytes, what: &str) -> Result<Vec<(String, TensorType)>, OnnxError> {
-    let model = ModelProto::decode(bytes).map_err(|source| OnnxError::Decode { what: what.to_string(), source })?;
+/// [`read_inputs`] of a decoded model (`what` names it in errors).
+pub fn inputs_of(model: &ModelProto, what: &str) -> Result<Vec<(String, TensorType)>, OnnxError> {
     let g = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(what, "the model has no graph"))?;
     let initializers: HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
     g.input

@@ -16,6 +16,8 @@ pub mod proto {
 }
 
 pub use error::{NodeProblem, OnnxError};
-pub use import::{import_bytes, import_file, import_file_with, inputs_of, read_inputs, read_model, ImportOptions};
+pub use import::{
+    import_bytes, import_file, import_file_with, import_model, inputs_of, read_inputs, read_model, ImportOptions,
+};
 pub use ops::supported_ops;
 pub use tensor::{read_tensor_file, tensor_from_proto, tensor_to_proto};

@@ -5,7 +5,7 @@
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
-use nnc_onnx::{import_file_with, read_inputs, read_tensor_file, ImportOptions};
+use nnc_onnx::{import_model, inputs_of, read_model, read_tensor_file, ImportOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -60,7 +60,9 @@ pub fn try_load(dir: &Path) -> Result<SharedModel, String> {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let model = dir.join("model.onnx");
     let data = dir.join("test_data_set_0");
-    let names = read_inputs(&model).map_err(|e| format!("{name}: {e}"))?;
+    let what = model.display().to_string();
+    let proto = read_model(&model).map_err(|e| format!("{name}: {e}"))?;
+    let names = inputs_of(&proto, &what).map_err(|e| format!("{name}: {e}"))?;
     let mut inputs = Vec::new();
     for i in 0..names.len() {
         let path = data.join(format!("input_{i}.pb"));
@@ -68,8 +70,8 @@ pub fn try_load(dir: &Path) -> Result<SharedModel, String> {
     }
     let shapes: HashMap<String, Vec<usize>> =
         names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
-    let graph = import_file_with(&model, &ImportOptions { input_shapes: shapes, ..Default::default() })
-        .map_err(|e| format!("{name}: {e}"))?;
+    let options = ImportOptions { input_shapes: shapes, ..Default::default() };
+    let graph = import_model(&proto, &what, Some(dir), &options).map_err(|e| format!("{name}: {e}"))?;
     let mut expected = Vec::new();
     for i in 0.. {
         let path = data.join(format!("output_{i}.pb"));
