@@ -245,14 +245,6 @@ impl CpuProgram {
         }
     }
 
-    /// Of [`Self::llvm_kernels`], those whose code came from the compiled-code cache.
-    pub fn cached_kernels(&self) -> usize {
-        match &self.code {
-            CodeOwner::Jit(c) => c.cached_kernels,
-            CodeOwner::Loaded(..) => 0,
-        }
-    }
-
     /// The program's inputs and outputs.
     pub fn interface(&self) -> &Interface {
         &self.interface

@@ -288,8 +288,8 @@ impl fmt::Debug for TensorData {
     }
 }
 
-/// Writes `dst` (of `shape`, row-major, rows `extra` longer) from `src`, where output axis `a` steps `strides[a]`
-/// elements of `N` bytes in `src`. Walks the output in tiles over its last axis and an axis
+/// Writes `dst` (of `shape`, row-major, rows `extra` longer) from `src`, where output axis `a`
+/// steps `strides[a]` elements of `N` bytes in `src`. Walks the output in tiles over its last axis and an axis
 /// the input has close together, so both sides use most of each cache line they touch (a
 /// weight `[O, C, kh, kw]` stored as `[kh, kw, C, O]` otherwise reads one element per line).
 /// The other axes are walked inside each tile where they are few (a convolution's window: the

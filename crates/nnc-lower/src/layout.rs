@@ -75,7 +75,7 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     // (a large model's weights are tens of megabytes). Rows of a multiple of 512 bytes would
     // put a tile's column of weights (one row per input channel) in a few cache sets, evicting
     // each other: such rows get padding in the same pass, read around by a slice.
-    let stored: HashMap<usize, (TensorData, usize)> = g
+    let mut stored: HashMap<usize, (TensorData, usize)> = g
         .nodes
         .par_iter()
         .enumerate()
@@ -109,19 +109,18 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                     }
                     continue;
                 }
-                let Some((packed, padding)) = stored.get(&i) else { continue };
+                let Some((packed, padding)) = stored.remove(&i) else { continue };
                 let rank = t.shape().len();
                 // The transpose back from [k.., C, O] is perm [r-1, r-2, 0..r-2].
                 let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
                 let ty = |shape: &[usize]| TensorType::new(t.dtype(), shape.iter().map(|&d| d as i64));
                 let name = g.value(v).name.clone();
                 let outputs = t.shape()[0];
+                let mut rows = packed.shape().to_vec();
+                rows[rank - 1] = outputs;
                 let packed_id = new_values.add(format!("{name}_packed"), ty(packed.shape()));
-                let mut nodes =
-                    vec![Node { op: Op::Constant(packed.clone()), inputs: vec![], outputs: vec![packed_id] }];
-                let rows_id = if *padding > 0 {
-                    let mut rows = packed.shape().to_vec();
-                    rows[rank - 1] = outputs;
+                let mut nodes = vec![Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] }];
+                let rows_id = if padding > 0 {
                     let rows_id = new_values.add(format!("{name}_rows"), ty(&rows));
                     let slice =
                         Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
