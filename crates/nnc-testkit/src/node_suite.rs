@@ -6,10 +6,11 @@
 //! Where the line asks ([`Line::timed_against_interpreter`]), each case both pass is also timed
 //! on both (the fastest of [`TIMED_RUNS`] runs, compile excluded, as `nnc conformance
 //! --against-interpreter` does), and the target may not take more than
-//! [`SLOWER_FACTOR`] times the interpreter's time plus [`SLOWER_SLACK_S`], except on the line's
-//! listed cases. This guards the runtime's fixed costs (a thread-pool hand-over made every
-//! one-node case 30 µs against the interpreter's 1) with a margin wide enough for a shared
-//! machine's noise; it is not a benchmark.
+//! [`SLOWER_FACTOR`] times the interpreter's time plus [`SLOWER_SLACK_S`] ([`too_slow`]),
+//! except on the line's listed cases; a case over the margin is timed again with more runs
+//! before it counts (another test process may hold a core). This guards the runtime's fixed
+//! costs (a thread-pool hand-over made every one-node case 30 µs against the interpreter's 1)
+//! with a margin wide enough for a shared machine's noise; it is not a benchmark.
 
 use crate::suite::Line;
 use nnc_conformance::{discover_cases, run_case_timed, CaseOutcome, Interpreter, OnTarget};
@@ -20,6 +21,13 @@ pub const TIMED_RUNS: usize = 5;
 pub const SLOWER_FACTOR: f64 = 2.0;
 /// ...plus this much (seconds), for timer and scheduling noise on microsecond runs.
 pub const SLOWER_SLACK_S: f64 = 20e-6;
+/// Timed runs of a case found too slow, on each side, before it counts.
+const RETIMED_RUNS: usize = 20;
+
+/// Whether `target` seconds are over the margin against the interpreter's `reference`.
+pub fn too_slow(target: f64, reference: f64) -> bool {
+    target > SLOWER_FACTOR * reference + SLOWER_SLACK_S
+}
 
 /// What a target's run of the node suite came to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -60,8 +68,16 @@ pub fn node_suite_line(line: &Line) -> Option<NodeSuiteFigures> {
         if pass {
             if let (Some(t), Some(i)) = (result.run_seconds, reference.run_seconds) {
                 let listed = line.slower_than_interpreter.iter().any(|(pattern, _)| result.name.contains(pattern));
-                if t > SLOWER_FACTOR * i + SLOWER_SLACK_S && !listed {
-                    slower.push(format!("{}: {:.1} µs, the interpreter {:.1} µs", result.name, t * 1e6, i * 1e6));
+                if !listed && too_slow(t, i) {
+                    // Timed again, with more runs, before it counts: another test process can
+                    // hold a core for a while, and a run split across threads waits for it.
+                    let again = |backend: &dyn nnc_conformance::Backend| {
+                        run_case_timed(case, backend, RETIMED_RUNS).run_seconds.unwrap_or(f64::INFINITY)
+                    };
+                    let (t, i) = (t.min(again(&target)), i.min(again(&Interpreter)));
+                    if too_slow(t, i) {
+                        slower.push(format!("{}: {:.1} µs, the interpreter {:.1} µs", result.name, t * 1e6, i * 1e6));
+                    }
                 }
             }
             continue;

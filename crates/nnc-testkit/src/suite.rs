@@ -153,7 +153,7 @@ pub fn shared_models(line: &Line) {
 /// The model runs on `executable` (the fastest of 3 runs, compile excluded) in at most the
 /// node suite's margin over one run of the reference interpreter.
 fn not_slower_than_the_interpreter(executable: &mut dyn Executable, model: &SharedModel) -> Result<(), String> {
-    use crate::node_suite::{SLOWER_FACTOR, SLOWER_SLACK_S};
+    use crate::node_suite::{too_slow, SLOWER_FACTOR};
     let name = &model.name;
     let mut fastest = f64::INFINITY;
     for _ in 0..3 {
@@ -165,7 +165,7 @@ fn not_slower_than_the_interpreter(executable: &mut dyn Executable, model: &Shar
     nnc_interp::run(&model.graph, &model.inputs).map_err(|e| format!("{name} (interpreter): {e}"))?;
     let reference = start.elapsed().as_secs_f64();
     eprintln!("{name}: {:.3} ms against the interpreter's {:.3} ms", fastest * 1e3, reference * 1e3);
-    if fastest > SLOWER_FACTOR * reference + SLOWER_SLACK_S {
+    if too_slow(fastest, reference) {
         return Err(format!(
             "{name}: {:.3} ms a run, more than {SLOWER_FACTOR}x the interpreter's {:.3} ms",
             fastest * 1e3,
