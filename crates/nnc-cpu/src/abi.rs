@@ -126,6 +126,25 @@ extern "C" fn nnc_f32_to_f16(x: f32) -> u32 {
     half::f16::from_f32(x).to_bits() as u32
 }
 
+/// The float8/float4 pattern of `x` in the format that is `DType::ALL[format]` (rounded to
+/// nearest even, not saturating: registers already hold values of the format, and a saturating
+/// cast clamps before it converts).
+extern "C" fn nnc_lowp_encode(format: u32, x: f64) -> u32 {
+    let dtype = DType::ALL.get(format as usize).copied().unwrap_or(DType::F32);
+    nnc_ir::lowp::encode(dtype, x, false).unwrap_or(0) as u32
+}
+
+/// The value of the float8/float4 pattern `bits` in the format that is `DType::ALL[format]`.
+extern "C" fn nnc_lowp_decode(format: u32, bits: u32) -> f32 {
+    let dtype = DType::ALL.get(format as usize).copied().unwrap_or(DType::F32);
+    nnc_ir::lowp::decode(dtype, bits as u8).unwrap_or(f64::NAN) as f32
+}
+
+/// The number a kernel passes to the low-precision helpers for `dtype`.
+pub(crate) fn lowp_format_code(dtype: DType) -> i64 {
+    DType::ALL.iter().position(|&d| d == dtype).unwrap_or(0) as i64
+}
+
 /// A runtime helper a kernel may call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Lib {
@@ -139,6 +158,8 @@ pub(crate) enum Lib {
     RoundBF16,
     F16ToF32,
     F32ToF16,
+    LowpEncode,
+    LowpDecode,
 }
 
 /// A helper's parameter or result type, for each generator to spell in its own IR.
@@ -193,6 +214,8 @@ pub(crate) fn helper(lib: Lib) -> Option<Helper> {
         Lib::RoundBF16 => h("nnc_round_bf16", nnc_round_bf16 as *const u8, &[F64], F32),
         Lib::F16ToF32 => h("nnc_f16_to_f32", nnc_f16_to_f32 as *const u8, &[I32], F32),
         Lib::F32ToF16 => h("nnc_f32_to_f16", nnc_f32_to_f16 as *const u8, &[F32], I32),
+        Lib::LowpEncode => h("nnc_lowp_encode", nnc_lowp_encode as *const u8, &[I32, F64], I32),
+        Lib::LowpDecode => h("nnc_lowp_decode", nnc_lowp_decode as *const u8, &[I32, I32], F32),
     }
 }
 
@@ -248,13 +271,15 @@ pub(crate) const ALL_LIBS: &[Lib] = &[
     Lib::RoundBF16,
     Lib::F16ToF32,
     Lib::F32ToF16,
+    Lib::LowpEncode,
+    Lib::LowpDecode,
 ];
 
 // ---------------------------------------------------------------- dtypes
 
 /// Whether integers of `d` are unsigned (`bool` counts as one).
 pub(crate) fn is_unsigned(d: DType) -> bool {
-    matches!(d, DType::U8 | DType::U16 | DType::U32 | DType::U64 | DType::Bool)
+    matches!(d, DType::U2 | DType::U4 | DType::U8 | DType::U16 | DType::U32 | DType::U64 | DType::Bool)
 }
 
 /// The values of an integer dtype (a float → int cast saturates to them).

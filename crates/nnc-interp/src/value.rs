@@ -53,16 +53,8 @@ pub fn round_float(dtype: DType, x: f64) -> f64 {
         DType::F32 => x as f32 as f64,
         DType::F16 => f16::from_f64(x).to_f64(),
         DType::BF16 => bf16::from_f64(x).to_f64(),
-        DType::F64
-        | DType::I64
-        | DType::I32
-        | DType::I16
-        | DType::I8
-        | DType::U64
-        | DType::U32
-        | DType::U16
-        | DType::U8
-        | DType::Bool => x,
+        d if d.is_minifloat() => nnc_ir::lowp::round(d, x),
+        _ => x,
     }
 }
 
@@ -76,7 +68,8 @@ pub fn wrap_int(dtype: DType, x: i64) -> i64 {
         DType::U32 => x as u32 as i64,
         DType::U16 => x as u16 as i64,
         DType::U8 => x as u8 as i64,
-        DType::I64 | DType::U64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => x,
+        DType::I4 | DType::U4 | DType::I2 | DType::U2 => nnc_ir::lowp::wrap_sub_byte(dtype, x),
+        _ => x,
     }
 }
 
@@ -86,26 +79,17 @@ pub fn round_all(dtype: DType, xs: &mut [f64]) {
         DType::F32 => xs.iter_mut().for_each(|x| *x = *x as f32 as f64),
         DType::F16 => xs.iter_mut().for_each(|x| *x = f16::from_f64(*x).to_f64()),
         DType::BF16 => xs.iter_mut().for_each(|x| *x = bf16::from_f64(*x).to_f64()),
-        DType::F64
-        | DType::I64
-        | DType::I32
-        | DType::I16
-        | DType::I8
-        | DType::U64
-        | DType::U32
-        | DType::U16
-        | DType::U8
-        | DType::Bool => {}
+        d if d.is_minifloat() => xs.iter_mut().for_each(|x| *x = nnc_ir::lowp::round(d, *x)),
+        _ => {}
     }
 }
 
 /// Wraps every element of `xs` to `dtype` in place.
 pub fn wrap_all(dtype: DType, xs: &mut [i64]) {
     match dtype {
-        DType::I32 | DType::I16 | DType::I8 | DType::U32 | DType::U16 | DType::U8 => {
-            xs.iter_mut().for_each(|x| *x = wrap_int(dtype, *x))
-        }
-        DType::I64 | DType::U64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => {}
+        DType::I64 | DType::U64 => {}
+        d if d.is_int() => xs.iter_mut().for_each(|x| *x = wrap_int(dtype, *x)),
+        _ => {}
     }
 }
 
@@ -240,9 +224,11 @@ pub fn int_range<T: Int>(dtype: DType) -> (T, T) {
         DType::U32 => (0, u32::MAX.into()),
         DType::U16 => (0, u16::MAX.into()),
         DType::U8 => (0, u8::MAX.into()),
-        DType::I64 | DType::U64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => {
-            return (T::MIN, T::MAX)
-        }
+        DType::I4 => (-8, 7),
+        DType::U4 => (0, 15),
+        DType::I2 => (-2, 1),
+        DType::U2 => (0, 3),
+        _ => return (T::MIN, T::MAX),
     };
     (T::from_held(lo), T::from_held(hi))
 }
@@ -285,12 +271,10 @@ impl Value {
     pub fn from_tensor(t: &TensorData) -> Value {
         let shape = t.shape().to_vec();
         let data = match t.dtype() {
-            DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Data::Float(t.to_f64_vec()),
+            d if d.is_float() => Data::Float(t.to_f64_vec()),
             // `u64` as bit patterns, which is what `to_i64_vec` gives.
-            DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U32 | DType::U16 | DType::U8 => {
-                Data::Int(t.to_i64_vec())
-            }
-            DType::Bool => Data::Bool(t.to_i64_vec().into_iter().map(|v| v != 0).collect()),
+            d if d.is_int() => Data::Int(t.to_i64_vec()),
+            _ => Data::Bool(t.to_i64_vec().into_iter().map(|v| v != 0).collect()),
         };
         Value { dtype: t.dtype(), shape, data }
     }
@@ -300,9 +284,7 @@ impl Value {
     pub fn to_tensor(&self) -> Result<TensorData, String> {
         let shape = self.shape.clone();
         match (&self.data, self.dtype) {
-            (Data::Float(v), DType::F32 | DType::F64 | DType::F16 | DType::BF16) => {
-                Ok(TensorData::from_f64(self.dtype, shape, v))
-            }
+            (Data::Float(v), d) if d.is_float() => Ok(TensorData::from_f64(self.dtype, shape, v)),
             (Data::Int(v), d) if d.is_int() => Ok(TensorData::from_i64(self.dtype, shape, v)),
             (Data::Bool(v), DType::Bool) => Ok(TensorData::from_vec(shape, v)),
             _ => Err(internal(&format!("{} value holds the wrong element kind", self.dtype))),
@@ -339,17 +321,17 @@ impl Value {
     /// `cast` semantics.
     pub fn scalar_like(dtype: DType, value: f64) -> Scalar {
         match dtype {
-            DType::F32 | DType::F64 | DType::F16 | DType::BF16 => Scalar::Float(round_float(dtype, value)),
-            DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U32 | DType::U16 | DType::U8 => {
-                Scalar::Int(float_to_int(dtype, value))
-            }
-            DType::Bool => Scalar::Bool(value != 0.0),
+            d if d.is_float() => Scalar::Float(round_float(dtype, value)),
+            d if d.is_int() => Scalar::Int(float_to_int(dtype, value)),
+            _ => Scalar::Bool(value != 0.0),
         }
     }
 }
 
 /// Float to integer dtype: truncates toward zero and saturates at the dtype's range; NaN is 0
-/// (Rust's `as`). The result is in the `i64` form (a `u64` as its bit pattern).
+/// (Rust's `as`). The 4- and 2-bit types saturate at `i64`'s range and then wrap, as ONNX's
+/// reference casts do (`-9.0` to `i4` is 7). The result is in the `i64` form (a `u64` as its bit
+/// pattern).
 pub fn float_to_int(dtype: DType, x: f64) -> i64 {
     match dtype {
         DType::I32 => x as i32 as i64,
@@ -359,7 +341,7 @@ pub fn float_to_int(dtype: DType, x: f64) -> i64 {
         DType::U32 => x as u32 as i64,
         DType::U16 => x as u16 as i64,
         DType::U8 => x as u8 as i64,
-        DType::I64 | DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::Bool => x as i64,
+        _ => wrap_int(dtype, x as i64),
     }
 }
 

@@ -1,6 +1,6 @@
 //! nnc's Graph IR: the dataflow graph every other part of the compiler reads and writes.
 //!
-//! - [`DType`], [`Dim`] (integers or symbolic expressions) and [`TensorType`] describe values;
+//! - [`DType`] ([`lowp`]: the float8/float4/4-bit encodings), [`Dim`] (integers or symbolic expressions) and [`TensorType`] describe values;
 //! - [`Op`] is the closed set of operations, [`infer`] their shape rules;
 //! - [`Graph`] holds values and nodes in SSA form, [`GraphBuilder`] builds one with typed calls;
 //! - [`verify`] rejects malformed graphs; [`composite`] expands composites into primitives;
@@ -16,6 +16,7 @@ pub mod dtype;
 pub mod error;
 pub mod graph;
 pub mod infer;
+pub mod lowp;
 pub mod op;
 pub mod shape;
 pub mod size;

@@ -130,6 +130,12 @@ impl TensorData {
             DType::U16 => conv(shape, values, |v| v as u16),
             DType::U8 => conv(shape, values, |v| v as u8),
             DType::Bool => conv(shape, values, |v| v != 0.0),
+            d if d.is_minifloat() => {
+                let bytes = values.iter().map(|&v| crate::lowp::encode(d, v, false).unwrap_or(0)).collect::<Vec<u8>>();
+                TensorData::from_vec(shape, &bytes).with_byte_dtype(d)
+            }
+            // The 4- and 2-bit integers: truncated and saturated to `i64`, then wrapped.
+            d => TensorData::from_i64(d, shape, &values.iter().map(|&v| v as i64).collect::<Vec<_>>()),
         }
     }
 
@@ -150,12 +156,30 @@ impl TensorData {
             DType::U16 => conv(shape, values, |v| v as u16),
             DType::U8 => conv(shape, values, |v| v as u8),
             DType::Bool => conv(shape, values, |v| v != 0),
+            DType::I4 | DType::U4 | DType::I2 | DType::U2 => {
+                conv(shape, values, |v| crate::lowp::wrap_sub_byte(dtype, v) as u8).with_byte_dtype(dtype)
+            }
             // Straight to `f32`, so large integers round once.
             DType::F32 => conv(shape, values, |v| v as f32),
-            DType::F64 | DType::F16 | DType::BF16 => {
+            DType::F64
+            | DType::F16
+            | DType::BF16
+            | DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::F8E8M0
+            | DType::F4E2M1 => {
                 TensorData::from_f64(dtype, shape, &values.iter().map(|&v| v as f64).collect::<Vec<_>>())
             }
         }
+    }
+
+    /// A tensor of bytes relabelled as another one-byte dtype (the low-precision formats, which
+    /// have no Rust type of their own).
+    fn with_byte_dtype(self, dtype: DType) -> TensorData {
+        debug_assert_eq!((self.dtype.size_bytes(), dtype.size_bytes()), (1, 1));
+        TensorData { dtype, ..self }
     }
 
     pub fn dtype(&self) -> DType {
@@ -256,6 +280,9 @@ impl TensorData {
             DType::U16 => chunks.map(|c| u16::read_le(c) as f64).collect(),
             DType::U8 => chunks.map(|c| c[0] as f64).collect(),
             DType::Bool => chunks.map(|c| (c[0] != 0) as u8 as f64).collect(),
+            DType::I4 | DType::I2 => chunks.map(|c| c[0] as i8 as f64).collect(),
+            DType::U4 | DType::U2 => chunks.map(|c| c[0] as f64).collect(),
+            d => chunks.map(|c| crate::lowp::decode(d, c[0]).unwrap_or(f64::NAN)).collect(),
         }
     }
 
@@ -275,9 +302,18 @@ impl TensorData {
             DType::U16 => chunks.map(|c| u16::read_le(c) as i64).collect(),
             DType::U8 => chunks.map(|c| c[0] as i64).collect(),
             DType::Bool => chunks.map(|c| (c[0] != 0) as i64).collect(),
-            DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
-                self.to_f64_vec().into_iter().map(|v| v as i64).collect()
-            }
+            DType::I4 | DType::I2 => chunks.map(|c| c[0] as i8 as i64).collect(),
+            DType::U4 | DType::U2 => chunks.map(|c| c[0] as i64).collect(),
+            DType::F32
+            | DType::F64
+            | DType::F16
+            | DType::BF16
+            | DType::F8E4M3FN
+            | DType::F8E4M3FNUZ
+            | DType::F8E5M2
+            | DType::F8E5M2FNUZ
+            | DType::F8E8M0
+            | DType::F4E2M1 => self.to_f64_vec().into_iter().map(|v| v as i64).collect(),
         }
     }
 }
@@ -510,11 +546,18 @@ mod tests {
     #[test]
     fn every_dtype_converts_from_f64() {
         for d in DType::ALL {
-            let t = TensorData::from_f64(d, vec![3], &[0.0, 1.0, 2.0]);
+            // E8M0 has no zero; 2 is out of the 2-bit signed range.
+            let values: [f64; 3] = match d {
+                DType::F8E8M0 => [1.0, 2.0, 4.0],
+                DType::I2 => [0.0, 1.0, -2.0],
+                _ => [0.0, 1.0, 2.0],
+            };
+            let t = TensorData::from_f64(d, vec![3], &values);
             assert_eq!(t.dtype(), d);
-            let expect = if d == DType::Bool { vec![0.0, 1.0, 1.0] } else { vec![0.0, 1.0, 2.0] };
-            assert_eq!(t.to_f64_vec(), expect);
-            assert_eq!(TensorData::from_i64(d, vec![3], &[0, 1, 2]), t, "{d}");
+            let expect = if d == DType::Bool { vec![0.0, 1.0, 1.0] } else { values.to_vec() };
+            assert_eq!(t.to_f64_vec(), expect, "{d}");
+            let ints: Vec<i64> = values.iter().map(|&v| v as i64).collect();
+            assert_eq!(TensorData::from_i64(d, vec![3], &ints), t, "{d}");
         }
     }
 

@@ -137,6 +137,15 @@ fn random_tensor(bits: &mut Bits, dtype: DType, shape: Vec<usize>) -> TensorData
         DType::U16 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as u16).collect::<Vec<_>>()),
         DType::U8 => TensorData::from_vec(shape, &(0..n).map(|_| bits.next() as u8).collect::<Vec<_>>()),
         DType::Bool => TensorData::from_vec(shape, &(0..n).map(|_| bits.flip()).collect::<Vec<_>>()),
+        // Every pattern but the NaNs (which read back as the format's one NaN of their sign).
+        d if d.is_minifloat() => {
+            let v: Vec<f64> = (0..n)
+                .map(|_| nnc_ir::lowp::decode(d, bits.next() as u8).unwrap())
+                .map(|v| if v.is_nan() { f64::NAN.copysign(v) } else { v })
+                .collect();
+            TensorData::from_f64(d, shape, &v)
+        }
+        d => TensorData::from_i64(d, shape, &(0..n).map(|_| bits.next() as i64).collect::<Vec<_>>()),
     }
 }
 

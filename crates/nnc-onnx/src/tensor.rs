@@ -30,6 +30,16 @@ pub fn dtype_from_onnx(code: i32) -> Result<DType, String> {
         DataType::Uint16 => DType::U16,
         DataType::Uint8 => DType::U8,
         DataType::Bool => DType::Bool,
+        DataType::Float8e4m3fn => DType::F8E4M3FN,
+        DataType::Float8e4m3fnuz => DType::F8E4M3FNUZ,
+        DataType::Float8e5m2 => DType::F8E5M2,
+        DataType::Float8e5m2fnuz => DType::F8E5M2FNUZ,
+        DataType::Float8e8m0 => DType::F8E8M0,
+        DataType::Float4e2m1 => DType::F4E2M1,
+        DataType::Int4 => DType::I4,
+        DataType::Uint4 => DType::U4,
+        DataType::Int2 => DType::I2,
+        DataType::Uint2 => DType::U2,
         other => return Err(format!("ONNX data type {} is not supported", other.as_str_name())),
     })
 }
@@ -49,12 +59,22 @@ pub fn tensor_from_proto(t: &TensorProto, what: &str, base_dir: Option<&Path>) -
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(|| err(format!("shape {shape:?} is too large")))?;
 
-    if t.data_location() == DataLocation::External {
-        let raw = read_external(t, what, base_dir)?;
-        return TensorData::from_bytes(dtype, shape, raw).map_err(|e| err(e.to_string()));
+    let raw = if t.data_location() == DataLocation::External {
+        Some(read_external(t, what, base_dir)?)
+    } else {
+        t.raw_data.clone()
+    };
+    if let Some(raw) = raw {
+        return if dtype.bits() < 8 {
+            from_packed(dtype, shape, count, &raw).map_err(err)
+        } else {
+            TensorData::from_bytes(dtype, shape, raw).map_err(|e| err(e.to_string()))
+        };
     }
-    if let Some(raw) = &t.raw_data {
-        return TensorData::from_bytes(dtype, shape, raw.clone()).map_err(|e| err(e.to_string()));
+    if dtype.bits() < 8 {
+        // `int32_data` holds the packed bytes, one to an element of the field.
+        let bytes: Vec<u8> = t.int32_data.iter().map(|&v| v as u8).collect();
+        return from_packed(dtype, shape, count, &bytes).map_err(err);
     }
     // Typed fields (as onnx.proto assigns them): check the element count first, then convert.
     let present = match dtype {
@@ -62,9 +82,7 @@ pub fn tensor_from_proto(t: &TensorProto, what: &str, base_dir: Option<&Path>) -
         DType::F64 => t.double_data.len(),
         DType::I64 => t.int64_data.len(),
         DType::U64 | DType::U32 => t.uint64_data.len(),
-        DType::I32 | DType::I16 | DType::I8 | DType::U16 | DType::U8 | DType::Bool | DType::F16 | DType::BF16 => {
-            t.int32_data.len()
-        }
+        _ => t.int32_data.len(),
     };
     if present != count {
         return Err(err(format!("shape {shape:?} needs {count} {dtype} values, the tensor holds {present}")));
@@ -88,7 +106,22 @@ pub fn tensor_from_proto(t: &TensorProto, what: &str, base_dir: Option<&Path>) -
         DType::BF16 => {
             TensorData::from_vec(shape, &t.int32_data.iter().map(|&v| bf16::from_bits(v as u16)).collect::<Vec<_>>())
         }
+        // float8: each bit pattern in an `int32`.
+        d => {
+            let bytes: Vec<u8> = t.int32_data.iter().map(|&v| v as u8).collect();
+            TensorData::from_bytes(d, shape, Bytes::from(bytes)).map_err(|e| err(e.to_string()))?
+        }
     })
+}
+
+/// A 4- or 2-bit tensor from ONNX's packed bytes (held one element to a byte in nnc).
+fn from_packed(dtype: DType, shape: Vec<usize>, count: usize, packed: &[u8]) -> Result<TensorData, String> {
+    let need = nnc_ir::lowp::packed_len(dtype, count);
+    if packed.len() != need {
+        return Err(format!("shape {shape:?} needs {need} bytes of packed {dtype}, the tensor holds {}", packed.len()));
+    }
+    let elements = nnc_ir::lowp::unpack(dtype, packed, count).ok_or("packed data too short")?;
+    TensorData::from_bytes(dtype, shape, Bytes::from(elements)).map_err(|e| e.to_string())
 }
 
 /// Reads the bytes of a tensor stored in an external file (`location`, `offset`, `length`).
@@ -160,12 +193,24 @@ pub fn tensor_to_proto(name: &str, t: &TensorData) -> TensorProto {
         DType::U16 => DataType::Uint16,
         DType::U8 => DataType::Uint8,
         DType::Bool => DataType::Bool,
+        DType::F8E4M3FN => DataType::Float8e4m3fn,
+        DType::F8E4M3FNUZ => DataType::Float8e4m3fnuz,
+        DType::F8E5M2 => DataType::Float8e5m2,
+        DType::F8E5M2FNUZ => DataType::Float8e5m2fnuz,
+        DType::F8E8M0 => DataType::Float8e8m0,
+        DType::F4E2M1 => DataType::Float4e2m1,
+        DType::I4 => DataType::Int4,
+        DType::U4 => DataType::Uint4,
+        DType::I2 => DataType::Int2,
+        DType::U2 => DataType::Uint2,
     };
+    let raw =
+        if t.dtype().bits() < 8 { Bytes::from(nnc_ir::lowp::pack(t.dtype(), t.bytes())) } else { t.bytes().clone() };
     TensorProto {
         dims: t.shape().iter().map(|&d| d as i64).collect(),
         data_type: Some(code as i32),
         name: Some(name.to_string()),
-        raw_data: Some(t.bytes().clone()),
+        raw_data: Some(raw),
         ..TensorProto::default()
     }
 }
@@ -181,6 +226,17 @@ mod tests {
         let back = tensor_from_proto(&p, "x", None).unwrap();
         assert_eq!(back, t);
         assert_eq!(back.bytes().as_ptr(), t.bytes().as_ptr());
+    }
+
+    #[test]
+    fn sub_byte_types_are_packed_at_the_boundary() {
+        let t = TensorData::from_i64(DType::I4, vec![3], &[-8, 7, -1]);
+        let p = tensor_to_proto("x", &t);
+        assert_eq!(p.raw_data.as_deref(), Some(&[0x78, 0x0F][..]));
+        assert_eq!(tensor_from_proto(&p, "x", None).unwrap(), t);
+        let short = TensorProto { raw_data: Some(Bytes::from_static(&[0x78])), ..p };
+        let e = tensor_from_proto(&short, "x", None).unwrap_err().to_string();
+        assert!(e.contains("needs 2 bytes of packed i4, the tensor holds 1"), "{e}");
     }
 
     #[test]

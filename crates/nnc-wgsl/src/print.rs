@@ -224,6 +224,8 @@ fn repr(p: &mut P, d: DType) -> R<Repr> {
         // rejected in `storage_type`.
         DType::F64 => Repr::F32,
         DType::BF16 => return Err(p.err("bf16 is not supported: WGSL has no bf16")),
+        d if d.is_minifloat() => return Err(p.err(format!("{d} is not supported: WGSL has no float8 or float4"))),
+        d => return Err(p.err(format!("{d} is not supported: WGSL has no 4- or 2-bit integers"))),
     })
 }
 

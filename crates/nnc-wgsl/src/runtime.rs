@@ -88,6 +88,8 @@ fn unsupported(d: DType) -> String {
     let why = match d {
         DType::F64 => "WGSL has no f64",
         DType::BF16 => "WGSL has no bf16",
+        d if d.is_minifloat() => "WGSL has no float8 or float4",
+        d if d.is_sub_byte_int() => "WGSL has no 4- or 2-bit integers",
         _ => "no GPU layout",
     };
     format!("{} tensors are not supported by the WGSL backend: {why}", d.name())

@@ -221,7 +221,11 @@ fn save_outputs(out: &mut impl Write, dir: &Path, names: &[String], outputs: &[T
         }
         let path = dir.join(format!("{stem}.npy"));
         write_npy(&path, t)?;
-        let note = if t.dtype() == DType::BF16 { " (bf16 saved as f32)" } else { "" };
+        let note = match t.dtype() {
+            d if d == DType::BF16 || d.is_minifloat() => format!(" ({d} saved as f32)"),
+            d if d.is_sub_byte_int() => format!(" ({d} saved as {})", if d.is_signed_int() { "i8" } else { "u8" }),
+            _ => String::new(),
+        };
         writeln!(out, "%{name}: {} -> {}{note}", type_of(t), path.display())?;
     }
     Ok(())

@@ -2,7 +2,7 @@
 //! kernel's [`KernelPlan`] (see the parent module for the semantics).
 
 use super::CraneliftHelpers;
-use crate::abi::{helper, int_range, is_unsigned, Lib, Status};
+use crate::abi::{helper, int_range, is_unsigned, lowp_format_code, Lib, Status};
 use crate::plan::{at_lane, coefficient, const_eval, contains_load, is_mul, varies, KernelPlan, Lane, Lanes, LoopPlan};
 use crate::scalar::{self, group_id_variable, ScalarCode};
 use crate::vmath::{self, Cmp, LaneOps};
@@ -12,6 +12,7 @@ use cranelift_codegen::ir::{
     Value, ValueDef,
 };
 use cranelift_frontend::{FunctionBuilder, Variable};
+use nnc_ir::op::{BinaryClass, UnaryClass};
 use nnc_ir::{BinaryOp, DType, UnaryOp};
 use nnc_kernel::expr::{BufId, Expr, Literal};
 use nnc_kernel::kernel::{Space, Stmt};
@@ -525,6 +526,11 @@ impl Emitter<'_, '_, '_> {
                 let z = self.b.ins().iconst(types::I8, 0);
                 self.b.ins().icmp(IntCC::NotEqual, byte, z)
             }
+            d if d.is_minifloat() => {
+                let bits = self.b.ins().uload8(types::I32, mem(), addr, 0);
+                let format = self.b.ins().iconst(types::I32, lowp_format_code(d));
+                self.call(Lib::LowpDecode, &[format, bits])
+            }
             d => self.b.ins().load(reg_type(d), mem(), addr, 0),
         }
     }
@@ -541,9 +547,35 @@ impl Emitter<'_, '_, '_> {
                 let bits = self.b.ins().ushr(bits, sh);
                 self.b.ins().istore16(mem(), bits, addr, 0);
             }
+            d if d.is_minifloat() => {
+                let bits = self.lowp_encode(d, v);
+                self.b.ins().istore8(mem(), bits, addr, 0);
+            }
             _ => {
                 self.b.ins().store(mem(), v, addr, 0);
             }
+        }
+    }
+
+    /// The float8/float4 bits (an `i32`) of `v`, an `f32` or `f64` register.
+    fn lowp_encode(&mut self, d: DType, v: Value) -> Value {
+        let wide = if self.b.func.dfg.value_type(v) == types::F64 { v } else { self.b.ins().fpromote(types::F64, v) };
+        let format = self.b.ins().iconst(types::I32, lowp_format_code(d));
+        self.call(Lib::LowpEncode, &[format, wide])
+    }
+
+    /// Wraps an `i8` register to the 4- or 2-bit integer dtype `d` (others unchanged).
+    fn wrap_sub_byte(&mut self, d: DType, v: Value) -> Value {
+        let bits = match d {
+            DType::I4 | DType::U4 => 4,
+            DType::I2 | DType::U2 => 2,
+            _ => return v,
+        };
+        if is_unsigned(d) {
+            self.b.ins().band_imm_u(v, (1i64 << bits) - 1)
+        } else {
+            let up = self.b.ins().ishl_imm_u(v, 8 - bits);
+            self.b.ins().sshr_imm_u(up, 8 - bits)
         }
     }
 
@@ -605,6 +637,11 @@ impl Emitter<'_, '_, '_> {
             DType::F32 => self.b.ins().fdemote(types::F32, w),
             DType::F16 => self.call(Lib::RoundF16, &[w]),
             DType::BF16 => self.call(Lib::RoundBF16, &[w]),
+            d if d.is_minifloat() => {
+                let bits = self.lowp_encode(d, w);
+                let format = self.b.ins().iconst(types::I32, lowp_format_code(d));
+                self.call(Lib::LowpDecode, &[format, bits])
+            }
             _ => w,
         }
     }
@@ -870,6 +907,7 @@ impl Emitter<'_, '_, '_> {
         match (from.is_float(), to.is_float()) {
             (true, true) => match (from, to) {
                 (DType::F32 | DType::F16 | DType::BF16, DType::F32) => x,
+                (d, DType::F32) if d.is_minifloat() => x,
                 (_, DType::F64) => self.b.ins().fpromote(types::F64, x),
                 (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, x),
                 _ => {
@@ -886,6 +924,11 @@ impl Emitter<'_, '_, '_> {
                 let wide = self.b.ins().fcvt_to_sint_sat(types::I64, x);
                 if to == DType::I64 {
                     return wide;
+                }
+                if to.is_sub_byte_int() {
+                    // Wrapped, not saturated, as ONNX's reference casts do.
+                    let byte = self.b.ins().ireduce(types::I8, wide);
+                    return self.wrap_sub_byte(to, byte);
                 }
                 let (lo, hi) = int_range(to);
                 let lo = self.b.ins().iconst(types::I64, lo);
@@ -910,12 +953,16 @@ impl Emitter<'_, '_, '_> {
                     self.round_from_f64(to, r)
                 }
             }
-            (false, false) => self.int_convert(x, from, to),
+            (false, false) => {
+                let v = self.int_convert(x, from, to);
+                self.wrap_sub_byte(to, v)
+            }
         }
     }
 }
 
-/// The register type of a dtype (`f16`/`bf16` live as `f32`, `bool` as an `i8` 0/1).
+/// The register type of a dtype (`f16`/`bf16` and float8/float4 live as `f32`, `bool` as an
+/// `i8` 0/1, the 4- and 2-bit integers as `i8`s wrapped to their width).
 pub(crate) fn reg_type(d: DType) -> Type {
     match d {
         DType::F32 | DType::F16 | DType::BF16 => types::F32,
@@ -924,11 +971,14 @@ pub(crate) fn reg_type(d: DType) -> Type {
         DType::I32 | DType::U32 => types::I32,
         DType::I16 | DType::U16 => types::I16,
         DType::I8 | DType::U8 | DType::Bool => types::I8,
+        d if d.is_minifloat() => types::F32,
+        _ => types::I8,
     }
 }
 
+/// Floats narrower than their `f32` register, rounded after each op.
 fn is_half(d: DType) -> bool {
-    matches!(d, DType::F16 | DType::BF16)
+    matches!(d, DType::F16 | DType::BF16) || d.is_minifloat()
 }
 
 fn mem() -> MemFlagsData {
@@ -961,11 +1011,13 @@ impl ScalarCode for Emitter<'_, '_, '_> {
     }
 
     fn emit_unary(&mut self, op: UnaryOp, dtype: DType, x: Value) -> R<Value> {
-        self.unary(op, dtype, x)
+        let v = self.unary(op, dtype, x)?;
+        Ok(if op.class() == UnaryClass::Numeric { self.wrap_sub_byte(dtype, v) } else { v })
     }
 
     fn emit_binary(&mut self, op: BinaryOp, dtype: DType, x: Value, y: Value) -> R<Value> {
-        self.binary(op, dtype, x, y)
+        let v = self.binary(op, dtype, x, y)?;
+        Ok(if op.class() == BinaryClass::Arithmetic { self.wrap_sub_byte(dtype, v) } else { v })
     }
 
     fn emit_select(&mut self, c: Value, x: Value, y: Value) -> R<Value> {

@@ -107,7 +107,7 @@ impl<'ctx> Cx<'ctx> {
             DType::I16 | DType::U16 => self.ctx.i16_type().into(),
             DType::I8 | DType::U8 => self.i8.into(),
             DType::Bool => self.i1.into(),
-            DType::F16 | DType::BF16 => return Err(format!("{} is left to Cranelift", d.name()).into()),
+            _ => return Err(format!("{} is left to Cranelift", d.name()).into()),
         })
     }
 

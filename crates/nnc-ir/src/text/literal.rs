@@ -28,6 +28,10 @@ enum Elements {
     U16(Vec<u16>),
     U8(Vec<u8>),
     Bool(Vec<bool>),
+    /// A float8/float4 type: the values as written, encoded at the end.
+    Minifloat(DType, Vec<f64>),
+    /// A 4- or 2-bit integer type.
+    SubByte(DType, Vec<i64>),
 }
 
 impl Elements {
@@ -46,6 +50,8 @@ impl Elements {
             DType::U16 => Elements::U16(Vec::new()),
             DType::U8 => Elements::U8(Vec::new()),
             DType::Bool => Elements::Bool(Vec::new()),
+            d if d.is_minifloat() => Elements::Minifloat(d, Vec::new()),
+            d => Elements::SubByte(d, Vec::new()),
         }
     }
 
@@ -65,6 +71,8 @@ impl Elements {
             Elements::U16(v) => TensorData::from_vec(shape, &v),
             Elements::U8(v) => TensorData::from_vec(shape, &v),
             Elements::Bool(v) => TensorData::from_vec(shape, &v),
+            Elements::Minifloat(d, v) => TensorData::from_f64(d, shape, &v),
+            Elements::SubByte(d, v) => TensorData::from_i64(d, shape, &v),
         }
     }
 }
@@ -133,6 +141,16 @@ impl<'a> Parser<'a> {
             Elements::U32(v) => v.push(self.int(DType::U32)?),
             Elements::U16(v) => v.push(self.int(DType::U16)?),
             Elements::U8(v) => v.push(self.int(DType::U8)?),
+            // Printed as the shortest `f32` that reads back: every value of these formats is one.
+            Elements::Minifloat(d, v) => v.push(self.float(*d, f32::INFINITY, f32::NAN)? as f64),
+            Elements::SubByte(d, v) => {
+                let tok = self.tok.clone();
+                let value: i64 = self.int(*d)?;
+                if crate::lowp::wrap_sub_byte(*d, value) != value {
+                    return Err(self.at_token(&tok, format!("{value} is out of range for {d}")));
+                }
+                v.push(value);
+            }
             Elements::Bool(v) => {
                 let b = match &self.tok.kind {
                     Tok::Ident if self.tok.text == "true" => true,

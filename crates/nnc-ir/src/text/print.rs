@@ -125,9 +125,8 @@ fn write_literal(out: &mut String, t: &TensorData) {
         DType::BF16 => t.to_vec::<bf16>().unwrap_or_default().into_iter().map(|v| format_f32(v.to_f32())).collect(),
         DType::Bool => t.to_vec::<bool>().unwrap_or_default().into_iter().map(|b| b.to_string()).collect(),
         DType::U64 => t.to_vec::<u64>().unwrap_or_default().into_iter().map(|v| v.to_string()).collect(),
-        DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U32 | DType::U16 | DType::U8 => {
-            t.to_i64_vec().into_iter().map(|v| v.to_string()).collect()
-        }
+        d if d.is_minifloat() => t.to_f64_vec().into_iter().map(|v| format_f32(v as f32)).collect(),
+        _ => t.to_i64_vec().into_iter().map(|v| v.to_string()).collect(),
     };
     out.push('[');
     out.push_str(&items.join(", "));

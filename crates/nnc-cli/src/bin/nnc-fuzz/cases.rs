@@ -139,7 +139,8 @@ fn tensor_case(rng: &mut fastrand::Rng, corpus: &Corpus, dir: &Path) -> std::io:
     Ok(Case { kind: Kind::Tensor, seed: model.display().to_string(), mutations, commands: vec![command] })
 }
 
-/// numpy's little-endian name of `dtype` (bf16, which numpy lacks, as raw 2-byte words).
+/// numpy's little-endian name of `dtype` (bf16, float8/float4 and the 4- and 2-bit integers,
+/// which numpy lacks, as raw words and bytes).
 fn npy_descr(dtype: nnc_ir::DType) -> &'static str {
     use nnc_ir::DType::*;
     match dtype {
@@ -156,6 +157,8 @@ fn npy_descr(dtype: nnc_ir::DType) -> &'static str {
         U16 => "<u2",
         U8 => "|u1",
         Bool => "|b1",
+        F8E4M3FN | F8E4M3FNUZ | F8E5M2 | F8E5M2FNUZ | F8E8M0 | F4E2M1 | U4 | U2 => "|u1",
+        I4 | I2 => "|i1",
     }
 }
 
