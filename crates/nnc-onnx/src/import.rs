@@ -247,8 +247,18 @@ impl Importer<'_> {
                 self.import_branch(if taken { then_g } else { else_g }, b, scope)?
             }
             None => {
-                let then_out = self.import_branch(then_g, b, scope)?;
-                let else_out = self.import_branch(else_g, b, scope)?;
+                // Both branches are computed and the condition selects; a branch that cannot
+                // be built for these shapes is reported as such (ONNX Runtime fails there too
+                // when that branch is taken).
+                let unknown = |which: &str, e: String| {
+                    format!(
+                        "the condition `{cond_name}` is known only at run time, so both branches are compiled \
+                         (nnc has no run-time control flow yet), and the {which} branch cannot be for these \
+                         input shapes: {e}"
+                    )
+                };
+                let then_out = self.import_branch(then_g, b, scope).map_err(|e| unknown("then", e))?;
+                let else_out = self.import_branch(else_g, b, scope).map_err(|e| unknown("else", e))?;
                 let cond = match scope.slots.get(cond_name) {
                     Some(Slot::Value(id)) => *id,
                     _ => return Err("the condition is not a value".into()),

@@ -185,14 +185,10 @@ pub fn cast_like(cx: &mut NodeCx) -> Out {
 }
 
 /// `Cast`/`CastLike` of input 0 to `to`, with their `saturate` and `round_mode` attributes.
-/// The Graph IR's cast to a float8 type rounds without saturating (out of range is infinity or
-/// NaN); ONNX's default saturating cast clamps to the format's largest value first (NaN stays
-/// NaN: `min`/`max` propagate it). Float4 always saturates. E8M0 is cast with ONNX's defaults
-/// only (saturating, rounding up).
+/// E8M0 is cast with ONNX's defaults only (saturating, rounding up).
 fn onnx_cast(cx: &mut NodeCx, to: DType) -> Out {
     let saturate = cx.attr_int_or("saturate", 1)? != 0;
     let round_mode = cx.attr_string("round_mode")?.unwrap_or_else(|| "up".into());
-    let mut x = cx.input(0)?;
     if to == DType::F8E8M0 && (!saturate || round_mode != "up") {
         return Err(Fail::from(format!(
             "a cast to float8e8m0 with saturate = {} and round_mode = `{round_mode}` is not supported \
@@ -200,13 +196,23 @@ fn onnx_cast(cx: &mut NodeCx, to: DType) -> Out {
             saturate as u8
         )));
     }
+    let x = cx.input(0)?;
+    Ok(vec![NodeCx::value(convert(cx, x, to, saturate)?)])
+}
+
+/// `x` cast to `to`, saturating for float8 if `saturate`. The Graph IR's cast to a float8 type
+/// rounds without saturating (out of range is infinity or NaN); ONNX's saturating cast clamps to
+/// the format's largest value first (NaN stays NaN: `min`/`max` propagate it). Float4 always
+/// saturates.
+pub(super) fn convert(cx: &mut NodeCx, x: ValueId, to: DType, saturate: bool) -> Result<ValueId, Fail> {
     let clamps = matches!(to, DType::F8E4M3FN | DType::F8E4M3FNUZ | DType::F8E5M2 | DType::F8E5M2FNUZ);
+    let mut x = x;
     if saturate && clamps && cx.b.ty(x).dtype.is_float() {
         let largest = nnc_ir::lowp::largest(to).ok_or("no largest value")?;
         x = cx.b.binary_scalar(BinaryOp::Min, x, largest)?;
         x = cx.b.binary_scalar(BinaryOp::Max, x, -largest)?;
     }
-    Ok(vec![NodeCx::value(cx.b.cast(x, to)?)])
+    Ok(cx.b.cast(x, to)?)
 }
 
 pub fn identity(cx: &mut NodeCx) -> Out {

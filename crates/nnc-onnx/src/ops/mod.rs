@@ -11,6 +11,7 @@ mod indexing;
 mod loss;
 mod nn;
 mod norm;
+mod quantize;
 mod recurrent;
 mod reduce;
 mod resize;
@@ -75,6 +76,14 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Clip", elementwise::clip),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    // quantize.rs
+    ("QuantizeLinear", quantize::quantize_linear),
+    ("DequantizeLinear", quantize::dequantize_linear),
+    ("DynamicQuantizeLinear", quantize::dynamic_quantize_linear),
+    ("MatMulInteger", quantize::matmul_integer),
+    ("ConvInteger", quantize::conv_integer),
+    ("QLinearMatMul", quantize::qlinear_matmul),
+    ("QLinearConv", quantize::qlinear_conv),
     ("Identity", elementwise::identity),
     ("Dropout", elementwise::dropout),
     ("LeakyRelu", elementwise::activation),

@@ -53,8 +53,18 @@ fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
 
 /// `Conv(X, W, B?)`: an IR `conv`, plus a bias add broadcast over the channel axis.
 pub fn conv(cx: &mut NodeCx) -> Out {
-    cx.only_attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
     let (x, w) = (cx.input(0)?, cx.input(1)?);
+    let mut y = conv_of(cx, x, w)?;
+    if let Some(bias) = cx.opt_input(2)? {
+        y = add_channel_bias(cx, y, bias)?;
+    }
+    Ok(vec![NodeCx::value(y)])
+}
+
+/// The convolution of `x` by `w` with the node's `Conv` attributes (shared by the quantized
+/// convolutions, whose operands are not the node's inputs as they are).
+pub(super) fn conv_of(cx: &mut NodeCx, x: ValueId, w: ValueId) -> Result<ValueId, Fail> {
+    cx.only_attrs(&["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"])?;
     let w_ty = cx.ty(w);
     let kernel: Vec<i64> = w_ty.shape[2.min(w_ty.rank())..]
         .iter()
@@ -62,11 +72,7 @@ pub fn conv(cx: &mut NodeCx) -> Out {
         .collect::<Result<_, _>>()?;
     let window = window(cx, x, &kernel)?;
     let groups = cx.attr_int_or("group", 1)?;
-    let mut y = cx.b.conv(x, w, window, groups)?;
-    if let Some(bias) = cx.opt_input(2)? {
-        y = add_channel_bias(cx, y, bias)?;
-    }
-    Ok(vec![NodeCx::value(y)])
+    Ok(cx.b.conv(x, w, window, groups)?)
 }
 
 /// `ConvTranspose(X, W, B?)`: an IR `conv_transpose` plus the bias. With `output_shape` (or
@@ -172,7 +178,7 @@ pub fn conv_transpose(cx: &mut NodeCx) -> Out {
 }
 
 /// Adds a per-channel `[C]` vector to an `[N, C, ...]` tensor.
-fn add_channel_bias(cx: &mut NodeCx, y: ValueId, bias: ValueId) -> Result<ValueId, Fail> {
+pub(super) fn add_channel_bias(cx: &mut NodeCx, y: ValueId, bias: ValueId) -> Result<ValueId, Fail> {
     let rank = cx.rank(y);
     let mut shape = cx.ty(bias).shape;
     shape.extend(std::iter::repeat_n(Dim::constant(1), rank.saturating_sub(2)));
