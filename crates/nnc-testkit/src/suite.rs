@@ -5,11 +5,11 @@
 //! against the reference interpreter's results.
 
 use crate::check::{availability, check_on, Oracles};
-use crate::compare::{close, NonFinite, MODEL_TOLERANCE};
+use crate::compare::{close, NonFinite, Tolerance, MODEL_TOLERANCE};
 use crate::families::family;
 use crate::graphs::fixed_graphs;
 use crate::inputs::inputs_for;
-use crate::models::{program_for, selected, try_load, SharedModel, MODELS};
+use crate::models::{program_for, selected, try_load, SharedModel, MODELS, PUBLIC_MODELS};
 use crate::skip::skip;
 use nnc_kernel::backend::{run_to_tensors, Backend, ErrorKind, Executable};
 use nnc_kernel::bundle::Manifest;
@@ -35,6 +35,9 @@ pub struct Line {
     pub cases: u32,
     /// The shared models the suite runs (`NNC_MODELS=a,b` narrows it while debugging).
     pub models: &'static [&'static str],
+    /// Whether the suite runs the public models ([`PUBLIC_MODELS`]; `NNC_MODELS=a,b` narrows
+    /// them too). Off by default: they are large for the interpreters.
+    pub public_models: bool,
     /// Node-suite cases the interpreter passes that the target does not: (a substring of the
     /// case's name, text its failure must contain). Every entry must be needed.
     pub node_suite_differences: &'static [(&'static str, &'static str)],
@@ -58,6 +61,7 @@ impl Line {
             non_finite: NonFinite::Ieee,
             cases: 16,
             models: &MODELS,
+            public_models: false,
             node_suite_differences: &[],
             timed_against_interpreter: false,
             slower_than_interpreter: &[],
@@ -144,7 +148,30 @@ pub fn shared_models(line: &Line) {
     let failures: Vec<String> = selected("NNC_MODELS", line.models)
         .iter()
         .filter_map(|name| {
-            shared_model_on(backend.as_ref(), &device, &root.join(name), line.timed_against_interpreter).err()
+            let dir = root.join(name);
+            shared_model_on(backend.as_ref(), &device, &dir, line.timed_against_interpreter, MODEL_TOLERANCE).err()
+        })
+        .collect();
+    assert!(failures.is_empty(), "on {}:\n{}", line.target, failures.join("\n"));
+}
+
+/// Every public model of the line (fetched from PyPI by `scripts/fetch-public-models.sh`)
+/// matches ONNX Runtime's outputs on the target, each within its [`PUBLIC_MODELS`] tolerance, as
+/// [`shared_model_on`] checks the shared models.
+pub fn public_models(line: &Line) {
+    if !line.public_models {
+        return;
+    }
+    let Some(root) = crate::models::public_models() else { return };
+    let Some(backend) = line.available_backend() else { return };
+    let device = backend.device();
+    let names: Vec<&str> = PUBLIC_MODELS.iter().map(|&(name, _)| name).collect();
+    let chosen = selected("NNC_MODELS", &names);
+    let failures: Vec<String> = PUBLIC_MODELS
+        .iter()
+        .filter(|(name, _)| chosen.iter().any(|c| c == name))
+        .filter_map(|&(name, tolerance)| {
+            shared_model_on(backend.as_ref(), &device, &root.join(name), false, tolerance).err()
         })
         .collect();
     assert!(failures.is_empty(), "on {}:\n{}", line.target, failures.join("\n"));
@@ -181,7 +208,13 @@ fn not_slower_than_the_interpreter(executable: &mut dyn Executable, model: &Shar
 /// [`crate::node_suite`] for the margin); and where the target writes bundles, the bundle reads
 /// back with the same manifest and, where the target also loads its bundles, runs to the same
 /// references.
-pub fn shared_model_on(backend: &dyn Backend, device: &Device, dir: &Path, timed: bool) -> Result<(), String> {
+pub fn shared_model_on(
+    backend: &dyn Backend,
+    device: &Device,
+    dir: &Path,
+    timed: bool,
+    tolerance: Tolerance,
+) -> Result<(), String> {
     let model = try_load(dir)?;
     let name = &model.name;
     let start = Instant::now();
@@ -204,18 +237,23 @@ pub fn shared_model_on(backend: &dyn Backend, device: &Device, dir: &Path, timed
             return Err(format!("{name}: one run made {} queue submissions, not one", after - before));
         }
     }
-    matches_references(name, &model.expected, &found)?;
+    matches_references(name, &model.expected, &found, tolerance)?;
     if timed {
         not_slower_than_the_interpreter(executable.as_mut(), &model)?;
     }
 
     let bundle = std::env::temp_dir().join(format!("nnc-testkit-{}-{name}-{}", backend.name(), std::process::id()));
-    let result = bundle_matches(backend, &program, &bundle, name, &model.inputs, &model.expected);
+    let result = bundle_matches(backend, &program, &bundle, name, &model.inputs, &model.expected, tolerance);
     let _ = std::fs::remove_dir_all(&bundle);
     result
 }
 
-fn matches_references(what: &str, expected: &[nnc_ir::TensorData], found: &[nnc_ir::TensorData]) -> Result<(), String> {
+fn matches_references(
+    what: &str,
+    expected: &[nnc_ir::TensorData],
+    found: &[nnc_ir::TensorData],
+    tolerance: Tolerance,
+) -> Result<(), String> {
     if found.len() != expected.len() {
         return Err(format!("{what}: {} outputs, the references have {}", found.len(), expected.len()));
     }
@@ -223,7 +261,7 @@ fn matches_references(what: &str, expected: &[nnc_ir::TensorData], found: &[nnc_
         .iter()
         .zip(found)
         .enumerate()
-        .filter_map(|(k, (e, f))| close(&format!("{what} output {k}"), e, f, MODEL_TOLERANCE).err())
+        .filter_map(|(k, (e, f))| close(&format!("{what} output {k}"), e, f, tolerance).err())
         .collect();
     if failures.is_empty() {
         Ok(())
@@ -241,6 +279,7 @@ fn bundle_matches(
     name: &str,
     inputs: &[nnc_ir::TensorData],
     expected: &[nnc_ir::TensorData],
+    tolerance: Tolerance,
 ) -> Result<(), String> {
     let written = match backend.write_bundle(program, dir) {
         Ok((manifest, _notes)) => manifest,
@@ -257,5 +296,5 @@ fn bundle_matches(
         Err(e) => return Err(format!("{name}: loading its bundle: {e}")),
     };
     let found = run_to_tensors(loaded.as_mut(), inputs).map_err(|e| format!("{name} (bundle): {e}"))?;
-    matches_references(&format!("{name} (bundle)"), expected, &found)
+    matches_references(&format!("{name} (bundle)"), expected, &found, tolerance)
 }

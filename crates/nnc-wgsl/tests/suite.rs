@@ -1,6 +1,6 @@
 //! The WGSL backend's line of the test kit (`nnc-testkit`): the registry's WGSL target on wgpu
 //! (lavapipe in CI, where it must run) on the random graph families, the fixed graphs, the
-//! shared models and the ONNX node suite, with its known differences: WGSL promises nothing
+//! shared and the public models and the ONNX node suite, with its known differences: WGSL promises nothing
 //! where a result is infinite or NaN, and has no f64, bf16, float8/float4 or 4-/2-bit integer
 //! tensors.
 
@@ -38,4 +38,9 @@ const WGSL_DIFFERENCES: &[(&str, &str)] = &[
     ("int2", "WGSL has no 4- or 2-bit integers"),
 ];
 
-nnc_testkit::backend_suite!(wgsl: Target::Wgsl, non_finite: NonFinite::Undefined, node_suite_differences: WGSL_DIFFERENCES);
+nnc_testkit::backend_suite!(
+    wgsl: Target::Wgsl,
+    non_finite: NonFinite::Undefined,
+    public_models: true,
+    node_suite_differences: WGSL_DIFFERENCES
+);

@@ -36,7 +36,8 @@ fn broadcastable(cx: &mut NodeCx, value: ValueId, x: ValueId, block_size: i64) -
     let x_ty = cx.ty(x);
     let v_ty = cx.ty(value);
     let rank = x_ty.rank();
-    let shape = v_ty.static_shape().ok_or_else(|| format!("the scale and zero point need static shapes, found {v_ty}"))?;
+    let shape =
+        v_ty.static_shape().ok_or_else(|| format!("the scale and zero point need static shapes, found {v_ty}"))?;
     let count: usize = shape.iter().product();
     if count == 1 {
         return Ok(cx.b.reshape(value, Vec::new())?);
@@ -236,7 +237,11 @@ fn centered(cx: &mut NodeCx, x: ValueId, zero_point: Option<ValueId>, axis: usiz
             let dims = (0..rank).map(|a| Dim::from(if a == axis { n } else { 1 })).collect();
             cx.b.reshape(zp, dims)?
         }
-        _ => return Err(format!("zero point {zp_ty} must be a scalar or a vector along axis {axis} of the operand").into()),
+        _ => {
+            return Err(
+                format!("zero point {zp_ty} must be a scalar or a vector along axis {axis} of the operand").into()
+            )
+        }
     };
     let zp = cx.b.cast(zp, DType::I32)?;
     Ok(cx.b.sub(xi, zp)?)
