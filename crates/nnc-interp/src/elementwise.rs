@@ -408,6 +408,29 @@ mod tests {
         assert_eq!(cast(&b, DType::F32).unwrap().floats().unwrap(), [1.0, 0.0]);
     }
 
+    #[test]
+    fn low_precision_casts_round_and_wrap() {
+        // float8 E4M3FN: ties to even, out of range NaN (the cast does not saturate; ONNX's
+        // saturating Cast clamps before it), subnormals kept.
+        let x = f(DType::F32, &[4], &[1.0625, 500.0, -2f64.powi(-9), 0.3]);
+        let y = cast(&x, DType::F8E4M3FN).unwrap();
+        let v = y.floats().unwrap();
+        assert_eq!(v[0], 1.0);
+        assert!(v[1].is_nan());
+        assert_eq!(v[2], -2f64.powi(-9));
+        assert_eq!(v[3], 0.3125);
+        // Back to f32 exactly, and through the tensor form (one byte per element).
+        assert_eq!(cast(&y, DType::F32).unwrap().floats().unwrap()[3], 0.3125);
+        assert_eq!(y.to_tensor().unwrap().bytes().len(), 4);
+        // 4-bit integers wrap, from floats (truncated first) and from integers.
+        let z = cast(&f(DType::F32, &[3], &[-9.0, 8.5, 7.0]), DType::I4).unwrap();
+        assert_eq!(z.ints().unwrap(), [7, -8, 7]);
+        assert_eq!(cast(&i(DType::I64, &[2], &[16, -1]), DType::U4).unwrap().ints().unwrap(), [0, 15]);
+        // Arithmetic on them wraps too.
+        let s = binary(BinaryOp::Add, &z, &z, &[3]).unwrap();
+        assert_eq!(s.ints().unwrap(), [-2, 0, -2]);
+    }
+
     const TOP: u64 = 1 << 63;
 
     /// A `u64` value from `u64` elements (held as bit patterns).

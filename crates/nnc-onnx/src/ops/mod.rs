@@ -3,6 +3,7 @@
 //! A converter reads its node through [`NodeCx`] and appends Graph IR ops (primitives or
 //! composites) to the builder. Lowering composites to primitives is the IR's job, not ours.
 
+mod attention;
 mod cx;
 mod einsum;
 mod elementwise;
@@ -76,6 +77,8 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Clip", elementwise::clip),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    // attention.rs
+    ("Attention", attention::attention),
     // quantize.rs
     ("QuantizeLinear", quantize::quantize_linear),
     ("DequantizeLinear", quantize::dequantize_linear),
