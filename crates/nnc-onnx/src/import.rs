@@ -191,6 +191,7 @@ impl Importer<'_> {
         match node.op_type() {
             "If" => return self.import_if(node, b, scope),
             "Loop" => return self.import_loop(node, b, scope),
+            "Scan" => return self.import_scan(node, b, scope),
             _ => {}
         }
         let known_inputs =
@@ -377,6 +378,120 @@ impl Importer<'_> {
             results.push(Slot::Value(b.concat(&scan, 0).map_err(ir_message)?));
         }
         for (name, slot) in node.output.iter().zip(results) {
+            if let Slot::Value(id) = slot {
+                name_value(b, id, name);
+            }
+            scope.slots.insert(name.clone(), slot);
+        }
+        Ok(())
+    }
+
+    /// `Scan` (opset 9 on), unrolled over its scan inputs' length, which their static shapes
+    /// give: each step imports the body again with the state values and each scan input's slice
+    /// (the scan axis removed, taken from the end for direction 1) bound to its inputs; the scan
+    /// outputs' slices are stacked along their axes (in reverse for direction 1).
+    fn import_scan(
+        &self,
+        node: &crate::proto::NodeProto,
+        b: &mut GraphBuilder,
+        scope: &mut Scope,
+    ) -> Result<(), String> {
+        const MAX_ITERATIONS: usize = 4096;
+        if self.opset < 9 {
+            return Err("Scan before opset 9 (with sequence_lens and a batch axis) is not supported".into());
+        }
+        let attr = |name: &str| node.attribute.iter().find(|a| a.name() == name);
+        let body = attr("body").and_then(|a| a.g.as_ref()).ok_or("`body` is missing")?;
+        let ints = |name: &str| attr(name).map(|a| a.ints.clone());
+        let scan_count = attr("num_scan_inputs").and_then(|a| a.i).ok_or("`num_scan_inputs` is missing")?;
+        let scan_count = usize::try_from(scan_count).ok().filter(|&m| m >= 1 && m <= node.input.len());
+        let scan_count = scan_count.ok_or("`num_scan_inputs` does not fit the node's inputs")?;
+        let state_count = node.input.len() - scan_count;
+        let output_scans = body.output.len().checked_sub(state_count).ok_or("the body has too few outputs")?;
+        if body.input.len() != node.input.len() {
+            return Err(format!("the body has {} inputs, the node {}", body.input.len(), node.input.len()));
+        }
+        let per_input = |name: &str, count: usize| -> Result<Vec<i64>, String> {
+            let v = ints(name).unwrap_or_default();
+            match v.len() {
+                0 => Ok(vec![0; count]),
+                n if n == count => Ok(v),
+                n => Err(format!("`{name}` has {n} entries for {count} scans")),
+            }
+        };
+        let (in_axes, in_directions) =
+            (per_input("scan_input_axes", scan_count)?, per_input("scan_input_directions", scan_count)?);
+        let (out_axes, out_directions) =
+            (per_input("scan_output_axes", output_scans)?, per_input("scan_output_directions", output_scans)?);
+        let slot =
+            |scope: &Scope, name: &String| scope.slots.get(name).cloned().ok_or(format!("`{name}` is not defined"));
+        let mut states: Vec<Slot> =
+            node.input[..state_count].iter().map(|n| slot(scope, n)).collect::<Result<_, _>>()?;
+        let mut inputs = Vec::new();
+        let mut length = None;
+        for (k, name) in node.input[state_count..].iter().enumerate() {
+            let x = materialize(b, slot(scope, name)?);
+            let rank = b.ty(x).rank() as i64;
+            let axis = in_axes[k] + if in_axes[k] < 0 { rank } else { 0 };
+            let axis =
+                usize::try_from(axis).ok().filter(|&a| (a as i64) < rank).ok_or("a scan axis is out of range")?;
+            let len = b.ty(x).shape[axis]
+                .as_const()
+                .ok_or("the scanned axis must have a static length (nnc unrolls Scan)")?;
+            if length.is_some_and(|l| l != len) {
+                return Err("the scan inputs have different lengths".into());
+            }
+            length = Some(len);
+            inputs.push((x, axis));
+        }
+        let length = length.unwrap_or(0) as usize;
+        if length > MAX_ITERATIONS {
+            return Err(format!("the scan runs {length} iterations, more than {MAX_ITERATIONS}; nnc unrolls Scan"));
+        }
+        let mut scans: Vec<Vec<ValueId>> = vec![Vec::new(); output_scans];
+        for t in 0..length {
+            for (input, state) in body.input.iter().zip(&states) {
+                scope.slots.insert(input.name().to_string(), state.clone());
+            }
+            for (k, &(x, axis)) in inputs.iter().enumerate() {
+                let i = if in_directions[k] == 1 { length - 1 - t } else { t } as i64;
+                let piece = b.slice_axis(x, axis, i, i + 1).map_err(ir_message)?;
+                let mut shape = b.ty(piece).shape.clone();
+                shape.remove(axis);
+                let piece = b.reshape(piece, shape).map_err(ir_message)?;
+                scope.slots.insert(body.input[state_count + k].name().to_string(), Slot::Value(piece));
+            }
+            let outputs = self.import_branch(body, b, scope)?;
+            states = outputs[..state_count].to_vec();
+            for (j, slot) in outputs.into_iter().skip(state_count).enumerate() {
+                let v = materialize(b, slot);
+                let mut shape = b.ty(v).shape.clone();
+                let rank = shape.len() as i64 + 1;
+                let axis = out_axes[j] + if out_axes[j] < 0 { rank } else { 0 };
+                let axis = usize::try_from(axis)
+                    .ok()
+                    .filter(|&a| (a as i64) < rank)
+                    .ok_or("a scan output axis is out of range")?;
+                shape.insert(axis, nnc_ir::Dim::constant(1));
+                scans[j].push(b.reshape(v, shape).map_err(ir_message)?);
+            }
+        }
+        let mut results = states;
+        for (j, mut scan) in scans.into_iter().enumerate() {
+            if scan.is_empty() {
+                return Err("a scan of length zero has scan outputs of unknown shape".into());
+            }
+            if out_directions[j] == 1 {
+                scan.reverse();
+            }
+            let rank = b.ty(scan[0]).rank() as i64;
+            let axis = out_axes[j] + if out_axes[j] < 0 { rank } else { 0 };
+            results.push(Slot::Value(b.concat(&scan, axis).map_err(ir_message)?));
+        }
+        for (name, slot) in node.output.iter().zip(results) {
+            if name.is_empty() {
+                continue;
+            }
             if let Slot::Value(id) = slot {
                 name_value(b, id, name);
             }

@@ -202,7 +202,7 @@ pub fn check_supported(node: &NodeProto, _opset: i64) -> Result<(), String> {
     match lookup(node.op_type()) {
         Some(_) => Ok(()),
         // Control flow is handled by the importer itself.
-        None if matches!(node.op_type(), "If" | "Loop") => Ok(()),
+        None if matches!(node.op_type(), "If" | "Loop" | "Scan") => Ok(()),
         None => Err("unsupported op".into()),
     }
 }
