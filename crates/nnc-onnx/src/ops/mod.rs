@@ -17,6 +17,7 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
+mod stateful;
 
 pub use cx::{Fail, NodeCx, Out};
 
@@ -77,6 +78,8 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Clip", elementwise::clip),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    // stateful.rs
+    ("CausalConvWithState", stateful::causal_conv_with_state),
     // attention.rs
     ("Attention", attention::attention),
     // quantize.rs
