@@ -1,4 +1,4 @@
-//! `Attention` (opset 23): scaled dot-product attention over 4-D `[batch, heads, seq, head]`
+//! `Attention` and `RotaryEmbedding` (opset 23). `Attention`: scaled dot-product attention over 4-D `[batch, heads, seq, head]`
 //! inputs or 3-D `[batch, seq, heads * head]` ones (`q_num_heads`/`kv_num_heads`), with a KV
 //! cache (`past_key`/`past_value` in, `present_key`/`present_value` out), grouped-query heads,
 //! a float or boolean mask (padded to the keys' length), opset 24's `nonpad_kv_seqlen` (without
@@ -9,7 +9,7 @@
 
 use super::{Fail, NodeCx, Out};
 use crate::tensor::dtype_from_onnx;
-use nnc_ir::{BinaryOp, DType, Dim, PadMode, UnaryOp, ValueId};
+use nnc_ir::{BinaryOp, DType, Dim, Op, PadMode, UnaryOp, ValueId};
 
 /// A 3-D `[batch, seq, heads * head]` input as 4-D `[batch, heads, seq, head]`.
 fn split_heads(cx: &mut NodeCx, x: ValueId, heads: i64, what: &str) -> Result<ValueId, Fail> {
@@ -194,4 +194,92 @@ pub fn attention(cx: &mut NodeCx) -> Out {
         m => return Err(format!("qk_matmul_output_mode {m} is not one of 0, 1, 2, 3").into()),
     };
     Ok(vec![NodeCx::value(y), NodeCx::value(present_key), NodeCx::value(present_value), NodeCx::value(qk)])
+}
+
+/// `x[..., start::step]` along the last axis (of length `len`).
+fn strided_last(cx: &mut NodeCx, x: ValueId, start: i64, end: i64, step: i64) -> Result<ValueId, Fail> {
+    let axis = cx.ty(x).rank() - 1;
+    Ok(cx.b.op1(Op::Slice { axes: vec![axis], starts: vec![start], ends: vec![end], steps: vec![step] }, &[x])?)
+}
+
+/// `RotaryEmbedding(input, cos_cache, sin_cache, position_ids?)` (opset 23): the first
+/// `rotary_embedding_dim` features of each head rotated by the cached angles (pairs of halves,
+/// or of neighbours when `interleaved`), over 4-D `[batch, heads, seq, head]` or 3-D
+/// `[batch, seq, heads * head]` input (`num_heads`); the caches indexed by `position_ids` when
+/// given, else already `[batch, seq, rotary_dim / 2]`.
+pub fn rotary_embedding(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["interleaved", "rotary_embedding_dim", "num_heads"])?;
+    let (x, cos, sin) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let positions = cx.opt_input(3)?;
+    let ty = cx.ty(x);
+    let s = ty.shape.clone();
+    // [batch, seq, heads, head]
+    let x4 = match ty.rank() {
+        4 => cx.b.transpose(x, vec![0, 2, 1, 3])?,
+        3 => {
+            let heads = cx.attr_int_or("num_heads", 0)?;
+            let hidden = s[2].as_const().ok_or("the hidden size must be static")?;
+            if heads <= 0 || hidden % heads != 0 {
+                return Err(format!("hidden size {hidden} does not split into num_heads = {heads} heads").into());
+            }
+            cx.b.reshape(x, vec![s[0].clone(), s[1].clone(), Dim::from(heads), Dim::from(hidden / heads)])?
+        }
+        _ => return Err(format!("the input must be 3-D or 4-D, found {ty}").into()),
+    };
+    let head = cx.ty(x4).shape[3].as_const().ok_or("the head size must be static")?;
+    let rotary = match cx.attr_int_or("rotary_embedding_dim", 0)? {
+        0 => head,
+        r if r > 0 && r <= head && r % 2 == 0 => r,
+        r => return Err(format!("rotary_embedding_dim {r} must be even and at most the head size {head}").into()),
+    };
+    let half = rotary / 2;
+    let (cos, sin) = match positions {
+        Some(p) => (cx.b.gather(cos, p, 0)?, cx.b.gather(sin, p, 0)?),
+        None => (cos, sin),
+    };
+    // [batch, seq, 1, rotary / 2], to broadcast over the heads.
+    let unsqueeze = |cx: &mut NodeCx, c: ValueId| -> Result<ValueId, Fail> {
+        let cs = cx.ty(c).shape;
+        if cs.len() != 3 || cs[2].as_const() != Some(half) {
+            return Err(format!("a cache must be [batch, seq, {half}] (after position_ids), found {}", cx.ty(c)).into());
+        }
+        Ok(cx.b.reshape(c, vec![cs[0].clone(), cs[1].clone(), Dim::from(1usize), cs[2].clone()])?)
+    };
+    let (cos, sin) = (unsqueeze(cx, cos)?, unsqueeze(cx, sin)?);
+    let interleaved = cx.attr_int_or("interleaved", 0)? != 0;
+    let (x1, x2) = if interleaved {
+        (strided_last(cx, x4, 0, rotary, 2)?, strided_last(cx, x4, 1, rotary, 2)?)
+    } else {
+        (strided_last(cx, x4, 0, half, 1)?, strided_last(cx, x4, half, rotary, 1)?)
+    };
+    let (c1, s2) = (cx.b.mul(cos, x1)?, cx.b.mul(sin, x2)?);
+    let real = cx.b.sub(c1, s2)?;
+    let (s1, c2) = (cx.b.mul(sin, x1)?, cx.b.mul(cos, x2)?);
+    let imag = cx.b.add(s1, c2)?;
+    let rotated = if interleaved {
+        let pair = |cx: &mut NodeCx, v: ValueId| -> Result<ValueId, Fail> {
+            let mut shape = cx.ty(v).shape;
+            shape.push(Dim::from(1usize));
+            Ok(cx.b.reshape(v, shape)?)
+        };
+        let (r, i) = (pair(cx, real)?, pair(cx, imag)?);
+        let pairs = cx.b.concat(&[r, i], -1)?;
+        let mut shape = cx.ty(pairs).shape;
+        shape.pop();
+        *shape.last_mut().ok_or("empty shape")? = Dim::from(rotary);
+        cx.b.reshape(pairs, shape)?
+    } else {
+        cx.b.concat(&[real, imag], -1)?
+    };
+    let y4 = if rotary < head {
+        let rest = strided_last(cx, x4, rotary, head, 1)?;
+        cx.b.concat(&[rotated, rest], -1)?
+    } else {
+        rotated
+    };
+    let y = match ty.rank() {
+        4 => cx.b.transpose(y4, vec![0, 2, 1, 3])?,
+        _ => cx.b.reshape(y4, s)?,
+    };
+    Ok(vec![NodeCx::value(y)])
 }

@@ -82,6 +82,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("CausalConvWithState", stateful::causal_conv_with_state),
     // attention.rs
     ("Attention", attention::attention),
+    ("RotaryEmbedding", attention::rotary_embedding),
     // quantize.rs
     ("QuantizeLinear", quantize::quantize_linear),
     ("DequantizeLinear", quantize::dequantize_linear),
