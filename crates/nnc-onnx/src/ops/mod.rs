@@ -112,6 +112,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("ConvTranspose", nn::conv_transpose),
     ("MaxPool", nn::pool),
     ("AveragePool", nn::pool),
+    ("LpPool", nn::lp_pool),
     ("GlobalAveragePool", nn::global_pool),
     ("GlobalMaxPool", nn::global_pool),
     ("Gemm", nn::gemm),

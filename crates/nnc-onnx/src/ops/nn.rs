@@ -1,7 +1,7 @@
 //! Neural-network ONNX ops: convolution, pooling, Gemm/MatMul, normalizations, softmax.
 
 use super::{Fail, NodeCx, Out};
-use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, ValueId, Window};
+use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, UnaryOp, ValueId, Window};
 
 /// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes.
 fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
@@ -220,6 +220,31 @@ pub fn pool(cx: &mut NodeCx) -> Out {
         outs.push(NodeCx::value(idx));
     }
     Ok(outs)
+}
+
+/// `LpPool`: `(Σ_window |x|^p)^(1/p)`, padding counting as zeros: the average pool of `|x|^p`
+/// over whole windows (padding included) times the kernel's element count, to the `1/p`.
+pub fn lp_pool(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "strides", "p"])?;
+    let p = cx.attr_int_or("p", 2)?;
+    if p <= 0 {
+        return Err(format!("p = {p} must be positive").into());
+    }
+    let x = cx.input(0)?;
+    let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
+    let window = window(cx, x, &kernel)?;
+    let magnitude = cx.b.unary(UnaryOp::Abs, x)?;
+    let powered = cx.b.binary_scalar(BinaryOp::Pow, magnitude, p as f64)?;
+    let op = Op::Pool {
+        kind: PoolKind::Avg,
+        kernel: kernel.clone(),
+        window,
+        ceil_mode: cx.attr_int_or("ceil_mode", 0)? != 0,
+        count_include_pad: true,
+    };
+    let average = cx.b.op1(op, &[powered])?;
+    let sum = cx.b.binary_scalar(BinaryOp::Mul, average, kernel.iter().product::<i64>() as f64)?;
+    Ok(vec![NodeCx::value(cx.b.binary_scalar(BinaryOp::Pow, sum, 1.0 / p as f64)?)])
 }
 
 /// Re-expresses row-major flat indices into `[N, C, spatial...]` with the spatial axes in
