@@ -132,6 +132,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("SoftmaxCrossEntropyLoss", loss::softmax_cross_entropy),
     // gather.rs
     ("GatherElements", gather::gather_elements),
+    ("ReverseSequence", gather::reverse_sequence),
     ("ScatterElements", gather::scatter_elements),
     ("Scatter", gather::scatter_elements),
     ("GatherND", gather::gather_nd),
