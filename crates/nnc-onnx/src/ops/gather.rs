@@ -57,7 +57,11 @@ pub fn reverse_sequence(cx: &mut NodeCx) -> Out {
     let batch_axis = normalize_axis(cx.attr_int_or("batch_axis", 1)?, rank)?;
     let time_axis = normalize_axis(cx.attr_int_or("time_axis", 0)?, rank)?;
     if rank < 2 || batch_axis == time_axis || batch_axis > 1 || time_axis > 1 {
-        return Err(format!("batch_axis and time_axis must be 0 and 1 in some order, of a rank-2+ input ({})", cx.ty(x)).into());
+        return Err(format!(
+            "batch_axis and time_axis must be 0 and 1 in some order, of a rank-2+ input ({})",
+            cx.ty(x)
+        )
+        .into());
     }
     let shape = cx.ty(x).shape;
     let t = cx.b.iota(DType::I64, shape.clone(), time_axis as i64)?;

@@ -4,15 +4,36 @@ use super::{Fail, NodeCx, Out};
 use nnc_ir::shape::normalize_axis;
 use nnc_ir::{BinaryOp, Dim, Op, TensorData, UnaryOp, ValueId};
 
-/// Inference-mode `BatchNormalization` → the IR's `batch_norm` composite.
+/// `BatchNormalization` → the IR's `batch_norm` composite (training mode: see below).
 pub fn batch_norm(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&["epsilon", "momentum", "spatial", "training_mode", "is_test", "consumed_inputs"])?;
-    if cx.attr_int_or("training_mode", 0)? != 0 || cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("training mode (running statistics outputs) is not supported".into());
-    }
     let epsilon = cx.attr_float_or("epsilon", 1e-5)? as f64;
     let inputs = (0..5).map(|i| cx.input(i)).collect::<Result<Vec<_>, _>>()?;
-    Ok(vec![NodeCx::value(cx.b.op1(Op::BatchNorm { epsilon }, &inputs)?)])
+    if cx.attr_int_or("training_mode", 0)? == 0 {
+        if cx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+            return Err("the running statistics outputs need training_mode = 1 (opset 15)".into());
+        }
+        return Ok(vec![NodeCx::value(cx.b.op1(Op::BatchNorm { epsilon }, &inputs)?)]);
+    }
+    // Training mode (opset 15): normalized by the batch's own statistics (the population
+    // variance), with the running statistics moved towards them by `1 - momentum`.
+    let x = inputs[0];
+    let axes: Vec<i64> = (0..cx.rank(x) as i64).filter(|&a| a != 1).collect();
+    let batch_mean = cx.b.reduce_mean(x, &axes, false)?;
+    let keep = cx.b.reduce_mean(x, &axes, true)?;
+    let centered = cx.b.sub(x, keep)?;
+    let squared = cx.b.mul(centered, centered)?;
+    let batch_var = cx.b.reduce_mean(squared, &axes, false)?;
+    let y = cx.b.op1(Op::BatchNorm { epsilon }, &[x, inputs[1], inputs[2], batch_mean, batch_var])?;
+    let momentum = cx.attr_float_or("momentum", 0.9)? as f64;
+    let running = |cx: &mut NodeCx, old: ValueId, batch: ValueId| -> Result<ValueId, Fail> {
+        let kept = cx.b.binary_scalar(BinaryOp::Mul, old, momentum)?;
+        let moved = cx.b.binary_scalar(BinaryOp::Mul, batch, 1.0 - momentum)?;
+        Ok(cx.b.add(kept, moved)?)
+    };
+    let running_mean = running(cx, inputs[3], batch_mean)?;
+    let running_var = running(cx, inputs[4], batch_var)?;
+    Ok(vec![NodeCx::value(y), NodeCx::value(running_mean), NodeCx::value(running_var)])
 }
 
 /// `LayerNormalization(X, Scale, B?)` → the IR's `layer_norm` composite; when the `Mean` and
