@@ -80,6 +80,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("CastLike", elementwise::cast_like),
     // stateful.rs
     ("CausalConvWithState", stateful::causal_conv_with_state),
+    ("LinearAttention", stateful::linear_attention),
     // attention.rs
     ("Attention", attention::attention),
     ("RotaryEmbedding", attention::rotary_embedding),
