@@ -17,6 +17,7 @@ mod recurrent;
 mod reduce;
 mod resize;
 mod shape;
+mod signal;
 mod stateful;
 
 pub use cx::{Fail, NodeCx, Out};
@@ -78,6 +79,10 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Clip", elementwise::clip),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    // signal.rs
+    ("HannWindow", signal::window),
+    ("HammingWindow", signal::window),
+    ("BlackmanWindow", signal::window),
     // stateful.rs
     ("CausalConvWithState", stateful::causal_conv_with_state),
     ("LinearAttention", stateful::linear_attention),
