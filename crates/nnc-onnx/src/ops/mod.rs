@@ -190,6 +190,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Expand", shape::expand),
     ("Tile", shape::tile),
     ("Pad", shape::pad),
+    ("CenterCropPad", shape::center_crop_pad),
     ("Range", shape::range),
     ("DepthToSpace", shape::depth_to_space),
     ("SpaceToDepth", shape::space_to_depth),

@@ -336,6 +336,37 @@ pub fn pad(cx: &mut NodeCx) -> Out {
 }
 
 /// `Range(start, limit, delta)`: computed at import time, so all three must be constants.
+/// `CenterCropPad(input, shape)`: each of `axes` (all by default) cropped or zero-padded to
+/// the size `shape` gives, centred (an odd difference leaves the extra element at the end), as
+/// one `pad` whose negative pads crop.
+pub fn center_crop_pad(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["axes"])?;
+    let x = cx.input(0)?;
+    let sizes = cx.const_ints(1)?;
+    let ty = cx.ty(x);
+    let rank = ty.rank();
+    let axes = match cx.attr_ints("axes")? {
+        Some(axes) => axes.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<Vec<_>, _>>()?,
+        None => (0..rank).collect(),
+    };
+    if axes.len() != sizes.len() {
+        return Err(format!("{} sizes for {} axes", sizes.len(), axes.len()).into());
+    }
+    let mut pads = vec![0i64; 2 * rank];
+    for (&axis, &want) in axes.iter().zip(&sizes) {
+        let have = ty.shape[axis].as_const().ok_or_else(|| format!("axis {axis} of {ty} must be static"))?;
+        if want < 0 {
+            return Err(format!("size {want} for axis {axis} is negative").into());
+        }
+        // Grow by `diff` (crop where negative): half before, the odd one after.
+        let diff = want - have;
+        let before = if diff >= 0 { diff / 2 } else { -((-diff) / 2) };
+        pads[axis] = before;
+        pads[rank + axis] = diff - before;
+    }
+    Ok(vec![NodeCx::value(cx.b.pad(x, pads, PadMode::Constant, 0.0)?)])
+}
+
 pub fn range(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&[])?;
     let (start, limit, delta) = (cx.const_input(0)?, cx.const_input(1)?, cx.const_input(2)?);
