@@ -119,6 +119,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("MaxPool", nn::pool),
     ("AveragePool", nn::pool),
     ("LpPool", nn::lp_pool),
+    ("Col2Im", nn::col2im),
     ("GlobalAveragePool", nn::global_pool),
     ("GlobalMaxPool", nn::global_pool),
     ("Gemm", nn::gemm),

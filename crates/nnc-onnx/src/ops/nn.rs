@@ -1,7 +1,7 @@
 //! Neural-network ONNX ops: convolution, pooling, Gemm/MatMul, normalizations, softmax.
 
 use super::{Fail, NodeCx, Out};
-use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, UnaryOp, ValueId, Window};
+use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, TensorData, UnaryOp, ValueId, Window};
 
 /// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes.
 fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
@@ -245,6 +245,72 @@ pub fn lp_pool(cx: &mut NodeCx) -> Out {
     let average = cx.b.op1(op, &[powered])?;
     let sum = cx.b.binary_scalar(BinaryOp::Mul, average, kernel.iter().product::<i64>() as f64)?;
     Ok(vec![NodeCx::value(cx.b.binary_scalar(BinaryOp::Pow, sum, 1.0 / p as f64)?)])
+}
+
+/// `Col2Im(input [N, C·∏block, L], image_shape, block_shape)`: the columns summed back into
+/// `[N, C, image...]`. That is a transposed convolution, grouped by channel, of the columns laid
+/// out over the block positions' grid, whose weight puts column `j` of each channel's block at
+/// the `j`-th kernel position (a one-hot kernel); `output_padding` covers the image's last rows
+/// that no block reaches.
+pub fn col2im(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["dilations", "pads", "strides"])?;
+    let x = cx.input(0)?;
+    let image = cx.const_ints(1)?;
+    let block = cx.const_ints(2)?;
+    let n = image.len();
+    if n == 0 || block.len() != n || block.iter().chain(&image).any(|&d| d <= 0) {
+        return Err(
+            format!("image_shape {image:?} and block_shape {block:?} must be positive and of one length").into()
+        );
+    }
+    let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
+    let dilations = cx.attr_ints("dilations")?.unwrap_or_else(|| vec![1; n]);
+    let pads = cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 2 * n]);
+    if strides.len() != n || dilations.len() != n || pads.len() != 2 * n {
+        return Err(format!("strides, dilations and pads need {n}, {n} and {} entries", 2 * n).into());
+    }
+    let ty = cx.ty(x);
+    let dims: Vec<i64> =
+        ty.shape.iter().map(|d| d.as_const().ok_or("the input's shape must be static")).collect::<Result<_, _>>()?;
+    let positions: i64 = block.iter().product();
+    if dims.len() != 3 || dims[1] % positions != 0 {
+        return Err(format!("the input {ty} must be [N, C·{positions}, L]").into());
+    }
+    let channels = dims[1] / positions;
+    // Block positions along each axis, and what the transposed convolution's output misses.
+    let mut grid = Vec::new();
+    let mut output_padding = Vec::new();
+    for a in 0..n {
+        let span = dilations[a] * (block[a] - 1) + 1;
+        let count = (image[a] + pads[a] + pads[n + a] - span).div_euclid(strides[a]) + 1;
+        if count <= 0 {
+            return Err(format!("block {} does not fit image axis {a} ({})", block[a], image[a]).into());
+        }
+        grid.push(count);
+        output_padding.push(image[a] - ((count - 1) * strides[a] - pads[a] - pads[n + a] + span));
+    }
+    if grid.iter().product::<i64>() != dims[2] {
+        return Err(format!(
+            "{} columns, but the blocks take {} positions ({grid:?})",
+            dims[2],
+            grid.iter().product::<i64>()
+        )
+        .into());
+    }
+    let mut shape = vec![Dim::from(dims[0]), Dim::from(dims[1])];
+    shape.extend(grid.iter().map(|&g| Dim::from(g)));
+    let laid_out = cx.b.reshape(x, shape)?;
+    // Weight [C·positions, 1, block...]: row c·positions + j is one-hot at kernel position j.
+    let dtype = ty.dtype;
+    let mut weight = vec![0.0; (channels * positions * positions) as usize];
+    for row in 0..channels * positions {
+        weight[(row * positions + row % positions) as usize] = 1.0;
+    }
+    let mut w_shape = vec![(channels * positions) as usize, 1];
+    w_shape.extend(block.iter().map(|&b| b as usize));
+    let w = cx.b.constant(TensorData::from_f64(dtype, w_shape, &weight));
+    let op = Op::ConvTranspose { window: Window { strides, dilations, pads }, output_padding, groups: channels };
+    Ok(vec![NodeCx::value(cx.b.op1(op, &[laid_out, w])?)])
 }
 
 /// Re-expresses row-major flat indices into `[N, C, spatial...]` with the spatial axes in
