@@ -83,6 +83,8 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("HannWindow", signal::window),
     ("HammingWindow", signal::window),
     ("BlackmanWindow", signal::window),
+    ("DFT", signal::dft),
+    ("STFT", signal::stft),
     // stateful.rs
     ("CausalConvWithState", stateful::causal_conv_with_state),
     ("LinearAttention", stateful::linear_attention),
