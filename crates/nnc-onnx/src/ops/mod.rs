@@ -85,6 +85,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("BlackmanWindow", signal::window),
     ("DFT", signal::dft),
     ("STFT", signal::stft),
+    ("MelWeightMatrix", signal::mel_weight_matrix),
     // stateful.rs
     ("CausalConvWithState", stateful::causal_conv_with_state),
     ("LinearAttention", stateful::linear_attention),

@@ -1,5 +1,5 @@
-//! Signal processing: the window functions (`HannWindow`, `HammingWindow`, `BlackmanWindow`),
-//! computed at import time from their size, which must be known then, and `DFT` and `STFT`, as
+//! Signal processing: the window functions (`HannWindow`, `HammingWindow`, `BlackmanWindow`)
+//! and `MelWeightMatrix`, computed at import time from their sizes, which must be known then, and `DFT` and `STFT`, as
 //! products with cosine and sine tables.
 
 use super::{Fail, NodeCx, Out};
@@ -232,4 +232,55 @@ pub fn dft(cx: &mut NodeCx) -> Out {
         cx.b.concat(&[r, i], -1)?
     };
     Ok(vec![NodeCx::value(y)])
+}
+
+/// `MelWeightMatrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz, upper_edge_hertz)`:
+/// the `[dft_length/2 + 1, num_mel_bins]` triangular filters of a mel filter bank, computed at
+/// import time as ONNX's reference does (the edges' mel values and step in `f32`, the bins in
+/// `f64` then floored).
+pub fn mel_weight_matrix(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["output_datatype"])?;
+    let int = |cx: &NodeCx, i: usize| -> Result<i64, Fail> { Ok(*cx.const_ints(i)?.first().ok_or("an empty scalar")?) };
+    let float = |cx: &NodeCx, i: usize| -> Result<f32, Fail> {
+        Ok(*cx.const_input(i)?.to_f64_vec().first().ok_or("an empty scalar")? as f32)
+    };
+    let (mels, dft_length, rate) = (int(cx, 0)?, int(cx, 1)?, int(cx, 2)?);
+    let (lower, upper) = (float(cx, 3)?, float(cx, 4)?);
+    if !(1..=1 << 14).contains(&mels) || !(1..=1 << 20).contains(&dft_length) || rate <= 0 {
+        return Err(format!("num_mel_bins {mels}, dft_length {dft_length} or sample_rate {rate} is out of range").into());
+    }
+    let dtype = dtype_from_onnx(cx.attr_int_or("output_datatype", 1)? as i32)?;
+    let to_mel = |hz: f32| 2595.0f32 * (1.0f32 + hz / 700.0).log10();
+    let (low, high) = (to_mel(lower), to_mel(upper));
+    let step = (high - low) / (mels + 2) as f32;
+    let bins: Vec<i64> = (0..mels + 2)
+        .map(|i| {
+            let mel = i as f64 * step as f64 + low as f64;
+            let hz = 700.0 * (10f64.powf(mel / 2595.0) - 1.0);
+            ((dft_length + 1) as f64 * hz / rate as f64).floor() as i64
+        })
+        .collect();
+    let rows = dft_length / 2 + 1;
+    let mut out = vec![0.0; (rows * mels) as usize];
+    let mut set = |j: i64, i: i64, v: f64| -> Result<(), Fail> {
+        if !(0..rows).contains(&j) {
+            return Err(format!("mel bin edge {j} is outside the {rows} spectrogram bins").into());
+        }
+        out[(j * mels + i) as usize] = v;
+        Ok(())
+    };
+    for i in 0..mels {
+        let (left, center, right) = (bins[i as usize], bins[i as usize + 1], bins[i as usize + 2]);
+        if center == left {
+            set(center, i, 1.0)?;
+        } else {
+            for j in left..=center {
+                set(j, i, (j - left) as f64 / (center - left) as f64)?;
+            }
+        }
+        for j in center..right {
+            set(j, i, (right - j) as f64 / (right - center) as f64)?;
+        }
+    }
+    Ok(vec![NodeCx::known(TensorData::from_f64(dtype, vec![rows as usize, mels as usize], &out))])
 }
