@@ -16,6 +16,7 @@ mod quantize;
 mod recurrent;
 mod reduce;
 mod resize;
+mod sampling;
 mod shape;
 mod signal;
 mod stateful;
@@ -79,6 +80,8 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Clip", elementwise::clip),
     ("Cast", elementwise::cast),
     ("CastLike", elementwise::cast_like),
+    // sampling.rs
+    ("AffineGrid", sampling::affine_grid),
     // signal.rs
     ("HannWindow", signal::window),
     ("HammingWindow", signal::window),

@@ -247,7 +247,9 @@ pub fn mel_weight_matrix(cx: &mut NodeCx) -> Out {
     let (mels, dft_length, rate) = (int(cx, 0)?, int(cx, 1)?, int(cx, 2)?);
     let (lower, upper) = (float(cx, 3)?, float(cx, 4)?);
     if !(1..=1 << 14).contains(&mels) || !(1..=1 << 20).contains(&dft_length) || rate <= 0 {
-        return Err(format!("num_mel_bins {mels}, dft_length {dft_length} or sample_rate {rate} is out of range").into());
+        return Err(
+            format!("num_mel_bins {mels}, dft_length {dft_length} or sample_rate {rate} is out of range").into()
+        );
     }
     let dtype = dtype_from_onnx(cx.attr_int_or("output_datatype", 1)? as i32)?;
     let to_mel = |hz: f32| 2595.0f32 * (1.0f32 + hz / 700.0).log10();
