@@ -82,6 +82,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("CastLike", elementwise::cast_like),
     // sampling.rs
     ("AffineGrid", sampling::affine_grid),
+    ("GridSample", sampling::grid_sample),
     // signal.rs
     ("HannWindow", signal::window),
     ("HammingWindow", signal::window),

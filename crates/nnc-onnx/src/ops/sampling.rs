@@ -1,7 +1,8 @@
-//! Spatial sampling: `AffineGrid` (the sampling grid of an affine transform).
+//! Spatial sampling: `AffineGrid` (the sampling grid of an affine transform) and `GridSample`
+//! (reading an image at a grid's coordinates).
 
-use super::{NodeCx, Out};
-use nnc_ir::{Dim, TensorData};
+use super::{Fail, NodeCx, Out};
+use nnc_ir::{BinaryOp, DType, Dim, Op, TensorData, UnaryOp, ValueId};
 
 /// The largest grid `AffineGrid` builds at import time.
 const MAX_GRID: i64 = 1 << 24;
@@ -52,4 +53,250 @@ pub fn affine_grid(cx: &mut NodeCx) -> Out {
     shape.extend(spatial.iter().map(|&d| Dim::from(d)));
     shape.push(Dim::from(n));
     Ok(vec![NodeCx::value(cx.b.reshape(grid, shape)?)])
+}
+
+/// One tap of a sampling kernel along one axis: the source index (`i64`), its weight, and
+/// (zero padding) whether the index is inside the input.
+struct Tap {
+    index: ValueId,
+    weight: Option<ValueId>,
+    inside: Option<ValueId>,
+}
+
+/// `GridSample(X [N, C, spatial...], grid [N, out..., n])` (2-D and 3-D): each output position
+/// reads `X` at the grid's normalized coordinates (`grid[..., 0]` is the last axis), denormalized
+/// as `align_corners` says, by `nearest`, `linear` or `cubic` (Keys, α = −0.75) interpolation, with
+/// `zeros`, `border` or `reflection` padding, step for step as ONNX's reference: the coordinate
+/// clamped or reflected when outside, then each tap's index mapped by the padding rule. The taps'
+/// products of weights over the axes multiply `GatherElements` reads of the flattened input.
+pub fn grid_sample(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["align_corners", "mode", "padding_mode"])?;
+    let (x, grid) = (cx.input(0)?, cx.input(1)?);
+    let mode = cx.attr_string("mode")?.unwrap_or_else(|| "linear".into());
+    let mode = match mode.as_str() {
+        "bilinear" => "linear".to_string(),
+        "bicubic" => "cubic".to_string(),
+        _ => mode,
+    };
+    if !matches!(mode.as_str(), "nearest" | "linear" | "cubic") {
+        return Err(format!("mode `{mode}` is not nearest, linear or cubic").into());
+    }
+    let padding = cx.attr_string("padding_mode")?.unwrap_or_else(|| "zeros".into());
+    if !matches!(padding.as_str(), "zeros" | "border" | "reflection") {
+        return Err(format!("padding_mode `{padding}` is not zeros, border or reflection").into());
+    }
+    let align = cx.attr_int_or("align_corners", 0)? != 0;
+    let (x_ty, g_ty) = (cx.ty(x), cx.ty(grid));
+    let xd: Vec<i64> =
+        x_ty.shape.iter().map(|d| d.as_const().ok_or("X's shape must be static")).collect::<Result<_, _>>()?;
+    let gd: Vec<i64> =
+        g_ty.shape.iter().map(|d| d.as_const().ok_or("the grid's shape must be static")).collect::<Result<_, _>>()?;
+    let n = xd.len().saturating_sub(2);
+    if !(n == 2 || n == 3) || gd.len() != n + 2 || gd[n + 1] != n as i64 || gd[0] != xd[0] {
+        return Err(
+            format!("X {x_ty} and grid {g_ty} must be [N, C, spatial...] and [N, out..., {n}] with n 2 or 3").into()
+        );
+    }
+    let dtype = x_ty.dtype;
+    let (batch, channels) = (xd[0], xd[1]);
+    let dims = &xd[2..];
+    let outputs: i64 = gd[1..=n].iter().product();
+    let positions: i64 = dims.iter().product();
+    let grid = cx.b.reshape(grid, vec![Dim::from(batch), Dim::from(outputs), Dim::from(n)])?;
+    let mut per_axis = Vec::new();
+    for (axis, &d) in dims.iter().enumerate() {
+        // grid[..., n - 1 - axis] as [N, 1, outputs].
+        let c = cx.b.slice_axis(grid, 2, (n - 1 - axis) as i64, (n - axis) as i64)?;
+        let c = cx.b.reshape(c, vec![Dim::from(batch), Dim::from(1usize), Dim::from(outputs)])?;
+        per_axis.push(axis_taps(cx, c, d, align, &mode, &padding)?);
+    }
+    let flat = cx.b.reshape(x, vec![Dim::from(batch), Dim::from(channels), Dim::from(positions)])?;
+    let strides: Vec<i64> = (0..n).map(|a| dims[a + 1..].iter().product()).collect();
+    let mut total: Option<ValueId> = None;
+    let mut choice = vec![0usize; n];
+    loop {
+        let mut index: Option<ValueId> = None;
+        let mut weight: Option<ValueId> = None;
+        let mut inside: Option<ValueId> = None;
+        for a in 0..n {
+            let tap = &per_axis[a][choice[a]];
+            let term = cx.b.binary_scalar(BinaryOp::Mul, tap.index, strides[a] as f64)?;
+            index = Some(match index {
+                Some(i) => cx.b.add(i, term)?,
+                None => term,
+            });
+            weight = match (weight, tap.weight) {
+                (Some(w), Some(t)) => Some(cx.b.mul(w, t)?),
+                (w, t) => w.or(t),
+            };
+            inside = match (inside, tap.inside) {
+                (Some(v), Some(t)) => Some(cx.b.binary(BinaryOp::And, v, t)?),
+                (v, t) => v.or(t),
+            };
+        }
+        let index = index.ok_or("no axes")?;
+        let index = cx.b.expand(index, vec![Dim::from(batch), Dim::from(channels), Dim::from(outputs)])?;
+        let mut value = cx.b.op1(Op::GatherElements { axis: 2 }, &[flat, index])?;
+        if let Some(inside) = inside {
+            let zero = cx.scalar(dtype, 0.0);
+            value = cx.b.select(inside, value, zero)?;
+        }
+        if let Some(w) = weight {
+            value = cx.b.mul(value, w)?;
+        }
+        total = Some(match total {
+            Some(t) => cx.b.add(t, value)?,
+            None => value,
+        });
+        // The next combination of taps (an odometer over the axes, the last fastest).
+        let mut a = n;
+        loop {
+            if a == 0 {
+                let mut shape = vec![Dim::from(batch), Dim::from(channels)];
+                shape.extend(gd[1..=n].iter().map(|&d| Dim::from(d)));
+                let y = cx.b.reshape(total.ok_or("no taps")?, shape)?;
+                return Ok(vec![NodeCx::value(y)]);
+            }
+            a -= 1;
+            choice[a] += 1;
+            if choice[a] < per_axis[a].len() {
+                break;
+            }
+            choice[a] = 0;
+        }
+    }
+}
+
+/// `x` (float) reflected into `[low, high]` as the reference's `_gs_reflect` does: by whole
+/// periods of the range, from the border it crossed.
+fn reflect(cx: &mut NodeCx, x: ValueId, low: f64, high: f64) -> Result<ValueId, Fail> {
+    let range = high - low;
+    let side = |cx: &mut NodeCx, beyond: ValueId, near: f64, far: f64| -> Result<ValueId, Fail> {
+        // beyond = distance past the near border (≥ 0 where used).
+        let periods = cx.b.binary_scalar(BinaryOp::Div, beyond, range)?;
+        let periods = cx.b.unary(UnaryOp::Floor, periods)?;
+        let whole = cx.b.binary_scalar(BinaryOp::Mul, periods, range)?;
+        let rest = cx.b.sub(beyond, whole)?;
+        let half = cx.b.binary_scalar(BinaryOp::Div, periods, 2.0)?;
+        let half = cx.b.unary(UnaryOp::Floor, half)?;
+        let twice = cx.b.binary_scalar(BinaryOp::Mul, half, 2.0)?;
+        let even = cx.b.binary(BinaryOp::Eq, twice, periods)?;
+        // From the near border inwards when even, from the far one when odd.
+        let direction = if near < far { 1.0 } else { -1.0 };
+        let toward = cx.b.binary_scalar(BinaryOp::Mul, rest, direction)?;
+        let from_near = cx.b.binary_scalar(BinaryOp::Add, toward, near)?;
+        let back = cx.b.binary_scalar(BinaryOp::Mul, rest, -direction)?;
+        let from_far = cx.b.binary_scalar(BinaryOp::Add, back, far)?;
+        Ok(cx.b.select(even, from_near, from_far)?)
+    };
+    let dtype = cx.ty(x).dtype;
+    let low_v = cx.scalar(dtype, low);
+    let below_by = cx.b.sub(low_v, x)?;
+    let from_low = side(cx, below_by, low, high)?;
+    let above_by = cx.b.binary_scalar(BinaryOp::Sub, x, high)?;
+    let from_high = side(cx, above_by, high, low)?;
+    let below = cx.b.binary_scalar(BinaryOp::Lt, x, low)?;
+    let above = cx.b.binary_scalar(BinaryOp::Gt, x, high)?;
+    let inner = cx.b.select(above, from_high, x)?;
+    Ok(cx.b.select(below, from_low, inner)?)
+}
+
+/// The taps along one axis of length `d` for normalized coordinates `c`.
+fn axis_taps(cx: &mut NodeCx, c: ValueId, d: i64, align: bool, mode: &str, padding: &str) -> Result<Vec<Tap>, Fail> {
+    // Denormalize: align_corners maps ±1 to the corner pixels' centres, else to the edges.
+    let plus_one = cx.b.binary_scalar(BinaryOp::Add, c, 1.0)?;
+    let mut x = if align {
+        let half = cx.b.binary_scalar(BinaryOp::Div, plus_one, 2.0)?;
+        cx.b.binary_scalar(BinaryOp::Mul, half, (d - 1) as f64)?
+    } else {
+        let scaled = cx.b.binary_scalar(BinaryOp::Mul, plus_one, d as f64)?;
+        let shifted = cx.b.binary_scalar(BinaryOp::Sub, scaled, 1.0)?;
+        cx.b.binary_scalar(BinaryOp::Div, shifted, 2.0)?
+    };
+    if mode == "nearest" {
+        x = cx.b.unary(UnaryOp::Round, x)?;
+    }
+    let (low, high) = if align { (0.0, (d - 1) as f64) } else { (-0.5, d as f64 - 0.5) };
+    match padding {
+        "border" => {
+            let below = cx.b.binary_scalar(BinaryOp::Lt, x, low)?;
+            let above = cx.b.binary_scalar(BinaryOp::Gt, x, high)?;
+            let outside = cx.b.binary(BinaryOp::Or, below, above)?;
+            let clamped = cx.b.binary_scalar(BinaryOp::Max, x, 0.0)?;
+            let clamped = cx.b.binary_scalar(BinaryOp::Min, clamped, (d - 1) as f64)?;
+            x = cx.b.select(outside, clamped, x)?;
+        }
+        "reflection" => x = reflect(cx, x, low, high)?,
+        _ => {}
+    }
+    // (offset from floor(x), weight) of each tap; nearest reads trunc(x) itself.
+    let dtype = cx.ty(x).dtype;
+    let (base, taps): (ValueId, Vec<(i64, Option<ValueId>)>) = match mode {
+        "nearest" => (cx.b.cast(x, DType::I64)?, vec![(0, None)]),
+        _ => {
+            let floor = cx.b.unary(UnaryOp::Floor, x)?;
+            let f = cx.b.sub(x, floor)?;
+            let base = cx.b.cast(floor, DType::I64)?;
+            if mode == "linear" {
+                let one = cx.scalar(dtype, 1.0);
+                let w0 = cx.b.sub(one, f)?;
+                (base, vec![(0, Some(w0)), (1, Some(f))])
+            } else {
+                let w = cubic_weights(cx, f)?;
+                (base, vec![(-1, Some(w[0])), (0, Some(w[1])), (1, Some(w[2])), (2, Some(w[3]))])
+            }
+        }
+    };
+    let mut out = Vec::new();
+    for (offset, weight) in taps {
+        let i = if offset == 0 { base } else { cx.b.binary_scalar(BinaryOp::Add, base, offset as f64)? };
+        let clamp = |cx: &mut NodeCx, i: ValueId| -> Result<ValueId, Fail> {
+            let i = cx.b.binary_scalar(BinaryOp::Max, i, 0.0)?;
+            Ok(cx.b.binary_scalar(BinaryOp::Min, i, (d - 1) as f64)?)
+        };
+        let (index, inside) = match padding {
+            "zeros" => {
+                let ge = cx.b.binary_scalar(BinaryOp::Ge, i, 0.0)?;
+                let lt = cx.b.binary_scalar(BinaryOp::Lt, i, d as f64)?;
+                (clamp(cx, i)?, Some(cx.b.binary(BinaryOp::And, ge, lt)?))
+            }
+            "border" => (clamp(cx, i)?, None),
+            _ => {
+                let fi = cx.b.cast(i, dtype)?;
+                let r = reflect(cx, fi, low, high)?;
+                let r = cx.b.cast(r, DType::I64)?;
+                (clamp(cx, r)?, None)
+            }
+        };
+        out.push(Tap { index, weight, inside });
+    }
+    Ok(out)
+}
+
+/// Keys' cubic convolution weights (α = −0.75) of the taps at −1, 0, 1, 2 for a fraction `f`.
+fn cubic_weights(cx: &mut NodeCx, f: ValueId) -> Result<[ValueId; 4], Fail> {
+    const A: f64 = -0.75;
+    // Far taps: ((A·t − 5A)·t + 8A)·t − 4A at t = f + 1 and t = 2 − f.
+    let far = |cx: &mut NodeCx, t: ValueId| -> Result<ValueId, Fail> {
+        let v = cx.b.binary_scalar(BinaryOp::Mul, t, A)?;
+        let v = cx.b.binary_scalar(BinaryOp::Sub, v, 5.0 * A)?;
+        let v = cx.b.mul(v, t)?;
+        let v = cx.b.binary_scalar(BinaryOp::Add, v, 8.0 * A)?;
+        let v = cx.b.mul(v, t)?;
+        Ok(cx.b.binary_scalar(BinaryOp::Sub, v, 4.0 * A)?)
+    };
+    // Near taps: ((A + 2)·t − (A + 3))·t·t + 1 at t = f and t = 1 − f.
+    let near = |cx: &mut NodeCx, t: ValueId| -> Result<ValueId, Fail> {
+        let v = cx.b.binary_scalar(BinaryOp::Mul, t, A + 2.0)?;
+        let v = cx.b.binary_scalar(BinaryOp::Sub, v, A + 3.0)?;
+        let v = cx.b.mul(v, t)?;
+        let v = cx.b.mul(v, t)?;
+        Ok(cx.b.binary_scalar(BinaryOp::Add, v, 1.0)?)
+    };
+    let dtype = cx.ty(f).dtype;
+    let (one, two) = (cx.scalar(dtype, 1.0), cx.scalar(dtype, 2.0));
+    let f_plus_one = cx.b.binary_scalar(BinaryOp::Add, f, 1.0)?;
+    let one_minus = cx.b.sub(one, f)?;
+    let two_minus = cx.b.sub(two, f)?;
+    Ok([far(cx, f_plus_one)?, near(cx, f)?, near(cx, one_minus)?, far(cx, two_minus)?])
 }
