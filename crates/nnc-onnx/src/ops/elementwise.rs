@@ -107,6 +107,42 @@ pub fn pow(cx: &mut NodeCx) -> Out {
     Ok(vec![NodeCx::value(cx.b.binary(BinaryOp::Pow, a, b)?)])
 }
 
+/// `BitShift(x, y)` on unsigned integers: `x << y` as the wrapping product `x · 2^y`, `x >> y`
+/// as the quotient `x / 2^y`; a shift by the type's width or more gives 0 (the power of two
+/// would wrap to 0).
+pub fn bit_shift(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["direction"])?;
+    let (x, y) = (cx.input(0)?, cx.input(1)?);
+    let dtype = cx.ty(x).dtype;
+    if !dtype.is_unsigned_int() || cx.ty(y).dtype != dtype {
+        return Err(format!(
+            "BitShift takes two unsigned integers of one type, found {} and {}",
+            dtype,
+            cx.ty(y).dtype
+        )
+        .into());
+    }
+    let left = match cx.attr_string("direction")?.as_deref() {
+        Some("LEFT") => true,
+        Some("RIGHT") => false,
+        other => return Err(format!("direction {other:?} is not LEFT or RIGHT").into()),
+    };
+    let two = cx.scalar(dtype, 2.0);
+    let power = cx.b.binary(BinaryOp::Pow, two, y)?;
+    let width = cx.scalar(dtype, (8 * dtype.size_bytes()) as f64);
+    let too_far = cx.b.binary(BinaryOp::Ge, y, width)?;
+    let shifted = if left {
+        cx.b.mul(x, power)?
+    } else {
+        // A divisor of 1 where the power wrapped to 0, replaced by 0 below.
+        let one = cx.scalar(dtype, 1.0);
+        let safe = cx.b.select(too_far, one, power)?;
+        cx.b.div(x, safe)?
+    };
+    let zero = cx.scalar(dtype, 0.0);
+    Ok(vec![NodeCx::value(cx.b.select(too_far, zero, shifted)?)])
+}
+
 /// `Mod`: `fmod = 1` is C's fmod (the IR's `rem`); otherwise the result takes the divisor's
 /// sign (Python's `%`): `r = rem(a, b); r + b` where `r` is non-zero and differs in sign from `b`.
 pub fn modulo(cx: &mut NodeCx) -> Out {

@@ -72,6 +72,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("Greater", elementwise::binary),
     ("GreaterOrEqual", elementwise::binary),
     ("Mod", elementwise::modulo),
+    ("BitShift", elementwise::bit_shift),
     ("Max", elementwise::variadic),
     ("Min", elementwise::variadic),
     ("Sum", elementwise::variadic),
