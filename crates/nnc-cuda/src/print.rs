@@ -609,6 +609,7 @@ impl Dialect for Cuda {
                 Abs => x.to_string(),
                 Sign => format!("{}<{t}>({x})", p.helper("nnc_sign")),
                 Relu => format!("{}<{t}>({x})", p.helper("nnc_relu")),
+                Not => format!("(({t})(~({x})))"),
                 _ => return Err(bad(p)),
             });
         }
@@ -682,6 +683,14 @@ impl Dialect for Cuda {
                 Xor => Ok(infix("!=")),
                 _ => Err(bad(p)),
             };
+        }
+        if d.is_int() && matches!(op, And | Or | Xor) {
+            let o = match op {
+                And => "&",
+                Or => "|",
+                _ => "^",
+            };
+            return Ok(format!("(({})(({x}) {o} ({y})))", value_type(d)));
         }
         if matches!(op, And | Or | Xor) {
             return Err(bad(p));

@@ -102,6 +102,8 @@ pub fn unary(op: UnaryOp, x: &Value) -> Result<Value, String> {
             let f = float_unary(op).ok_or_else(bad)?;
             Ok(Value::float(x.dtype, shape, v.iter().map(|&x| f(x)).collect()))
         }
+        // Bitwise not of the held bits, wrapped back to the dtype's width.
+        (Data::Int(v), UnaryOp::Not) => Ok(Value::int(x.dtype, shape, v.iter().map(|&x| !x).collect())),
         (Data::Int(v), _) => with_int!(x.dtype, T => {
             let f = int_unary::<T>(op).ok_or_else(bad)?;
             Ok(Value::int(x.dtype, shape, v.iter().map(|&x| f(T::from_held(x)).held()).collect()))
@@ -209,6 +211,17 @@ fn int_binary<T: Int>(
         if let Some(e) = yv.iter().map(|&e| T::from_held(e)).find(|&e| e < T::ZERO) {
             return Err(format!("integer pow with negative exponent {e}"));
         }
+    }
+    // Bitwise ops act on the held bits (a `u64`'s pattern, the others' sign-extended values),
+    // which wrapping to the dtype keeps exact.
+    let bitwise: Option<fn(i64, i64) -> i64> = match op {
+        And => Some(|a, b| a & b),
+        Or => Some(|a, b| a | b),
+        Xor => Some(|a, b| a ^ b),
+        _ => None,
+    };
+    if let Some(f) = bitwise {
+        return Ok(Value::int(dtype, out, zip_map(x, y, shape, f)?));
     }
     let f: fn(T, T) -> T = match op {
         Add => T::add,

@@ -36,7 +36,8 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             let ok = match u.class() {
                 UnaryClass::Numeric => x.dtype.is_numeric(),
                 UnaryClass::Float | UnaryClass::FloatPredicate => x.dtype.is_float(),
-                UnaryClass::Logical => x.dtype == DType::Bool,
+                // `not` of a bool, or bitwise of an integer.
+                UnaryClass::Logical => x.dtype == DType::Bool || x.dtype.is_int(),
             };
             if !ok {
                 return Err(format!(
@@ -54,7 +55,8 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
             same_dtype(x, y, 0, 1)?;
             let dtype = match b.class() {
                 BinaryClass::Arithmetic if x.dtype.is_numeric() => x.dtype,
-                BinaryClass::Logical if x.dtype == DType::Bool => DType::Bool,
+                // `and`/`or`/`xor` of bools, or bitwise of integers.
+                BinaryClass::Logical if x.dtype == DType::Bool || x.dtype.is_int() => x.dtype,
                 BinaryClass::Comparison => DType::Bool,
                 class => return Err(format!("`{}` ({class:?}) does not accept dtype {}", b.name(), x.dtype)),
             };

@@ -46,7 +46,7 @@ pub enum UnaryClass {
     Numeric,
     /// Floating point only; the result has the operand's dtype.
     Float,
-    /// `bool` to `bool`.
+    /// `bool` to `bool`, or bitwise on an integer (`not`).
     Logical,
     /// Floating point to `bool`.
     FloatPredicate,
@@ -80,7 +80,7 @@ named_enum!(
 pub enum BinaryClass {
     /// Two numbers of one dtype to that dtype.
     Arithmetic,
-    /// Two `bool`s to `bool`.
+    /// Two `bool`s to `bool`, or bitwise on two integers of one dtype.
     Logical,
     /// Two values of one dtype to `bool`.
     Comparison,

@@ -389,6 +389,8 @@ impl Dialect for Wgsl {
                     (Sign, _) => format!("select(0u, 1u, {x} > 0u)"),
                     (Relu, Repr::I32) => format!("max({x}, 0i)"),
                     (Relu, _) => x.to_string(),
+                    // A u64's complement does not fit the 32 bits its values are held in.
+                    (Not, _) if dtype != DType::U64 => format!("(~{x})"),
                     _ => return Err(bad(p)),
                 };
                 Ok(wrap(s, dtype))
@@ -459,7 +461,10 @@ impl Dialect for Wgsl {
             Le => return Ok(cmp("<=")),
             Gt => return Ok(cmp(">")),
             Ge => return Ok(cmp(">=")),
-            And | Or | Xor => return Err(bad(p)),
+            // Bitwise on integers (the 32 bits they are held in).
+            And => return Ok(cmp("&")),
+            Or => return Ok(cmp("|")),
+            Xor => return Ok(cmp("^")),
             _ => {}
         }
         match repr {

@@ -744,6 +744,7 @@ impl Emitter<'_, '_, '_> {
                 let pos = self.b.ins().icmp(IntCC::SignedGreaterThan, x, zero);
                 self.b.ins().select(pos, x, zero)
             }
+            UnaryOp::Not => self.b.ins().bnot(x),
             _ => return Err(bad()),
         })
     }
@@ -1012,7 +1013,9 @@ impl ScalarCode for Emitter<'_, '_, '_> {
 
     fn emit_unary(&mut self, op: UnaryOp, dtype: DType, x: Value) -> R<Value> {
         let v = self.unary(op, dtype, x)?;
-        Ok(if op.class() == UnaryClass::Numeric { self.wrap_sub_byte(dtype, v) } else { v })
+        // `not` of an integer is bitwise: a `u4`'s high bits are set, and wrapped off again.
+        let integral = op.class() == UnaryClass::Numeric || (op == UnaryOp::Not && dtype.is_int());
+        Ok(if integral { self.wrap_sub_byte(dtype, v) } else { v })
     }
 
     fn emit_binary(&mut self, op: BinaryOp, dtype: DType, x: Value, y: Value) -> R<Value> {

@@ -785,6 +785,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 let pos = self.icmp(IntPredicate::SGT, x, zero)?;
                 self.select(pos, x, zero)?
             }
+            UnaryOp::Not => self.op(Op::Xor, x, self.int_constant(t, -1)?)?,
             _ => return Err(bad()),
         })
     }
