@@ -88,6 +88,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     // sampling.rs
     ("AffineGrid", sampling::affine_grid),
     ("GridSample", sampling::grid_sample),
+    ("DeformConv", sampling::deform_conv),
     // signal.rs
     ("HannWindow", signal::window),
     ("HammingWindow", signal::window),

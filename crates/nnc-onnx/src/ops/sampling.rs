@@ -1,5 +1,6 @@
-//! Spatial sampling: `AffineGrid` (the sampling grid of an affine transform) and `GridSample`
-//! (reading an image at a grid's coordinates).
+//! Spatial sampling: `AffineGrid` (the sampling grid of an affine transform), `GridSample`
+//! (reading an image at a grid's coordinates) and `DeformConv` (a convolution whose taps read
+//! at learned offsets), built on one gather of interpolation taps.
 
 use super::{Fail, NodeCx, Out};
 use nnc_ir::{BinaryOp, DType, Dim, Op, TensorData, UnaryOp, ValueId};
@@ -97,7 +98,6 @@ pub fn grid_sample(cx: &mut NodeCx) -> Out {
             format!("X {x_ty} and grid {g_ty} must be [N, C, spatial...] and [N, out..., {n}] with n 2 or 3").into()
         );
     }
-    let dtype = x_ty.dtype;
     let (batch, channels) = (xd[0], xd[1]);
     let dims = &xd[2..];
     let outputs: i64 = gd[1..=n].iter().product();
@@ -108,10 +108,25 @@ pub fn grid_sample(cx: &mut NodeCx) -> Out {
         // grid[..., n - 1 - axis] as [N, 1, outputs].
         let c = cx.b.slice_axis(grid, 2, (n - 1 - axis) as i64, (n - axis) as i64)?;
         let c = cx.b.reshape(c, vec![Dim::from(batch), Dim::from(1usize), Dim::from(outputs)])?;
-        per_axis.push(axis_taps(cx, c, d, align, &mode, &padding)?);
+        let x = denormalize(cx, c, d, align)?;
+        per_axis.push(axis_taps(cx, x, d, align, &mode, &padding)?);
     }
     let flat = cx.b.reshape(x, vec![Dim::from(batch), Dim::from(channels), Dim::from(positions)])?;
+    let sampled = gather_taps(cx, flat, &per_axis, dims)?;
+    let mut shape = vec![Dim::from(batch), Dim::from(channels)];
+    shape.extend(gd[1..=n].iter().map(|&d| Dim::from(d)));
+    Ok(vec![NodeCx::value(cx.b.reshape(sampled, shape)?)])
+}
+
+/// `Σ_taps Π_axes weight · flat[n, c, Σ_axes index · stride]` over every combination of one tap
+/// per axis, where `flat` is `[N, C, ∏dims]` and each tap's values are `[N, 1, Q]`: `[N, C, Q]`.
+/// A tap outside the input (zero padding) reads 0.
+fn gather_taps(cx: &mut NodeCx, flat: ValueId, per_axis: &[Vec<Tap>], dims: &[i64]) -> Result<ValueId, Fail> {
+    let n = per_axis.len();
     let strides: Vec<i64> = (0..n).map(|a| dims[a + 1..].iter().product()).collect();
+    let f = cx.ty(flat);
+    let dtype = f.dtype;
+    let (batch, channels) = (f.shape[0].clone(), f.shape[1].clone());
     let mut total: Option<ValueId> = None;
     let mut choice = vec![0usize; n];
     loop {
@@ -135,7 +150,8 @@ pub fn grid_sample(cx: &mut NodeCx) -> Out {
             };
         }
         let index = index.ok_or("no axes")?;
-        let index = cx.b.expand(index, vec![Dim::from(batch), Dim::from(channels), Dim::from(outputs)])?;
+        let outputs = cx.ty(index).shape[2].clone();
+        let index = cx.b.expand(index, vec![batch.clone(), channels.clone(), outputs])?;
         let mut value = cx.b.op1(Op::GatherElements { axis: 2 }, &[flat, index])?;
         if let Some(inside) = inside {
             let zero = cx.scalar(dtype, 0.0);
@@ -152,10 +168,7 @@ pub fn grid_sample(cx: &mut NodeCx) -> Out {
         let mut a = n;
         loop {
             if a == 0 {
-                let mut shape = vec![Dim::from(batch), Dim::from(channels)];
-                shape.extend(gd[1..=n].iter().map(|&d| Dim::from(d)));
-                let y = cx.b.reshape(total.ok_or("no taps")?, shape)?;
-                return Ok(vec![NodeCx::value(y)]);
+                return Ok(total.ok_or("no taps")?);
             }
             a -= 1;
             choice[a] += 1;
@@ -201,18 +214,23 @@ fn reflect(cx: &mut NodeCx, x: ValueId, low: f64, high: f64) -> Result<ValueId, 
     Ok(cx.b.select(below, from_low, inner)?)
 }
 
-/// The taps along one axis of length `d` for normalized coordinates `c`.
-fn axis_taps(cx: &mut NodeCx, c: ValueId, d: i64, align: bool, mode: &str, padding: &str) -> Result<Vec<Tap>, Fail> {
-    // Denormalize: align_corners maps ±1 to the corner pixels' centres, else to the edges.
+/// Normalized coordinates `c` (−1 to 1) along an axis of length `d` as pixel coordinates:
+/// `align_corners` maps ±1 to the corner pixels' centres, else to the outer edges.
+fn denormalize(cx: &mut NodeCx, c: ValueId, d: i64, align: bool) -> Result<ValueId, Fail> {
     let plus_one = cx.b.binary_scalar(BinaryOp::Add, c, 1.0)?;
-    let mut x = if align {
+    Ok(if align {
         let half = cx.b.binary_scalar(BinaryOp::Div, plus_one, 2.0)?;
         cx.b.binary_scalar(BinaryOp::Mul, half, (d - 1) as f64)?
     } else {
         let scaled = cx.b.binary_scalar(BinaryOp::Mul, plus_one, d as f64)?;
         let shifted = cx.b.binary_scalar(BinaryOp::Sub, scaled, 1.0)?;
         cx.b.binary_scalar(BinaryOp::Div, shifted, 2.0)?
-    };
+    })
+}
+
+/// The taps along one axis of length `d` for pixel coordinates `x`.
+fn axis_taps(cx: &mut NodeCx, x: ValueId, d: i64, align: bool, mode: &str, padding: &str) -> Result<Vec<Tap>, Fail> {
+    let mut x = x;
     if mode == "nearest" {
         x = cx.b.unary(UnaryOp::Round, x)?;
     }
@@ -299,4 +317,101 @@ fn cubic_weights(cx: &mut NodeCx, f: ValueId) -> Result<[ValueId; 4], Fail> {
     let one_minus = cx.b.sub(one, f)?;
     let two_minus = cx.b.sub(two, f)?;
     Ok([far(cx, f_plus_one)?, near(cx, f)?, near(cx, one_minus)?, far(cx, two_minus)?])
+}
+
+/// `DeformConv(X [N, C, H, W], W [OC, C/group, kh, kw], offset [N, og·kh·kw·2, OH, OW], B?,
+/// mask?)` (2-D): a convolution whose every kernel tap reads `X` bilinearly (zeros outside) at
+/// its usual position plus a learned `(dy, dx)` offset, per offset group of input channels,
+/// times the mask. The samples `[N, C, kh·kw, OH·OW]` are gathered as `GridSample` gathers,
+/// then contracted with the weight group by group as matrix products.
+pub fn deform_conv(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&["dilations", "group", "kernel_shape", "offset_group", "pads", "strides"])?;
+    let (x, w, offset) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let (bias, mask) = (cx.opt_input(3)?, cx.opt_input(4)?);
+    let dims = |cx: &NodeCx, v: ValueId, what: &str| -> Result<Vec<i64>, Fail> {
+        let ty = cx.ty(v);
+        Ok(ty
+            .shape
+            .iter()
+            .map(|d| d.as_const().ok_or(format!("{what}'s shape must be static, found {ty}")))
+            .collect::<Result<_, _>>()?)
+    };
+    let (xd, wd, od) = (dims(cx, x, "X")?, dims(cx, w, "W")?, dims(cx, offset, "offset")?);
+    if xd.len() != 4 || wd.len() != 4 || od.len() != 4 {
+        return Err("only 2-D DeformConv (4-D X, W and offset) is supported".into());
+    }
+    let (batch, channels, height, width) = (xd[0], xd[1], xd[2], xd[3]);
+    let (out_channels, group_channels, kh, kw) = (wd[0], wd[1], wd[2], wd[3]);
+    let group = cx.attr_int_or("group", 1)?;
+    let offset_group = cx.attr_int_or("offset_group", 1)?;
+    let taps = kh * kw;
+    if group <= 0 || channels != group_channels * group || out_channels % group != 0 {
+        return Err(format!("X {xd:?}, W {wd:?} and group {group} do not agree").into());
+    }
+    if offset_group <= 0 || channels % offset_group != 0 || od[1] != offset_group * taps * 2 {
+        return Err(format!("offset {od:?} does not fit offset_group {offset_group} and a {kh}x{kw} kernel").into());
+    }
+    let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1, 1]);
+    let dilations = cx.attr_ints("dilations")?.unwrap_or_else(|| vec![1, 1]);
+    let pads = cx.attr_ints("pads")?.unwrap_or_else(|| vec![0; 4]);
+    if strides.len() != 2 || dilations.len() != 2 || pads.len() != 4 {
+        return Err("strides, dilations and pads need 2, 2 and 4 entries".into());
+    }
+    let (oh, ow) = (od[2], od[3]);
+    let outputs = oh * ow;
+    let dtype = cx.ty(x).dtype;
+    // Each tap's position before its offset: [taps, OH·OW] per axis.
+    let mut base = [Vec::new(), Vec::new()];
+    for k in 0..taps {
+        for p in 0..outputs {
+            base[0].push((-pads[0] + strides[0] * (p / ow) + dilations[0] * (k / kw)) as f64);
+            base[1].push((-pads[1] + strides[1] * (p % ow) + dilations[1] * (k % kw)) as f64);
+        }
+    }
+    let offsets = cx.b.reshape(offset, [batch, offset_group, taps, 2, outputs].map(Dim::from).to_vec())?;
+    let masks = match mask {
+        Some(m) => Some(cx.b.reshape(m, [batch, offset_group, taps, outputs].map(Dim::from).to_vec())?),
+        None => None,
+    };
+    let per_group = channels / offset_group;
+    let flat = cx.b.reshape(x, [batch, channels, height * width].map(Dim::from).to_vec())?;
+    let mut samples = Vec::new();
+    for g in 0..offset_group {
+        let mut per_axis = Vec::new();
+        for (axis, len) in [height, width].into_iter().enumerate() {
+            // [N, 1, taps·OH·OW] pixel coordinates of this group's taps along `axis`.
+            let o = cx.b.slice_axis(offsets, 1, g, g + 1)?;
+            let o = cx.b.slice_axis(o, 3, axis as i64, axis as i64 + 1)?;
+            let o = cx.b.reshape(o, [batch, 1, taps * outputs].map(Dim::from).to_vec())?;
+            let b = cx.b.constant(TensorData::from_f64(dtype, vec![(taps * outputs) as usize], &base[axis]));
+            let at = cx.b.add(o, b)?;
+            per_axis.push(axis_taps(cx, at, len, true, "linear", "zeros")?);
+        }
+        let channels_of_group = cx.b.slice_axis(flat, 1, g * per_group, (g + 1) * per_group)?;
+        let sampled = gather_taps(cx, channels_of_group, &per_axis, &[height, width])?;
+        let mut sampled = cx.b.reshape(sampled, [batch, per_group, taps, outputs].map(Dim::from).to_vec())?;
+        if let Some(m) = masks {
+            let m = cx.b.slice_axis(m, 1, g, g + 1)?;
+            sampled = cx.b.mul(sampled, m)?;
+        }
+        samples.push(sampled);
+    }
+    let samples = if samples.len() == 1 { samples[0] } else { cx.b.concat(&samples, 1)? };
+    // Group by group: W_g [OC/group, C/group·taps] @ S_g [N, C/group·taps, OH·OW].
+    let per_out = out_channels / group;
+    let mut ys = Vec::new();
+    for g in 0..group {
+        let s = cx.b.slice_axis(samples, 1, g * group_channels, (g + 1) * group_channels)?;
+        let s = cx.b.reshape(s, [batch, group_channels * taps, outputs].map(Dim::from).to_vec())?;
+        let wg = cx.b.slice_axis(w, 0, g * per_out, (g + 1) * per_out)?;
+        let wg = cx.b.reshape(wg, [per_out, group_channels * taps].map(Dim::from).to_vec())?;
+        ys.push(cx.b.matmul(wg, s)?);
+    }
+    let y = if ys.len() == 1 { ys[0] } else { cx.b.concat(&ys, 1)? };
+    let mut y = cx.b.reshape(y, [batch, out_channels, oh, ow].map(Dim::from).to_vec())?;
+    if let Some(b) = bias {
+        let b = cx.b.reshape(b, [1, out_channels, 1, 1].map(Dim::from).to_vec())?;
+        y = cx.b.add(y, b)?;
+    }
+    Ok(vec![NodeCx::value(y)])
 }
