@@ -89,6 +89,7 @@ const CONVERTERS: &[(&str, Converter)] = &[
     ("AffineGrid", sampling::affine_grid),
     ("GridSample", sampling::grid_sample),
     ("DeformConv", sampling::deform_conv),
+    ("RoiAlign", sampling::roi_align),
     // signal.rs
     ("HannWindow", signal::window),
     ("HammingWindow", signal::window),

@@ -1,9 +1,10 @@
 //! Spatial sampling: `AffineGrid` (the sampling grid of an affine transform), `GridSample`
-//! (reading an image at a grid's coordinates) and `DeformConv` (a convolution whose taps read
-//! at learned offsets), built on one gather of interpolation taps.
+//! (reading an image at a grid's coordinates), `DeformConv` (a convolution whose taps read at
+//! learned offsets) and `RoiAlign` (pooling regions of interest), built on one gather of
+//! interpolation taps.
 
 use super::{Fail, NodeCx, Out};
-use nnc_ir::{BinaryOp, DType, Dim, Op, TensorData, UnaryOp, ValueId};
+use nnc_ir::{BinaryOp, DType, Dim, Op, ReduceKind, TensorData, UnaryOp, ValueId};
 
 /// The largest grid `AffineGrid` builds at import time.
 const MAX_GRID: i64 = 1 << 24;
@@ -112,16 +113,22 @@ pub fn grid_sample(cx: &mut NodeCx) -> Out {
         per_axis.push(axis_taps(cx, x, d, align, &mode, &padding)?);
     }
     let flat = cx.b.reshape(x, vec![Dim::from(batch), Dim::from(channels), Dim::from(positions)])?;
-    let sampled = gather_taps(cx, flat, &per_axis, dims)?;
+    let sampled = gather_taps(cx, flat, &per_axis, dims, false)?;
     let mut shape = vec![Dim::from(batch), Dim::from(channels)];
     shape.extend(gd[1..=n].iter().map(|&d| Dim::from(d)));
     Ok(vec![NodeCx::value(cx.b.reshape(sampled, shape)?)])
 }
 
 /// `Σ_taps Π_axes weight · flat[n, c, Σ_axes index · stride]` over every combination of one tap
-/// per axis, where `flat` is `[N, C, ∏dims]` and each tap's values are `[N, 1, Q]`: `[N, C, Q]`.
-/// A tap outside the input (zero padding) reads 0.
-fn gather_taps(cx: &mut NodeCx, flat: ValueId, per_axis: &[Vec<Tap>], dims: &[i64]) -> Result<ValueId, Fail> {
+/// per axis (the largest term instead of the sum with `largest`), where `flat` is `[N, C, ∏dims]`
+/// and each tap's values are `[N, 1, Q]`: `[N, C, Q]`. A tap outside the input reads 0.
+fn gather_taps(
+    cx: &mut NodeCx,
+    flat: ValueId,
+    per_axis: &[Vec<Tap>],
+    dims: &[i64],
+    largest: bool,
+) -> Result<ValueId, Fail> {
     let n = per_axis.len();
     let strides: Vec<i64> = (0..n).map(|a| dims[a + 1..].iter().product()).collect();
     let f = cx.ty(flat);
@@ -161,6 +168,7 @@ fn gather_taps(cx: &mut NodeCx, flat: ValueId, per_axis: &[Vec<Tap>], dims: &[i6
             value = cx.b.mul(value, w)?;
         }
         total = Some(match total {
+            Some(t) if largest => cx.b.max(t, value)?,
             Some(t) => cx.b.add(t, value)?,
             None => value,
         });
@@ -388,7 +396,7 @@ pub fn deform_conv(cx: &mut NodeCx) -> Out {
             per_axis.push(axis_taps(cx, at, len, true, "linear", "zeros")?);
         }
         let channels_of_group = cx.b.slice_axis(flat, 1, g * per_group, (g + 1) * per_group)?;
-        let sampled = gather_taps(cx, channels_of_group, &per_axis, &[height, width])?;
+        let sampled = gather_taps(cx, channels_of_group, &per_axis, &[height, width], false)?;
         let mut sampled = cx.b.reshape(sampled, [batch, per_group, taps, outputs].map(Dim::from).to_vec())?;
         if let Some(m) = masks {
             let m = cx.b.slice_axis(m, 1, g, g + 1)?;
@@ -414,4 +422,114 @@ pub fn deform_conv(cx: &mut NodeCx) -> Out {
         y = cx.b.add(y, b)?;
     }
     Ok(vec![NodeCx::value(y)])
+}
+
+/// `RoiAlign(X [N, C, H, W], rois [R, 4], batch_indices [R])` with a fixed `sampling_ratio`:
+/// each region's `output_height × output_width` bins, each the average (or the largest weighted
+/// corner, `mode = max`) of `sampling_ratio²` bilinear samples, as ONNX's reference computes
+/// them: a sample outside `[-1, size]` reads 0, one past the last pixel reads the last. The
+/// regions are run-time data; only the sample count must be known (an adaptive
+/// `sampling_ratio = 0` depends on the regions' sizes).
+pub fn roi_align(cx: &mut NodeCx) -> Out {
+    cx.only_attrs(&[
+        "coordinate_transformation_mode",
+        "mode",
+        "output_height",
+        "output_width",
+        "sampling_ratio",
+        "spatial_scale",
+    ])?;
+    let (x, rois, indices) = (cx.input(0)?, cx.input(1)?, cx.input(2)?);
+    let xd: Vec<i64> =
+        cx.ty(x).shape.iter().map(|d| d.as_const().ok_or("X's shape must be static")).collect::<Result<_, _>>()?;
+    let regions = cx.ty(rois).shape.first().and_then(Dim::as_const).ok_or("the number of regions must be static")?;
+    if xd.len() != 4 || cx.ty(rois).shape.get(1).and_then(Dim::as_const) != Some(4) {
+        return Err(format!("X {} and rois {} must be [N, C, H, W] and [R, 4]", cx.ty(x), cx.ty(rois)).into());
+    }
+    let (channels, height, width) = (xd[1], xd[2], xd[3]);
+    let grid = cx.attr_int_or("sampling_ratio", 0)?;
+    if grid <= 0 {
+        return Err("sampling_ratio 0 (adaptive: a sample count per region from its size) is not supported".into());
+    }
+    let (out_h, out_w) = (cx.attr_int_or("output_height", 1)?, cx.attr_int_or("output_width", 1)?);
+    let scale = cx.attr_float_or("spatial_scale", 1.0)? as f64;
+    let half_pixel = match cx.attr_string("coordinate_transformation_mode")?.as_deref() {
+        None | Some("half_pixel") => true,
+        Some("output_half_pixel") => false,
+        Some(m) => {
+            return Err(format!("coordinate_transformation_mode `{m}` is not half_pixel or output_half_pixel").into())
+        }
+    };
+    let largest = match cx.attr_string("mode")?.as_deref() {
+        None | Some("avg") => false,
+        Some("max") => true,
+        Some(m) => return Err(format!("mode `{m}` is not avg or max").into()),
+    };
+    let dtype = cx.ty(x).dtype;
+    // Per axis (y from rois[:, 1] and [:, 3], x from [:, 0] and [:, 2]): sample coordinates
+    // [R, bins·grid] = start + bin_size · (bin + (sample + 0.5) / grid).
+    let mut per_axis = Vec::new();
+    let mut counts = Vec::new();
+    for (first, bins, len) in [(1, out_h, height), (0, out_w, width)] {
+        let corner = |cx: &mut NodeCx, col: i64| -> Result<ValueId, Fail> {
+            let c = cx.b.slice_axis(rois, 1, col, col + 1)?;
+            let c = cx.b.binary_scalar(BinaryOp::Mul, c, scale)?;
+            Ok(cx.b.binary_scalar(BinaryOp::Sub, c, if half_pixel { 0.5 } else { 0.0 })?)
+        };
+        let (start, end) = (corner(cx, first)?, corner(cx, first + 2)?);
+        let mut extent = cx.b.sub(end, start)?;
+        if !half_pixel {
+            extent = cx.b.binary_scalar(BinaryOp::Max, extent, 1.0)?;
+        }
+        let bin = cx.b.binary_scalar(BinaryOp::Div, extent, bins as f64)?;
+        let steps: Vec<f64> =
+            (0..bins).flat_map(|b| (0..grid).map(move |s| b as f64 + (s as f64 + 0.5) / grid as f64)).collect();
+        let steps = cx.b.constant(TensorData::from_f64(dtype, vec![1, (bins * grid) as usize], &steps));
+        let offsets = cx.b.mul(bin, steps)?;
+        per_axis.push((cx.b.add(start, offsets)?, len));
+        counts.push(bins * grid);
+    }
+    // Both axes over the whole [R, 1, (out_h·grid)·(out_w·grid)] sample grid.
+    let (rows, cols) = (counts[0], counts[1]);
+    let spread = |cx: &mut NodeCx, c: ValueId, shape: [i64; 3]| -> Result<ValueId, Fail> {
+        let c = cx.b.reshape(c, shape.map(Dim::from).to_vec())?;
+        let c = cx.b.expand(c, [regions, rows, cols].map(Dim::from).to_vec())?;
+        Ok(cx.b.reshape(c, [regions, 1, rows * cols].map(Dim::from).to_vec())?)
+    };
+    let ys = spread(cx, per_axis[0].0, [regions, rows, 1])?;
+    let xs = spread(cx, per_axis[1].0, [regions, 1, cols])?;
+    let taps = vec![roi_taps(cx, ys, height)?, roi_taps(cx, xs, width)?];
+    let batch_indices = cx.b.cast(indices, DType::I64)?;
+    let picked = cx.b.gather(x, batch_indices, 0)?;
+    let flat = cx.b.reshape(picked, [regions, channels, height * width].map(Dim::from).to_vec())?;
+    let sampled = gather_taps(cx, flat, &taps, &[height, width], largest)?;
+    let sampled = cx.b.reshape(sampled, [regions, channels, out_h, grid, out_w, grid].map(Dim::from).to_vec())?;
+    let kind = if largest { ReduceKind::Max } else { ReduceKind::Mean };
+    Ok(vec![NodeCx::value(cx.b.reduce(kind, sampled, &[3, 5], false)?)])
+}
+
+/// RoiAlign's two bilinear taps along an axis of length `len` for coordinates `c`: nothing
+/// outside `[-1, len]`, negative coordinates read at 0, those at or past the last pixel read it.
+fn roi_taps(cx: &mut NodeCx, c: ValueId, len: i64) -> Result<Vec<Tap>, Fail> {
+    let ge = cx.b.binary_scalar(BinaryOp::Ge, c, -1.0)?;
+    let le = cx.b.binary_scalar(BinaryOp::Le, c, len as f64)?;
+    let inside = cx.b.binary(BinaryOp::And, ge, le)?;
+    let c = cx.b.binary_scalar(BinaryOp::Max, c, 0.0)?;
+    let low = cx.b.unary(UnaryOp::Floor, c)?;
+    let last = (len - 1) as f64;
+    let at_end = cx.b.binary_scalar(BinaryOp::Ge, low, last)?;
+    let dtype = cx.ty(c).dtype;
+    let last_v = cx.scalar(dtype, last);
+    let low = cx.b.select(at_end, last_v, low)?;
+    let c = cx.b.select(at_end, low, c)?;
+    let next = cx.b.binary_scalar(BinaryOp::Add, low, 1.0)?;
+    let high = cx.b.select(at_end, low, next)?;
+    let l = cx.b.sub(c, low)?;
+    let one = cx.scalar(dtype, 1.0);
+    let h = cx.b.sub(one, l)?;
+    let (low, high) = (cx.b.cast(low, DType::I64)?, cx.b.cast(high, DType::I64)?);
+    Ok(vec![
+        Tap { index: low, weight: Some(h), inside: Some(inside) },
+        Tap { index: high, weight: Some(l), inside: Some(inside) },
+    ])
 }
