@@ -12,6 +12,7 @@ mod indexing;
 mod loss;
 mod nn;
 mod norm;
+mod optimizers;
 mod quantize;
 mod recurrent;
 mod reduce;
@@ -103,6 +104,10 @@ const CONVERTERS: &[(&str, Converter)] = &[
     // attention.rs
     ("Attention", attention::attention),
     ("RotaryEmbedding", attention::rotary_embedding),
+    // optimizers.rs (domain ai.onnx.preview.training)
+    ("Adagrad", optimizers::adagrad),
+    ("Adam", optimizers::adam),
+    ("Momentum", optimizers::momentum),
     // quantize.rs
     ("QuantizeLinear", quantize::quantize_linear),
     ("DequantizeLinear", quantize::dequantize_linear),
@@ -224,8 +229,11 @@ pub fn supported_ops() -> Vec<&'static str> {
 
 /// `Err` with a reason if nnc cannot import nodes of this type at all.
 pub fn check_supported(node: &NodeProto, _opset: i64) -> Result<(), String> {
-    if !matches!(node.domain(), "" | "ai.onnx") {
-        return Err(format!("ops of domain `{}` are not supported", node.domain()));
+    let training_op = matches!(node.op_type(), "Adagrad" | "Adam" | "Momentum");
+    match node.domain() {
+        "" | "ai.onnx" if !training_op => {}
+        "ai.onnx.preview.training" if training_op => {}
+        domain => return Err(format!("ops of domain `{domain}` are not supported")),
     }
     match lookup(node.op_type()) {
         Some(_) => Ok(()),
