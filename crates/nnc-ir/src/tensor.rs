@@ -161,17 +161,8 @@ impl TensorData {
             }
             // Straight to `f32`, so large integers round once.
             DType::F32 => conv(shape, values, |v| v as f32),
-            DType::F64
-            | DType::F16
-            | DType::BF16
-            | DType::F8E4M3FN
-            | DType::F8E4M3FNUZ
-            | DType::F8E5M2
-            | DType::F8E5M2FNUZ
-            | DType::F8E8M0
-            | DType::F4E2M1 => {
-                TensorData::from_f64(dtype, shape, &values.iter().map(|&v| v as f64).collect::<Vec<_>>())
-            }
+            // The other floats.
+            _ => TensorData::from_f64(dtype, shape, &values.iter().map(|&v| v as f64).collect::<Vec<_>>()),
         }
     }
 
@@ -304,16 +295,8 @@ impl TensorData {
             DType::Bool => chunks.map(|c| (c[0] != 0) as i64).collect(),
             DType::I4 | DType::I2 => chunks.map(|c| c[0] as i8 as i64).collect(),
             DType::U4 | DType::U2 => chunks.map(|c| c[0] as i64).collect(),
-            DType::F32
-            | DType::F64
-            | DType::F16
-            | DType::BF16
-            | DType::F8E4M3FN
-            | DType::F8E4M3FNUZ
-            | DType::F8E5M2
-            | DType::F8E5M2FNUZ
-            | DType::F8E8M0
-            | DType::F4E2M1 => self.to_f64_vec().into_iter().map(|v| v as i64).collect(),
+            // Floats.
+            _ => self.to_f64_vec().into_iter().map(|v| v as i64).collect(),
         }
     }
 }

@@ -9,7 +9,7 @@ use nnc_ir::{BinaryOp, DType, UnaryOp, ValueId};
 /// The optimizer's tensors: inputs `2..` split into `groups` equal runs (X, G, and the states).
 fn runs(cx: &mut NodeCx, groups: usize) -> Result<Vec<Vec<ValueId>>, Fail> {
     let count = cx.num_inputs().saturating_sub(2);
-    if count == 0 || count % groups != 0 {
+    if count == 0 || !count.is_multiple_of(groups) {
         return Err(format!("{count} tensor inputs do not split into {groups} equal runs").into());
     }
     let per = count / groups;
@@ -45,8 +45,7 @@ pub fn adagrad(cx: &mut NodeCx) -> Out {
     let decayed = cx.b.binary_scalar(BinaryOp::Add, decayed, 1.0)?;
     let rate = cx.b.div(r, decayed)?;
     let (mut xs, mut hs) = (Vec::new(), Vec::new());
-    for i in 0..tensors[0].len() {
-        let (x, g, h) = (tensors[0][i], tensors[1][i], tensors[2][i]);
+    for ((&x, &g), &h) in tensors[0].iter().zip(&tensors[1]).zip(&tensors[2]) {
         let g = regularized(cx, x, g, norm)?;
         let g2 = cx.b.mul(g, g)?;
         let h = cx.b.add(h, g2)?;
@@ -87,8 +86,7 @@ pub fn adam(cx: &mut NodeCx) -> Out {
     let started = cx.b.binary_scalar(BinaryOp::Gt, t, 0.0)?;
     let rate = cx.b.select(started, corrected, r)?;
     let (mut xs, mut vs, mut hs) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..tensors[0].len() {
-        let (x, g, v, h) = (tensors[0][i], tensors[1][i], tensors[2][i], tensors[3][i]);
+    for (((&x, &g), &v), &h) in tensors[0].iter().zip(&tensors[1]).zip(&tensors[2]).zip(&tensors[3]) {
         let g = regularized(cx, x, g, norm)?;
         let kept = cx.b.binary_scalar(BinaryOp::Mul, v, alpha)?;
         let added = cx.b.binary_scalar(BinaryOp::Mul, g, 1.0 - alpha)?;
@@ -130,8 +128,7 @@ pub fn momentum(cx: &mut NodeCx) -> Out {
     let (b, one) = (cx.scalar(dtype, beta), cx.scalar(dtype, 1.0));
     let beta_t = cx.b.select(started, b, one)?;
     let (mut xs, mut vs) = (Vec::new(), Vec::new());
-    for i in 0..tensors[0].len() {
-        let (x, g, v) = (tensors[0][i], tensors[1][i], tensors[2][i]);
+    for ((&x, &g), &v) in tensors[0].iter().zip(&tensors[1]).zip(&tensors[2]) {
         let g = regularized(cx, x, g, norm)?;
         let kept = cx.b.binary_scalar(BinaryOp::Mul, v, alpha)?;
         let added = cx.b.mul(beta_t, g)?;

@@ -62,6 +62,31 @@ fn dft_tables(
     (table(f64::cos), table(f64::sin))
 }
 
+/// The rows of `(re, im)` (the imaginary part zero if absent) times the `(cos, sin)` tables:
+/// forward `Re = re·C + im·S`, `Im = im·C − re·S`; inverse `Re = re·C − im·S`, `Im = re·S + im·C`.
+fn transform(
+    cx: &mut NodeCx,
+    re: ValueId,
+    im: Option<ValueId>,
+    (cos, sin): (TensorData, TensorData),
+    inverse: bool,
+) -> Result<(ValueId, ValueId), Fail> {
+    let (cos, sin) = (cx.b.constant(cos), cx.b.constant(sin));
+    let sign = if inverse { -1.0 } else { 1.0 };
+    let re_c = cx.b.matmul(re, cos)?;
+    let re_s = cx.b.matmul(re, sin)?;
+    let re_s = cx.b.binary_scalar(BinaryOp::Mul, re_s, -sign)?;
+    Ok(match im {
+        Some(im) => {
+            let im_c = cx.b.matmul(im, cos)?;
+            let im_s = cx.b.matmul(im, sin)?;
+            let im_s = cx.b.binary_scalar(BinaryOp::Mul, im_s, sign)?;
+            (cx.b.add(re_c, im_s)?, cx.b.add(im_c, re_s)?)
+        }
+        None => (re_c, re_s),
+    })
+}
+
 /// `STFT(signal [B, n, 1 or 2], frame_step, window?, frame_length?)`: the DFT of each frame
 /// (`frame_length` samples every `frame_step`, times the window), one-sided by default:
 /// `[B, frames, bins, 2]`.
@@ -109,19 +134,8 @@ pub fn stft(cx: &mut NodeCx) -> Out {
     };
     let re = part(cx, 0)?;
     let im = if dims[2] == 2 { Some(part(cx, 1)?) } else { None };
-    let (cos, sin) = dft_tables(ty.dtype, frame, bins, frame, false, onesided);
-    let (cos, sin) = (cx.b.constant(cos), cx.b.constant(sin));
-    let re_c = cx.b.matmul(re, cos)?;
-    let re_s = cx.b.matmul(re, sin)?;
-    let (out_re, out_im) = match im {
-        Some(im) => {
-            let im_c = cx.b.matmul(im, cos)?;
-            let im_s = cx.b.matmul(im, sin)?;
-            let minus_re_s = cx.b.binary_scalar(BinaryOp::Mul, re_s, -1.0)?;
-            (cx.b.add(re_c, im_s)?, cx.b.add(im_c, minus_re_s)?)
-        }
-        None => (re_c, cx.b.binary_scalar(BinaryOp::Mul, re_s, -1.0)?),
-    };
+    let tables = dft_tables(ty.dtype, frame, bins, frame, false, onesided);
+    let (out_re, out_im) = transform(cx, re, im, tables, false)?;
     let shape = vec![Dim::from(dims[0]), Dim::from(frames), Dim::from(bins), Dim::from(1usize)];
     let (r, i) = (cx.b.reshape(out_re, shape.clone())?, cx.b.reshape(out_im, shape)?);
     Ok(vec![NodeCx::value(cx.b.concat(&[r, i], -1)?)])
@@ -199,22 +213,8 @@ pub fn dft(cx: &mut NodeCx) -> Out {
         None => None,
     };
     let writes = if onesided && !inverse { length / 2 + 1 } else { length };
-    let (cos, sin) = dft_tables(ty.dtype, reads, writes, length, inverse, onesided);
-    let (cos, sin) = (cx.b.constant(cos), cx.b.constant(sin));
-    // Forward: Re = re·C + im·S, Im = im·C − re·S; inverse: Re = re·C − im·S, Im = re·S + im·C.
-    let sign = if inverse { -1.0 } else { 1.0 };
-    let re_c = cx.b.matmul(re, cos)?;
-    let re_s = cx.b.matmul(re, sin)?;
-    let (out_re, out_im) = match im {
-        Some(im) => {
-            let im_c = cx.b.matmul(im, cos)?;
-            let im_s = cx.b.matmul(im, sin)?;
-            let im_s = cx.b.binary_scalar(BinaryOp::Mul, im_s, sign)?;
-            let re_s = cx.b.binary_scalar(BinaryOp::Mul, re_s, -sign)?;
-            (cx.b.add(re_c, im_s)?, cx.b.add(im_c, re_s)?)
-        }
-        None => (re_c, cx.b.binary_scalar(BinaryOp::Mul, re_s, -sign)?),
-    };
+    let tables = dft_tables(ty.dtype, reads, writes, length, inverse, onesided);
+    let (out_re, out_im) = transform(cx, re, im, tables, inverse)?;
     // Back to [..., writes (at axis), ...], real and imaginary in a last axis (real only for a
     // one-sided inverse).
     let mut back: Vec<usize> = (0..rank - 2).collect();
