@@ -7,7 +7,7 @@ use common::*;
 use std::path::PathBuf;
 
 /// (file, what the fuzzer did to its seed, the failure it found, the command, what is said now)
-const CASES: [(&str, &str, &str, &[&str], &str); 7] = [
+const CASES: [(&str, &str, &str, &[&str], &str); 9] = [
     (
         "onnx-2-4730.onnx",
         "fed a ConstantOfShape of shape [2^62, 2^62, 59] into an AveragePool",
@@ -56,6 +56,20 @@ const CASES: [(&str, &str, &str, &[&str], &str); 7] = [
         "out of memory (16 GiB): the interpreter's slice built an offset list per index of an empty tensor's dimensions",
         &["run", "--random-inputs", "--threads", "1"],
         "",
+    ),
+    (
+        "onnx-14-206.onnx",
+        "fed a ConstantOfShape of shape [3, 2^32, 2^32 + 1] into a QuantizeLinear's zero point",
+        "multiply with overflow counting the zero point's elements",
+        &["run", "--random-inputs", "--threads", "1"],
+        "the scale or zero point: the element count overflows",
+    ),
+    (
+        "onnx-404-1796.onnx",
+        "set LpPool.kernel_shape[0] to 2^31 with auto_pad SAME_LOWER",
+        "a timeout: every output element summed a window of 2^31 (mostly padding)",
+        &["run", "--random-inputs", "--threads", "1"],
+        "more than nnc pools",
     ),
 ];
 

@@ -272,9 +272,13 @@ pub fn unpack(dtype: DType, packed: &[u8], count: usize) -> Option<Vec<u8>> {
     )
 }
 
-/// The number of bytes ONNX's packed form of `count` elements of `dtype` takes.
+/// The number of bytes ONNX's packed form of `count` elements of `dtype` takes (saturating: a
+/// count read from a file can be anything).
 pub fn packed_len(dtype: DType, count: usize) -> usize {
-    (count * dtype.bits()).div_ceil(8)
+    match dtype.bits() {
+        bits if bits >= 8 => count.saturating_mul(bits / 8),
+        bits => count.div_ceil(8 / bits),
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +382,8 @@ mod tests {
         let packed = pack(DType::I4, &elements);
         assert_eq!(packed, [0x78, 0x0F, 0x03]);
         assert_eq!(packed_len(DType::I4, 5), 3);
+        assert_eq!(packed_len(DType::U2, 5), 2);
+        assert_eq!(packed_len(DType::I4, usize::MAX), usize::MAX.div_ceil(2));
         assert_eq!(unpack(DType::I4, &packed, 5).unwrap(), elements);
         let two: Vec<u8> = vec![1, 2, 3, 0, 1];
         assert_eq!(pack(DType::U2, &two), [0b00_11_10_01, 0b01]);

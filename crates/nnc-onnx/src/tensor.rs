@@ -237,6 +237,10 @@ mod tests {
         let short = TensorProto { raw_data: Some(Bytes::from_static(&[0x78])), ..p };
         let e = tensor_from_proto(&short, "x", None).unwrap_err().to_string();
         assert!(e.contains("needs 2 bytes of packed i4, the tensor holds 1"), "{e}");
+        // A count near usize::MAX (a fuzzed header) is an error, not an overflow.
+        let huge = TensorProto { dims: vec![1, i64::MAX], ..short };
+        let e = tensor_from_proto(&huge, "x", None).unwrap_err().to_string();
+        assert!(e.contains("bytes of packed i4, the tensor holds 1"), "{e}");
     }
 
     #[test]

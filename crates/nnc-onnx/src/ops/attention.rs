@@ -7,7 +7,7 @@
 //! ONNX's own function body for the op, step for step (so the result is the same as its
 //! `_expanded` form's), built from Graph IR primitives and `softmax`.
 
-use super::{Fail, NodeCx, Out};
+use super::{product, Fail, NodeCx, Out};
 use crate::tensor::dtype_from_onnx;
 use nnc_ir::{BinaryOp, DType, Dim, Op, PadMode, UnaryOp, ValueId};
 
@@ -180,7 +180,7 @@ pub fn attention(cx: &mut NodeCx) -> Out {
     if rank == 3 {
         let s = cx.ty(y).shape;
         let heads_by_head = match (s[1].as_const(), s[3].as_const()) {
-            (Some(h), Some(d)) => h * d,
+            (Some(h), Some(d)) => product([h, d], "the output's hidden size")?,
             _ => return Err("the output's heads and head size must be static".into()),
         };
         y = cx.b.transpose(y, vec![0, 2, 1, 3])?;

@@ -238,3 +238,37 @@ impl From<IrError> for Fail {
 
 /// What a converter returns: one slot per ONNX output it produces.
 pub type Out = Result<Vec<Slot>, Fail>;
+
+/// The largest tensor a converter builds itself at import time (tables, filters, base grids,
+/// one-hot kernels): 2^24 elements.
+pub const MAX_BUILT_ELEMENTS: i64 = 1 << 24;
+
+/// The product of `sizes`, or an error naming `what` where it overflows (sizes come from the
+/// model: a mutated one can hold `2^32 × 2^32`).
+pub fn product(sizes: impl IntoIterator<Item = i64>, what: &str) -> Res<i64> {
+    sizes
+        .into_iter()
+        .try_fold(1i64, |acc, d| acc.checked_mul(d))
+        .ok_or_else(|| format!("{what}: the element count overflows"))
+}
+
+/// [`product`], for a tensor the converter builds itself: at most [`MAX_BUILT_ELEMENTS`].
+pub fn built_size(sizes: impl IntoIterator<Item = i64>, what: &str) -> Res<i64> {
+    let n = product(sizes, what)?;
+    if n > MAX_BUILT_ELEMENTS {
+        return Err(format!(
+            "{what} would have {n} elements, more than nnc builds at import time ({MAX_BUILT_ELEMENTS})"
+        ));
+    }
+    Ok(n)
+}
+
+/// `Err` naming `what` unless every value is within ±2^31, so that the index arithmetic done on
+/// them at import time cannot overflow (a mutated model can hold any `i64`).
+pub fn within_index_range(values: &[i64], what: &str) -> Res<()> {
+    const LIMIT: i64 = 1 << 31;
+    match values.iter().find(|v| !(-LIMIT..=LIMIT).contains(*v)) {
+        Some(v) => Err(format!("{what}: {v} is out of range")),
+        None => Ok(()),
+    }
+}

@@ -1,7 +1,23 @@
 //! Neural-network ONNX ops: convolution, pooling, Gemm/MatMul, normalizations, softmax.
 
-use super::{Fail, NodeCx, Out};
+use super::{built_size, product, within_index_range, Fail, NodeCx, Out};
 use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, TensorData, UnaryOp, ValueId, Window};
+
+/// The most elements a pooling window may cover: a window is all summed (or compared) for every
+/// output element, and nothing real pools over a million values at once, while a mutated
+/// `kernel_shape` of 2^31 with `SAME` padding would run for hours.
+const MAX_POOL_WINDOW: i64 = 1 << 20;
+
+/// `Err` unless the pooling `kernel` covers at most [`MAX_POOL_WINDOW`] elements.
+fn check_pool_window(kernel: &[i64]) -> Result<(), Fail> {
+    match product(kernel.iter().copied(), "kernel_shape") {
+        Ok(n) if n <= MAX_POOL_WINDOW => Ok(()),
+        _ => {
+            Err(format!("kernel_shape {kernel:?} covers more than {MAX_POOL_WINDOW} elements, more than nnc pools")
+                .into())
+        }
+    }
+}
 
 /// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes.
 fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
@@ -201,6 +217,7 @@ pub fn pool(cx: &mut NodeCx) -> Out {
     let column_major = cx.attr_int_or("storage_order", 0)? != 0;
     let x = cx.input(0)?;
     let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
+    check_pool_window(&kernel)?;
     let window = window(cx, x, &kernel)?;
     let kind = if cx.node.op_type() == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
     let ceil_mode = cx.attr_int_or("ceil_mode", 0)? != 0;
@@ -232,6 +249,7 @@ pub fn lp_pool(cx: &mut NodeCx) -> Out {
     }
     let x = cx.input(0)?;
     let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
+    check_pool_window(&kernel)?;
     let window = window(cx, x, &kernel)?;
     let magnitude = cx.b.unary(UnaryOp::Abs, x)?;
     let powered = cx.b.binary_scalar(BinaryOp::Pow, magnitude, p as f64)?;
@@ -243,7 +261,8 @@ pub fn lp_pool(cx: &mut NodeCx) -> Out {
         count_include_pad: true,
     };
     let average = cx.b.op1(op, &[powered])?;
-    let sum = cx.b.binary_scalar(BinaryOp::Mul, average, kernel.iter().product::<i64>() as f64)?;
+    let window_size = product(kernel.iter().copied(), "the kernel")?;
+    let sum = cx.b.binary_scalar(BinaryOp::Mul, average, window_size as f64)?;
     Ok(vec![NodeCx::value(cx.b.binary_scalar(BinaryOp::Pow, sum, 1.0 / p as f64)?)])
 }
 
@@ -269,10 +288,22 @@ pub fn col2im(cx: &mut NodeCx) -> Out {
     if strides.len() != n || dilations.len() != n || pads.len() != 2 * n {
         return Err(format!("strides, dilations and pads need {n}, {n} and {} entries", 2 * n).into());
     }
+    for (values, what) in [
+        (&image, "image_shape"),
+        (&block, "block_shape"),
+        (&strides, "strides"),
+        (&dilations, "dilations"),
+        (&pads, "pads"),
+    ] {
+        within_index_range(values, what)?;
+    }
+    if strides.iter().chain(&dilations).any(|&s| s <= 0) {
+        return Err("strides and dilations must be positive".into());
+    }
     let ty = cx.ty(x);
     let dims: Vec<i64> =
         ty.shape.iter().map(|d| d.as_const().ok_or("the input's shape must be static")).collect::<Result<_, _>>()?;
-    let positions: i64 = block.iter().product();
+    let positions = product(block.iter().copied(), "the block")?;
     if dims.len() != 3 || dims[1] % positions != 0 {
         return Err(format!("the input {ty} must be [N, C·{positions}, L]").into());
     }
@@ -289,20 +320,17 @@ pub fn col2im(cx: &mut NodeCx) -> Out {
         grid.push(count);
         output_padding.push(image[a] - ((count - 1) * strides[a] - pads[a] - pads[n + a] + span));
     }
-    if grid.iter().product::<i64>() != dims[2] {
-        return Err(format!(
-            "{} columns, but the blocks take {} positions ({grid:?})",
-            dims[2],
-            grid.iter().product::<i64>()
-        )
-        .into());
+    let positions_taken = product(grid.iter().copied(), "the block positions")?;
+    if positions_taken != dims[2] {
+        return Err(format!("{} columns, but the blocks take {positions_taken} positions ({grid:?})", dims[2]).into());
     }
     let mut shape = vec![Dim::from(dims[0]), Dim::from(dims[1])];
     shape.extend(grid.iter().map(|&g| Dim::from(g)));
     let laid_out = cx.b.reshape(x, shape)?;
     // Weight [C·positions, 1, block...]: row c·positions + j is one-hot at kernel position j.
     let dtype = ty.dtype;
-    let mut weight = vec![0.0; (channels * positions * positions) as usize];
+    let weight_size = built_size([channels, positions, positions], "the one-hot kernel")?;
+    let mut weight = vec![0.0; weight_size as usize];
     for row in 0..channels * positions {
         weight[(row * positions + row % positions) as usize] = 1.0;
     }

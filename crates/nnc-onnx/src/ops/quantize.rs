@@ -9,7 +9,7 @@
 
 use super::elementwise::convert;
 use super::nn::{add_channel_bias, conv_of};
-use super::{Fail, NodeCx, Out};
+use super::{product, Fail, NodeCx, Out};
 use crate::tensor::dtype_from_onnx;
 use nnc_ir::{BinaryOp, DType, Dim, ReduceKind, UnaryOp, ValueId};
 
@@ -38,7 +38,7 @@ fn broadcastable(cx: &mut NodeCx, value: ValueId, x: ValueId, block_size: i64) -
     let rank = x_ty.rank();
     let shape =
         v_ty.static_shape().ok_or_else(|| format!("the scale and zero point need static shapes, found {v_ty}"))?;
-    let count: usize = shape.iter().product();
+    let count = product(shape.iter().map(|&d| d as i64), "the scale or zero point")? as usize;
     if count == 1 {
         return Ok(cx.b.reshape(value, Vec::new())?);
     }
@@ -230,7 +230,10 @@ fn centered(cx: &mut NodeCx, x: ValueId, zero_point: Option<ValueId>, axis: usiz
     let Some(zp) = zero_point else { return Ok(xi) };
     let rank = cx.ty(x).rank();
     let zp_ty = cx.ty(zp);
-    let count = zp_ty.static_shape().map(|s| s.iter().product::<usize>());
+    let count = match zp_ty.static_shape() {
+        Some(s) => Some(product(s.iter().map(|&d| d as i64), "the zero point")? as usize),
+        None => None,
+    };
     let zp = match count {
         Some(1) => cx.b.reshape(zp, Vec::new())?,
         Some(n) if zp_ty.rank() == 1 && axis < rank => {
@@ -286,7 +289,10 @@ fn combined_scale(
 ) -> Result<ValueId, Fail> {
     let shaped = |cx: &mut NodeCx, s: ValueId, axis: usize| -> Result<ValueId, Fail> {
         let ty = cx.ty(s);
-        let count = ty.static_shape().map(|s| s.iter().product::<usize>());
+        let count = match ty.static_shape() {
+            Some(s) => Some(product(s.iter().map(|&d| d as i64), "a scale")? as usize),
+            None => None,
+        };
         Ok(match count {
             Some(1) => cx.b.reshape(s, Vec::new())?,
             Some(n) if ty.rank() == 1 => {

@@ -3,11 +3,8 @@
 //! learned offsets) and `RoiAlign` (pooling regions of interest), built on one gather of
 //! interpolation taps.
 
-use super::{Fail, NodeCx, Out};
+use super::{built_size, product, within_index_range, Fail, NodeCx, Out};
 use nnc_ir::{BinaryOp, DType, Dim, Op, ReduceKind, TensorData, UnaryOp, ValueId};
-
-/// The largest grid `AffineGrid` builds at import time.
-const MAX_GRID: i64 = 1 << 24;
 
 /// `AffineGrid(theta [N, 2, 3] or [N, 3, 4], size [N, C, (D,) H, W])`: the normalized
 /// coordinates `(x, y(, z), 1)` of each output position (pixel centres in `[-1, 1]`, or the
@@ -22,10 +19,7 @@ pub fn affine_grid(cx: &mut NodeCx) -> Out {
     if !(n == 2 || n == 3) || spatial.iter().any(|&d| d <= 0) {
         return Err(format!("size {size:?} must be [N, C, H, W] or [N, C, D, H, W] with positive sizes").into());
     }
-    let positions: i64 = spatial.iter().product();
-    if positions > MAX_GRID {
-        return Err(format!("a grid of {positions} positions is too large").into());
-    }
+    let positions = built_size(spatial.iter().copied(), "the base grid")?;
     let align = cx.attr_int_or("align_corners", 0)? != 0;
     let coordinate = |i: i64, len: i64| -> f64 {
         if align {
@@ -101,8 +95,8 @@ pub fn grid_sample(cx: &mut NodeCx) -> Out {
     }
     let (batch, channels) = (xd[0], xd[1]);
     let dims = &xd[2..];
-    let outputs: i64 = gd[1..=n].iter().product();
-    let positions: i64 = dims.iter().product();
+    let outputs = product(gd[1..=n].iter().copied(), "the grid")?;
+    let positions = product(dims.iter().copied(), "X")?;
     let grid = cx.b.reshape(grid, vec![Dim::from(batch), Dim::from(outputs), Dim::from(n)])?;
     let mut per_axis = Vec::new();
     for (axis, &d) in dims.iter().enumerate() {
@@ -130,7 +124,8 @@ fn gather_taps(
     largest: bool,
 ) -> Result<ValueId, Fail> {
     let n = per_axis.len();
-    let strides: Vec<i64> = (0..n).map(|a| dims[a + 1..].iter().product()).collect();
+    let strides: Vec<i64> =
+        (0..n).map(|a| product(dims[a + 1..].iter().copied(), "the input")).collect::<Result<_, _>>()?;
     let f = cx.ty(flat);
     let dtype = f.dtype;
     let (batch, channels) = (f.shape[0].clone(), f.shape[1].clone());
@@ -352,11 +347,11 @@ pub fn deform_conv(cx: &mut NodeCx) -> Out {
     let (out_channels, group_channels, kh, kw) = (wd[0], wd[1], wd[2], wd[3]);
     let group = cx.attr_int_or("group", 1)?;
     let offset_group = cx.attr_int_or("offset_group", 1)?;
-    let taps = kh * kw;
+    let taps = product([kh, kw], "the kernel")?;
     if group <= 0 || channels != group_channels * group || out_channels % group != 0 {
         return Err(format!("X {xd:?}, W {wd:?} and group {group} do not agree").into());
     }
-    if offset_group <= 0 || channels % offset_group != 0 || od[1] != offset_group * taps * 2 {
+    if offset_group <= 0 || channels % offset_group != 0 || Some(od[1]) != offset_group.checked_mul(taps * 2) {
         return Err(format!("offset {od:?} does not fit offset_group {offset_group} and a {kh}x{kw} kernel").into());
     }
     let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1, 1]);
@@ -365,8 +360,12 @@ pub fn deform_conv(cx: &mut NodeCx) -> Out {
     if strides.len() != 2 || dilations.len() != 2 || pads.len() != 4 {
         return Err("strides, dilations and pads need 2, 2 and 4 entries".into());
     }
+    for (values, what) in [(&strides, "strides"), (&dilations, "dilations"), (&pads, "pads")] {
+        within_index_range(values, what)?;
+    }
     let (oh, ow) = (od[2], od[3]);
-    let outputs = oh * ow;
+    let outputs = product([oh, ow], "the output")?;
+    built_size([taps, outputs], "the taps' base positions")?;
     let dtype = cx.ty(x).dtype;
     // Each tap's position before its offset: [taps, OH·OW] per axis.
     let mut base = [Vec::new(), Vec::new()];
@@ -482,6 +481,7 @@ pub fn roi_align(cx: &mut NodeCx) -> Out {
             extent = cx.b.binary_scalar(BinaryOp::Max, extent, 1.0)?;
         }
         let bin = cx.b.binary_scalar(BinaryOp::Div, extent, bins as f64)?;
+        built_size([bins, grid], "the sample offsets")?;
         let steps: Vec<f64> =
             (0..bins).flat_map(|b| (0..grid).map(move |s| b as f64 + (s as f64 + 0.5) / grid as f64)).collect();
         let steps = cx.b.constant(TensorData::from_f64(dtype, vec![1, (bins * grid) as usize], &steps));
@@ -491,6 +491,7 @@ pub fn roi_align(cx: &mut NodeCx) -> Out {
     }
     // Both axes over the whole [R, 1, (out_h·grid)·(out_w·grid)] sample grid.
     let (rows, cols) = (counts[0], counts[1]);
+    product([regions, rows, cols], "the samples")?;
     let spread = |cx: &mut NodeCx, c: ValueId, shape: [i64; 3]| -> Result<ValueId, Fail> {
         let c = cx.b.reshape(c, shape.map(Dim::from).to_vec())?;
         let c = cx.b.expand(c, [regions, rows, cols].map(Dim::from).to_vec())?;

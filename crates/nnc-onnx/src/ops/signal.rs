@@ -2,7 +2,7 @@
 //! and `MelWeightMatrix`, computed at import time from their sizes, which must be known then, and `DFT` and `STFT`, as
 //! products with cosine and sine tables.
 
-use super::{Fail, NodeCx, Out};
+use super::{built_size, Fail, NodeCx, Out};
 use crate::tensor::dtype_from_onnx;
 use nnc_ir::{BinaryOp, DType, Dim, PadMode, TensorData, ValueId};
 use std::f64::consts::PI;
@@ -134,6 +134,7 @@ pub fn stft(cx: &mut NodeCx) -> Out {
     };
     let re = part(cx, 0)?;
     let im = if dims[2] == 2 { Some(part(cx, 1)?) } else { None };
+    built_size([frame, bins], "the transform's tables")?;
     let tables = dft_tables(ty.dtype, frame, bins, frame, false, onesided);
     let (out_re, out_im) = transform(cx, re, im, tables, false)?;
     let shape = vec![Dim::from(dims[0]), Dim::from(frames), Dim::from(bins), Dim::from(1usize)];
@@ -213,6 +214,7 @@ pub fn dft(cx: &mut NodeCx) -> Out {
         None => None,
     };
     let writes = if onesided && !inverse { length / 2 + 1 } else { length };
+    built_size([reads, writes], "the transform's tables")?;
     let tables = dft_tables(ty.dtype, reads, writes, length, inverse, onesided);
     let (out_re, out_im) = transform(cx, re, im, tables, inverse)?;
     // Back to [..., writes (at axis), ...], real and imaginary in a last axis (real only for a
@@ -263,6 +265,7 @@ pub fn mel_weight_matrix(cx: &mut NodeCx) -> Out {
         })
         .collect();
     let rows = dft_length / 2 + 1;
+    built_size([rows, mels], "the filter bank")?;
     let mut out = vec![0.0; (rows * mels) as usize];
     let mut set = |j: i64, i: i64, v: f64| -> Result<(), Fail> {
         if !(0..rows).contains(&j) {

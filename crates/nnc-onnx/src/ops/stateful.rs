@@ -3,7 +3,7 @@
 //! previous call's tail, and `LinearAttention`, whose state is a matrix per head.
 
 use super::nn::add_channel_bias;
-use super::{Fail, NodeCx, Out};
+use super::{product, Fail, NodeCx, Out};
 use nnc_ir::{BinaryOp, DType, Dim, PadMode, ValueId, Window};
 
 /// `CausalConvWithState(input [B, C, L], weight [C, 1, k], bias?, past_state? [B, C, k - 1])`:
@@ -105,7 +105,7 @@ pub fn linear_attention(cx: &mut NodeCx) -> Out {
         Some(g) => {
             let last =
                 cx.ty(g).shape.get(2).and_then(Dim::as_const).ok_or("decay must be [B, T, H] or [B, T, H * d_k]")?;
-            if last != kv_heads && last != kv_heads * d_k {
+            if last != kv_heads && Some(last) != kv_heads.checked_mul(d_k) {
                 return Err(format!("decay's last axis {last} must be kv_num_heads or kv_num_heads * d_k").into());
             }
             Some(heads_f32(cx, g, kv_heads, "decay")?)
@@ -173,7 +173,8 @@ pub fn linear_attention(cx: &mut NodeCx) -> Out {
     }
     let y = cx.b.concat(&outputs, 2)?;
     let y = cx.b.transpose(y, vec![0, 2, 1, 3])?;
-    let y = cx.b.reshape(y, vec![batch, shape[1].clone(), Dim::from(q_heads * d_v)])?;
+    let hidden = product([q_heads, d_v], "the output's hidden size")?;
+    let y = cx.b.reshape(y, vec![batch, shape[1].clone(), Dim::from(hidden)])?;
     let y = cx.b.cast(y, out_dtype)?;
     let present = cx.b.cast(state, state_dtype)?;
     Ok(vec![NodeCx::value(y), NodeCx::value(present)])
