@@ -670,6 +670,11 @@ impl KernelBuilder {
         // then invariant in the innermost loop, which the backend hoists them out of.
         // Otherwise the longest loop is innermost (a convolution's input channels inside its
         // taps): the fewest loop exits per multiply-add.
+        // Rows (or columns) the epilogue discards, a fused `pad`'s border, must not load: their
+        // inputs lie outside the contraction's operands (before the first row, past the last).
+        let guard = reduction_guard(&expr, &canonical_key(&c.reduction));
+        let guards_columns =
+            guard.as_ref().is_some_and(|g| g.any(&mut |x| matches!(x, Expr::Axis(a) if *a as usize == c.j)));
         let mut reduce_vars = c.reduction.vars.clone();
         reduce_vars.sort_by_key(|(v, n)| (!bounds_a_mask(&c.b, v.id) && !bounds_a_mask(&c.a, v.id), *n));
         // Interior tiles: a condition on the tile under which every mask of both factors holds
@@ -704,9 +709,16 @@ impl KernelBuilder {
             if unmasked {
                 a = strip_masks(a);
             }
+            if let Some(g) = guard.as_ref().filter(|_| !guards_columns) {
+                a = mask_loads(a, &bind_axes(g.clone(), &rows));
+            }
             if guarded {
+                // A row past the edge neither loads (its loads are masked: a select is
+                // evaluated on both sides, and the row's input may lie past its buffer's end)
+                // nor counts.
                 let row = Expr::add_index(i0.clone(), Expr::Var(r));
-                a = Expr::select(lt(row, Expr::i64(m)), a, Expr::lit(0.0, dtype));
+                let inside = lt(row, Expr::i64(m));
+                a = Expr::select(inside.clone(), mask_loads(a, &inside), Expr::lit(0.0, dtype));
             }
             let a = l.lower(a);
             let a = this.let_(l, a);
@@ -715,6 +727,9 @@ impl KernelBuilder {
             let mut b = bind_axes(c.b.clone(), &cols);
             if unmasked {
                 b = strip_masks(b);
+            }
+            if let Some(g) = guard.as_ref().filter(|_| guards_columns) {
+                b = mask_loads(b, &bind_axes(g.clone(), &cols));
             }
             if guarded {
                 // The row bound where `b` reads the row axis (a grouped or depthwise
@@ -728,7 +743,7 @@ impl KernelBuilder {
                     bounds.push(lt(cols[c.j].clone(), Expr::i64(n)));
                 }
                 if let Some(inside) = bounds.into_iter().reduce(Expr::and) {
-                    b = Expr::select(inside, b, Expr::lit(0.0, dtype));
+                    b = Expr::select(inside.clone(), mask_loads(b, &inside), Expr::lit(0.0, dtype));
                 }
             }
             let b = l.lower(b);
@@ -960,6 +975,47 @@ pub(super) fn affine(e: &Expr, k: i64, terms: &mut Vec<(i64, Expr)>) -> Option<i
             Some(0)
         }
     }
+}
+
+/// The condition under which `e` uses the reduction of key `key`, where selects guard it (a
+/// fused `pad` computes the contraction on its border too, then selects 0 there; a fused
+/// `concat` on the other operand's channels); `None` where it is used unconditionally (or the
+/// structure is not a plain chain of guarding selects).
+fn reduction_guard(e: &Expr, key: &str) -> Option<Expr> {
+    let holds = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Reduce(r) if canonical_key(r) == key));
+    match e {
+        // Used on one side only: that side's condition (a fused `concat` takes its other
+        // operand's channels on the other side).
+        Expr::Select(c, t, f) if !holds(c) && holds(t) != holds(f) => {
+            let (side, cond) =
+                if holds(t) { (t, (**c).clone()) } else { (f, Expr::unary(nnc_ir::UnaryOp::Not, (**c).clone())) };
+            Some(match reduction_guard(side, key) {
+                Some(inner) => Expr::and(cond, inner),
+                None => cond,
+            })
+        }
+        Expr::Unary(_, a) | Expr::Cast(_, a) => reduction_guard(a, key),
+        Expr::Binary(_, a, b) => match (holds(a), holds(b)) {
+            (true, false) => reduction_guard(a, key),
+            (false, true) => reduction_guard(b, key),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `e` with `cond` added to every load's mask: where it fails the load reads nothing (0).
+fn mask_loads(e: Expr, cond: &Expr) -> Expr {
+    e.rewrite(&mut |x| match x {
+        Expr::Load { buf, dtype, index, mask } => {
+            let mask = Some(Box::new(match mask {
+                Some(m) => Expr::and(*m, cond.clone()),
+                None => cond.clone(),
+            }));
+            Expr::Load { buf, dtype, index, mask }
+        }
+        x => x,
+    })
 }
 
 /// `e` with every load's mask dropped.

@@ -76,6 +76,39 @@ pub fn conv_bias_relu(x_shape: [usize; 4], out_channels: usize, kernel: usize, p
     b.finish().unwrap()
 }
 
+/// A YOLO-style stem: a stride-2 convolution, SiLU, then a padded 3x3 convolution. The second's
+/// padding is fused into the first's output, whose border the first computes and zeroes: its
+/// loads there must be masked (they lie before the input's first row and past its last).
+pub fn conv_silu_conv(x_shape: [usize; 4], channels: usize) -> Graph {
+    let mut b = GraphBuilder::new("conv_silu_conv");
+    let x = b.input("x", DType::F32, dims(&x_shape)).unwrap();
+    let w1 = weight(&mut b, 11, &[channels, x_shape[1], 3, 3]);
+    let stride2 = Window { strides: vec![2, 2], dilations: vec![1, 1], pads: vec![1; 4] };
+    let y = b.conv(x, w1, stride2, 1).unwrap();
+    let gate = b.sigmoid(y).unwrap();
+    let y = b.mul(y, gate).unwrap();
+    let w2 = weight(&mut b, 12, &[channels, channels, 3, 3]);
+    let same = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1; 4] };
+    let y = b.conv(y, w2, same, 1).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+/// `concat([x0, relu(conv(x))], channels)`: the convolution fused into the concatenation, whose
+/// first channel comes from `x0`; the tile computing it must not load the weights' row "-1".
+pub fn concat_conv(x_shape: [usize; 4], channels: usize) -> Graph {
+    let mut b = GraphBuilder::new("concat_conv");
+    let x = b.input("x", DType::F32, dims(&x_shape)).unwrap();
+    let x0 = b.input("x0", DType::F32, dims(&[x_shape[0], 1, x_shape[2], x_shape[3]])).unwrap();
+    let w = weight(&mut b, 13, &[channels, x_shape[1], 3, 3]);
+    let window = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1; 4] };
+    let y = b.conv(x, w, window, 1).unwrap();
+    let y = b.relu(y).unwrap();
+    let y = b.concat(&[x0, y], 1).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
 /// The front end of an audio model (shaped like basic-pitch's): a log-magnitude spectrogram
 /// `[1, 1, h, w]` normalized by its whole-tensor minimum and maximum, stacked with copies of
 /// itself shifted along frequency (4 channels), then a 3x3 convolution to 8 channels and relu.
@@ -146,6 +179,8 @@ pub fn fixed_graphs() -> Vec<Graph> {
         matmul_bias_relu(33, 17, 9),
         conv_bias_relu([1, 3, 8, 8], 4, 3, 1),
         conv_bias_relu([1, 3, 9, 9], 4, 3, 1),
+        conv_silu_conv([1, 3, 32, 32], 16),
+        concat_conv([1, 8, 6, 6], 32),
         argmax(&[3, 9], -1),
         argmax(&[3, 7], 1),
         argmax(&[3, 700], 1),

@@ -70,10 +70,7 @@ pub fn attention(cx: &mut NodeCx) -> Out {
     }
     // The scale's square root multiplies Q and Kᵀ each (as the function body does).
     let head = cx.ty(q).shape[3].as_const().ok_or("the head size must be static")?;
-    let scale = match cx.has_attr("scale") {
-        true => cx.attr_float_or("scale", 1.0)?,
-        false => 1.0 / (head as f32).sqrt(),
-    };
+    let scale = if cx.has_attr("scale") { cx.attr_float_or("scale", 1.0)? } else { 1.0 / (head as f32).sqrt() };
     let scale_sqrt = scale.sqrt() as f64;
     if let (Some(pk), Some(pv)) = (past_key, past_value) {
         k = cx.b.concat(&[pk, k], 2)?;
