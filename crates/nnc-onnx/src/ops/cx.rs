@@ -272,3 +272,10 @@ pub fn within_index_range(values: &[i64], what: &str) -> Res<()> {
         None => Ok(()),
     }
 }
+
+/// `keep · old + (1 − keep) · new`: a moving average (running statistics, optimizer moments).
+pub fn blend(cx: &mut NodeCx, old: ValueId, new: ValueId, keep: f64) -> Res<ValueId> {
+    let kept = cx.b.binary_scalar(nnc_ir::BinaryOp::Mul, old, keep).map_err(ir_message)?;
+    let moved = cx.b.binary_scalar(nnc_ir::BinaryOp::Mul, new, 1.0 - keep).map_err(ir_message)?;
+    cx.b.add(kept, moved).map_err(ir_message)
+}

@@ -22,7 +22,7 @@ mod shape;
 mod signal;
 mod stateful;
 
-use cx::{built_size, product, within_index_range};
+use cx::{blend, built_size, product, within_index_range};
 pub use cx::{Fail, NodeCx, Out};
 
 use crate::proto::NodeProto;

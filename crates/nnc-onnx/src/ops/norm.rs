@@ -1,6 +1,6 @@
 //! Normalization ops: layer, RMS, group, instance, Lp, mean-variance, local response.
 
-use super::{Fail, NodeCx, Out};
+use super::{blend, Fail, NodeCx, Out};
 use nnc_ir::shape::normalize_axis;
 use nnc_ir::{BinaryOp, Dim, Op, TensorData, UnaryOp, ValueId};
 
@@ -26,13 +26,8 @@ pub fn batch_norm(cx: &mut NodeCx) -> Out {
     let batch_var = cx.b.reduce_mean(squared, &axes, false)?;
     let y = cx.b.op1(Op::BatchNorm { epsilon }, &[x, inputs[1], inputs[2], batch_mean, batch_var])?;
     let momentum = cx.attr_float_or("momentum", 0.9)? as f64;
-    let running = |cx: &mut NodeCx, old: ValueId, batch: ValueId| -> Result<ValueId, Fail> {
-        let kept = cx.b.binary_scalar(BinaryOp::Mul, old, momentum)?;
-        let moved = cx.b.binary_scalar(BinaryOp::Mul, batch, 1.0 - momentum)?;
-        Ok(cx.b.add(kept, moved)?)
-    };
-    let running_mean = running(cx, inputs[3], batch_mean)?;
-    let running_var = running(cx, inputs[4], batch_var)?;
+    let running_mean = blend(cx, inputs[3], batch_mean, momentum)?;
+    let running_var = blend(cx, inputs[4], batch_var, momentum)?;
     Ok(vec![NodeCx::value(y), NodeCx::value(running_mean), NodeCx::value(running_var)])
 }
 

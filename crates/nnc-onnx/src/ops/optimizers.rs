@@ -2,7 +2,7 @@
 //! `Momentum`, one update step of every tensor they are given (`R, T, X1.., G1.., state...`),
 //! as ONNX's reference writes them. The step count `T` and the rate `R` are run-time scalars.
 
-use super::{Fail, NodeCx, Out};
+use super::{blend, Fail, NodeCx, Out};
 use crate::import::Slot;
 use nnc_ir::{BinaryOp, DType, UnaryOp, ValueId};
 
@@ -88,13 +88,9 @@ pub fn adam(cx: &mut NodeCx) -> Out {
     let (mut xs, mut vs, mut hs) = (Vec::new(), Vec::new(), Vec::new());
     for (((&x, &g), &v), &h) in tensors[0].iter().zip(&tensors[1]).zip(&tensors[2]).zip(&tensors[3]) {
         let g = regularized(cx, x, g, norm)?;
-        let kept = cx.b.binary_scalar(BinaryOp::Mul, v, alpha)?;
-        let added = cx.b.binary_scalar(BinaryOp::Mul, g, 1.0 - alpha)?;
-        let v = cx.b.add(kept, added)?;
+        let v = blend(cx, v, g, alpha)?;
         let g2 = cx.b.mul(g, g)?;
-        let kept = cx.b.binary_scalar(BinaryOp::Mul, h, beta)?;
-        let added = cx.b.binary_scalar(BinaryOp::Mul, g2, 1.0 - beta)?;
-        let h = cx.b.add(kept, added)?;
+        let h = blend(cx, h, g2, beta)?;
         let root = cx.b.unary(UnaryOp::Sqrt, h)?;
         let root = cx.b.binary_scalar(BinaryOp::Add, root, epsilon)?;
         let ratio = cx.b.div(v, root)?;
