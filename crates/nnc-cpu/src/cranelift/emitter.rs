@@ -620,10 +620,11 @@ impl Emitter<'_, '_, '_> {
         self.b.ins().iconst(ty, v)
     }
 
-    /// Rounds an `f32` register holding an `f16`/`bf16` result of an op computed in `f32` (exact
-    /// for `+ - * /`: `f32` has more than twice their precision, so double rounding is harmless).
+    /// Rounds an `f32` register holding an `f16`/`bf16` (or float8/float4) result of an op
+    /// computed in `f32` (exact for `+ - * /`: `f32` has more than twice their precision, so
+    /// double rounding is harmless).
     fn round_half32(&mut self, d: DType, v: Value) -> Value {
-        if !is_half(d) {
+        if !is_narrow_float(d) {
             return v;
         }
         let w = self.b.ins().fpromote(types::F64, v);
@@ -978,7 +979,7 @@ pub(crate) fn reg_type(d: DType) -> Type {
 }
 
 /// Floats narrower than their `f32` register, rounded after each op.
-fn is_half(d: DType) -> bool {
+fn is_narrow_float(d: DType) -> bool {
     matches!(d, DType::F16 | DType::BF16) || d.is_minifloat()
 }
 
