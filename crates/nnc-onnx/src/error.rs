@@ -20,6 +20,10 @@ pub struct NodeProblem {
     pub node: String,
     pub op_type: String,
     pub message: String,
+    /// The node needs values known only at run time (a condition, a trip count, a sequence, an
+    /// output whose shape depends on data): [`crate::staged`] runs such models, a compiled
+    /// graph between each such node.
+    pub run_time: bool,
 }
 
 impl std::fmt::Display for NodeProblem {

@@ -94,13 +94,76 @@ pub fn import_model(
     Importer { file: what.to_string(), base_dir, opset }.import_graph(graph, options)
 }
 
-struct Importer<'a> {
-    file: String,
-    base_dir: Option<&'a Path>,
-    opset: i64,
+/// The importer's fixed context: the file (for errors), where external data lives, and the
+/// model's opset.
+pub(crate) struct Importer<'a> {
+    pub file: String,
+    pub base_dir: Option<&'a Path>,
+    pub opset: i64,
+}
+
+/// A stretch of a graph's nodes imported as a graph of its own (see
+/// [`Importer::import_segment`]).
+pub(crate) struct Segment {
+    /// `None` where every output was known at import time.
+    pub graph: Option<Graph>,
+    /// Per requested output: the index of the graph output that computes it, or its value
+    /// where the importer knew it (a folded constant).
+    pub outputs: Vec<SegmentOutput>,
+}
+
+pub(crate) enum SegmentOutput {
+    Computed(usize),
+    Known(TensorData),
 }
 
 impl Importer<'_> {
+    /// Imports `nodes`, a stretch of some graph, as a graph of its own for staged execution:
+    /// the values they read from earlier stretches are graph `inputs` (with concrete types) or,
+    /// where their values are `known`, constants; `hints` are input values usable where an op
+    /// needs a constant (the graph is then valid for those values only). Every name in
+    /// `outputs` must be computed by the stretch.
+    pub(crate) fn import_segment(
+        &self,
+        nodes: &[crate::proto::NodeProto],
+        inputs: &[(String, TensorType)],
+        known: HashMap<String, TensorData>,
+        hints: HashMap<String, TensorData>,
+        outputs: &[String],
+    ) -> Result<Segment, OnnxError> {
+        let mut b = GraphBuilder::new("segment");
+        let mut scope = Scope { hints, ..Scope::default() };
+        for (name, data) in known {
+            scope.slots.insert(name, Slot::Known { data, value: None });
+        }
+        for (name, ty) in inputs {
+            let id =
+                b.input(name, ty.dtype, ty.shape.clone()).map_err(|e| OnnxError::invalid(&self.file, e.to_string()))?;
+            scope.slots.insert(name.clone(), Slot::Value(id));
+        }
+        let problems = self.import_nodes(nodes, &mut b, &mut scope);
+        if !problems.is_empty() {
+            return Err(OnnxError::Unsupported { file: self.file.clone(), problems });
+        }
+        let mut results = Vec::new();
+        for name in outputs {
+            match scope.slots.get(name).cloned() {
+                Some(Slot::Known { data, .. }) => results.push(SegmentOutput::Known(data)),
+                Some(Slot::Value(id)) => {
+                    results.push(SegmentOutput::Computed(b.graph().outputs.len()));
+                    b.output(id);
+                }
+                None => return Err(OnnxError::invalid(&self.file, format!("`{name}` is never computed"))),
+            }
+        }
+        let computes = results.iter().any(|r| matches!(r, SegmentOutput::Computed(_)));
+        let graph = match computes {
+            true => Some(b.finish().map_err(|e| OnnxError::invalid(&self.file, e.to_string()))?),
+            false => None,
+        };
+        Ok(Segment { graph, outputs: results })
+    }
+
     fn import_graph(&self, g: &GraphProto, options: &ImportOptions) -> Result<Graph, OnnxError> {
         let name = if g.name().is_empty() { "main" } else { g.name() };
         let mut b = GraphBuilder::new(&sanitize_graph_name(name));
@@ -158,8 +221,8 @@ impl Importer<'_> {
                 poisoned.extend(node.output.iter().cloned());
                 continue;
             }
-            if let Err(message) = self.import_node(node, b, scope) {
-                problems.push(problem(node, i, message));
+            if let Err(failure) = self.import_node(node, b, scope) {
+                problems.push(problem(node, i, failure));
                 poisoned.extend(node.output.iter().cloned());
             }
         }
@@ -169,7 +232,7 @@ impl Importer<'_> {
     fn collect_unsupported(&self, nodes: &[crate::proto::NodeProto], problems: &mut Vec<NodeProblem>) {
         for (i, node) in nodes.iter().enumerate() {
             if let Err(message) = ops::check_supported(node, self.opset) {
-                problems.push(problem(node, i, message));
+                problems.push(problem(node, i, message.into()));
             }
             for sub in node.attribute.iter().filter_map(|a| a.g.as_ref()) {
                 self.collect_unsupported(&sub.node, problems);
@@ -182,16 +245,17 @@ impl Importer<'_> {
         node: &crate::proto::NodeProto,
         b: &mut GraphBuilder,
         scope: &mut Scope,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         for name in node.input.iter().filter(|n| !n.is_empty()) {
             if !scope.slots.contains_key(name) {
-                return Err(format!("input `{name}` is not defined before this node"));
+                return Err(format!("input `{name}` is not defined before this node").into());
             }
         }
         match node.op_type() {
             "If" => return self.import_if(node, b, scope),
             "Loop" => return self.import_loop(node, b, scope),
-            "Scan" => return self.import_scan(node, b, scope),
+            "Scan" => return self.import_scan(node, b, scope).map_err(Failure::from),
+            op if crate::staged::runs_on_host(op) => return Err(Failure::run_time(crate::staged::why_on_host(op))),
             _ => {}
         }
         let known_inputs =
@@ -219,7 +283,7 @@ impl Importer<'_> {
                         name_value(b, *id, name);
                     }
                 }
-                None => return Err(format!("optional output {k} (`{name}`) is not supported")),
+                None => return Err(format!("optional output {k} (`{name}`) is not supported").into()),
             }
         }
         Ok(())
@@ -228,7 +292,12 @@ impl Importer<'_> {
     /// `If`: with a condition known at import time, the taken branch is imported in place of
     /// the node. Otherwise both branches are imported and each output is a `select` on the
     /// condition, which needs both branches to give outputs of the same types.
-    fn import_if(&self, node: &crate::proto::NodeProto, b: &mut GraphBuilder, scope: &mut Scope) -> Result<(), String> {
+    fn import_if(
+        &self,
+        node: &crate::proto::NodeProto,
+        b: &mut GraphBuilder,
+        scope: &mut Scope,
+    ) -> Result<(), Failure> {
         let branch = |name: &str| {
             node.attribute
                 .iter()
@@ -251,29 +320,29 @@ impl Importer<'_> {
                 // Both branches are computed and the condition selects; a branch that cannot
                 // be built for these shapes is reported as such (ONNX Runtime fails there too
                 // when that branch is taken).
-                let unknown = |which: &str, e: String| {
-                    format!(
-                        "the condition `{cond_name}` is known only at run time, so both branches are compiled \
-                         (nnc has no run-time control flow yet), and the {which} branch cannot be for these \
-                         input shapes: {e}"
-                    )
+                let unknown = |which: &str, e: Failure| {
+                    Failure::run_time(format!(
+                        "the condition `{cond_name}` is known only at run time, so a compiled graph holds both \
+                         branches, and the {which} branch cannot be built for these input shapes: {}",
+                        e.message
+                    ))
                 };
                 let then_out = self.import_branch(then_g, b, scope).map_err(|e| unknown("then", e))?;
                 let else_out = self.import_branch(else_g, b, scope).map_err(|e| unknown("else", e))?;
                 let cond = match scope.slots.get(cond_name) {
                     Some(Slot::Value(id)) => *id,
-                    _ => return Err("the condition is not a value".into()),
+                    _ => return Err(Failure::from("the condition is not a value")),
                 };
                 let mut merged = Vec::new();
                 for (k, (t, e)) in then_out.into_iter().zip(else_out).enumerate() {
                     let (t, e) = (materialize(b, t), materialize(b, e));
                     if b.ty(t) != b.ty(e) {
-                        return Err(format!(
-                            "the condition is only known at run time and output {k} differs between branches ({} vs {}); \
-                             nnc has no run-time control flow",
+                        return Err(Failure::run_time(format!(
+                            "the condition is only known at run time and output {k} differs between branches ({} vs {}), \
+                             so one compiled graph cannot hold both",
                             b.ty(t),
                             b.ty(e)
-                        ));
+                        )));
                     }
                     merged.push(Slot::Value(b.select(cond, t, e).map_err(ir_message)?));
                 }
@@ -281,7 +350,7 @@ impl Importer<'_> {
             }
         };
         if outputs.len() != node.output.len() {
-            return Err(format!("the branch has {} outputs, the node {}", outputs.len(), node.output.len()));
+            return Err(format!("the branch has {} outputs, the node {}", outputs.len(), node.output.len()).into());
         }
         for (name, slot) in node.output.iter().zip(outputs) {
             if let Slot::Value(id) = slot {
@@ -301,7 +370,7 @@ impl Importer<'_> {
         node: &crate::proto::NodeProto,
         b: &mut GraphBuilder,
         scope: &mut Scope,
-    ) -> Result<(), String> {
+    ) -> Result<(), Failure> {
         const MAX_ITERATIONS: i64 = 4096;
         let body =
             node.attribute.iter().find(|a| a.name() == "body").and_then(|a| a.g.as_ref()).ok_or("`body` is missing")?;
@@ -314,16 +383,18 @@ impl Importer<'_> {
         let operand = |i: usize| node.input.get(i).filter(|n| !n.is_empty());
         let trip_count = match operand(0) {
             Some(name) => {
-                let t = known(scope, name).ok_or("the trip count must be known at compile time (nnc unrolls loops)")?;
+                let t = known(scope, name).ok_or(Failure::run_time(
+                    "the trip count is known only at run time (only a loop with a known count is unrolled)",
+                ))?;
                 Some(t.to_i64_vec().first().copied().ok_or("the trip count is empty")?)
             }
             None => None,
         };
         let uses_cond = operand(1).is_some();
         let mut cond = match operand(1) {
-            Some(name) => {
-                known(scope, name).ok_or("the loop condition must be known at compile time (nnc unrolls loops)")?
-            }
+            Some(name) => known(scope, name).ok_or(Failure::run_time(
+                "the loop condition is known only at run time (only a loop with known conditions is unrolled)",
+            ))?,
             None => TensorData::scalar(true),
         };
         let carried_names: Vec<&String> = node.input.iter().skip(2).collect();
@@ -333,7 +404,8 @@ impl Importer<'_> {
                 "the body has {} inputs and {} outputs for {n_carried} loop-carried values",
                 body.input.len(),
                 body.output.len()
-            ));
+            )
+            .into());
         }
         let mut carried: Vec<Slot> = carried_names
             .iter()
@@ -343,7 +415,9 @@ impl Importer<'_> {
         let mut i = 0i64;
         while trip_count.is_none_or(|m| i < m) && cond.to_i64_vec().first().copied().unwrap_or(0) != 0 {
             if i >= MAX_ITERATIONS {
-                return Err(format!("the loop runs more than {MAX_ITERATIONS} iterations; nnc unrolls loops"));
+                return Err(Failure::run_time(format!(
+                    "the loop runs more than {MAX_ITERATIONS} iterations, too many to unroll"
+                )));
             }
             scope
                 .slots
@@ -356,9 +430,7 @@ impl Importer<'_> {
             if uses_cond {
                 cond = match &outputs[0] {
                     Slot::Known { data, .. } => data.clone(),
-                    Slot::Value(_) => {
-                        return Err("the loop condition is computed at run time; nnc unrolls loops".into())
-                    }
+                    Slot::Value(_) => return Err(Failure::run_time("the loop condition is computed at run time")),
                 };
             }
             carried = outputs[1..=n_carried].to_vec();
@@ -373,7 +445,7 @@ impl Importer<'_> {
         let mut results = carried;
         for scan in scans {
             if scan.is_empty() {
-                return Err("a loop with zero iterations has scan outputs of unknown shape".into());
+                return Err(Failure::run_time("a loop with zero iterations has scan outputs of unknown shape"));
             }
             results.push(Slot::Value(b.concat(&scan, 0).map_err(ir_message)?));
         }
@@ -461,7 +533,7 @@ impl Importer<'_> {
                 let piece = b.reshape(piece, shape).map_err(ir_message)?;
                 scope.slots.insert(body.input[state_count + k].name().to_string(), Slot::Value(piece));
             }
-            let outputs = self.import_branch(body, b, scope)?;
+            let outputs = self.import_branch(body, b, scope).map_err(|f| f.message)?;
             states = outputs[..state_count].to_vec();
             for (j, slot) in outputs.into_iter().skip(state_count).enumerate() {
                 let v = materialize(b, slot);
@@ -502,14 +574,14 @@ impl Importer<'_> {
 
     /// Imports a subgraph's nodes into the enclosing scope (ONNX names are unique across
     /// subgraphs, and a subgraph may read any value of its enclosing graphs) and returns its outputs.
-    fn import_branch(&self, g: &GraphProto, b: &mut GraphBuilder, scope: &mut Scope) -> Result<Vec<Slot>, String> {
+    fn import_branch(&self, g: &GraphProto, b: &mut GraphBuilder, scope: &mut Scope) -> Result<Vec<Slot>, Failure> {
         for init in &g.initializer {
             let data = tensor_from_proto(init, init.name(), self.base_dir).map_err(|e| e.to_string())?;
             scope.slots.insert(init.name().to_string(), Slot::Known { data, value: None });
         }
         let problems = self.import_nodes(&g.node, b, scope);
         if let Some(p) = problems.first() {
-            return Err(format!("in a branch: {p}"));
+            return Err(Failure { message: format!("in a branch: {p}"), run_time: p.run_time });
         }
         g.output
             .iter()
@@ -518,7 +590,7 @@ impl Importer<'_> {
                     .slots
                     .get(o.name())
                     .cloned()
-                    .ok_or_else(|| format!("branch output `{}` is never computed", o.name()))
+                    .ok_or_else(|| format!("branch output `{}` is never computed", o.name()).into())
             })
             .collect()
     }
@@ -600,9 +672,39 @@ fn name_value(b: &mut GraphBuilder, id: ValueId, name: &str) {
     }
 }
 
-fn problem(node: &crate::proto::NodeProto, index: usize, message: String) -> NodeProblem {
+fn problem(node: &crate::proto::NodeProto, index: usize, failure: Failure) -> NodeProblem {
     let name = if node.name().is_empty() { format!("#{index}") } else { node.name().to_string() };
-    NodeProblem { node: name, op_type: node.op_type().to_string(), message }
+    NodeProblem {
+        node: name,
+        op_type: node.op_type().to_string(),
+        message: failure.message,
+        run_time: failure.run_time,
+    }
+}
+
+/// Why a node could not be imported, and whether values known at run time would let it run
+/// (see [`NodeProblem::run_time`]).
+pub(crate) struct Failure {
+    message: String,
+    run_time: bool,
+}
+
+impl Failure {
+    fn run_time(message: impl Into<String>) -> Failure {
+        Failure { message: message.into(), run_time: true }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, run_time: false }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure { message: message.to_string(), run_time: false }
+    }
 }
 
 /// A builder error as a message for a node problem (the builder's source location is ours, not
@@ -616,7 +718,10 @@ pub(crate) fn ir_message(e: IrError) -> String {
 
 /// The IR type of a graph input. Unnamed unknown dimensions become fresh symbols; `concrete`
 /// replaces the declared shape (checked against it).
-fn value_type(v: &crate::proto::ValueInfoProto, concrete: Option<&Vec<usize>>) -> Result<TensorType, String> {
+pub(crate) fn value_type(
+    v: &crate::proto::ValueInfoProto,
+    concrete: Option<&Vec<usize>>,
+) -> Result<TensorType, String> {
     let Some(type_proto::Value::TensorType(t)) = v.r#type.as_ref().and_then(|t| t.value.as_ref()) else {
         return Err("only tensor inputs are supported (this input has no tensor type)".into());
     };

@@ -2,11 +2,14 @@
 //!
 //! - [`proto`]: the ONNX protobuf messages, generated from the vendored `onnx.proto`;
 //! - [`tensor`]: `TensorProto` ↔ [`nnc_ir::TensorData`], and `.pb` tensor files;
-//! - [`import`]: ONNX models to Graph IR, with the op converters in `ops/`.
+//! - [`import`]: ONNX models to Graph IR, with the op converters in `ops/`;
+//! - [`staged`]: models whose control flow or shapes are decided at run time, run as compiled
+//!   graphs with control flow, sequences and data-shaped ops on the host between them.
 
 pub mod error;
 pub mod import;
 mod ops;
+pub mod staged;
 pub mod tensor;
 
 /// The ONNX protobuf schema (`onnx.proto`, ONNX 1.22), generated at build time.

@@ -238,8 +238,11 @@ pub fn check_supported(node: &NodeProto, _opset: i64) -> Result<(), String> {
     }
     match lookup(node.op_type()) {
         Some(_) => Ok(()),
-        // Control flow is handled by the importer itself.
-        None if matches!(node.op_type(), "If" | "Loop" | "Scan") => Ok(()),
+        // Control flow is handled by the importer itself; sequences, optionals and data-shaped
+        // ops by staged execution.
+        None if matches!(node.op_type(), "If" | "Loop" | "Scan") || crate::staged::runs_on_host(node.op_type()) => {
+            Ok(())
+        }
         None => Err("unsupported op".into()),
     }
 }
