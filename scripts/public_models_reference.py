@@ -22,10 +22,18 @@ INPUTS = {
     "ddddocr_common_det": {"images": ((1, 3, 416, 416), "uniform")},
     "ddddocr_common": {"input1": ((1, 1, 64, 160), "uniform")},
     "basic_pitch_nmp": {"serving_default_input_2:0": ((1, 43844, 1), "audio")},
+    # silero-vad's default model branches on the sample rate, an input: one data set per rate,
+    # each with its window (512 samples at 16 kHz, 256 at 8 kHz) and a zero recurrent state.
+    "silero_vad_16k": {"input": ((1, 512), "audio"), "state": ((2, 1, 128), "zeros"), "sr": ((), 16000)},
+    "silero_vad_8k": {"input": ((1, 256), "audio"), "state": ((2, 1, 128), "zeros"), "sr": ((), 8000)},
 }
 
 
 def fill(rng, shape, how):
+    if isinstance(how, int):
+        return np.array(how, dtype=np.int64).reshape(shape)
+    if how == "zeros":
+        return np.zeros(shape, dtype=np.float32)
     if how == "uniform":
         return rng.random(shape, dtype=np.float32)
     # A chord of three tones with a little noise, at the level basic-pitch's audio has.

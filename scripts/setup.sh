@@ -18,7 +18,9 @@ command -v curl >/dev/null || need+=(curl)
 # Vulkan with Mesa's software rasterizer (lavapipe): the adapter the WGSL backend's tests run on;
 # LLVM 19's static libraries (with Polly, which its static link names), the CPU backend's code
 # generator for wide vectors; nnc links them in through inkwell, so no libLLVM is needed at run time.
-for pkg in mesa-vulkan-drivers libvulkan1 llvm-19-dev libpolly-19-dev; do
+# The static link also names zstd and zlib (`llvm-config --system-libs`), which llvm-19-dev does
+# not depend on.
+for pkg in mesa-vulkan-drivers libvulkan1 llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

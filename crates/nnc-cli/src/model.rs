@@ -12,6 +12,7 @@
 use crate::shapes::{resolve, Resolved, ShapeFlags};
 use anyhow::{anyhow, bail, Context};
 use nnc_ir::{Graph, IrError, TensorType};
+use nnc_onnx::staged::StagedModel;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -38,15 +39,44 @@ impl Model {
     /// The verified graph; an ONNX model is imported with `input_shapes` replacing the declared
     /// shapes of those inputs.
     pub fn into_graph(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Graph> {
+        match self.import(input_shapes)? {
+            Imported::Graph(g) => Ok(g),
+            Imported::Staged { why, .. } => Err(anyhow!(
+                "{why}\n(these nodes need values known only at run time: `nnc run` runs such a model staged, \
+                 as compiled graphs with the control flow between them; this command needs it as one graph)"
+            )),
+        }
+    }
+
+    /// [`Self::into_graph`], except that an ONNX model whose control flow or shapes are decided
+    /// by values known only at run time comes back prepared for staged runs.
+    pub fn import(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Imported> {
         match self {
-            Model::Nnir(g) => Ok(g),
+            Model::Nnir(g) => Ok(Imported::Graph(g)),
             Model::Onnx { path, model, .. } => {
                 let options = nnc_onnx::ImportOptions { input_shapes, ..Default::default() };
                 let what = path.display().to_string();
-                nnc_onnx::import_model(&model, &what, path.parent(), &options).map_err(|e| anyhow!(e))
+                match nnc_onnx::import_model(&model, &what, path.parent(), &options) {
+                    Ok(g) => Ok(Imported::Graph(g)),
+                    Err(e) if nnc_onnx::staged::needs_staging(&e) => {
+                        let staged = StagedModel::new(*model, &what, path.parent()).map_err(|e| anyhow!(e))?;
+                        Ok(Imported::Staged { model: Box::new(staged), why: e.to_string() })
+                    }
+                    Err(e) => Err(anyhow!(e)),
+                }
             }
         }
     }
+}
+
+/// A model imported as one graph, or prepared for staged runs.
+pub enum Imported {
+    Graph(Graph),
+    /// `why` is the import error that lists the nodes needing run-time values.
+    Staged {
+        model: Box<StagedModel>,
+        why: String,
+    },
 }
 
 /// Opens the model at `path`, choosing the front end by its extension.

@@ -8,15 +8,19 @@
 //!   shared by sessions and by `nnc compile`;
 //! - [`tuning`]: tuned schedules (the search behind `nnc tune`, and the cache every compile
 //!   reads);
-//! - [`profile`]: the time of each kernel of a compiled program, with its counts.
+//! - [`profile`]: the time of each kernel of a compiled program, with its counts;
+//! - [`staged`]: ONNX models whose control flow or shapes are decided at run time, each compiled
+//!   stretch a session of the same target.
 
 pub mod pipeline;
 pub mod profile;
 pub mod session;
+pub mod staged;
 pub mod target;
 pub mod tuning;
 
 pub use pipeline::{compile_timed, Phases};
 pub use session::{CompileReport, Session, SessionError, SessionOptions};
+pub use staged::{staged_session, SessionRunner, StagedSession};
 pub use target::Target;
 pub use tuning::TuningSource;

@@ -13,7 +13,7 @@
 //! and run as is, for the input shapes it was compiled for.
 
 use crate::inputs::{missing, random_input, read_given, type_of, InputSources};
-use crate::model::open_model;
+use crate::model::{open_model, Imported};
 use crate::shapes::{resolve, ShapeFlags};
 use crate::target::TargetArg;
 use crate::tensor_io::{read_pb, write_npy};
@@ -22,7 +22,8 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use nnc_conformance::{compare, Tolerance};
 use nnc_ir::{DType, TensorData, TensorType};
-use nnc_runtime::Session;
+use nnc_onnx::staged::HostValue;
+use nnc_runtime::{staged_session, Session};
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -122,9 +123,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         let inputs = gather(&interface, &sources, &args.shape)?;
         let shapes: HashMap<String, Vec<usize>> =
             interface.iter().zip(&inputs).map(|((name, _), t)| (name.clone(), t.shape().to_vec())).collect();
-        let graph = model.into_graph(shapes)?;
         let options = args.tuning.session_options(args.target.0, args.adapter.clone(), threads)?;
-        (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs, "compiled")
+        match model.import(shapes)? {
+            Imported::Graph(graph) => {
+                (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs, "compiled")
+            }
+            Imported::Staged { model, .. } => return run_staged(&args, *model, inputs, options),
+        }
     };
     let names: Vec<String> = session.outputs().iter().map(|n| format!("%{n}")).collect();
     // Read expected outputs before running, so a bad file fails fast.
@@ -132,10 +137,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(dir) => read_expected(dir, names.len())?,
         None => Vec::new(),
     };
-    if let Some(dir) = &args.output_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
-    }
-
     let shapes: Vec<Vec<usize>> = inputs.iter().map(|t| t.shape().to_vec()).collect();
     let report = session.prepare(&shapes).map_err(|e| anyhow!("{shown}: {e}"))?;
     crate::tuning::report(&report.tuning, report.kernels);
@@ -153,11 +154,98 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         bail!("internal error: the graph has {} outputs, the run returned {}", names.len(), outputs.len());
     }
 
+    report_outputs(&args, session.outputs(), &outputs, &expected)
+}
+
+/// Runs a model whose control flow or shapes are decided at run time, staged (see
+/// `nnc_onnx::staged`): compiled graphs for the target, control flow on the host between them.
+/// Sequence outputs are shown, saved and compared element by element (`name[k]`).
+fn run_staged(
+    args: &RunArgs,
+    model: nnc_onnx::staged::StagedModel,
+    inputs: Vec<TensorData>,
+    options: nnc_runtime::SessionOptions,
+) -> anyhow::Result<ExitCode> {
+    let shown = args.file.display().to_string();
+    let described: Vec<String> =
+        model.inputs().iter().zip(&inputs).map(|((n, _), t)| format!("%{n}: {}", type_of(t))).collect();
+    let names = model.outputs().to_vec();
+    let expected = match &args.data {
+        Some(dir) => read_expected(dir, names.len())?,
+        None => Vec::new(),
+    };
+    let target = options.target;
+    let mut staged = staged_session(model, options);
+    let start = Instant::now();
+    let inputs: Vec<HostValue> = inputs.into_iter().map(HostValue::Tensor).collect();
+    let values = staged.run(inputs.clone()).map_err(|e| anyhow!(e))?;
+    let first = start.elapsed();
+    // Again, with every graph it takes compiled: the run's own time.
+    let start = Instant::now();
+    staged.run(inputs).map_err(|e| anyhow!(e))?;
+    let again = start.elapsed();
+    let stats = staged.stats();
+    eprintln!(
+        "ran {shown} staged on {} (control flow decided at run time): {} graphs compiled, {} graph runs and {} \
+         host nodes per run",
+        target.name(),
+        stats.compiled,
+        stats.graph_runs / 2,
+        stats.host_nodes / 2
+    );
+    eprintln!(
+        "ran on {} in {:.3} ms (the first run, compiling, in {:.1} ms)",
+        described.join(", "),
+        again.as_secs_f64() * 1e3,
+        first.as_secs_f64() * 1e3
+    );
+    let (mut flat_names, mut flat) = (Vec::new(), Vec::new());
+    let mut flat_expected = Vec::new();
+    for (k, (name, value)) in names.iter().zip(values).enumerate() {
+        let mut items = Vec::new();
+        flatten(name, value, &mut items);
+        if items.len() != 1 || items[0].0 != *name {
+            // Expected outputs are tensors: a sequence or optional output is not compared.
+            flat_expected.extend(items.iter().map(|_| None));
+        } else {
+            flat_expected.push(expected.get(k).cloned().flatten());
+        }
+        for (n, t) in items {
+            flat_names.push(n);
+            flat.push(t);
+        }
+    }
+    report_outputs(args, &flat_names, &flat, &flat_expected)
+}
+
+/// A staged output as named tensors: a tensor as itself, a sequence's elements as `name[k]`,
+/// an optional's value (nothing for an empty one).
+fn flatten(name: &str, value: HostValue, out: &mut Vec<(String, TensorData)>) {
+    match value {
+        HostValue::Tensor(t) => out.push((name.to_string(), t)),
+        HostValue::Sequence(items) => {
+            out.extend(items.into_iter().enumerate().map(|(k, t)| (format!("{name}[{k}]"), t)));
+        }
+        HostValue::Optional(Some(v)) => flatten(name, *v, out),
+        HostValue::Optional(None) => eprintln!("%{name} is an empty optional value"),
+    }
+}
+
+/// Prints or saves `outputs` (named `names`, without `%`) and compares them with `expected`
+/// where there is a value; the exit code says whether all matched.
+fn report_outputs(
+    args: &RunArgs,
+    names: &[String],
+    outputs: &[TensorData],
+    expected: &[Option<TensorData>],
+) -> anyhow::Result<ExitCode> {
+    let shown: Vec<String> = names.iter().map(|n| format!("%{n}")).collect();
     let mut out = std::io::stdout().lock();
     if let Some(dir) = &args.output_dir {
-        save_outputs(&mut out, dir, session.outputs(), &outputs)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        save_outputs(&mut out, dir, names, outputs)?;
     } else {
-        for (name, t) in names.iter().zip(&outputs) {
+        for (name, t) in shown.iter().zip(outputs) {
             writeln!(out, "{name}: {} = {}", type_of(t), preview(t, PREVIEW))?;
         }
     }
@@ -165,7 +253,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     if let Some(dir) = &args.data {
         let tol = Tolerance { rtol: args.rtol, atol: args.atol };
-        if !check_outputs(&mut out, dir, &names, &outputs, &expected, tol)? {
+        if !check_outputs(&mut out, dir, &shown, outputs, expected, tol)? {
             code = ExitCode::from(EXIT_MISMATCH);
         }
     }

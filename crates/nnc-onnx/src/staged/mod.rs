@@ -242,6 +242,11 @@ impl<R: GraphRunner> Staged<R> {
         self.stats
     }
 
+    /// The runner, with what it compiled.
+    pub fn runner(&self) -> &R {
+        &self.runner
+    }
+
     /// Runs the model on `inputs` (in its inputs' order); returns its outputs in order.
     pub fn run(&mut self, inputs: Vec<HostValue>) -> Result<Vec<HostValue>, StagedError> {
         let model = self.model.clone();
