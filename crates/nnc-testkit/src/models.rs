@@ -6,6 +6,7 @@ use crate::compare::{Tolerance, MODEL_TOLERANCE};
 use nnc_ir::{Graph, TensorData};
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
+use nnc_onnx::proto::ModelProto;
 use nnc_onnx::{import_model, inputs_of, read_model, read_tensor_file, ImportOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,11 @@ pub const PUBLIC_MODELS: [(&str, Tolerance); 4] = [
     // tiny, ONNX Runtime and nnc (the interpreter as much as any target) differ by up to 2.5e-4.
     ("basic_pitch_nmp", Tolerance { rtol: 1e-3, atol: 1e-3 }),
 ];
+
+/// Public models that run staged (their control flow is decided by an input's value), with
+/// their tolerances: silero-vad's default model, one data set per sample rate.
+pub const STAGED_PUBLIC_MODELS: [(&str, Tolerance); 2] =
+    [("silero_vad_16k", MODEL_TOLERANCE), ("silero_vad_8k", MODEL_TOLERANCE)];
 
 /// The public models' folder; absent → `None` after a loud skip (a failure in CI).
 pub fn public_models() -> Option<PathBuf> {
@@ -79,29 +85,35 @@ pub struct SharedModel {
 /// The model in the folder `dir` (`model.onnx`, `test_data_set_0/{input,output}_N.pb`).
 pub fn try_load(dir: &Path) -> Result<SharedModel, String> {
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let model = dir.join("model.onnx");
-    let data = dir.join("test_data_set_0");
-    let what = model.display().to_string();
-    let proto = read_model(&model).map_err(|e| format!("{name}: {e}"))?;
+    let what = dir.join("model.onnx").display().to_string();
+    let (proto, inputs, expected) = read_case(dir)?;
     let names = inputs_of(&proto, &what).map_err(|e| format!("{name}: {e}"))?;
-    let mut inputs = Vec::new();
-    for i in 0..names.len() {
-        let path = data.join(format!("input_{i}.pb"));
-        inputs.push(read_tensor_file(&path).map_err(|e| format!("{}: {e}", path.display()))?.1);
-    }
     let shapes: HashMap<String, Vec<usize>> =
         names.iter().zip(&inputs).map(|((n, _), t)| (n.clone(), t.shape().to_vec())).collect();
     let options = ImportOptions { input_shapes: shapes, ..Default::default() };
     let graph = import_model(&proto, &what, Some(dir), &options).map_err(|e| format!("{name}: {e}"))?;
+    Ok(SharedModel { name, graph, inputs, expected })
+}
+
+/// The decoded `dir/model.onnx`, and the inputs and expected outputs of `dir/test_data_set_0`.
+pub fn read_case(dir: &Path) -> Result<(ModelProto, Vec<TensorData>, Vec<TensorData>), String> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let model = dir.join("model.onnx");
+    let data = dir.join("test_data_set_0");
+    let what = model.display().to_string();
+    let proto = read_model(&model).map_err(|e| format!("{name}: {e}"))?;
+    let inputs = inputs_of(&proto, &what).map_err(|e| format!("{name}: {e}"))?;
+    let read = |path: PathBuf| read_tensor_file(&path).map(|(_, t)| t).map_err(|e| format!("{}: {e}", path.display()));
+    let inputs = (0..inputs.len()).map(|i| read(data.join(format!("input_{i}.pb")))).collect::<Result<_, _>>()?;
     let mut expected = Vec::new();
     for i in 0.. {
         let path = data.join(format!("output_{i}.pb"));
         if !path.exists() {
             break;
         }
-        expected.push(read_tensor_file(&path).map_err(|e| format!("{}: {e}", path.display()))?.1);
+        expected.push(read(path)?);
     }
-    Ok(SharedModel { name, graph, inputs, expected })
+    Ok((proto, inputs, expected))
 }
 
 /// [`try_load`], panicking with the reason.

@@ -9,8 +9,9 @@ use crate::compare::{close, NonFinite, Tolerance, MODEL_TOLERANCE};
 use crate::families::family;
 use crate::graphs::fixed_graphs;
 use crate::inputs::inputs_for;
-use crate::models::{program_for, selected, try_load, SharedModel, MODELS, PUBLIC_MODELS};
+use crate::models::{program_for, selected, try_load, SharedModel, MODELS, PUBLIC_MODELS, STAGED_PUBLIC_MODELS};
 use crate::skip::skip;
+use nnc_ir::TensorData;
 use nnc_kernel::backend::{run_to_tensors, Backend, ErrorKind, Executable};
 use nnc_kernel::bundle::Manifest;
 use nnc_kernel::Device;
@@ -165,7 +166,7 @@ pub fn public_models(line: &Line) {
     let Some(root) = crate::models::public_models() else { return };
     let Some(backend) = line.available_backend() else { return };
     let device = backend.device();
-    let names: Vec<&str> = PUBLIC_MODELS.iter().map(|&(name, _)| name).collect();
+    let names: Vec<&str> = PUBLIC_MODELS.iter().chain(&STAGED_PUBLIC_MODELS).map(|&(name, _)| name).collect();
     let chosen = selected("NNC_MODELS", &names);
     let failures: Vec<String> = PUBLIC_MODELS
         .iter()
@@ -173,8 +174,49 @@ pub fn public_models(line: &Line) {
         .filter_map(|&(name, tolerance)| {
             shared_model_on(backend.as_ref(), &device, &root.join(name), false, tolerance).err()
         })
+        .chain(
+            STAGED_PUBLIC_MODELS
+                .iter()
+                .filter(|(name, _)| chosen.iter().any(|c| c == name))
+                .filter_map(|&(name, tolerance)| staged_model_on(line.target, &root.join(name), tolerance).err()),
+        )
         .collect();
     assert!(failures.is_empty(), "on {}:\n{}", line.target, failures.join("\n"));
+}
+
+/// The model in `dir`, which cannot be one graph (the importer says it needs run-time values),
+/// runs staged on `target` to its stored references.
+fn staged_model_on(target: Target, dir: &Path, tolerance: Tolerance) -> Result<(), String> {
+    use nnc_onnx::staged::{needs_staging, HostValue, StagedModel};
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (proto, inputs, expected) = crate::models::read_case(dir)?;
+    let what = dir.join("model.onnx").display().to_string();
+    match nnc_onnx::import_model(&proto, &what, Some(dir), &Default::default()) {
+        Err(e) if needs_staging(&e) => {}
+        Err(e) => return Err(format!("{name}: {e}")),
+        Ok(_) => return Err(format!("{name}: imports as one graph; it was meant to run staged")),
+    }
+    let model = StagedModel::new(proto, &what, Some(dir)).map_err(|e| format!("{name}: {e}"))?;
+    let mut session = nnc_runtime::staged_session(model, nnc_runtime::SessionOptions::target(target));
+    let start = Instant::now();
+    let outputs =
+        session.run(inputs.into_iter().map(HostValue::Tensor).collect()).map_err(|e| format!("{name}: {e}"))?;
+    let stats = session.stats();
+    eprintln!(
+        "{name} staged on {target}: {} graphs compiled, {} runs of them, {} host nodes, {:.2?}",
+        stats.compiled,
+        stats.graph_runs,
+        stats.host_nodes,
+        start.elapsed()
+    );
+    let found: Vec<TensorData> = outputs
+        .into_iter()
+        .map(|v| match v {
+            HostValue::Tensor(t) => Ok(t),
+            other => Err(format!("{name}: an output is {}, the reference a tensor", other.kind())),
+        })
+        .collect::<Result<_, _>>()?;
+    matches_references(&name, &expected, &found, tolerance)
 }
 
 /// The model runs on `executable` (the fastest of 3 runs, compile excluded) in at most the

@@ -23,6 +23,8 @@ const HOST_OPS: &[(&str, &str)] = &[
     ("OptionalGetElement", OPTIONAL),
     ("NonZero", DATA_SHAPED),
     ("Compress", DATA_SHAPED),
+    ("Unique", DATA_SHAPED),
+    ("NonMaxSuppression", DATA_SHAPED),
 ];
 
 const SEQUENCE: &str = "it works on sequence values, which compiled graphs (tensors only) cannot hold";
@@ -132,6 +134,25 @@ pub fn run(node: &NodeProto, operands: &[Option<HostValue>]) -> Result<Vec<HostV
         "Compress" => {
             let axis = node.attribute.iter().find(|a| a.name() == "axis").map(|a| a.i());
             HostValue::Tensor(compress(tensor(0)?, tensor(1)?, axis)?)
+        }
+        "Unique" => {
+            let axis = node.attribute.iter().find(|a| a.name() == "axis").map(|a| a.i());
+            return unique(tensor(0)?, axis, int_attr("sorted", 1) != 0);
+        }
+        "NonMaxSuppression" => {
+            let scalar = |i: usize| -> Result<Option<f64>, String> {
+                match operand(i) {
+                    Some(_) => Ok(tensor(i)?.to_f64_vec().first().copied()),
+                    None => Ok(None),
+                }
+            };
+            let limits = NmsLimits {
+                max_per_class: scalar(2)?.unwrap_or(0.0).max(0.0) as usize,
+                iou: scalar(3)?.unwrap_or(0.0),
+                score: scalar(4)?,
+                center_point_box: int_attr("center_point_box", 0) != 0,
+            };
+            HostValue::Tensor(non_max_suppression(tensor(0)?, tensor(1)?, &limits)?)
         }
         op => return Err(format!("`{op}` does not run on the host")),
     };
@@ -314,6 +335,134 @@ fn compress(t: &TensorData, condition: &TensorData, axis: Option<i64>) -> Result
     Ok(take(&t, axis, &picks))
 }
 
+/// ONNX `Unique`: the distinct elements (or slices along `axis`), ascending with `sorted`,
+/// else in order of first occurrence; then each one's first index, each input element's (or
+/// slice's) index among them, and each one's count.
+fn unique(t: &TensorData, axis: Option<i64>, sorted: bool) -> Result<Vec<HostValue>, String> {
+    let (t, axis) = match axis {
+        Some(a) => (t.clone(), axis_of(a, t.shape().len())?),
+        None => (t.reshaped(vec![t.len()]).expect("same element count"), 0),
+    };
+    let len = t.shape()[axis];
+    let outer: usize = t.shape()[..axis].iter().product();
+    let inner: usize = t.shape()[axis + 1..].iter().product();
+    // Each slice's values, compared exactly (integers as i64, floats as f64).
+    let ints = t.dtype().is_int() || t.dtype() == DType::Bool;
+    let (as_int, as_float) = if ints { (t.to_i64_vec(), Vec::new()) } else { (Vec::new(), t.to_f64_vec()) };
+    let at = |p: usize, o: usize, i: usize| (o * len + p) * inner + i;
+    let cmp = |a: usize, b: usize| -> std::cmp::Ordering {
+        for o in 0..outer {
+            for i in 0..inner {
+                let ord = match ints {
+                    true => as_int[at(a, o, i)].cmp(&as_int[at(b, o, i)]),
+                    false => {
+                        as_float[at(a, o, i)].partial_cmp(&as_float[at(b, o, i)]).unwrap_or(std::cmp::Ordering::Equal)
+                    }
+                };
+                if ord.is_ne() {
+                    return ord;
+                }
+            }
+        }
+        std::cmp::Ordering::Equal
+    };
+    // Slices sorted by value, ties by position: each run of equal slices starts at its first.
+    let mut order: Vec<usize> = (0..len).collect();
+    order.sort_by(|&a, &b| cmp(a, b).then(a.cmp(&b)));
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for &p in &order {
+        match groups.last_mut() {
+            Some(g) if cmp(g[0], p).is_eq() => g.push(p),
+            _ => groups.push(vec![p]),
+        }
+    }
+    if !sorted {
+        groups.sort_by_key(|g| g[0]);
+    }
+    let firsts: Vec<usize> = groups.iter().map(|g| g[0]).collect();
+    let mut inverse = vec![0i64; len];
+    for (k, g) in groups.iter().enumerate() {
+        for &p in g {
+            inverse[p] = k as i64;
+        }
+    }
+    let ids = |v: Vec<i64>| HostValue::Tensor(TensorData::from_vec(vec![v.len()], &v));
+    Ok(vec![
+        HostValue::Tensor(take(&t, axis, &firsts)),
+        ids(firsts.iter().map(|&f| f as i64).collect()),
+        ids(inverse),
+        ids(groups.iter().map(|g| g.len() as i64).collect()),
+    ])
+}
+
+struct NmsLimits {
+    max_per_class: usize,
+    iou: f64,
+    /// Only boxes scoring above this are candidates.
+    score: Option<f64>,
+    /// Boxes are `[x_center, y_center, width, height]` (else `[y1, x1, y2, x2]`).
+    center_point_box: bool,
+}
+
+/// ONNX `NonMaxSuppression`: per batch and class, boxes by descending score (ties by index),
+/// each kept unless its intersection over union with a kept one exceeds the threshold; rows of
+/// `[batch, class, box]`.
+fn non_max_suppression(boxes: &TensorData, scores: &TensorData, limits: &NmsLimits) -> Result<TensorData, String> {
+    let (&[batches, count, 4], &[score_batches, classes, score_count]) = (boxes.shape(), scores.shape()) else {
+        return Err(format!(
+            "boxes {:?} and scores {:?} are not [B, N, 4] and [B, C, N]",
+            boxes.shape(),
+            scores.shape()
+        ));
+    };
+    if score_batches != batches || score_count != count {
+        return Err(format!("boxes {:?} and scores {:?} disagree", boxes.shape(), scores.shape()));
+    }
+    let (b, s) = (boxes.to_f64_vec(), scores.to_f64_vec());
+    // A box as (x_min, x_max, y_min, y_max).
+    let extent = |batch: usize, i: usize| {
+        let v = &b[(batch * count + i) * 4..][..4];
+        let span = |a: f64, b: f64| (a.min(b), a.max(b));
+        if limits.center_point_box {
+            (v[0] - v[2] / 2.0, v[0] + v[2] / 2.0, v[1] - v[3] / 2.0, v[1] + v[3] / 2.0)
+        } else {
+            let ((x0, x1), (y0, y1)) = (span(v[1], v[3]), span(v[0], v[2]));
+            (x0, x1, y0, y1)
+        }
+    };
+    let suppresses = |batch: usize, i: usize, j: usize| {
+        let (a, c) = (extent(batch, i), extent(batch, j));
+        let (w, h) = (a.1.min(c.1) - a.0.max(c.0), a.3.min(c.3) - a.2.max(c.2));
+        if w <= 0.0 || h <= 0.0 {
+            return false;
+        }
+        let (area_a, area_c) = ((a.1 - a.0) * (a.3 - a.2), (c.1 - c.0) * (c.3 - c.2));
+        let union = area_a + area_c - w * h;
+        area_a > 0.0 && area_c > 0.0 && union > 0.0 && w * h / union > limits.iou
+    };
+    let mut rows = Vec::new();
+    for batch in 0..batches {
+        for class in 0..classes {
+            let score = |i: usize| s[(batch * classes + class) * count + i];
+            let mut candidates: Vec<usize> =
+                (0..count).filter(|&i| limits.score.is_none_or(|t| score(i) > t)).collect();
+            candidates
+                .sort_by(|&i, &j| score(j).partial_cmp(&score(i)).unwrap_or(std::cmp::Ordering::Equal).then(i.cmp(&j)));
+            let mut kept: Vec<usize> = Vec::new();
+            for i in candidates {
+                if kept.len() >= limits.max_per_class {
+                    break;
+                }
+                if !kept.iter().any(|&k| suppresses(batch, i, k)) {
+                    kept.push(i);
+                    rows.extend([batch as i64, class as i64, i as i64]);
+                }
+            }
+        }
+    }
+    Ok(TensorData::from_vec(vec![rows.len() / 3, 3], &rows))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,6 +494,33 @@ mod tests {
         assert_eq!(compress(&t, &c, Some(1)).unwrap().to_i64_vec(), vec![2, 4, 6]);
         assert_eq!(compress(&t, &c, None).unwrap().to_i64_vec(), vec![2]);
         assert!(compress(&t, &TensorData::from_vec(vec![4], &[true; 4]), Some(0)).is_err());
+    }
+
+    #[test]
+    fn unique_sorted_and_in_first_occurrence_order() {
+        let t = TensorData::from_vec(vec![6], &[2f32, 1.0, 1.0, 3.0, 4.0, 3.0]);
+        let sorted = unique(&t, None, true).unwrap();
+        let all: Vec<Vec<i64>> = sorted.into_iter().map(|v| tensor(v).to_i64_vec()).collect();
+        assert_eq!(all, vec![vec![1, 2, 3, 4], vec![1, 0, 3, 4], vec![1, 0, 0, 2, 3, 2], vec![2, 1, 2, 1]]);
+        let first = unique(&t, None, false).unwrap();
+        let all: Vec<Vec<i64>> = first.into_iter().map(|v| tensor(v).to_i64_vec()).collect();
+        assert_eq!(all, vec![vec![2, 1, 3, 4], vec![0, 1, 3, 4], vec![0, 1, 1, 2, 3, 2], vec![1, 2, 2, 1]]);
+        // Rows along axis 0.
+        let m = TensorData::from_vec(vec![3, 2], &[1i64, 2, 0, 5, 1, 2]);
+        let rows = unique(&m, Some(0), true).unwrap();
+        assert_eq!(tensor(rows[0].clone()).to_i64_vec(), vec![0, 5, 1, 2]);
+        assert_eq!(tensor(rows[2].clone()).to_i64_vec(), vec![1, 0, 1]);
+    }
+
+    #[test]
+    fn nms_keeps_the_best_of_overlapping_boxes() {
+        // Two overlapping boxes and one apart ([y1, x1, y2, x2]); the first scores lower.
+        let boxes = TensorData::from_vec(vec![1, 3, 4], &[0f32, 0., 1., 1., 0., 0.1, 1., 1.1, 0., 5., 1., 6.]);
+        let scores = TensorData::from_vec(vec![1, 1, 3], &[0.8f32, 0.9, 0.3]);
+        let limits = NmsLimits { max_per_class: 10, iou: 0.5, score: None, center_point_box: false };
+        assert_eq!(non_max_suppression(&boxes, &scores, &limits).unwrap().to_i64_vec(), vec![0, 0, 1, 0, 0, 2]);
+        let strict = NmsLimits { score: Some(0.5), ..limits };
+        assert_eq!(non_max_suppression(&boxes, &scores, &strict).unwrap().to_i64_vec(), vec![0, 0, 1]);
     }
 
     #[test]
