@@ -120,19 +120,17 @@ pub(crate) enum SegmentOutput {
 impl Importer<'_> {
     /// Imports `nodes`, a stretch of some graph, as a graph of its own for staged execution:
     /// the values they read from earlier stretches are graph `inputs` (with concrete types) or,
-    /// where their values are `known`, constants; `hints` are input values usable where an op
-    /// needs a constant (the graph is then valid for those values only). Every name in
-    /// `outputs` must be computed by the stretch.
+    /// where their values are `known`, constants. Every name in `outputs` must be computed by
+    /// the stretch.
     pub(crate) fn import_segment(
         &self,
         nodes: &[crate::proto::NodeProto],
         inputs: &[(String, TensorType)],
         known: HashMap<String, TensorData>,
-        hints: HashMap<String, TensorData>,
         outputs: &[String],
     ) -> Result<Segment, OnnxError> {
         let mut b = GraphBuilder::new("segment");
-        let mut scope = Scope { hints, ..Scope::default() };
+        let mut scope = Scope::default();
         for (name, data) in known {
             scope.slots.insert(name, Slot::Known { data, value: None });
         }

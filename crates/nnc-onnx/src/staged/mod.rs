@@ -12,16 +12,19 @@
 //! never taken is never imported, so it is never checked against shapes it would not see.
 //!
 //! What it costs: each such node is a graph boundary, where values pass through host memory
-//! (a read-back on a GPU) and fusion stops. A stretch that fails to import without them is
-//! imported again with the values of its small integer operands as constants (a `Reshape` to
-//! a shape computed before an `If`), and compiled once per distinct such values.
+//! (a read-back on a GPU) and fusion stops. A stretch that fails to import as it is (an op
+//! needs a constant: a `Reshape` to a shape computed before an `If`, a `Slice` by a loop's
+//! iteration number) is imported again with its small integer operands as constants, and
+//! compiled once per distinct values of them.
 
 mod host;
+mod values;
 
 pub(crate) use host::{runs_on_host, why_on_host};
+pub use values::read_value;
 
 use crate::import::{value_type, Importer, Segment, SegmentOutput};
-use crate::proto::{GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use crate::proto::{type_proto, GraphProto, ModelProto, NodeProto, TypeProto, ValueInfoProto};
 use crate::tensor::tensor_from_proto;
 use crate::OnnxError;
 use nnc_ir::{DType, Dim, Graph, TensorData, TensorType};
@@ -97,7 +100,7 @@ pub struct StagedModel {
     file: String,
     base_dir: Option<PathBuf>,
     opset: i64,
-    inputs: Vec<(String, TensorType)>,
+    inputs: Vec<(String, Option<TensorType>)>,
     outputs: Vec<String>,
     initializers: HashMap<String, TensorData>,
 }
@@ -107,8 +110,19 @@ impl StagedModel {
     pub fn new(model: ModelProto, what: &str, base_dir: Option<&Path>) -> Result<StagedModel, OnnxError> {
         let opset =
             model.opset_import.iter().find(|o| matches!(o.domain(), "" | "ai.onnx")).map(|o| o.version()).unwrap_or(1);
-        let inputs = crate::inputs_of(&model, what)?;
         let graph = model.graph.as_ref().ok_or_else(|| OnnxError::invalid(what, "the model has no graph"))?;
+        let initialized: HashSet<&str> = graph.initializer.iter().map(|i| i.name()).collect();
+        let mut inputs = Vec::new();
+        for input in graph.input.iter().filter(|i| !initialized.contains(i.name())) {
+            let ty = match input.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+                Some(type_proto::Value::SequenceType(_) | type_proto::Value::OptionalType(_)) => None,
+                _ => Some(
+                    value_type(input, None)
+                        .map_err(|m| OnnxError::invalid(format!("{what}: graph input `{}`", input.name()), m))?,
+                ),
+            };
+            inputs.push((input.name().to_string(), ty));
+        }
         let outputs = graph.output.iter().map(|o| o.name().to_string()).collect();
         let mut initializers = HashMap::new();
         for init in &graph.initializer {
@@ -119,9 +133,18 @@ impl StagedModel {
         Ok(StagedModel { model, file: what.to_string(), base_dir, opset, inputs, outputs, initializers })
     }
 
-    /// The graph inputs' names and declared types, in order.
-    pub fn inputs(&self) -> &[(String, TensorType)] {
+    /// The graph inputs' names and declared types, in order (`None` for a sequence or
+    /// optional value).
+    pub fn inputs(&self) -> &[(String, Option<TensorType>)] {
         &self.inputs
+    }
+
+    /// The declared types of the graph's inputs and outputs, in order (for [`read_value`]).
+    pub fn io_types(&self) -> (Vec<Option<&TypeProto>>, Vec<Option<&TypeProto>>) {
+        let g = self.graph();
+        let initialized: HashSet<&str> = g.initializer.iter().map(|i| i.name()).collect();
+        let inputs = g.input.iter().filter(|i| !initialized.contains(i.name())).map(|i| i.r#type.as_ref()).collect();
+        (inputs, g.output.iter().map(|o| o.r#type.as_ref()).collect())
     }
 
     /// The graph outputs' names, in order.
@@ -152,9 +175,9 @@ const MAX_COMPILED: usize = 1024;
 const MAX_ITERATIONS: i64 = 1 << 20;
 /// Bytes a `Loop`'s scan outputs may hold before the run stops with an error.
 const MAX_SCAN_BYTES: usize = 1 << 30;
-/// Integer operands with at most this many elements may be used as constants (see the module
+/// Integer operands with at most this many elements may be made constants (see the module
 /// documentation).
-const MAX_HINT_ELEMENTS: usize = 64;
+const MAX_SPECIALIZED_ELEMENTS: usize = 64;
 
 /// A model being run staged on one runner, with the graphs compiled so far.
 pub struct Staged<R> {
@@ -185,6 +208,9 @@ enum Cached {
 struct Compiled {
     /// `None` where every output was known at import time.
     handle: Option<usize>,
+    /// The stretch's operands that are the graph's inputs, by position (the others are
+    /// constants in it).
+    args: Vec<usize>,
     outputs: Vec<(String, SegmentOutput)>,
 }
 
@@ -256,7 +282,7 @@ impl<R: GraphRunner> Staged<R> {
         }
         let mut env = Env { initializers: &model.initializers, known: HashMap::new(), values: HashMap::new() };
         for ((name, declared), value) in model.inputs.iter().zip(inputs) {
-            if let HostValue::Tensor(t) = &value {
+            if let (Some(declared), HostValue::Tensor(t)) = (declared, &value) {
                 check_input(name, declared, t).map_err(fail)?;
             }
             env.values.insert(name.clone(), value);
@@ -395,7 +421,7 @@ impl<R: GraphRunner> Staged<R> {
         let compiled = self.compiled(key, stretch, &inputs, known, &outputs)?;
         let mut results = match compiled.handle {
             Some(handle) => {
-                let args: Vec<TensorData> = inputs.into_iter().map(|(_, t)| t).collect();
+                let args: Vec<TensorData> = compiled.args.iter().map(|&k| inputs[k].1.clone()).collect();
                 self.stats.graph_runs += 1;
                 let results = self.runner.run(handle, &args).map_err(|m| self.stretch_error(stretch, start, m))?;
                 results.into_iter().map(Some).collect()
@@ -426,12 +452,7 @@ impl<R: GraphRunner> Staged<R> {
         known: HashMap<String, TensorData>,
         outputs: &[String],
     ) -> Result<Rc<Compiled>, StagedError> {
-        let small: Vec<(String, TensorData)> = inputs
-            .iter()
-            .filter(|(_, t)| (t.dtype().is_int() || t.dtype() == DType::Bool) && t.len() <= MAX_HINT_ELEMENTS)
-            .cloned()
-            .collect();
-        let values: Vec<TensorData> = small.iter().map(|(_, t)| t.clone()).collect();
+        let values: Vec<TensorData> = inputs.iter().filter(|(_, t)| is_small_int(t)).map(|(_, t)| t.clone()).collect();
         match self.segments.get(&key) {
             Some(Cached::Ready(c)) => return Ok(c.clone()),
             Some(Cached::ByValue(by_value)) => {
@@ -439,16 +460,16 @@ impl<R: GraphRunner> Staged<R> {
                     return Ok(c.clone());
                 }
             }
-            None => match self.compile(stretch, key.start, inputs, known.clone(), HashMap::new(), outputs) {
+            None => match self.compile(stretch, key.start, inputs, known.clone(), false, outputs) {
                 Ok(c) => {
                     self.segments.insert(key, Cached::Ready(c.clone()));
                     return Ok(c);
                 }
-                Err(e) if small.is_empty() => return Err(e),
+                Err(e) if values.is_empty() => return Err(e),
                 Err(_) => {}
             },
         }
-        let c = self.compile(stretch, key.start, inputs, known, small.into_iter().collect(), outputs)?;
+        let c = self.compile(stretch, key.start, inputs, known, true, outputs)?;
         match self.segments.entry(key).or_insert_with(|| Cached::ByValue(HashMap::new())) {
             Cached::ByValue(by_value) => {
                 by_value.insert(values, c.clone());
@@ -463,8 +484,8 @@ impl<R: GraphRunner> Staged<R> {
         stretch: &[NodeProto],
         start: usize,
         inputs: &[(String, TensorData)],
-        known: HashMap<String, TensorData>,
-        hints: HashMap<String, TensorData>,
+        mut known: HashMap<String, TensorData>,
+        specialize: bool,
         outputs: &[String],
     ) -> Result<Rc<Compiled>, StagedError> {
         if self.stats.compiled >= MAX_COMPILED {
@@ -481,11 +502,17 @@ impl<R: GraphRunner> Staged<R> {
             base_dir: self.model.base_dir.as_deref(),
             opset: self.model.opset,
         };
-        let types: Vec<(String, TensorType)> = inputs
-            .iter()
-            .map(|(n, t)| (n.clone(), TensorType::new(t.dtype(), t.shape().iter().map(|&d| Dim::from(d)))))
-            .collect();
-        let Segment { graph, outputs: results } = importer.import_segment(stretch, &types, known, hints, outputs)?;
+        let mut types = Vec::new();
+        let mut args = Vec::new();
+        for (k, (name, t)) in inputs.iter().enumerate() {
+            if specialize && is_small_int(t) {
+                known.insert(name.clone(), t.clone());
+            } else {
+                types.push((name.clone(), TensorType::new(t.dtype(), t.shape().iter().map(|&d| Dim::from(d)))));
+                args.push(k);
+            }
+        }
+        let Segment { graph, outputs: results } = importer.import_segment(stretch, &types, known, outputs)?;
         let handle = match graph {
             Some(graph) => {
                 let handle = self.runner.compile(graph).map_err(|m| self.stretch_error(stretch, start, m))?;
@@ -494,7 +521,7 @@ impl<R: GraphRunner> Staged<R> {
             }
             None => None,
         };
-        Ok(Rc::new(Compiled { handle, outputs: outputs.iter().cloned().zip(results).collect() }))
+        Ok(Rc::new(Compiled { handle, args, outputs: outputs.iter().cloned().zip(results).collect() }))
     }
 
     /// Runs control flow or a host node.
@@ -643,6 +670,12 @@ impl<R: GraphRunner> Staged<R> {
             message: format!("the graph of {} nodes from node {first} (#{start}): {message}", stretch.len()),
         }
     }
+}
+
+/// Whether a stretch may be specialized to the value of operand `t` (see the module
+/// documentation).
+fn is_small_int(t: &TensorData) -> bool {
+    (t.dtype().is_int() || t.dtype() == DType::Bool) && t.len() <= MAX_SPECIALIZED_ELEMENTS
 }
 
 /// Whether `node` runs on the host: control flow, the host ops, and any node reading a
