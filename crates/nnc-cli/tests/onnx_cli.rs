@@ -34,6 +34,38 @@ fn run_onnx_model_against_its_reference_outputs() {
     }
 }
 
+/// silero-vad's default model branches on its sample-rate input: at 16 kHz the other branch
+/// cannot be built for its window, so `nnc run` runs it staged (the branch taken, compiled); at
+/// 8 kHz both can, and one graph selects. Both match ONNX Runtime; a command that needs one
+/// graph says why it cannot have one.
+#[test]
+fn run_time_control_flow_runs_staged() {
+    let Some(public) = data_dir(".nnc-data/models/public", "the public models (scripts/fetch-public-models.sh)") else {
+        return;
+    };
+    for name in ["silero_vad_16k", "silero_vad_8k"] {
+        let dir = public.join(name);
+        let out = nnc()
+            .arg("run")
+            .arg(dir.join("model.onnx"))
+            .arg("--data")
+            .arg(dir.join("test_data_set_0"))
+            .output()
+            .unwrap();
+        let (text, err) = (stdout_of(&out), stderr_of(&out));
+        assert!(out.status.success(), "{name}: {text}{err}");
+        assert!(text.contains("summary: PASS, 2 of 2"), "{name}: {text}");
+        assert_eq!(err.contains("staged on cpu"), name == "silero_vad_16k", "{name}: {err}");
+    }
+    let out = nnc().arg("compile").arg(public.join("silero_vad_16k/model.onnx")).arg("--check").output().unwrap();
+    let err = stderr_of(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("values known only at run time") && err.contains("`nnc run` runs such a model staged"),
+        "{err}"
+    );
+}
+
 #[test]
 fn dump_onnx_model_prints_the_imported_graph() {
     let Some(models) = data_dir("../shared/models", "the shared models") else { return };
