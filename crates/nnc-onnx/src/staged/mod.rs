@@ -239,6 +239,18 @@ impl Env<'_> {
         self.known(name).map(|t| HostValue::Tensor(t.clone())).or_else(|| self.values.get(name).cloned())
     }
 
+    /// Sets a computed value. A name holds one value at a time, known or computed (a loop body's
+    /// values change kind between iterations where their stretches are specialized).
+    fn set(&mut self, name: String, value: HostValue) {
+        self.known.remove(&name);
+        self.values.insert(name, value);
+    }
+
+    fn set_known(&mut self, name: String, value: TensorData) {
+        self.values.remove(&name);
+        self.known.insert(name, value);
+    }
+
     fn tensor(&self, name: &str) -> Result<TensorData, String> {
         match self.get(name) {
             Some(HostValue::Tensor(t)) => Ok(t),
@@ -285,7 +297,7 @@ impl<R: GraphRunner> Staged<R> {
             if let (Some(declared), HostValue::Tensor(t)) = (declared, &value) {
                 check_input(name, declared, t).map_err(fail)?;
             }
-            env.values.insert(name.clone(), value);
+            env.set(name.clone(), value);
         }
         let graph = model.graph();
         self.run_list(&graph.node, &model.outputs, &mut env)?;
@@ -336,7 +348,9 @@ impl<R: GraphRunner> Staged<R> {
                 decoded
             }
         };
-        env.known.extend(inits.iter().cloned());
+        for (name, data) in inits.iter() {
+            env.set_known(name.clone(), data.clone());
+        }
         let outputs: Vec<String> = g.output.iter().map(|o| o.name().to_string()).collect();
         self.run_list(&g.node, &outputs, env).map_err(|e| e.to_string())?;
         outputs.iter().map(|n| env.get(n).ok_or_else(|| format!("subgraph output `{n}` is never computed"))).collect()
@@ -431,12 +445,12 @@ impl<R: GraphRunner> Staged<R> {
         for (name, output) in &compiled.outputs {
             match output {
                 SegmentOutput::Known(data) => {
-                    env.known.insert(name.clone(), data.clone());
+                    env.set_known(name.clone(), data.clone());
                 }
                 SegmentOutput::Computed(k) => {
                     let t = results.get_mut(*k).and_then(Option::take);
                     let t = t.ok_or_else(|| self.stretch_error(stretch, start, format!("output {k} is missing")))?;
-                    env.values.insert(name.clone(), HostValue::Tensor(t));
+                    env.set(name.clone(), HostValue::Tensor(t));
                 }
             }
         }
@@ -555,7 +569,7 @@ impl<R: GraphRunner> Staged<R> {
         }
         for (name, value) in node.output.iter().zip(outputs) {
             if !name.is_empty() {
-                env.values.insert(name.clone(), value);
+                env.set(name.clone(), value);
             }
         }
         Ok(())
@@ -591,10 +605,10 @@ impl<R: GraphRunner> Staged<R> {
             if i >= MAX_ITERATIONS {
                 return Err(format!("the loop ran {MAX_ITERATIONS} iterations without ending"));
             }
-            env.values.insert(body.input[0].name().to_string(), HostValue::Tensor(TensorData::scalar(i)));
-            env.values.insert(body.input[1].name().to_string(), HostValue::Tensor(TensorData::scalar(cond)));
+            env.set(body.input[0].name().to_string(), HostValue::Tensor(TensorData::scalar(i)));
+            env.set(body.input[1].name().to_string(), HostValue::Tensor(TensorData::scalar(cond)));
             for (input, value) in body.input[2..].iter().zip(carried) {
-                env.values.insert(input.name().to_string(), value);
+                env.set(input.name().to_string(), value);
             }
             let mut outputs = self.run_graph(body, env)?.into_iter();
             cond = match outputs.next() {
@@ -646,7 +660,7 @@ impl<R: GraphRunner> Staged<R> {
                     HostValue::Sequence(s) => HostValue::Tensor(s[k].clone()),
                     other => other.clone(),
                 };
-                env.values.insert(input.name().to_string(), value);
+                env.set(input.name().to_string(), value);
             }
             for (result, value) in results.iter_mut().zip(self.run_graph(body, env)?) {
                 match value {
