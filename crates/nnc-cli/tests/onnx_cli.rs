@@ -16,18 +16,17 @@ fn data_dir(relative: &str, what: &str) -> Option<PathBuf> {
     None
 }
 
+/// `nnc run DIR/model.onnx --data DIR/test_data_set_0`.
+fn run_with_its_data(dir: &std::path::Path) -> std::process::Output {
+    let data = dir.join("test_data_set_0");
+    nnc().arg("run").arg(dir.join("model.onnx")).arg("--data").arg(data).output().unwrap()
+}
+
 #[test]
 fn run_onnx_model_against_its_reference_outputs() {
     let Some(models) = data_dir("../shared/models", "the shared models") else { return };
     for name in ["digits_mlp", "silero_vad_16k_op15"] {
-        let dir = models.join(name);
-        let out = nnc()
-            .arg("run")
-            .arg(dir.join("model.onnx"))
-            .arg("--data")
-            .arg(dir.join("test_data_set_0"))
-            .output()
-            .unwrap();
+        let out = run_with_its_data(&models.join(name));
         let text = stdout_of(&out);
         assert!(out.status.success(), "{name}: {text}{}", stderr_of(&out));
         assert!(text.contains("summary: PASS"), "{name}: {text}");
@@ -44,14 +43,7 @@ fn run_time_control_flow_runs_staged() {
         return;
     };
     for name in ["silero_vad_16k", "silero_vad_8k"] {
-        let dir = public.join(name);
-        let out = nnc()
-            .arg("run")
-            .arg(dir.join("model.onnx"))
-            .arg("--data")
-            .arg(dir.join("test_data_set_0"))
-            .output()
-            .unwrap();
+        let out = run_with_its_data(&public.join(name));
         let (text, err) = (stdout_of(&out), stderr_of(&out));
         assert!(out.status.success(), "{name}: {text}{err}");
         assert!(text.contains("summary: PASS, 2 of 2"), "{name}: {text}");
