@@ -156,8 +156,17 @@ pub fn run(node: &NodeProto, operands: &[Option<HostValue>]) -> Result<Vec<HostV
         }
         op => return Err(format!("`{op}` does not run on the host")),
     };
+    if let HostValue::Sequence(items) = &out {
+        let bytes = items.iter().fold(0usize, |n, t| n.saturating_add(t.bytes().len()));
+        if bytes > MAX_SEQUENCE_BYTES {
+            return Err(format!("the sequence would hold more than {} MiB", MAX_SEQUENCE_BYTES >> 20));
+        }
+    }
     Ok(vec![out])
 }
+
+/// Bytes one sequence may hold (a loop appending to one would otherwise grow it without bound).
+const MAX_SEQUENCE_BYTES: usize = 1 << 30;
 
 /// A sequence position from a scalar index tensor, negative from the end; `end_ok` admits
 /// `len` itself (an insert at the end).
