@@ -39,12 +39,15 @@ impl Model {
     /// The verified graph; an ONNX model is imported with `input_shapes` replacing the declared
     /// shapes of those inputs.
     pub fn into_graph(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Graph> {
-        match self.import(input_shapes)? {
-            Imported::Graph(g) => Ok(g),
-            Imported::Staged { why, .. } => Err(anyhow!(
-                "{why}\n(these nodes need values known only at run time: `nnc run` runs such a model staged, \
-                 as compiled graphs with the control flow between them; this command needs it as one graph)"
-            )),
+        match self {
+            Model::Nnir(g) => Ok(g),
+            Model::Onnx { path, model, .. } => match import_onnx(&path, &model, input_shapes) {
+                Err(e) if nnc_onnx::staged::needs_staging(&e) => Err(anyhow!(
+                    "{e}\n(these nodes need values known only at run time: `nnc run` runs such a model staged, \
+                     as compiled graphs with the control flow between them; this command needs it as one graph)"
+                )),
+                imported => imported.map_err(|e| anyhow!(e)),
+            },
         }
     }
 
@@ -53,30 +56,33 @@ impl Model {
     pub fn import(self, input_shapes: HashMap<String, Vec<usize>>) -> anyhow::Result<Imported> {
         match self {
             Model::Nnir(g) => Ok(Imported::Graph(g)),
-            Model::Onnx { path, model, .. } => {
-                let options = nnc_onnx::ImportOptions { input_shapes, ..Default::default() };
-                let what = path.display().to_string();
-                match nnc_onnx::import_model(&model, &what, path.parent(), &options) {
-                    Ok(g) => Ok(Imported::Graph(g)),
-                    Err(e) if nnc_onnx::staged::needs_staging(&e) => {
-                        let staged = StagedModel::new(*model, &what, path.parent()).map_err(|e| anyhow!(e))?;
-                        Ok(Imported::Staged { model: Box::new(staged), why: e.to_string() })
-                    }
-                    Err(e) => Err(anyhow!(e)),
+            Model::Onnx { path, model, .. } => match import_onnx(&path, &model, input_shapes) {
+                Ok(g) => Ok(Imported::Graph(g)),
+                Err(e) if nnc_onnx::staged::needs_staging(&e) => {
+                    let what = path.display().to_string();
+                    let staged = StagedModel::new(*model, &what, path.parent()).map_err(|e| anyhow!(e))?;
+                    Ok(Imported::Staged(Box::new(staged)))
                 }
-            }
+                Err(e) => Err(anyhow!(e)),
+            },
         }
     }
+}
+
+/// Imports an ONNX model with `input_shapes` replacing the declared shapes of those inputs.
+fn import_onnx(
+    path: &Path,
+    model: &nnc_onnx::proto::ModelProto,
+    input_shapes: HashMap<String, Vec<usize>>,
+) -> Result<Graph, nnc_onnx::OnnxError> {
+    let options = nnc_onnx::ImportOptions { input_shapes, ..Default::default() };
+    nnc_onnx::import_model(model, &path.display().to_string(), path.parent(), &options)
 }
 
 /// A model imported as one graph, or prepared for staged runs.
 pub enum Imported {
     Graph(Graph),
-    /// `why` is the import error that lists the nodes needing run-time values.
-    Staged {
-        model: Box<StagedModel>,
-        why: String,
-    },
+    Staged(Box<StagedModel>),
 }
 
 /// Opens the model at `path`, choosing the front end by its extension.

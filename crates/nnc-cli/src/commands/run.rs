@@ -128,7 +128,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             Imported::Graph(graph) => {
                 (Session::new(graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, inputs, "compiled")
             }
-            Imported::Staged { model, .. } => return run_staged(&args, *model, inputs, options),
+            Imported::Staged(model) => return run_staged(&args, *model, inputs, options),
         }
     };
     let names: Vec<String> = session.outputs().iter().map(|n| format!("%{n}")).collect();
