@@ -466,11 +466,12 @@ impl<R: GraphRunner> Staged<R> {
         known: HashMap<String, TensorData>,
         outputs: &[String],
     ) -> Result<Rc<Compiled>, StagedError> {
-        let values: Vec<TensorData> = inputs.iter().filter(|(_, t)| is_small_int(t)).map(|(_, t)| t.clone()).collect();
+        // The operands a specialized stretch is keyed by (computed only where one is looked up).
+        let values = || inputs.iter().filter(|(_, t)| is_small_int(t)).map(|(_, t)| t.clone()).collect::<Vec<_>>();
         match self.segments.get(&key) {
             Some(Cached::Ready(c)) => return Ok(c.clone()),
             Some(Cached::ByValue(by_value)) => {
-                if let Some(c) = by_value.get(&values) {
+                if let Some(c) = by_value.get(&values()) {
                     return Ok(c.clone());
                 }
             }
@@ -479,17 +480,16 @@ impl<R: GraphRunner> Staged<R> {
                     self.segments.insert(key, Cached::Ready(c.clone()));
                     return Ok(c);
                 }
-                Err(e) if values.is_empty() => return Err(e),
+                Err(e) if !inputs.iter().any(|(_, t)| is_small_int(t)) => return Err(e),
                 Err(_) => {}
             },
         }
         let c = self.compile(stretch, key.start, inputs, known, true, outputs)?;
-        match self.segments.entry(key).or_insert_with(|| Cached::ByValue(HashMap::new())) {
-            Cached::ByValue(by_value) => {
-                by_value.insert(values, c.clone());
-            }
-            Cached::Ready(_) => unreachable!("a stretch that imports without values is never imported with them"),
-        }
+        let Cached::ByValue(by_value) = self.segments.entry(key).or_insert_with(|| Cached::ByValue(HashMap::new()))
+        else {
+            unreachable!("a stretch that imports without values is never imported with them")
+        };
+        by_value.insert(values(), c.clone());
         Ok(c)
     }
 
