@@ -166,13 +166,7 @@ fn run_staged(
     inputs: Vec<TensorData>,
 ) -> Result<Vec<TensorData>, String> {
     let outputs = run_staged_values(model, path, backend, inputs.into_iter().map(HostValue::Tensor).collect())?;
-    outputs
-        .into_iter()
-        .map(|v| match v {
-            HostValue::Tensor(t) => Ok(t),
-            other => Err(format!("an output is {}", other.kind())),
-        })
-        .collect()
+    outputs.into_iter().map(|v| v.into_tensor().map_err(|what| format!("an output is {what}"))).collect()
 }
 
 fn run_staged_values(

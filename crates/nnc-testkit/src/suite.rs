@@ -211,10 +211,7 @@ fn staged_model_on(target: Target, dir: &Path, tolerance: Tolerance) -> Result<(
     );
     let found: Vec<TensorData> = outputs
         .into_iter()
-        .map(|v| match v {
-            HostValue::Tensor(t) => Ok(t),
-            other => Err(format!("{name}: an output is {}, the reference a tensor", other.kind())),
-        })
+        .map(|v| v.into_tensor().map_err(|what| format!("{name}: an output is {what}, the reference a tensor")))
         .collect::<Result<_, _>>()?;
     matches_references(&name, &expected, &found, tolerance)
 }

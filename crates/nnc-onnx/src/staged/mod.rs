@@ -50,6 +50,14 @@ impl HostValue {
             HostValue::Optional(_) => "an optional value",
         }
     }
+
+    /// The tensor this value is, or an error saying what it is instead.
+    pub fn into_tensor(self) -> Result<TensorData, String> {
+        match self {
+            HostValue::Tensor(t) => Ok(t),
+            other => Err(format!("{}, not a tensor", other.kind())),
+        }
+    }
 }
 
 /// Compiles and runs the graphs of a staged model on some target.
@@ -252,11 +260,8 @@ impl Env<'_> {
     }
 
     fn tensor(&self, name: &str) -> Result<TensorData, String> {
-        match self.get(name) {
-            Some(HostValue::Tensor(t)) => Ok(t),
-            Some(other) => Err(format!("`{name}` is {}, not a tensor", other.kind())),
-            None => Err(format!("`{name}` is not defined")),
-        }
+        let value = self.get(name).ok_or(format!("`{name}` is not defined"))?;
+        value.into_tensor().map_err(|what| format!("`{name}` is {what}"))
     }
 }
 
@@ -617,7 +622,7 @@ impl<R: GraphRunner> Staged<R> {
             };
             carried = outputs.by_ref().take(n_carried).collect();
             for (scan, value) in scans.iter_mut().zip(outputs) {
-                let HostValue::Tensor(t) = value else { return Err("a scan output is not a tensor".into()) };
+                let t = value.into_tensor().map_err(|what| format!("a scan output is {what}"))?;
                 scan_bytes = scan_bytes.saturating_add(t.bytes().len());
                 if scan_bytes > MAX_SCAN_BYTES {
                     return Err(format!("the loop's scan outputs exceed {} MiB", MAX_SCAN_BYTES >> 20));
@@ -663,10 +668,7 @@ impl<R: GraphRunner> Staged<R> {
                 env.set(input.name().to_string(), value);
             }
             for (result, value) in results.iter_mut().zip(self.run_graph(body, env)?) {
-                match value {
-                    HostValue::Tensor(t) => result.push(t),
-                    other => return Err(format!("the body gives {}, not a tensor", other.kind())),
-                }
+                result.push(value.into_tensor().map_err(|what| format!("the body gives {what}"))?);
             }
         }
         Ok(results.into_iter().map(HostValue::Sequence).collect())
