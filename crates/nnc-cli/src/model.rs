@@ -138,6 +138,36 @@ impl Specialized {
 /// and, for inputs those do not give, the shapes of the files `data/input_N.pb`; every symbol
 /// still unbound is bound to 1 (listed in `resolved.defaulted`), so it can be compiled.
 pub fn load_for_shapes(path: &Path, shape_flags: &[String], data: Option<&Path>) -> anyhow::Result<Specialized> {
+    let (model, interface, resolved) = open_for_shapes(path, shape_flags, data)?;
+    let graph = model.into_graph(resolved.by_name(&interface))?;
+    specialize(path, graph, interface, resolved)
+}
+
+/// [`load_for_shapes`], or for an ONNX model whose control flow or shapes are decided at run
+/// time, the model prepared for staged runs (with the input shapes resolved the same way).
+pub fn load_or_stage_for_shapes(path: &Path, shape_flags: &[String], data: Option<&Path>) -> anyhow::Result<Loaded> {
+    let (model, interface, resolved) = open_for_shapes(path, shape_flags, data)?;
+    match model.import(resolved.by_name(&interface))? {
+        Imported::Graph(graph) => Ok(Loaded::Graph(specialize(path, graph, interface, resolved)?)),
+        Imported::Staged(model) => Ok(Loaded::Staged { model, interface, resolved }),
+    }
+}
+
+/// A model's graph inputs: names and declared types, in order.
+pub type Interface = Vec<(String, TensorType)>;
+
+/// What [`load_or_stage_for_shapes`] gives.
+pub enum Loaded {
+    Graph(Specialized),
+    Staged { model: Box<StagedModel>, interface: Interface, resolved: Resolved },
+}
+
+/// Opens the model and resolves the input shapes (see [`load_for_shapes`]).
+fn open_for_shapes(
+    path: &Path,
+    shape_flags: &[String],
+    data: Option<&Path>,
+) -> anyhow::Result<(Model, Interface, Resolved)> {
     let model = open_model(path)?;
     let interface = model.inputs();
     let mut flags = ShapeFlags::parse(shape_flags, &interface)?;
@@ -151,8 +181,16 @@ pub fn load_for_shapes(path: &Path, shape_flags: &[String], data: Option<&Path>)
         }
     }
     let resolved = resolve(&interface, &flags)?;
-    let by_name = interface.iter().map(|(n, _)| n.clone()).zip(resolved.shapes.iter().cloned()).collect();
-    let graph = model.into_graph(by_name)?;
+    Ok((model, interface, resolved))
+}
+
+/// `graph` with every symbol bound as `resolved` says, verified.
+fn specialize(
+    path: &Path,
+    graph: Graph,
+    interface: Vec<(String, TensorType)>,
+    resolved: Resolved,
+) -> anyhow::Result<Specialized> {
     let graph = nnc_lower::bind_symbols(&graph, &|s| resolved.bindings.get(s).copied());
     nnc_ir::verify(&graph)
         .map_err(|e| anyhow!("{}: with inputs {}: {e}", path.display(), resolved.describe(&interface)))?;

@@ -6,7 +6,7 @@
 
 use anyhow::{anyhow, bail};
 use nnc_ir::{Dim, TensorType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
 /// What the `--shape` flags say.
@@ -77,6 +77,11 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// Each input's shape by name (`interface` lists the inputs in order).
+    pub fn by_name(&self, interface: &[(String, TensorType)]) -> HashMap<String, Vec<usize>> {
+        interface.iter().map(|(n, _)| n.clone()).zip(self.shapes.iter().cloned()).collect()
+    }
+
     /// `%x: f32[1, 64]`, one per input, for messages.
     pub fn describe(&self, interface: &[(String, TensorType)]) -> String {
         let parts: Vec<String> = interface

@@ -49,6 +49,17 @@ fn run_time_control_flow_runs_staged() {
         assert!(text.contains("summary: PASS, 2 of 2"), "{name}: {text}");
         assert_eq!(err.contains("staged on cpu"), name == "silero_vad_16k", "{name}: {err}");
     }
+    // `nnc bench` times staged runs and says what each does.
+    let dir = public.join("silero_vad_16k");
+    let data = dir.join("test_data_set_0");
+    let mut bench = nnc();
+    bench.arg("bench").arg(dir.join("model.onnx")).arg("--data").arg(&data).args(["--iters", "3", "--json"]);
+    let out = bench.output().unwrap();
+    let text = stdout_of(&out);
+    assert!(out.status.success(), "{text}{}", stderr_of(&out));
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert!(v["median_ms"].as_f64().is_some_and(|x| x > 0.0), "{text}");
+    assert!(v["staged"]["graph_runs"].as_u64().is_some_and(|n| n > 1), "{text}");
     let out = nnc().arg("compile").arg(public.join("silero_vad_16k/model.onnx")).arg("--check").output().unwrap();
     let err = stderr_of(&out);
     assert!(!out.status.success());

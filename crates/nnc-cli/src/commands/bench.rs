@@ -6,14 +6,19 @@
 //! Inputs are pseudo-random with a fixed seed (as `nnc run --random-inputs`), shaped by
 //! `--shape`, or read from `--data DIR` (`input_N.pb`). MODEL may be a bundle folder from
 //! `nnc compile`; its "compile" time is then the time to load it. `--profile` adds the time of
-//! each kernel alone ([`nnc_runtime::profile`]).
+//! each kernel alone ([`nnc_runtime::profile`]). A model whose control flow is decided at run
+//! time runs staged (see `nnc_onnx::staged`): its "compile" time is then the first run's, which
+//! compiles the graphs the inputs take, and the report says what each run does.
 
 use crate::inputs::timing_inputs;
-use crate::model::load_for_shapes;
+use crate::model::{load_or_stage_for_shapes, Loaded};
 use crate::target::TargetArg;
 use anyhow::{anyhow, bail};
 use clap::Args;
-use nnc_runtime::{Session, Target};
+use nnc_ir::{TensorData, TensorType};
+use nnc_onnx::staged::{HostValue, StagedModel, StagedStats};
+use nnc_runtime::profile::Profile;
+use nnc_runtime::{staged_session, Session, SessionOptions, Target};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,7 +56,7 @@ pub struct BenchArgs {
 
     /// Print one JSON object: model, target, compile_ms, min_ms, median_ms, mean_ms, p90_ms,
     /// stddev_ms, iters, warmup, threads, input_shapes, nnc_version, host_cpu, tuned_kernels,
-    /// profile (null without --profile).
+    /// profile (null without --profile), staged (null unless the model runs staged).
     #[arg(long)]
     pub json: bool,
 }
@@ -68,10 +73,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         let shapes = session.inputs().iter().map(|(_, ty)| ty.static_shape().unwrap_or_default()).collect();
         (session, shapes)
     } else {
-        let spec = load_for_shapes(&args.file, &args.on.shape, args.on.data.as_deref())?;
-        eprint!("{}", spec.resolved.note());
         let options = args.tuning.session_options(args.target.0, args.on.adapter.clone(), threads)?;
-        (Session::new(spec.graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, spec.resolved.shapes)
+        match load_or_stage_for_shapes(&args.file, &args.on.shape, args.on.data.as_deref())? {
+            Loaded::Graph(spec) => {
+                eprint!("{}", spec.resolved.note());
+                (Session::new(spec.graph, options).map_err(|e| anyhow!("{shown}: {e}"))?, spec.resolved.shapes)
+            }
+            Loaded::Staged { model, interface, resolved } => {
+                eprint!("{}", resolved.note());
+                let inputs = timing_inputs(&interface, &resolved.shapes, args.on.data.as_deref(), false)?;
+                return bench_staged(&args, *model, options, &interface, inputs, start);
+            }
+        }
     };
     let interface = session.inputs().to_vec();
     let inputs = timing_inputs(&interface, &shapes, args.on.data.as_deref(), args.file.is_dir())?;
@@ -80,31 +93,98 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     crate::tuning::report(&report.tuning, report.kernels);
     let tuned_kernels = report.tuning.tuned_kernels();
     let compile = start.elapsed();
-
-    for _ in 0..args.warmup {
-        session.run(&inputs).map_err(|e| anyhow!("{shown}: {e}"))?;
-    }
-    let mut times: Vec<Duration> = Vec::with_capacity(args.iters as usize);
-    for _ in 0..args.iters {
-        let t = Instant::now();
-        session.run(&inputs).map_err(|e| anyhow!("{shown}: {e}"))?;
-        times.push(t.elapsed());
-    }
-    let stats = Stats::of(&times);
+    let stats = time_runs(&args, || session.run(&inputs).map(drop).map_err(|e| anyhow!("{shown}: {e}")))?;
     let profile = match args.profile {
         true => Some(session.profile(&inputs, args.iters).map_err(|e| anyhow!("{shown}: {e}"))?),
         false => None,
     };
-    let compile_ms = compile.as_secs_f64() * 1e3;
-    let thread_count = (session.target() == Target::Cpu)
-        .then(|| threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
+    let phases = session.report().map(|r| format!(" ({})", r.phases)).unwrap_or_default();
+    let measured = Measured { target: session.target(), compile, phases, stats, tuned_kernels, staged: None };
+    print_report(&args, &interface, &inputs, &measured, profile.as_ref())
+}
+
+/// [`run`] for a model that runs staged (its control flow decided at run time): "compile" is
+/// the first run, which compiles the graphs the inputs take; the report adds what each run does.
+fn bench_staged(
+    args: &BenchArgs,
+    model: StagedModel,
+    options: SessionOptions,
+    interface: &[(String, TensorType)],
+    inputs: Vec<TensorData>,
+    start: Instant,
+) -> anyhow::Result<ExitCode> {
+    let shown = args.file.display().to_string();
+    if args.profile {
+        bail!("{shown}: --profile is not supported for a model that runs staged (its control flow is decided at run time)");
+    }
+    let target = options.target;
+    let values: Vec<HostValue> = inputs.iter().cloned().map(HostValue::Tensor).collect();
+    let mut staged = staged_session(model, options);
+    let mut run = || staged.run(values.clone()).map(drop).map_err(|e| anyhow!(e));
+    run()?;
+    let compile = start.elapsed();
+    let stats = time_runs(args, &mut run)?;
+    let counts = staged.stats();
+    // Every run after the first repeats the first's graph runs and host nodes (same inputs).
+    let runs = 1 + args.warmup as usize + args.iters as usize;
+    let per_run = StagedStats {
+        compiled: counts.compiled,
+        graph_runs: counts.graph_runs / runs,
+        host_nodes: counts.host_nodes / runs,
+    };
+    let measured = Measured { target, compile, phases: String::new(), stats, tuned_kernels: 0, staged: Some(per_run) };
+    print_report(args, interface, &inputs, &measured, None)
+}
+
+/// `--warmup` untimed runs, then `--iters` timed ones.
+fn time_runs(args: &BenchArgs, mut run: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Stats> {
+    for _ in 0..args.warmup {
+        run()?;
+    }
+    let mut times: Vec<Duration> = Vec::with_capacity(args.iters as usize);
+    for _ in 0..args.iters {
+        let t = Instant::now();
+        run()?;
+        times.push(t.elapsed());
+    }
+    Ok(Stats::of(&times))
+}
+
+/// What a benchmark measured, for [`print_report`].
+struct Measured {
+    target: Target,
+    compile: Duration,
+    /// ` (optimize 8.1 ms, ...)`, or empty.
+    phases: String,
+    stats: Stats,
+    tuned_kernels: usize,
+    /// For a staged model: graphs compiled, and graph runs and host nodes per run.
+    staged: Option<StagedStats>,
+}
+
+/// Prints the report, as text or (`--json`) one JSON object.
+fn print_report(
+    args: &BenchArgs,
+    interface: &[(String, TensorType)],
+    inputs: &[TensorData],
+    m: &Measured,
+    profile: Option<&Profile>,
+) -> anyhow::Result<ExitCode> {
+    let shown = args.file.display().to_string();
+    let compile_ms = m.compile.as_secs_f64() * 1e3;
+    let stats = &m.stats;
+    let thread_count = (m.target == Target::Cpu)
+        .then(|| args.on.threads().unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())));
     let mut out = std::io::stdout().lock();
     if args.json {
         let input_shapes: serde_json::Map<String, serde_json::Value> =
-            interface.iter().zip(&shapes).map(|((name, _), s)| (name.clone(), serde_json::json!(s))).collect();
+            interface.iter().zip(inputs).map(|((name, _), t)| (name.clone(), serde_json::json!(t.shape()))).collect();
+        let staged = m.staged.map(|s| {
+            serde_json::json!({"graphs_compiled": s.compiled, "graph_runs": s.graph_runs, "host_nodes": s.host_nodes})
+        });
         let report = serde_json::json!({
             "model": shown,
-            "target": session.target().name(),
+            "target": m.target.name(),
             "compile_ms": compile_ms,
             "min_ms": stats.min,
             "median_ms": stats.median,
@@ -117,23 +197,31 @@ pub fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "input_shapes": input_shapes,
             "nnc_version": env!("CARGO_PKG_VERSION"),
             "host_cpu": nnc_cpu::host_cpu_name(),
-            "tuned_kernels": tuned_kernels,
+            "tuned_kernels": m.tuned_kernels,
             "profile": profile,
+            "staged": staged,
         });
         writeln!(out, "{report}")?;
     } else {
-        let phases = session.report().map(|r| format!(" ({})", r.phases)).unwrap_or_default();
         let described: Vec<String> =
-            interface.iter().zip(&inputs).map(|((n, _), t)| format!("%{n}: {}", crate::inputs::type_of(t))).collect();
+            interface.iter().zip(inputs).map(|((n, _), t)| format!("%{n}: {}", crate::inputs::type_of(t))).collect();
         let on = thread_count.map(|n| format!(", {n} threads")).unwrap_or_default();
-        writeln!(out, "{shown} on {}{on}, inputs {}", session.target().name(), described.join(", "))?;
-        writeln!(out, "compile: {compile_ms:.1} ms{phases}")?;
+        writeln!(out, "{shown} on {}{on}, inputs {}", m.target.name(), described.join(", "))?;
+        match m.staged {
+            Some(s) => writeln!(
+                out,
+                "staged (control flow decided at run time): compile and first run {compile_ms:.1} ms, {} graphs \
+                 compiled; each run: {} graph runs, {} host nodes",
+                s.compiled, s.graph_runs, s.host_nodes
+            )?,
+            None => writeln!(out, "compile: {compile_ms:.1} ms{}", m.phases)?,
+        }
         writeln!(
             out,
             "run: median {:.3} ms, min {:.3} ms, mean {:.3} ms, p90 {:.3} ms, std dev {:.3} ms over {} runs",
             stats.median, stats.min, stats.mean, stats.p90, stats.stddev, args.iters
         )?;
-        if let Some(profile) = &profile {
+        if let Some(profile) = profile {
             write!(out, "{profile}")?;
         }
     }
