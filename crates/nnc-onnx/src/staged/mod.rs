@@ -193,6 +193,7 @@ pub struct Staged<R> {
     runner: R,
     segments: HashMap<SegmentKey, Cached>,
     lists: HashMap<usize, Rc<ListInfo>>,
+    plans: HashMap<(usize, usize, usize), Rc<StretchPlan>>,
     subgraph_initializers: HashMap<usize, Rc<Vec<(String, TensorData)>>>,
     stats: StagedStats,
 }
@@ -222,6 +223,12 @@ struct Compiled {
     outputs: Vec<(String, SegmentOutput)>,
 }
 
+/// A stretch's operands (names read from before it) and results (names read after it).
+struct StretchPlan {
+    reads: Vec<String>,
+    outputs: Vec<String>,
+}
+
 /// What the executor needs to know about a node list: the names each node reads (its
 /// subgraphs' included), and the last node reading each name (`usize::MAX` for the list's
 /// outputs).
@@ -236,6 +243,8 @@ struct Env<'a> {
     initializers: &'a HashMap<String, TensorData>,
     known: HashMap<String, TensorData>,
     values: HashMap<String, HostValue>,
+    /// How many of `values` are sequences or optionals (while none are, no node reads one).
+    non_tensors: usize,
 }
 
 impl Env<'_> {
@@ -251,12 +260,19 @@ impl Env<'_> {
     /// values change kind between iterations where their stretches are specialized).
     fn set(&mut self, name: String, value: HostValue) {
         self.known.remove(&name);
-        self.values.insert(name, value);
+        self.non_tensors += usize::from(!matches!(value, HostValue::Tensor(_)));
+        let old = self.values.insert(name, value);
+        self.forget(old);
     }
 
     fn set_known(&mut self, name: String, value: TensorData) {
-        self.values.remove(&name);
+        let old = self.values.remove(&name);
+        self.forget(old);
         self.known.insert(name, value);
+    }
+
+    fn forget(&mut self, old: Option<HostValue>) {
+        self.non_tensors -= usize::from(matches!(old, Some(HostValue::Sequence(_) | HostValue::Optional(_))));
     }
 
     fn tensor(&self, name: &str) -> Result<TensorData, String> {
@@ -272,6 +288,7 @@ impl<R: GraphRunner> Staged<R> {
             runner,
             segments: HashMap::new(),
             lists: HashMap::new(),
+            plans: HashMap::new(),
             subgraph_initializers: HashMap::new(),
             stats: StagedStats::default(),
         }
@@ -297,7 +314,8 @@ impl<R: GraphRunner> Staged<R> {
         if inputs.len() != model.inputs.len() {
             return Err(fail(format!("the model has {} inputs, {} were given", model.inputs.len(), inputs.len())));
         }
-        let mut env = Env { initializers: &model.initializers, known: HashMap::new(), values: HashMap::new() };
+        let mut env =
+            Env { initializers: &model.initializers, known: HashMap::new(), values: HashMap::new(), non_tensors: 0 };
         for ((name, declared), value) in model.inputs.iter().zip(inputs) {
             if let (Some(declared), HostValue::Tensor(t)) = (declared, &value) {
                 check_input(name, declared, t).map_err(fail)?;
@@ -401,24 +419,15 @@ impl<R: GraphRunner> Staged<R> {
         env: &mut Env,
     ) -> Result<(), StagedError> {
         let stretch = &nodes[start..end];
-        let defined: HashSet<&str> = stretch.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
-        let outputs: Vec<String> = stretch
-            .iter()
-            .flat_map(|n| n.output.iter())
-            .filter(|name| !name.is_empty() && info.last_use.get(*name).is_some_and(|&u| u >= end))
-            .cloned()
-            .collect();
-        if outputs.is_empty() {
+        let plan = self.stretch_plan(nodes, start, end, info);
+        if plan.outputs.is_empty() {
             return Ok(());
         }
-        let mut seen = HashSet::new();
-        let (mut known, mut inputs) = (HashMap::new(), Vec::new());
-        for name in info.reads[start..end].iter().flatten() {
-            if defined.contains(name.as_str()) || !seen.insert(name.as_str()) {
-                continue;
-            }
-            if let Some(t) = env.known(name) {
-                known.insert(name.clone(), t.clone());
+        // Values known at import are only gathered to compile (a cache miss), by name.
+        let (mut known, mut inputs) = (Vec::new(), Vec::new());
+        for name in &plan.reads {
+            if env.known(name).is_some() {
+                known.push(name.as_str());
                 continue;
             }
             match env.values.get(name) {
@@ -437,7 +446,7 @@ impl<R: GraphRunner> Staged<R> {
             end,
             types: inputs.iter().map(|(_, t)| (t.dtype(), t.shape().to_vec())).collect(),
         };
-        let compiled = self.compiled(key, stretch, &inputs, known, &outputs)?;
+        let compiled = self.compiled(key, stretch, &inputs, &known, env, &plan.outputs)?;
         let mut results = match compiled.handle {
             Some(handle) => {
                 let args: Vec<TensorData> = compiled.args.iter().map(|&k| inputs[k].1.clone()).collect();
@@ -462,13 +471,41 @@ impl<R: GraphRunner> Staged<R> {
         Ok(())
     }
 
+    /// What a stretch reads from before it (names in first-read order, its subgraphs' reads
+    /// included) and what is read after it, worked out once per stretch.
+    fn stretch_plan(&mut self, nodes: &[NodeProto], start: usize, end: usize, info: &ListInfo) -> Rc<StretchPlan> {
+        let key = (nodes.as_ptr() as usize, start, end);
+        if let Some(plan) = self.plans.get(&key) {
+            return plan.clone();
+        }
+        let stretch = &nodes[start..end];
+        let defined: HashSet<&str> = stretch.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+        let outputs = stretch
+            .iter()
+            .flat_map(|n| n.output.iter())
+            .filter(|name| !name.is_empty() && info.last_use.get(*name).is_some_and(|&u| u >= end))
+            .cloned()
+            .collect();
+        let mut seen = HashSet::new();
+        let reads = info.reads[start..end]
+            .iter()
+            .flatten()
+            .filter(|name| !defined.contains(name.as_str()) && seen.insert(name.as_str()))
+            .cloned()
+            .collect();
+        let plan = Rc::new(StretchPlan { reads, outputs });
+        self.plans.insert(key, plan.clone());
+        plan
+    }
+
     /// The compiled graph of a stretch, importing and compiling it on first use.
     fn compiled(
         &mut self,
         key: SegmentKey,
         stretch: &[NodeProto],
         inputs: &[(String, TensorData)],
-        known: HashMap<String, TensorData>,
+        known: &[&str],
+        env: &Env,
         outputs: &[String],
     ) -> Result<Rc<Compiled>, StagedError> {
         // The operands a specialized stretch is keyed by (computed only where one is looked up).
@@ -480,14 +517,19 @@ impl<R: GraphRunner> Staged<R> {
                     return Ok(c.clone());
                 }
             }
-            None => match self.compile(stretch, key.start, inputs, known.clone(), false, outputs) {
+            None => {}
+        }
+        let known: HashMap<String, TensorData> =
+            known.iter().filter_map(|&n| env.known(n).map(|t| (n.to_string(), t.clone()))).collect();
+        if !self.segments.contains_key(&key) {
+            match self.compile(stretch, key.start, inputs, known.clone(), false, outputs) {
                 Ok(c) => {
                     self.segments.insert(key, Cached::Ready(c.clone()));
                     return Ok(c);
                 }
                 Err(e) if !inputs.iter().any(|(_, t)| is_small_int(t)) => return Err(e),
                 Err(_) => {}
-            },
+            }
         }
         let c = self.compile(stretch, key.start, inputs, known, true, outputs)?;
         let Cached::ByValue(by_value) = self.segments.entry(key).or_insert_with(|| Cached::ByValue(HashMap::new()))
@@ -699,7 +741,11 @@ fn is_small_int(t: &TensorData) -> bool {
 fn on_host(node: &NodeProto, env: &Env) -> bool {
     matches!(node.op_type(), "If" | "Loop" | "SequenceMap")
         || runs_on_host(node.op_type())
-        || node.input.iter().any(|n| matches!(env.values.get(n), Some(HostValue::Sequence(_) | HostValue::Optional(_))))
+        || (env.non_tensors > 0
+            && node
+                .input
+                .iter()
+                .any(|n| matches!(env.values.get(n), Some(HostValue::Sequence(_) | HostValue::Optional(_)))))
 }
 
 fn subgraph<'n>(node: &'n NodeProto, name: &str) -> Result<&'n GraphProto, String> {
