@@ -122,8 +122,15 @@ pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The machine's memory and swap in bytes, where the system says.
+/// The machine's memory and swap in bytes, where the system says. Asked once per process: it
+/// guards every checked allocation (each output of each run), and a system call each time cost
+/// small models several percent of their run time.
 pub fn system_memory() -> Option<u64> {
+    static TOTAL: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *TOTAL.get_or_init(ask_system_memory)
+}
+
+fn ask_system_memory() -> Option<u64> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: `sysinfo` only writes the struct it is given.
