@@ -65,6 +65,12 @@ fn binary_cases(rng: &mut Gen) -> Vec<Case> {
             Div => (rng.vals(&sa, -2.0, 2.0), rng.signed(&sb, 0.5, 2.0)),
             Rem => (rng.vals(&sa, -3.0, 3.0), rng.signed(&sb, 0.7, 1.5)),
             Pow => (rng.vals(&sa, 0.5, 2.0), rng.vals(&sb, -2.0, 2.0)),
+            Max | Min => {
+                let (na, nb) = (sa.iter().product::<usize>(), sb.iter().product::<usize>());
+                let mut both = rng.distinct(na + nb, -2.0, 2.0);
+                let vb = both.split_off(na);
+                (both, vb)
+            }
             _ => (rng.vals(&sa, -2.0, 2.0), rng.vals(&sb, -2.0, 2.0)),
         };
         let name = format!("{} {sa:?} {sb:?}", op.name());
@@ -121,7 +127,12 @@ fn reduce_cases(rng: &mut Gen) -> Vec<Case> {
         let shape = rng.shape(1, 3, 4);
         let axes: Vec<i64> = (0..shape.len() as i64).filter(|_| rng.bool()).collect();
         let keep = rng.bool();
-        let mut v = if kind == ReduceKind::Prod { rng.signed(&shape, 0.5, 1.5) } else { rng.vals(&shape, -2.0, 2.0) };
+        let n = shape.iter().product();
+        let mut v = match kind {
+            ReduceKind::Prod => rng.signed(&shape, 0.5, 1.5),
+            ReduceKind::Max | ReduceKind::Min => rng.distinct(n, -2.0, 2.0),
+            _ => rng.vals(&shape, -2.0, 2.0),
+        };
         if kind == ReduceKind::Prod && rng.bool() {
             v[0] = 0.0; // exact zeros are handled
         }
@@ -149,7 +160,7 @@ fn cumulative_cases(rng: &mut Gen) -> Vec<Case> {
     let axis = rng.usize(0, shape.len() - 1);
     let k = rng.usize(0, shape[axis]);
     let largest = rng.bool();
-    let v = rng.vals(&shape, -2.0, 2.0);
+    let v = rng.distinct(shape.iter().product(), -2.0, 2.0);
     cases.push(Case::new(
         format!("topk {shape:?} axis {axis} k {k} largest {largest}"),
         vec![f(&shape, v)],

@@ -105,7 +105,10 @@ fn pool_cases(g: &mut Gen) -> Vec<Case> {
             let count_include_pad = g.bool();
             let mut xs = vec![g.usize(1, 2), g.usize(1, 2)];
             xs.extend(&lens);
-            let v = g.vals(&xs, -2.0, 2.0);
+            let v = match kind {
+                PoolKind::Max => g.distinct(xs.iter().product(), -2.0, 2.0),
+                _ => g.vals(&xs, -2.0, 2.0),
+            };
             let kernel: Vec<i64> = kernel.iter().map(|&k| k as i64).collect();
             let name = format!(
                 "{} x {xs:?} kernel {kernel:?} {w:?} ceil {ceil_mode} include_pad {count_include_pad}",

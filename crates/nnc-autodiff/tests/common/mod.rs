@@ -43,6 +43,18 @@ impl Gen {
             .map(|_| if self.bool() { self.f(lo, hi) } else { -self.f(lo, hi) })
             .collect()
     }
+    /// `n` values in `[lo, hi)`, shuffled, no two closer than `(hi - lo) / (2 n)`: for ops that
+    /// pick one operand (min, max, top-k), where two values closer than the finite-difference
+    /// step would make the difference straddle a kink that the gradient, rightly, does not see.
+    pub fn distinct(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f64> {
+        let slot = (hi - lo) / n as f64;
+        let mut v: Vec<f64> =
+            (0..n).map(|i| (lo + slot * (i as f64 + 0.25 + 0.5 * self.f(0.0, 1.0))) as f32 as f64).collect();
+        for i in (1..n).rev() {
+            v.swap(i, self.usize(0, i));
+        }
+        v
+    }
     pub fn pick<T: Clone>(&mut self, xs: &[T]) -> T {
         xs[self.usize(0, xs.len() - 1)].clone()
     }
