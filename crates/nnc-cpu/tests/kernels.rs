@@ -444,3 +444,41 @@ fn gpu_kernels_are_refused_with_a_clear_error() {
     let e = compile_kernels(std::slice::from_ref(&k), &EmitOptions::default()).unwrap_err();
     assert!(e.to_string().contains("one invocation"), "{e}");
 }
+
+#[test]
+fn strided_vector_loads_with_and_without_bounds_checks() {
+    // o[j] = a[s * j + off] for strides 2 to 5 (2 to 4 are contiguous loads and shuffles,
+    // 5 a gather), unchecked where every lane is in bounds, else behind a select on the bounds
+    // (lanes outside read nothing and give 7) or a masked load (lanes outside give 0).
+    for width in [4u32, 8, 16] {
+        for step in 2..=5i64 {
+            for off in [-1i64, 0, 1] {
+                let extent = 2 * width as i64;
+                let n = step * (extent - 1) + 1; // the last lane reads the last element when off = 0
+                let j = var(1, DType::I64);
+                let at = Expr::add_index(Expr::mul_index(Expr::Var(j), Expr::i64(step)), Expr::i64(off));
+                let inside = Expr::and(
+                    Expr::binary(BinaryOp::Ge, at.clone(), Expr::i64(0)),
+                    Expr::binary(BinaryOp::Lt, at.clone(), Expr::i64(n)),
+                );
+                let value = match off {
+                    0 => load(0, DType::F32, at),
+                    -1 => Expr::select(inside, load(0, DType::F32, at), Expr::lit(7.0, DType::F32)),
+                    _ => Expr::Load { buf: BufId(0), dtype: DType::F32, index: vec![at], mask: Some(Box::new(inside)) },
+                };
+                let body = vec![Stmt::For {
+                    var: j,
+                    extent: Expr::i64(extent),
+                    kind: LoopKind::Vector(width),
+                    body: vec![Stmt::Store { buf: BufId(1), index: vec![Expr::Var(j)], value }],
+                }];
+                let bufs =
+                    vec![buf("a", DType::F32, &[n], Access::Read), buf("o", DType::F32, &[extent], Access::Write)];
+                let k = kernel(&format!("stride{step}_{off}_w{width}"), bufs, [1, 1, 1], body);
+                let a: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 3.0).collect();
+                let a = TensorData::from_f64(DType::F32, vec![n as usize], &a);
+                assert_match(&k, &[a, zeros(DType::F32, extent as usize)]);
+            }
+        }
+    }
+}

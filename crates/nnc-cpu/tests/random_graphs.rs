@@ -128,6 +128,11 @@ fn convs_match_the_interpreters_on_cranelift() {
 }
 
 #[test]
+fn pools_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("pool");
+}
+
+#[test]
 fn movement_matches_the_interpreters_on_cranelift() {
     family_on_cranelift("movement");
 }

@@ -31,6 +31,8 @@ mod masks;
 use masks::{mask_loads, reduction_guard, strip_masks};
 mod shapes;
 use shapes::{axes_used, contraction_parts, matmul_parts, row_split};
+mod window_rows;
+use window_rows::{copy_stmts, vectorize_window_row};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("kernel `{kernel}`: {message}")]
@@ -209,34 +211,6 @@ fn has_transcendental(e: &Expr) -> bool {
     e.any(&mut |x| matches!(x, Expr::Unary(op, a) if a.dtype().is_float() && nnc_kernel::cost::is_transcendental(*op)))
 }
 
-/// A copy of a straight-line loop body (`let`s and stores) with loop variable `var` replaced by
-/// `value` and every `let` given a fresh variable, for a second loop over the same statements.
-fn copy_straight_body(body: &[Stmt], var: Var, value: &Expr, vars: &mut VarGen) -> Vec<Stmt> {
-    let mut renamed: HashMap<u32, Expr> = HashMap::from([(var.id, value.clone())]);
-    let rewrite = |e: &Expr, renamed: &HashMap<u32, Expr>| {
-        e.clone().rewrite(&mut |x| match x {
-            Expr::Var(v) => renamed.get(&v.id).cloned().unwrap_or(Expr::Var(v)),
-            x => x,
-        })
-    };
-    body.iter()
-        .map(|st| match st {
-            Stmt::Let { var, value } => {
-                let value = rewrite(value, &renamed);
-                let fresh = vars.fresh(var.dtype);
-                renamed.insert(var.id, Expr::Var(fresh));
-                Stmt::Let { var: fresh, value }
-            }
-            Stmt::Store { buf, index, value } => Stmt::Store {
-                buf: *buf,
-                index: index.iter().map(|i| rewrite(i, &renamed)).collect(),
-                value: rewrite(value, &renamed),
-            },
-            other => unreachable!("a straight-line body has only lets and stores, not {other:?}"),
-        })
-        .collect()
-}
-
 fn tid(axis: u8) -> Expr {
     Expr::Special(Special::ThreadId(axis))
 }
@@ -353,8 +327,10 @@ impl KernelBuilder {
         let axes = merge_axes(rank, (&outer_axes, &outer), (&inner_axes, &inner));
         self.store_all(&mut l, expr, out, &axes);
         let body = l.close();
+        self.buffers.append(&mut l.new_buffers);
         // Vector lanes need straight-line code over the contiguous last axis; a row whose
-        // length is not a multiple of the lanes ends in a scalar loop over the rest.
+        // length is not a multiple of the lanes ends in a scalar loop over the rest. Elements
+        // that each reduce a window of their own run as vector lanes of the window's loops.
         let straight = body.iter().all(|st| matches!(st, Stmt::Let { .. } | Stmt::Store { .. }));
         let contiguous = inner_axes == [rank.wrapping_sub(1)];
         let lanes = s.vector as i64;
@@ -363,16 +339,19 @@ impl KernelBuilder {
             if main < inner_len {
                 let t = l.vars.index();
                 let rest = Expr::add_index(Expr::Var(t), Expr::i64(main));
-                let tail = copy_straight_body(&body, j, &rest, l.vars);
+                let tail = copy_stmts(&body, &mut HashMap::from([(j.id, rest)]), l.vars);
                 l.push(Stmt::For { var: j, extent: Expr::i64(main), kind: LoopKind::Vector(s.vector), body });
                 l.push(Stmt::For { var: t, extent: Expr::i64(inner_len - main), kind: LoopKind::Serial, body: tail });
             } else {
                 l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Vector(s.vector), body });
             }
+        } else if let Some(chunks) =
+            contiguous.then(|| vectorize_window_row(&body, j, inner_len, s.vector, l.vars, &mut self.buffers)).flatten()
+        {
+            chunks.into_iter().for_each(|st| l.push(st));
         } else {
             l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Serial, body });
         }
-        self.buffers.append(&mut l.new_buffers);
         let body = l.finish();
         self.vars = vars;
         (body, Launch { grid, workgroup: [1, 1, 1] })

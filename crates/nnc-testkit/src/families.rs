@@ -4,18 +4,19 @@
 
 use crate::graphs::{dims, weight};
 use crate::inputs::Rng;
-use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, PadMode, ReduceKind, UnaryOp, ValueId, Window};
+use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, Op, PadMode, PoolKind, ReduceKind, UnaryOp, ValueId, Window};
 
 /// A family's name (as failures and test names use it) and its builder.
 pub type Family = (&'static str, fn(u64) -> Graph);
 
 /// Every family, in the order the suites run them.
-pub const FAMILIES: [Family; 7] = [
+pub const FAMILIES: [Family; 8] = [
     ("elementwise_dag", elementwise_dag),
     ("reduction", reduction),
     ("composite", composite),
     ("matmul", matmul),
     ("conv", conv),
+    ("pool", pool),
     ("movement", movement),
     ("block", block),
 ];
@@ -261,6 +262,37 @@ pub fn conv(seed: u64) -> Graph {
     let bias = weight(&mut b, seed ^ 6, &[m, 1, 1]);
     y = b.add(y, bias).unwrap();
     y = b.relu(y).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+/// Max or average pooling, 1-D or 2-D, over rows of 16 to 80 elements (several vectors, and a
+/// remainder, on every CPU), with strides up to 4, dilations, padding on either side (less than
+/// the window), ceil mode and padding counted or not; after a `relu` or an `exp` (which fusion
+/// may inline into the window) and before a `tanh`.
+pub fn pool(seed: u64) -> Graph {
+    let mut rng = Rng::new(seed);
+    let mut b = GraphBuilder::new("pool");
+    let spatial = 1 + rng.below(2);
+    let kernel: Vec<i64> = (0..spatial).map(|_| 1 + rng.below(3) as i64).collect();
+    let dilations: Vec<i64> = (0..spatial).map(|_| 1 + rng.below(2) as i64).collect();
+    let strides: Vec<i64> = (0..spatial).map(|_| 1 + rng.below(4) as i64).collect();
+    let mut pads: Vec<i64> = Vec::new();
+    for _ in 0..2 {
+        pads.extend(kernel.iter().map(|&k| rng.below(k as usize) as i64));
+    }
+    let mut shape = vec![1 + rng.below(2), 1 + rng.below(3)];
+    if spatial == 2 {
+        shape.push((kernel[0] - 1) as usize * dilations[0] as usize + 1 + rng.below(4));
+    }
+    shape.push(16 + rng.below(65));
+    let kind = pick(&mut rng, &[PoolKind::Max, PoolKind::Avg]);
+    let (ceil_mode, count_include_pad) = (coin(&mut rng), coin(&mut rng));
+    let x = b.input("x", DType::F32, dims(&shape)).unwrap();
+    let x = b.unary(pick(&mut rng, &[UnaryOp::Relu, UnaryOp::Exp]), x).unwrap();
+    let window = Window { strides, dilations, pads };
+    let y = b.op1(Op::Pool { kind, kernel, window, ceil_mode, count_include_pad }, &[x]).unwrap();
+    let y = b.unary(UnaryOp::Tanh, y).unwrap();
     b.output(y);
     b.finish().unwrap()
 }

@@ -76,6 +76,11 @@ macro_rules! backend_suite {
             }
 
             #[test]
+            fn random_pools_match_the_interpreters() {
+                $crate::suite::random_family(&LINE, "pool");
+            }
+
+            #[test]
             fn random_movement_matches_the_interpreters() {
                 $crate::suite::random_family(&LINE, "movement");
             }
