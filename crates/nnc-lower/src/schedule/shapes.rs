@@ -125,6 +125,10 @@ pub(super) struct Contraction {
     pub(super) j: usize,
 }
 
+/// The longest reduction for which a contraction's tiles favour contiguous stores over whole
+/// tiles (see [`contraction_parts`]).
+const SHORT_REDUCTION: i64 = 64;
+
 /// How well a (column axis, factor order) makes register tiles, best highest (see
 /// [`contraction_parts`]).
 type TileScore = (bool, bool, bool, bool, bool);
@@ -142,8 +146,19 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
     // Every (column axis, factor order) that makes a tile, ranked: columns more than one wide
     // (a tile over an axis of extent 1 computes one column of its vectors), then vector loads
     // of `b` along the columns contiguous, then free of masks (a convolution's packed weights
-    // rather than its input), then filling whole tiles of `columns`, then the last axis (the
-    // order the output is stored in).
+    // rather than its input), then filling the tiles (below), then the last axis (the order
+    // the output is stored in).
+    // Columns fill the tiles: whole tiles of `columns`, or, for a short reduction (a 1x1
+    // convolution of few channels, where a tile stores about as much as it computes), the
+    // output's last axis with at most an eighth of the last tile idle, as its stores are then
+    // rows of vectors rather than single elements a row apart.
+    let depth: i64 = r.vars.iter().map(|(_, n)| n).product();
+    let fills_tiles = |j: usize| {
+        let columns = columns.max(1);
+        let tiles = (shape[j] + columns - 1) / columns;
+        let idle = tiles * columns - shape[j];
+        shape[j] % columns == 0 || (j == rank - 1 && depth <= SHORT_REDUCTION && idle * 8 <= tiles * columns)
+    };
     let mut best: Option<(TileScore, Contraction)> = None;
     for j in (0..rank).rev() {
         for (a, b) in [(x, y), (y, x)] {
@@ -164,7 +179,7 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
             let Some(i) = row else { continue };
             let unmasked =
                 !b.any(&mut |e| matches!(e, Expr::Load { mask: Some(_), .. }) || matches!(e, Expr::Select(..)));
-            let score = (shape[j] > 1, unit_stride(b, j), unmasked, shape[j] % columns.max(1) == 0, j == rank - 1);
+            let score = (shape[j] > 1, unit_stride(b, j), unmasked, fills_tiles(j), j == rank - 1);
             if best.as_ref().is_none_or(|(s, _)| score > *s) {
                 let c = Contraction { reduction: r.clone(), a: (**a).clone(), b: (**b).clone(), i, j };
                 best = Some((score, c));
