@@ -420,8 +420,9 @@ struct DecideCx<'a> {
 }
 
 impl DecideCx<'_> {
-    /// Whether `v`, or a value computed from it alone by unary ops (up to `depth` of them), is
-    /// an operand of an elementwise binary op with at least twice its elements (a broadcast).
+    /// Whether `v`, or a value computed from it by elementwise ops of its size (up to `depth` of
+    /// them: a bias, a sigmoid), is an operand of an elementwise binary op with at least twice
+    /// its elements (a broadcast).
     fn broadcast_downstream(&self, v: ValueId, depth: usize) -> bool {
         let numel = |x: ValueId| self.shapes[x.index()].iter().map(|&d| d as f64).product::<f64>();
         let mut frontier = vec![v];
@@ -432,7 +433,9 @@ impl DecideCx<'_> {
                     let n = &self.graph.nodes[node];
                     match n.op {
                         Op::Binary(_) if numel(n.outputs[0]) >= 2.0 * numel(v) => return true,
-                        Op::Unary(_) if !next.contains(&n.outputs[0]) => next.push(n.outputs[0]),
+                        // Elementwise steps of the same size (a bias added to the gate) carry
+                        // the value on.
+                        Op::Unary(_) | Op::Binary(_) if !next.contains(&n.outputs[0]) => next.push(n.outputs[0]),
                         _ => {}
                     }
                 }

@@ -56,7 +56,14 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
         // matrix-vector product): one tile row per row.
         let v = device.vector;
-        if let Some(c) = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1) {
+        // A contraction whose factors both read the row axis (a depthwise convolution's
+        // channels) reuses neither across the tile's rows: where the output's rows hold a
+        // vector, it runs as rows of windows, vector lanes over the last axis (see
+        // `window_rows`); shorter rows keep the tiles, whose vectors span four rows' columns.
+        let rows_of_windows =
+            |c: &shapes::Contraction| axes_used(&c.b, shape.len())[c.i] && shape.last().is_some_and(|&n| n >= v as i64);
+        let contraction = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1);
+        if let Some(c) = contraction.filter(|c| !rows_of_windows(c)) {
             let rows = if shape[c.i] < 4 { shape[c.i].max(1) as u32 } else { 4 };
             return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, 2 * v, 1], vector: v, ..base };
         }
@@ -308,8 +315,9 @@ impl KernelBuilder {
         // invocation per element would spend more on finding its element than on its window.
         let (outer_axes, inner_axes): (Vec<usize>, Vec<usize>) = match row_split(&expr, shape) {
             // (Axes of extent 1 count as outer: no reduction reads them, and they would keep the
-            // inner loop from being the last axis alone.)
-            Some(split) if rank < 2 || !split.shared.iter().all(|&s| s) => {
+            // inner loop from being the last axis alone. Nor do they make a reduction shared: a
+            // depthwise convolution's window, which reads every other axis, is its element's own.)
+            Some(split) if rank < 2 || !split.shared.iter().zip(shape).all(|(&s, &n)| s || n == 1) => {
                 (0..rank).partition(|&a| split.shared[a] || (shape[a] == 1 && a + 1 < rank))
             }
             _ => (0..rank).partition(|&a| a + 1 < rank),

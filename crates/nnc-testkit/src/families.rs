@@ -245,20 +245,25 @@ pub fn matmul(seed: u64) -> Graph {
     b.finish().unwrap()
 }
 
-/// conv (stride, padding, several channels) with a per-channel bias and relu.
+/// conv (stride, padding, several channels; one group or depthwise; rows shorter than a vector
+/// or of several) with a per-channel bias and relu.
 pub fn conv(seed: u64) -> Graph {
     let mut rng = Rng::new(seed);
     let mut b = GraphBuilder::new("conv");
-    let (n, c, h, w) = (1 + rng.below(2), 1 + rng.below(3), 3 + rng.below(5), 3 + rng.below(5));
-    let m = 1 + rng.below(4);
+    let (n, c, h) = (1 + rng.below(2), 1 + rng.below(3), 3 + rng.below(5));
+    // Rows shorter than a vector, or of one to three (on 4 lanes, ten) vectors and a remainder.
+    let w = if coin(&mut rng) { 3 + rng.below(5) } else { 16 + rng.below(40) };
+    // Depthwise (a group per input channel, one or two outputs each) or one group.
+    let groups = if coin(&mut rng) { c } else { 1 };
+    let m = if groups > 1 { c * (1 + rng.below(2)) } else { 1 + rng.below(4) };
     let kh = 1 + rng.below(3);
     let kw = 1 + rng.below(3);
     let pad = rng.below(2) as i64;
     let stride = 1 + rng.below(2) as i64;
     let x = b.input("x", DType::F32, dims(&[n, c, h, w])).unwrap();
-    let wt = weight(&mut b, seed ^ 5, &[m, c, kh, kw]);
+    let wt = weight(&mut b, seed ^ 5, &[m, c / groups, kh, kw]);
     let window = Window { strides: vec![stride, stride], dilations: vec![1, 1], pads: vec![pad; 4] };
-    let mut y = b.conv(x, wt, window, 1).unwrap();
+    let mut y = b.conv(x, wt, window, groups as i64).unwrap();
     let bias = weight(&mut b, seed ^ 6, &[m, 1, 1]);
     y = b.add(y, bias).unwrap();
     y = b.relu(y).unwrap();
