@@ -8,7 +8,7 @@
 //! case is reproduced by calling the family's builder with that seed.
 
 use nnc_cpu::{CpuBackend, CpuOptions, EmitOptions};
-use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, UnaryOp};
+use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, UnaryOp, Window};
 use nnc_kernel::program::Program;
 use nnc_kernel::Device;
 use nnc_testkit::check::{check_on, compile_for, dump, Oracles};
@@ -168,4 +168,40 @@ fn straight_line_f32_loops_become_vector_code() {
     let program = compile_for(&g, &Device::cpu());
     let native = nnc_cpu::CpuProgram::new(&program).unwrap();
     assert!(native.vectorized_loops() >= 1, "{}", dump(&program));
+}
+
+/// Feature maps of 64 to 96 channels and small spatial extents (whose trailing axes kernels
+/// merge into rows that fill vectors): a 1x1 convolution of few channels with a SiLU, a
+/// depthwise 3x3 convolution, and an elementwise product broadcasting a per-channel gate.
+fn small_feature_maps(seed: u64) -> Graph {
+    let mut rng = Rng::new(seed);
+    let (c, m) = (8 + rng.below(25), 64 + rng.below(33));
+    let (h, w) = (3 + rng.below(10), 3 + rng.below(14));
+    let mut b = GraphBuilder::new("small_feature_maps");
+    let x = b.input("x", DType::F32, dims(&[1, c, h, w])).unwrap();
+    let pointwise = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![0; 4] };
+    let wt = nnc_testkit::graphs::weight(&mut b, seed ^ 3, &[m, c, 1, 1]);
+    let y = b.conv(x, wt, pointwise, 1).unwrap();
+    let s = b.unary(UnaryOp::Sigmoid, y).unwrap();
+    let y = b.mul(y, s).unwrap();
+    let depthwise = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![1; 4] };
+    let wd = nnc_testkit::graphs::weight(&mut b, seed ^ 4, &[m, 1, 3, 3]);
+    let y = b.conv(y, wd, depthwise, m as i64).unwrap();
+    let gate = nnc_testkit::graphs::weight(&mut b, seed ^ 5, &[1, m, 1, 1]);
+    let y = b.mul(y, gate).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+#[test]
+fn small_feature_maps_match_the_interpreters_in_both_configurations() {
+    for_random_seeds(16, |seed| {
+        let graph = small_feature_maps(seed);
+        let inputs = inputs_for(&graph, seed.wrapping_add(1));
+        for (name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
+            check(&configuration, &graph, &inputs)
+                .map_err(|e| format!("small_feature_maps({seed:#x}) on {name}: {e}"))?;
+        }
+        Ok(())
+    });
 }

@@ -113,7 +113,14 @@ fn div_rem(a: &Expr, c: i64, ranges: &Ranges<'_>, want_div: bool) -> Option<Expr
 
 fn simplify_expr(e: Expr, ranges: &Ranges<'_>) -> Expr {
     e.rewrite(&mut |e| match e {
-        Expr::Var(v) => ranges.copies.get(&v.id).cloned().unwrap_or(Expr::Var(v)),
+        Expr::Var(v) => match ranges.copies.get(&v.id) {
+            Some(copy) => copy.clone(),
+            // A variable with one value (a 1x1 convolution's window offsets) is that value.
+            None => match ranges.vars.get(&v.id) {
+                Some(&(lo, hi)) if lo == hi && v.dtype == DType::I64 => Expr::i64(lo),
+                _ => Expr::Var(v),
+            },
+        },
         e => simplify_node(e, ranges),
     })
 }
