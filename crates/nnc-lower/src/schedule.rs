@@ -58,12 +58,17 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
         // matrix-vector product): one tile row per row.
         let v = device.vector;
-        // A contraction whose factors both read the row axis (a depthwise convolution's
+        // A convolution whose factors both read the row axis (a depthwise convolution's
         // channels) reuses neither across the tile's rows: where the output's rows hold a
         // vector, it runs as rows of windows, vector lanes over the last axis (see
         // `window_rows`); shorter rows keep the tiles, whose vectors span four rows' columns.
-        let rows_of_windows =
-            |c: &shapes::Contraction| axes_used(&c.b, shape.len())[c.i] && shape.last().is_some_and(|&n| n >= v as i64);
+        // (A convolution: `b` reads the column axis shifted by the window, unlike a batched
+        // matmul's factors, which share their batch axes and keep the tiles.)
+        let rows_of_windows = |c: &shapes::Contraction| {
+            axes_used(&c.b, shape.len())[c.i]
+                && shape.last().is_some_and(|&n| n >= v as i64)
+                && shapes::slides_along(&c.b, c.j, &c.reduction)
+        };
         let contraction = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1);
         if let Some(c) = contraction.filter(|c| !rows_of_windows(c)) {
             let rows = if shape[c.i] < 4 { shape[c.i].max(1) as u32 } else { 4 };

@@ -189,6 +189,15 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
     best.map(|(_, c)| c)
 }
 
+/// Whether a load of `e` indexes with output axis `j` and a variable of `reduction` together
+/// (a convolution's input at `x * stride + kx`: a window sliding along `j`).
+pub(super) fn slides_along(e: &Expr, j: usize, reduction: &Reduction) -> bool {
+    let reads_j = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Axis(a) if *a as usize == j));
+    let reads_window =
+        |x: &Expr| x.any(&mut |y| matches!(y, Expr::Var(v) if reduction.vars.iter().any(|(w, _)| w.id == v.id)));
+    e.any(&mut |x| matches!(x, Expr::Load { index, .. } if index.iter().any(|i| reads_j(i) && reads_window(i))))
+}
+
 /// Whether every load in `e` that reads output axis `j` has `j` with coefficient one in its last
 /// index and nowhere else (consecutive `j` then reads consecutive elements).
 pub(super) fn unit_stride(e: &Expr, j: usize) -> bool {
