@@ -71,8 +71,11 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         };
         let contraction = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1);
         if let Some(c) = contraction.filter(|c| !rows_of_windows(c)) {
-            let rows = if shape[c.i] < 4 { shape[c.i].max(1) as u32 } else { 4 };
-            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, 2 * v, 1], vector: v, ..base };
+            // Columns that fit one vector (a convolution to 16 channels on 16 lanes) make tiles
+            // of one vector and twice the rows: the same 8 accumulators, none of them idle.
+            let (rows, columns) = if shape[c.j] <= v as i64 { (8, v) } else { (4, 2 * v) };
+            let rows = if shape[c.i] < rows as i64 { shape[c.i].max(1) as u32 } else { rows };
+            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, columns, 1], vector: v, ..base };
         }
         // Vector code wherever it fits: rows at least a vector long (with a scalar loop for the
         // rest), and reductions whose innermost variable spans two vectors (a global pool to
