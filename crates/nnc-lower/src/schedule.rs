@@ -364,20 +364,28 @@ impl KernelBuilder {
         // that each reduce a window of their own run as vector lanes of the window's loops.
         let straight = body.iter().all(|st| matches!(st, Stmt::Let { .. } | Stmt::Store { .. }));
         let contiguous = inner_axes == [rank.wrapping_sub(1)];
-        let lanes = s.vector as i64;
+        // Rows shorter than the device's vectors take narrower ones (at least 4 lanes): a
+        // 4x4 pooled map's rows are one vector of 4, not 4 scalar elements.
+        let row_vector = match s.vector {
+            v if v <= 1 || inner_len >= v as i64 => v,
+            _ if inner_len >= 4 => 1 << (63 - inner_len.leading_zeros()),
+            _ => 1,
+        };
+        let lanes = row_vector as i64;
         if lanes > 1 && straight && contiguous && inner_len >= lanes {
             let main = inner_len / lanes * lanes;
             if main < inner_len {
                 let t = l.vars.index();
                 let rest = Expr::add_index(Expr::Var(t), Expr::i64(main));
                 let tail = copy_stmts(&body, &mut HashMap::from([(j.id, rest)]), l.vars);
-                l.push(Stmt::For { var: j, extent: Expr::i64(main), kind: LoopKind::Vector(s.vector), body });
+                l.push(Stmt::For { var: j, extent: Expr::i64(main), kind: LoopKind::Vector(row_vector), body });
                 l.push(Stmt::For { var: t, extent: Expr::i64(inner_len - main), kind: LoopKind::Serial, body: tail });
             } else {
-                l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Vector(s.vector), body });
+                l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Vector(row_vector), body });
             }
-        } else if let Some(chunks) =
-            contiguous.then(|| vectorize_window_row(&body, j, inner_len, s.vector, l.vars, &mut self.buffers)).flatten()
+        } else if let Some(chunks) = contiguous
+            .then(|| vectorize_window_row(&body, j, inner_len, row_vector, l.vars, &mut self.buffers))
+            .flatten()
         {
             chunks.into_iter().for_each(|st| l.push(st));
         } else {

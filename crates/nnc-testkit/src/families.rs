@@ -271,8 +271,8 @@ pub fn conv(seed: u64) -> Graph {
     b.finish().unwrap()
 }
 
-/// Max or average pooling, 1-D or 2-D, over rows of 16 to 80 elements (several vectors, and a
-/// remainder, on every CPU), with strides up to 4, dilations, padding on either side (less than
+/// Max or average pooling, 1-D or 2-D, over rows of 4 to 15 elements (narrower vectors) or 16
+/// to 80 (several vectors and a remainder on every CPU), with strides up to 4, dilations, padding on either side (less than
 /// the window), ceil mode and padding counted or not; after a `relu` or an `exp` (which fusion
 /// may inline into the window) and before a `tanh`.
 pub fn pool(seed: u64) -> Graph {
@@ -290,7 +290,7 @@ pub fn pool(seed: u64) -> Graph {
     if spatial == 2 {
         shape.push((kernel[0] - 1) as usize * dilations[0] as usize + 1 + rng.below(4));
     }
-    shape.push(16 + rng.below(65));
+    shape.push(if coin(&mut rng) { 4 + rng.below(12) } else { 16 + rng.below(65) });
     let kind = pick(&mut rng, &[PoolKind::Max, PoolKind::Avg]);
     let (ceil_mode, count_include_pad) = (coin(&mut rng), coin(&mut rng));
     let x = b.input("x", DType::F32, dims(&shape)).unwrap();
