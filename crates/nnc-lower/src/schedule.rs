@@ -42,6 +42,9 @@ pub struct ScheduleError {
     pub message: String,
 }
 
+/// The fewest lanes of the vectors a CPU row narrows to where it is shorter than the device's.
+const MIN_ROW_VECTOR: i64 = 4;
+
 /// The schedule the compiler picks for group `g` without tuning.
 pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let group = &fused.groups[g];
@@ -60,13 +63,13 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         let v = device.vector;
         // A convolution whose factors both read the row axis (a depthwise convolution's
         // channels) reuses neither across the tile's rows: where the output's rows hold a
-        // vector, it runs as rows of windows, vector lanes over the last axis (see
-        // `window_rows`); shorter rows keep the tiles, whose vectors span four rows' columns.
+        // vector (a narrower one for short rows, see `cpu_rows`), it runs as rows of windows,
+        // vector lanes over the last axis (see `window_rows`).
         // (A convolution: `b` reads the column axis shifted by the window, unlike a batched
         // matmul's factors, which share their batch axes and keep the tiles.)
         let rows_of_windows = |c: &shapes::Contraction| {
             axes_used(&c.b, shape.len())[c.i]
-                && shape.last().is_some_and(|&n| n >= v as i64)
+                && shape.last().is_some_and(|&n| n >= MIN_ROW_VECTOR)
                 && shapes::slides_along(&c.b, c.j, &c.reduction)
         };
         let contraction = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1);
@@ -368,7 +371,7 @@ impl KernelBuilder {
         // 4x4 pooled map's rows are one vector of 4, not 4 scalar elements.
         let row_vector = match s.vector {
             v if v <= 1 || inner_len >= v as i64 => v,
-            _ if inner_len >= 4 => 1 << (63 - inner_len.leading_zeros()),
+            _ if inner_len >= MIN_ROW_VECTOR => 1 << (63 - inner_len.leading_zeros()),
             _ => 1,
         };
         let lanes = row_vector as i64;
