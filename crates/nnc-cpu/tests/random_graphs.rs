@@ -205,3 +205,32 @@ fn small_feature_maps_match_the_interpreters_in_both_configurations() {
         Ok(())
     });
 }
+
+/// YOLOv8's distribution head: a softmax over 16 bins, weighted and summed, for each of four
+/// box sides at every position (rows of 16 to 80 positions). Each position's sum reads its
+/// softmax's maximum and total, which vector lanes over the positions carry as well.
+fn softmax_expectation(seed: u64) -> Graph {
+    let mut rng = Rng::new(seed);
+    let positions = 16 + rng.below(65);
+    let mut b = GraphBuilder::new("softmax_expectation");
+    let x = b.input("x", DType::F32, dims(&[1, 4, 16, positions])).unwrap();
+    let p = b.softmax(x, 2).unwrap();
+    let w = nnc_testkit::graphs::weight(&mut b, seed ^ 7, &[1, 1, 16, 1]);
+    let y = b.mul(p, w).unwrap();
+    let y = b.reduce(nnc_ir::ReduceKind::Sum, y, &[2], false).unwrap();
+    b.output(y);
+    b.finish().unwrap()
+}
+
+#[test]
+fn softmax_expectations_match_the_interpreters_in_both_configurations() {
+    for_random_seeds(16, |seed| {
+        let graph = softmax_expectation(seed);
+        let inputs = inputs_for(&graph, seed.wrapping_add(1));
+        for (name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
+            check(&configuration, &graph, &inputs)
+                .map_err(|e| format!("softmax_expectation({seed:#x}) on {name}: {e}"))?;
+        }
+        Ok(())
+    });
+}

@@ -20,7 +20,8 @@
 //! Rules come before the comparison where schedules need them:
 //! - a reduction to a few values (a whole tensor's minimum) is not inlined where it would reach
 //!   a large consumer, which would then run as that few rows, on one thread;
-//! - a convolution or matmul that an elementwise op broadcasts (a squeeze-and-excitation gate)
+//! - a convolution or matmul that an elementwise op broadcasts, directly or after elementwise
+//!   steps of its own size (a squeeze-and-excitation gate, its bias and sigmoid)
 //!   stays a buffer: inlined, it would run again for every element it is repeated over;
 //! - where contractions are bound by arithmetic (`FuseOptions::reread_cost_limit`, a CPU), a
 //!   value a contraction or broadcast re-reads is inlined only if it costs about a load;

@@ -19,8 +19,8 @@ use std::collections::{HashMap, HashSet};
 
 /// The loop over a row's `len` elements (variable `j`, body `body`) as chunks of vector code,
 /// with new private buffers appended to `buffers`; `None` where the body is not of that shape
-/// (no window loop, a branch, an accumulator that is not `f32`, a binding that reads an
-/// accumulator), and the caller keeps its scalar loop.
+/// (no window loop, a branch, an accumulator or a binding reading one that is not `f32`), and
+/// the caller keeps its scalar loop.
 pub(super) fn vectorize_window_row(
     body: &[Stmt],
     j: Var,
@@ -36,10 +36,10 @@ pub(super) fn vectorize_window_row(
     }
     // Two vectors a chunk (two independent chains of window steps) where the row has them.
     let width = if len >= 2 * lanes_i { 2 * lanes_i } else { lanes_i };
-    let local_ids: HashSet<u32> = locals.iter().map(|v: &Var| v.id).collect();
-    if reads_a_local_in_a_let(body, &local_ids) {
-        return None;
-    }
+    // Bindings that read an accumulator (softmax's `exp(x - max) / sum` inside a weighted sum)
+    // depend on where they stand among its updates: each becomes a private buffer as well.
+    let mut expanded: HashSet<u32> = locals.iter().map(|v: &Var| v.id).collect();
+    expand_bindings(body, &mut expanded, &mut locals)?;
     let accumulators: HashMap<u32, BufId> = locals
         .iter()
         .map(|v| {
@@ -120,14 +120,20 @@ fn distributable(body: &[Stmt], locals: &mut Vec<Var>, looped: &mut bool) -> Opt
     Some(*looped)
 }
 
-fn reads_a_local_in_a_let(body: &[Stmt], locals: &HashSet<u32>) -> bool {
-    let mut found = false;
+/// Adds to `expanded` (and to `vars`, in program order) every binding of `body` that reads an
+/// expanded variable; `None` where such a binding is not `f32` (no vector lanes for it).
+fn expand_bindings(body: &[Stmt], expanded: &mut HashSet<u32>, vars: &mut Vec<Var>) -> Option<()> {
+    let mut ok = true;
     nnc_kernel::visit::visit_stmts(body, &mut |s| {
-        if let Stmt::Let { value, .. } = s {
-            found |= value.any(&mut |x| matches!(x, Expr::Var(v) if locals.contains(&v.id)));
+        if let Stmt::Let { var, value } = s {
+            if value.any(&mut |x| matches!(x, Expr::Var(v) if expanded.contains(&v.id))) {
+                ok &= var.dtype == DType::F32;
+                expanded.insert(var.id);
+                vars.push(*var);
+            }
         }
     });
-    found
+    ok.then_some(())
 }
 
 /// How the statements of one chunk are emitted.
@@ -137,7 +143,8 @@ struct Chunk<'a> {
     start: &'a Expr,
     width: i64,
     lanes: u32,
-    /// Each accumulator's private buffer, one lane per element of the chunk.
+    /// Each accumulator's (and each binding's that reads one) private buffer, one lane per
+    /// element of the chunk.
     accumulators: &'a HashMap<u32, BufId>,
 }
 
@@ -150,7 +157,7 @@ impl Chunk<'_> {
         let mut run = Vec::new();
         for s in body {
             match s {
-                Stmt::Let { .. } => scope.push(s.clone()),
+                Stmt::Let { var, .. } if !self.accumulators.contains_key(&var.id) => scope.push(s.clone()),
                 Stmt::For { var, extent, kind, body } => {
                     self.flush(&mut run, &scope, &mut out, vars);
                     let body = self.emit(body, &scope, vars);
@@ -173,7 +180,7 @@ impl Chunk<'_> {
             .iter()
             .cloned()
             .chain(run.drain(..).map(|s| match s {
-                Stmt::Local { var, init: value } | Stmt::Assign { var, value } => {
+                Stmt::Local { var, init: value } | Stmt::Assign { var, value } | Stmt::Let { var, value } => {
                     Stmt::Store { buf: self.accumulators[&var.id], index: at.clone(), value }
                 }
                 s => s,
