@@ -9,6 +9,7 @@
 use nnc_ir::{BinaryOp, DType};
 use nnc_kernel::expr::{Expr, Literal, Special};
 use nnc_kernel::kernel::{Kernel, Stmt};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 /// Inclusive bounds of an integer value.
@@ -21,10 +22,37 @@ struct Ranges<'a> {
     copies: BTreeMap<u32, Expr>,
     /// Extents of the output axes (`Expr::Axis`) of an unscheduled map expression.
     axes: &'a [i64],
+    /// Bounds that hold where the expression being simplified is evaluated, from the conditions
+    /// around it: an `if`'s, a select's for its first side, a load's mask for its index
+    /// (`p < 1600` there makes `p / 1600` zero). Pushed and popped as those are entered.
+    facts: RefCell<Vec<(Expr, Range)>>,
 }
 
 impl Ranges<'_> {
+    fn new<'a>(launch: &'a nnc_kernel::kernel::Launch, vars: BTreeMap<u32, Range>, axes: &'a [i64]) -> Ranges<'a> {
+        Ranges { vars, launch, copies: BTreeMap::new(), axes, facts: RefCell::new(Vec::new()) }
+    }
+
+    /// `e`'s range from its parts, narrowed by the facts about it.
     fn of(&self, e: &Expr) -> Option<Range> {
+        let mut range = self.of_parts(e);
+        for (_, fact) in self.facts.borrow().iter().filter(|(x, _)| x == e) {
+            let (lo, hi) = range.unwrap_or((i64::MIN, i64::MAX));
+            range = Some((lo.max(fact.0), hi.min(fact.1)));
+        }
+        range
+    }
+
+    /// `f` with the facts `cond` states in force.
+    fn under<T>(&self, cond: &Expr, f: impl FnOnce(&Self) -> T) -> T {
+        let before = self.facts.borrow().len();
+        facts_of(cond, &mut self.facts.borrow_mut());
+        let out = f(self);
+        self.facts.borrow_mut().truncate(before);
+        out
+    }
+
+    fn of_parts(&self, e: &Expr) -> Option<Range> {
         match e {
             Expr::Lit(Literal::Int(v, _)) => Some((*v, *v)),
             Expr::Var(v) => self.vars.get(&v.id).copied(),
@@ -111,18 +139,85 @@ fn div_rem(a: &Expr, c: i64, ranges: &Ranges<'_>, want_div: bool) -> Option<Expr
     })
 }
 
+/// The bounds a condition states: of each side compared with a constant in a conjunction of
+/// integer comparisons (and of `x` where the side is `x + k`); none about values that load.
+fn facts_of(cond: &Expr, out: &mut Vec<(Expr, Range)>) {
+    fn push(a: &Expr, (lo, hi): Range, out: &mut Vec<(Expr, Range)>) {
+        if a.any(&mut |x| matches!(x, Expr::Load { .. })) {
+            return;
+        }
+        out.push((a.clone(), (lo, hi)));
+        if let Expr::Binary(BinaryOp::Add, x, y) = a {
+            let term = match (x.as_int(), y.as_int()) {
+                (None, Some(k)) => Some((x, k)),
+                (Some(k), None) => Some((y, k)),
+                _ => None,
+            };
+            if let Some((x, k)) = term {
+                push(x, (lo.saturating_sub(k), hi.saturating_sub(k)), out);
+            }
+        }
+    }
+    match cond {
+        Expr::Binary(BinaryOp::And, a, b) => {
+            facts_of(a, out);
+            facts_of(b, out);
+        }
+        Expr::Binary(op @ (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge), a, b)
+            if a.dtype() == DType::I64 =>
+        {
+            let Some(k) = b.as_int() else { return };
+            let range = match op {
+                BinaryOp::Lt => (i64::MIN, k.saturating_sub(1)),
+                BinaryOp::Le => (i64::MIN, k),
+                BinaryOp::Gt => (k.saturating_add(1), i64::MAX),
+                _ => (k, i64::MAX),
+            };
+            push(a, range, out);
+        }
+        _ => {}
+    }
+}
+
+/// `e` simplified bottom-up: a load's index under the facts of its mask, a select's first side
+/// under its condition's.
 fn simplify_expr(e: Expr, ranges: &Ranges<'_>) -> Expr {
-    e.rewrite(&mut |e| match e {
-        Expr::Var(v) => match ranges.copies.get(&v.id) {
-            Some(copy) => copy.clone(),
-            // A variable with one value (a 1x1 convolution's window offsets) is that value.
-            None => match ranges.vars.get(&v.id) {
-                Some(&(lo, hi)) if lo == hi && v.dtype == DType::I64 => Expr::i64(lo),
-                _ => Expr::Var(v),
-            },
-        },
-        e => simplify_node(e, ranges),
-    })
+    let simplify = |e: Expr| simplify_expr(e, ranges);
+    let boxed = |e: Box<Expr>| Box::new(simplify_expr(*e, ranges));
+    let e = match e {
+        Expr::Var(v) => {
+            return match ranges.copies.get(&v.id) {
+                Some(copy) => copy.clone(),
+                // A variable with one value (a 1x1 convolution's window offsets) is that value.
+                None => match ranges.vars.get(&v.id) {
+                    Some(&(lo, hi)) if lo == hi && v.dtype == DType::I64 => Expr::i64(lo),
+                    _ => Expr::Var(v),
+                },
+            };
+        }
+        Expr::Load { buf, dtype, index, mask: Some(m) } => {
+            let m = simplify(*m);
+            let index = ranges.under(&m, |r| index.into_iter().map(|i| simplify_expr(i, r)).collect());
+            Expr::Load { buf, dtype, index, mask: Some(Box::new(m)) }
+        }
+        Expr::Load { buf, dtype, index, mask: None } => {
+            Expr::Load { buf, dtype, index: index.into_iter().map(simplify).collect(), mask: None }
+        }
+        Expr::Select(c, a, b) => {
+            let c = simplify(*c);
+            let a = ranges.under(&c, |r| simplify_expr(*a, r));
+            Expr::Select(Box::new(c), Box::new(a), boxed(b))
+        }
+        Expr::Unary(op, a) => Expr::Unary(op, boxed(a)),
+        Expr::Binary(op, a, b) => Expr::Binary(op, boxed(a), boxed(b)),
+        Expr::Cast(t, a) => Expr::Cast(t, boxed(a)),
+        Expr::Reduce(r) => {
+            let r = *r;
+            Expr::Reduce(Box::new(nnc_kernel::expr::Reduction { body: simplify(r.body), ..r }))
+        }
+        leaf @ (Expr::Lit(_) | Expr::Axis(_) | Expr::Special(_)) => leaf,
+    };
+    simplify_node(e, ranges)
 }
 
 /// One rewrite step, on a node whose children are already simplified.
@@ -225,7 +320,10 @@ fn simplify_stmts(stmts: Vec<Stmt>, ranges: &mut Ranges<'_>) -> Vec<Stmt> {
                 Expr::Lit(Literal::Bool(true)) => out.extend(simplify_stmts(then, ranges)),
                 Expr::Lit(Literal::Bool(false)) => out.extend(simplify_stmts(els, ranges)),
                 cond => {
+                    let before = ranges.facts.get_mut().len();
+                    facts_of(&cond, ranges.facts.get_mut());
                     let then = simplify_stmts(then, ranges);
+                    ranges.facts.get_mut().truncate(before);
                     let els = simplify_stmts(els, ranges);
                     out.push(Stmt::If { cond, then, els });
                 }
@@ -238,7 +336,7 @@ fn simplify_stmts(stmts: Vec<Stmt>, ranges: &mut Ranges<'_>) -> Vec<Stmt> {
 
 /// Simplifies a scheduled kernel in place.
 pub fn simplify(kernel: &mut Kernel) {
-    let mut ranges = Ranges { vars: BTreeMap::new(), launch: &kernel.launch, copies: BTreeMap::new(), axes: &[] };
+    let mut ranges = Ranges::new(&kernel.launch, BTreeMap::new(), &[]);
     let body = std::mem::take(&mut kernel.body);
     kernel.body = simplify_stmts(body, &mut ranges);
 }
@@ -259,7 +357,7 @@ pub fn simplify_map(expr: Expr, shape: &[i64]) -> Expr {
         }
         false
     });
-    let ranges = Ranges { vars, launch: &launch, copies: BTreeMap::new(), axes: shape };
+    let ranges = Ranges::new(&launch, vars, shape);
     simplify_expr(expr, &ranges)
 }
 
@@ -279,7 +377,7 @@ mod tests {
     #[test]
     fn divisions_and_remainders_decided_by_ranges() {
         let (vars, launch) = ranges(&[(0, 0, 3), (1, 0, 9)]);
-        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new(), axes: &[] };
+        let r = Ranges::new(&launch, vars, &[]);
         // (v0 / 4) * 2 with v0 < 4 is 0.
         let e = Expr::mul_index(Expr::div_index(var(0), Expr::i64(4)), Expr::i64(2));
         assert_eq!(simplify_expr(e, &r), Expr::i64(0));
@@ -299,8 +397,40 @@ mod tests {
     #[test]
     fn a_remainder_that_can_wrap_stays() {
         let (vars, launch) = ranges(&[(0, 0, 7)]);
-        let r = Ranges { vars, launch: &launch, copies: BTreeMap::new(), axes: &[] };
+        let r = Ranges::new(&launch, vars, &[]);
         let e = Expr::rem_index(Expr::add_index(var(0), Expr::i64(2)), Expr::i64(4));
         assert_eq!(simplify_expr(e.clone(), &r), e);
+    }
+
+    #[test]
+    fn conditions_bound_what_they_guard_and_only_that() {
+        // p = v0 + v1 with v0 < 2048, v1 < 4: `p / 1600` is 0 only where a mask says p < 1600.
+        let (vars, launch) = ranges(&[(0, 0, 2047), (1, 0, 3), (2, 0, 31), (3, 0, 64)]);
+        let r = Ranges::new(&launch, vars, &[]);
+        let p = Expr::add_index(var(0), var(1));
+        let inside = Expr::binary(BinaryOp::Lt, p.clone(), Expr::i64(1600));
+        let load = |index: Expr, mask: Option<Expr>| Expr::Load {
+            buf: nnc_kernel::expr::BufId(0),
+            dtype: DType::F32,
+            index: vec![index],
+            mask: mask.map(Box::new),
+        };
+        let split = Expr::div_index(p.clone(), Expr::i64(1600));
+        let masked = simplify_expr(load(split.clone(), Some(inside.clone())), &r);
+        assert_eq!(masked, load(Expr::i64(0), Some(inside.clone())));
+        // Unmasked, or on the other side of a select, nothing is known.
+        assert_eq!(simplify_expr(load(split.clone(), None), &r), load(split.clone(), None));
+        let chosen = Expr::select(inside.clone(), split.clone(), split.clone());
+        assert_eq!(simplify_expr(chosen, &r), Expr::select(inside, Expr::i64(0), split));
+        // `if (v3 + 32) <= 82`: v3 <= 50 there, so (v3 + v2) % 82 is v3 + v2.
+        let wraps = Expr::rem_index(Expr::add_index(var(3), var(2)), Expr::i64(82));
+        let store = |value: Expr| Stmt::Store { buf: nnc_kernel::expr::BufId(1), index: vec![Expr::i64(0)], value };
+        let cond = Expr::binary(BinaryOp::Le, Expr::add_index(var(3), Expr::i64(32)), Expr::i64(82));
+        let body =
+            vec![Stmt::If { cond: cond.clone(), then: vec![store(wraps.clone())], els: vec![store(wraps.clone())] }];
+        let mut r = Ranges::new(&launch, r.vars.clone(), &[]);
+        let out = simplify_stmts(body, &mut r);
+        let plain = Expr::add_index(var(3), var(2));
+        assert_eq!(out, vec![Stmt::If { cond, then: vec![store(plain)], els: vec![store(wraps)] }]);
     }
 }
