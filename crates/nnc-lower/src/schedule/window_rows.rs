@@ -1,9 +1,10 @@
 //! Vector code for CPU rows whose elements each reduce a window of their own (max and average
-//! pooling): the row loop is cut into chunks of one or two vectors, and the loop over a chunk's
-//! elements is moved inside the window loops (outer-loop vectorization). Each element's
-//! accumulator becomes a lane of a private buffer that the code generators keep in registers,
-//! so every window step is one vector operation over the chunk instead of a scalar loop per
-//! element.
+//! pooling, depthwise convolutions, a softmax over a short axis and what reduces it): the row
+//! loop is cut into chunks of one or two vectors, and the loop over a chunk's elements is moved
+//! inside the window loops (outer-loop vectorization). Each element's accumulator (and each
+//! binding that reads one) becomes a lane of a private buffer that the code generators keep in
+//! registers, so every window step is one vector operation over the chunk instead of a scalar
+//! loop per element.
 //!
 //! This is exact: the elements of a row are independent (each reads its own window and writes
 //! its own output), the window loops' extents do not depend on the element, and each
