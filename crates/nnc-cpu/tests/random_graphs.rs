@@ -142,16 +142,23 @@ fn blocks_match_the_interpreters_on_cranelift() {
     family_on_cranelift("block");
 }
 
-#[test]
-fn casts_and_ints_match_the_interpreters_in_both_configurations() {
-    for_random_seeds(CASES, |seed| {
-        let graph = casts_and_ints(seed);
+/// `cases` graphs `build` makes from random seeds, each in both configurations (Cranelift
+/// alone, and LLVM for the host's widest vectors); failures name `name` and the seed.
+fn in_both_configurations(name: &str, cases: u32, build: fn(u64) -> Graph) {
+    for_random_seeds(cases, |seed| {
+        let graph = build(seed);
         let inputs = inputs_for(&graph, seed.wrapping_add(1));
-        for (name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
-            check(&configuration, &graph, &inputs).map_err(|e| format!("casts_and_ints({seed:#x}) on {name}: {e}"))?;
+        for (configuration_name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
+            check(&configuration, &graph, &inputs)
+                .map_err(|e| format!("{name}({seed:#x}) on {configuration_name}: {e}"))?;
         }
         Ok(())
     });
+}
+
+#[test]
+fn casts_and_ints_match_the_interpreters_in_both_configurations() {
+    in_both_configurations("casts_and_ints", CASES, casts_and_ints);
 }
 
 #[test]
@@ -195,15 +202,7 @@ fn small_feature_maps(seed: u64) -> Graph {
 
 #[test]
 fn small_feature_maps_match_the_interpreters_in_both_configurations() {
-    for_random_seeds(16, |seed| {
-        let graph = small_feature_maps(seed);
-        let inputs = inputs_for(&graph, seed.wrapping_add(1));
-        for (name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
-            check(&configuration, &graph, &inputs)
-                .map_err(|e| format!("small_feature_maps({seed:#x}) on {name}: {e}"))?;
-        }
-        Ok(())
-    });
+    in_both_configurations("small_feature_maps", 16, small_feature_maps);
 }
 
 /// YOLOv8's distribution head: a softmax over 16 bins, weighted and summed, for each of four
@@ -224,13 +223,5 @@ fn softmax_expectation(seed: u64) -> Graph {
 
 #[test]
 fn softmax_expectations_match_the_interpreters_in_both_configurations() {
-    for_random_seeds(16, |seed| {
-        let graph = softmax_expectation(seed);
-        let inputs = inputs_for(&graph, seed.wrapping_add(1));
-        for (name, configuration) in [("cranelift", cranelift()), ("llvm", host())] {
-            check(&configuration, &graph, &inputs)
-                .map_err(|e| format!("softmax_expectation({seed:#x}) on {name}: {e}"))?;
-        }
-        Ok(())
-    });
+    in_both_configurations("softmax_expectation", 16, softmax_expectation);
 }
