@@ -30,6 +30,7 @@ use std::collections::HashMap;
 mod masks;
 use masks::{mask_loads, reduction_guard, strip_masks};
 mod merge;
+use merge::cpu_view;
 mod shapes;
 use shapes::{axes_used, contraction_parts, matmul_parts, row_split};
 mod window_rows;
@@ -55,8 +56,8 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let shape = &fused.buffers[group.writes[0].index()].shape;
     let numel: i64 = shape.iter().product();
     if device.kind == DeviceKind::Cpu {
-        let mut buffer_shapes: Vec<Vec<i64>> = fused.buffers.iter().map(|b| b.shape.clone()).collect();
-        let (expr, shape) = &cpu_view(expr.clone(), shape, &mut buffer_shapes, group.writes[0]);
+        let shape_of = |b: BufId| fused.buffers[b.index()].shape.clone();
+        let (expr, shape, _) = &cpu_view(expr.clone(), shape, group.writes[0], shape_of);
         // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
         // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
         // matrix-vector product): one tile row per row.
@@ -134,10 +135,11 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
             // `default_schedule` does); GPU kernels keep the expression as fused.
             let (expr, shape) = match device.kind {
                 DeviceKind::Cpu => {
-                    let mut buffer_shapes: Vec<Vec<i64>> = k.buffers.iter().map(|b| b.shape.clone()).collect();
-                    let view = cpu_view(expr, &shape, &mut buffer_shapes, out);
-                    k.buffers.iter_mut().zip(buffer_shapes).for_each(|(b, s)| b.shape = s);
-                    view
+                    let (expr, shape, merged) = cpu_view(expr, &shape, out, |b| k.buffers[b.index()].shape.clone());
+                    for (b, dims) in merged {
+                        k.buffers[b as usize].shape = dims;
+                    }
+                    (expr, shape)
                 }
                 DeviceKind::Gpu => (expr, shape),
             };
@@ -175,14 +177,6 @@ pub fn schedule_group(fused: &Fused, g: usize, schedule: &Schedule, device: &Dev
         Kernel { name: group.name.clone(), buffers: k.buffers, launch, body, schedule, covers: group.covers.clone() };
     crate::simplify::simplify(&mut kernel);
     Ok(kernel)
-}
-
-/// A CPU kernel's expression and output shape as its templates see them: simplified, and with
-/// trailing axes merged where every access allows (`buffer_shapes`, by the expression's buffer
-/// ids, change with them; see `merge`).
-fn cpu_view(expr: Expr, shape: &[i64], buffer_shapes: &mut [Vec<i64>], out: BufId) -> (Expr, Vec<i64>) {
-    let expr = crate::simplify::simplify_map(expr, shape);
-    merge::merge_trailing_axes(expr, shape.to_vec(), buffer_shapes, out)
 }
 
 /// Renumbers a map group's loads from program buffers to the kernel's own (reads first): the

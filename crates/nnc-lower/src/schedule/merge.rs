@@ -15,13 +15,35 @@ use std::collections::HashMap;
 /// Trailing axes are not merged where that leaves fewer rows (elements of the other axes).
 const MIN_ROWS: i64 = 64;
 
+/// A CPU kernel's expression and output shape as its templates see them: simplified, and with
+/// trailing axes merged where every access allows (below); with the shapes, by the
+/// expression's buffer ids, of the buffers it reads and of `out` (`shape_of` gives them), as
+/// merged.
+pub(super) fn cpu_view(
+    expr: Expr,
+    shape: &[i64],
+    out: BufId,
+    shape_of: impl Fn(BufId) -> Vec<i64>,
+) -> (Expr, Vec<i64>, HashMap<u32, Vec<i64>>) {
+    let expr = crate::simplify::simplify_map(expr, shape);
+    let mut buffers = HashMap::from([(out.0, shape.to_vec())]);
+    expr.any(&mut |e| {
+        if let Expr::Load { buf, .. } = e {
+            buffers.entry(buf.0).or_insert_with(|| shape_of(*buf));
+        }
+        false
+    });
+    let (expr, shape) = merge_trailing_axes(expr, shape.to_vec(), &mut buffers, out);
+    (expr, shape, buffers)
+}
+
 /// `expr` over `shape` with trailing output axes merged as far as the module allows, with the
-/// shapes of the buffers it reads (`buffers`, by kernel-local id) and of its output `out`
-/// changed to match; unchanged where nothing merges.
+/// shapes of the buffers it reads and of its output `out` (`buffers`, by id: every buffer the
+/// expression loads and `out`) changed to match; unchanged where nothing merges.
 pub(crate) fn merge_trailing_axes(
     mut expr: Expr,
     mut shape: Vec<i64>,
-    buffers: &mut [Vec<i64>],
+    buffers: &mut HashMap<u32, Vec<i64>>,
     out: BufId,
 ) -> (Expr, Vec<i64>) {
     while shape.len() >= 2 {
@@ -46,9 +68,10 @@ pub(crate) fn merge_trailing_axes(
             }
             e => e,
         });
-        for (&b, &p) in &positions {
-            let dims = &mut buffers[b as usize];
-            dims[p] *= dims.remove(p + 1);
+        for (b, &p) in &positions {
+            if let Some(dims) = buffers.get_mut(b) {
+                dims[p] *= dims.remove(p + 1);
+            }
         }
         shape[y] *= inner;
         shape.pop();
@@ -59,7 +82,13 @@ pub(crate) fn merge_trailing_axes(
 /// Whether every read of output axes `y` and `y + 1` (of extents `extents`) in `e` is a load
 /// indexing two adjacent axes of its buffer with exactly them, each buffer always at the same
 /// position; fills `positions` (buffer → the first of its two axes).
-fn mergeable(e: &Expr, y: u8, extents: (i64, i64), buffers: &[Vec<i64>], positions: &mut HashMap<u32, usize>) -> bool {
+fn mergeable(
+    e: &Expr,
+    y: u8,
+    extents: (i64, i64),
+    buffers: &HashMap<u32, Vec<i64>>,
+    positions: &mut HashMap<u32, usize>,
+) -> bool {
     let reads = |e: &Expr| e.any(&mut |x| matches!(x, Expr::Axis(a) if *a == y || *a == y + 1));
     match e {
         Expr::Axis(a) => *a != y && *a != y + 1,
@@ -74,7 +103,7 @@ fn mergeable(e: &Expr, y: u8, extents: (i64, i64), buffers: &[Vec<i64>], positio
                 // a buffer merged elsewhere takes `i * X + j` at its merged position.
                 return index.iter().all(|i| mergeable(i, y, extents, buffers, positions));
             };
-            let dims = &buffers[buf.index()];
+            let Some(dims) = buffers.get(&buf.0) else { return false };
             let fits = dims.get(p) == Some(&extents.0) && dims.get(p + 1) == Some(&extents.1);
             let others_clear = index.iter().enumerate().all(|(k, i)| k == p || k == p + 1 || !reads(i));
             fits && others_clear && *positions.entry(buf.0).or_insert(p) == p
@@ -102,8 +131,13 @@ mod tests {
         Expr::load(BufId(buf), DType::F32, index)
     }
 
+    /// Buffer shapes by id, in order.
+    fn shapes(list: Vec<Vec<i64>>) -> HashMap<u32, Vec<i64>> {
+        list.into_iter().enumerate().map(|(i, s)| (i as u32, s)).collect()
+    }
+
     /// A 1x1 convolution `out[c, y, x] = sum_k w[k, c] * in[k, y, x]` plus a bias `b[c, 0, 0]`.
-    fn pointwise_conv(channels: i64) -> (Expr, Vec<Vec<i64>>) {
+    fn pointwise_conv(channels: i64) -> (Expr, HashMap<u32, Vec<i64>>) {
         let k = Var { id: 1, dtype: DType::I64 };
         let body = Expr::binary(
             BinaryOp::Mul,
@@ -112,7 +146,7 @@ mod tests {
         );
         let sum = Expr::reduce(Combine::Sum, vec![(k, 16)], body);
         let expr = Expr::binary(BinaryOp::Add, sum, load(2, vec![axis(0), Expr::i64(0), Expr::i64(0)]));
-        let buffers = vec![vec![16, channels], vec![16, 10, 10], vec![channels, 1, 1], vec![channels, 10, 10]];
+        let buffers = shapes(vec![vec![16, channels], vec![16, 10, 10], vec![channels, 1, 1], vec![channels, 10, 10]]);
         (expr, buffers)
     }
 
@@ -121,7 +155,7 @@ mod tests {
         let (expr, mut buffers) = pointwise_conv(96);
         let (expr, shape) = merge_trailing_axes(expr, vec![96, 10, 10], &mut buffers, BufId(3));
         assert_eq!(shape, vec![96, 100]);
-        assert_eq!(buffers, vec![vec![16, 96], vec![16, 100], vec![96, 1, 1], vec![96, 100]]);
+        assert_eq!(buffers, shapes(vec![vec![16, 96], vec![16, 100], vec![96, 1, 1], vec![96, 100]]));
         let mut input_index = None;
         expr.any(&mut |e| {
             if let Expr::Load { buf: BufId(1), index, .. } = e {
@@ -140,7 +174,7 @@ mod tests {
         assert_eq!(shape, vec![8, 10, 10]);
         // A window offset on the last axis.
         let shifted = load(0, vec![axis(0), axis(1), Expr::add_index(axis(2), Expr::i64(1))]);
-        let mut buffers = vec![vec![96, 10, 11], vec![96, 10, 10]];
+        let mut buffers = shapes(vec![vec![96, 10, 11], vec![96, 10, 10]]);
         let (_, shape) = merge_trailing_axes(shifted, vec![96, 10, 10], &mut buffers, BufId(1));
         assert_eq!(shape, vec![96, 10, 10]);
         // A bounds check that reads an axis.
@@ -150,7 +184,7 @@ mod tests {
             index: vec![axis(0), axis(1), axis(2)],
             mask: Some(Box::new(Expr::binary(BinaryOp::Lt, axis(2), Expr::i64(5)))),
         };
-        let mut buffers = vec![vec![96, 10, 10], vec![96, 10, 10]];
+        let mut buffers = shapes(vec![vec![96, 10, 10], vec![96, 10, 10]]);
         let (_, shape) = merge_trailing_axes(masked, vec![96, 10, 10], &mut buffers, BufId(1));
         assert_eq!(shape, vec![96, 10, 10]);
     }
@@ -163,7 +197,7 @@ mod tests {
             load(0, vec![axis(0), axis(1), axis(2)]),
             load(0, vec![axis(0), Expr::i64(0), Expr::i64(9)]),
         );
-        let mut buffers = vec![vec![96, 10, 10], vec![96, 10, 10]];
+        let mut buffers = shapes(vec![vec![96, 10, 10], vec![96, 10, 10]]);
         let (expr, shape) = merge_trailing_axes(expr, vec![96, 10, 10], &mut buffers, BufId(1));
         assert_eq!(shape, vec![96, 100]);
         let expected =
