@@ -177,22 +177,47 @@ impl Chunk<'_> {
         }
         let lane = vars.index();
         let at = vec![Expr::Var(lane)];
-        let straight: Vec<Stmt> = scope
-            .iter()
-            .cloned()
-            .chain(run.drain(..).map(|s| match s {
+        let run: Vec<Stmt> = run
+            .drain(..)
+            .map(|s| match s {
                 Stmt::Local { var, init: value } | Stmt::Assign { var, value } | Stmt::Let { var, value } => {
                     Stmt::Store { buf: self.accumulators[&var.id], index: at.clone(), value }
                 }
                 s => s,
-            }))
+            })
             .collect();
+        let straight: Vec<Stmt> = bindings_read(scope, &run).into_iter().chain(run).collect();
         let mut renamed: HashMap<u32, Expr> =
             self.accumulators.iter().map(|(&v, &b)| (v, Expr::load(b, DType::F32, at.clone()))).collect();
         renamed.insert(self.j.id, Expr::add_index(self.start.clone(), Expr::Var(lane)));
         let body = copy_stmts(&straight, &mut renamed, vars);
         out.push(Stmt::For { var: lane, extent: Expr::i64(self.width), kind: LoopKind::Vector(self.lanes), body });
     }
+}
+
+/// The bindings of `scope` (in order) that `stmts` read, directly or through later bindings.
+fn bindings_read(scope: &[Stmt], stmts: &[Stmt]) -> Vec<Stmt> {
+    fn note(e: &Expr, read: &mut HashSet<u32>) {
+        e.any(&mut |x| {
+            if let Expr::Var(v) = x {
+                read.insert(v.id);
+            }
+            false
+        });
+    }
+    let mut read = HashSet::new();
+    nnc_kernel::visit::visit_exprs(stmts, &mut |e| note(e, &mut read));
+    let mut kept: Vec<Stmt> = Vec::new();
+    for s in scope.iter().rev() {
+        if let Stmt::Let { var, value } = s {
+            if read.contains(&var.id) {
+                note(value, &mut read);
+                kept.push(s.clone());
+            }
+        }
+    }
+    kept.reverse();
+    kept
 }
 
 /// A condition on the chunk (`j = start + lane`, lane below `width`) under which every bounds
