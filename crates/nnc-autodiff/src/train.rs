@@ -117,6 +117,23 @@ pub fn training_step(
     params: &[&str],
     optimizer: &Optimizer,
 ) -> Result<Graph, GradError> {
+    training_step_with(forward, loss_name, params, optimizer, &mut |_, loss, grads| Ok((loss, grads.to_vec())))
+}
+
+/// What a [`training_step_with`] does between the backward pass and the update: given the
+/// loss and the parameters' gradients (in `params` order), the loss to report and the gradients
+/// to apply. Data-parallel training averages both over the ranks here (`nnc-dist`).
+pub type GradientHook<'a> =
+    dyn FnMut(&mut GraphBuilder, ValueId, &[ValueId]) -> Result<(ValueId, Vec<ValueId>), GradError> + 'a;
+
+/// [`training_step`], with `combine` applied to the loss and the gradients before the update.
+pub fn training_step_with(
+    forward: &Graph,
+    loss_name: &str,
+    params: &[&str],
+    optimizer: &Optimizer,
+    combine: &mut GradientHook<'_>,
+) -> Result<Graph, GradError> {
     let not_found = |what: String| GradError::NotInGraph { what, graph: forward.name.clone() };
     let loss = forward.find(loss_name).ok_or_else(|| not_found(format!("the loss `{loss_name}`")))?;
     let mut param_ids = Vec::new();
@@ -137,6 +154,10 @@ pub fn training_step(
     let new_params: Vec<ValueId> = param_ids.iter().map(|p| map[p]).collect();
     let loss_v = map[&loss];
     let grads = backward(&mut b, loss_v, &new_params)?;
+    let (loss_v, grads) = combine(&mut b, loss_v, &grads)?;
+    if grads.len() != new_params.len() {
+        return Err(GradError::Train(format!("{} gradients for {} parameters", grads.len(), new_params.len())));
+    }
     let state_input = |b: &mut GraphBuilder, name: String, like: ValueId| -> Result<ValueId, GradError> {
         let t = b.ty(like).clone();
         Ok(b.input(&name, t.dtype, t.shape)?)

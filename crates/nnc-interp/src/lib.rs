@@ -37,6 +37,7 @@
 //!   of range, a tensor of more than 2^31 elements, shapes that contradict the declared types.
 //!   Each names the node (`%y = div(%a, %b)`) or input.
 
+mod collective;
 mod elementwise;
 mod erf;
 mod indexing;
@@ -77,6 +78,9 @@ pub enum InterpError {
     /// A node failed: `node` is its description, such as `%y = div(%a, %b)`.
     #[error("node `{node}`: {message}")]
     Node { node: String, message: String },
+    /// Something failed on one rank of a [`run_ranks`].
+    #[error("rank {rank}: {source}")]
+    Rank { rank: usize, source: Box<InterpError> },
 }
 
 /// Values of the dimension symbols, bound from the input shapes.
@@ -98,7 +102,31 @@ pub fn run_with_trace(
     verify(graph)?;
     let bindings = bind_inputs(graph, inputs)?;
     let values = inputs.iter().map(Value::from_tensor).collect();
-    let outputs = execute(graph, values, &bindings, Some(&mut trace))?;
+    let outputs = execute(graph, vec![values], &[bindings], Some(&mut trace))?;
+    output_tensors(graph, &outputs[0])
+}
+
+/// Runs `graph` as a program of `inputs.len()` ranks in one process (SPMD): `inputs[r]` are rank
+/// `r`'s inputs, and the result's `[r]` its outputs. Every node but a collective runs on each
+/// rank as in [`run`]; a collective combines the operands of all ranks (module `collective`),
+/// and must span exactly this many ranks. [`run`] is this with one rank.
+pub fn run_ranks(graph: &Graph, inputs: &[Vec<TensorData>]) -> Result<Vec<Vec<TensorData>>, InterpError> {
+    verify(graph)?;
+    if inputs.is_empty() {
+        return Err(InterpError::InputCount { graph: graph.name.clone(), expected: graph.inputs.len(), found: 0 });
+    }
+    let rank_err = |rank: usize, e: InterpError| InterpError::Rank { rank, source: Box::new(e) };
+    let bindings: Vec<Bindings> = inputs
+        .iter()
+        .enumerate()
+        .map(|(r, ins)| bind_inputs(graph, ins).map_err(|e| rank_err(r, e)))
+        .collect::<Result<_, _>>()?;
+    let values = inputs.iter().map(|ins| ins.iter().map(Value::from_tensor).collect()).collect();
+    let outputs = execute(graph, values, &bindings, None)?;
+    outputs.iter().enumerate().map(|(r, outs)| output_tensors(graph, outs).map_err(|e| rank_err(r, e))).collect()
+}
+
+fn output_tensors(graph: &Graph, outputs: &[Value]) -> Result<Vec<TensorData>, InterpError> {
     outputs
         .iter()
         .zip(&graph.outputs)
@@ -269,7 +297,8 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
         | Op::BatchNorm { .. }
         | Op::Gelu { .. }
         | Op::Attention { .. }
-        | Op::Recurrent { .. } => Cow::Borrowed(op),
+        | Op::Recurrent { .. }
+        | Op::Collective(_) => Cow::Borrowed(op),
     })
 }
 
@@ -277,55 +306,95 @@ fn concretize<'a>(op: &'a Op, bindings: &Bindings) -> Result<Cow<'a, Op>, String
 
 type Trace<'a> = Option<&'a mut dyn FnMut(usize, &[TensorData])>;
 
-/// Runs the nodes of `graph` in order on `inputs`; values are dropped after their last use.
+/// Runs the nodes of `graph` in order on the inputs of every rank (`inputs[r]` are rank `r`'s),
+/// in lockstep, so a collective sees every rank's operand; values are dropped after their last
+/// use. `trace` sees rank 0's results.
 fn execute(
     graph: &Graph,
-    inputs: Vec<Value>,
-    bindings: &Bindings,
+    inputs: Vec<Vec<Value>>,
+    bindings: &[Bindings],
     mut trace: Trace<'_>,
-) -> Result<Vec<Value>, InterpError> {
-    let mut slots: Vec<Option<Value>> = vec![None; graph.values.len()];
-    for (id, v) in graph.inputs.iter().zip(inputs) {
-        slots[id.index()] = Some(v);
+) -> Result<Vec<Vec<Value>>, InterpError> {
+    let ranks = inputs.len();
+    let mut slots: Vec<Vec<Option<Value>>> = vec![vec![None; graph.values.len()]; ranks];
+    for (rank_slots, rank_inputs) in slots.iter_mut().zip(inputs) {
+        for (id, v) in graph.inputs.iter().zip(rank_inputs) {
+            rank_slots[id.index()] = Some(v);
+        }
     }
     let mut uses = graph.use_counts();
     for (i, node) in graph.nodes.iter().enumerate() {
         let node_err = |message: String| InterpError::Node { node: graph.describe_node(i), message };
-        let results = {
-            let operands = node
-                .inputs
+        let in_rank =
+            |rank: usize, e: InterpError| if ranks == 1 { e } else { InterpError::Rank { rank, source: Box::new(e) } };
+        let operands =
+            |rank_slots| operands_of(node, rank_slots).ok_or_else(|| node_err(internal("an operand was not computed")));
+        let results: Vec<Vec<Value>> = if let Op::Collective(c) = &node.op {
+            let xs = slots.iter().map(|s| operands(s).map(|o| o[0])).collect::<Result<Vec<_>, _>>()?;
+            let out = collective_shape(graph, i, &xs, &bindings[0]).map_err(node_err)?;
+            collective::run(c, &xs, &out).map_err(node_err)?.into_iter().map(|v| vec![v]).collect()
+        } else {
+            slots
                 .iter()
-                .map(|id| slots.get(id.index()).and_then(Option::as_ref))
-                .collect::<Option<Vec<&Value>>>()
-                .ok_or_else(|| node_err(internal("an operand was not computed")))?;
-            eval_node(graph, i, &operands, bindings).map_err(node_err)?
+                .zip(bindings)
+                .enumerate()
+                .map(|(rank, (s, b))| {
+                    eval_node(graph, i, &operands(s).map_err(|e| in_rank(rank, e))?, b)
+                        .map_err(|e| in_rank(rank, node_err(e)))
+                })
+                .collect::<Result<_, _>>()?
         };
         if let Some(trace) = trace.as_mut() {
-            let tensors = results.iter().map(Value::to_tensor).collect::<Result<Vec<_>, _>>().map_err(node_err)?;
+            let tensors = results[0].iter().map(Value::to_tensor).collect::<Result<Vec<_>, _>>().map_err(node_err)?;
             trace(i, &tensors);
         }
         for id in &node.inputs {
             if let Some(u) = uses.get_mut(id.index()) {
                 *u = u.saturating_sub(1);
                 if *u == 0 {
-                    slots[id.index()] = None;
+                    slots.iter_mut().for_each(|s| s[id.index()] = None);
                 }
             }
         }
-        for (id, v) in node.outputs.iter().zip(results) {
-            slots[id.index()] = Some(v);
+        for (rank_slots, rank_results) in slots.iter_mut().zip(results) {
+            for (id, v) in node.outputs.iter().zip(rank_results) {
+                rank_slots[id.index()] = Some(v);
+            }
         }
     }
-    graph
-        .outputs
+    slots
         .iter()
-        .map(|id| {
-            slots.get(id.index()).and_then(Option::clone).ok_or_else(|| InterpError::Node {
-                node: format!("output %{}", graph.name_of(*id)),
-                message: internal("output was not computed"),
-            })
+        .map(|rank_slots| {
+            graph
+                .outputs
+                .iter()
+                .map(|id| {
+                    rank_slots.get(id.index()).and_then(Option::clone).ok_or_else(|| InterpError::Node {
+                        node: format!("output %{}", graph.name_of(*id)),
+                        message: internal("output was not computed"),
+                    })
+                })
+                .collect()
         })
         .collect()
+}
+
+fn operands_of<'a>(node: &nnc_ir::Node, slots: &'a [Option<Value>]) -> Option<Vec<&'a Value>> {
+    node.inputs.iter().map(|id| slots.get(id.index()).and_then(Option::as_ref)).collect()
+}
+
+/// The result shape of collective node `i` on rank 0's operand, checked against its declared
+/// type (every rank's operand is checked against rank 0's by the collective itself).
+fn collective_shape(graph: &Graph, i: usize, xs: &[&Value], bindings: &Bindings) -> Result<Vec<usize>, String> {
+    let node = &graph.nodes[i];
+    let x = xs.first().ok_or_else(|| internal("a collective over no ranks"))?;
+    let ty = nnc_ir::infer(&node.op, &[&TensorType::new(x.dtype, x.shape.iter().copied())])?;
+    let declared = graph.ty(node.outputs[0]);
+    let shape = ty[0].static_shape().ok_or_else(|| internal("symbolic shape at run time"))?;
+    if declared.dtype != ty[0].dtype || resolve(declared, bindings)? != shape {
+        return Err(format!("result is declared {declared} but its operand gives {}", ty[0]));
+    }
+    Ok(shape)
 }
 
 /// Runs node `i`: re-infers its result types from the concrete operands, checks them against
@@ -423,6 +492,7 @@ fn compute(op: &Op, operands: &[&Value], shapes: &[Vec<usize>]) -> Result<Vec<Va
         | Op::Gelu { .. }
         | Op::Attention { .. }
         | Op::Recurrent { .. } => run_expansion(op, operands),
+        Op::Collective(_) => Err(internal("a collective outside the rank loop")),
     }
 }
 
@@ -443,5 +513,7 @@ fn run_expansion(op: &Op, operands: &[&Value]) -> Result<Vec<Value>, String> {
     }
     let g = b.finish().map_err(|e| format!("building its expansion: {e}"))?;
     let values = operands.iter().map(|v| (*v).clone()).collect();
-    execute(&g, values, &Bindings::new(), None).map_err(|e| format!("in its expansion: {e}"))
+    let mut outputs =
+        execute(&g, vec![values], &[Bindings::new()], None).map_err(|e| format!("in its expansion: {e}"))?;
+    Ok(outputs.swap_remove(0))
 }

@@ -23,6 +23,7 @@ pub fn expand(op: &Op, b: &mut GraphBuilder, inputs: &[ValueId]) -> Result<Optio
         Op::Attention { scale, causal } => attention(b, inputs, *scale, *causal)?,
         Op::Recurrent { .. } => return recurrent::expand(op, b, inputs).map(Some),
         Op::Constant(_)
+        | Op::Collective(_)
         | Op::Iota { .. }
         | Op::Unary(_)
         | Op::Binary(_)

@@ -294,6 +294,7 @@ pub fn infer(op: &Op, inputs: &[&TensorType]) -> Result<Vec<TensorType>, String>
         }
         Op::Attention { .. } => attention(inputs).map(|t| vec![t]),
         Op::Recurrent { cell, hidden, direction, .. } => recurrent(inputs, *cell, *hidden, *direction),
+        Op::Collective(c) => one(c.infer(inputs[0])?),
     }
 }
 

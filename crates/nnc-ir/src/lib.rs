@@ -3,6 +3,7 @@
 //! - [`DType`] ([`lowp`]: the float8/float4/4-bit encodings), [`Dim`] (integers or symbolic expressions) and [`TensorType`] describe values;
 //! - [`Op`] is the closed set of operations, [`infer`] their shape rules;
 //! - [`Graph`] holds values and nodes in SSA form, [`GraphBuilder`] builds one with typed calls;
+//! - [`collective`]: communication between the ranks of an SPMD program (`all_reduce`, ...);
 //! - [`verify`] rejects malformed graphs; [`composite`] expands composites into primitives;
 //! - [`size`] bounds tensor sizes and allocates fallibly;
 //! - [`text`] prints and parses the `.nnir` text form.
@@ -10,6 +11,7 @@
 //! This crate depends on no other nnc crate.
 
 pub mod builder;
+pub mod collective;
 pub mod composite;
 pub mod dim;
 pub mod dtype;
@@ -25,6 +27,7 @@ pub mod text;
 pub mod verify;
 
 pub use builder::GraphBuilder;
+pub use collective::{Collective, CollectiveReduce};
 pub use dim::Dim;
 pub use dtype::DType;
 pub use error::IrError;

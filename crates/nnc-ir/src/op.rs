@@ -5,6 +5,7 @@
 //! interpreter: all reached by exhaustive `match`, so a new variant makes the compiler list
 //! every place that must learn about it.
 
+use crate::collective::{Collective, CollectiveReduce};
 use crate::{DType, Dim, TensorData};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -409,6 +410,9 @@ pub enum Op {
         scale: Option<f64>,
         causal: bool,
     },
+
+    // ---- communication between ranks (module `collective`) ----
+    Collective(Collective),
 }
 
 /// An attribute value as it appears in the text form.
@@ -535,6 +539,7 @@ impl Op {
             Op::Gelu { .. } => "gelu",
             Op::Attention { .. } => "attention",
             Op::Recurrent { cell, .. } => cell.name(),
+            Op::Collective(c) => c.name(),
         }
     }
 
@@ -646,6 +651,17 @@ impl Op {
                 }
                 a
             }
+            Op::Collective(c) => {
+                let int = |v: usize| AttrValue::Int(v as i64);
+                match *c {
+                    Collective::AllReduce { op, world } => vec![("op", ident(op.name())), ("world", int(world))],
+                    Collective::AllGather { axis, world } => vec![("axis", int(axis)), ("world", int(world))],
+                    Collective::ReduceScatter { op, axis, world } => {
+                        vec![("op", ident(op.name())), ("axis", int(axis)), ("world", int(world))]
+                    }
+                    Collective::Broadcast { root, world } => vec![("root", int(root)), ("world", int(world))],
+                }
+            }
         }
     }
 
@@ -676,6 +692,18 @@ impl Op {
                 input_forget: cell == RnnCell::Lstm && a.boolean("input_forget")?,
                 linear_before_reset: cell == RnnCell::Gru && a.boolean("linear_before_reset")?,
             }
+        } else if Collective::is_name(name) {
+            let world = a.usize("world")?;
+            Op::Collective(match name {
+                "all_reduce" => Collective::AllReduce { op: a.named("op", CollectiveReduce::from_name)?, world },
+                "all_gather" => Collective::AllGather { axis: a.usize("axis")?, world },
+                "reduce_scatter" => Collective::ReduceScatter {
+                    op: a.named("op", CollectiveReduce::from_name)?,
+                    axis: a.usize("axis")?,
+                    world,
+                },
+                _ => Collective::Broadcast { root: a.usize("root")?, world },
+            })
         } else if let Some(kind) = PoolKind::from_name(name) {
             Op::Pool {
                 kind,
@@ -783,7 +811,7 @@ impl Op {
             Op::Unary(_) | Op::Cast { .. } | Op::Reduce { .. } | Op::ArgReduce { .. } | Op::Pool { .. } => (1, 1),
             Op::ArgMaxPool { .. } | Op::TopK { .. } | Op::Resize(_) | Op::Cumulative { .. } => (1, 1),
             Op::Reshape { .. } | Op::Transpose { .. } | Op::Expand { .. } | Op::Slice { .. } | Op::Pad { .. } => (1, 1),
-            Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } => (1, 1),
+            Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Gelu { .. } | Op::Collective(_) => (1, 1),
             Op::Binary(_) | Op::MatMul | Op::Conv { .. } | Op::ConvTranspose { .. } | Op::Gather { .. } => (2, 2),
             Op::GatherElements { .. } | Op::GatherNd { .. } => (2, 2),
             Op::Select | Op::ScatterAdd { .. } | Op::LayerNorm { .. } => (3, 3),
@@ -977,6 +1005,10 @@ mod tests {
             Op::Gelu { approximate: GeluApprox::Tanh },
             Op::Attention { scale: Some(0.125), causal: true },
             Op::Attention { scale: None, causal: false },
+            Op::Collective(Collective::AllReduce { op: CollectiveReduce::Mean, world: 4 }),
+            Op::Collective(Collective::AllGather { axis: 1, world: 2 }),
+            Op::Collective(Collective::ReduceScatter { op: CollectiveReduce::Max, axis: 0, world: 3 }),
+            Op::Collective(Collective::Broadcast { root: 1, world: 2 }),
             Op::Recurrent {
                 cell: RnnCell::Lstm,
                 hidden: 8,

@@ -34,6 +34,7 @@
 //! | | `scatter_add` | data: `g`; updates: `gather(g)` |
 //! | | `gather_elements` / `gather_nd` | `scatter_elements(add)` / `scatter_nd(add)` (batch axes turned into index columns) |
 //! | | `scatter_elements` / `scatter_nd` | `add`: `g` and a gather of it; `none`: overwritten data positions get 0, each update gets its gradient only where it is the one written (last wins); `mul`: products of the others (by division: not defined where an update is zero); `max`/`min`: ties share equally between data and updates |
+//! | collective | `all_reduce all_gather reduce_scatter` | collectives of the adjoints (module `collective`); `broadcast` is unsupported |
 //! | composite | `softmax log_softmax` | direct rules: `y·(g - Σ g·y)`, `g - exp(y)·Σ g` |
 //! | | `layer_norm batch_norm gelu attention lstm gru rnn` | through their expansion (`nnc_ir::composite::expand`), recomputed in the backward graph |
 //!
@@ -58,6 +59,7 @@
 use crate::util::R;
 use nnc_ir::{GraphBuilder, Op, ValueId};
 
+pub mod collective;
 pub mod composite;
 pub mod elementwise;
 pub mod indexing;
@@ -140,5 +142,6 @@ pub(crate) fn rule(b: &mut GraphBuilder, n: &NodeCtx) -> R<Grads> {
         Op::LayerNorm { .. } | Op::BatchNorm { .. } | Op::Gelu { .. } | Op::Attention { .. } | Op::Recurrent { .. } => {
             composite::through_expansion(b, n)
         }
+        Op::Collective(c) => collective::collective(b, n, c),
     }
 }

@@ -117,6 +117,11 @@ pub fn lower_node(graph: &Graph, node: usize, vars: &mut VarGen) -> Result<Compu
         | Op::Gelu { .. }
         | Op::Attention { .. }
         | Op::Recurrent { .. } => Err(cx.err("composite".into())),
+        Op::Collective(c) => Err(cx.err(format!(
+            "`{}` communicates between ranks, which no kernel does: run the graph with nnc-dist, which \
+             splits it at its collectives (or with nnc_interp::run_ranks)",
+            c.name()
+        ))),
     }
 }
 
