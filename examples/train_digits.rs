@@ -2,16 +2,28 @@
 //! path: one graph does forward, backward and the Adam update (`nnc_autodiff::training_step`),
 //! compiled once by the Cranelift backend and run for every batch with no host-side math.
 //!
-//! `cargo run --release --example train_digits [mlp|cnn] [EPOCHS]` prints the loss and test
-//! accuracy per epoch, with a progress bar; the last line states the final test accuracy. The
-//! train/test split is fixed (450 test images, as the shared digits models were evaluated on).
-//! The MLP is 64-64-10; the CNN is a 3x3 convolution to 8 channels, relu, 2x2 max pooling and a
-//! dense layer.
+//! `cargo run --release --example train_digits [mlp|cnn] [EPOCHS] [--save F] [--resume F] [--export F]`
+//! prints the loss and test accuracy per epoch, with a progress bar; the last line states the
+//! final test accuracy. The train/test split is fixed (450 test images, as the shared digits
+//! models were evaluated on). The MLP is 64-64-10; the CNN is a 3x3 convolution to 8 channels,
+//! relu, 2x2 max pooling and a dense layer. `--save` writes the parameters and Adam's state after
+//! every epoch (safetensors), `--resume` starts from such a file, `--export FILE.onnx` writes the
+//! trained network (one image batch of the test set's size in, logits out) as ONNX.
+//!
+//! Data-parallel: `mpirun -np N target/release/examples/train_digits ...` trains on N processes,
+//! each on 64/N rows of every batch of 64, with gradients averaged over MPI in the step's graph
+//! (`nnc_dist::data_parallel`); the batches, the steps and (within rounding) the result are the
+//! one-process run's.
 
 use anyhow::{anyhow, Context, Result};
 use nnc::autodiff::train::{softmax_cross_entropy, training_step, Optimizer};
+use nnc::dist::checkpoint::{self, Checkpoint};
+use nnc::dist::data_parallel::{self, shard_rows, DataParallel};
+use nnc::dist::{Communicator, DistSession};
 use nnc::ir::{DType, Dim, Graph, GraphBuilder, PoolKind, TensorData, Window};
+use std::cell::RefCell;
 use std::io::Read;
+use std::path::Path;
 
 pub const PIXELS: usize = 64;
 pub const HIDDEN: usize = 64;
@@ -211,10 +223,132 @@ impl Exec for Interpreted {
     }
 }
 
+const OPTIMIZER: Optimizer = Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
+const PARAMS: [&str; 4] = ["w1", "b1", "w2", "b2"];
+
 /// The training step (forward, backward, Adam) for one batch.
 pub fn step_graph(model: Model) -> Result<Graph> {
-    let optimizer = Optimizer::Adam { lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8 };
-    training_step(&forward(model, BATCH)?, "loss", &["w1", "b1", "w2", "b2"], &optimizer).map_err(|e| anyhow!("{e}"))
+    training_step(&forward(model, BATCH)?, "loss", &PARAMS, &OPTIMIZER).map_err(|e| anyhow!("{e}"))
+}
+
+/// Which rows of every batch this process trains on: slice `rank` of `world`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub rank: usize,
+    pub world: usize,
+}
+
+impl Shard {
+    /// One process, whole batches.
+    pub const WHOLE: Shard = Shard { rank: 0, world: 1 };
+}
+
+/// The training step of one of `world` data-parallel ranks: the forward pass on its `BATCH /
+/// world` rows, gradients and loss averaged over the ranks, then the update.
+pub fn data_parallel_step_graph(model: Model, world: usize) -> Result<Graph> {
+    if world == 0 || !BATCH.is_multiple_of(world) {
+        return Err(anyhow!("a batch of {BATCH} rows does not split evenly over {world} ranks"));
+    }
+    let forward = forward(model, BATCH / world)?;
+    Ok(data_parallel::step_graph(&forward, "loss", &PARAMS, &OPTIMIZER, &DataParallel::new(world))?)
+}
+
+/// One rank's part of a data-parallel step, its collectives run by an engine (MPI).
+pub struct Distributed(pub RefCell<DistSession>);
+
+impl Exec for Distributed {
+    fn run(&self, inputs: &[TensorData]) -> Result<Vec<TensorData>> {
+        Ok(self.0.borrow_mut().run(inputs)?)
+    }
+}
+
+/// The names of the training state (parameters, then Adam's `m`, `v` and step), in the step
+/// graph's input order.
+pub fn state_names(model: Model) -> Vec<String> {
+    let params: Vec<&str> = model.params().iter().map(|(n, _)| *n).collect();
+    let mut names: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+    names.extend(params.iter().map(|p| format!("{p}.m")));
+    names.extend(params.iter().map(|p| format!("{p}.v")));
+    names.push("adam.step".into());
+    names
+}
+
+/// Writes the training state after `steps` steps to `path`.
+pub fn save_state(path: &Path, model: Model, state: &[TensorData], steps: usize) -> Result<()> {
+    let checkpoint = Checkpoint {
+        tensors: state_names(model).into_iter().zip(state.iter().cloned()).collect(),
+        metadata: [("steps".to_string(), steps.to_string()), ("model".to_string(), format!("{model:?}"))].into(),
+    };
+    Ok(checkpoint::save(path, &checkpoint)?)
+}
+
+/// Reads a state written by [`save_state`] for `model`: the state and the steps done.
+pub fn load_state(path: &Path, model: Model) -> Result<(Vec<TensorData>, usize)> {
+    let checkpoint = checkpoint::load(path)?;
+    let fresh = initial_state(model);
+    let mut state = Vec::new();
+    for (name, like) in state_names(model).iter().zip(&fresh) {
+        let t = checkpoint.get(name).ok_or_else(|| anyhow!("{}: no tensor `{name}`", path.display()))?;
+        if t.shape() != like.shape() || t.dtype() != like.dtype() {
+            return Err(anyhow!(
+                "{}: `{name}` is {}{:?}, the {model:?} needs {}{:?}",
+                path.display(),
+                t.dtype(),
+                t.shape(),
+                like.dtype(),
+                like.shape()
+            ));
+        }
+        state.push(t.clone());
+    }
+    let steps = checkpoint
+        .metadata
+        .get("steps")
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("{}: no `steps` metadata", path.display()))?;
+    Ok((state, steps))
+}
+
+/// The logits graph on `rows` images with the trained `params` (the first four tensors of a
+/// state) frozen in as constants: it takes the images `x` only, ready to export.
+pub fn inference_graph(model: Model, rows: usize, params: &[TensorData]) -> Result<Graph> {
+    let names: Vec<&str> = model.params().iter().map(|(n, _)| *n).collect();
+    let frozen: Vec<(&str, TensorData)> = names.iter().copied().zip(params.iter().cloned()).collect();
+    let mut g = eval_graph(model, rows)?.freeze_inputs(&frozen)?;
+    g.prune();
+    let labels = g.find("labels").ok_or_else(|| anyhow!("the evaluation graph has no labels input"))?;
+    g.inputs.retain(|&i| i != labels);
+    Ok(g)
+}
+
+/// Runs `count` steps from global step `first` (step `k` trains on batch `k mod batches`, this
+/// shard's rows of it) and returns the new state and each step's loss; `after_step(k, state)`
+/// sees the state after every step.
+pub fn run_steps(
+    step: &dyn Exec,
+    mut state: Vec<TensorData>,
+    train: &Digits,
+    shard: Shard,
+    first: usize,
+    count: usize,
+    mut after_step: impl FnMut(usize, &[TensorData]) -> Result<()>,
+) -> Result<(Vec<TensorData>, Vec<f32>)> {
+    let batches = train.len() / BATCH;
+    let mut losses = Vec::with_capacity(count);
+    for k in first..first + count {
+        let b = k % batches;
+        let rows: Vec<usize> = (b * BATCH..(b + 1) * BATCH).collect();
+        let batch = train.rows(&rows);
+        let x = TensorData::from_vec(vec![BATCH, PIXELS], &batch.x);
+        let y = TensorData::from_vec(vec![BATCH], &batch.y);
+        let mut inputs = vec![shard_rows(&x, shard.rank, shard.world)?, shard_rows(&y, shard.rank, shard.world)?];
+        inputs.extend(state.iter().cloned());
+        let mut out = step.run(&inputs)?;
+        losses.push(out[0].to_vec::<f32>().ok_or_else(|| anyhow!("loss is not f32"))?[0]);
+        state = out.split_off(1);
+        after_step(k, &state)?;
+    }
+    Ok((state, losses))
 }
 
 /// The test set's logits graph (the forward graph on all test rows, without the loss).
@@ -224,38 +358,37 @@ pub fn eval_graph(model: Model, rows: usize) -> Result<Graph> {
     Ok(g)
 }
 
-/// Trains for `epochs` over the whole batches of `train` (in order), calling `on_epoch(epoch,
-/// mean loss, test accuracy)`; returns the per-epoch mean losses and the final test accuracy.
+/// Trains for `epochs` over the whole batches of `train` (in order), this shard's rows of each,
+/// from `state` (`initial_state` for a fresh run) and `done` steps already taken, calling
+/// `on_epoch(epoch, mean loss, test accuracy, state)`; returns the per-epoch mean losses and the
+/// final test accuracy.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
-    model: Model,
     step: &dyn Exec,
     eval: &dyn Exec,
     train: &Digits,
     test: &Digits,
     epochs: usize,
+    shard: Shard,
+    (mut state, done): (Vec<TensorData>, usize),
     mut on_batch: impl FnMut(),
-    mut on_epoch: impl FnMut(usize, f32, f64),
+    mut on_epoch: impl FnMut(usize, f32, f64, &[TensorData]) -> Result<()>,
 ) -> Result<(Vec<f32>, f64)> {
-    let mut state = initial_state(model);
     let batches = train.len() / BATCH;
+    if done % batches != 0 {
+        return Err(anyhow!("{done} steps done is not a whole number of epochs of {batches} steps"));
+    }
     let (mut losses, mut accuracy) = (Vec::new(), 0.0);
-    for epoch in 1..=epochs {
-        let mut total = 0.0;
-        for k in 0..batches {
-            let rows: Vec<usize> = (k * BATCH..(k + 1) * BATCH).collect();
-            let batch = train.rows(&rows);
-            let mut inputs =
-                vec![TensorData::from_vec(vec![BATCH, PIXELS], &batch.x), TensorData::from_vec(vec![BATCH], &batch.y)];
-            inputs.extend(state.iter().cloned());
-            let mut out = step.run(&inputs)?;
-            total += out[0].to_vec::<f32>().ok_or_else(|| anyhow!("loss is not f32"))?[0];
-            state = out.split_off(1);
+    for epoch in done / batches + 1..=epochs {
+        let first = (epoch - 1) * batches;
+        let (next, batch_losses) = run_steps(step, state, train, shard, first, batches, |_, _| {
             on_batch();
-        }
-        losses.push(total / batches as f32);
+            Ok(())
+        })?;
+        state = next;
+        losses.push(batch_losses.iter().sum::<f32>() / batches as f32);
         accuracy = evaluate(eval, &state[..4], test)?;
-        on_epoch(epoch, losses[epoch - 1], accuracy);
+        on_epoch(epoch, *losses.last().unwrap_or(&0.0), accuracy, &state)?;
     }
     Ok((losses, accuracy))
 }
@@ -277,32 +410,89 @@ pub fn evaluate(eval: &dyn Exec, params: &[TensorData], test: &Digits) -> Result
     Ok(correct as f64 / test.len() as f64)
 }
 
+/// The MPI world this process is a rank of, if `mpirun` (or another MPI launcher) started it.
+fn launched_by_mpi() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"].iter().any(|v| std::env::var_os(v).is_some())
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let model = match args.next().as_deref() {
-        None | Some("mlp") => Model::Mlp,
-        Some("cnn") => Model::Cnn,
-        Some(other) => return Err(anyhow!("unknown model `{other}` (expected mlp or cnn)")),
-    };
-    let epochs: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(60);
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
+    let (mut model, mut epochs, mut save, mut resume, mut export) = (Model::Mlp, 60, None, None, None);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "mlp" => model = Model::Mlp,
+            "cnn" => model = Model::Cnn,
+            "--save" => save = Some(args.next().ok_or_else(|| anyhow!("--save needs a file"))?),
+            "--resume" => resume = Some(args.next().ok_or_else(|| anyhow!("--resume needs a file"))?),
+            "--export" => export = Some(args.next().ok_or_else(|| anyhow!("--export needs a file"))?),
+            n => epochs = n.parse().map_err(|_| anyhow!("unknown argument `{n}` (expected mlp, cnn, a number of epochs, --save FILE, --resume FILE or --export FILE)"))?,
+        }
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
     let (train_set, test_set) = split(&load(&path)?);
-    println!("digits: {} training images, {} test images", train_set.len(), test_set.len());
     let started = std::time::Instant::now();
-    let step = Compiled::new(&step_graph(model)?)?;
     let eval = Compiled::new(&eval_graph(model, test_set.len())?)?;
-    println!("compiled the training step and the evaluation in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
-    let batches = (train_set.len() / BATCH) as u64;
-    let bar = indicatif::ProgressBar::new(batches * epochs as u64);
+    let (mut distributed, mut single) = (None, None);
+    let shard = if launched_by_mpi() {
+        let comm = nnc::dist::MpiCommunicator::init()?;
+        let shard = Shard { rank: comm.rank(), world: comm.world() };
+        // The cores of this machine, shared by the ranks on it.
+        let local: usize =
+            std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(shard.world);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let options = nnc::SessionOptions {
+            threads: Some((cores / local).max(1)),
+            ..nnc::SessionOptions::target(nnc::Target::Cpu)
+        };
+        let session = DistSession::new(data_parallel_step_graph(model, shard.world)?, options, Box::new(comm))?;
+        distributed = Some(Distributed(RefCell::new(session)));
+        shard
+    } else {
+        single = Some(Compiled::new(&step_graph(model)?)?);
+        Shard::WHOLE
+    };
+    let step: &dyn Exec = match (&distributed, &single) {
+        (Some(d), _) => d,
+        (_, Some(s)) => s,
+        _ => unreachable!("one of the two was made above"),
+    };
+    // Rank 0 speaks for all.
+    let lead = shard.rank == 0;
+    if lead {
+        println!(
+            "digits: {} training images, {} test images, {} rank(s)",
+            train_set.len(),
+            test_set.len(),
+            shard.world
+        );
+        println!("compiled the training step and the evaluation in {:.0} ms", started.elapsed().as_secs_f64() * 1e3);
+    }
+    let start = match &resume {
+        Some(file) => load_state(Path::new(file), model)?,
+        None => (initial_state(model), 0),
+    };
+    let batches = train_set.len() / BATCH;
+    let mut trained = start.0[..4].to_vec();
+    let bar =
+        if lead { indicatif::ProgressBar::new((batches * epochs) as u64) } else { indicatif::ProgressBar::hidden() };
+    bar.set_position(start.1.min(batches * epochs) as u64);
     let (_, accuracy) = train(
-        model,
-        &step,
+        step,
         &eval,
         &train_set,
         &test_set,
         epochs,
+        shard,
+        start,
         || bar.inc(1),
-        |epoch, loss, acc| {
+        |epoch, loss, acc, state| {
+            trained = state[..4].to_vec();
+            if !lead {
+                return Ok(());
+            }
+            if let Some(file) = &save {
+                save_state(Path::new(file), model, state, epoch * batches)?;
+            }
             let line = format!("epoch {epoch:>3}: loss {loss:.4}, test accuracy {acc:.3}");
             // A hidden bar (output not a terminal) prints nothing: print the line itself.
             if bar.is_hidden() {
@@ -310,10 +500,31 @@ fn main() -> Result<()> {
             } else {
                 bar.println(line);
             }
+            Ok(())
         },
     )?;
     bar.finish_and_clear();
-    println!("trained the {model:?} for {epochs} epochs in {:.1} s", started.elapsed().as_secs_f64());
-    println!("final test accuracy: {accuracy:.3}");
+    if let (Some(d), true) = (&distributed, lead) {
+        let session = d.0.borrow();
+        let stats = session.stats();
+        let per_step = |t: std::time::Duration| t.as_secs_f64() * 1e3 / stats.runs.max(1) as f64;
+        println!(
+            "rank 0: {} steps; per step {:.3} ms computing, {:.3} ms in {} collectives ({} bytes sent)",
+            stats.runs,
+            per_step(stats.compute),
+            per_step(stats.communication),
+            stats.collectives / stats.runs.max(1),
+            stats.bytes_sent / stats.runs.max(1)
+        );
+    }
+    if lead {
+        println!("trained the {model:?} for {epochs} epochs in {:.1} s", started.elapsed().as_secs_f64());
+        println!("final test accuracy: {accuracy:.3}");
+        if let Some(file) = &export {
+            let bytes = nnc::onnx::export_bytes(&inference_graph(model, test_set.len(), &trained)?)?;
+            std::fs::write(file, bytes).with_context(|| format!("cannot write {file}"))?;
+            println!("wrote the trained {model:?} as ONNX to {file}");
+        }
+    }
     Ok(())
 }

@@ -19,8 +19,10 @@ command -v curl >/dev/null || need+=(curl)
 # LLVM 19's static libraries (with Polly, which its static link names), the CPU backend's code
 # generator for wide vectors; nnc links them in through inkwell, so no libLLVM is needed at run time.
 # The static link also names zstd and zlib (`llvm-config --system-libs`), which llvm-19-dev does
-# not depend on.
-for pkg in mesa-vulkan-drivers libvulkan1 llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev; do
+# not depend on. Open MPI (library, headers and mpirun) is the engine of multi-process training
+# (nnc-dist), and its Rust bindings are generated with libclang.
+for pkg in mesa-vulkan-drivers libvulkan1 llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev \
+  libopenmpi-dev openmpi-bin libclang-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,11 +4,13 @@
 //! its builder and text form, the reference interpreter ([`interp`]), the ONNX importer
 //! ([`onnx`]), the graph optimizer ([`opt`]), fusion and scheduling ([`lower`]), the Kernel IR
 //! with its interpreter ([`kernel`]), the CPU backend ([`cpu`]), automatic differentiation with
-//! training steps ([`autodiff`]), and the host API ([`runtime`]): a [`Session`] compiles a graph
+//! training steps ([`autodiff`]), distributed execution with collectives, data- and tensor-parallel
+//! training and checkpoints ([`dist`]), and the host API ([`runtime`]): a [`Session`] compiles a graph
 //! for a target once per input shape and runs it on caller data.
 
 pub use nnc_autodiff as autodiff;
 pub use nnc_cpu as cpu;
+pub use nnc_dist as dist;
 pub use nnc_interp as interp;
 pub use nnc_ir as ir;
 pub use nnc_kernel as kernel;

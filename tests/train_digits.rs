@@ -18,7 +18,18 @@ fn reaches_95_percent(model: Model) {
     let (train_set, test_set) = data();
     let step = Compiled::new(&step_graph(model).unwrap()).unwrap();
     let eval = Compiled::new(&eval_graph(model, test_set.len()).unwrap()).unwrap();
-    let (losses, accuracy) = train(model, &step, &eval, &train_set, &test_set, 60, || {}, |_, _, _| {}).unwrap();
+    let (losses, accuracy) = train(
+        &step,
+        &eval,
+        &train_set,
+        &test_set,
+        60,
+        Shard::WHOLE,
+        (initial_state(model), 0),
+        || {},
+        |_, _, _, _| Ok(()),
+    )
+    .unwrap();
     eprintln!("{model:?}: losses {:.4} -> {:.4}, test accuracy {accuracy:.3}", losses[0], losses[59]);
     assert!(accuracy >= 0.95, "{model:?}: test accuracy {accuracy}");
     assert!(losses[59] < losses[0] / 4.0, "{losses:?}");
@@ -41,7 +52,8 @@ fn compiled_and_interpreted_training_give_the_same_losses() {
         let graph = step_graph(model).unwrap();
         let eval = eval_graph(model, test_set.len()).unwrap();
         let run = |step: &dyn Exec, eval: &dyn Exec| {
-            train(model, step, eval, &train_set, &test_set, 2, || {}, |_, _, _| {}).unwrap()
+            let fresh = (initial_state(model), 0);
+            train(step, eval, &train_set, &test_set, 2, Shard::WHOLE, fresh, || {}, |_, _, _, _| Ok(())).unwrap()
         };
         let (compiled, _) = run(&Compiled::new(&graph).unwrap(), &Compiled::new(&eval).unwrap());
         let (interpreted, _) = run(&Interpreted(graph.clone()), &Interpreted(eval.clone()));

@@ -125,10 +125,12 @@ impl Communicator for MpiCommunicator {
                     DType::U32 => typed!(u32),
                     DType::U16 => typed!(u16),
                     DType::U8 => typed!(u8),
-                    other => return Err(self.fail(format!(
+                    other => {
+                        return Err(self.fail(format!(
                         "`{}` reduces f32, f64 and integer tensors, not {other} (cast to f32 around the collective)",
                         c.name()
-                    ))),
+                    )))
+                    }
                 })
             }
             Collective::AllGather { axis, .. } => {

@@ -23,7 +23,7 @@ pub struct RunStats {
 }
 
 enum Compiled {
-    Compute { session: Session, inputs: Vec<ValueId>, outputs: Vec<ValueId> },
+    Compute { session: Box<Session>, inputs: Vec<ValueId>, outputs: Vec<ValueId> },
     Collective { collective: nnc_ir::Collective, input: ValueId, output: ValueId },
 }
 
@@ -60,7 +60,7 @@ impl DistSession {
                 Step::Compute { graph, inputs, outputs } => {
                     let session =
                         Session::new(graph, options.clone()).map_err(|source| DistError::Stage { stage: k, source })?;
-                    Compiled::Compute { session, inputs, outputs }
+                    Compiled::Compute { session: Box::new(session), inputs, outputs }
                 }
                 Step::Collective { collective, input, output } => Compiled::Collective { collective, input, output },
             });

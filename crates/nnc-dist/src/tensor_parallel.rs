@@ -57,7 +57,12 @@ fn split_of(name: &str) -> Split {
 }
 
 fn check(s: LayerShape, world: usize) -> Result<(), DistError> {
-    if world == 0 || s.heads == 0 || s.dim % s.heads != 0 || s.heads % world != 0 || s.hidden % world != 0 {
+    if world == 0
+        || s.heads == 0
+        || !s.dim.is_multiple_of(s.heads)
+        || !s.heads.is_multiple_of(world)
+        || !s.hidden.is_multiple_of(world)
+    {
         return Err(DistError::Program(format!(
             "a layer of dim {} with {} heads and {} hidden units does not split over {world} ranks (the heads must divide \
              the dim, and the world must divide the heads and the hidden units)",

@@ -212,7 +212,7 @@ fn data_parallel_steps_on_slices_match_one_step_on_the_whole_batch() {
     assert_eq!(reduces, 3, "the loss and two buckets");
     let x = TensorData::from_vec(vec![rows, 5], &values(rows * 5, 1));
     let t = TensorData::from_vec(vec![rows, 2], &values(rows * 2, 2));
-    let state = vec![
+    let state = [
         TensorData::from_vec(vec![5, 8], &values(40, 3)),
         TensorData::from_vec(vec![8], &values(8, 4)),
         TensorData::from_vec(vec![8, 2], &values(16, 5)),

@@ -3,7 +3,7 @@
 //! A graph is in SSA form: every value is defined once, by a graph input or by one node, and
 //! nodes are stored in an order where every operand is defined before it is used.
 
-use crate::{Op, TensorType};
+use crate::{IrError, Op, TensorData, TensorType};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -142,5 +142,79 @@ impl Graph {
             remap(&mut node.outputs);
         }
         self.values = values;
+    }
+
+    /// This graph with the named inputs replaced by constants holding `values` (for instance
+    /// trained parameters, to export a model that takes only its data). Each tensor must have
+    /// its input's dtype and (static) shape.
+    pub fn freeze_inputs(&self, values: &[(&str, TensorData)]) -> Result<Graph, IrError> {
+        let fail = |message: String| IrError::Graph { graph: self.name.clone(), message };
+        let mut g = self.clone();
+        let mut constants = Vec::new();
+        for (name, t) in values {
+            let id = self
+                .find(name)
+                .filter(|id| g.inputs.contains(id))
+                .ok_or_else(|| fail(format!("no input `%{name}`")))?;
+            let ty = self.ty(id);
+            let fits = ty.dtype == t.dtype() && ty.static_shape().is_some_and(|s| s == t.shape());
+            if !fits {
+                return Err(fail(format!("input `%{name}` is {ty}; the value given is {}{:?}", t.dtype(), t.shape())));
+            }
+            g.inputs.retain(|&i| i != id);
+            constants.push(Node { op: Op::Constant(t.clone()), inputs: vec![], outputs: vec![id] });
+        }
+        constants.append(&mut g.nodes);
+        g.nodes = constants;
+        crate::verify(&g)?;
+        Ok(g)
+    }
+
+    /// Drops the nodes none of whose results reach an output (the inputs stay: they are the
+    /// graph's interface).
+    pub fn prune(&mut self) {
+        let mut live = vec![false; self.values.len()];
+        for v in &self.outputs {
+            live[v.index()] = true;
+        }
+        let mut keep = vec![false; self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate().rev() {
+            if node.outputs.iter().any(|v| live[v.index()]) {
+                keep[i] = true;
+                for v in &node.inputs {
+                    live[v.index()] = true;
+                }
+            }
+        }
+        let mut k = keep.into_iter();
+        self.nodes.retain(|_| k.next().unwrap_or(false));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, GraphBuilder, TensorData};
+
+    #[test]
+    fn freezing_inputs_makes_constants_and_checks_their_types() {
+        let mut b = GraphBuilder::new("affine");
+        let x = b.input("x", DType::F32, [2usize]).unwrap();
+        let w = b.input("w", DType::F32, [2usize]).unwrap();
+        let y = b.mul(x, w).unwrap();
+        let unused = b.add(x, x).unwrap();
+        b.output(y);
+        let _ = unused;
+        let mut g = b.finish().unwrap();
+        let frozen = g.freeze_inputs(&[("w", TensorData::from_vec(vec![2], &[3.0f32, 4.0]))]).unwrap();
+        assert_eq!(frozen.inputs.len(), 1);
+        let err = g.freeze_inputs(&[("w", TensorData::from_vec(vec![3], &[0.0f32; 3]))]).unwrap_err().to_string();
+        assert!(err.contains("input `%w` is f32[2]"), "{err}");
+        assert!(g
+            .freeze_inputs(&[("y", TensorData::scalar(0.0f32))])
+            .unwrap_err()
+            .to_string()
+            .contains("no input `%y`"));
+        g.prune();
+        assert_eq!(g.nodes.len(), 1, "the add reaches no output");
     }
 }

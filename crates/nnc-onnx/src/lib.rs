@@ -3,10 +3,12 @@
 //! - [`proto`]: the ONNX protobuf messages, generated from the vendored `onnx.proto`;
 //! - [`tensor`]: `TensorProto` ↔ [`nnc_ir::TensorData`], and `.pb` tensor files;
 //! - [`import`]: ONNX models to Graph IR, with the op converters in `ops/`;
+//! - [`export`]: Graph IR back to ONNX (trained models, for inference elsewhere);
 //! - [`staged`]: models whose control flow or shapes are decided at run time, run as compiled
 //!   graphs with control flow, sequences and data-shaped ops on the host between them.
 
 pub mod error;
+pub mod export;
 pub mod import;
 mod ops;
 pub mod staged;
@@ -19,6 +21,7 @@ pub mod proto {
 }
 
 pub use error::{NodeProblem, OnnxError};
+pub use export::{export_bytes, export_model, ExportError};
 pub use import::{
     import_bytes, import_file, import_file_with, import_model, inputs_of, read_inputs, read_model, ImportOptions,
 };

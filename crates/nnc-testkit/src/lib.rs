@@ -17,7 +17,7 @@
 //! Targets are run through the backend contract (`nnc_kernel::backend`) as the registry makes
 //! them, and the node suite through a session, so the figures are those `nnc conformance
 //! --target` gives. The pieces ([`check`], [`compare`], [`inputs`]) are public for the checks a
-//! backend adds of its own.
+//! backend adds of its own. [`mpi`] runs a test as several MPI processes.
 
 pub mod check;
 pub mod compare;
@@ -25,6 +25,7 @@ pub mod families;
 pub mod graphs;
 pub mod inputs;
 pub mod models;
+pub mod mpi;
 pub mod node_suite;
 pub mod skip;
 pub mod suite;

@@ -1,0 +1,115 @@
+//! A model trained by nnc leaves as ONNX: the digits MLP and CNN, trained for two epochs
+//! through the compiled CPU path, are frozen (parameters as constants) and exported; the file
+//! imports back into nnc with the same logits, and ONNX Runtime (from `.nnc-data/py`, which
+//! `scripts/setup.sh` fetches) computes the same logits from it.
+
+#[allow(dead_code)]
+#[path = "../examples/train_digits.rs"]
+mod example;
+
+use example::*;
+use nnc::ir::{GraphBuilder, Op, TensorData};
+use nnc_testkit::skip::{skip, workspace_dir};
+use npyz::WriterBuilder;
+use std::path::Path;
+
+fn write_npy(path: &Path, t: &TensorData) {
+    fn encode<T: npyz::AutoSerialize>(shape: &[u64], values: Vec<T>) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut bytes).begin_nd().unwrap();
+        w.extend(values).unwrap();
+        w.finish().unwrap();
+        bytes
+    }
+    let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
+    let bytes = match t.dtype() {
+        nnc::ir::DType::F32 => encode(&shape, t.to_vec::<f32>().unwrap()),
+        nnc::ir::DType::I64 => encode(&shape, t.to_vec::<i64>().unwrap()),
+        other => panic!("no .npy writer for {other}"),
+    };
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// ONNX Runtime's outputs for `model` on `inputs` (named), or `None` (a loud skip) where the
+/// Python packages are missing.
+fn onnx_runtime(model: &[u8], inputs: &[(&str, TensorData)]) -> Option<Vec<f32>> {
+    let py = workspace_dir().join(".nnc-data/py");
+    if !py.join("onnxruntime").is_dir() {
+        skip(&format!("ONNX Runtime not found in {} (scripts/setup.sh fetches it)", py.display()), true);
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("model.onnx");
+    std::fs::write(&file, model).unwrap();
+    for (name, t) in inputs {
+        write_npy(&dir.path().join(format!("{name}.npy")), t);
+    }
+    let status = std::process::Command::new("python3")
+        .arg(workspace_dir().join("scripts/ort_run.py"))
+        .arg(&file)
+        .arg(dir.path())
+        .env("PYTHONPATH", &py)
+        .status()
+        .expect("python3");
+    assert!(status.success(), "ONNX Runtime could not run the exported model");
+    let bytes = std::fs::read(dir.path().join("output_0.npy")).unwrap();
+    Some(npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<f32>().unwrap())
+}
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{what}: {x} vs {y}");
+    }
+}
+
+#[test]
+fn trained_digits_models_export_to_onnx_and_run_in_onnx_runtime() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
+    let (train_set, test_set) = split(&load(&path).unwrap());
+    for model in [Model::Mlp, Model::Cnn] {
+        let step = Compiled::new(&step_graph(model).unwrap()).unwrap();
+        let eval_graph = eval_graph(model, test_set.len()).unwrap();
+        let eval = Compiled::new(&eval_graph).unwrap();
+        let mut trained = Vec::new();
+        let fresh = (initial_state(model), 0);
+        train(
+            &step,
+            &eval,
+            &train_set,
+            &test_set,
+            2,
+            Shard::WHOLE,
+            fresh,
+            || {},
+            |_, _, _, state| {
+                trained = state[..4].to_vec();
+                Ok(())
+            },
+        )
+        .unwrap();
+        let logits = inference_graph(model, test_set.len(), &trained).unwrap();
+        let images = TensorData::from_vec(vec![test_set.len(), PIXELS], &test_set.x);
+        let expected = nnc::interp::run(&logits, std::slice::from_ref(&images)).unwrap()[0].to_vec::<f32>().unwrap();
+        let bytes = nnc::onnx::export_bytes(&logits).unwrap();
+        let back = nnc::onnx::import_bytes(bytes.clone().into(), "exported", None, &Default::default()).unwrap();
+        let reimported = nnc::interp::run(&back, std::slice::from_ref(&images)).unwrap()[0].to_vec::<f32>().unwrap();
+        close(&reimported, &expected, &format!("{model:?} re-imported"));
+        if let Some(ort) = onnx_runtime(&bytes, &[("x", images)]) {
+            close(&ort, &expected, &format!("{model:?} in ONNX Runtime"));
+        }
+    }
+}
+
+#[test]
+fn ops_without_an_onnx_form_are_all_listed() {
+    let mut b = GraphBuilder::new("no_onnx");
+    let x = b.input("x", nnc::ir::DType::F32, [4usize]).unwrap();
+    let c = nnc::ir::Collective::AllReduce { op: nnc::ir::CollectiveReduce::Sum, world: 2 };
+    let y = b.op1(Op::Collective(c), &[x]).unwrap();
+    let z =
+        b.op1(Op::Cumulative { axis: 0, kind: nnc::ir::CumKind::Sum, exclusive: false, reverse: false }, &[y]).unwrap();
+    b.output(z);
+    let err = nnc::onnx::export_bytes(&b.finish().unwrap()).unwrap_err().to_string();
+    assert!(err.contains("all_reduce") && err.contains("cumulative"), "{err}");
+}
