@@ -473,9 +473,11 @@ fn main() -> Result<()> {
     };
     let batches = train_set.len() / BATCH;
     let mut trained = start.0[..4].to_vec();
+    let done = start.1.min(batches * epochs);
     let bar =
         if lead { indicatif::ProgressBar::new((batches * epochs) as u64) } else { indicatif::ProgressBar::hidden() };
-    bar.set_position(start.1.min(batches * epochs) as u64);
+    bar.set_position(done as u64);
+    let training = std::time::Instant::now();
     let (_, accuracy) = train(
         step,
         &eval,
@@ -504,6 +506,14 @@ fn main() -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    let steps = batches * epochs - done;
+    if lead && steps > 0 {
+        let ms = training.elapsed().as_secs_f64() * 1e3;
+        println!(
+            "training: {steps} steps of {BATCH} images in {ms:.0} ms, {:.3} ms per step (evaluations included)",
+            ms / steps as f64
+        );
+    }
     if let (Some(d), true) = (&distributed, lead) {
         let session = d.0.borrow();
         let stats = session.stats();

@@ -50,23 +50,7 @@ fn to_safetensors(dtype: DType) -> Option<Dtype> {
 }
 
 fn from_safetensors(dtype: Dtype) -> Option<DType> {
-    [
-        DType::F32,
-        DType::F64,
-        DType::F16,
-        DType::BF16,
-        DType::I64,
-        DType::I32,
-        DType::I16,
-        DType::I8,
-        DType::U64,
-        DType::U32,
-        DType::U16,
-        DType::U8,
-        DType::Bool,
-    ]
-    .into_iter()
-    .find(|&d| to_safetensors(d) == Some(dtype))
+    DType::ALL.into_iter().find(|&d| to_safetensors(d) == Some(dtype))
 }
 
 /// Writes `checkpoint` to `path`.

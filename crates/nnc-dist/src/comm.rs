@@ -113,6 +113,14 @@ pub(crate) fn axis_to_part_major(bytes: &[u8], parts: usize, b: AxisBlocks) -> V
     out
 }
 
+/// `x` reordered for an engine's `reduce_scatter` along `axis` into `world` parts (each part's
+/// rows contiguous, in rank order); `out` is one part's shape. Its dtype and shape stay `x`'s.
+pub(crate) fn scatter_operand(x: &TensorData, out: &[usize], axis: usize, world: usize) -> Result<TensorData, String> {
+    let blocks = AxisBlocks::new(out, axis, x.dtype().size_bytes());
+    let bytes = axis_to_part_major(x.bytes(), world, blocks);
+    TensorData::from_bytes(x.dtype(), x.shape().to_vec(), bytes::Bytes::from(bytes)).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

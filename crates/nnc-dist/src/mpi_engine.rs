@@ -5,7 +5,7 @@
 //! MPI's sum divided by the world size. `all_gather`, `reduce_scatter` along an inner axis and
 //! `broadcast` move bytes, reordered so that each rank's block is contiguous (module `comm`).
 
-use crate::comm::{axis_to_part_major, check_collective, part_major_to_axis, AxisBlocks, Communicator};
+use crate::comm::{check_collective, part_major_to_axis, scatter_operand, AxisBlocks, Communicator};
 use crate::DistError;
 use bytes::Bytes;
 use mpi::collective::SystemOperation;
@@ -96,11 +96,7 @@ impl Communicator for MpiCommunicator {
             Collective::AllReduce { op, .. } | Collective::ReduceScatter { op, .. } => {
                 let (scatter, operand) = match *c {
                     Collective::ReduceScatter { axis, .. } => {
-                        let blocks = AxisBlocks::new(&out, axis, elem);
-                        let contiguous = axis_to_part_major(x.bytes(), world, blocks);
-                        let t = TensorData::from_bytes(x.dtype(), x.shape().to_vec(), Bytes::from(contiguous))
-                            .map_err(|e| self.fail(e.to_string()))?;
-                        (Some(world), t)
+                        (Some(world), scatter_operand(x, &out, axis, world).map_err(|e| self.fail(e))?)
                     }
                     _ => (None, x.clone()),
                 };

@@ -7,7 +7,7 @@
 //! unique id through another engine (MPI, [`NcclCommunicator::with_mpi`]), as NCCL's own
 //! examples do.
 
-use crate::comm::{axis_to_part_major, check_collective, part_major_to_axis, AxisBlocks, Communicator};
+use crate::comm::{check_collective, part_major_to_axis, scatter_operand, AxisBlocks, Communicator};
 use crate::DistError;
 use bytes::Bytes;
 use cudarc::driver::{CudaContext, CudaStream};
@@ -155,8 +155,7 @@ impl Communicator for NcclCommunicator {
                 let scatter = matches!(c, Collective::ReduceScatter { .. });
                 let operand = match *c {
                     Collective::ReduceScatter { axis, .. } => {
-                        let blocks = AxisBlocks::new(&out, axis, elem);
-                        from_bytes(axis_to_part_major(x.bytes(), world, blocks), x.shape().to_vec())?
+                        scatter_operand(x, &out, axis, world).map_err(|e| self.fail(e))?
                     }
                     _ => x.clone(),
                 };

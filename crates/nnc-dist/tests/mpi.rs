@@ -1,6 +1,7 @@
 //! The MPI engine against the interpreter's N-rank semantics, with real processes
 //! (`nnc_testkit::mpi`: each test runs `mpirun -np N` on this binary, whose ranks run an ignored
 //! rank body that checks its own results).
+#![cfg(feature = "mpi")]
 
 use nnc_dist::tensor_parallel::{layer_graph, shard_weights, weight_shapes, LayerShape};
 use nnc_dist::{Communicator, DistSession, MpiCommunicator};

@@ -30,7 +30,11 @@
 //!   may fuse a contraction of its own) unless they all end in one node (SiLU's
 //!   `x * sigmoid(x)`);
 //! - a CPU register tile loads unmasked buffers, so a masked value (a padded input) that reaches
-//!   a contraction, directly or through views, stays a buffer.
+//!   a contraction, directly or through views, stays a buffer;
+//! - a contraction that a concatenation reads, directly or through views (gradients packed into
+//!   one bucket for an all-reduce), stays a buffer: inlined, it would be computed under the
+//!   concatenation's choice of source, one dot product per element, where its own kernel is
+//!   tiled.
 
 use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
@@ -601,6 +605,9 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
             // that all end in one node, as SiLU's `x * sigmoid(x)` does, share one.)
             return no("a reduction read by several consumers, which each may fuse one contraction".into());
         }
+        if users.iter().any(|&(node, _)| reaches_concat(cx, node, 4)) {
+            return no("a concatenation reads it: a contraction keeps its own (tiled) kernel".into());
+        }
         let own = contraction_keys(expr);
         for &(node, _) in users {
             if cx.contractions_into.get(&node).is_some_and(|keys| keys.iter().any(|k| !own.contains(k))) {
@@ -696,15 +703,26 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
 /// Whether node `node` is a convolution or matmul, or a view (slice, reshape, transpose) of
 /// which one reads, within `depth` views.
 fn feeds_contraction(cx: &DecideCx<'_>, node: usize, depth: usize) -> bool {
+    reaches_through_views(cx, node, depth, &|op| matches!(op, Op::Conv { .. } | Op::MatMul))
+}
+
+/// Whether node `node` is a concatenation, or a view of which one reads, within `depth` views.
+fn reaches_concat(cx: &DecideCx<'_>, node: usize, depth: usize) -> bool {
+    reaches_through_views(cx, node, depth, &|op| matches!(op, Op::Concat { .. }))
+}
+
+/// Whether node `node`'s op is a `target`, or `node` is a view (slice, reshape, transpose)
+/// whose result a `target` reads, within `depth` views.
+fn reaches_through_views(cx: &DecideCx<'_>, node: usize, depth: usize, target: &dyn Fn(&Op) -> bool) -> bool {
     let n = &cx.graph.nodes[node];
-    match n.op {
-        Op::Conv { .. } | Op::MatMul => true,
-        Op::Slice { .. } | Op::Reshape { .. } | Op::Transpose { .. } if depth > 0 => n
-            .outputs
-            .iter()
-            .any(|o| cx.users.get(o).is_some_and(|us| us.iter().any(|&(m, _)| feeds_contraction(cx, m, depth - 1)))),
-        _ => false,
+    if target(&n.op) {
+        return true;
     }
+    let view = matches!(n.op, Op::Slice { .. } | Op::Reshape { .. } | Op::Transpose { .. });
+    view && depth > 0
+        && n.outputs.iter().any(|o| {
+            cx.users.get(o).is_some_and(|us| us.iter().any(|&(m, _)| reaches_through_views(cx, m, depth - 1, target)))
+        })
 }
 
 fn human(x: f64) -> String {

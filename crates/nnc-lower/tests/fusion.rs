@@ -147,6 +147,28 @@ fn a_log_feeding_a_convolution_is_computed_once_not_per_output_channel() {
 }
 
 #[test]
+fn matmuls_packed_into_one_concatenation_keep_their_own_tiled_kernels() {
+    // Two weight gradients flattened into one bucket, as data-parallel training packs them for
+    // an all-reduce: each matmul stays a tiled kernel, the concatenation only copies.
+    let mut b = GraphBuilder::new("bucket");
+    let x = b.input("x", DType::F32, [16, 12]).unwrap();
+    let g = b.input("g", DType::F32, [16, 8]).unwrap();
+    let h = b.input("h", DType::F32, [16, 4]).unwrap();
+    let xt = b.transpose(x, vec![1, 0]).unwrap();
+    let dw1 = b.matmul(xt, g).unwrap();
+    let dw2 = b.matmul(xt, h).unwrap();
+    let flat1 = b.reshape(dw1, vec![96.into()]).unwrap();
+    let flat2 = b.reshape(dw2, vec![48.into()]).unwrap();
+    let bucket = b.op1(nnc_ir::Op::Concat { axis: 0 }, &[flat1, flat2]).unwrap();
+    b.output(bucket);
+    let (gpu, cpu) = checked(&b.finish().unwrap());
+    assert_eq!(strategies(&gpu).iter().filter(|s| **s == Strategy::TiledMatmul).count(), 2, "{}", dump(&gpu));
+    for p in [&gpu, &cpu] {
+        assert_eq!(p.kernels.len(), 3, "two matmuls and the concatenation:\n{}", dump(p));
+    }
+}
+
+#[test]
 fn a_transposed_weight_matmul_inlines_the_transpose() {
     for weight_is_constant in [false, true] {
         let mut b = GraphBuilder::new("xwt");
