@@ -31,10 +31,11 @@
 //!   `x * sigmoid(x)`);
 //! - a CPU register tile loads unmasked buffers, so a masked value (a padded input) that reaches
 //!   a contraction, directly or through views, stays a buffer;
-//! - a contraction that a concatenation reads, directly or through views (gradients packed into
-//!   one bucket for an all-reduce), stays a buffer: inlined, it would be computed under the
-//!   concatenation's choice of source, one dot product per element, where its own kernel is
-//!   tiled.
+//! - a contraction reshaped into a concatenation (gradients flattened into one bucket for an
+//!   all-reduce) stays a buffer: inlined, it would be computed in the concatenation's flat
+//!   index space, one dot product per element, where its own kernel is tiled. (A contraction
+//!   concatenated along one of its own axes, as squeezenet's expand convolutions are, keeps its
+//!   axes and may still fuse.)
 
 use crate::lower::{lower_node, LowerError};
 use nnc_ir::composite::decompose;
@@ -605,8 +606,12 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
             // that all end in one node, as SiLU's `x * sigmoid(x)` does, share one.)
             return no("a reduction read by several consumers, which each may fuse one contraction".into());
         }
-        if users.iter().any(|&(node, _)| reaches_concat(cx, node, 4)) {
-            return no("a concatenation reads it: a contraction keeps its own (tiled) kernel".into());
+        let flattened_into_concat = |node: usize| {
+            matches!(cx.graph.nodes[node].op, Op::Reshape { .. })
+                && reaches_through_views(cx, node, 4, &|op| matches!(op, Op::Concat { .. }))
+        };
+        if users.iter().any(|&(node, _)| flattened_into_concat(node)) {
+            return no("it is flattened into a concatenation: a contraction keeps its own (tiled) kernel".into());
         }
         let own = contraction_keys(expr);
         for &(node, _) in users {
@@ -704,11 +709,6 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
 /// which one reads, within `depth` views.
 fn feeds_contraction(cx: &DecideCx<'_>, node: usize, depth: usize) -> bool {
     reaches_through_views(cx, node, depth, &|op| matches!(op, Op::Conv { .. } | Op::MatMul))
-}
-
-/// Whether node `node` is a concatenation, or a view of which one reads, within `depth` views.
-fn reaches_concat(cx: &DecideCx<'_>, node: usize, depth: usize) -> bool {
-    reaches_through_views(cx, node, depth, &|op| matches!(op, Op::Concat { .. }))
 }
 
 /// Whether node `node`'s op is a `target`, or `node` is a view (slice, reshape, transpose)
