@@ -1,7 +1,7 @@
 //! A model trained by nnc leaves as ONNX: the digits MLP and CNN, trained for two epochs
 //! through the compiled CPU path, are frozen (parameters as constants) and exported; the file
-//! imports back into nnc with the same logits, and ONNX Runtime (from `.nnc-data/py`, which
-//! `scripts/setup.sh` fetches) computes the same logits from it.
+//! imports back into nnc with the same logits, and ONNX Runtime (`nnc_testkit::onnx_runtime`)
+//! computes the same logits from it.
 
 #[allow(dead_code)]
 #[path = "../examples/train_digits.rs"]
@@ -9,52 +9,7 @@ mod example;
 
 use example::*;
 use nnc::ir::{GraphBuilder, Op, TensorData};
-use nnc_testkit::skip::{skip, workspace_dir};
-use npyz::WriterBuilder;
 use std::path::Path;
-
-fn write_npy(path: &Path, t: &TensorData) {
-    fn encode<T: npyz::AutoSerialize>(shape: &[u64], values: Vec<T>) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        let mut w = npyz::WriteOptions::new().default_dtype().shape(shape).writer(&mut bytes).begin_nd().unwrap();
-        w.extend(values).unwrap();
-        w.finish().unwrap();
-        bytes
-    }
-    let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
-    let bytes = match t.dtype() {
-        nnc::ir::DType::F32 => encode(&shape, t.to_vec::<f32>().unwrap()),
-        nnc::ir::DType::I64 => encode(&shape, t.to_vec::<i64>().unwrap()),
-        other => panic!("no .npy writer for {other}"),
-    };
-    std::fs::write(path, bytes).unwrap();
-}
-
-/// ONNX Runtime's outputs for `model` on `inputs` (named), or `None` (a loud skip) where the
-/// Python packages are missing.
-fn onnx_runtime(model: &[u8], inputs: &[(&str, TensorData)]) -> Option<Vec<f32>> {
-    let py = workspace_dir().join(".nnc-data/py");
-    if !py.join("onnxruntime").is_dir() {
-        skip(&format!("ONNX Runtime not found in {} (scripts/setup.sh fetches it)", py.display()), true);
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("model.onnx");
-    std::fs::write(&file, model).unwrap();
-    for (name, t) in inputs {
-        write_npy(&dir.path().join(format!("{name}.npy")), t);
-    }
-    let status = std::process::Command::new("python3")
-        .arg(workspace_dir().join("scripts/ort_run.py"))
-        .arg(&file)
-        .arg(dir.path())
-        .env("PYTHONPATH", &py)
-        .status()
-        .expect("python3");
-    assert!(status.success(), "ONNX Runtime could not run the exported model");
-    let bytes = std::fs::read(dir.path().join("output_0.npy")).unwrap();
-    Some(npyz::NpyFile::new(&bytes[..]).unwrap().into_vec::<f32>().unwrap())
-}
 
 fn close(a: &[f32], b: &[f32], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}");
@@ -95,7 +50,10 @@ fn trained_digits_models_export_to_onnx_and_run_in_onnx_runtime() {
         let back = nnc::onnx::import_bytes(bytes.clone().into(), "exported", None, &Default::default()).unwrap();
         let reimported = nnc::interp::run(&back, std::slice::from_ref(&images)).unwrap()[0].to_vec::<f32>().unwrap();
         close(&reimported, &expected, &format!("{model:?} re-imported"));
-        if let Some(ort) = onnx_runtime(&bytes, &[("x", images)]) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.onnx");
+        std::fs::write(&file, &bytes).unwrap();
+        if let Some(ort) = nnc_testkit::onnx_runtime::run_first_output(&file, &[images]) {
             close(&ort, &expected, &format!("{model:?} in ONNX Runtime"));
         }
     }

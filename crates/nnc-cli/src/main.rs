@@ -59,6 +59,9 @@ enum Command {
     Tune(commands::tune::TuneArgs),
     /// Run every ONNX test case under a folder and report, per op, how many pass.
     Conformance(commands::conformance::ConformanceArgs),
+    /// Post-training static quantization: calibrate activation ranges on sample inputs and write
+    /// a QDQ ONNX model (int8 weights, uint8 activations), with its error against the f32 model.
+    Quantize(commands::quantize::QuantizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +80,7 @@ fn main() -> ExitCode {
         Command::Grad(args) => commands::grad::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Tune(args) => commands::tune::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
     };
     match result {
         Ok(code) => code,

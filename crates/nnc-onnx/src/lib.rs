@@ -4,6 +4,7 @@
 //! - [`tensor`]: `TensorProto` ↔ [`nnc_ir::TensorData`], and `.pb` tensor files;
 //! - [`import`]: ONNX models to Graph IR, with the op converters in `ops/`;
 //! - [`export`]: Graph IR back to ONNX (trained models, for inference elsewhere);
+//! - [`qdq`]: post-training quantization of an ONNX model into QDQ form (`nnc quantize`);
 //! - [`staged`]: models whose control flow or shapes are decided at run time, run as compiled
 //!   graphs with control flow, sequences and data-shaped ops on the host between them.
 
@@ -11,6 +12,7 @@ pub mod error;
 pub mod export;
 pub mod import;
 mod ops;
+pub mod qdq;
 pub mod staged;
 pub mod tensor;
 

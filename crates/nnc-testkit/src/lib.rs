@@ -17,7 +17,7 @@
 //! Targets are run through the backend contract (`nnc_kernel::backend`) as the registry makes
 //! them, and the node suite through a session, so the figures are those `nnc conformance
 //! --target` gives. The pieces ([`check`], [`compare`], [`inputs`]) are public for the checks a
-//! backend adds of its own. [`mpi`] runs a test as several MPI processes.
+//! backend adds of its own. [`mpi`] runs a test as several MPI processes; [`onnx_runtime`] runs a model nnc wrote in ONNX Runtime.
 
 pub mod check;
 pub mod compare;
@@ -27,6 +27,7 @@ pub mod inputs;
 pub mod models;
 pub mod mpi;
 pub mod node_suite;
+pub mod onnx_runtime;
 pub mod skip;
 pub mod suite;
 

@@ -6,5 +6,6 @@ pub mod compile;
 pub mod conformance;
 pub mod dump;
 pub mod grad;
+pub mod quantize;
 pub mod run;
 pub mod tune;

@@ -1,0 +1,163 @@
+//! `nnc quantize` end to end on the shared models: the digits MLP and CNN, calibrated on digits
+//! that are not in the held-out set, keep their held-out accuracy within one point of f32, in
+//! nnc and in ONNX Runtime; resnet18, mobilenet_v2 and the transformer encoder, quantized per
+//! channel, run in both, and nnc's outputs differ from ONNX Runtime's by less than the
+//! quantization changes them.
+
+mod common;
+
+use common::*;
+use nnc_ir::TensorData;
+use nnc_testkit::skip::{required_dir, shared_dir};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+fn models() -> Option<PathBuf> {
+    required_dir(shared_dir().join("models"), "the shared models (../shared)")
+}
+
+/// Runs `nnc quantize` and returns its report.
+fn quantize(model: &Path, out: &Path, calibration: &Path, extra: &[&str]) -> String {
+    let output = nnc()
+        .arg("quantize")
+        .arg(model)
+        .arg("-o")
+        .arg(out)
+        .arg("--calibration")
+        .arg(calibration)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}{}", stdout_of(&output), stderr_of(&output));
+    stdout_of(&output)
+}
+
+/// `nnc run`'s first output for `model` on the inputs of the test data set `data` (not compared
+/// with its expected outputs: a quantized model's differ).
+fn nnc_output(model: &Path, data: &Path) -> Vec<f32> {
+    let inputs = tempfile::tempdir().unwrap();
+    std::fs::copy(data.join("input_0.pb"), inputs.path().join("input_0.pb")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = nnc()
+        .arg("run")
+        .arg(model)
+        .arg("--data")
+        .arg(inputs.path())
+        .arg("--output-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let file = std::fs::read_dir(dir.path()).unwrap().next().unwrap().unwrap().path();
+    read_npy_f32(&file).1
+}
+
+fn accuracy(logits: &[f32], labels: &[i64]) -> f64 {
+    let classes = logits.len() / labels.len();
+    let correct = logits
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, &l)| row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b }) as i64 == l)
+        .count();
+    correct as f64 / labels.len() as f64
+}
+
+/// Digits from `digits.csv.gz` (pixels scaled to 0..1, as the models take them) that are not
+/// among the held-out `test` rows: `count` of them, flattened.
+fn calibration_digits(test: &[f32], count: usize) -> Vec<f32> {
+    let mut text = String::new();
+    let file = std::fs::File::open(shared_dir().join("data/digits.csv.gz")).unwrap();
+    flate2::read::GzDecoder::new(file).read_to_string(&mut text).unwrap();
+    let held_out: std::collections::HashSet<Vec<u32>> =
+        test.chunks(64).map(|row| row.iter().map(|v| v.to_bits()).collect()).collect();
+    let mut rows = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let values: Vec<f32> = line.split(',').take(64).map(|v| v.trim().parse::<f32>().unwrap() / 16.0).collect();
+        if !held_out.contains(&values.iter().map(|v| v.to_bits()).collect::<Vec<_>>()) {
+            rows.extend(values);
+        }
+        if rows.len() == count * 64 {
+            break;
+        }
+    }
+    assert_eq!(rows.len(), count * 64, "enough digits outside the held-out set");
+    rows
+}
+
+#[test]
+fn digits_models_keep_their_accuracy_within_one_point() {
+    let Some(models) = models() else { return };
+    for (name, extra) in [("digits_mlp", vec![]), ("digits_cnn", vec!["--per-channel"])] {
+        let dir = models.join(name);
+        let data = dir.join("test_data_set_0");
+        let test = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
+        let labels: Vec<i64> =
+            npyz::NpyFile::new(&std::fs::read(dir.join("labels.npy")).unwrap()[..]).unwrap().into_vec().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let calibration = scratch.path().join("calibration");
+        std::fs::create_dir(&calibration).unwrap();
+        let digits = calibration_digits(&test.to_vec::<f32>().unwrap(), test.shape()[0]);
+        write_pb(&calibration, "sample.pb", &TensorData::from_vec(test.shape().to_vec(), &digits));
+        let quantized = scratch.path().join("q.onnx");
+        let report = quantize(&dir.join("model.onnx"), &quantized, &calibration, &extra);
+        assert!(report.contains("quantized 3 of 3"), "{report}");
+        let float = accuracy(&nnc_output(&dir.join("model.onnx"), &data), &labels);
+        let int8 = accuracy(&nnc_output(&quantized, &data), &labels);
+        eprintln!("{name}: f32 {float:.4}, int8 {int8:.4}\n{report}");
+        assert!((float - int8).abs() <= 0.01, "{name}: f32 {float} vs int8 {int8}");
+        if let Some(ort) = nnc_testkit::onnx_runtime::run_first_output(&quantized, std::slice::from_ref(&test)) {
+            let in_ort = accuracy(&ort, &labels);
+            assert!((float - in_ort).abs() <= 0.01, "{name}: f32 {float} vs int8 in ONNX Runtime {in_ort}");
+        }
+    }
+}
+
+#[test]
+fn larger_models_quantize_and_agree_with_onnx_runtime() {
+    let Some(models) = models() else { return };
+    for name in ["resnet18", "mobilenet_v2", "transformer_encoder"] {
+        let dir = models.join(name);
+        let data = dir.join("test_data_set_0");
+        let scratch = tempfile::tempdir().unwrap();
+        let quantized = scratch.path().join("q.onnx");
+        quantize(&dir.join("model.onnx"), &quantized, &data, &["--per-channel"]);
+        let ours = nnc_output(&quantized, &data);
+        let input = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
+        let float = nnc_onnx::read_tensor_file(&data.join("output_0.pb")).unwrap().1.to_vec::<f32>().unwrap();
+        let Some(theirs) = nnc_testkit::onnx_runtime::run_first_output(&quantized, &[input]) else { return };
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let (between, quantization) = (max_diff(&ours, &theirs), max_diff(&theirs, &float));
+        eprintln!("{name}: nnc vs ONNX Runtime {between:.3e}, quantized vs f32 {quantization:.3e}");
+        // Both round the same operands; where an activation sits on a rounding boundary, the two
+        // may round it to neighbouring steps (their float sums differ in order), so the outputs
+        // differ by less than quantizing changes them, not bit for bit.
+        assert!(
+            between <= quantization,
+            "{name}: nnc and ONNX Runtime differ by {between}, quantization by {quantization}"
+        );
+    }
+}
+
+#[test]
+fn unusable_calibration_and_methods_are_clear_errors() {
+    let Some(models) = models() else { return };
+    let model = models.join("digits_mlp/model.onnx");
+    let empty = tempfile::tempdir().unwrap();
+    let out = empty.path().join("q.onnx");
+    let run = |args: &[&str], calibration: &Path| {
+        nnc()
+            .arg("quantize")
+            .arg(&model)
+            .arg("-o")
+            .arg(&out)
+            .arg("--calibration")
+            .arg(calibration)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let none = run(&[], empty.path());
+    assert!(!none.status.success() && stderr_of(&none).contains("no samples"), "{}", stderr_of(&none));
+    let entropy = run(&["--method", "entropy"], &models.join("digits_mlp/test_data_set_0"));
+    assert!(stderr_of(&entropy).contains("entropy is not implemented"), "{}", stderr_of(&entropy));
+}
