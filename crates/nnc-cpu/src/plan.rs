@@ -272,9 +272,32 @@ pub(crate) fn at_lane(e: &Expr, lv: u32, lanes: &Lanes, k: i64) -> Expr {
 
 /// A lane-varying expression made of what the generators support in vector code (invariant parts are
 /// scalar code, splatted).
+/// `f32(int(x))` for an `f32` `x` and an integer dtype `int` of 8 to 64 bits: `(x, lo, hi)`,
+/// the range of `int` (a quantized value's round trip, which vector code computes in `f32`
+/// lanes: `vmath::through_integer`).
+pub(crate) fn integer_round_trip(e: &Expr) -> Option<(&Expr, f64, f64)> {
+    let Expr::Cast(DType::F32, inner) = e else { return None };
+    let Expr::Cast(int, x) = &**inner else { return None };
+    let (lo, hi) = match int {
+        DType::I8 => (i8::MIN as f64, i8::MAX as f64),
+        DType::U8 => (0.0, u8::MAX as f64),
+        DType::I16 => (i16::MIN as f64, i16::MAX as f64),
+        DType::U16 => (0.0, u16::MAX as f64),
+        DType::I32 => (i32::MIN as f64, i32::MAX as f64),
+        DType::U32 => (0.0, u32::MAX as f64),
+        DType::I64 => (i64::MIN as f64, i64::MAX as f64),
+        DType::U64 => (0.0, u64::MAX as f64),
+        _ => return None,
+    };
+    (x.dtype() == DType::F32).then_some((&**x, lo, hi))
+}
+
 fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
     if !varies(e, lv, lanes) {
         return true;
+    }
+    if let Some((x, _, _)) = integer_round_trip(e) {
+        return vector_expr_ok(kernel, x, lv, lanes);
     }
     match e {
         Expr::Var(v) => lanes.get(&v.id) == Some(&Lane::Vector),

@@ -63,6 +63,27 @@ pub(crate) trait LaneOps {
     fn split_exponent(&mut self, x: Self::V) -> R<(Self::V, Self::V)>;
 }
 
+/// `f32(int(x))` lane-wise, where `int` is an integer dtype of range `[lo, hi]`: truncation
+/// toward zero, saturation at the range, NaN to 0 (the IR's float-to-integer cast), and back to
+/// `f32` (exact, but at the ends of 32- and 64-bit ranges, where `lo` and `hi` round as the
+/// integer does). This is how quantization's round trip through `uint8`/`int8` stays in vector
+/// registers.
+pub(crate) fn through_integer<O: LaneOps>(o: &mut O, x: O::V, lo: f64, hi: f64) -> R<O::V> {
+    let zero = o.splat_constant(0.0)?;
+    let negative = o.compare(Cmp::Lt, x, zero)?;
+    let down = o.floor(x)?;
+    let minus = o.sub(zero, x)?;
+    let minus_down = o.floor(minus)?;
+    let up = o.sub(zero, minus_down)?;
+    let truncated = o.choose(negative, up, down)?;
+    let lo = o.splat_constant(lo)?;
+    let hi = o.splat_constant(hi)?;
+    let clamped = o.max(truncated, lo)?;
+    let clamped = o.min(clamped, hi)?;
+    let number = o.compare(Cmp::Eq, x, x)?;
+    o.choose(number, clamped, zero)
+}
+
 /// Coefficients (of x⁰, x², x⁴, ... ) of the numerator and denominator of the `f32` rational
 /// approximation of `erf(x) = x * num(x²) / den(x²)` on [-4, 4] (Eigen's); measured against
 /// correctly rounded `erf` it is within 4.2e-7 relative error (6 ulp).

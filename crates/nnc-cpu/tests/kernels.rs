@@ -36,12 +36,19 @@ fn var(id: u32, dtype: DType) -> Var {
 /// Runs `k` natively and through the interpreter on `globals` (one tensor per global buffer);
 /// returns both results (or the native status / interpreter error).
 fn run_both(k: &Kernel, globals: &[TensorData]) -> (Result<Vec<TensorData>, u32>, Result<Vec<TensorData>, String>) {
+    run_both_with(k, globals, &EmitOptions { verify: true, ..Default::default() })
+}
+
+fn run_both_with(
+    k: &Kernel,
+    globals: &[TensorData],
+    options: &EmitOptions,
+) -> (Result<Vec<TensorData>, u32>, Result<Vec<TensorData>, String>) {
     let mut values: Vec<Value> = globals.iter().map(Value::from_tensor).collect();
     let interp = run_kernel(k, &mut values)
         .map(|_| values.iter().map(|v| v.to_tensor().unwrap()).collect())
         .map_err(|e| e.to_string());
-    let code = compile_kernels(std::slice::from_ref(k), &EmitOptions { verify: true, ..Default::default() })
-        .unwrap_or_else(|e| panic!("{e}\n{}", k));
+    let code = compile_kernels(std::slice::from_ref(k), options).unwrap_or_else(|e| panic!("{e}\n{}", k));
     let mut bytes: Vec<Vec<u8>> = globals.iter().map(|t| t.bytes().to_vec()).collect();
     let ptrs: Vec<*mut u8> = bytes.iter_mut().map(|b| b.as_mut_ptr()).collect();
     let status = unsafe { code.function(0)(ptrs.as_ptr(), 0, k.launch.workgroups()) };
@@ -68,7 +75,11 @@ fn same(a: &TensorData, b: &TensorData) -> bool {
 }
 
 fn assert_match(k: &Kernel, globals: &[TensorData]) {
-    let (native, interp) = run_both(k, globals);
+    assert_match_with(k, globals, &EmitOptions { verify: true, ..Default::default() });
+}
+
+fn assert_match_with(k: &Kernel, globals: &[TensorData], options: &EmitOptions) {
+    let (native, interp) = run_both_with(k, globals, options);
     let interp = interp.unwrap_or_else(|e| panic!("interpreter: {e}\n{}", k));
     let native = native.unwrap_or_else(|s| panic!("native status {s}\n{}", k));
     for (i, (n, e)) in native.iter().zip(&interp).enumerate() {
@@ -479,6 +490,65 @@ fn strided_vector_loads_with_and_without_bounds_checks() {
                 let a = TensorData::from_f64(DType::F32, vec![n as usize], &a);
                 assert_match(&k, &[a, zeros(DType::F32, extent as usize)]);
             }
+        }
+    }
+}
+
+#[test]
+fn round_trips_through_integers_stay_in_vector_lanes_and_match() {
+    // o[j] = f32(int(a[j])): quantization's round trip, which vector loops compute in f32 lanes
+    // (truncate, saturate, NaN to 0), on both code generators, for every integer width.
+    let specials = [
+        0.0,
+        -0.0,
+        0.4,
+        0.5,
+        0.6,
+        -0.5,
+        -0.6,
+        -1.5,
+        1.5,
+        127.4,
+        127.6,
+        128.0,
+        -128.9,
+        -129.0,
+        255.4,
+        255.6,
+        256.0,
+        32767.9,
+        -32768.9,
+        65535.9,
+        2147483520.0,
+        2147483648.0,
+        -2147483904.0,
+        4294967040.0,
+        5e9,
+        1e19,
+        2e19,
+        -1e19,
+        f64::NAN,
+        f64::INFINITY,
+        -f64::INFINITY,
+        -3.7,
+    ];
+    let n = specials.len() as i64;
+    let ints = [DType::I8, DType::U8, DType::I16, DType::U16, DType::I32, DType::U32, DType::I64, DType::U64];
+    for (llvm, width) in [(false, 4u32), (true, 16)] {
+        for int in ints {
+            let j = var(1, DType::I64);
+            let value = Expr::cast(DType::F32, Expr::cast(int, load(0, DType::F32, Expr::Var(j))));
+            let body = vec![Stmt::For {
+                var: j,
+                extent: Expr::i64(n),
+                kind: LoopKind::Vector(width),
+                body: vec![Stmt::Store { buf: BufId(1), index: vec![Expr::Var(j)], value }],
+            }];
+            let bufs = vec![buf("a", DType::F32, &[n], Access::Read), buf("o", DType::F32, &[n], Access::Write)];
+            let k = kernel(&format!("through_{}", int.name()), bufs, [1, 1, 1], body);
+            let a = TensorData::from_f64(DType::F32, vec![n as usize], &specials);
+            let options = EmitOptions { verify: true, llvm, ..Default::default() };
+            assert_match_with(&k, &[a, zeros(DType::F32, n as usize)], &options);
         }
     }
 }

@@ -594,16 +594,20 @@ impl Importer<'_> {
     }
 
     /// Computes a node whose operands are all known, by converting it into a scratch graph and
-    /// running the reference interpreter. `None` if the operands are too large to be worth it.
+    /// running the reference interpreter. `None` if the operands are too large to be worth it,
+    /// except for `DequantizeLinear`: a quantized weight becomes the float weight the kernels
+    /// read (laid out for them at compile time like any other), whatever its size, since its
+    /// result has as many elements as its input.
     fn fold(&self, node: &crate::proto::NodeProto, scope: &Scope) -> Result<Option<Vec<TensorData>>, String> {
-        const MAX_FOLD_ELEMENTS: usize = 1 << 16;
+        let dequantize = node.op_type() == "DequantizeLinear";
+        let max_fold_elements: usize = if dequantize { usize::MAX } else { 1 << 16 };
         let mut total = 0;
         for name in node.input.iter().filter(|n| !n.is_empty()) {
             if let Some(Slot::Known { data, .. }) = scope.slots.get(name) {
                 total += data.len();
             }
         }
-        if total > MAX_FOLD_ELEMENTS {
+        if total > max_fold_elements {
             return Ok(None);
         }
         let mut scratch_scope = Scope { hints: scope.hints.clone(), ..Scope::default() };
@@ -622,7 +626,7 @@ impl Importer<'_> {
         for slot in &outputs {
             if let Slot::Value(id) = slot {
                 let n = b.ty(*id).static_shape().map(|s| s.iter().try_fold(1usize, |a, &d| a.checked_mul(d)));
-                if !matches!(n, Some(Some(n)) if n <= MAX_FOLD_ELEMENTS) {
+                if !matches!(n, Some(Some(n)) if n <= max_fold_elements) {
                     return Ok(None);
                 }
             }

@@ -3,6 +3,7 @@
 //! vector `select`s, and the lane-wise operations of the shared vector math.
 
 use super::*;
+use crate::plan::integer_round_trip;
 
 impl Emitter<'_, '_, '_> {
     /// `for var < extent vector(4)` over `f32` as 128-bit vectors, as the plan found the body
@@ -214,6 +215,11 @@ impl Emitter<'_, '_, '_> {
     pub(super) fn vexpr(&mut self, e: &Expr, lv: u32, lanes: &Lanes) -> R<Val> {
         if !varies(e, lv, lanes) {
             return Ok(Val { v: self.expr(e)?, vector: false });
+        }
+        if let Some((x, lo, hi)) = integer_round_trip(e) {
+            let v = self.vexpr(x, lv, lanes)?;
+            let v = self.splat(v);
+            return Ok(Val { v: vmath::through_integer(self, v, lo, hi)?, vector: true });
         }
         Ok(Val {
             vector: true,

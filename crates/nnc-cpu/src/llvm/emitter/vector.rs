@@ -3,6 +3,7 @@
 //! vector `select`s, and the lane-wise operations of the shared vector math.
 
 use super::*;
+use crate::plan::integer_round_trip;
 use inkwell::values::{IntValue, VectorValue};
 
 /// The largest stride read by contiguous loads and shuffles rather than a gather.
@@ -46,6 +47,10 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         if !varies(e, lv, lanes) {
             let x = self.scalar(e)?;
             return self.splat(x);
+        }
+        if let Some((x, lo, hi)) = integer_round_trip(e) {
+            let v = self.vexpr(x)?;
+            return Ok(vmath::through_integer(self, v, lo, hi)?);
         }
         Ok(match e {
             Expr::Var(v) => match lanes.get(&v.id) {
