@@ -83,7 +83,8 @@ fn value_info(name: &str, ty: &TensorType) -> ValueInfoProto {
     }
 }
 
-fn int(name: &str, v: i64) -> AttributeProto {
+/// An integer attribute (shared with `qdq.rs`).
+pub(crate) fn int(name: &str, v: i64) -> AttributeProto {
     AttributeProto {
         name: Some(name.into()),
         r#type: Some(AttributeType::Int as i32),

@@ -10,7 +10,7 @@
 //! Calibration is the caller's: [`activation_tensors`] names the tensors whose ranges are needed,
 //! [`with_outputs`] makes a model that reports them, and [`quantize`] takes the ranges.
 
-use crate::proto::attribute_proto::AttributeType;
+use crate::export::int;
 use crate::proto::{AttributeProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 use crate::{tensor_from_proto, tensor_to_proto};
 use nnc_ir::TensorData;
@@ -121,15 +121,6 @@ fn weight_scale(max_abs: f32) -> f32 {
         max_abs / 127.0
     } else {
         1.0
-    }
-}
-
-fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..AttributeProto::default()
     }
 }
 
@@ -282,7 +273,7 @@ pub fn quantize(
                 new_graph
                     .initializer
                     .push(tensor_to_proto(&z_name, &TensorData::from_vec(scale_shape, &vec![0i8; scales.len()])));
-                let attrs = if per_channel { vec![int_attr("axis", axis as i64)] } else { vec![] };
+                let attrs = if per_channel { vec![int("axis", axis as i64)] } else { vec![] };
                 let dq_node = names.fresh(&format!("{x}_DequantizeLinear"));
                 nodes.push(node("DequantizeLinear", dq_node, vec![q_name, s_name, z_name], dq_name.clone(), attrs));
                 dq_name
@@ -318,6 +309,12 @@ pub fn quantize(
     let read: BTreeSet<String> = new_graph.node.iter().flat_map(|n| n.input.iter().cloned()).collect();
     let outputs: BTreeSet<String> = new_graph.output.iter().filter_map(|o| o.name.clone()).collect();
     new_graph.initializer.retain(|t| t.name.as_ref().is_some_and(|n| read.contains(n) || outputs.contains(n)));
+    // Weights stored beside the model (external data) are written inline: the quantized model
+    // may be saved anywhere.
+    for t in new_graph.initializer.iter_mut().filter(|t| !t.external_data.is_empty()) {
+        let name = t.name.clone().unwrap_or_default();
+        *t = tensor_to_proto(&name, &tensor_from_proto(t, &name, base_dir).map_err(|e| e.to_string())?);
+    }
     out.producer_name = Some("nnc quantize".into());
     Ok(Quantized { model: out, quantized, kept_float })
 }
