@@ -161,3 +161,18 @@ fn unusable_calibration_and_methods_are_clear_errors() {
     let entropy = run(&["--method", "entropy"], &models.join("digits_mlp/test_data_set_0"));
     assert!(stderr_of(&entropy).contains("entropy is not implemented"), "{}", stderr_of(&entropy));
 }
+
+#[test]
+fn max_error_leaves_the_most_sensitive_nodes_in_float() {
+    let Some(models) = models() else { return };
+    let dir = models.join("digits_cnn");
+    let scratch = tempfile::tempdir().unwrap();
+    let out = scratch.path().join("q.onnx");
+    let data = dir.join("test_data_set_0");
+    let loose = quantize(&dir.join("model.onnx"), &out, &data, &["--max-error", "0.5"]);
+    assert!(loose.contains("quantized 3 of 3") && !loose.contains("kept in float"), "{loose}");
+    // No error at all is only reached with every node in float.
+    let strict = quantize(&dir.join("model.onnx"), &out, &data, &["--max-error", "1e-12"]);
+    assert!(strict.contains("quantized 0 of 3"), "{strict}");
+    assert_eq!(strict.matches("(--max-error)").count(), 3, "{strict}");
+}

@@ -214,7 +214,7 @@ pub fn quantize(
             continue;
         }
         if kept(n, options) {
-            kept_float.push((node_label(n), "kept in float (--keep-float)".to_string()));
+            kept_float.push((node_label(n), "kept in float as asked".to_string()));
             nodes.push(n.clone());
             continue;
         }

@@ -8,7 +8,9 @@
 //! ignores rare outliers. Then it writes OUT and a report: the error of each output of the
 //! quantized model against the f32 model on the calibration samples (largest and mean absolute
 //! error, relative to the output's range) and, for outputs of rank 2, how often both pick the
-//! same largest entry per row (the top-1 agreement of a classifier).
+//! same largest entry per row (the top-1 agreement of a classifier). With `--max-error F`, the
+//! nodes whose quantization alone costs the most stay in float, one at a time, until every
+//! output's largest error is within `F` of its range.
 //!
 //! DIR holds the samples as ONNX test data (`input_N.pb` for the N-th input, directly in DIR for
 //! one sample or in subfolders for several), or, for a model with one input, `.npy`/`.pb` files
@@ -24,7 +26,7 @@ use nnc_onnx::qdq::{activation_tensors, quantize, with_outputs, QuantizeOptions}
 use nnc_onnx::ImportOptions;
 use nnc_runtime::{Session, SessionOptions};
 use prost::Message;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -68,6 +70,11 @@ pub struct QuantizeArgs {
     #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
     pub keep_float: Vec<String>,
 
+    /// Leave the nodes whose quantization costs the most in float until every output's largest
+    /// error is at most this fraction of its f32 range (for instance 0.01).
+    #[arg(long, value_name = "FRACTION")]
+    pub max_error: Option<f64>,
+
     /// Where calibration and the report run.
     #[arg(long, value_enum, default_value_t)]
     pub target: TargetArg,
@@ -84,31 +91,79 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     if args.method == Method::Percentile && !(50.0..=100.0).contains(&args.percentile) {
         bail!("--percentile {} must be between 50 and 100", args.percentile);
     }
+    if args.max_error.is_some_and(|e| e.is_nan() || e <= 0.0) {
+        bail!("--max-error must be a positive fraction of an output's range");
+    }
     let model = nnc_onnx::read_model(&args.model)?;
     let base_dir = args.model.parent();
     let input_names = graph_input_names(&model);
     let samples = read_samples(&args.calibration, &input_names)?;
-    let options =
+    let mut options =
         QuantizeOptions { per_channel: args.per_channel, keep_float: args.keep_float.iter().cloned().collect() };
-    let targets = activation_tensors(&model, &options).map_err(|e| anyhow!("{}: {e}", args.model.display()))?;
     let session_options =
         SessionOptions { threads: args.threads.map(|t| t as usize), ..SessionOptions::target(args.target.0) };
     let what = args.model.display().to_string();
+    let run_on_samples = |model: &ModelProto, what: &str| -> anyhow::Result<Vec<Vec<TensorData>>> {
+        let mut session = compile(model, what, base_dir, &samples[0], &input_names, &session_options)?;
+        samples.iter().map(|s| session.run(s).with_context(|| format!("running {what}"))).collect()
+    };
 
-    // Calibration: the f32 model, reporting the quantized nodes' operands as extra outputs.
+    // Calibration: the f32 model, reporting every quantizable node's operands as extra outputs
+    // (all of them, so that nodes `--max-error` keeps in float need no second run).
+    let everything = QuantizeOptions { keep_float: Default::default(), ..options.clone() };
+    let targets = activation_tensors(&model, &everything).map_err(|e| anyhow!("{what}: {e}"))?;
     let outputs = model.graph.as_ref().map_or(0, |g| g.output.len());
-    let probe = with_outputs(&model, &targets);
-    let mut calibrate = compile(&probe, &what, base_dir, &samples[0], &input_names, &session_options)?;
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
-    for sample in &samples {
-        let results = calibrate.run(sample).with_context(|| format!("calibrating {what}"))?;
+    let mut float_outputs = Vec::new();
+    for mut results in run_on_samples(&with_outputs(&model, &targets), &format!("{what} (calibrating)"))? {
         for (name, t) in targets.iter().zip(&results[outputs..]) {
             let (lo, hi) = sample_range(t, args.method, args.percentile);
             let r = ranges.entry(name.clone()).or_insert((lo, hi));
             *r = (r.0.min(lo), r.1.max(hi));
         }
+        results.truncate(outputs);
+        float_outputs.push(results);
     }
-    let q = quantize(&model, &ranges, &options, base_dir).map_err(|e| anyhow!("{what}: {e}"))?;
+    let errors_of = |q: &ModelProto| -> anyhow::Result<Vec<Error>> {
+        let mut errors: Vec<Error> = Vec::new();
+        for (f, g) in float_outputs.iter().zip(run_on_samples(q, &args.output.display().to_string())?) {
+            errors.resize_with(f.len(), Error::default);
+            for (e, (a, b)) in errors.iter_mut().zip(f.iter().zip(&g)) {
+                e.add(a, b);
+            }
+        }
+        Ok(errors)
+    };
+    let quantize_with =
+        |options: &QuantizeOptions| quantize(&model, &ranges, options, base_dir).map_err(|e| anyhow!("{what}: {e}"));
+
+    let mut q = quantize_with(&options)?;
+    let mut errors = errors_of(&q.model)?;
+    // Nodes `--max-error` left in float, with the error quantizing each alone costs.
+    let mut auto_kept: BTreeMap<String, f64> = BTreeMap::new();
+    if let Some(limit) = args.max_error {
+        // Leave the most sensitive nodes in float, one at a time, until every output is within
+        // the limit: each node's sensitivity is the error of quantizing it alone.
+        if worst(&errors) > limit {
+            let mut sensitivity = Vec::new();
+            for node in q.quantized.clone() {
+                let alone: BTreeSet<String> = q.quantized.iter().filter(|n| **n != node).cloned().collect();
+                let only =
+                    quantize_with(&QuantizeOptions { keep_float: &options.keep_float | &alone, ..options.clone() })?;
+                sensitivity.push((worst(&errors_of(&only.model)?), node));
+            }
+            sensitivity.sort_by(|a, b| b.0.total_cmp(&a.0));
+            for (cost, node) in sensitivity {
+                if worst(&errors) <= limit {
+                    break;
+                }
+                auto_kept.insert(node.clone(), cost);
+                options.keep_float.insert(node);
+                q = quantize_with(&options)?;
+                errors = errors_of(&q.model)?;
+            }
+        }
+    }
     std::fs::write(&args.output, q.model.encode_to_vec())
         .with_context(|| format!("cannot write {}", args.output.display()))?;
     println!(
@@ -121,23 +176,15 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         args.output.display()
     );
     for (node, why) in &q.kept_float {
-        println!("  kept in float: {node}: {why}");
-    }
-
-    // The report: the quantized model against the f32 model on the calibration samples.
-    let mut float = compile(&model, &what, base_dir, &samples[0], &input_names, &session_options)?;
-    let mut quant =
-        compile(&q.model, &args.output.display().to_string(), base_dir, &samples[0], &input_names, &session_options)?;
-    let mut errors: Vec<Error> = Vec::new();
-    for sample in &samples {
-        let f = float.run(sample)?;
-        let g = quant.run(sample)?;
-        errors.resize_with(f.len(), Error::default);
-        for (e, (a, b)) in errors.iter_mut().zip(f.iter().zip(&g)) {
-            e.add(a, b);
+        match auto_kept.get(node) {
+            Some(cost) => println!(
+                "  kept in float: {node}: quantized alone, its error is {cost:.3e} of an output's range (--max-error)"
+            ),
+            None => println!("  kept in float: {node}: {why}"),
         }
     }
-    let names: Vec<String> = float.outputs().to_vec();
+    // The report: the quantized model against the f32 model on the calibration samples.
+    let names: Vec<String> = model.graph.iter().flat_map(|g| g.output.iter().filter_map(|o| o.name.clone())).collect();
     println!("| output | max abs error | mean abs error | f32 range | top-1 agreement |");
     println!("|---|---|---|---|---|");
     for (name, e) in names.iter().zip(&errors) {
@@ -152,7 +199,15 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
             e.hi
         );
     }
+    if let Some(limit) = args.max_error.filter(|&l| worst(&errors) > l) {
+        println!("note: even with every quantizable node in float but the kept ones, the error is {:.3e} of an output's range (--max-error {limit})", worst(&errors));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The largest error of any output, as a fraction of that output's f32 range.
+fn worst(errors: &[Error]) -> f64 {
+    errors.iter().map(|e| e.max_abs / (e.hi - e.lo).max(f64::MIN_POSITIVE)).fold(0.0, f64::max)
 }
 
 /// The model's graph inputs that are not initializers, in order.
