@@ -371,3 +371,26 @@ fn a_second_compile_takes_its_kernels_from_the_code_cache() {
     };
     assert_eq!(run(cache.as_os_str()), run("off".as_ref()));
 }
+
+#[test]
+fn collectives_run_on_one_rank_and_say_how_to_run_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let graph = |world: u32| {
+        format!(
+            "graph g(%x: f32[2]) {{\n  %y: f32[2] = all_reduce(%x) {{op = sum, world = {world}}}\n  %z: f32[2] = mul(%y, %x)\n  return %z\n}}\n"
+        )
+    };
+    let x = write_npy(dir.path(), "x.npy", &[2], &[3.0f32, -2.0]);
+    let one = write(dir.path(), "one.nnir", graph(1));
+    let out = nnc().arg("run").arg(&one).arg("--input").arg(format!("x={}", x.display())).output().unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(stdout_of(&out).contains("[9, 4]"), "{}", stdout_of(&out));
+    let two = write(dir.path(), "two.nnir", graph(2));
+    let out = nnc().arg("run").arg(&two).arg("--input").arg(format!("x={}", x.display())).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("communicates between ranks") && stderr_of(&out).contains("nnc-dist"),
+        "{}",
+        stderr_of(&out)
+    );
+}

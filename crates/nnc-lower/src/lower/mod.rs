@@ -117,6 +117,11 @@ pub fn lower_node(graph: &Graph, node: usize, vars: &mut VarGen) -> Result<Compu
         | Op::Gelu { .. }
         | Op::Attention { .. }
         | Op::Recurrent { .. } => Err(cx.err("composite".into())),
+        // A collective over one rank is the identity (a reshape to its own shape).
+        Op::Collective(c) if c.world() == 1 => {
+            let shape = cx.outs[0].1.iter().map(|&d| nnc_ir::Dim::constant(d)).collect();
+            movement::lower(&cx, &Op::Reshape { shape })
+        }
         Op::Collective(c) => Err(cx.err(format!(
             "`{}` communicates between ranks, which no kernel does: run the graph with nnc-dist, which \
              splits it at its collectives (or with nnc_interp::run_ranks)",
