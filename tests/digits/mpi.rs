@@ -4,12 +4,7 @@
 //! and resumed gives, at step k+m, exactly the uninterrupted run's parameters, and loads into one
 //! process; and 60 epochs reach the one-process run's test accuracy.
 
-// The example's `main` and helpers it does not call here are unused in this build.
-#[allow(dead_code)]
-#[path = "../examples/train_digits.rs"]
-mod example;
-
-use example::*;
+use crate::example::*;
 use nnc::dist::{Communicator, DistSession, MpiCommunicator};
 use nnc::ir::TensorData;
 use nnc_testkit::mpi::{in_rank, mpirun};
@@ -21,7 +16,7 @@ const DIR_ENV: &str = "NNC_DIGITS_MPI_DIR";
 #[test]
 fn data_parallel_digits_training_on_two_mpi_ranks() {
     let dir = tempfile::tempdir().unwrap();
-    let out = mpirun("rank_body_digits", 2, &[(DIR_ENV, dir.path().to_str().unwrap())]);
+    let out = mpirun("mpi::rank_body_digits", 2, &[(DIR_ENV, dir.path().to_str().unwrap())]);
     eprintln!("{}", out.lines().filter(|l| l.contains("rank 0:")).collect::<Vec<_>>().join("\n"));
 }
 

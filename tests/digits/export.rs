@@ -3,11 +3,7 @@
 //! imports back into nnc with the same logits, and ONNX Runtime (`nnc_testkit::onnx_runtime`)
 //! computes the same logits from it.
 
-#[allow(dead_code)]
-#[path = "../examples/train_digits.rs"]
-mod example;
-
-use example::*;
+use crate::example::*;
 use nnc::ir::{GraphBuilder, Op, TensorData};
 use std::path::Path;
 

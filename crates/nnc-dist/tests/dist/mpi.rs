@@ -1,7 +1,6 @@
 //! The MPI engine against the interpreter's N-rank semantics, with real processes
 //! (`nnc_testkit::mpi`: each test runs `mpirun -np N` on this binary, whose ranks run an ignored
 //! rank body that checks its own results).
-#![cfg(feature = "mpi")]
 
 use nnc_dist::tensor_parallel::{layer_graph, shard_weights, weight_shapes, LayerShape};
 use nnc_dist::{Communicator, DistSession, MpiCommunicator};
@@ -68,8 +67,8 @@ fn operand(case: &Case, rank: usize) -> TensorData {
 
 #[test]
 fn collectives_agree_with_the_interpreter_on_two_and_three_ranks() {
-    mpirun("rank_body_collectives", 2, &[]);
-    mpirun("rank_body_collectives", 3, &[]);
+    mpirun("mpi::rank_body_collectives", 2, &[]);
+    mpirun("mpi::rank_body_collectives", 3, &[]);
 }
 
 #[test]
@@ -112,7 +111,7 @@ fn rank_body_collectives() {
 
 #[test]
 fn a_tensor_parallel_layer_compiled_for_the_cpu_runs_on_two_mpi_ranks() {
-    mpirun("rank_body_tensor_parallel", 2, &[]);
+    mpirun("mpi::rank_body_tensor_parallel", 2, &[]);
 }
 
 #[test]

@@ -2,12 +2,7 @@
 //! (at least 95% within 60 epochs, MLP and CNN), and the same training run through the
 //! reference interpreter gives the same losses to within rounding.
 
-// The example's `main` and helpers it does not call here are unused in this build.
-#[allow(dead_code)]
-#[path = "../examples/train_digits.rs"]
-mod example;
-
-use example::*;
+use crate::example::*;
 
 fn data() -> (Digits, Digits) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits.csv.gz");
