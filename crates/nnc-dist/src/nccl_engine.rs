@@ -11,7 +11,7 @@ use crate::comm::{check_collective, part_major_to_axis, scatter_operand, AxisBlo
 use crate::DistError;
 use bytes::Bytes;
 use cudarc::driver::{CudaContext, CudaStream};
-use cudarc::nccl::{Comm, Id, NcclType, ReduceOp};
+use cudarc::nccl::{Comm, NcclType, ReduceOp};
 use nnc_ir::{Collective, CollectiveReduce, DType, Element, TensorData};
 use std::sync::Arc;
 
@@ -56,7 +56,7 @@ impl NcclCommunicator {
         check_available()?;
         let (rank, world) = (mpi.rank(), mpi.world());
         let id = if rank == 0 {
-            Some(Id::new().map_err(|e| engine_err(rank, format!("ncclGetUniqueId: {e:?}")))?)
+            Some(cudarc::nccl::Id::new().map_err(|e| engine_err(rank, format!("ncclGetUniqueId: {e:?}")))?)
         } else {
             None
         };
@@ -67,7 +67,7 @@ impl NcclCommunicator {
             *dst = src as std::ffi::c_char;
         }
         let stream = context(ordinal)?.default_stream();
-        let comm = Comm::from_rank(stream.clone(), rank, world, Id::uninit(internal))
+        let comm = Comm::from_rank(stream.clone(), rank, world, cudarc::nccl::Id::uninit(internal))
             .map_err(|e| engine_err(rank, format!("ncclCommInitRank: {e:?}")))?;
         Ok(NcclCommunicator { comm, stream })
     }
