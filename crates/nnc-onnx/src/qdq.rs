@@ -218,15 +218,20 @@ pub fn quantize(
             nodes.push(n.clone());
             continue;
         }
-        let mut plan = Vec::new();
+        // Each operand: a weight (its f32 data) or an activation (`None`).
+        let mut plan: Vec<(String, Option<TensorData>)> = Vec::new();
         let mut why_not = None;
         for x in operands(n) {
             match initializers.get(x.as_str()) {
-                Some(t) => match tensor_from_proto(t, x, base_dir).map_err(|e| e.to_string())?.to_vec::<f32>() {
-                    Some(_) => plan.push((x.clone(), true)),
-                    None => why_not = Some(format!("weight `{x}` is not f32")),
-                },
-                None if ranges.contains_key(x) => plan.push((x.clone(), false)),
+                Some(t) => {
+                    let data = tensor_from_proto(t, x, base_dir).map_err(|e| e.to_string())?;
+                    if data.dtype() == nnc_ir::DType::F32 {
+                        plan.push((x.clone(), Some(data)));
+                    } else {
+                        why_not = Some(format!("weight `{x}` is not f32"));
+                    }
+                }
+                None if ranges.contains_key(x) => plan.push((x.clone(), None)),
                 None => why_not = Some(format!("no calibrated range for `{x}`")),
             }
         }
@@ -236,14 +241,15 @@ pub fn quantize(
             continue;
         }
         let mut rewritten = n.clone();
-        for (k, (x, is_weight)) in plan.into_iter().enumerate() {
-            let key = format!("{}#{}", x, if is_weight { node_label(n) } else { String::new() });
+        for (k, (x, weight)) in plan.into_iter().enumerate() {
+            // An activation's pair is shared by its consumers; a weight's is per node (its
+            // channel axis depends on the node).
+            let key = format!("{}#{}", x, if weight.is_some() { node_label(n) } else { String::new() });
             if let Some(dq) = dequantized.get(&key) {
                 rewritten.input[k] = dq.clone();
                 continue;
             }
-            let dq = if is_weight {
-                let t = tensor_from_proto(initializers[x.as_str()], &x, base_dir).map_err(|e| e.to_string())?;
+            let dq = if let Some(t) = weight {
                 let values = t.to_vec::<f32>().unwrap_or_default();
                 let shape = t.shape().to_vec();
                 let axis = channel_axis(n, shape.len());
