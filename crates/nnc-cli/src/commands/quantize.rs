@@ -113,10 +113,15 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     let everything = QuantizeOptions { keep_float: Default::default(), ..options.clone() };
     let targets = activation_tensors(&model, &everything).map_err(|e| anyhow!("{what}: {e}"))?;
     let outputs = model.graph.as_ref().map_or(0, |g| g.output.len());
+    let probe = with_outputs(&model, &targets);
+    // Where each target is among the probe's outputs (a target may be a model output already).
+    let probe_outputs: Vec<String> =
+        probe.graph.iter().flat_map(|g| g.output.iter().map(|o| o.name.clone().unwrap_or_default())).collect();
+    let at: Vec<Option<usize>> = targets.iter().map(|t| probe_outputs.iter().position(|o| o == t)).collect();
     let mut ranges: BTreeMap<String, (f32, f32)> = BTreeMap::new();
     let mut float_outputs = Vec::new();
-    for mut results in run_on_samples(&with_outputs(&model, &targets), &format!("{what} (calibrating)"))? {
-        for (name, t) in targets.iter().zip(&results[outputs..]) {
+    for mut results in run_on_samples(&probe, &format!("{what} (calibrating)"))? {
+        for (name, t) in targets.iter().zip(&at).filter_map(|(n, k)| Some((n, results.get((*k)?)?))) {
             let (lo, hi) = sample_range(t, args.method, args.percentile);
             let r = ranges.entry(name.clone()).or_insert((lo, hi));
             *r = (r.0.min(lo), r.1.max(hi));
