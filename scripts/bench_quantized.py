@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Quantized models against f32, in nnc and in ONNX Runtime, measured in one run.
 
-For each shared model: `nnc quantize` (per-channel int8 weights, uint8 activations, calibrated
-on the model's test data set) writes a QDQ model; then, in alternating rounds, `nnc bench` of
+For each shared model: `nnc quantize --per-channel --quantize-outputs` (int8 weights per channel,
+uint8 activations, calibrated on the model's test data set; results quantized too, the layout
+ONNX Runtime fuses into integer kernels) writes a QDQ model; then, in alternating rounds, `nnc bench` of
 the f32 and the QDQ model and ONNX Runtime's CPU provider on both (same thread count, medians).
 Prints a Markdown table: times in ms and the ratios that matter (QDQ / f32 in each runtime, nnc
 QDQ / ONNX Runtime QDQ). Lower is better.
@@ -38,7 +39,7 @@ def main():
         quantized = os.path.join(work, name + "_qdq.onnx")
         subprocess.run(
             [bench_cpu.NNC, "quantize", os.path.join(folder, "model.onnx"), "-o", quantized,
-             "--calibration", data, "--per-channel"],
+             "--calibration", data, "--per-channel", "--quantize-outputs"],
             check=True, capture_output=True,
         )
         models = {"f32": os.path.join(folder, "model.onnx"), "qdq": quantized}

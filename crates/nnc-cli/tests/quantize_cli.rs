@@ -176,3 +176,25 @@ fn max_error_leaves_the_most_sensitive_nodes_in_float() {
     assert!(strict.contains("quantized 0 of 3"), "{strict}");
     assert_eq!(strict.matches("(--max-error)").count(), 3, "{strict}");
 }
+
+#[test]
+fn quantized_results_in_onnx_runtime_s_layout_run_in_both_as_accurately() {
+    // With --quantize-outputs every quantized node's result is quantized too (ONNX Runtime then
+    // runs integer kernels, which requantize with their own rounding): nnc's outputs are as close
+    // to the f32 model's as ONNX Runtime's.
+    let Some(models) = models() else { return };
+    let dir = models.join("resnet18");
+    let data = dir.join("test_data_set_0");
+    let scratch = tempfile::tempdir().unwrap();
+    let quantized = scratch.path().join("q.onnx");
+    let report = quantize(&dir.join("model.onnx"), &quantized, &data, &["--per-channel", "--quantize-outputs"]);
+    assert!(report.contains("quantized 21 of 21"), "{report}");
+    let ours = nnc_output(&quantized, &data);
+    let input = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
+    let float = nnc_onnx::read_tensor_file(&data.join("output_0.pb")).unwrap().1.to_vec::<f32>().unwrap();
+    let Some(theirs) = nnc_testkit::onnx_runtime::run_first_output(&quantized, &[input]) else { return };
+    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let (ours_error, theirs_error) = (max_diff(&ours, &float), max_diff(&theirs, &float));
+    eprintln!("nnc vs f32 {ours_error:.3e}, ONNX Runtime vs f32 {theirs_error:.3e}");
+    assert!(ours_error <= 2.0 * theirs_error, "nnc {ours_error} vs ONNX Runtime {theirs_error}");
+}

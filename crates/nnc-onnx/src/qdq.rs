@@ -24,6 +24,9 @@ pub struct QuantizeOptions {
     pub per_channel: bool,
     /// Nodes left in float, by node name or by the name of their first output.
     pub keep_float: BTreeSet<String>,
+    /// Quantize each quantized node's result too (a pair after it), as ONNX Runtime's tools
+    /// do: the layout its integer kernels fuse. Calibration then measures those results.
+    pub outputs: bool,
 }
 
 /// A quantized model and what was done to it.
@@ -75,7 +78,8 @@ pub fn activation_tensors(model: &ModelProto, options: &QuantizeOptions) -> Resu
         if !QUANTIZABLE.contains(&n.op_type.as_deref().unwrap_or("")) || kept(n, options) {
             continue;
         }
-        for x in operands(n) {
+        let result = n.output.first().filter(|_| options.outputs);
+        for x in operands(n).iter().chain(result) {
             if !x.is_empty() && !initializers.contains(x.as_str()) && !names.contains(x) {
                 names.push(x.clone());
             }
@@ -169,6 +173,30 @@ fn channel_axis(n: &NodeProto, rank: usize) -> usize {
         }
         _ => rank.saturating_sub(1),
     }
+}
+
+/// `QuantizeLinear(input) → DequantizeLinear → output` for the activation `x` (named in the new
+/// tensors' names) with `uint8` parameters for `range`, which are added to `initializers`.
+fn activation_pair(
+    names: &mut Names,
+    initializers: &mut Vec<TensorProto>,
+    x: &str,
+    input: String,
+    output: String,
+    (lo, hi): (f32, f32),
+) -> [NodeProto; 2] {
+    let (scale, zero) = activation_params(lo, hi);
+    let s_name = names.fresh(&format!("{x}_scale"));
+    let z_name = names.fresh(&format!("{x}_zero_point"));
+    let q_name = names.fresh(&format!("{x}_quantized"));
+    initializers.push(tensor_to_proto(&s_name, &TensorData::scalar(scale)));
+    initializers.push(tensor_to_proto(&z_name, &TensorData::scalar(zero)));
+    let q_node = names.fresh(&format!("{x}_QuantizeLinear"));
+    let dq_node = names.fresh(&format!("{x}_DequantizeLinear"));
+    [
+        node("QuantizeLinear", q_node, vec![input, s_name.clone(), z_name.clone()], q_name.clone(), vec![]),
+        node("DequantizeLinear", dq_node, vec![q_name, s_name, z_name], output, vec![]),
+    ]
 }
 
 /// Rewrites `model` in QDQ form with the activation `ranges` (`[min, max]` per tensor of
@@ -284,31 +312,28 @@ pub fn quantize(
                 nodes.push(node("DequantizeLinear", dq_node, vec![q_name, s_name, z_name], dq_name.clone(), attrs));
                 dq_name
             } else {
-                let (lo, hi) = ranges[&x];
-                let (scale, zero) = activation_params(lo, hi);
-                let s_name = names.fresh(&format!("{x}_scale"));
-                let z_name = names.fresh(&format!("{x}_zero_point"));
-                let q_name = names.fresh(&format!("{x}_quantized"));
                 let dq_name = names.fresh(&format!("{x}_dequantized"));
-                new_graph.initializer.push(tensor_to_proto(&s_name, &TensorData::scalar(scale)));
-                new_graph.initializer.push(tensor_to_proto(&z_name, &TensorData::scalar(zero)));
-                let q_node = names.fresh(&format!("{x}_QuantizeLinear"));
-                let dq_node = names.fresh(&format!("{x}_DequantizeLinear"));
-                nodes.push(node(
-                    "QuantizeLinear",
-                    q_node,
-                    vec![x.clone(), s_name.clone(), z_name.clone()],
-                    q_name.clone(),
-                    vec![],
-                ));
-                nodes.push(node("DequantizeLinear", dq_node, vec![q_name, s_name, z_name], dq_name.clone(), vec![]));
+                let pair =
+                    activation_pair(&mut names, &mut new_graph.initializer, &x, x.clone(), dq_name.clone(), ranges[&x]);
+                nodes.extend(pair);
                 dq_name
             };
             dequantized.insert(key, dq.clone());
             rewritten.input[k] = dq;
         }
         quantized.push(node_label(n));
-        nodes.push(rewritten);
+        // With `outputs`, the result too goes through a pair (the node then computes into a
+        // renamed value): the layout ONNX Runtime fuses into integer kernels.
+        let y = rewritten.output.first().cloned().unwrap_or_default();
+        match ranges.get(&y).filter(|_| options.outputs) {
+            Some(&range) => {
+                let float = names.fresh(&format!("{y}_float"));
+                rewritten.output[0] = float.clone();
+                nodes.push(rewritten);
+                nodes.extend(activation_pair(&mut names, &mut new_graph.initializer, &y, float, y.clone(), range));
+            }
+            None => nodes.push(rewritten),
+        }
     }
     new_graph.node = nodes;
     // Weights no float node reads any more are dropped.

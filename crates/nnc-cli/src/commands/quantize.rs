@@ -66,6 +66,11 @@ pub struct QuantizeArgs {
     #[arg(long)]
     pub per_channel: bool,
 
+    /// Quantize each quantized node's result as well (a QuantizeLinear/DequantizeLinear pair
+    /// after it), the layout ONNX Runtime fuses into integer kernels.
+    #[arg(long)]
+    pub quantize_outputs: bool,
+
     /// Nodes to leave in float, by node name or first output name (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "NODE,...")]
     pub keep_float: Vec<String>,
@@ -98,8 +103,11 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     let base_dir = args.model.parent();
     let input_names = graph_input_names(&model);
     let samples = read_samples(&args.calibration, &input_names)?;
-    let mut options =
-        QuantizeOptions { per_channel: args.per_channel, keep_float: args.keep_float.iter().cloned().collect() };
+    let mut options = QuantizeOptions {
+        per_channel: args.per_channel,
+        keep_float: args.keep_float.iter().cloned().collect(),
+        outputs: args.quantize_outputs,
+    };
     let session_options =
         SessionOptions { threads: args.threads.map(|t| t as usize), ..SessionOptions::target(args.target.0) };
     let what = args.model.display().to_string();
