@@ -52,6 +52,37 @@ fn nnc_output(model: &Path, data: &Path) -> Vec<f32> {
     read_npy_f32(&file).1
 }
 
+/// The outputs of one quantized shared model on its test data set.
+struct Outputs {
+    /// nnc's, on the quantized model.
+    ours: Vec<f32>,
+    /// ONNX Runtime's, on the quantized model.
+    theirs: Vec<f32>,
+    /// The f32 model's (the data set's expected output).
+    float: Vec<f32>,
+    /// What `nnc quantize` printed.
+    report: String,
+}
+
+/// Quantizes shared model `name` (calibrated on its test data set) with `flags` and runs the
+/// result in nnc and in ONNX Runtime; `None` where ONNX Runtime is missing (a loud skip).
+fn quantized_outputs(models: &Path, name: &str, flags: &[&str]) -> Option<Outputs> {
+    let dir = models.join(name);
+    let data = dir.join("test_data_set_0");
+    let scratch = tempfile::tempdir().unwrap();
+    let quantized = scratch.path().join("q.onnx");
+    let report = quantize(&dir.join("model.onnx"), &quantized, &data, flags);
+    let ours = nnc_output(&quantized, &data);
+    let input = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
+    let float = nnc_onnx::read_tensor_file(&data.join("output_0.pb")).unwrap().1.to_vec::<f32>().unwrap();
+    let theirs = nnc_testkit::onnx_runtime::run_first_output(&quantized, &[input])?;
+    Some(Outputs { ours, theirs, float, report })
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+}
+
 fn accuracy(logits: &[f32], labels: &[i64]) -> f64 {
     let classes = logits.len() / labels.len();
     let correct = logits
@@ -116,16 +147,9 @@ fn digits_models_keep_their_accuracy_within_one_point() {
 fn larger_models_quantize_and_agree_with_onnx_runtime() {
     let Some(models) = models() else { return };
     for name in ["resnet18", "mobilenet_v2", "transformer_encoder"] {
-        let dir = models.join(name);
-        let data = dir.join("test_data_set_0");
-        let scratch = tempfile::tempdir().unwrap();
-        let quantized = scratch.path().join("q.onnx");
-        quantize(&dir.join("model.onnx"), &quantized, &data, &["--per-channel"]);
-        let ours = nnc_output(&quantized, &data);
-        let input = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
-        let float = nnc_onnx::read_tensor_file(&data.join("output_0.pb")).unwrap().1.to_vec::<f32>().unwrap();
-        let Some(theirs) = nnc_testkit::onnx_runtime::run_first_output(&quantized, &[input]) else { return };
-        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        let Some(Outputs { ours, theirs, float, .. }) = quantized_outputs(&models, name, &["--per-channel"]) else {
+            return;
+        };
         let (between, quantization) = (max_diff(&ours, &theirs), max_diff(&theirs, &float));
         eprintln!("{name}: nnc vs ONNX Runtime {between:.3e}, quantized vs f32 {quantization:.3e}");
         // Both round the same operands; where an activation sits on a rounding boundary, the two
@@ -183,17 +207,9 @@ fn quantized_results_in_onnx_runtime_s_layout_run_in_both_as_accurately() {
     // runs integer kernels, which requantize with their own rounding): nnc's outputs are as close
     // to the f32 model's as ONNX Runtime's.
     let Some(models) = models() else { return };
-    let dir = models.join("resnet18");
-    let data = dir.join("test_data_set_0");
-    let scratch = tempfile::tempdir().unwrap();
-    let quantized = scratch.path().join("q.onnx");
-    let report = quantize(&dir.join("model.onnx"), &quantized, &data, &["--per-channel", "--quantize-outputs"]);
+    let flags = ["--per-channel", "--quantize-outputs"];
+    let Some(Outputs { ours, theirs, float, report }) = quantized_outputs(&models, "resnet18", &flags) else { return };
     assert!(report.contains("quantized 21 of 21"), "{report}");
-    let ours = nnc_output(&quantized, &data);
-    let input = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
-    let float = nnc_onnx::read_tensor_file(&data.join("output_0.pb")).unwrap().1.to_vec::<f32>().unwrap();
-    let Some(theirs) = nnc_testkit::onnx_runtime::run_first_output(&quantized, &[input]) else { return };
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     let (ours_error, theirs_error) = (max_diff(&ours, &float), max_diff(&theirs, &float));
     eprintln!("nnc vs f32 {ours_error:.3e}, ONNX Runtime vs f32 {theirs_error:.3e}");
     assert!(ours_error <= 2.0 * theirs_error, "nnc {ours_error} vs ONNX Runtime {theirs_error}");
