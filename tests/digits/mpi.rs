@@ -20,6 +20,15 @@ fn data_parallel_digits_training_on_two_mpi_ranks() {
     eprintln!("{}", out.lines().filter(|l| l.contains("rank 0:")).collect::<Vec<_>>().join("\n"));
 }
 
+/// Every value of `state` within 1e-4 (relative, or absolute below 1) of `two_ranks`'s.
+fn assert_close(state: &[TensorData], two_ranks: &[TensorData], what: &str) {
+    for (a, b) in state.iter().zip(two_ranks) {
+        for (x, y) in a.to_vec::<f32>().unwrap().iter().zip(b.to_vec::<f32>().unwrap()) {
+            assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{what} {x} vs two ranks {y}");
+        }
+    }
+}
+
 fn bytes_of(state: &[TensorData]) -> Vec<u8> {
     state.iter().flat_map(|t| t.bytes().iter().copied()).collect()
 }
@@ -71,20 +80,9 @@ fn rank_body_digits() {
         let single = Compiled::new(&step_graph(model).unwrap()).unwrap();
         let (alone, _) =
             run_steps(&single, initial_state(model), &train_set, Shard::WHOLE, 0, k + m, |_, _| Ok(())).unwrap();
-        for (a, b) in alone.iter().zip(&uninterrupted) {
-            for (x, y) in a.to_vec::<f32>().unwrap().iter().zip(b.to_vec::<f32>().unwrap()) {
-                assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "one process {x} vs two ranks {y}");
-            }
-        }
+        assert_close(&alone, &uninterrupted, "one process");
         let (continued, _) = run_steps(&single, resumed_from, &train_set, Shard::WHOLE, k, m, |_, _| Ok(())).unwrap();
-        for (a, b) in continued.iter().zip(&uninterrupted) {
-            for (x, y) in a.to_vec::<f32>().unwrap().iter().zip(b.to_vec::<f32>().unwrap()) {
-                assert!(
-                    (x - y).abs() <= 1e-4 * y.abs().max(1.0),
-                    "one process from the checkpoint {x} vs two ranks {y}"
-                );
-            }
-        }
+        assert_close(&continued, &uninterrupted, "one process from the checkpoint");
     }
 
     // 60 epochs reach the one-process accuracy (the example's test asks for 95%).
