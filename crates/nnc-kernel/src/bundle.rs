@@ -14,6 +14,7 @@ use crate::plan::{MemoryPlan, ALIGN};
 use crate::program::Program;
 use crate::program::{BufferKind, ProgramBuffer};
 use nnc_ir::{DType, TensorData};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -32,7 +33,7 @@ const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 ///
 /// The same program and options give the same manifest, byte for byte: it holds no time,
 /// path or other fact of the compile itself (`nnc compile --stats` reports those).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Manifest {
     pub format: u32,
     /// The nnc version that wrote the bundle.
@@ -52,6 +53,10 @@ pub struct Manifest {
     /// What the target needs beyond this (the CPU: the instruction set the code was built for).
     #[serde(default)]
     pub target_info: BTreeMap<String, String>,
+    /// What a device must offer to run the code (for WGSL: the WebGPU features and limits the
+    /// kernels use), checked by a runtime before it creates anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Requirements>,
     /// The target's code files (paths relative to the folder) and their sizes, in the order the
     /// checksum covers them.
     pub files: Vec<FileEntry>,
@@ -62,8 +67,25 @@ pub struct Manifest {
     pub checksum: String,
 }
 
+/// The device features and limits a bundle's code needs, named as the target's API names them
+/// (WebGPU's `shader-f16`, `maxStorageBuffersPerShaderStage`, ...).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Requirements {
+    pub features: Vec<String>,
+    /// The least value each limit must have (every limit here is a maximum the device allows).
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// The manifest's JSON Schema (draft 2020-12), generated from these types: the one definition
+/// of the format, which `web/manifest.schema.json` holds for the JavaScript runtime (a test
+/// keeps the file current).
+pub fn manifest_schema() -> String {
+    let schema = schemars::schema_for!(Manifest);
+    serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
+}
+
 /// A code file of a bundle.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FileEntry {
     pub path: String,
     pub bytes: u64,
@@ -89,7 +111,7 @@ impl Bundle {
 }
 
 /// A graph input or output: name (without `%`), dtype and shape.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Interface {
     pub name: String,
     pub dtype: String,
@@ -99,7 +121,7 @@ pub struct Interface {
     pub buffer: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct BufferEntry {
     pub name: String,
     pub dtype: String,
@@ -108,7 +130,7 @@ pub struct BufferEntry {
 }
 
 /// Where a buffer's bytes are.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Place {
     /// The n-th graph input.
@@ -122,7 +144,7 @@ pub enum Place {
 }
 
 /// One kernel launch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct KernelEntry {
     pub name: String,
     /// Buffers bound to the kernel's global parameters, in order (indices into `buffers`).
@@ -137,7 +159,7 @@ pub struct KernelEntry {
     pub code: Code,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Code {
     /// A source or assembly file of the bundle and the function's name in it.
@@ -152,7 +174,7 @@ pub enum Code {
 }
 
 /// An 8-byte absolute address of `symbol` + `addend` at `offset` in the kernel's code.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Relocation {
     pub offset: u64,
     pub symbol: String,
@@ -241,6 +263,7 @@ impl Manifest {
             arena_lower_bound: plan.lower_bound,
             weights_bytes: weights.len() as u64,
             target_info: BTreeMap::new(),
+            requires: None,
             files: Vec::new(),
             checksum: String::new(),
         };
@@ -482,6 +505,23 @@ mod tests {
 
     fn program() -> Program {
         crate::program::testing::add_relu()
+    }
+
+    /// `web/manifest.schema.json` is what these types generate (`NNC_BLESS=1` rewrites it): the
+    /// JavaScript runtime validates manifests against that file.
+    #[test]
+    fn the_javascript_runtime_reads_the_current_schema() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/manifest.schema.json");
+        let schema = manifest_schema();
+        if std::env::var_os("NNC_BLESS").is_some() {
+            std::fs::write(&path, &schema).unwrap();
+        }
+        let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            on_disk == schema,
+            "{} is not the schema of the manifest types: run NNC_BLESS=1 cargo test -p nnc-kernel",
+            path.display()
+        );
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl SessionOptions {
     }
 
     fn backend_options(&self) -> BackendOptions {
-        BackendOptions { adapter: self.adapter.clone(), threads: self.threads }
+        BackendOptions { adapter: self.adapter.clone(), threads: self.threads, webgpu: None }
     }
 }
 

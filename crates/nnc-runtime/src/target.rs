@@ -29,6 +29,9 @@ pub struct BackendOptions {
     pub adapter: Option<String>,
     /// With [`Target::Cpu`]: threads to run kernels on (one per core by default).
     pub threads: Option<usize>,
+    /// With [`Target::Wgsl`]: schedule for this WebGPU device (a browser's) rather than the
+    /// local adapter.
+    pub webgpu: Option<nnc_wgsl::WebGpuDevice>,
 }
 
 /// Makes a target's backend with the options given.
@@ -83,7 +86,9 @@ impl Target {
                 name: "wgsl",
                 about: "WGSL compute shaders run with wgpu on the first GPU adapter (`--adapter` to choose); Mesa's \
                         lavapipe where there is no GPU",
-                backend: Some(|o| Box::new(nnc_wgsl::WgslBackend { adapter: o.adapter.clone() })),
+                backend: Some(|o| {
+                    Box::new(nnc_wgsl::WgslBackend { adapter: o.adapter.clone(), webgpu: o.webgpu.clone() })
+                }),
                 writes_bundle: true,
             },
             Target::Cuda => Entry {

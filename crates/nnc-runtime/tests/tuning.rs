@@ -17,7 +17,7 @@ use nnc_testkit::graphs::matmul_bias_relu;
 use std::time::Duration;
 
 fn cpu() -> Box<dyn Backend> {
-    Target::Cpu.backend(&BackendOptions { adapter: None, threads: Some(2) }).expect("the cpu target")
+    Target::Cpu.backend(&BackendOptions { threads: Some(2), ..Default::default() }).expect("the cpu target")
 }
 
 fn input(graph: &Graph) -> Vec<TensorData> {

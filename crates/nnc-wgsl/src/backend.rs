@@ -1,6 +1,7 @@
 //! The WGSL target behind the backend contract: shaders run with wgpu, and bundles of them.
 
 use crate::runtime::WgslProgram;
+use crate::webgpu::{requirements, WebGpuDevice};
 use crate::WgslError;
 use nnc_kernel::backend::{Backend, BackendError, Checked, ErrorKind, Executable, Interface};
 use nnc_kernel::bundle::{Code, Manifest};
@@ -10,10 +11,12 @@ use std::path::Path;
 use std::time::Duration;
 
 /// WGSL compute shaders on a wgpu adapter: the first one, or the first whose name contains
-/// `adapter`.
+/// `adapter`. With `webgpu`, kernels are scheduled for that WebGPU device's limits instead of
+/// the local adapter's, and a bundle that needs more than it offers is refused.
 #[derive(Clone, Debug, Default)]
 pub struct WgslBackend {
     pub adapter: Option<String>,
+    pub webgpu: Option<WebGpuDevice>,
 }
 
 fn error(e: WgslError) -> BackendError {
@@ -34,6 +37,9 @@ impl Backend for WgslBackend {
     /// The portable GPU baseline, with as many storage buffers per kernel as the adapter binds
     /// (WebGPU's default 8 where there is no adapter).
     fn device(&self) -> Device {
+        if let Some(webgpu) = &self.webgpu {
+            return webgpu.device();
+        }
         let limits = crate::runtime::adapter_limits(self.adapter.as_deref());
         let max_buffers = limits.map_or(8, |l| l.max_storage_buffers_per_shader_stage);
         Device { max_buffers, ..Device::gpu() }
@@ -41,6 +47,9 @@ impl Backend for WgslBackend {
 
     /// The adapter, its backend and driver (the device data derive from them).
     fn fingerprint(&self) -> String {
+        if let Some(webgpu) = &self.webgpu {
+            return format!("wgsl for WebGPU {:?} {:?}", webgpu.limits.entries(), webgpu.features);
+        }
         match crate::runtime::adapter_fingerprint(self.adapter.as_deref()) {
             Ok(adapter) => format!("wgsl {adapter}"),
             Err(e) => format!("wgsl without an adapter ({e})"),
@@ -52,13 +61,26 @@ impl Backend for WgslBackend {
     }
 
     /// `manifest.json`, `weights.bin` and `kernels/<kernel>.wgsl`, each shader validated by naga
-    /// and runnable on any adapter (see [`crate::print_program`]).
+    /// and runnable on any adapter (see [`crate::print_program`]); the manifest's `requires`
+    /// lists the WebGPU features and limits the kernels need.
     fn check(&self, program: &Program) -> Result<Vec<String>, BackendError> {
         crate::print_program(program).map_err(error)?;
         Ok(vec![format!("code: {} shaders validated by naga", program.kernels.len())])
     }
 
     fn write_bundle(&self, program: &Program, dir: &Path) -> Result<(Manifest, Vec<String>), BackendError> {
+        let needs = requirements(program);
+        if let Some(unmet) = self.webgpu.as_ref().map(|w| w.unmet(&needs)).filter(|u| !u.is_empty()) {
+            return Err(BackendError::new(
+                "wgsl",
+                ErrorKind::Unsupported,
+                format!(
+                    "the program needs more than the WebGPU device offers: {} (give the adapter's limits and \
+                     features with --device FILE.json)",
+                    unmet.join("; ")
+                ),
+            ));
+        }
         let texts = crate::print_program(program).map_err(error)?;
         let files: Vec<(String, Vec<u8>)> = program
             .kernels
@@ -68,6 +90,7 @@ impl Backend for WgslBackend {
             .collect();
         let code = files.iter().map(|(f, _)| Code::File { path: f.clone(), entry: "main".into() }).collect();
         let (mut manifest, weights) = Manifest::of(program, self.name(), code);
+        manifest.requires = Some(needs.requirements);
         manifest.target_info.insert(
             "bindings".into(),
             "binding k of group 0 = params[k], a storage buffer; bool and 8/16-bit integers are widened to 32 \

@@ -15,10 +15,12 @@
 pub mod backend;
 pub mod print;
 pub mod runtime;
+pub mod webgpu;
 
 pub use backend::WgslBackend;
 pub use print::{compile_kernel, print_kernel, print_program, validate, PrintOptions};
 pub use runtime::{adapters, WgslProgram};
+pub use webgpu::{WebGpuDevice, WebGpuLimits};
 
 /// Everything that can go wrong printing or running WGSL.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

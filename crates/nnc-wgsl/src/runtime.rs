@@ -74,7 +74,7 @@ fn wgpu_err(e: impl std::fmt::Display) -> WgslError {
 }
 
 /// Bytes a program buffer takes on the GPU (at least 4, a multiple of 4).
-fn gpu_bytes(dtype: DType, numel: i64) -> u64 {
+pub(crate) fn gpu_bytes(dtype: DType, numel: i64) -> u64 {
     let per = match dtype {
         DType::F16 => 2,
         DType::I64 | DType::U64 => 8,

@@ -60,14 +60,39 @@ pub struct CompileArgs {
     #[arg(long)]
     pub grad: bool,
 
+    /// With --target wgsl, the device to schedule for: `adapter` (the local wgpu adapter's
+    /// limits, the default), `webgpu` (WebGPU's default limits, which every browser offers), or
+    /// FILE.json (an adapter's `{"limits": {...}, "features": [...]}`, as the example page of
+    /// `nnc serve` prints them). A bundle that needs more is refused, naming what exceeds.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+
     #[command(flatten)]
     pub tuning: crate::tuning::TuningArgs,
+}
+
+/// The WebGPU device `--device` names (`None` for the local adapter).
+fn webgpu_device(device: Option<&str>, target: Target) -> anyhow::Result<Option<nnc_wgsl::WebGpuDevice>> {
+    match device {
+        None => Ok(None),
+        Some(_) if target != Target::Wgsl => bail!("--device chooses a WebGPU device: it needs --target wgsl"),
+        Some("adapter") => Ok(None),
+        Some("webgpu") => Ok(Some(nnc_wgsl::WebGpuDevice::default())),
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read --device {file}"))?;
+            nnc_wgsl::WebGpuDevice::from_json(&text).map(Some).map_err(|e| anyhow!("{file}: {e}"))
+        }
+    }
 }
 
 pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
     let shown = args.file.display().to_string();
     let target = args.target.0;
-    let backend = target.backend(&Default::default()).filter(|_| target.writes_bundle());
+    let options = nnc_runtime::target::BackendOptions {
+        webgpu: webgpu_device(args.device.as_deref(), target)?,
+        ..Default::default()
+    };
+    let backend = target.backend(&options).filter(|_| target.writes_bundle());
     let Some(backend) = backend else {
         let compiling: Vec<&str> = Target::ALL.iter().filter(|t| t.writes_bundle()).map(|t| t.name()).collect();
         bail!(
@@ -186,6 +211,11 @@ pub fn run(args: CompileArgs) -> anyhow::Result<ExitCode> {
                 Target::Cpu => writeln!(
                     out,
                     "run it with: nnc run {} --random-inputs (or --data DIR, --input NAME=FILE)",
+                    dir.display()
+                ),
+                Target::Wgsl => writeln!(
+                    out,
+                    "run it in a browser with: nnc serve {} (the WebGPU runtime web/nnc-webgpu.js loads it)",
                     dir.display()
                 ),
                 _ => writeln!(out, "(`nnc run` executes CPU bundles; this folder is for a {target} runtime)"),

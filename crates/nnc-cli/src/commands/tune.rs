@@ -61,7 +61,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<ExitCode> {
         bail!("--budget {}: give seconds between 0 and 86400", args.budget);
     }
     let target = args.target.0;
-    let options = BackendOptions { adapter: args.on.adapter.clone(), threads: args.on.threads() };
+    let options = BackendOptions { adapter: args.on.adapter.clone(), threads: args.on.threads(), webgpu: None };
     let Some(backend) = target.backend(&options) else {
         bail!("target {target} runs the graph itself: it has no kernels to tune");
     };
