@@ -128,6 +128,19 @@ export function unmetRequirements(adapter, requires) {
 }
 
 /**
+ * An adapter as `{ limits, features }` with WebGPU's names: what `nnc compile --device FILE.json`
+ * reads to schedule for that adapter.
+ */
+export function describeAdapter(adapter) {
+  const limits = {};
+  // The limits are getters on the prototype: `for ... in` walks them.
+  for (const name in adapter.limits) {
+    if (typeof adapter.limits[name] === 'number') limits[name] = adapter.limits[name];
+  }
+  return { limits, features: [...adapter.features].sort() };
+}
+
+/**
  * Checks a parsed manifest: that it conforms to the schema, is of this runtime's format and for
  * the wgsl target. Throws an NncError saying what is wrong.
  */
@@ -164,9 +177,10 @@ async function fetchBytes(url) {
  * Loads the bundle at `base` (a folder URL; a relative one resolves against the page) onto a
  * WebGPU device.
  * @param {string | URL} base
- * @param {{ gpu?: GPU, readFile?: (path: string) => Promise<Uint8Array>, powerPreference?: string }} [options]
+ * @param {{ gpu?: GPU, readFile?: (path: string) => Promise<Uint8Array>, powerPreference?: string,
+ *           onProgress?: (what: string) => void }} [options]
  *   `gpu`: `navigator.gpu` by default; `readFile`: how to read a bundle file by its path
- *   relative to the folder (fetch by default).
+ *   relative to the folder (fetch by default); `onProgress`: told each step as it starts.
  * @returns {Promise<Model>}
  */
 export async function loadBundle(base, options = {}) {
@@ -175,14 +189,23 @@ export async function loadBundle(base, options = {}) {
   const baseUrl = globalThis.location ? new URL(folder, globalThis.location.href) : folder;
   const readFile = options.readFile ?? ((path) => fetchBytes(new URL(path, baseUrl)));
   const started = performance.now();
+  const progress = options.onProgress ?? (() => {});
+  progress('fetching the bundle');
 
   const manifestBytes = await readFile('manifest.json');
   const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
   checkManifest(manifest, `${folder}manifest.json`);
+  let fetched = 0;
+  const counted = async (bytes) => {
+    fetched += 1;
+    progress(`fetching the bundle: ${fetched} of ${manifest.files.length + 1} files`);
+    return bytes;
+  };
   const [weights, ...texts] = await Promise.all([
-    readFile('weights.bin'),
-    ...manifest.files.map(async (f) => new TextDecoder().decode(await readFile(f.path))),
+    readFile('weights.bin').then(counted),
+    ...manifest.files.map(async (f) => new TextDecoder().decode(await counted(await readFile(f.path)))),
   ]);
+  progress('fetched the bundle');
   if (weights.byteLength !== manifest.weights_bytes) {
     throw new NncError(`${folder}weights.bin has ${weights.byteLength} bytes; the manifest says ${manifest.weights_bytes}`);
   }
@@ -194,6 +217,7 @@ export async function loadBundle(base, options = {}) {
         'origin (https or localhost)',
     );
   }
+  progress('requesting a WebGPU adapter');
   const adapter = await gpu.requestAdapter({ powerPreference: options.powerPreference });
   if (!adapter) throw new NncError('WebGPU is there but offers no adapter (no usable GPU or software renderer)');
   const unmet = unmetRequirements(adapter, manifest.requires);
@@ -207,7 +231,10 @@ export async function loadBundle(base, options = {}) {
     requiredFeatures: manifest.requires?.features ?? [],
     requiredLimits: manifest.requires?.limits ?? {},
   });
-  const model = await Model.create(device, adapter, manifest, weights, code);
+  const model = await Model.create(device, adapter, manifest, weights, code, progress);
+  // Held for the model's life: under Node, Dawn frees the device when its GPU object is
+  // collected, and a later run would crash.
+  model.gpu = gpu;
   model.loadMs = performance.now() - started;
   model.bundleBytes = manifestBytes.byteLength + weights.byteLength + manifest.files.reduce((a, f) => a + f.bytes, 0);
   return model;
@@ -215,9 +242,10 @@ export async function loadBundle(base, options = {}) {
 
 /** A bundle on a WebGPU device, ready to run. */
 export class Model {
-  static async create(device, adapter, manifest, weights, code) {
+  static async create(device, adapter, manifest, weights, code, progress = () => {}) {
     const model = new Model();
     model.device = device;
+    model.adapter = adapter;
     model.adapterInfo = adapter.info ?? {};
     model.manifest = manifest;
     model.lost = null;
@@ -242,6 +270,7 @@ export class Model {
 
     // One pipeline per distinct shader text, compiled in parallel.
     const pipelines = new Map();
+    let compiled = 0;
     for (const k of manifest.kernels) {
       const text = code.get(k.code.file.path);
       if (pipelines.has(text)) continue;
@@ -253,13 +282,17 @@ export class Model {
           const m = errors[0];
           throw new NncError(`kernel \`${k.name}\`: the browser rejected its WGSL at line ${m.lineNum}: ${m.message}`);
         }
-        return device.createComputePipelineAsync({
+        const pipeline = await device.createComputePipelineAsync({
           label: k.name,
           layout: 'auto',
           compute: { module, entryPoint: k.code.file.entry },
         });
+        compiled += 1;
+        progress(`compiling kernels: ${compiled} of ${pipelines.size} done`);
+        return pipeline;
       })());
     }
+    progress(`compiling kernels: 0 of ${pipelines.size} done`);
     model.kernels = await Promise.all(manifest.kernels.map(async (k) => {
       const pipeline = await pipelines.get(code.get(k.code.file.path));
       const bindGroup = device.createBindGroup({

@@ -62,6 +62,9 @@ enum Command {
     /// Post-training static quantization: calibrate activation ranges on sample inputs and write
     /// a QDQ ONNX model (int8 weights, uint8 activations), with its error against the f32 model.
     Quantize(commands::quantize::QuantizeArgs),
+    /// Serve a wgsl bundle to a web browser with nnc's WebGPU runtime and an example page that
+    /// runs it and shows its outputs and time per run.
+    Serve(commands::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +84,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Tune(args) => commands::tune::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
+        Command::Serve(args) => commands::serve::run(args),
     };
     match result {
         Ok(code) => code,

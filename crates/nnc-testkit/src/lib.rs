@@ -19,6 +19,7 @@
 //! --target` gives. The pieces ([`check`], [`compare`], [`inputs`]) are public for the checks a
 //! backend adds of its own. [`mpi`] runs a test as several MPI processes; [`onnx_runtime`] runs a model nnc wrote in ONNX Runtime.
 
+pub mod browser;
 pub mod check;
 pub mod compare;
 pub mod families;

@@ -8,4 +8,5 @@ pub mod dump;
 pub mod grad;
 pub mod quantize;
 pub mod run;
+pub mod serve;
 pub mod tune;

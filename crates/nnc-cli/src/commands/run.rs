@@ -86,7 +86,7 @@ pub struct RunArgs {
 /// How many values of each output are printed without `--output-dir`.
 const PREVIEW: usize = 8;
 
-fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
+pub(crate) fn parse_input(s: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = s.split_once('=').ok_or_else(|| format!("`{s}` is not of the form NAME=PATH"))?;
     let name = name.strip_prefix('%').unwrap_or(name);
     if name.is_empty() || path.is_empty() {
@@ -335,7 +335,7 @@ pub fn file_stem_for(name: &str, index: usize) -> String {
 }
 
 /// For each of `count` outputs, the tensor in `dir/output_N.pb` if that file exists.
-fn read_expected(dir: &Path, count: usize) -> anyhow::Result<Vec<Option<TensorData>>> {
+pub(crate) fn read_expected(dir: &Path, count: usize) -> anyhow::Result<Vec<Option<TensorData>>> {
     let expected = (0..count)
         .map(|i| {
             let path = dir.join(format!("output_{i}.pb"));
