@@ -30,17 +30,25 @@ fn every_shared_model_fits_webgpus_default_limits() {
 fn every_node_suite_case_that_compiles_fits_webgpus_default_limits() {
     let Some(root) = onnx_node_tests() else { return };
     let cases = nnc_conformance::discover_cases(&root).unwrap();
-    let mut compiled = 0;
+    let (mut compiled, mut half) = (0, 0);
     let mut over = Vec::new();
     for case in &cases {
-        if let Some(unmet) = unmet(case) {
-            compiled += 1;
-            if !unmet.is_empty() {
-                over.push(format!("{}: {unmet:?}", case.display()));
-            }
+        let Some(mut unmet) = unmet(case) else { continue };
+        compiled += 1;
+        // Half-precision tensors need `shader-f16`, which a bundle uses only when the device
+        // description allows it (`nnc compile` refuses them otherwise, saying so).
+        let before = unmet.len();
+        unmet.retain(|u| !u.starts_with("feature `shader-f16`"));
+        half += usize::from(unmet.len() < before);
+        if !unmet.is_empty() {
+            over.push(format!("{}: {unmet:?}", case.display()));
         }
     }
-    eprintln!("{compiled} of {} node-suite cases compile for WebGPU's default limits", cases.len());
+    eprintln!(
+        "{compiled} of {} node-suite cases compile for WebGPU's default limits and fit them ({half} of them need \
+         shader-f16)",
+        cases.len()
+    );
     assert!(compiled > 1000, "only {compiled} cases compiled");
     assert!(over.is_empty(), "cases over WebGPU's default limits:\n{}", over.join("\n"));
 }
