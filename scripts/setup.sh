@@ -20,11 +20,16 @@ command -v curl >/dev/null || need+=(curl)
 # generator for wide vectors; nnc links them in through inkwell, so no libLLVM is needed at run time.
 # The static link also names zstd and zlib (`llvm-config --system-libs`), which llvm-19-dev does
 # not depend on. Open MPI (library, headers and mpirun) is the engine of multi-process training
-# (nnc-dist), and its Rust bindings are generated with libclang.
+# (nnc-dist), and its Rust bindings are generated with libclang. Chromium and chromedriver run
+# the WebGPU runtime (web/) headless, on the SwiftShader Vulkan driver they ship, which Node's
+# WebGPU (Dawn) also uses.
 for pkg in mesa-vulkan-drivers libvulkan1 llvm-19-dev libpolly-19-dev libzstd-dev zlib1g-dev \
-  libopenmpi-dev openmpi-bin libclang-dev; do
+  libopenmpi-dev openmpi-bin libclang-dev chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
+# Node.js and npm for the WebGPU runtime's tests (any Node 18 or newer; Debian's if none).
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing Debian packages: ${need[*]}"
   as_root apt-get update -qq
@@ -57,6 +62,15 @@ else
   unzip -q -o "$tmp"/nvidia_cuda_nvcc_cu12-*.whl 'nvidia/cuda_nvcc/bin/ptxas' -d "$cuda"
   chmod +x "$cuda/nvidia/cuda_nvcc/bin/ptxas"
   rm -rf "$tmp"
+fi
+
+# The npm package `webgpu` (Dawn for Node), pinned by web/package-lock.json, for the runtime's
+# tests under Node.
+if [ -f web/node_modules/webgpu/package.json ]; then
+  say "the npm package webgpu already in web/node_modules"
+else
+  say "installing the npm package webgpu into web/node_modules"
+  npm ci --prefix web --no-audit --no-fund --loglevel=error
 fi
 
 # Test data and the quick start's model from the package registries.

@@ -6,7 +6,7 @@
 //   const model = await loadBundle('bundle/');          // a URL, relative to the page
 //   const { outputs } = await model.run({ input: new Float32Array(3 * 224 * 224) });
 //
-// Loading checks the manifest against `manifest.schema.json` (generated from the Rust types
+// Loading checks the manifest against `manifest.schema.js` (generated from the Rust types
 // that write it) and the bundle format, checks the adapter against the features and limits the
 // manifest requires, then creates every buffer, pipeline and bind group once and uploads the
 // weights. `run` writes the inputs, records every kernel into one command submission, and reads
@@ -17,7 +17,7 @@
 // bits, which WGSL computes with); i8 and i16 sign-extended, u8, u16 and bool zero-extended to
 // 32-bit words. Each buffer takes a multiple of 4 bytes, at least 4.
 
-import schema from './manifest.schema.json' with { type: 'json' };
+import schema from './manifest.schema.js';
 import { validate } from './schema.js';
 
 /** The bundle format this runtime reads (`nnc_kernel::bundle::FORMAT`). */

@@ -2,7 +2,7 @@
 // `$ref` to `#/$defs/...`, `type`, `properties`, `required`, `additionalProperties`, `items`,
 // `minItems`, `maxItems`, `minimum`, `maximum`, `const`, `enum`, `oneOf`, `anyOf`, and the integer
 // `format`s Rust types map to. A keyword it does not know is an error, so a schema that grows a
-// new kind of rule cannot pass unchecked. `manifest.schema.json` is generated from the Rust
+// new kind of rule cannot pass unchecked. `manifest.schema.js` is generated from the Rust
 // types (`nnc_kernel::bundle::manifest_schema`).
 
 const KNOWN = new Set([

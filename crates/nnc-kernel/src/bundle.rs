@@ -77,11 +77,22 @@ pub struct Requirements {
 }
 
 /// The manifest's JSON Schema (draft 2020-12), generated from these types: the one definition
-/// of the format, which `web/manifest.schema.json` holds for the JavaScript runtime (a test
-/// keeps the file current).
+/// of the format, which `web/manifest.schema.js` holds for the JavaScript runtime (a test keeps
+/// the file current).
 pub fn manifest_schema() -> String {
     let schema = schemars::schema_for!(Manifest);
     serde_json::to_string_pretty(&schema).expect("a schema always serializes") + "\n"
+}
+
+/// [`manifest_schema`] as the ES module the JavaScript runtime imports (a module rather than a
+/// `.json` file, so that no JSON import attribute is needed: older Node and browsers read it).
+pub fn manifest_schema_module() -> String {
+    format!(
+        "// The JSON Schema of a bundle's manifest.json, generated from nnc's Rust types\n// \
+         (nnc_kernel::bundle::manifest_schema); do not edit: `NNC_BLESS=1 cargo test -p nnc-kernel` rewrites it.\n\
+         export default {};\n",
+        manifest_schema().trim_end()
+    )
 }
 
 /// A code file of a bundle.
@@ -507,12 +518,12 @@ mod tests {
         crate::program::testing::add_relu()
     }
 
-    /// `web/manifest.schema.json` is what these types generate (`NNC_BLESS=1` rewrites it): the
-    /// JavaScript runtime validates manifests against that file.
+    /// `web/manifest.schema.js` is what these types generate (`NNC_BLESS=1` rewrites it): the
+    /// JavaScript runtime validates manifests against that schema.
     #[test]
     fn the_javascript_runtime_reads_the_current_schema() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/manifest.schema.json");
-        let schema = manifest_schema();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web/manifest.schema.js");
+        let schema = manifest_schema_module();
         if std::env::var_os("NNC_BLESS").is_some() {
             std::fs::write(&path, &schema).unwrap();
         }

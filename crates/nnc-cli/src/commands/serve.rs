@@ -4,7 +4,7 @@
 //! their difference from the expected ones (`output_N.pb` in the data folder) and the time per
 //! run. The page and runtime are built into the binary, so the command works from anywhere.
 //!
-//! Paths: `/` the page; `/nnc-webgpu.js`, `/schema.js`, `/example.js`, `/manifest.schema.json`
+//! Paths: `/` the page; `/nnc-webgpu.js`, `/schema.js`, `/example.js`, `/manifest.schema.js`
 //! the runtime; `/bundle/...` the bundle's files (only those its manifest lists); `/data/index.json`
 //! which inputs and expected outputs there are, `/data/input_N.bin` and `/data/output_N.bin` their
 //! bytes as the host holds them (as in `weights.bin`).
@@ -51,7 +51,7 @@ const WEB_FILES: [(&str, &[u8], &str); 5] = [
     ("/example.js", include_bytes!("../../../../web/example.js"), "text/javascript"),
     ("/nnc-webgpu.js", include_bytes!("../../../../web/nnc-webgpu.js"), "text/javascript"),
     ("/schema.js", include_bytes!("../../../../web/schema.js"), "text/javascript"),
-    ("/manifest.schema.json", include_bytes!("../../../../web/manifest.schema.json"), "application/json"),
+    ("/manifest.schema.js", include_bytes!("../../../../web/manifest.schema.js"), "text/javascript"),
 ];
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

@@ -1,4 +1,6 @@
-{
+// The JSON Schema of a bundle's manifest.json, generated from nnc's Rust types
+// (nnc_kernel::bundle::manifest_schema); do not edit: `NNC_BLESS=1 cargo test -p nnc-kernel` rewrites it.
+export default {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "title": "Manifest",
   "description": "Everything about a compiled program except the weights' bytes and the code.\n\nThe same program and options give the same manifest, byte for byte: it holds no time,\npath or other fact of the compile itself (`nnc compile --stats` reports those).",
@@ -452,4 +454,4 @@
       ]
     }
   }
-}
+};
