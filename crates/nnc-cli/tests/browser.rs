@@ -18,9 +18,7 @@ use nnc_testkit::compare::{close, MODEL_TOLERANCE};
 use nnc_testkit::models::selected;
 use nnc_testkit::skip::{required_dir, shared_dir, skip};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::time::Duration;
 
 /// The models the browser runs: a convolutional network on a batch, the transformer, and two
@@ -68,37 +66,6 @@ fn check_outputs(name: &str, expected: &[TensorData], found: Vec<(String, Vec<us
     }
 }
 
-/// `nnc serve` on a free port, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(bundle: &Path, data: &Path) -> Server {
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nnc"))
-            .arg("serve")
-            .arg(bundle)
-            .arg("--data")
-            .arg(data)
-            .args(["--port", "0"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
-        Server { url: url.to_string(), child }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn shared_models_run_in_headless_chromium() {
     let Some(models) = models() else { return };
@@ -114,7 +81,7 @@ fn shared_models_run_in_headless_chromium() {
         let name = name.as_str();
         let bundle = compile_for_webgpu(&models, name, out.path());
         let data = models.join(name).join("test_data_set_0");
-        let server = Server::start(&bundle, &data);
+        let server = Server::start(&bundle, &["--data".as_ref(), data.as_os_str()]);
         browser.navigate(&format!("{}?runs=2", server.url)).unwrap();
         let result = browser.wait_for("window.nncResult", Duration::from_secs(300)).unwrap();
         assert_eq!(result["ok"], Value::Bool(true), "{name}: {}", result["error"]);

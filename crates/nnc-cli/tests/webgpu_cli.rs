@@ -4,10 +4,9 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Stdio;
 
 /// `nnc compile FILE --target wgsl ARGS -o OUT`.
 fn compile_wgsl(file: &Path, out: &Path, args: &[&str]) -> std::process::Output {
@@ -86,18 +85,9 @@ fn serve_answers_the_page_the_bundle_and_the_data_and_nothing_else() {
     let bundle = dir.path().join("mlp.nnc");
     assert!(compile_wgsl(&model, &bundle, &["--device", "webgpu", "--shape", "batch=2"]).status.success());
     let x = write_npy(dir.path(), "x.npy", &[2, 3], &[1f32, 2., 3., 4., 5., 6.]);
-    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("nnc"))
-        .arg("serve")
-        .arg(&bundle)
-        .arg("--input")
-        .arg(format!("x={}", x.display()))
-        .args(["--port", "0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let address = line.split("http://").nth(1).unwrap().split('/').next().unwrap().to_string();
+    let input = format!("x={}", x.display());
+    let server = Server::start(&bundle, &["--input".as_ref(), input.as_ref()]);
+    let address = server.address().to_string();
     let (status, page) = get(&address, "/");
     assert!(status.contains("200") && String::from_utf8_lossy(&page).contains("nnc-webgpu.js"), "{status}");
     let (status, manifest) = get(&address, "/bundle/manifest.json");
@@ -111,8 +101,6 @@ fn serve_answers_the_page_the_bundle_and_the_data_and_nothing_else() {
     for outside in ["/bundle/../mlp.nnir", "/Cargo.toml", "/bundle/weights.bin.bak"] {
         assert!(get(&address, outside).0.contains("404"), "{outside}");
     }
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[test]

@@ -263,6 +263,15 @@ impl Kernel {
         &self.buffers[id.index()]
     }
 
+    /// Bytes of workgroup memory one workgroup of this kernel allocates.
+    pub fn workgroup_bytes(&self) -> i64 {
+        self.buffers
+            .iter()
+            .filter(|b| b.space == Space::Workgroup)
+            .map(|b| b.len().saturating_mul(b.dtype.size_bytes() as i64))
+            .fold(0, i64::saturating_add)
+    }
+
     /// The global buffers, in binding order, with their ids.
     pub fn params(&self) -> impl Iterator<Item = (BufId, &Buffer)> {
         self.buffers.iter().enumerate().filter(|(_, b)| b.space == Space::Global).map(|(i, b)| (BufId(i as u32), b))

@@ -18,7 +18,7 @@
 
 use nnc_ir::{BinaryOp, DType, Graph, Node, Op};
 use nnc_kernel::expr::{Literal, Var, VarGen};
-use nnc_kernel::kernel::{Kernel, LoopKind, Space, Stmt};
+use nnc_kernel::kernel::{Kernel, LoopKind, Stmt};
 use nnc_kernel::visit::{visit_exprs, visit_stmts};
 use nnc_kernel::{Device, Expr, IndexWidth};
 use std::collections::BTreeSet;
@@ -112,12 +112,7 @@ fn check_limits(kernel: &Kernel, device: &Device) -> Result<(), String> {
     if invocations > u64::from(device.max_workgroup) {
         return Err(format!("{invocations} invocations per workgroup; the device allows {}", device.max_workgroup));
     }
-    let shared: i64 = kernel
-        .buffers
-        .iter()
-        .filter(|b| b.space == Space::Workgroup)
-        .map(|b| b.len().saturating_mul(b.dtype.size_bytes() as i64))
-        .sum();
+    let shared = kernel.workgroup_bytes();
     if shared > i64::from(device.workgroup_bytes) {
         return Err(format!("{shared} bytes of workgroup memory; the device has {}", device.workgroup_bytes));
     }
@@ -487,7 +482,7 @@ fn narrow(e: Expr, set: &BTreeSet<u32>) -> Expr {
 mod tests {
     use super::*;
     use nnc_kernel::expr::Special;
-    use nnc_kernel::kernel::{Access, Buffer, Launch, Schedule};
+    use nnc_kernel::kernel::{Access, Buffer, Launch, Schedule, Space};
 
     fn kernel(body: Vec<Stmt>) -> Kernel {
         let buffer = |name: &str, access| Buffer {

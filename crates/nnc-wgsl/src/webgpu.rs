@@ -5,7 +5,7 @@
 
 use nnc_kernel::bundle::Requirements;
 use nnc_kernel::program::Program;
-use nnc_kernel::{Device, Space};
+use nnc_kernel::Device;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -148,13 +148,7 @@ pub fn requirements(program: &Program) -> Needs {
         needs.at_least("maxComputeWorkgroupSizeX", x.into(), why);
         needs.at_least("maxComputeWorkgroupSizeY", y.into(), why);
         needs.at_least("maxComputeWorkgroupSizeZ", z.into(), why);
-        let shared: i64 = k
-            .buffers
-            .iter()
-            .filter(|b| b.space == Space::Workgroup)
-            .map(|b| b.len().saturating_mul(b.dtype.size_bytes() as i64))
-            .sum();
-        needs.at_least("maxComputeWorkgroupStorageSize", shared.max(0) as u64, why);
+        needs.at_least("maxComputeWorkgroupStorageSize", k.workgroup_bytes().max(0) as u64, why);
         let widest = k.launch.grid.iter().copied().max().unwrap_or(0);
         needs.at_least("maxComputeWorkgroupsPerDimension", widest.into(), why);
     }

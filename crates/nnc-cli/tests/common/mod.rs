@@ -146,3 +146,40 @@ pub fn assert_same_folders(a: &Path, b: &Path) {
         assert!(x == y, "{} differs between {} and {}", f.display(), a.display(), b.display());
     }
 }
+
+/// `nnc serve BUNDLE ARGS --port 0`, killed on drop.
+pub struct Server {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT/`, as the server printed it.
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(bundle: &Path, args: &[&std::ffi::OsStr]) -> Server {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("nnc"))
+            .arg("serve")
+            .arg(bundle)
+            .args(args)
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("{line}"));
+        Server { url: url.to_string(), child }
+    }
+
+    /// `host:port`.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://").trim_end_matches('/')
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
