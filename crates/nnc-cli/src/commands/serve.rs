@@ -63,14 +63,32 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     writeln!(stdout, "serving {} at {url} (Ctrl-C to stop)", args.bundle.display())?;
     stdout.flush()?;
     drop(stdout);
+    // A fixed set of threads answers; connections beyond what they keep up with wait in a
+    // bounded queue (then in the kernel's backlog), so no number of clients can make the
+    // server spawn without limit.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<TcpStream>(SERVER_QUEUE);
+    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+    for _ in 0..SERVER_THREADS {
+        let (files, receiver) = (files.clone(), receiver.clone());
+        std::thread::spawn(move || loop {
+            let next = receiver.lock().map(|r| r.recv());
+            match next {
+                Ok(Ok(connection)) => answer(connection, &files),
+                _ => return,
+            }
+        });
+    }
     for connection in listener.incoming() {
         // A connection that fails before it is accepted is the client's business.
         let Ok(connection) = connection else { continue };
-        let files = files.clone();
-        std::thread::spawn(move || answer(connection, &files));
+        sender.send(connection).context("the server's threads stopped")?;
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// Threads answering requests, and connections waiting for one.
+const SERVER_THREADS: usize = 8;
+const SERVER_QUEUE: usize = 64;
 
 /// The longest request head read (a browser's GET is well under 8 KiB).
 const MAX_REQUEST_HEAD: usize = 64 << 10;
