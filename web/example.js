@@ -81,6 +81,8 @@ async function main() {
   fact('kernels', `${model.manifest.kernels.length} (${model.pipelineCount} distinct pipelines)`);
   fact('bundle size', `${(model.bundleBytes / 1e6).toFixed(2)} MB (manifest, weights, shaders)`);
   fact('load', `${model.loadMs.toFixed(0)} ms (fetch, pipelines, weights uploaded)`);
+  const mb = (bytes) => `${(bytes / 1e6).toFixed(2)} MB`;
+  fact('GPU memory', `${mb(model.gpuBytes)} (${mb(model.gpuBytesUnshared)} with a buffer per tensor)`);
 
   const index = await (await fetchOk('data/index.json')).json().catch(() => ({ inputs: [], expected: [] }));
   const inputs = await Promise.all(model.inputs.map(async (port, i) => {
@@ -115,6 +117,8 @@ async function main() {
     kernels: model.manifest.kernels.length,
     bundleBytes: model.bundleBytes,
     loadMs: model.loadMs,
+    gpuBytes: model.gpuBytes,
+    gpuBytesUnshared: model.gpuBytesUnshared,
     msPerRun: median,
     outputs: model.outputs.map((port) => ({ ...port, base64: base64(outputs[port.name]) })),
   };

@@ -113,6 +113,44 @@ export function fromHost(dtype, bytes, count) {
   return new array(copy.buffer, copy.byteOffset, count);
 }
 
+/**
+ * Which GPU buffer each intermediate shares: intermediates whose kernels do not overlap (from
+ * the first kernel that binds one to the last, or to the end for an output) take the same
+ * buffer, best fit first. Returns `{ of: { bufferIndex: slot }, sizes: [bytes per slot] }`;
+ * inputs, weights and unbound buffers get buffers of their own.
+ */
+export function shareIntermediates(manifest) {
+  const first = new Map();
+  const last = new Map();
+  manifest.kernels.forEach((k, at) => {
+    for (const b of k.params) {
+      if (!first.has(b)) first.set(b, at);
+      last.set(b, at);
+    }
+  });
+  for (const o of manifest.outputs) last.set(o.buffer, Infinity);
+  const candidates = manifest.buffers
+    .map((b, i) => ({ i, bytes: gpuBytes(b.dtype, numel(b.shape)), arena: b.place.arena !== undefined }))
+    .filter((b) => b.arena && first.has(b.i))
+    .sort((a, b) => first.get(a.i) - first.get(b.i) || a.i - b.i);
+  const slots = []; // { bytes, busyUntil }
+  const of = {};
+  for (const b of candidates) {
+    let best = -1;
+    slots.forEach((slot, s) => {
+      const free = slot.busyUntil < first.get(b.i);
+      if (free && slot.bytes >= b.bytes && (best < 0 || slot.bytes < slots[best].bytes)) best = s;
+    });
+    if (best < 0) {
+      slots.push({ bytes: b.bytes, busyUntil: -1 });
+      best = slots.length - 1;
+    }
+    slots[best].busyUntil = last.get(b.i);
+    of[b.i] = best;
+  }
+  return { of, sizes: slots.map((s) => s.bytes) };
+}
+
 /** What the adapter lacks of `requires` (features, then limits), each in words. */
 export function unmetRequirements(adapter, requires) {
   const missing = [];
@@ -255,18 +293,22 @@ export class Model {
     device.pushErrorScope('validation');
     device.pushErrorScope('out-of-memory');
     const usage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC;
-    model.buffers = manifest.buffers.map((b) => {
+    const slots = shareIntermediates(manifest);
+    const shared = slots.sizes.map((size, i) => device.createBuffer({ label: `intermediates ${i}`, size, usage }));
+    model.buffers = manifest.buffers.map((b, i) => {
       const count = numel(b.shape);
+      dtypeInfo(b.dtype, `buffer \`${b.name}\``);
+      if (slots.of[i] !== undefined) return shared[slots.of[i]];
       const buffer = device.createBuffer({ label: b.name, size: gpuBytes(b.dtype, count), usage });
       if (b.place.weight) {
         const { offset, bytes } = b.place.weight;
         const host = fromHost(b.dtype, weights.subarray(offset, offset + bytes), count);
         device.queue.writeBuffer(buffer, 0, toGpu(b.dtype, host, `weight \`${b.name}\``));
-      } else {
-        dtypeInfo(b.dtype, `buffer \`${b.name}\``);
       }
       return buffer;
     });
+    model.gpuBytes = [...new Set(model.buffers)].reduce((a, b) => a + b.size, 0);
+    model.gpuBytesUnshared = manifest.buffers.reduce((a, b) => a + gpuBytes(b.dtype, numel(b.shape)), 0);
 
     // One pipeline per distinct shader text, compiled in parallel.
     const pipelines = new Map();
@@ -298,7 +340,11 @@ export class Model {
       const bindGroup = device.createBindGroup({
         label: k.name,
         layout: pipeline.getBindGroupLayout(0),
-        entries: k.params.map((b, i) => ({ binding: i, resource: { buffer: model.buffers[b] } })),
+        entries: k.params.map((b, i) => {
+          // A shared buffer may be larger than this tensor: bind just the tensor's bytes.
+          const size = gpuBytes(manifest.buffers[b].dtype, numel(manifest.buffers[b].shape));
+          return { binding: i, resource: { buffer: model.buffers[b], offset: 0, size } };
+        }),
       });
       return { name: k.name, pipeline, bindGroup, grid: k.grid };
     }));

@@ -8,7 +8,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create, globals } from 'webgpu';
 import {
-  FORMAT, NncError, checkManifest, fromGpu, fromHost, gpuBytes, loadBundle, toGpu, unmetRequirements,
+  FORMAT, NncError, checkManifest, fromGpu, fromHost, gpuBytes, loadBundle, shareIntermediates, toGpu,
+  unmetRequirements,
 } from '../nnc-webgpu.js';
 
 const env = (name) => {
@@ -73,6 +74,24 @@ test('an adapter that lacks a feature or a limit is named', () => {
   ]);
 });
 
+test('intermediates share buffers only when their kernels do not overlap', () => {
+  const buffer = (n, place) => ({ name: `b${n}`, dtype: 'f32', shape: [n], place });
+  // b0 input -> k0 -> b1 -> k1 -> b2 -> k2 -> b3 (output); b4 is written by k0 and read by k2.
+  const manifest = {
+    buffers: [buffer(4, { input: 0 }), buffer(8, { arena: 0 }), buffer(4, { arena: 64 }), buffer(8, { arena: 128 }),
+      buffer(2, { arena: 192 }), buffer(1, 'unplaced')],
+    kernels: [{ params: [0, 1, 4] }, { params: [1, 2] }, { params: [2, 4, 3] }],
+    outputs: [{ buffer: 3 }],
+  };
+  const { of, sizes } = shareIntermediates(manifest);
+  // b1 (k0-k1) and b3 (k2 onwards) share; b2 (k1-k2) and b4 (k0-k2) overlap everything else.
+  assert.equal(of[1], of[3]);
+  assert.equal(new Set([of[1], of[2], of[4]]).size, 3);
+  assert.equal(of[0], undefined);
+  assert.equal(of[5], undefined);
+  assert.deepEqual([...sizes].sort((a, b) => a - b), [8, 16, 32]);
+});
+
 test('without WebGPU, loading says so', async () => {
   const dir = env('NNC_WGSL_BUNDLE');
   await assert.rejects(loadBundle(dir, { gpu: null, readFile: readerOf(dir) }), (e) => e instanceof NncError && /has no WebGPU/.test(e.message));
@@ -90,5 +109,6 @@ test('a loaded bundle runs, and refuses inputs of the wrong type or size', async
   const [out] = model.outputs;
   assert.equal(outputs[out.name].length, out.shape.reduce((a, b) => a * b, 1));
   assert.ok(outputs[out.name].every(Number.isFinite));
+  assert.ok(model.gpuBytes <= model.gpuBytesUnshared, `${model.gpuBytes} > ${model.gpuBytesUnshared}`);
   model.destroy();
 });

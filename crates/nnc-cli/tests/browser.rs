@@ -97,8 +97,15 @@ fn shared_models_run_in_headless_chromium() {
             .collect();
         check_outputs(name, &expected_outputs(&data), found);
         eprintln!(
-            "{name} in Chromium on {}: {} kernels, bundle {} bytes, loaded in {:.0} ms, {:.1} ms per run",
-            result["adapter"], result["kernels"], result["bundleBytes"], result["loadMs"], result["msPerRun"]
+            "{name} in Chromium on {}: {} kernels, bundle {} bytes, GPU memory {} bytes ({} unshared), loaded in \
+             {:.0} ms, {:.1} ms per run",
+            result["adapter"],
+            result["kernels"],
+            result["bundleBytes"],
+            result["gpuBytes"],
+            result["gpuBytesUnshared"],
+            result["loadMs"],
+            result["msPerRun"]
         );
     }
 }
