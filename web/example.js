@@ -110,6 +110,13 @@ async function main() {
   const median = times[Math.floor(times.length / 2)];
   fact('time per run', `${median.toFixed(2)} ms (median of ${runs}, inputs written and outputs read back included)`);
   model.outputs.forEach((port, i) => showOutput(port, outputs[port.name], expected[i]));
+  const profile = model.timestamps ? await model.profile(inputs, 3) : null;
+  if (profile) {
+    const rows = profile.slice(0, 15).map((k) => `${k.ms.toFixed(3).padStart(9)} ms ${(100 * k.share).toFixed(1).padStart(5)}%  ${k.name}`);
+    $('profile').textContent = `GPU time per kernel (median of 3 runs, the slowest ${rows.length} of ${profile.length}):\n${rows.join('\n')}`;
+  } else {
+    $('profile').textContent = 'this adapter has no timestamp queries: no per-kernel times';
+  }
   window.nncResult = {
     ok: true,
     adapter: adapterName,
@@ -121,6 +128,7 @@ async function main() {
     gpuBytesUnshared: model.gpuBytesUnshared,
     msPerRun: median,
     outputs: model.outputs.map((port) => ({ ...port, base64: base64(outputs[port.name]) })),
+    profile,
   };
   $('status').textContent = 'done';
   $('status').className = 'done';

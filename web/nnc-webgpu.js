@@ -266,7 +266,11 @@ export async function loadBundle(base, options = {}) {
     );
   }
   const device = await adapter.requestDevice({
-    requiredFeatures: manifest.requires?.features ?? [],
+    // Timestamp queries where the adapter has them, for `Model.profile`; never required.
+    requiredFeatures: [
+      ...(manifest.requires?.features ?? []),
+      ...(adapter.features.has('timestamp-query') ? ['timestamp-query'] : []),
+    ],
     requiredLimits: manifest.requires?.limits ?? {},
   });
   const model = await Model.create(device, adapter, manifest, weights, code, progress);
@@ -384,31 +388,11 @@ export class Model {
   }
 
   async runNow(inputs) {
-    if (this.lost) throw new NncError(`the WebGPU device was lost: ${this.lost}`);
+    this.writeInputs(inputs);
     const device = this.device;
-    this.manifest.inputs.forEach((port, i) => {
-      const values = Array.isArray(inputs) ? inputs[i] : inputs?.[port.name];
-      const { array } = dtypeInfo(port.dtype, `input \`${port.name}\``);
-      const want = numel(port.shape);
-      if (!(values instanceof array) || values.length !== want) {
-        const got = values === undefined ? 'nothing' : `${values?.constructor?.name} of ${values?.length}`;
-        throw new NncError(
-          `input \`${port.name}\` (${port.dtype}[${port.shape}]) needs a ${array.name} of ${want} elements; got ${got}`,
-        );
-      }
-      device.queue.writeBuffer(this.buffers[port.buffer], 0, toGpu(port.dtype, values, `input \`${port.name}\``));
-    });
     device.pushErrorScope('validation');
     const encoder = device.createCommandEncoder({ label: 'nnc run' });
-    for (const k of this.kernels) {
-      if (k.grid.includes(0)) continue;
-      // One pass per kernel: a pass boundary orders one kernel's writes before the next's reads.
-      const pass = encoder.beginComputePass({ label: k.name });
-      pass.setPipeline(k.pipeline);
-      pass.setBindGroup(0, k.bindGroup);
-      pass.dispatchWorkgroups(k.grid[0], k.grid[1], k.grid[2]);
-      pass.end();
-    }
+    this.encodeKernels(encoder);
     this.manifest.outputs.forEach((o, i) => {
       encoder.copyBufferToBuffer(this.buffers[o.buffer], 0, this.staging[i], 0, this.staging[i].size);
     });
@@ -423,6 +407,96 @@ export class Model {
       outputs[o.name] = fromGpu(o.dtype, bytes, numel(o.shape));
     });
     return { outputs };
+  }
+
+  /** Checks the inputs (as `run` takes them) and writes them to their buffers. */
+  writeInputs(inputs) {
+    if (this.lost) throw new NncError(`the WebGPU device was lost: ${this.lost}`);
+    this.manifest.inputs.forEach((port, i) => {
+      const values = Array.isArray(inputs) ? inputs[i] : inputs?.[port.name];
+      const { array } = dtypeInfo(port.dtype, `input \`${port.name}\``);
+      const want = numel(port.shape);
+      if (!(values instanceof array) || values.length !== want) {
+        const got = values === undefined ? 'nothing' : `${values?.constructor?.name} of ${values?.length}`;
+        throw new NncError(
+          `input \`${port.name}\` (${port.dtype}[${port.shape}]) needs a ${array.name} of ${want} elements; got ${got}`,
+        );
+      }
+      this.device.queue.writeBuffer(this.buffers[port.buffer], 0, toGpu(port.dtype, values, `input \`${port.name}\``));
+    });
+  }
+
+  /**
+   * Records every kernel with work into `encoder`, one compute pass each (a pass boundary orders
+   * one kernel's writes before the next's reads); with `querySet`, kernel k's pass writes
+   * timestamps 2k and 2k + 1 at its start and end.
+   */
+  encodeKernels(encoder, querySet) {
+    this.kernels.forEach((k, at) => {
+      if (k.grid.includes(0)) return;
+      const timestampWrites = querySet
+        ? { querySet, beginningOfPassWriteIndex: 2 * at, endOfPassWriteIndex: 2 * at + 1 }
+        : undefined;
+      const pass = encoder.beginComputePass({ label: k.name, timestampWrites });
+      pass.setPipeline(k.pipeline);
+      pass.setBindGroup(0, k.bindGroup);
+      pass.dispatchWorkgroups(k.grid[0], k.grid[1], k.grid[2]);
+      pass.end();
+    });
+  }
+
+  /** Whether `profile` can time kernels (the adapter has timestamp queries). */
+  get timestamps() {
+    return this.device.features.has('timestamp-query');
+  }
+
+  /**
+   * Each kernel's GPU time: `runs` runs on `inputs` with timestamps around every kernel's pass,
+   * the median per kernel. Resolves to `[{ name, ms, share }]`, slowest first (`share`: of the
+   * kernels' total). Browsers may round timestamps (Chrome to 100 µs unless its developer
+   * features are on).
+   */
+  async profile(inputs, runs = 5) {
+    const result = this.pending.then(() => this.profileNow(inputs, runs));
+    this.pending = result.catch(() => {});
+    return result;
+  }
+
+  async profileNow(inputs, runs) {
+    if (!this.timestamps) {
+      throw new NncError('this adapter has no timestamp queries (the `timestamp-query` feature): no kernel times');
+    }
+    const device = this.device;
+    const count = 2 * this.kernels.length;
+    const querySet = device.createQuerySet({ type: 'timestamp', count });
+    const resolved = device.createBuffer({ size: 8 * count, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const read = device.createBuffer({ size: 8 * count, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const samples = this.kernels.map(() => []);
+    try {
+      for (let r = 0; r < runs; r += 1) {
+        this.writeInputs(inputs);
+        const encoder = device.createCommandEncoder({ label: 'nnc profile' });
+        this.encodeKernels(encoder, querySet);
+        encoder.resolveQuerySet(querySet, 0, count, resolved, 0);
+        encoder.copyBufferToBuffer(resolved, 0, read, 0, 8 * count);
+        device.queue.submit([encoder.finish()]);
+        await read.mapAsync(GPUMapMode.READ);
+        const ticks = new BigUint64Array(read.getMappedRange().slice(0));
+        read.unmap();
+        this.kernels.forEach((k, at) => {
+          if (!k.grid.includes(0)) samples[at].push(Number(ticks[2 * at + 1] - ticks[2 * at]) / 1e6);
+        });
+      }
+    } finally {
+      querySet.destroy();
+      resolved.destroy();
+      read.destroy();
+    }
+    const medians = samples.map((s) => [...s].sort((a, b) => a - b)[Math.floor(s.length / 2)] ?? 0);
+    const total = medians.reduce((a, b) => a + b, 0) || 1;
+    return this.kernels
+      .map((k, at) => ({ name: k.name, ms: medians[at], share: medians[at] / total }))
+      .sort((a, b) => b.ms - a.ms);
   }
 
   /** Frees the GPU buffers (the model cannot run afterwards). */

@@ -96,6 +96,12 @@ fn shared_models_run_in_headless_chromium() {
             })
             .collect();
         check_outputs(name, &expected_outputs(&data), found);
+        // SwiftShader has timestamp queries: the page profiles every kernel.
+        let profile = result["profile"].as_array().unwrap_or_else(|| panic!("{name}: no profile in {result}"));
+        assert_eq!(Some(profile.len() as u64), result["kernels"].as_u64(), "{name}: {profile:?}");
+        assert!(profile.iter().all(|k| k["ms"].as_f64().is_some_and(|ms| ms >= 0.0)), "{name}: {profile:?}");
+        assert!(profile[0]["ms"].as_f64().unwrap() > 0.0, "{name}: {profile:?}");
+        eprintln!("{name}: slowest kernel {} ({:.1} ms)", profile[0]["name"], profile[0]["ms"]);
         eprintln!(
             "{name} in Chromium on {}: {} kernels, bundle {} bytes, GPU memory {} bytes ({} unshared), loaded in \
              {:.0} ms, {:.1} ms per run",
