@@ -39,6 +39,9 @@ fn half_precision_needs_a_device_that_allows_shader_f16() {
     let err = stderr_of(&refused);
     assert!(err.contains("feature `shader-f16` (needed by buffer `x` of f16), which was not allowed"), "{err}");
     assert!(err.contains("--device FILE.json"), "{err}");
+    let checked =
+        nnc().arg("compile").arg(&model).args(["--target", "wgsl", "--device", "webgpu", "--check"]).output().unwrap();
+    assert!(stderr_of(&checked).contains("feature `shader-f16`"), "--check: {}", stderr_of(&checked));
     let adapter = write(dir.path(), "adapter.json", r#"{"features": ["shader-f16"]}"#);
     let out = dir.path().join("b.nnc");
     let allowed = compile_wgsl(&model, &out, &["--device", adapter.to_str().unwrap()]);

@@ -60,27 +60,19 @@ impl Backend for WgslBackend {
         Ok(Box::new(WgslProgram::new(program, self.adapter.as_deref()).map_err(error)?))
     }
 
-    /// `manifest.json`, `weights.bin` and `kernels/<kernel>.wgsl`, each shader validated by naga
-    /// and runnable on any adapter (see [`crate::print_program`]); the manifest's `requires`
-    /// lists the WebGPU features and limits the kernels need.
+    /// Every shader validated by naga, and the program within the WebGPU device's limits where
+    /// there is one.
     fn check(&self, program: &Program) -> Result<Vec<String>, BackendError> {
+        self.needs(program)?;
         crate::print_program(program).map_err(error)?;
         Ok(vec![format!("code: {} shaders validated by naga", program.kernels.len())])
     }
 
+    /// `manifest.json`, `weights.bin` and `kernels/<kernel>.wgsl`, each shader validated by naga
+    /// and runnable on any adapter (see [`crate::print_program`]); the manifest's `requires`
+    /// lists the WebGPU features and limits the kernels need.
     fn write_bundle(&self, program: &Program, dir: &Path) -> Result<(Manifest, Vec<String>), BackendError> {
-        let needs = requirements(program);
-        if let Some(unmet) = self.webgpu.as_ref().map(|w| w.unmet(&needs)).filter(|u| !u.is_empty()) {
-            return Err(BackendError::new(
-                "wgsl",
-                ErrorKind::Unsupported,
-                format!(
-                    "the program needs more than the WebGPU device offers: {} (give the adapter's limits and \
-                     features with --device FILE.json)",
-                    unmet.join("; ")
-                ),
-            ));
-        }
+        let needs = self.needs(program)?;
         let texts = crate::print_program(program).map_err(error)?;
         let files: Vec<(String, Vec<u8>)> = program
             .kernels
@@ -101,6 +93,26 @@ impl Backend for WgslBackend {
             .write(dir, &weights, &files)
             .map_err(|e| BackendError::new("wgsl", ErrorKind::Compile, e.to_string()))?;
         Ok((manifest, Vec::new()))
+    }
+}
+
+impl WgslBackend {
+    /// What `program` needs of a WebGPU device; an error listing everything it needs beyond the
+    /// backend's WebGPU device, where it has one.
+    fn needs(&self, program: &Program) -> Result<crate::webgpu::Needs, BackendError> {
+        let needs = requirements(program);
+        match self.webgpu.as_ref().map(|w| w.unmet(&needs)).filter(|u| !u.is_empty()) {
+            None => Ok(needs),
+            Some(unmet) => Err(BackendError::new(
+                "wgsl",
+                ErrorKind::Unsupported,
+                format!(
+                    "the program needs more than the WebGPU device offers: {} (give the adapter's limits and \
+                     features with --device FILE.json)",
+                    unmet.join("; ")
+                ),
+            )),
+        }
     }
 }
 
