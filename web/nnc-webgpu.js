@@ -198,6 +198,9 @@ export function checkManifest(manifest, where = 'manifest.json') {
   if (manifest.target !== 'wgsl') {
     throw new NncError(`${where}: a bundle for the ${manifest.target} target; this runtime runs wgsl bundles`);
   }
+  const listed = new Set(manifest.files.map((f) => f.path));
+  const unlisted = manifest.kernels.find((k) => !listed.has(k.code.file?.path));
+  if (unlisted) throw new NncError(`${where}: kernel \`${unlisted.name}\` names no shader file the bundle lists`);
 }
 
 async function fetchBytes(url) {
@@ -231,7 +234,12 @@ export async function loadBundle(base, options = {}) {
   progress('fetching the bundle');
 
   const manifestBytes = await readFile('manifest.json');
-  const manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  let manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  } catch (e) {
+    throw new NncError(`${folder}manifest.json is not JSON: ${e.message}`);
+  }
   checkManifest(manifest, `${folder}manifest.json`);
   let fetched = 0;
   const counted = async (bytes) => {

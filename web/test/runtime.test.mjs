@@ -42,6 +42,7 @@ test('a damaged manifest is refused, naming what is wrong', async () => {
   assert.throws(() => checkManifest(broken((m) => { m.kernels[0].grid = [1, 2]; })), /manifest\.kernels\[0\]\.grid: 2 items, fewer than 3/);
   assert.throws(() => checkManifest(broken((m) => { m.buffers[0].place = { disk: 3 }; })), /manifest\.buffers\[0\]\.place: matches none/);
   assert.throws(() => checkManifest(broken((m) => { m.weights_bytes = -1; })), /manifest\.weights_bytes: -1 < 0/);
+  assert.throws(() => checkManifest(broken((m) => { m.kernels[0].code.file.path = 'kernels/gone.wgsl'; })), /kernel `.*` names no shader file the bundle lists/);
   assert.throws(() => checkManifest(broken((m) => { m.format = FORMAT + 1; })), new RegExp(`bundle format ${FORMAT + 1}, and this runtime reads format ${FORMAT}`));
 });
 
@@ -92,8 +93,10 @@ test('intermediates share buffers only when their kernels do not overlap', () =>
   assert.deepEqual([...sizes].sort((a, b) => a - b), [8, 16, 32]);
 });
 
-test('without WebGPU, loading says so', async () => {
+test('without WebGPU, loading says so; a manifest that is not JSON is named', async () => {
   const dir = env('NNC_WGSL_BUNDLE');
+  const garbage = async () => new TextEncoder().encode('{ not json');
+  await assert.rejects(loadBundle(dir, { gpu: null, readFile: garbage }), (e) => e instanceof NncError && /manifest\.json is not JSON/.test(e.message));
   await assert.rejects(loadBundle(dir, { gpu: null, readFile: readerOf(dir) }), (e) => e instanceof NncError && /has no WebGPU/.test(e.message));
 });
 
