@@ -11,6 +11,7 @@
 //! exits 101.
 
 mod commands;
+mod entropy;
 mod inputs;
 mod model;
 mod shapes;

@@ -118,7 +118,10 @@ fn calibration_digits(test: &[f32], count: usize) -> Vec<f32> {
 #[test]
 fn digits_models_keep_their_accuracy_within_one_point() {
     let Some(models) = models() else { return };
-    for (name, extra) in [("digits_mlp", vec![]), ("digits_cnn", vec!["--per-channel"])] {
+    let entropy = ["--per-channel", "--method", "entropy"];
+    for (name, extra) in
+        [("digits_mlp", vec![]), ("digits_cnn", vec!["--per-channel"]), ("digits_cnn", entropy.to_vec())]
+    {
         let dir = models.join(name);
         let data = dir.join("test_data_set_0");
         let test = nnc_onnx::read_tensor_file(&data.join("input_0.pb")).unwrap().1;
@@ -134,7 +137,7 @@ fn digits_models_keep_their_accuracy_within_one_point() {
         assert!(report.contains("quantized 3 of 3"), "{report}");
         let float = accuracy(&nnc_output(&dir.join("model.onnx"), &data), &labels);
         let int8 = accuracy(&nnc_output(&quantized, &data), &labels);
-        eprintln!("{name}: f32 {float:.4}, int8 {int8:.4}\n{report}");
+        eprintln!("{name} {extra:?}: f32 {float:.4}, int8 {int8:.4}\n{report}");
         assert!((float - int8).abs() <= 0.01, "{name}: f32 {float} vs int8 {int8}");
         if let Some(ort) = nnc_testkit::onnx_runtime::run_first_output(&quantized, std::slice::from_ref(&test)) {
             let in_ort = accuracy(&ort, &labels);
@@ -182,8 +185,8 @@ fn unusable_calibration_and_methods_are_clear_errors() {
     };
     let none = run(&[], empty.path());
     assert!(!none.status.success() && stderr_of(&none).contains("no samples"), "{}", stderr_of(&none));
-    let entropy = run(&["--method", "entropy"], &models.join("digits_mlp/test_data_set_0"));
-    assert!(stderr_of(&entropy).contains("entropy is not implemented"), "{}", stderr_of(&entropy));
+    let percentile = run(&["--method", "percentile", "--percentile", "20"], &models.join("digits_mlp/test_data_set_0"));
+    assert!(stderr_of(&percentile).contains("between 50 and 100"), "{}", stderr_of(&percentile));
 }
 
 #[test]
