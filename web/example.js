@@ -2,7 +2,7 @@
 // pseudo-random ones), and shows the outputs, their difference from the expected outputs and
 // the time per run. The result is also left in `window.nncResult` for tests that drive the page.
 
-import { describeAdapter, fromHost, loadBundle } from './nnc-webgpu.js';
+import { arrayType, describeAdapter, fromHost, loadBundle, numel } from './nnc-webgpu.js';
 
 const params = new URLSearchParams(location.search);
 const runs = Math.max(1, Number(params.get('runs') ?? 10));
@@ -28,14 +28,14 @@ function randomInput(port, seed) {
     state ^= state << 13; state >>>= 0; state ^= state >>> 17; state ^= state << 5; state >>>= 0;
     return state / 4294967296;
   };
-  const values = Array.from({ length: port.shape.reduce((a, b) => a * b, 1) }, next);
+  const values = Array.from({ length: numel(port.shape) }, next);
   switch (port.dtype) {
     case 'f32': return Float32Array.from(values, (v) => 2 * v - 1);
     case 'i64': return BigInt64Array.from(values, (v) => BigInt(Math.floor(4 * v)));
     case 'u64': return BigUint64Array.from(values, (v) => BigInt(Math.floor(4 * v)));
     case 'bool': return Uint8Array.from(values, (v) => (v < 0.5 ? 0 : 1));
     // Small integers (indices, token ids) of the input's own typed array.
-    default: return fromHost(port.dtype, new Uint8Array(0), 0).constructor.from(values, (v) => Math.floor(4 * v));
+    default: return arrayType(port.dtype).from(values, (v) => Math.floor(4 * v));
   }
 }
 
@@ -88,14 +88,14 @@ async function main() {
   const inputs = await Promise.all(model.inputs.map(async (port, i) => {
     if (!index.inputs.includes(i)) return randomInput(port, i + 1);
     const bytes = new Uint8Array(await (await fetchOk(`data/input_${i}.bin`)).arrayBuffer());
-    return fromHost(port.dtype, bytes, port.shape.reduce((a, b) => a * b, 1));
+    return fromHost(port.dtype, bytes, numel(port.shape));
   }));
   const given = model.inputs.map((p, i) => `${p.name}: ${p.dtype}[${p.shape}] ${index.inputs.includes(i) ? 'served' : 'pseudo-random'}`);
   fact('inputs', given.join('; '));
   const expected = await Promise.all(model.outputs.map(async (port, i) => {
     if (!index.expected.includes(i)) return null;
     const bytes = new Uint8Array(await (await fetchOk(`data/output_${i}.bin`)).arrayBuffer());
-    return fromHost(port.dtype, bytes, port.shape.reduce((a, b) => a * b, 1));
+    return fromHost(port.dtype, bytes, numel(port.shape));
   }));
 
   $('status').textContent = 'running…';

@@ -52,7 +52,13 @@ function dtypeInfo(dtype, what) {
   return info;
 }
 
-const numel = (shape) => shape.reduce((a, b) => a * b, 1);
+/** The number of elements of a tensor of `shape`. */
+export const numel = (shape) => shape.reduce((a, b) => a * b, 1);
+
+/** The typed array class that holds tensors of `dtype` (see the top of this file). */
+export function arrayType(dtype) {
+  return dtypeInfo(dtype, 'a tensor').array;
+}
 
 /** Bytes a tensor takes on the GPU (a multiple of 4, at least 4). */
 export function gpuBytes(dtype, count) {

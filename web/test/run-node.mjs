@@ -11,7 +11,7 @@
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create, globals } from 'webgpu';
-import { fromHost, loadBundle } from '../nnc-webgpu.js';
+import { fromHost, loadBundle, numel } from '../nnc-webgpu.js';
 
 const [bundleDir, inputDir, outputDir, runsArg] = process.argv.slice(2);
 if (!outputDir) {
@@ -24,7 +24,7 @@ const readBundleFile = async (path) => new Uint8Array(await readFile(join(bundle
 const model = await loadBundle(bundleDir, { gpu, readFile: readBundleFile });
 const inputs = await Promise.all(model.inputs.map(async (port, i) => {
   const bytes = new Uint8Array(await readFile(join(inputDir, `${i}.bin`)));
-  return fromHost(port.dtype, bytes, port.shape.reduce((a, b) => a * b, 1));
+  return fromHost(port.dtype, bytes, numel(port.shape));
 }));
 const runs = Number(runsArg ?? 3);
 const times = [];

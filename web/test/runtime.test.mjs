@@ -8,7 +8,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create, globals } from 'webgpu';
 import {
-  FORMAT, NncError, checkManifest, fromGpu, fromHost, gpuBytes, loadBundle, shareIntermediates, toGpu,
+  FORMAT, NncError, checkManifest, fromGpu, fromHost, gpuBytes, loadBundle, numel, shareIntermediates, toGpu,
   unmetRequirements,
 } from '../nnc-webgpu.js';
 
@@ -105,12 +105,12 @@ test('a loaded bundle runs, and refuses inputs of the wrong type or size', async
   const dir = env('NNC_WGSL_BUNDLE');
   const model = await loadBundle(dir, { gpu: create([]), readFile: readerOf(dir) });
   const [port] = model.inputs;
-  const count = port.shape.reduce((a, b) => a * b, 1);
+  const count = numel(port.shape);
   await assert.rejects(model.run({ [port.name]: new Float32Array(count - 1) }), new RegExp(`input \`${port.name}\` .* needs a Float32Array of ${count} elements; got Float32Array of ${count - 1}`));
   await assert.rejects(model.run({}), /got nothing/);
   const { outputs } = await model.run([new Float32Array(count).fill(0.5)]);
   const [out] = model.outputs;
-  assert.equal(outputs[out.name].length, out.shape.reduce((a, b) => a * b, 1));
+  assert.equal(outputs[out.name].length, numel(out.shape));
   assert.ok(outputs[out.name].every(Number.isFinite));
   assert.ok(model.gpuBytes <= model.gpuBytesUnshared, `${model.gpuBytes} > ${model.gpuBytesUnshared}`);
   model.destroy();
