@@ -56,13 +56,19 @@ fn read_pb(path: PathBuf) -> TensorData {
     nnc_onnx::read_tensor_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).1
 }
 
-/// Compares each output (its dtype, shape and host bytes) with the expected one.
-fn check_outputs(name: &str, expected: &[TensorData], found: Vec<(String, Vec<usize>, Vec<u8>)>) {
+/// The tensor of `port` (JSON with `dtype` and `shape`, as the manifest and the page give an
+/// output) holding `bytes` (host layout).
+fn tensor_of(port: &Value, bytes: Vec<u8>) -> TensorData {
+    let dtype = DType::from_name(port["dtype"].as_str().unwrap()).unwrap();
+    let shape = port["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    TensorData::from_bytes(dtype, shape, Bytes::from(bytes)).unwrap()
+}
+
+/// Compares each output with the expected one.
+fn check_outputs(name: &str, expected: &[TensorData], found: Vec<TensorData>) {
     assert_eq!(found.len(), expected.len(), "{name}: outputs");
-    for (e, (dtype, shape, bytes)) in expected.iter().zip(found) {
-        let dtype = DType::from_name(&dtype).unwrap();
-        let t = TensorData::from_bytes(dtype, shape, Bytes::from(bytes)).unwrap();
-        close(name, e, &t, MODEL_TOLERANCE).unwrap();
+    for (e, t) in expected.iter().zip(&found) {
+        close(name, e, t, MODEL_TOLERANCE).unwrap();
     }
 }
 
@@ -90,9 +96,7 @@ fn shared_models_run_in_headless_chromium() {
             .unwrap()
             .iter()
             .map(|o| {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(o["base64"].as_str().unwrap()).unwrap();
-                let shape = o["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-                (o["dtype"].as_str().unwrap().to_string(), shape, bytes)
+                tensor_of(o, base64::engine::general_purpose::STANDARD.decode(o["base64"].as_str().unwrap()).unwrap())
             })
             .collect();
         check_outputs(name, &expected_outputs(&data), found);
@@ -152,11 +156,7 @@ fn shared_models_run_under_node() {
             .unwrap()
             .iter()
             .enumerate()
-            .map(|(i, o)| {
-                let shape = o["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-                let bytes = std::fs::read(outputs.join(format!("{i}.bin"))).unwrap();
-                (o["dtype"].as_str().unwrap().to_string(), shape, bytes)
-            })
+            .map(|(i, o)| tensor_of(o, std::fs::read(outputs.join(format!("{i}.bin"))).unwrap()))
             .collect();
         check_outputs(name, &expected_outputs(&data), found);
         eprintln!("{name} under Node: {}", stdout_of(&run).trim());
