@@ -18,18 +18,16 @@ fn models() -> Option<PathBuf> {
 
 /// Runs `nnc quantize` and returns its report.
 fn quantize(model: &Path, out: &Path, calibration: &Path, extra: &[&str]) -> String {
-    let output = nnc()
-        .arg("quantize")
-        .arg(model)
-        .arg("-o")
-        .arg(out)
-        .arg("--calibration")
-        .arg(calibration)
-        .args(extra)
-        .output()
-        .unwrap();
+    let output = run_quantize(model, out, calibration, extra);
     assert!(output.status.success(), "{}{}", stdout_of(&output), stderr_of(&output));
     stdout_of(&output)
+}
+
+/// `nnc quantize MODEL -o OUT --calibration DIR EXTRA`, whatever it ends with.
+fn run_quantize(model: &Path, out: &Path, calibration: &Path, extra: &[&str]) -> std::process::Output {
+    let mut command = nnc();
+    command.arg("quantize").arg(model).arg("-o").arg(out).arg("--calibration").arg(calibration);
+    command.args(extra).output().unwrap()
 }
 
 /// `nnc run`'s first output for `model` on the inputs of the test data set `data` (not compared
@@ -171,18 +169,7 @@ fn unusable_calibration_and_methods_are_clear_errors() {
     let model = models.join("digits_mlp/model.onnx");
     let empty = tempfile::tempdir().unwrap();
     let out = empty.path().join("q.onnx");
-    let run = |args: &[&str], calibration: &Path| {
-        nnc()
-            .arg("quantize")
-            .arg(&model)
-            .arg("-o")
-            .arg(&out)
-            .arg("--calibration")
-            .arg(calibration)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str], calibration: &Path| run_quantize(&model, &out, calibration, args);
     let none = run(&[], empty.path());
     assert!(!none.status.success() && stderr_of(&none).contains("no samples"), "{}", stderr_of(&none));
     let percentile = run(&["--method", "percentile", "--percentile", "20"], &models.join("digits_mlp/test_data_set_0"));
