@@ -39,11 +39,13 @@ pub use driver::{compile_kernels, EmitError, EmitOptions, JitCode};
 pub use exec::{CpuError, CpuOptions, CpuProgram};
 
 /// The device to schedule kernels for when they are compiled on this host (JIT or bundle):
-/// vectors as wide as LLVM can fill here, else Cranelift's 128 bits.
+/// vectors as wide as LLVM can fill here (with its `u8 × i8` dot products where the host has
+/// them), else Cranelift's 128 bits.
 pub fn jit_device() -> nnc_kernel::Device {
     #[cfg(feature = "llvm")]
     if let Some(lanes) = llvm::host_lanes() {
-        return nnc_kernel::Device::cpu_with_vector(lanes);
+        let int8_dot = llvm::host_int8_dot(lanes) && std::env::var_os("NNC_CPU_NO_INT8_DOT").is_none();
+        return nnc_kernel::Device { int8_dot, ..nnc_kernel::Device::cpu_with_vector(lanes) };
     }
     nnc_kernel::Device::cpu()
 }

@@ -39,14 +39,16 @@ pub(crate) struct KernelPlan<'k> {
 }
 
 impl<'k> KernelPlan<'k> {
-    /// Plans `kernel` for vectors of `width` `f32` lanes; refuses kernels outside the CPU
+    /// Plans `kernel` for vectors of `width` `f32` lanes (with `integer_lanes`, also `i32`
+    /// lanes: the integer products of quantized models); refuses kernels outside the CPU
     /// execution model.
-    pub fn new(kernel: &'k Kernel, width: u32) -> Result<KernelPlan<'k>, String> {
+    pub fn new(kernel: &'k Kernel, width: u32, integer_lanes: bool) -> Result<KernelPlan<'k>, String> {
         check_cpu_kernel(kernel)?;
         let mut loops = HashMap::new();
+        let unit = VectorUnit { width, integers: integer_lanes };
         nnc_kernel::visit::visit_stmts(&kernel.body, &mut |s| {
             if let Stmt::For { var, extent, kind, body } = s {
-                loops.insert(std::ptr::from_ref(s), plan_loop(kernel, width, var.id, *kind, extent, body));
+                loops.insert(std::ptr::from_ref(s), plan_loop(kernel, unit, var.id, *kind, extent, body));
             }
         });
         let vectorized_loops = loops
@@ -76,16 +78,30 @@ impl<'k> KernelPlan<'k> {
     }
 }
 
+/// What a code generator's vector code holds: `width` `f32` lanes, and whether `i32` lanes too.
+#[derive(Clone, Copy)]
+struct VectorUnit {
+    width: u32,
+    integers: bool,
+}
+
+/// Whether vector code holds `dtype` in its lanes (`i32` only where the generator has integer
+/// lanes).
+fn lane_dtype(dtype: DType, integers: bool) -> bool {
+    dtype == DType::F32 || (integers && dtype == DType::I32)
+}
+
 /// How a loop is emitted. A `vector(width)` loop whose extent is a multiple of the width and
 /// whose body has a [`vector_plan`] becomes vector code. Loops with a literal extent are fully
 /// unrolled when short: `unroll` loops up to 64 iterations, `vector` loops up to 64 that become
 /// vector code (one vector per step) and up to 32 that do not, and serial loops up to 16 that
 /// index a private buffer with their variable (so the buffer can live in registers).
-fn plan_loop(kernel: &Kernel, width: u32, var: u32, kind: LoopKind, extent: &Expr, body: &[Stmt]) -> LoopPlan {
+fn plan_loop(kernel: &Kernel, unit: VectorUnit, var: u32, kind: LoopKind, extent: &Expr, body: &[Stmt]) -> LoopPlan {
     let mut lanes = Lanes::new();
+    let width = unit.width;
     let vectorizes = matches!(kind, LoopKind::Vector(w) if w == width && width > 1)
         && extent.as_int().is_some_and(|n| n % width as i64 == 0)
-        && vector_plan(kernel, var, body, &mut lanes);
+        && vector_plan(kernel, unit.integers, var, body, &mut lanes);
     let unroll = extent.as_int().filter(|&n| {
         n >= 0
             && match kind {
@@ -202,16 +218,16 @@ pub(crate) fn coefficient(e: &Expr, lv: u32, lanes: &Lanes) -> Option<i64> {
     }
 }
 
-/// Whether the body of a vector loop over `lv` can run as vector code (`f32` lanes); fills
-/// `lanes`.
-pub(crate) fn vector_plan(kernel: &Kernel, lv: u32, body: &[Stmt], lanes: &mut Lanes) -> bool {
+/// Whether the body of a vector loop over `lv` can run as vector code (`f32` lanes, and `i32`
+/// lanes with `ints`); fills `lanes`.
+fn vector_plan(kernel: &Kernel, ints: bool, lv: u32, body: &[Stmt], lanes: &mut Lanes) -> bool {
     for s in body {
         match s {
             Stmt::Let { var, value } => {
                 if !varies(value, lv, lanes) {
                     continue;
                 }
-                if var.dtype == DType::F32 && vector_expr_ok(kernel, value, lv, lanes) {
+                if lane_dtype(var.dtype, ints) && vector_expr_ok(kernel, ints, value, lv, lanes) {
                     lanes.insert(var.id, Lane::Vector);
                 } else if var.dtype == DType::I64 {
                     match coefficient(value, lv, lanes) {
@@ -224,13 +240,13 @@ pub(crate) fn vector_plan(kernel: &Kernel, lv: u32, body: &[Stmt], lanes: &mut L
             }
             Stmt::Store { buf, index, value } => {
                 let b = kernel.buffer(*buf);
-                if b.dtype != DType::F32 || b.space == Space::Workgroup || value.dtype() != DType::F32 {
+                if !lane_dtype(b.dtype, ints) || b.space == Space::Workgroup || value.dtype() != b.dtype {
                     return false;
                 }
                 if coefficient(&b.flat_index(index), lv, lanes) != Some(1) {
                     return false;
                 }
-                if varies(value, lv, lanes) && !vector_expr_ok(kernel, value, lv, lanes) {
+                if varies(value, lv, lanes) && !vector_expr_ok(kernel, ints, value, lv, lanes) {
                     return false;
                 }
             }
@@ -292,22 +308,23 @@ pub(crate) fn integer_round_trip(e: &Expr) -> Option<(&Expr, f64, f64)> {
     (x.dtype() == DType::F32).then_some((&**x, lo, hi))
 }
 
-fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
+fn vector_expr_ok(kernel: &Kernel, ints: bool, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
     if !varies(e, lv, lanes) {
         return true;
     }
     if let Some((x, _, _)) = integer_round_trip(e) {
-        return vector_expr_ok(kernel, x, lv, lanes);
+        return vector_expr_ok(kernel, ints, x, lv, lanes);
     }
+    let ok = |x: &Expr| vector_expr_ok(kernel, ints, x, lv, lanes);
     match e {
         Expr::Var(v) => lanes.get(&v.id) == Some(&Lane::Vector),
-        Expr::Load { buf, dtype, index, mask } => {
-            let b = kernel.buffer(*buf);
-            *dtype == DType::F32
-                && mask.as_ref().is_none_or(|m| b.space == Space::Global && lane_mask_ok(m, lv, lanes))
-                && b.space != Space::Workgroup
-                && coefficient(&b.flat_index(index), lv, lanes).is_some()
+        // Integer lanes: 8- and 16-bit integers widened as they load, `i32` lanes to `f32`.
+        Expr::Cast(DType::I32, x) if ints && matches!(&**x, Expr::Load { .. }) => {
+            let Expr::Load { dtype, .. } = &**x else { unreachable!("matched a load") };
+            matches!(dtype, DType::I8 | DType::U8 | DType::I16 | DType::U16) && load_ok(kernel, x, lv, lanes)
         }
+        Expr::Cast(DType::F32, x) if ints => x.dtype() == DType::I32 && ok(x),
+        Expr::Load { dtype, .. } => lane_dtype(*dtype, ints) && load_ok(kernel, e, lv, lanes),
         Expr::Select(c, a, b) => {
             // `a`'s loads are masked by `c` (the generators' vector `select`): each must vary with the
             // lane (an invariant one is scalar code, outside the mask) and be global; `b` is
@@ -319,12 +336,12 @@ fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
                 }
                 false
             });
-            a.dtype() == DType::F32
+            lane_dtype(a.dtype(), ints)
                 && lane_mask_ok(c, lv, lanes)
                 && masked_ok
                 && !contains_load(b)
-                && vector_expr_ok(kernel, a, lv, lanes)
-                && vector_expr_ok(kernel, b, lv, lanes)
+                && ok(a)
+                && ok(b)
         }
         Expr::Unary(op, a) => {
             a.dtype() == DType::F32
@@ -340,19 +357,30 @@ fn vector_expr_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
                             | UnaryOp::Reciprocal
                             | UnaryOp::Relu
                     ))
-                && vector_expr_ok(kernel, a, lv, lanes)
+                && ok(a)
         }
         Expr::Binary(op, a, b) => {
-            a.dtype() == DType::F32
+            let float = a.dtype() == DType::F32
                 && matches!(
                     op,
                     BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Max | BinaryOp::Min
-                )
-                && vector_expr_ok(kernel, a, lv, lanes)
-                && vector_expr_ok(kernel, b, lv, lanes)
+                );
+            let integer =
+                ints && a.dtype() == DType::I32 && matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul);
+            (float || integer) && ok(a) && ok(b)
         }
         _ => false,
     }
+}
+
+/// Whether load `e` can fill vector lanes: unmasked or masked by a condition on affine indices,
+/// not from workgroup memory, affine in the lane.
+fn load_ok(kernel: &Kernel, e: &Expr, lv: u32, lanes: &Lanes) -> bool {
+    let Expr::Load { buf, index, mask, .. } = e else { return false };
+    let b = kernel.buffer(*buf);
+    mask.as_ref().is_none_or(|m| b.space == Space::Global && lane_mask_ok(m, lv, lanes))
+        && b.space != Space::Workgroup
+        && coefficient(&b.flat_index(index), lv, lanes).is_some()
 }
 
 // ---------------------------------------------------------------- unrolling and promotion

@@ -35,6 +35,10 @@ pub struct Device {
     /// (WGSL's `select()` computes both sides), legalization makes every select with an effect,
     /// and every masked load, an `if`.
     pub lazy_select: bool,
+    /// Whether the vector unit sums four `u8 × i8` products into each `i32` lane in one
+    /// instruction (x86's VNNI `vpdpbusd`): integer contractions of quantized models then take
+    /// their reduction four steps at a time, reading weights packed four deep.
+    pub int8_dot: bool,
 }
 
 /// The widths of index arithmetic a device computes.
@@ -73,6 +77,7 @@ impl Device {
             max_loop_iterations: 32_768,
             index_width: IndexWidth::Narrow,
             lazy_select: false,
+            int8_dot: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl Device {
             max_loop_iterations: 0,
             index_width: IndexWidth::Wide,
             lazy_select: true,
+            int8_dot: false,
         }
     }
 

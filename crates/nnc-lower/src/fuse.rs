@@ -588,6 +588,12 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
     if users.is_empty() {
         return no("unused".into());
     }
+    if narrow_integer_for_contractions(cx, v, op, users) {
+        // Quantized activations: the contraction loads a quarter of the bytes and widens them
+        // as it loads (the cast is cheap enough to inline), and 8-bit operands are what integer
+        // dot products read.
+        return no("8- or 16-bit integers that contractions read widened: kept narrow in memory".into());
+    }
     let size = expr_size(expr);
     if size > MAX_EXPR_NODES {
         return no(format!("expression has {size} nodes (limit {MAX_EXPR_NODES})"));
@@ -703,6 +709,28 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         human(saved)
     );
     Decision { value, inlined: extra <= saved, reason: why }
+}
+
+/// Whether `v` holds 8- or 16-bit integers computed by arithmetic (not a view: packed weights
+/// are read through theirs) whose every consumer is a cast to a wider integer that only
+/// convolutions and matmuls read (through views): the activations of a quantized model's
+/// integer contraction.
+fn narrow_integer_for_contractions(cx: &DecideCx<'_>, v: ValueId, op: &Op, users: &[(usize, usize)]) -> bool {
+    let view = matches!(op, Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. });
+    if view {
+        return false;
+    }
+    let narrow = |d: DType| d.is_int() && d.size_bytes() <= 2;
+    let widening = |&(node, _): &(usize, usize)| {
+        let n = &cx.graph.nodes[node];
+        let Op::Cast { to } = n.op else { return false };
+        let readers = cx.users.get(&n.outputs[0]).map(Vec::as_slice).unwrap_or(&[]);
+        to.is_int()
+            && to.size_bytes() > 2
+            && !readers.is_empty()
+            && readers.iter().all(|&(reader, _)| feeds_contraction(cx, reader, 4))
+    };
+    narrow(cx.graph.ty(v).dtype) && !users.is_empty() && users.iter().all(widening)
 }
 
 /// Whether node `node` is a convolution or matmul, or a view (slice, reshape, transpose) of

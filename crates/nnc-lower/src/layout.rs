@@ -20,7 +20,7 @@
 //! the constant part for a runtime that keeps its graph, in memory of its own, so each weight is
 //! held once.
 
-use nnc_ir::{infer, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};
+use nnc_ir::{infer, DType, Dim, Graph, Node, Op, PadMode, TensorData, TensorType, ValueId, Window};
 use nnc_kernel::device::Device;
 use rayon::prelude::*;
 use std::collections::{HashMap, HashSet};
@@ -71,6 +71,29 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 && uses[v.index()].iter().all(conv_weight)
         })
     };
+    // `i8` weights of integer matmuls on a device with `u8 × i8` dot products: `[K, N]` stored
+    // as `[K/4, N, 4]`, so the four consecutive `k` one instruction sums per column are one
+    // 32-bit lane, and a vector of columns one contiguous load (see `schedule`'s grouped
+    // reduction).
+    let packs_int8 = |v: ValueId| {
+        let matmul_rhs = |&(n, k): &(usize, usize)| matches!(g.nodes[n].op, Op::MatMul) && k == 1;
+        let widened = |&(n, _): &(usize, usize)| {
+            let node = &g.nodes[n];
+            matches!(node.op, Op::Cast { to: DType::I32 })
+                && !uses[node.outputs[0].index()].is_empty()
+                && uses[node.outputs[0].index()].iter().all(matmul_rhs)
+        };
+        device.int8_dot
+            && !g.outputs.contains(&v)
+            && producers[v.index()].is_some_and(|p| {
+                matches!(&g.nodes[p].op, Op::Constant(t) if t.dtype() == DType::I8
+                    && t.shape().len() == 2
+                    && t.shape()[0] % 4 == 0
+                    && t.shape()[0] > 0)
+            })
+            && !uses[v.index()].is_empty()
+            && uses[v.index()].iter().all(widened)
+    };
     // Each weight stored channels-last, `[O, C, k..]` as `[k.., C, O]`, computed on all cores
     // (a large model's weights are tens of megabytes). Rows of a multiple of 512 bytes would
     // put a tile's column of weights (one row per input channel) in a few cache sets, evicting
@@ -99,6 +122,31 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     let mut padded_inputs: HashMap<(ValueId, Vec<i64>), ValueId> = HashMap::new();
     for (i, node) in g.nodes.iter().enumerate() {
         match &node.op {
+            Op::Constant(t) if packs_int8(node.outputs[0]) => {
+                let v = node.outputs[0];
+                let (k, n) = (t.shape()[0], t.shape()[1]);
+                let name = g.value(v).name.clone();
+                // [K/4, 4, N] transposed to [K/4, N, 4]; read back through the inverse views.
+                let Some(packed) = t.reshaped(vec![k / 4, 4, n]).and_then(|q| q.transposed(&[0, 2, 1])) else {
+                    continue;
+                };
+                let ty = |shape: &[usize]| TensorType::new(DType::I8, shape.iter().map(|&d| d as i64));
+                let packed_id = new_values.add(format!("{name}_packed"), ty(packed.shape()));
+                let groups_id = new_values.add(format!("{name}_groups"), ty(&[k / 4, 4, n]));
+                let shape = vec![Dim::from(k), Dim::from(n)];
+                edits.push((
+                    i,
+                    vec![
+                        Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] },
+                        Node {
+                            op: Op::Transpose { perm: vec![0, 2, 1] },
+                            inputs: vec![packed_id],
+                            outputs: vec![groups_id],
+                        },
+                        Node { op: Op::Reshape { shape }, inputs: vec![groups_id], outputs: vec![v] },
+                    ],
+                ));
+            }
             Op::Constant(t) => {
                 let v = node.outputs[0];
                 if !packs(v) {

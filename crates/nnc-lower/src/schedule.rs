@@ -31,6 +31,7 @@ mod masks;
 use masks::{mask_loads, reduction_guard, strip_masks};
 mod merge;
 use merge::cpu_view;
+mod int8_dot;
 mod shapes;
 use shapes::{axes_used, contraction_parts, matmul_parts, row_split};
 mod window_rows;
@@ -57,7 +58,7 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     let numel: i64 = shape.iter().product();
     if device.kind == DeviceKind::Cpu {
         let shape_of = |b: BufId| fused.buffers[b.index()].shape.clone();
-        let (expr, shape, _) = &cpu_view(expr.clone(), shape, group.writes[0], shape_of);
+        let (expr, shape, merged) = &cpu_view(expr.clone(), shape, group.writes[0], shape_of);
         // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
         // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
         // matrix-vector product): one tile row per row.
@@ -79,7 +80,11 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
             // of one vector and twice the rows: the same 8 accumulators, none of them idle.
             let (rows, columns) = if shape[c.j] <= v as i64 { (8, v) } else { (4, 2 * v) };
             let rows = if shape[c.i] < rows as i64 { shape[c.i].max(1) as u32 } else { rows };
-            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, columns, 1], vector: v, ..base };
+            // Integer dot products take the reduction four steps at a time where they can.
+            let viewed = |b: BufId| merged.get(&b.0).cloned().unwrap_or_else(|| shape_of(b));
+            let grouped = device.int8_dot && int8_dot::groups_of_four(&c, shape, &viewed).is_some();
+            let step = if grouped { int8_dot::GROUP as u32 } else { 1 };
+            return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, columns, step], vector: v, ..base };
         }
         // Vector code wherever it fits: rows at least a vector long (with a scalar loop for the
         // rest), and reductions whose innermost variable spans two vectors (a global pool to
@@ -713,60 +718,86 @@ impl KernelBuilder {
             }
             masks.into_iter().collect::<Option<Vec<Expr>>>().and_then(|m| m.into_iter().reduce(Expr::and))
         };
-        // The reduction loops around one rank-1 update of the tile; `guarded` checks bounds,
-        // `unmasked` drops the loads' masks (for interior tiles).
-        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool, unmasked: bool| {
-            for (var, _) in &reduce_vars {
-                l.open(&[*var]);
+        // Integer contractions four steps at a time (`tile[2]`, see `int8_dot`).
+        let grouped = match s.tile[2] as i64 {
+            1 => None,
+            int8_dot::GROUP if guard.is_none() => {
+                let shape_of = |b: BufId| self.buffers[b.index()].shape.clone();
+                Some(int8_dot::groups_of_four(&c, shape, &shape_of)?)
             }
+            _ => return None,
+        };
+        // The reduction loops around one update of the tile (a rank-1 update, or the sum of a
+        // group's); `guarded` checks bounds, `unmasked` drops the loads' masks (for interior
+        // tiles).
+        let update = |this: &mut KernelBuilder, l: &mut ReductionLowering<'_>, guarded: bool, unmasked: bool| {
+            let group = grouped.map(|(k, extent)| (k, extent / int8_dot::GROUP, l.vars.index()));
+            let loop_var = |var: &Var| group.filter(|g| g.0.id == var.id).map_or(*var, |g| g.2);
+            for (var, _) in &reduce_vars {
+                l.open(&[loop_var(var)]);
+            }
+            let steps: Vec<(Expr, Expr)> = match group {
+                Some((k, _, g)) => (0..int8_dot::GROUP)
+                    .map(|j| (int8_dot::at_step(&c.a, k, g, j), int8_dot::at_step(&c.b, k, g, j)))
+                    .collect(),
+                None => vec![(c.a.clone(), c.b.clone())],
+            };
             let (r, col) = (l.vars.index(), l.vars.index());
             l.open(&[r]);
             let rows = index_at(&Expr::Var(r), &Expr::i64(0));
-            let mut a = bind_axes(c.a.clone(), &rows);
-            if unmasked {
-                a = strip_masks(a);
+            let mut a_steps = Vec::new();
+            for (a, _) in &steps {
+                let mut a = bind_axes(a.clone(), &rows);
+                if unmasked {
+                    a = strip_masks(a);
+                }
+                if let Some(g) = guard.as_ref().filter(|_| !guards_columns) {
+                    a = mask_loads(a, &bind_axes(g.clone(), &rows));
+                }
+                if guarded {
+                    // A row past the edge neither loads (its loads are masked: a select is
+                    // evaluated on both sides, and the row's input may lie past its buffer's
+                    // end) nor counts.
+                    let row = Expr::add_index(i0.clone(), Expr::Var(r));
+                    let inside = lt(row, Expr::i64(m));
+                    a = Expr::select(inside.clone(), mask_loads(a, &inside), Expr::lit(0.0, dtype));
+                }
+                let a = l.lower(a);
+                // One step's `a` is broadcast from a `let`; a group's stay loads, which the code
+                // generator reads as one word.
+                a_steps.push(if steps.len() == 1 { this.let_(l, a) } else { a });
             }
-            if let Some(g) = guard.as_ref().filter(|_| !guards_columns) {
-                a = mask_loads(a, &bind_axes(g.clone(), &rows));
-            }
-            if guarded {
-                // A row past the edge neither loads (its loads are masked: a select is
-                // evaluated on both sides, and the row's input may lie past its buffer's end)
-                // nor counts.
-                let row = Expr::add_index(i0.clone(), Expr::Var(r));
-                let inside = lt(row, Expr::i64(m));
-                a = Expr::select(inside.clone(), mask_loads(a, &inside), Expr::lit(0.0, dtype));
-            }
-            let a = l.lower(a);
-            let a = this.let_(l, a);
             l.open(&[col]);
             let cols = index_at(&Expr::Var(r), &Expr::Var(col));
-            let mut b = bind_axes(c.b.clone(), &cols);
-            if unmasked {
-                b = strip_masks(b);
-            }
-            if let Some(g) = guard.as_ref().filter(|_| guards_columns) {
-                b = mask_loads(b, &bind_axes(g.clone(), &cols));
-            }
-            if guarded {
-                // The row bound where `b` reads the row axis (a grouped or depthwise
-                // convolution's channels: a row past the edge must not load), the column bound
-                // where some column tile is partial; each is a lane-wise select.
-                let mut bounds = Vec::new();
-                if ub[c.i] {
-                    bounds.push(lt(Expr::add_index(i0.clone(), Expr::Var(r)), Expr::i64(m)));
+            let mut b_steps = Vec::new();
+            for (_, b) in &steps {
+                let mut b = bind_axes(b.clone(), &cols);
+                if unmasked {
+                    b = strip_masks(b);
                 }
-                if n % nr != 0 {
-                    bounds.push(lt(cols[c.j].clone(), Expr::i64(n)));
+                if let Some(g) = guard.as_ref().filter(|_| guards_columns) {
+                    b = mask_loads(b, &bind_axes(g.clone(), &cols));
                 }
-                if let Some(inside) = bounds.into_iter().reduce(Expr::and) {
-                    b = Expr::select(inside.clone(), mask_loads(b, &inside), Expr::lit(0.0, dtype));
+                if guarded {
+                    // The row bound where `b` reads the row axis (a grouped or depthwise
+                    // convolution's channels: a row past the edge must not load), the column
+                    // bound where some column tile is partial; each is a lane-wise select.
+                    let mut bounds = Vec::new();
+                    if ub[c.i] {
+                        bounds.push(lt(Expr::add_index(i0.clone(), Expr::Var(r)), Expr::i64(m)));
+                    }
+                    if n % nr != 0 {
+                        bounds.push(lt(cols[c.j].clone(), Expr::i64(n)));
+                    }
+                    if let Some(inside) = bounds.into_iter().reduce(Expr::and) {
+                        b = Expr::select(inside.clone(), mask_loads(b, &inside), Expr::lit(0.0, dtype));
+                    }
                 }
+                b_steps.push(l.lower(b));
             }
-            let b = l.lower(b);
             let tile_at = vec![Expr::Var(r), Expr::Var(col)];
             let sum =
-                Expr::binary(BinaryOp::Add, Expr::load(acc, dtype, tile_at.clone()), Expr::binary(BinaryOp::Mul, a, b));
+                Expr::binary(BinaryOp::Add, Expr::load(acc, dtype, tile_at.clone()), int8_dot::dot(a_steps, b_steps));
             l.push(Stmt::Store { buf: acc, index: tile_at, value: sum });
             let body = l.close();
             // Lane-wise bounds checks keep even the edge tile's columns vector lanes.
@@ -775,7 +806,8 @@ impl KernelBuilder {
             l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
             for (var, extent) in reduce_vars.iter().rev() {
                 let body = l.close();
-                l.push(Stmt::For { var: *var, extent: Expr::i64(*extent), kind: LoopKind::Serial, body });
+                let extent = group.filter(|g| g.0.id == var.id).map_or(*extent, |g| g.1);
+                l.push(Stmt::For { var: loop_var(var), extent: Expr::i64(extent), kind: LoopKind::Serial, body });
             }
         };
         let full = Expr::and(

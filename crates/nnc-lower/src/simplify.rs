@@ -345,18 +345,21 @@ pub fn simplify(kernel: &mut Kernel) {
 /// scheduled: the index arithmetic that reshapes and transposes compose (`(i * 32 + j) / 32`)
 /// otherwise hides which output axes each factor of a contraction reads.
 pub fn simplify_map(expr: Expr, shape: &[i64]) -> Expr {
-    let launch = nnc_kernel::kernel::Launch { grid: [1, 1, 1], workgroup: [1, 1, 1] };
-    let mut vars = BTreeMap::new();
+    let mut vars = Vec::new();
     expr.any(&mut |e| {
         if let Expr::Reduce(r) = e {
-            for (v, n) in &r.vars {
-                if *n > 0 {
-                    vars.insert(v.id, (0, n - 1));
-                }
-            }
+            vars.extend(r.vars.iter().map(|(v, n)| (v.id, *n)));
         }
         false
     });
+    simplify_with(expr, shape, &vars)
+}
+
+/// Simplifies an expression over output axes of extents `shape` in which each variable of
+/// `vars` ranges over `0..extent`.
+pub fn simplify_with(expr: Expr, shape: &[i64], vars: &[(u32, i64)]) -> Expr {
+    let launch = nnc_kernel::kernel::Launch { grid: [1, 1, 1], workgroup: [1, 1, 1] };
+    let vars = vars.iter().filter(|(_, n)| *n > 0).map(|&(v, n)| (v, (0, n - 1))).collect();
     let ranges = Ranges::new(&launch, vars, shape);
     simplify_expr(expr, &ranges)
 }

@@ -46,6 +46,47 @@ pub(crate) struct Scope {
     pub slots: HashMap<String, Slot>,
     /// Input values usable as constants (see [`ImportOptions::input_hints`]).
     pub hints: HashMap<String, TensorData>,
+    /// `DequantizeLinear` outputs with constant parameters, by name (see [`Dequantized`]).
+    pub dequantized: HashMap<String, Dequantized>,
+}
+
+/// A `DequantizeLinear` output whose scale and zero point are constants: what it was computed
+/// from, so a contraction reading it can compute in integers (`ops::integer_matmul`).
+#[derive(Clone)]
+pub(crate) struct Dequantized {
+    /// The ONNX name of the integers it dequantizes.
+    pub integers: String,
+    pub scale: TensorData,
+    pub zero_point: Option<TensorData>,
+    /// The `axis` attribute (the scale's axis where it has several values), as written.
+    pub axis: i64,
+    pub block_size: i64,
+}
+
+/// What a `DequantizeLinear` node computes from, where its scale and zero point are constants
+/// and its output is the scale's dtype.
+fn dequantized(node: &crate::proto::NodeProto, scope: &Scope) -> Option<Dequantized> {
+    if node.op_type() != "DequantizeLinear" || node.output.first().is_none_or(|o| o.is_empty()) {
+        return None;
+    }
+    let known = |i: usize| match node.input.get(i).filter(|n| !n.is_empty()).map(|n| scope.slots.get(n)) {
+        Some(Some(Slot::Known { data, .. })) => Some(Some(data.clone())),
+        Some(_) => None,
+        None => Some(None),
+    };
+    let int_attr = |name: &str, default: i64| {
+        node.attribute.iter().find(|a| a.name() == name).map_or(Some(default), |a| a.ints.is_empty().then(|| a.i()))
+    };
+    if int_attr("output_dtype", 0)? != 0 {
+        return None;
+    }
+    Some(Dequantized {
+        integers: node.input.first()?.clone(),
+        scale: known(1)??,
+        zero_point: known(2)?,
+        axis: int_attr("axis", 1)?,
+        block_size: int_attr("block_size", 0)?,
+    })
 }
 
 /// Imports an ONNX model file.
@@ -255,6 +296,9 @@ impl Importer<'_> {
             "Scan" => return self.import_scan(node, b, scope).map_err(Failure::from),
             op if crate::staged::runs_on_host(op) => return Err(Failure::run_time(crate::staged::why_on_host(op))),
             _ => {}
+        }
+        if let Some(dq) = dequantized(node, scope) {
+            scope.dequantized.insert(node.output[0].clone(), dq);
         }
         let known_inputs =
             node.input.iter().filter(|n| !n.is_empty()).all(|n| matches!(scope.slots.get(n), Some(Slot::Known { .. })));

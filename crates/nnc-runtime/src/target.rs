@@ -106,8 +106,10 @@ impl Target {
             },
             Target::KernelInterp(DeviceKind::Cpu) => Entry {
                 name: "kernel-interp-cpu",
-                about: "as kernel-interp, with kernels scheduled for this CPU (rows, vector lanes)",
-                backend: Some(|_| Box::new(InterpretedBackend { device: Device::cpu() })),
+                about: "as kernel-interp, with kernels scheduled for a CPU (rows, vector lanes, integer dot products)",
+                // With integer dot products, whatever the host: the interpreter checks the
+                // grouped reductions they schedule everywhere.
+                backend: Some(|_| Box::new(InterpretedBackend { device: Device { int8_dot: true, ..Device::cpu() } })),
                 writes_bundle: false,
             },
         }

@@ -2,7 +2,7 @@
 //! case is reproduced by calling the family's builder with the seed its failure names. Every
 //! backend's suite runs them against the interpreters (see [`crate::backend_suite!`]).
 
-use crate::graphs::{dims, weight};
+use crate::graphs::{dims, quantize, weight};
 use crate::inputs::Rng;
 use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, Op, PadMode, PoolKind, ReduceKind, UnaryOp, ValueId, Window};
 
@@ -10,11 +10,12 @@ use nnc_ir::{BinaryOp, DType, Graph, GraphBuilder, Op, PadMode, PoolKind, Reduce
 pub type Family = (&'static str, fn(u64) -> Graph);
 
 /// Every family, in the order the suites run them.
-pub const FAMILIES: [Family; 8] = [
+pub const FAMILIES: [Family; 9] = [
     ("elementwise_dag", elementwise_dag),
     ("reduction", reduction),
     ("composite", composite),
     ("matmul", matmul),
+    ("integer_matmul", integer_matmul),
     ("conv", conv),
     ("pool", pool),
     ("movement", movement),
@@ -240,6 +241,43 @@ pub fn matmul(seed: u64) -> Graph {
         let shape = shape_of(&b, y);
         let r = b.input("residual", DType::F32, dims(&shape)).unwrap();
         y = b.add(y, r).unwrap();
+    }
+    b.output(y);
+    b.finish().unwrap()
+}
+
+/// A quantized model's matmul: `f32` activations quantized to `u8` in the graph (round, clamp,
+/// cast), `i8` weights (a constant, or an input quantized the same way), the product
+/// accumulated in `i32` (batched or not; depths short, not a multiple of four, or long), a
+/// per-column zero-point correction, scaled to `f32` and sometimes requantized.
+pub fn integer_matmul(seed: u64) -> Graph {
+    let mut rng = Rng::new(seed);
+    let mut b = GraphBuilder::new("integer_matmul");
+    let k = if coin(&mut rng) { 1 + rng.below(24) } else { 60 + rng.below(260) };
+    let (m, n) = (1 + rng.below(20), 1 + rng.below(40));
+    let batch: Vec<usize> = if coin(&mut rng) { vec![] } else { vec![1 + rng.below(3)] };
+    let shape: Vec<usize> = batch.iter().copied().chain([m, k]).collect();
+    let x = b.input("x", DType::F32, dims(&shape)).unwrap();
+    let xq = quantize(&mut b, x, 128.0, DType::U8);
+    let wq = if coin(&mut rng) {
+        let values: Vec<i64> = (0..k * n).map(|_| rng.below(256) as i64 - 128).collect();
+        b.constant(nnc_ir::TensorData::from_i64(DType::I8, vec![k, n], &values))
+    } else {
+        let w = b.input("w", DType::F32, dims(&[k, n])).unwrap();
+        quantize(&mut b, w, 0.0, DType::I8)
+    };
+    let (xi, wi) = (b.cast(xq, DType::I32).unwrap(), b.cast(wq, DType::I32).unwrap());
+    let mut y = b.matmul(xi, wi).unwrap();
+    if coin(&mut rng) {
+        let correction: Vec<i64> = (0..n).map(|_| rng.below(20000) as i64 - 10000).collect();
+        let correction = b.constant(nnc_ir::TensorData::from_i64(DType::I32, vec![n], &correction));
+        y = b.sub(y, correction).unwrap();
+    }
+    let y = b.cast(y, DType::F32).unwrap();
+    let mut y = b.binary_scalar(BinaryOp::Mul, y, 1.0 / 4096.0).unwrap();
+    if coin(&mut rng) {
+        let q = quantize(&mut b, y, 128.0, DType::U8);
+        y = b.cast(q, DType::F32).unwrap();
     }
     b.output(y);
     b.finish().unwrap()

@@ -74,6 +74,11 @@ macro_rules! backend_suite {
             }
 
             #[test]
+            fn random_integer_matmuls_match_the_interpreters() {
+                $crate::suite::random_family(&LINE, "integer_matmul");
+            }
+
+            #[test]
             fn random_convs_match_the_interpreters() {
                 $crate::suite::random_family(&LINE, "conv");
             }

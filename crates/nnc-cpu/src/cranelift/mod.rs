@@ -168,5 +168,5 @@ impl CraneliftJit {
 
 /// Whether Cranelift compiles `kernel` (its plan is the check).
 pub(crate) fn plan(kernel: &Kernel, vectorize: bool) -> Result<KernelPlan<'_>, String> {
-    KernelPlan::new(kernel, if vectorize { LANES } else { 1 })
+    KernelPlan::new(kernel, if vectorize { LANES } else { 1 }, false)
 }

@@ -32,6 +32,7 @@ enum MinMax {
     Min,
 }
 
+mod dot;
 mod vector;
 
 type V<'ctx> = BasicValueEnum<'ctx>;

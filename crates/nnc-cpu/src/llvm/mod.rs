@@ -60,6 +60,18 @@ pub fn host_lanes() -> Option<u32> {
     })
 }
 
+/// Whether vectors of `lanes` `i32` have a four-deep `u8 × i8` dot product here: AVX-512 VNNI
+/// for 16 lanes; AVX-VNNI, or AVX-512 VNNI with VL, for 8.
+pub fn host_int8_dot(lanes: u32) -> bool {
+    let features = host_features();
+    let has = |f: &str| features.split(',').any(|x| x == format!("+{f}"));
+    match lanes {
+        16 => has("avx512vnni"),
+        8 => has("avxvnni") || (has("avx512vnni") && has("avx512vl")),
+        _ => false,
+    }
+}
+
 fn init() -> bool {
     static OK: OnceLock<bool> = OnceLock::new();
     *OK.get_or_init(|| Target::initialize_native(&InitializationConfig::default()).is_ok())
@@ -187,14 +199,35 @@ fn target_machine(cpu: &str, features: &str) -> R<TargetMachine> {
 
 /// Compiles one kernel in a module of its own; an error says why LLVM does not take it.
 fn compile_one(machine: &TargetMachine, kernel: &Kernel, cpu: &str, features: &str) -> R<CachedKernel> {
-    let plan = KernelPlan::new(kernel, vector_width(kernel))?;
     let context = Context::create();
+    let (module, vectorized_loops) = optimized_module(&context, machine, kernel, cpu, features)?;
+    if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
+        eprintln!("{}", module.print_to_string().to_string_lossy());
+    }
+    let object =
+        machine.write_to_memory_buffer(&module, FileType::Object).map_err(|e| format!("LLVM code generation: {e}"))?;
+    let image = crate::link::link(object.as_slice())?;
+    let entry = image.symbols.get(KERNEL_NAME).copied().ok_or_else(|| format!("LLVM lost {KERNEL_NAME}"))?;
+    Ok(CachedKernel { image, entry, vectorized_loops })
+}
+
+/// The symbol of a kernel's function in its module.
+const KERNEL_NAME: &str = "nnc_kernel";
+
+/// One kernel's module, emitted and optimized, and how many of its loops became vector code.
+fn optimized_module<'c>(
+    context: &'c Context,
+    machine: &TargetMachine,
+    kernel: &Kernel,
+    cpu: &str,
+    features: &str,
+) -> R<(inkwell::module::Module<'c>, usize)> {
+    let plan = KernelPlan::new(kernel, vector_width(kernel), true)?;
     let module = context.create_module("nnc");
     module.set_triple(&machine.get_triple());
     module.set_data_layout(&machine.get_target_data().get_data_layout());
-    let cx = Cx::new(&context, module);
-    const NAME: &str = "nnc_kernel";
-    let func = cx.module.add_function(NAME, cx.kernel_type, None);
+    let cx = Cx::new(context, module);
+    let func = cx.module.add_function(KERNEL_NAME, cx.kernel_type, None);
     let vector_bits = (plan.width * 32).to_string();
     for (k, v) in [
         ("target-cpu", cpu),
@@ -205,21 +238,13 @@ fn compile_one(machine: &TargetMachine, kernel: &Kernel, cpu: &str, features: &s
         func.add_attribute(AttributeLoc::Function, context.create_string_attribute(k, v));
     }
     Emitter::new(&cx, &plan, func).function()?;
-    let module = &cx.module;
     let options = PassBuilderOptions::create();
     // The plan already vectorizes the loops that profit (`vector(w)`); LLVM's loop vectorizer
     // only adds runtime checks and remainder copies to the scalar loops left (digits_cnn: the
     // same run time, 15% less compile time without it).
     options.set_loop_vectorization(false);
-    module.run_passes("default<O3>", machine, options).map_err(|e| format!("LLVM passes: {e}"))?;
-    if std::env::var_os("NNC_CPU_LLVM_IR").is_some() {
-        eprintln!("{}", module.print_to_string().to_string_lossy());
-    }
-    let object =
-        machine.write_to_memory_buffer(module, FileType::Object).map_err(|e| format!("LLVM code generation: {e}"))?;
-    let image = crate::link::link(object.as_slice())?;
-    let entry = image.symbols.get(NAME).copied().ok_or_else(|| format!("LLVM lost {NAME}"))?;
-    Ok(CachedKernel { image, entry, vectorized_loops: plan.vectorized_loops })
+    cx.module.run_passes("default<O3>", machine, options).map_err(|e| format!("LLVM passes: {e}"))?;
+    Ok((cx.module, plan.vectorized_loops))
 }
 
 /// The lanes of a kernel's vector loops (the first one's; 1 without any).
@@ -262,6 +287,26 @@ mod tests {
         assert!(symbols.contains(&IMAGE_BASE), "{symbols:?}");
         assert!(symbols.iter().any(|s| s.starts_with("nnc_")), "{symbols:?}");
         assert!(code.vectorized_loops > 0);
+    }
+
+    #[test]
+    fn integer_contractions_use_dot_product_instructions_where_the_host_has_them() {
+        if !host_lanes().is_some_and(host_int8_dot) {
+            eprintln!("SKIPPED: this host has no u8 x i8 dot products (VNNI) for LLVM to use");
+            return;
+        }
+        let lanes = host_lanes().expect("checked");
+        let device = nnc_kernel::Device { int8_dot: true, ..nnc_kernel::Device::cpu_with_vector(lanes) };
+        let graph = nnc_testkit::graphs::quantized_linear(37, 64, 48);
+        let program = nnc_lower::compile(&graph, &device, None).unwrap();
+        let grouped: Vec<&Kernel> = program.kernels.iter().filter(|k| k.schedule.tile[2] == 4).collect();
+        assert_eq!(grouped.len(), 1, "one contraction grouped four steps at a time");
+        let (cpu, features) = (host_cpu(), host_features());
+        let machine = target_machine(&cpu, &features).unwrap();
+        let context = Context::create();
+        let (module, _) = optimized_module(&context, &machine, grouped[0], &cpu, &features).unwrap();
+        let ir = module.print_to_string().to_string();
+        assert!(ir.contains("vpdpbusd"), "no dot-product instruction in\n{ir}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use super::affine;
 use crate::lower_reduce::{canonical_key, contains_reduce, free_vars};
-use nnc_ir::BinaryOp;
+use nnc_ir::{BinaryOp, DType};
 use nnc_kernel::expr::{Combine, Expr, Reduction};
 
 /// How a row kernel splits the output: rows over the `shared` axes (those the row's shared
@@ -139,7 +139,9 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
         return None;
     }
     let r = single_contraction(expr)?;
-    if r.combine != Combine::Sum || contains_reduce(&r.body) || !r.body.dtype().is_float() {
+    // Floats, and `i32` (the integer products of quantized models, which accumulate in it).
+    let dtype = r.body.dtype();
+    if r.combine != Combine::Sum || contains_reduce(&r.body) || !(dtype.is_float() || dtype == DType::I32) {
         return None;
     }
     let Expr::Binary(BinaryOp::Mul, x, y) = &r.body else { return None };

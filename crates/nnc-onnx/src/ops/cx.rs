@@ -1,6 +1,6 @@
 //! [`NodeCx`]: what a converter sees of one ONNX node — its operands, constants and attributes.
 
-use crate::import::{ir_message, Scope, Slot};
+use crate::import::{ir_message, Dequantized, Scope, Slot};
 use crate::proto::{attribute_proto::AttributeType, AttributeProto, NodeProto};
 use crate::tensor::tensor_from_proto;
 use nnc_ir::{DType, GraphBuilder, IrError, TensorData, TensorType, ValueId};
@@ -53,6 +53,24 @@ impl<'a> NodeCx<'a> {
                 Ok(value.expect("just set"))
             }
             None => Err(format!("operand {i} `{name}` is not defined")),
+        }
+    }
+
+    /// Where operand `i` is a `DequantizeLinear` output with constant parameters: what it
+    /// dequantizes (see [`Dequantized`]).
+    pub(crate) fn dequantized(&self, i: usize) -> Option<Dequantized> {
+        self.node.input.get(i).and_then(|name| self.scope.dequantized.get(name)).cloned()
+    }
+
+    /// The value named `name` (materializing a known constant), and its data where known.
+    pub(crate) fn value_of(&mut self, name: &str) -> Res<(ValueId, Option<TensorData>)> {
+        match self.scope.slots.get_mut(name) {
+            Some(Slot::Value(id)) => Ok((*id, None)),
+            Some(Slot::Known { data, value }) => {
+                let id = *value.get_or_insert_with(|| self.b.constant(data.clone()));
+                Ok((id, Some(data.clone())))
+            }
+            None => Err(format!("`{name}` is not defined")),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Neural-network ONNX ops: convolution, pooling, Gemm/MatMul, normalizations, softmax.
 
+use super::integer_matmul::integer_matmul;
 use super::{built_size, product, within_index_range, Fail, NodeCx, Out};
 use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, TensorData, UnaryOp, ValueId, Window};
 
@@ -380,14 +381,21 @@ pub fn global_pool(cx: &mut NodeCx) -> Out {
 /// `Gemm`: `alpha * A' · B' + beta * C` with optional transposes.
 pub fn gemm(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&["alpha", "beta", "transA", "transB"])?;
-    let (mut a, mut b) = (cx.input(0)?, cx.input(1)?);
-    if cx.attr_int_or("transA", 0)? != 0 {
-        a = cx.b.transpose_last2(a)?;
-    }
-    if cx.attr_int_or("transB", 0)? != 0 {
-        b = cx.b.transpose_last2(b)?;
-    }
-    let mut y = cx.b.matmul(a, b)?;
+    let trans_b = cx.attr_int_or("transB", 0)? != 0;
+    let integer = if cx.attr_int_or("transA", 0)? == 0 { integer_matmul(cx, trans_b)? } else { None };
+    let mut y = match integer {
+        Some(y) => y,
+        None => {
+            let (mut a, mut b) = (cx.input(0)?, cx.input(1)?);
+            if cx.attr_int_or("transA", 0)? != 0 {
+                a = cx.b.transpose_last2(a)?;
+            }
+            if trans_b {
+                b = cx.b.transpose_last2(b)?;
+            }
+            cx.b.matmul(a, b)?
+        }
+    };
     let alpha = cx.attr_float_or("alpha", 1.0)? as f64;
     if alpha != 1.0 {
         y = cx.b.binary_scalar(BinaryOp::Mul, y, alpha)?;
@@ -404,6 +412,9 @@ pub fn gemm(cx: &mut NodeCx) -> Out {
 
 pub fn matmul(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&[])?;
+    if let Some(y) = integer_matmul(cx, false)? {
+        return Ok(vec![NodeCx::value(y)]);
+    }
     let (a, b) = (cx.input(0)?, cx.input(1)?);
     Ok(vec![NodeCx::value(cx.b.matmul(a, b)?)])
 }

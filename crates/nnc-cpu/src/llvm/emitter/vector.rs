@@ -97,6 +97,13 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 let y = self.vexpr(y)?;
                 self.intrinsic("llvm.fma", &[c.get_type()], &[x, y, c])?
             }
+            Expr::Binary(BinaryOp::Add, acc, sum) if acc.dtype() == DType::I32 => match self.int8_dot(acc, sum)? {
+                Some(v) => v,
+                None => {
+                    let (x, y) = (self.vexpr(acc)?, self.vexpr(sum)?);
+                    self.binary(BinaryOp::Add, DType::I32, x, y)?
+                }
+            },
             Expr::Binary(op, a, c) => {
                 let x = self.vexpr(a)?;
                 let y = self.vexpr(c)?;
@@ -105,6 +112,18 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
             Expr::Unary(op, a) => {
                 let x = self.vexpr(a)?;
                 self.unary(*op, a.dtype(), x)?
+            }
+            // Integer lanes (see `plan::vector_plan`): narrow integers widened by their
+            // signedness, `i32` converted to `f32`.
+            Expr::Cast(to, a) if a.dtype().is_int() => {
+                let x = self.vexpr(a)?;
+                let vt = vector_of(self.cx.reg(*to)?, self.width())?;
+                let op = match (to.is_float(), is_unsigned(a.dtype())) {
+                    (true, _) => Op::SIToFP,
+                    (false, true) => Op::ZExt,
+                    (false, false) => Op::SExt,
+                };
+                self.b().build_cast(op, x, vt, "")?
             }
             _ => return Err(format!("vector expression `{e}`").into()),
         })

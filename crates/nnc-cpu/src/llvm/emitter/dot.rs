@@ -1,0 +1,131 @@
+//! Four-deep `u8 × i8` dot products in LLVM: the tile update an integer contraction's grouped
+//! reduction makes (`acc + a0*b0 + a1*b1 + a2*b2 + a3*b3`, see `nnc_lower`'s `int8_dot`) as one
+//! `vpdpbusd` per vector where the host has VNNI. The four `u8` of `a` (the same in every lane)
+//! are one 32-bit word broadcast; the four `i8` of `b` per lane are one 32-bit lane of a
+//! contiguous load. Anything else, or a host without the instruction, is left to the general
+//! vector code (which computes the same sum lane by lane).
+
+use super::*;
+
+/// Products one instruction sums per lane.
+const DEPTH: usize = 4;
+
+/// One product of the update: `i32(a) * i32(b)` with `a` the same in every lane (`u8`) and `b`
+/// varying (`i8`); the loads' buffers and indices.
+struct Product<'e> {
+    a: (BufId, &'e [Expr]),
+    b: (BufId, &'e [Expr]),
+}
+
+impl<'a, 'ctx> Emitter<'a, 'ctx> {
+    /// `acc + sum` as a dot-product instruction, or `None` where it is not one (see the
+    /// module docs).
+    pub(super) fn int8_dot(&mut self, acc: &Expr, sum: &Expr) -> R<Option<V<'ctx>>> {
+        let name = match self.width() {
+            16 => "llvm.x86.avx512.vpdpbusd.512",
+            8 => "llvm.x86.avx512.vpdpbusd.256",
+            _ => return Ok(None),
+        };
+        if acc.dtype() != DType::I32 || !crate::llvm::host_int8_dot(self.width()) {
+            return Ok(None);
+        }
+        let Some(products) = self.products(sum) else { return Ok(None) };
+        let (a_loads, b_loads): (Vec<_>, Vec<_>) = products.iter().map(|p| (p.a, p.b)).unzip();
+        if !consecutive(&a_loads) || !consecutive(&b_loads) {
+            return Ok(None);
+        }
+        let (lv, lanes) = self.lanes.ok_or("a dot product outside a vector loop")?;
+        let (b_buf, b_index) = products[0].b;
+        let flat = self.kernel.buffer(b_buf).flat_index(b_index);
+        if coefficient(&flat, lv, lanes) != Some(DEPTH as i64) {
+            return Ok(None);
+        }
+        let accumulator = self.vexpr(acc)?;
+        let words = self.cx.i32.vec_type(self.width());
+        let (a_buf, a_index) = products[0].a;
+        let a_addr = self.scalar_address(a_buf, a_index)?;
+        let a_word = self.b().build_load(self.cx.i32, a_addr, "")?;
+        set_unaligned(a_word)?;
+        let a_words = self.splat(a_word)?;
+        let b_addr = self.scalar_address(b_buf, b_index)?;
+        let b_words = self.b().build_load(words, b_addr, "")?;
+        set_unaligned(b_words)?;
+        Ok(Some(self.intrinsic(name, &[], &[accumulator, a_words, b_words])?))
+    }
+
+    /// The four products of `sum` (`((p0 + p1) + p2) + p3`), each of the form the module docs
+    /// describe.
+    fn products<'e>(&self, sum: &'e Expr) -> Option<Vec<Product<'e>>> {
+        let (lv, lanes) = self.lanes?;
+        let mut terms = Vec::new();
+        let mut rest = sum;
+        while let Expr::Binary(BinaryOp::Add, left, right) = rest {
+            terms.push(&**right);
+            rest = left;
+        }
+        terms.push(rest);
+        terms.reverse();
+        if terms.len() != DEPTH {
+            return None;
+        }
+        let widened = |e: &'e Expr, from: DType| match e {
+            Expr::Cast(DType::I32, x) => match &**x {
+                Expr::Load { buf, dtype, index, mask: None } if *dtype == from => Some((*buf, index.as_slice())),
+                _ => None,
+            },
+            _ => None,
+        };
+        terms
+            .into_iter()
+            .map(|t| {
+                let Expr::Binary(BinaryOp::Mul, x, y) = t else { return None };
+                let a = widened(x, DType::U8).filter(|_| !varies(x, lv, lanes))?;
+                let b = widened(y, DType::I8).filter(|_| varies(y, lv, lanes))?;
+                Some(Product { a, b })
+            })
+            .collect()
+    }
+
+    /// The address of element `index` of `buf` at lane 0.
+    fn scalar_address(&mut self, buf: BufId, index: &[Expr]) -> R<PointerValue<'ctx>> {
+        let lanes = self.lanes.take();
+        let addr = self.address(buf, index);
+        self.lanes = lanes;
+        addr
+    }
+}
+
+/// Whether loads `j` read element `j` past load 0's, along the last axis of one buffer.
+fn consecutive(loads: &[(BufId, &[Expr])]) -> bool {
+    let (buf, first) = loads[0];
+    loads.iter().enumerate().all(|(j, &(b, index))| b == buf && steps_from(first, index) == Some(j as i64))
+}
+
+/// How many elements along the last axis `index` is past `first` where the two differ only
+/// there by a literal (`x` and `x + 2`, `3` and `5`); `Some(0)` where they are equal.
+fn steps_from(first: &[Expr], index: &[Expr]) -> Option<i64> {
+    let (last0, rest0) = first.split_last()?;
+    let (last, rest) = index.split_last()?;
+    if rest0 != rest {
+        return None;
+    }
+    let split = |e: &Expr| -> (Option<Expr>, i64) {
+        match e {
+            Expr::Binary(BinaryOp::Add, x, k) if k.as_int().is_some() => (Some((**x).clone()), k.as_int().unwrap_or(0)),
+            e => match e.as_int() {
+                Some(k) => (None, k),
+                None => (Some(e.clone()), 0),
+            },
+        }
+    };
+    let ((base0, k0), (base, k)) = (split(last0), split(last));
+    (base0 == base).then_some(k - k0)
+}
+
+/// Marks a load as possibly unaligned (words of bytes sit at any byte).
+fn set_unaligned(load: V<'_>) -> R<()> {
+    if let Some(i) = load.as_instruction_value() {
+        i.set_alignment(1).map_err(|e| format!("load alignment: {e}"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! QDQ matrix products as integer work: a `MatMul` or `Gemm` whose operands are both
+//! `DequantizeLinear` outputs — activations of 8-bit integers with one scale and zero point,
+//! constant `int8` weights with a zero zero point and one scale per tensor or per output column —
+//! imports as a matmul of the integers accumulated in `i32`, corrected for the activations'
+//! zero point in `i32` and scaled once per column in `f32`:
+//!
+//! `y[m, n] = (Σ_k xq[m, k] · wq[k, n] − zp · Σ_k wq[k, n]) · (s_x · s_w[n])`.
+//!
+//! The dequantized form computes each product in `f32` and sums it in `f32`; the integer form
+//! sums exactly and rounds once, so the two agree within `f32` rounding of the sum (ONNX Runtime
+//! computes the integer form too). The CPU schedules such a product as an integer contraction
+//! (u8 × i8 dot products where the host has them). The recognition happens at import because only
+//! there is the quantized structure visible: the Graph IR has no dequantize op, and a folded
+//! weight is plain `f32`.
+
+use super::NodeCx;
+use crate::import::Dequantized;
+use nnc_ir::{DType, TensorData, ValueId};
+
+/// A dequantized operand in the form the integer product takes.
+struct Operand {
+    /// The integers, as a graph value.
+    integers: ValueId,
+    /// Their values, where known at import (weights).
+    known: Option<TensorData>,
+    scale: Vec<f64>,
+    zero_point: Vec<i64>,
+    /// The axis the scale and zero point run along, where they are not one value.
+    axis: Option<usize>,
+}
+
+fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
+    let dq: Dequantized = cx.dequantized(i)?;
+    let (integers, known) = cx.value_of(&dq.integers).ok()?;
+    let rank = cx.rank(integers);
+    let scale = dq.scale.to_f64_vec();
+    let zero_point = dq.zero_point.as_ref().map_or_else(|| vec![0], |z| z.to_i64_vec());
+    let per_axis = scale.len() > 1 || zero_point.len() > 1;
+    let axis = if per_axis {
+        let a = if dq.axis < 0 { dq.axis + rank as i64 } else { dq.axis };
+        Some(usize::try_from(a).ok().filter(|&a| a < rank)?)
+    } else {
+        None
+    };
+    (dq.block_size == 0 && dq.scale.dtype() == DType::F32).then_some(Operand {
+        integers,
+        known,
+        scale,
+        zero_point,
+        axis,
+    })
+}
+
+/// The integer form of `MatMul(a, b)` (`Gemm` with `trans_b`: of `a · bᵀ`), or `None` where the
+/// operands are not of the form the module docs describe (the caller then imports the float
+/// product).
+pub fn integer_matmul(cx: &mut NodeCx, trans_b: bool) -> Result<Option<ValueId>, super::Fail> {
+    let (Some(x), Some(w)) = (operand(cx, 0), operand(cx, 1)) else { return Ok(None) };
+    let Some(wq) = w.known.as_ref() else { return Ok(None) };
+    let x_dtype = cx.ty(x.integers).dtype;
+    let fits = matches!(x_dtype, DType::U8 | DType::I8)
+        && x.axis.is_none()
+        && wq.dtype() == DType::I8
+        && wq.shape().len() == 2
+        && w.zero_point.iter().all(|&z| z == 0);
+    if !fits {
+        return Ok(None);
+    }
+    let (rows, cols) = (wq.shape()[0], wq.shape()[1]);
+    // The weights' output axis: columns of `b`, rows of `b` before `Gemm`'s transpose.
+    let (k, n, out_axis) = if trans_b { (cols, rows, 0) } else { (rows, cols, 1) };
+    if w.axis.is_some_and(|a| a != out_axis) || (w.scale.len() != 1 && w.scale.len() != n) {
+        return Ok(None);
+    }
+    let values = wq.to_i64_vec();
+    let at = |kk: usize, nn: usize| if trans_b { values[nn * k + kk] } else { values[kk * n + nn] };
+    let zero_point = x.zero_point[0];
+    let scale_x = x.scale[0];
+    // Σ_k wq[k, n]: the zero point's correction, per column.
+    let column_sums: Vec<i64> = (0..n).map(|nn| (0..k).map(|kk| at(kk, nn)).sum()).collect();
+    let scales: Vec<f64> = (0..n).map(|nn| scale_x * w.scale[if w.scale.len() == 1 { 0 } else { nn }]).collect();
+
+    // The weights as `[k, n]` (`Gemm`'s transposed weights transposed here, once).
+    let weights = if trans_b {
+        let kn: Vec<i64> = (0..k * n).map(|i| at(i / n, i % n)).collect();
+        TensorData::from_i64(DType::I8, vec![k, n], &kn)
+    } else {
+        wq.clone()
+    };
+    let xi = cx.b.cast(x.integers, DType::I32)?;
+    let wi = cx.b.constant(weights);
+    let wi = cx.b.cast(wi, DType::I32)?;
+    let mut acc = cx.b.matmul(xi, wi)?;
+    if zero_point != 0 {
+        let correction: Vec<i64> = column_sums.iter().map(|s| s * zero_point).collect();
+        let correction = cx.b.constant(TensorData::from_i64(DType::I32, vec![n], &correction));
+        acc = cx.b.sub(acc, correction)?;
+    }
+    let acc = cx.b.cast(acc, DType::F32)?;
+    let scale = if scales.iter().all(|&s| s == scales[0]) {
+        cx.b.scalar(DType::F32, scales[0])
+    } else {
+        cx.b.constant(TensorData::from_f64(DType::F32, vec![n], &scales))
+    };
+    Ok(Some(cx.b.mul(acc, scale)?))
+}
