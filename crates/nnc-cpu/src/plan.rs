@@ -91,6 +91,11 @@ fn lane_dtype(dtype: DType, integers: bool) -> bool {
     dtype == DType::F32 || (integers && dtype == DType::I32)
 }
 
+/// 8- and 16-bit integers: vector code loads them widened and stores them narrowed.
+fn narrow_int(dtype: DType) -> bool {
+    matches!(dtype, DType::I8 | DType::U8 | DType::I16 | DType::U16)
+}
+
 /// How a loop is emitted. A `vector(width)` loop whose extent is a multiple of the width and
 /// whose body has a [`vector_plan`] becomes vector code. Loops with a literal extent are fully
 /// unrolled when short: `unroll` loops up to 64 iterations, `vector` loops up to 64 that become
@@ -240,7 +245,10 @@ fn vector_plan(kernel: &Kernel, ints: bool, lv: u32, body: &[Stmt], lanes: &mut 
             }
             Stmt::Store { buf, index, value } => {
                 let b = kernel.buffer(*buf);
-                if !lane_dtype(b.dtype, ints) || b.space == Space::Workgroup || value.dtype() != b.dtype {
+                // Narrow integers are stored from `f32` lanes (a quantized activation).
+                let narrowed = ints && narrow_int(b.dtype) && matches!(value, Expr::Cast(..));
+                let stored = lane_dtype(b.dtype, ints) || narrowed;
+                if !stored || b.space == Space::Workgroup || value.dtype() != b.dtype {
                     return false;
                 }
                 if coefficient(&b.flat_index(index), lv, lanes) != Some(1) {
@@ -318,12 +326,15 @@ fn vector_expr_ok(kernel: &Kernel, ints: bool, e: &Expr, lv: u32, lanes: &Lanes)
     let ok = |x: &Expr| vector_expr_ok(kernel, ints, x, lv, lanes);
     match e {
         Expr::Var(v) => lanes.get(&v.id) == Some(&Lane::Vector),
-        // Integer lanes: 8- and 16-bit integers widened as they load, `i32` lanes to `f32`.
-        Expr::Cast(DType::I32, x) if ints && matches!(&**x, Expr::Load { .. }) => {
-            let Expr::Load { dtype, .. } = &**x else { unreachable!("matched a load") };
-            matches!(dtype, DType::I8 | DType::U8 | DType::I16 | DType::U16) && load_ok(kernel, x, lv, lanes)
+        // Integer lanes: 8- and 16-bit integers widened as they load (to `i32` or `f32`),
+        // `i32` lanes to `f32`, `f32` lanes to the narrow integers a store writes.
+        Expr::Cast(DType::I32 | DType::F32, x)
+            if ints && narrow_int(x.dtype()) && matches!(&**x, Expr::Load { .. }) =>
+        {
+            load_ok(kernel, x, lv, lanes)
         }
         Expr::Cast(DType::F32, x) if ints => x.dtype() == DType::I32 && ok(x),
+        Expr::Cast(to, x) if ints && narrow_int(*to) => x.dtype() == DType::F32 && ok(x),
         Expr::Load { dtype, .. } => lane_dtype(*dtype, ints) && load_ok(kernel, e, lv, lanes),
         Expr::Select(c, a, b) => {
             // `a`'s loads are masked by `c` (the generators' vector `select`): each must vary with the

@@ -123,6 +123,25 @@ fn matmuls_match_the_interpreters_on_cranelift() {
 }
 
 #[test]
+fn integer_matmuls_match_the_interpreters_on_cranelift() {
+    family_on_cranelift("integer_matmul");
+}
+
+/// Kernels scheduled for `u8 × i8` dot products (reductions four steps at a time) run where
+/// LLVM cannot emit the instruction: Cranelift computes the same sums element by element.
+#[test]
+fn integer_matmuls_grouped_for_dot_products_match_the_interpreters_on_cranelift() {
+    let (backend, device) = cranelift();
+    let configuration = (backend, Device { int8_dot: true, ..device });
+    let build = family("integer_matmul");
+    for_random_seeds(CASES, |seed| {
+        let graph = build(seed);
+        let inputs = inputs_for(&graph, seed.wrapping_add(1));
+        check(&configuration, &graph, &inputs).map(|_| ()).map_err(|e| format!("integer_matmul({seed:#x}): {e}"))
+    });
+}
+
+#[test]
 fn convs_match_the_interpreters_on_cranelift() {
     family_on_cranelift("conv");
 }

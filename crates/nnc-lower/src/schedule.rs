@@ -28,7 +28,7 @@ use nnc_kernel::visit::visit_stmts;
 use std::collections::HashMap;
 
 mod masks;
-use masks::{mask_loads, reduction_guard, strip_masks};
+use masks::{affine, always_holds, bounds_a_mask, mask_loads, reduction_guard, strip_masks};
 mod merge;
 use merge::cpu_view;
 mod int8_dot;
@@ -80,9 +80,12 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
             // of one vector and twice the rows: the same 8 accumulators, none of them idle.
             let (rows, columns) = if shape[c.j] <= v as i64 { (8, v) } else { (4, 2 * v) };
             let rows = if shape[c.i] < rows as i64 { shape[c.i].max(1) as u32 } else { rows };
-            // Integer dot products take the reduction four steps at a time where they can.
+            // Integer dot products take the reduction four steps at a time where they can (as
+            // the tiles of these columns see the contraction).
             let viewed = |b: BufId| merged.get(&b.0).cloned().unwrap_or_else(|| shape_of(b));
-            let grouped = device.int8_dot && int8_dot::groups_of_four(&c, shape, &viewed).is_some();
+            let grouped = device.int8_dot
+                && contraction_parts(expr, shape, columns as i64)
+                    .is_some_and(|c| int8_dot::groups_of_four(&c, shape, &viewed).is_some());
             let step = if grouped { int8_dot::GROUP as u32 } else { 1 };
             return Schedule { strategy: Strategy::TiledMatmul, tile: [rows, columns, step], vector: v, ..base };
         }
@@ -869,7 +872,15 @@ impl KernelBuilder {
                 then.into_iter().for_each(|st| l.push(st));
             }
             let body = l.close();
-            let kind = if !guarded && c.j == rank - 1 { LoopKind::Vector(v) } else { LoopKind::Serial };
+            // An edge tile of an integer contraction stores element by element with constant
+            // indices: LLVM then keeps the whole tile in registers (a loop over its columns
+            // made it version the tile's loops with alias checks on the accumulators, which
+            // stayed in memory).
+            let kind = match () {
+                _ if !guarded && c.j == rank - 1 => LoopKind::Vector(v),
+                _ if guarded && dtype == DType::I32 => LoopKind::Unroll,
+                _ => LoopKind::Serial,
+            };
             l.push(Stmt::For { var: col, extent: Expr::i64(nr), kind, body });
             let body = l.close();
             l.push(Stmt::For { var: r, extent: Expr::i64(mr), kind: LoopKind::Unroll, body });
@@ -972,70 +983,6 @@ impl KernelBuilder {
 }
 
 /// `expr` with output axis `a` replaced by `axes[a]`.
-/// A condition free of the `inner` variables (id → extent) under which mask `m` holds for all
-/// their values: `m` must be a conjunction of comparisons of expressions affine in them.
-fn always_holds(m: &Expr, inner: &HashMap<u32, i64>) -> Option<Expr> {
-    match m {
-        Expr::Lit(_) => Some(m.clone()),
-        Expr::Binary(BinaryOp::And, a, b) => Some(Expr::and(always_holds(a, inner)?, always_holds(b, inner)?)),
-        Expr::Binary(op @ (BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge), a, b)
-            if a.dtype() == DType::I64 =>
-        {
-            // `a - b` at the inner variables' extreme that makes the comparison hardest.
-            let mut terms = Vec::new();
-            let c = affine(a, 1, &mut terms)? - affine(b, 1, &mut terms)?;
-            let want_max = matches!(op, BinaryOp::Lt | BinaryOp::Le);
-            let mut worst = Expr::i64(c);
-            for (k, t) in terms {
-                match &t {
-                    Expr::Var(v) if inner.contains_key(&v.id) => {
-                        if (k > 0) == want_max {
-                            worst = Expr::add_index(worst, Expr::i64(k * (inner[&v.id] - 1)));
-                        }
-                    }
-                    // Inner variables under a non-affine operation, or a loaded value (whose
-                    // own mask the tile condition would not respect): no tile condition.
-                    t if t.any(&mut |x| match x {
-                        Expr::Var(v) => inner.contains_key(&v.id),
-                        x => matches!(x, Expr::Load { .. }),
-                    }) =>
-                    {
-                        return None
-                    }
-                    t => worst = Expr::add_index(worst, Expr::mul_index(t.clone(), Expr::i64(k))),
-                }
-            }
-            Some(Expr::binary(*op, worst, Expr::i64(0)))
-        }
-        _ => None,
-    }
-}
-
-/// `e` (times `k`) as a constant returned and `(coefficient, term)`s pushed to `terms`.
-pub(super) fn affine(e: &Expr, k: i64, terms: &mut Vec<(i64, Expr)>) -> Option<i64> {
-    match e {
-        Expr::Lit(_) => Some(k.checked_mul(e.as_int()?)?),
-        Expr::Binary(BinaryOp::Add, a, b) => affine(a, k, terms)?.checked_add(affine(b, k, terms)?),
-        Expr::Binary(BinaryOp::Sub, a, b) => affine(a, k, terms)?.checked_add(affine(b, -k, terms)?),
-        Expr::Binary(BinaryOp::Mul, a, b) if b.as_int().is_some() => affine(a, k.checked_mul(b.as_int()?)?, terms),
-        Expr::Binary(BinaryOp::Mul, a, b) if a.as_int().is_some() => affine(b, k.checked_mul(a.as_int()?)?, terms),
-        e => {
-            terms.push((k, e.clone()));
-            Some(0)
-        }
-    }
-}
-
-/// Whether variable `var` appears in a load's mask or a select's condition within `e`.
-fn bounds_a_mask(e: &Expr, var: u32) -> bool {
-    let uses = |x: &Expr| x.any(&mut |y| matches!(y, Expr::Var(v) if v.id == var));
-    e.any(&mut |x| match x {
-        Expr::Load { mask: Some(m), .. } => uses(m),
-        Expr::Select(c, _, _) => uses(c),
-        _ => false,
-    })
-}
-
 fn bind_axes(expr: Expr, axes: &[Expr]) -> Expr {
     expr.rewrite(&mut |e| match e {
         Expr::Axis(a) => axes.get(a as usize).cloned().unwrap_or(Expr::i64(0)),

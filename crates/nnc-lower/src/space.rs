@@ -25,7 +25,7 @@ use std::fmt::Write;
 
 /// The version of the space and of the templates behind it: a tuned schedule recorded under
 /// another version is not used (the same schedule may build a different kernel).
-pub const SPACE_VERSION: u32 = 2;
+pub const SPACE_VERSION: u32 = 3;
 
 /// Register-tile rows and vector columns a CPU contraction may use.
 const TILE_ROWS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];

@@ -16,10 +16,12 @@ pub fn weight(b: &mut GraphBuilder, seed: u64, shape: &[usize]) -> ValueId {
     b.constant(tensor(&mut rng, shape, -1.0, 1.0))
 }
 
-/// `x` quantized in the graph to `to` (`u8` or `i8`): `saturate(round(x * 60 + zero))`.
+/// `x` quantized in the graph to `to` (`u8` or `i8`): `saturate(round(x * 64 + zero))`. The
+/// scale is a power of two, so `x * 64` is exact and a fused multiply-add rounds as the
+/// interpreter's two steps do: values on a rounding boundary go the same way everywhere.
 pub fn quantize(b: &mut GraphBuilder, x: ValueId, zero: f64, to: DType) -> ValueId {
     let (lo, hi) = if to == DType::U8 { (0.0, 255.0) } else { (-128.0, 127.0) };
-    let y = b.binary_scalar(BinaryOp::Mul, x, 60.0).unwrap();
+    let y = b.binary_scalar(BinaryOp::Mul, x, 64.0).unwrap();
     let y = b.binary_scalar(BinaryOp::Add, y, zero).unwrap();
     let y = b.unary(UnaryOp::Round, y).unwrap();
     let y = b.binary_scalar(BinaryOp::Max, y, lo).unwrap();

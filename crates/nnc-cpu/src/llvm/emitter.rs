@@ -553,6 +553,15 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         })
     }
 
+    /// The bytes of one element of vector type `t` (its alignment in memory).
+    fn element_bytes(&self, t: BasicTypeEnum<'ctx>) -> u32 {
+        match t.into_vector_type().get_element_type() {
+            BasicTypeEnum::IntType(i) => i.get_bit_width().div_ceil(8),
+            BasicTypeEnum::FloatType(f) if f == self.cx.f64t => 8,
+            _ => 4,
+        }
+    }
+
     fn load(&self, dtype: DType, addr: PointerValue<'ctx>) -> R<V<'ctx>> {
         let v = self.b().build_load(self.cx.mem(dtype)?, addr, "")?;
         if dtype == DType::Bool {
@@ -569,8 +578,8 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         };
         let s = self.b().build_store(addr, v)?;
         if v.is_vector_value() {
-            // Vectors are 4-byte aligned (their elements' alignment), not their own size.
-            s.set_alignment(4).map_err(|e| format!("store alignment: {e}"))?;
+            // Vectors are aligned as their elements, not to their own size.
+            s.set_alignment(self.element_bytes(v.get_type())).map_err(|e| format!("store alignment: {e}"))?;
         }
         Ok(())
     }

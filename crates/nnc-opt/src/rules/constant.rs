@@ -12,9 +12,13 @@ use crate::analysis::EG;
 use crate::fold;
 use crate::lang::Head;
 use egg::{Id, Subst};
-use nnc_ir::{BinaryOp, Op, TensorData, UnaryOp};
+use nnc_ir::{BinaryOp, DType, Op, TensorData, UnaryOp};
 
 const F: Family = Family::Constant;
+
+/// The most elements of a narrow integer constant that `fold_cast` widens (a lookup table of
+/// a few values, not a quantized weight).
+const WIDENED_TABLE: usize = 64;
 
 /// The constant (of any size) in e-class `id`.
 fn const_in(eg: &EG, id: Id) -> Option<&TensorData> {
@@ -56,10 +60,17 @@ pub fn rules() -> Vec<Rule> {
     vec![
         fold_unary,
         fold_binary,
-        // cast(c) → constant (exact, as SPEC's cast table); guard: c a small constant, no u64 side.
+        // cast(c) → constant (exact, as SPEC's cast table); guard: c a small constant, no u64
+        // side, and not a table of narrow integers widened (quantized weights stay 8-bit: a
+        // quarter of the bytes, and what integer dot products read).
         Rule::custom(F, "fold_cast", "(cast ?t ?a)", move |eg: &EG, s: &Subst| {
             let Op::Cast { to } = attr(eg, s, t)? else { return None };
-            Some(Term::Const(fold::cast(value(eg, s, a)?, *to)?))
+            let c = value(eg, s, a)?;
+            let narrow = |d: DType| d.is_int() && d.size_bytes() <= 2;
+            if narrow(c.dtype()) && to.is_int() && to.size_bytes() > c.dtype().size_bytes() && c.len() > WIDENED_TABLE {
+                return None;
+            }
+            Some(Term::Const(fold::cast(c, *to)?))
         }),
         // reshape(c) → c reshaped (exact, bytes shared, any size); guard: a concrete target shape.
         Rule::custom(F, "fold_reshape", "(reshape ?t ?a)", move |eg: &EG, s: &Subst| {

@@ -11,10 +11,14 @@ use super::*;
 const DEPTH: usize = 4;
 
 /// One product of the update: `i32(a) * i32(b)` with `a` the same in every lane (`u8`) and `b`
-/// varying (`i8`); the loads' buffers and indices.
+/// varying (`i8`); the loads' buffers and indices, and the conditions under which each is read
+/// (an edge tile's rows, `select(row < m, i32(a), 0)`, and columns, `select(column < n,
+/// i32(b), 0)`), which every product of the update must share.
 struct Product<'e> {
     a: (BufId, &'e [Expr]),
     b: (BufId, &'e [Expr]),
+    a_when: Option<&'e Expr>,
+    b_lanes: Option<&'e Expr>,
 }
 
 impl<'a, 'ctx> Emitter<'a, 'ctx> {
@@ -26,10 +30,14 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
             8 => "llvm.x86.avx512.vpdpbusd.256",
             _ => return Ok(None),
         };
-        if acc.dtype() != DType::I32 || !crate::llvm::host_int8_dot(self.width()) {
+        if acc.dtype() != DType::I32 || !self.guards.is_empty() || !crate::llvm::host_int8_dot(self.width()) {
             return Ok(None);
         }
         let Some(products) = self.products(sum) else { return Ok(None) };
+        let (a_when, b_lanes) = (products[0].a_when, products[0].b_lanes);
+        if products.iter().any(|p| p.a_when != a_when || p.b_lanes != b_lanes) {
+            return Ok(None);
+        }
         let (a_loads, b_loads): (Vec<_>, Vec<_>) = products.iter().map(|p| (p.a, p.b)).unzip();
         if !consecutive(&a_loads) || !consecutive(&b_loads) {
             return Ok(None);
@@ -43,13 +51,39 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         let accumulator = self.vexpr(acc)?;
         let words = self.cx.i32.vec_type(self.width());
         let (a_buf, a_index) = products[0].a;
-        let a_addr = self.scalar_address(a_buf, a_index)?;
-        let a_word = self.b().build_load(self.cx.i32, a_addr, "")?;
-        set_unaligned(a_word)?;
+        let a_word = match a_when {
+            None => self.a_word(a_buf, a_index)?,
+            // A row past the edge reads nothing and adds zero.
+            Some(c) => {
+                let c = self.scalar(c)?;
+                let (read, skip, merge) = (self.block("row"), self.block("past_rows"), self.block("word"));
+                self.cond_br(c, read, skip)?;
+                self.at(read);
+                let word = self.a_word(a_buf, a_index)?;
+                let read_end = self.current()?;
+                self.br(merge)?;
+                self.at(skip);
+                self.br(merge)?;
+                self.at(merge);
+                self.phi(&[(word, read_end), (self.cx.i32.const_zero().into(), skip)])?
+            }
+        };
         let a_words = self.splat(a_word)?;
         let b_addr = self.scalar_address(b_buf, b_index)?;
-        let b_words = self.b().build_load(words, b_addr, "")?;
-        set_unaligned(b_words)?;
+        let b_words = match b_lanes {
+            None => {
+                let load = self.b().build_load(words, b_addr, "")?;
+                set_unaligned(load)?;
+                load
+            }
+            // Lanes outside the condition read nothing and add zero.
+            Some(c) => {
+                let mask = self.vexpr(c)?;
+                let zero = self.int_constant(words.into(), 0)?;
+                let types = [words.into(), self.cx.ptr.into()];
+                self.intrinsic("llvm.masked.load", &types, &[b_addr.into(), self.i32c(1).into(), mask, zero])?
+            }
+        };
         Ok(Some(self.intrinsic(name, &[], &[accumulator, a_words, b_words])?))
     }
 
@@ -68,22 +102,40 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         if terms.len() != DEPTH {
             return None;
         }
-        let widened = |e: &'e Expr, from: DType| match e {
-            Expr::Cast(DType::I32, x) => match &**x {
-                Expr::Load { buf, dtype, index, mask: None } if *dtype == from => Some((*buf, index.as_slice())),
+        // `i32(load)` of `from`, or `select(c, i32(load), 0)`: the load's buffer and index, and
+        // `c`. The load is unmasked, or masked by `c`.
+        let widened = |e: &'e Expr, from: DType| {
+            let (x, when) = match e {
+                Expr::Select(c, x, zero) if zero.as_int() == Some(0) => (&**x, Some(&**c)),
+                x => (x, None),
+            };
+            let Expr::Cast(DType::I32, load) = x else { return None };
+            match &**load {
+                Expr::Load { buf, dtype, index, mask }
+                    if *dtype == from && (mask.is_none() || mask.as_deref() == when) =>
+                {
+                    Some(((*buf, index.as_slice()), when))
+                }
                 _ => None,
-            },
-            _ => None,
+            }
         };
         terms
             .into_iter()
             .map(|t| {
                 let Expr::Binary(BinaryOp::Mul, x, y) = t else { return None };
-                let a = widened(x, DType::U8).filter(|_| !varies(x, lv, lanes))?;
-                let b = widened(y, DType::I8).filter(|_| varies(y, lv, lanes))?;
-                Some(Product { a, b })
+                let (a, a_when) = widened(x, DType::U8).filter(|_| !varies(x, lv, lanes))?;
+                let (b, b_lanes) = widened(y, DType::I8).filter(|_| varies(y, lv, lanes))?;
+                Some(Product { a, b, a_when, b_lanes })
             })
             .collect()
+    }
+
+    /// The four `u8` of `buf` from `index` on, as one 32-bit word.
+    fn a_word(&mut self, buf: BufId, index: &[Expr]) -> R<V<'ctx>> {
+        let addr = self.scalar_address(buf, index)?;
+        let word = self.b().build_load(self.cx.i32, addr, "")?;
+        set_unaligned(word)?;
+        Ok(word)
     }
 
     /// The address of element `index` of `buf` at lane 0.

@@ -113,17 +113,27 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 let x = self.vexpr(a)?;
                 self.unary(*op, a.dtype(), x)?
             }
-            // Integer lanes (see `plan::vector_plan`): narrow integers widened by their
-            // signedness, `i32` converted to `f32`.
+            // Integer lanes (see `plan::vector_plan`): integers widened or converted to `f32`
+            // by their signedness; `f32` to a narrow integer as Rust's `as` (truncated,
+            // saturated, NaN to 0: exact in `i32` lanes, then narrowed).
             Expr::Cast(to, a) if a.dtype().is_int() => {
                 let x = self.vexpr(a)?;
                 let vt = vector_of(self.cx.reg(*to)?, self.width())?;
                 let op = match (to.is_float(), is_unsigned(a.dtype())) {
-                    (true, _) => Op::SIToFP,
+                    (true, true) => Op::UIToFP,
+                    (true, false) => Op::SIToFP,
                     (false, true) => Op::ZExt,
                     (false, false) => Op::SExt,
                 };
                 self.b().build_cast(op, x, vt, "")?
+            }
+            Expr::Cast(to, a) if to.is_int() && a.dtype() == DType::F32 => {
+                let x = self.vexpr(a)?;
+                let (lo, hi) = int_range(*to);
+                let integral = vmath::through_integer(self, x, lo as f64, hi as f64)?;
+                let words = self.b().build_cast(Op::FPToSI, integral, self.cx.i32.vec_type(self.width()), "")?;
+                let vt = vector_of(self.cx.reg(*to)?, self.width())?;
+                self.b().build_cast(Op::Trunc, words, vt, "")?
             }
             _ => return Err(format!("vector expression `{e}`").into()),
         })
@@ -136,7 +146,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         let vt: BasicTypeEnum<'ctx> = vector_of(et, self.width())?.into();
         let zero = self.constant(vt, 0.0)?;
         let addr = self.address_with(buf, index, mask.is_none())?;
-        let align: V<'ctx> = self.i32c(4).into();
+        let align: V<'ctx> = self.i32c(dtype.size_bytes() as u32).into();
         if step == 0 && mask.is_none() {
             let x = self.load(dtype, addr)?;
             return self.splat(x);
@@ -146,7 +156,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 None => {
                     let l = self.b().build_load(vt, addr, "")?;
                     if let Some(i) = l.as_instruction_value() {
-                        i.set_alignment(4).map_err(|e| format!("load alignment: {e}"))?;
+                        i.set_alignment(dtype.size_bytes() as u32).map_err(|e| format!("load alignment: {e}"))?;
                     }
                     Ok(l)
                 }
@@ -182,7 +192,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 let p: Vec<IntValue<'ctx>> = pattern.iter().map(|&x| this.i32c(x as u32)).collect();
                 Ok(this.b().build_shuffle_vector(a, b, VectorType::const_vector(&p), "")?)
             };
-        let align: V<'ctx> = self.i32c(4).into();
+        let align: V<'ctx> = self.i32c(self.element_bytes(vt.into())).into();
         let lanes_off = self.cx.i1.vec_type(w as u32).const_zero();
         let mut parts = Vec::with_capacity(step as usize);
         for k in 0..step {
