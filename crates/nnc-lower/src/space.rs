@@ -6,7 +6,8 @@
 //! - CPU register tiles ([`Strategy::TiledMatmul`] on a CPU): rows × vector columns, as many
 //!   as keep the accumulators, a broadcast of `a` and a scratch register within the device's
 //!   vector registers (a tile that spills accumulators is slower than any that fits), each with
-//!   row tiles or column tiles slowest ([`TileOrder`]);
+//!   row tiles or column tiles slowest ([`TileOrder`]), and the default's reduction step (four
+//!   for an integer contraction on a device with dot products);
 //! - CPU rows ([`Strategy::Elementwise`] on a CPU): the inner loop as vectors or scalars;
 //! - GPU elementwise kernels and row reductions: invocations per workgroup (powers of two up to
 //!   the device's limit, the reductions' workgroup memory within its own);
@@ -76,7 +77,7 @@ fn proposals(default: &Schedule, device: &Device) -> Vec<Schedule> {
                     let registers = rows * vectors + 2;
                     if device.vector_registers == 0 || registers <= device.vector_registers {
                         for order in [TileOrder::RowsOuter, TileOrder::ColumnsOuter] {
-                            out.push(Schedule { tile: [rows, vectors * v, 1], order, ..s });
+                            out.push(Schedule { tile: [rows, vectors * v, s.tile[2]], order, ..s });
                         }
                     }
                 }

@@ -73,29 +73,16 @@ pub fn integer_matmul(cx: &mut NodeCx, trans_b: bool) -> Result<Option<ValueId>,
         return Ok(None);
     }
     let values = wq.to_i64_vec();
-    let at = |kk: usize, nn: usize| if trans_b { values[nn * k + kk] } else { values[kk * n + nn] };
-    let zero_point = x.zero_point[0];
-    let scale_x = x.scale[0];
-    // Σ_k wq[k, n]: the zero point's correction, per column.
-    let column_sums: Vec<i64> = (0..n).map(|nn| (0..k).map(|kk| at(kk, nn)).sum()).collect();
-    let scales: Vec<f64> = (0..n).map(|nn| scale_x * w.scale[if w.scale.len() == 1 { 0 } else { nn }]).collect();
-
     // The weights as `[k, n]` (`Gemm`'s transposed weights transposed here, once).
     let weights = if trans_b {
-        let kn: Vec<i64> = (0..k * n).map(|i| at(i / n, i % n)).collect();
+        let kn: Vec<i64> = (0..k * n).map(|i| values[(i % n) * k + i / n]).collect();
         TensorData::from_i64(DType::I8, vec![k, n], &kn)
     } else {
         wq.clone()
     };
-    let xi = cx.b.cast(x.integers, DType::I32)?;
-    let wi = cx.b.constant(weights);
-    let wi = cx.b.cast(wi, DType::I32)?;
-    let mut acc = cx.b.matmul(xi, wi)?;
-    if zero_point != 0 {
-        let correction: Vec<i64> = column_sums.iter().map(|s| s * zero_point).collect();
-        let correction = cx.b.constant(TensorData::from_i64(DType::I32, vec![n], &correction));
-        acc = cx.b.sub(acc, correction)?;
-    }
+    let scale_x = x.scale[0];
+    let scales: Vec<f64> = (0..n).map(|nn| scale_x * w.scale[if w.scale.len() == 1 { 0 } else { nn }]).collect();
+    let acc = centered_product(cx, x.integers, ZeroPoint::Known(x.zero_point[0]), &weights)?;
     let acc = cx.b.cast(acc, DType::F32)?;
     let scale = if scales.iter().all(|&s| s == scales[0]) {
         cx.b.scalar(DType::F32, scales[0])
@@ -103,4 +90,44 @@ pub fn integer_matmul(cx: &mut NodeCx, trans_b: bool) -> Result<Option<ValueId>,
         cx.b.constant(TensorData::from_f64(DType::F32, vec![n], &scales))
     };
     Ok(Some(cx.b.mul(acc, scale)?))
+}
+
+/// The zero point of a product's activations: known at import, or a scalar computed at run
+/// time (`DynamicQuantizeLinear`'s).
+pub enum ZeroPoint {
+    Known(i64),
+    Value(ValueId),
+}
+
+/// `Σ_k (a[.., m, k] − zero_point) · w[k, n]` in `i32`, for 8-bit integers `a` and constant
+/// `i8` weights `w` `[K, N]`, in the form integer dot products take: the product of the
+/// integers as they are, less the zero point times each column's sum (`Σ_k w[k, n]`, computed
+/// here).
+pub fn centered_product(
+    cx: &mut NodeCx,
+    a: ValueId,
+    zero_point: ZeroPoint,
+    w: &TensorData,
+) -> Result<ValueId, super::Fail> {
+    let (k, n) = (w.shape()[0], w.shape()[1]);
+    let values = w.to_i64_vec();
+    let column_sums: Vec<i64> = (0..n).map(|c| (0..k).map(|r| values[r * n + c]).sum()).collect();
+    let ai = cx.b.cast(a, DType::I32)?;
+    let wi = cx.b.constant(w.clone());
+    let wi = cx.b.cast(wi, DType::I32)?;
+    let acc = cx.b.matmul(ai, wi)?;
+    let correction = match zero_point {
+        ZeroPoint::Known(0) => return Ok(acc),
+        ZeroPoint::Known(z) => {
+            let c: Vec<i64> = column_sums.iter().map(|s| s * z).collect();
+            cx.b.constant(TensorData::from_i64(DType::I32, vec![n], &c))
+        }
+        ZeroPoint::Value(z) => {
+            let z = cx.b.cast(z, DType::I32)?;
+            let z = cx.b.reshape(z, Vec::new())?;
+            let sums = cx.b.constant(TensorData::from_i64(DType::I32, vec![n], &column_sums));
+            cx.b.mul(sums, z)?
+        }
+    };
+    Ok(cx.b.sub(acc, correction)?)
 }

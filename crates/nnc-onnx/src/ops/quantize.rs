@@ -8,6 +8,7 @@
 //! Q/DQ pairs into integer kernels is a rewrite's job, not the importer's.
 
 use super::elementwise::convert;
+use super::integer_matmul::{centered_product, ZeroPoint};
 use super::nn::{add_channel_bias, conv_of};
 use super::{product, Fail, NodeCx, Out};
 use crate::tensor::dtype_from_onnx;
@@ -311,12 +312,51 @@ fn combined_scale(
 /// `a_zp` per tensor or per row of A, `b_zp` per tensor or per column of B.
 pub fn matmul_integer(cx: &mut NodeCx) -> Out {
     cx.only_attrs(&[])?;
+    if let Some(y) = product_of_constant_weights(cx, [0, 2, 1, 3])? {
+        return Ok(vec![NodeCx::value(y)]);
+    }
     let (a, b) = (cx.input(0)?, cx.input(1)?);
     let (a_zp, b_zp) = (cx.opt_input(2)?, cx.opt_input(3)?);
     let (ra, rb) = (cx.ty(a).rank(), cx.ty(b).rank());
     let a = centered(cx, a, a_zp, ra.saturating_sub(2))?;
     let b = centered(cx, b, b_zp, rb.saturating_sub(1))?;
     Ok(vec![NodeCx::value(cx.b.matmul(a, b)?)])
+}
+
+/// `(a - a_zp) @ (b - b_zp)` in the form integer dot products take
+/// ([`centered_product`]) where `b` is a constant `i8` matrix whose zero point is zero and
+/// `a_zp` one value (known or computed: `DynamicQuantizeLinear`'s); `None` otherwise. `operands`
+/// are the node's operand positions of `a`, `a_zp`, `b`, `b_zp`.
+fn product_of_constant_weights(cx: &mut NodeCx, operands: [usize; 4]) -> Result<Option<ValueId>, Fail> {
+    let [a, a_zp, b, b_zp] = operands;
+    let Ok(Some(weights)) = cx.opt_const_input(b) else { return Ok(None) };
+    let zero_weights = match cx.opt_const_input(b_zp) {
+        Ok(None) => true,
+        Ok(Some(z)) => z.to_i64_vec().iter().all(|&v| v == 0),
+        Err(_) => false,
+    };
+    let a_dtype = cx.input_type(a)?.dtype;
+    if weights.dtype() != DType::I8
+        || weights.shape().len() != 2
+        || !zero_weights
+        || !matches!(a_dtype, DType::U8 | DType::I8)
+    {
+        return Ok(None);
+    }
+    let zero_point = match cx.opt_const_input(a_zp) {
+        Ok(None) => ZeroPoint::Known(0),
+        Ok(Some(z)) if z.len() == 1 => ZeroPoint::Known(z.to_i64_vec()[0]),
+        Ok(Some(_)) => return Ok(None),
+        Err(_) => {
+            let z = cx.input(a_zp)?;
+            if cx.ty(z).static_shape().is_none_or(|s| s.iter().product::<usize>() != 1) {
+                return Ok(None);
+            }
+            ZeroPoint::Value(z)
+        }
+    };
+    let a = cx.input(a)?;
+    Ok(Some(centered_product(cx, a, zero_point, &weights)?))
 }
 
 /// `QLinearMatMul(a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp)`: the integer product
@@ -327,10 +367,15 @@ pub fn qlinear_matmul(cx: &mut NodeCx) -> Out {
     let (b, b_scale, b_zp) = (cx.input(3)?, cx.input(4)?, cx.opt_input(5)?);
     let (y_scale, y_zp) = (cx.input(6)?, cx.opt_input(7)?);
     let a_dtype = cx.ty(a).dtype;
-    let (ra, rb) = (cx.ty(a).rank(), cx.ty(b).rank());
-    let ai = centered(cx, a, a_zp, ra.saturating_sub(2))?;
-    let bi = centered(cx, b, b_zp, rb.saturating_sub(1))?;
-    let acc = cx.b.matmul(ai, bi)?;
+    let acc = match product_of_constant_weights(cx, [0, 2, 3, 5])? {
+        Some(acc) => acc,
+        None => {
+            let (ra, rb) = (cx.ty(a).rank(), cx.ty(b).rank());
+            let ai = centered(cx, a, a_zp, ra.saturating_sub(2))?;
+            let bi = centered(cx, b, b_zp, rb.saturating_sub(1))?;
+            cx.b.matmul(ai, bi)?
+        }
+    };
     let rank = cx.ty(acc).rank();
     let scale = combined_scale(cx, a_scale, b_scale, y_scale, rank, rank.saturating_sub(2), rank.saturating_sub(1))?;
     Ok(vec![NodeCx::value(requantize(cx, acc, scale, y_zp, a_dtype)?)])
