@@ -246,6 +246,12 @@ fn has_transcendental(e: &Expr) -> bool {
     e.any(&mut |x| matches!(x, Expr::Unary(op, a) if a.dtype().is_float() && nnc_kernel::cost::is_transcendental(*op)))
 }
 
+/// Whether `e` computes a transcendental or converts a float to an integer (a quantization):
+/// worth vector code even where its results are stored one by one.
+fn costly_per_element(e: &Expr) -> bool {
+    has_transcendental(e) || e.any(&mut |x| matches!(x, Expr::Cast(to, a) if to.is_int() && a.dtype().is_float()))
+}
+
 fn tid(axis: u8) -> Expr {
     Expr::Special(Special::ThreadId(axis))
 }
@@ -847,10 +853,11 @@ impl KernelBuilder {
                 e => e,
             });
             // Columns strided in the output store one element at a time; an epilogue with
-            // transcendentals (SiLU's sigmoid) is then computed first in place, as vectors
-            // over the accumulator's contiguous row, and copied out after.
+            // transcendentals (SiLU's sigmoid) or a quantization's round trip is then computed
+            // first in place, as vectors over the accumulator's contiguous row, and copied out
+            // after.
             let strided = !guarded && c.j != rank - 1;
-            let in_place = strided && has_transcendental(&epilogue);
+            let in_place = strided && epilogue.dtype() == dtype && costly_per_element(&epilogue);
             let epilogue = if in_place {
                 let value = l.lower(bind_axes(epilogue, &axes));
                 l.push(Stmt::Store { buf: acc, index: vec![Expr::Var(r), Expr::Var(col)], value });

@@ -209,6 +209,15 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
         args.method,
         args.output.display()
     );
+    // What nnc's CPU target makes of the integer products on this host.
+    if nnc_cpu::jit_device().int8_dot {
+        println!("on this CPU nnc runs the quantized MatMul/Gemm nodes with u8 x i8 dot products (VNNI); Conv nodes run in f32");
+    } else {
+        println!(
+            "this CPU has no u8 x i8 dot-product instructions (VNNI) that nnc uses: the quantized MatMul/Gemm nodes \
+             run as i32 vector arithmetic, slower than with them; Conv nodes run in f32"
+        );
+    }
     for (node, why) in &q.kept_float {
         match auto_kept.get(node) {
             Some(cost) => println!(
