@@ -34,17 +34,20 @@ def main():
     args = p.parse_args()
     work = tempfile.mkdtemp()
     rows = []
+    host = ""
     for name in args.models.split(","):
         for layout in ("inputs", "outputs"):
             folder = os.path.join(bench_cpu.MODELS, name)
             data = os.path.join(folder, "test_data_set_0")
             quantized = os.path.join(work, f"{name}_{layout}.onnx")
             extra = ["--quantize-outputs"] if layout == "outputs" else []
-            subprocess.run(
+            report = subprocess.run(
                 [bench_cpu.NNC, "quantize", os.path.join(folder, "model.onnx"), "-o", quantized,
                  "--calibration", data, "--per-channel"] + extra,
-                check=True, capture_output=True,
-            )
+                check=True, capture_output=True, text=True,
+            ).stdout
+            # `nnc quantize` says how this CPU runs the integer products (dot products or not).
+            host = next((line for line in report.splitlines() if "CPU" in line), host)
             models = {"f32": os.path.join(folder, "model.onnx"), "qdq": quantized}
             sessions = {k: bench_cpu.ort_session(v, args.threads) for k, v in models.items()}
             feeds = {k: bench_cpu.ort_feed(s, data) for k, s in sessions.items()}
@@ -56,6 +59,7 @@ def main():
                     times[("ort", k)].append(bench_cpu.median_ms(lambda: s.run(None, f), args.iters))
             m = {key: statistics.median(v) for key, v in times.items()}
             rows.append((name, layout, m))
+    print(host)
     print(f"threads {args.threads}, medians of {args.rounds} alternating rounds of {args.iters} runs; ms")
     print()
     print("| model | layout | nnc f32 | nnc QDQ | nnc QDQ / f32 | ORT f32 | ORT QDQ | ORT QDQ / f32 | nnc QDQ / ORT QDQ |")
