@@ -79,7 +79,8 @@ fn init() -> bool {
 
 /// The host's CPU features as LLVM names them (`+avx2,-avx512f,...`).
 pub fn host_features() -> String {
-    TargetMachine::get_host_cpu_features().to_string()
+    static FEATURES: OnceLock<String> = OnceLock::new();
+    FEATURES.get_or_init(|| TargetMachine::get_host_cpu_features().to_string()).clone()
 }
 
 fn host_cpu() -> String {

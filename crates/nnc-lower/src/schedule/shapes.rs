@@ -87,6 +87,12 @@ fn single_contraction(expr: &Expr) -> Option<&Reduction> {
     copies.iter().all(|c| canonical_key(c) == key).then_some(r)
 }
 
+/// Whether tiles take contractions of `dtype`: floats, and `i32` (the integer products of
+/// quantized models, which accumulate in it).
+fn contracted(dtype: DType) -> bool {
+    dtype.is_float() || dtype == DType::I32
+}
+
 /// The parts of `epilogue(sum_k a * b)`: the reduction, and which factor depends on which
 /// output axis (a on the row axis `rank-2`, b on the column axis `rank-1`).
 pub(super) fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool)> {
@@ -94,7 +100,7 @@ pub(super) fn matmul_parts(expr: &Expr, rank: usize) -> Option<(&Reduction, bool
         return None;
     }
     let r = single_contraction(expr)?;
-    if r.combine != Combine::Sum || r.vars.len() != 1 || contains_reduce(&r.body) || !r.body.dtype().is_float() {
+    if r.combine != Combine::Sum || r.vars.len() != 1 || contains_reduce(&r.body) || !contracted(r.body.dtype()) {
         return None;
     }
     let Expr::Binary(BinaryOp::Mul, a, b) = &r.body else { return None };
@@ -139,9 +145,7 @@ pub(super) fn contraction_parts(expr: &Expr, shape: &[i64], columns: i64) -> Opt
         return None;
     }
     let r = single_contraction(expr)?;
-    // Floats, and `i32` (the integer products of quantized models, which accumulate in it).
-    let dtype = r.body.dtype();
-    if r.combine != Combine::Sum || contains_reduce(&r.body) || !(dtype.is_float() || dtype == DType::I32) {
+    if r.combine != Combine::Sum || contains_reduce(&r.body) || !contracted(r.body.dtype()) {
         return None;
     }
     let Expr::Binary(BinaryOp::Mul, x, y) = &r.body else { return None };
