@@ -35,6 +35,9 @@ fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
     let rank = cx.rank(integers);
     let scale = dq.scale.to_f64_vec();
     let zero_point = dq.zero_point.as_ref().map_or_else(|| vec![0], |z| z.to_i64_vec());
+    if scale.is_empty() || zero_point.is_empty() {
+        return None;
+    }
     let per_axis = scale.len() > 1 || zero_point.len() > 1;
     let axis = if per_axis {
         let a = if dq.axis < 0 { dq.axis + rank as i64 } else { dq.axis };
