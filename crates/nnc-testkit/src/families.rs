@@ -246,8 +246,8 @@ pub fn matmul(seed: u64) -> Graph {
     b.finish().unwrap()
 }
 
-/// A quantized model's matmul: `f32` activations quantized to `u8` in the graph (round, clamp,
-/// cast), `i8` weights (a constant, or an input quantized the same way), the product
+/// A quantized model's matmul: `f32` activations quantized to `u8` or `i8` in the graph (round,
+/// clamp, cast), `i8` weights (a constant, or an input quantized the same way), the product
 /// accumulated in `i32` (batched or not; depths short, not a multiple of four, or long), a
 /// per-column zero-point correction, scaled to `f32` and sometimes requantized.
 pub fn integer_matmul(seed: u64) -> Graph {
@@ -258,7 +258,8 @@ pub fn integer_matmul(seed: u64) -> Graph {
     let batch: Vec<usize> = if coin(&mut rng) { vec![] } else { vec![1 + rng.below(3)] };
     let shape: Vec<usize> = batch.iter().copied().chain([m, k]).collect();
     let x = b.input("x", DType::F32, dims(&shape)).unwrap();
-    let xq = quantize(&mut b, x, 128.0, DType::U8);
+    // Unsigned activations (zero point 128), or signed ones (zero point 0).
+    let xq = if coin(&mut rng) { quantize(&mut b, x, 128.0, DType::U8) } else { quantize(&mut b, x, 0.0, DType::I8) };
     let wq = if coin(&mut rng) {
         let values: Vec<i64> = (0..k * n).map(|_| rng.below(256) as i64 - 128).collect();
         b.constant(nnc_ir::TensorData::from_i64(DType::I8, vec![k, n], &values))

@@ -22,7 +22,7 @@ use nnc_kernel::kernel::row_major_strides;
 pub(super) const GROUP: i64 = 4;
 
 /// The reduction variable and its extent where contraction `c` of an output of `shape` can
-/// take its reduction four steps at a time: `i32(u8 load) * i32(i8 load)`, one reduction
+/// take its reduction four steps at a time: `i32(u8 or i8 load) * i32(i8 load)`, one reduction
 /// variable whose extent is a multiple of four, no masks, and each load reading the four
 /// steps of a group at consecutive addresses.
 /// `shape_of` gives the shape of each buffer the factors load from.
@@ -35,8 +35,9 @@ pub(super) fn groups_of_four(
     if extent % GROUP != 0 || extent == 0 {
         return None;
     }
-    let widened = |e: &Expr, from: DType| matches!(e, Expr::Cast(DType::I32, x) if matches!(&**x, Expr::Load { dtype, mask: None, .. } if *dtype == from));
-    if !widened(&c.a, DType::U8) || !widened(&c.b, DType::I8) {
+    let widened = |e: &Expr, from: &[DType]| matches!(e, Expr::Cast(DType::I32, x) if matches!(&**x, Expr::Load { dtype, mask: None, .. } if from.contains(dtype)));
+    // Signed activations too: the code generator shifts them to unsigned and corrects.
+    if !widened(&c.a, &[DType::U8, DType::I8]) || !widened(&c.b, &[DType::I8]) {
         return None;
     }
     let group = Var { id: u32::MAX - 3, dtype: DType::I64 };

@@ -105,8 +105,9 @@ pub enum ZeroPoint {
 /// `Σ_k (a[.., m, k] − zero_point) · w[k, n]` in `i32`, for 8-bit integers `a` and constant
 /// `i8` weights `w` `[K, N]`, in the form integer dot products take: the product of the
 /// integers as they are, less the zero point times each column's sum (`Σ_k w[k, n]`, computed
-/// here). (Dot-product instructions take `u8` activations; `i8` ones run in `i32` lanes: a
-/// shift to `u8` here is undone by the optimizer, which proves it changes nothing.)
+/// here). (Dot-product instructions take `u8` activations: the CPU code generator shifts `i8`
+/// ones itself, as a shift written here is undone by the optimizer, which proves it changes
+/// nothing.)
 pub fn centered_product(
     cx: &mut NodeCx,
     a: ValueId,

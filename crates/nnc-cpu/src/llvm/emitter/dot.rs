@@ -2,7 +2,8 @@
 //! reduction makes (`acc + a0*b0 + a1*b1 + a2*b2 + a3*b3`, see `nnc_lower`'s `int8_dot`) as one
 //! `vpdpbusd` per vector where the host has VNNI. The four `u8` of `a` (the same in every lane)
 //! are one 32-bit word broadcast; the four `i8` of `b` per lane are one 32-bit lane of a
-//! contiguous load. Anything else, or a host without the instruction, is left to the general
+//! contiguous load. Signed `a` are shifted to unsigned and the excess taken off with a second
+//! instruction. Anything else, or a host without the instruction, is left to the general
 //! vector code (which computes the same sum lane by lane).
 
 use super::*;
@@ -16,6 +17,8 @@ const DEPTH: usize = 4;
 /// i32(b), 0)`), which every product of the update must share.
 struct Product<'e> {
     a: (BufId, &'e [Expr]),
+    /// Whether `a` is `i8` (shifted to `u8` for the instruction, and corrected).
+    a_signed: bool,
     b: (BufId, &'e [Expr]),
     a_when: Option<&'e Expr>,
     b_lanes: Option<&'e Expr>,
@@ -34,8 +37,8 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
             return Ok(None);
         }
         let Some(products) = self.products(sum) else { return Ok(None) };
-        let (a_when, b_lanes) = (products[0].a_when, products[0].b_lanes);
-        if products.iter().any(|p| p.a_when != a_when || p.b_lanes != b_lanes) {
+        let (a_when, a_signed, b_lanes) = (products[0].a_when, products[0].a_signed, products[0].b_lanes);
+        if products.iter().any(|p| p.a_when != a_when || p.a_signed != a_signed || p.b_lanes != b_lanes) {
             return Ok(None);
         }
         let (a_loads, b_loads): (Vec<_>, Vec<_>) = products.iter().map(|p| (p.a, p.b)).unzip();
@@ -68,6 +71,10 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 self.phi(&[(word, read_end), (self.cx.i32.const_zero().into(), skip)])?
             }
         };
+        // Signed bytes as unsigned ones, `a + 128` (each byte's top bit flipped); the extra
+        // `128 · Σ b` is taken off below (the same for every row: LLVM computes it once).
+        let flip = self.cx.i32.const_int(0x8080_8080, false);
+        let a_word = if a_signed { self.b().build_xor(a_word.into_int_value(), flip, "")?.into() } else { a_word };
         let a_words = self.splat(a_word)?;
         let b_addr = self.scalar_address(b_buf, b_index)?;
         let b_words = match b_lanes {
@@ -84,14 +91,21 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
                 self.intrinsic("llvm.masked.load", &types, &[b_addr.into(), self.i32c(1).into(), mask, zero])?
             }
         };
-        Ok(Some(self.intrinsic(name, &[], &[accumulator, a_words, b_words])?))
+        let sum = self.intrinsic(name, &[], &[accumulator, a_words, b_words])?;
+        if !a_signed {
+            return Ok(Some(sum));
+        }
+        let zero = self.int_constant(words.into(), 0)?;
+        let flips = self.splat(flip.into())?;
+        let excess = self.intrinsic(name, &[], &[zero, flips, b_words])?;
+        Ok(Some(self.binary(BinaryOp::Sub, DType::I32, sum, excess)?))
     }
 
     /// The four products of `sum` (`((p0 + p1) + p2) + p3`), each of the form the module docs
     /// describe.
     fn products<'e>(&self, sum: &'e Expr) -> Option<Vec<Product<'e>>> {
         let (lv, lanes) = self.lanes?;
-        let mut terms = Vec::new();
+        let mut terms: Vec<&'e Expr> = Vec::new();
         let mut rest = sum;
         while let Expr::Binary(BinaryOp::Add, left, right) = rest {
             terms.push(&**right);
@@ -123,9 +137,13 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
             .into_iter()
             .map(|t| {
                 let Expr::Binary(BinaryOp::Mul, x, y) = t else { return None };
-                let (a, a_when) = widened(x, DType::U8).filter(|_| !varies(x, lv, lanes))?;
-                let (b, b_lanes) = widened(y, DType::I8).filter(|_| varies(y, lv, lanes))?;
-                Some(Product { a, b, a_when, b_lanes })
+                if varies(x, lv, lanes) || !varies(y, lv, lanes) {
+                    return None;
+                }
+                let a_signed = widened(x, DType::I8).is_some();
+                let (a, a_when) = widened(x, if a_signed { DType::I8 } else { DType::U8 })?;
+                let (b, b_lanes) = widened(y, DType::I8)?;
+                Some(Product { a, a_signed, b, a_when, b_lanes })
             })
             .collect()
     }
