@@ -442,6 +442,34 @@ mod tests {
         g
     }
 
+    /// `i32(x) @ i32(w)` for `u8` activations `[5, k]` and constant `i8` weights `[k, 6]`.
+    fn integer_matmul_graph(k: usize) -> Graph {
+        let mut b = GraphBuilder::new("integer_matmul");
+        let x = b.input("x", DType::U8, [5, k as i64]).unwrap();
+        let values: Vec<i64> = (0..k * 6).map(|i| (i as i64 * 37) % 256 - 128).collect();
+        let w = b.constant(TensorData::from_i64(DType::I8, vec![k, 6], &values));
+        let (xi, wi) = (b.cast(x, DType::I32).unwrap(), b.cast(w, DType::I32).unwrap());
+        let y = b.matmul(xi, wi).unwrap();
+        b.output(y);
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn integer_matmul_weights_are_packed_four_deep_only_for_dot_products() {
+        let dot = Device { int8_dot: true, ..Device::cpu_with_vector(16) };
+        let g = integer_matmul_graph(12);
+        let packed = pack_weights(&g, &dot);
+        assert_eq!(ops(&packed), ["constant", "transpose", "reshape", "cast", "cast", "matmul"]);
+        let Op::Constant(t) = &packed.nodes[0].op else { unreachable!() };
+        assert_eq!(t.shape(), [3, 6, 4]);
+        let x = TensorData::from_i64(DType::U8, vec![5, 12], &(0..60).map(|i| (i * 53) % 256).collect::<Vec<_>>());
+        assert_eq!(run(&packed, std::slice::from_ref(&x)), run(&g, &[x]));
+        // Without dot products, or with a depth that is not a multiple of four: left alone.
+        assert_eq!(pack_weights(&g, &Device::cpu_with_vector(16)), g);
+        let odd = integer_matmul_graph(10);
+        assert_eq!(pack_weights(&odd, &dot), odd);
+    }
+
     #[test]
     fn conv_weights_are_stored_channels_last_and_read_through_a_transpose() {
         let want = ["constant", "transpose", "pad", "conv"];
