@@ -59,12 +59,16 @@ impl Buffer {
     /// The flat element offset of a multi-index, as an expression: the one way every backend
     /// turns a load's or store's index into an address.
     pub fn flat_index(&self, index: &[Expr]) -> Expr {
-        let strides = self.strides();
-        index
-            .iter()
-            .zip(strides)
-            .fold(Expr::i64(0), |acc, (i, s)| Expr::add_index(acc, Expr::mul_index(i.clone(), Expr::i64(s))))
+        flat_index(&self.shape, index)
     }
+}
+
+/// The flat element offset of a multi-index into a row-major array of `shape`, as an expression.
+pub fn flat_index(shape: &[i64], index: &[Expr]) -> Expr {
+    index
+        .iter()
+        .zip(row_major_strides(shape))
+        .fold(Expr::i64(0), |acc, (i, s)| Expr::add_index(acc, Expr::mul_index(i.clone(), Expr::i64(s))))
 }
 
 /// Row-major strides of a shape, in elements.

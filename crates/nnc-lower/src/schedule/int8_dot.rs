@@ -16,7 +16,7 @@ use super::shapes::Contraction;
 use crate::simplify::simplify_with;
 use nnc_ir::{BinaryOp, DType};
 use nnc_kernel::expr::{BufId, Expr, Var};
-use nnc_kernel::kernel::row_major_strides;
+use nnc_kernel::kernel::flat_index;
 
 /// Products one dot-product instruction sums per lane.
 pub(super) const GROUP: i64 = 4;
@@ -45,14 +45,10 @@ pub(super) fn groups_of_four(
     let consecutive = |factor: &Expr| {
         let Expr::Cast(_, load) = factor else { return false };
         let Expr::Load { buf, .. } = &**load else { return false };
-        let strides = row_major_strides(&shape_of(*buf));
+        let dims = shape_of(*buf);
         let flat = |j: i64| {
             let Expr::Load { index, .. } = at_step(load, k, group, j) else { unreachable!("a load stays a load") };
-            let flat = index
-                .into_iter()
-                .zip(&strides)
-                .fold(Expr::i64(0), |acc, (i, &s)| Expr::add_index(acc, Expr::mul_index(i, Expr::i64(s))));
-            let flat = simplify_with(flat, shape, &ranges);
+            let flat = simplify_with(flat_index(&dims, &index), shape, &ranges);
             let mut terms = Vec::new();
             let constant = affine(&flat, 1, &mut terms)?;
             Some((constant, merged(terms)))
