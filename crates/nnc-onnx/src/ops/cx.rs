@@ -62,14 +62,22 @@ impl<'a> NodeCx<'a> {
         self.node.input.get(i).and_then(|name| self.scope.dequantized.get(name)).cloned()
     }
 
-    /// The value named `name` (materializing a known constant), and its data where known.
-    pub(crate) fn value_of(&mut self, name: &str) -> Res<(ValueId, Option<TensorData>)> {
-        match self.scope.slots.get_mut(name) {
-            Some(Slot::Value(id)) => Ok((*id, None)),
-            Some(Slot::Known { data, value }) => {
-                let id = *value.get_or_insert_with(|| self.b.constant(data.clone()));
-                Ok((id, Some(data.clone())))
+    /// The type of the value named `name`, and its data where known at import (nothing is
+    /// added to the graph).
+    pub(crate) fn peek(&self, name: &str) -> Option<(TensorType, Option<TensorData>)> {
+        match self.scope.slots.get(name)? {
+            Slot::Value(id) => Some((self.b.ty(*id).clone(), None)),
+            Slot::Known { data, .. } => {
+                Some((TensorType::new(data.dtype(), data.shape().iter().copied()), Some(data.clone())))
             }
+        }
+    }
+
+    /// The value named `name` (materializing a known constant).
+    pub(crate) fn value_named(&mut self, name: &str) -> Res<ValueId> {
+        match self.scope.slots.get_mut(name) {
+            Some(Slot::Value(id)) => Ok(*id),
+            Some(Slot::Known { data, value }) => Ok(*value.get_or_insert_with(|| self.b.constant(data.clone()))),
             None => Err(format!("`{name}` is not defined")),
         }
     }

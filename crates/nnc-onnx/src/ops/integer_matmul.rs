@@ -15,12 +15,13 @@
 
 use super::NodeCx;
 use crate::import::Dequantized;
-use nnc_ir::{DType, TensorData, ValueId};
+use nnc_ir::{DType, TensorData, TensorType, ValueId};
 
 /// A dequantized operand in the form the integer product takes.
 struct Operand {
-    /// The integers, as a graph value.
-    integers: ValueId,
+    /// The ONNX name of the integers, and their type.
+    integers: String,
+    ty: TensorType,
     /// Their values, where known at import (weights).
     known: Option<TensorData>,
     scale: Vec<f64>,
@@ -31,8 +32,8 @@ struct Operand {
 
 fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
     let dq: Dequantized = cx.dequantized(i)?;
-    let (integers, known) = cx.value_of(&dq.integers).ok()?;
-    let rank = cx.rank(integers);
+    let (ty, known) = cx.peek(&dq.integers)?;
+    let rank = ty.rank();
     let scale = dq.scale.to_f64_vec();
     let zero_point = dq.zero_point.as_ref().map_or_else(|| vec![0], |z| z.to_i64_vec());
     if scale.is_empty() || zero_point.is_empty() {
@@ -46,7 +47,8 @@ fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
         None
     };
     (dq.block_size == 0 && dq.scale.dtype() == DType::F32).then_some(Operand {
-        integers,
+        integers: dq.integers,
+        ty,
         known,
         scale,
         zero_point,
@@ -60,7 +62,7 @@ fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
 pub fn integer_matmul(cx: &mut NodeCx, trans_b: bool) -> Result<Option<ValueId>, super::Fail> {
     let (Some(x), Some(w)) = (operand(cx, 0), operand(cx, 1)) else { return Ok(None) };
     let Some(wq) = w.known.as_ref() else { return Ok(None) };
-    let x_dtype = cx.ty(x.integers).dtype;
+    let x_dtype = x.ty.dtype;
     let fits = matches!(x_dtype, DType::U8 | DType::I8)
         && x.axis.is_none()
         && wq.dtype() == DType::I8
@@ -85,7 +87,8 @@ pub fn integer_matmul(cx: &mut NodeCx, trans_b: bool) -> Result<Option<ValueId>,
     };
     let scale_x = x.scale[0];
     let scales: Vec<f64> = (0..n).map(|nn| scale_x * w.scale[if w.scale.len() == 1 { 0 } else { nn }]).collect();
-    let acc = centered_product(cx, x.integers, ZeroPoint::Known(x.zero_point[0]), &weights)?;
+    let xq = cx.value_named(&x.integers)?;
+    let acc = centered_product(cx, xq, ZeroPoint::Known(x.zero_point[0]), &weights)?;
     let acc = cx.b.cast(acc, DType::F32)?;
     let scale = if scales.iter().all(|&s| s == scales[0]) {
         cx.b.scalar(DType::F32, scales[0])
