@@ -26,6 +26,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wgpu::util::DeviceExt;
 
+/// How long a run waits for its read-backs once the device reports its work done: generous, since
+/// a software adapter on a loaded machine can be slow to run the callbacks.
+const READ_BACK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The limits of the adapter `gpu(adapter)` picks (the first one, or the first whose name
 /// contains `adapter`).
 pub fn adapter_limits(adapter: Option<&str>) -> Result<wgpu::Limits, WgslError> {
@@ -452,8 +456,7 @@ impl WgslProgram {
                 times.push(host);
                 continue;
             };
-            read.map_async(wgpu::MapMode::Read, .., |_| {});
-            self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(wgpu_err)?;
+            self.map_for_reading(&[read])?;
             let ticks = {
                 let view = read.get_mapped_range(..).map_err(wgpu_err)?;
                 let at = |i: usize| u64::from_le_bytes(view[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
@@ -554,19 +557,7 @@ impl WgslProgram {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(wgpu_err(e));
         }
-        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        for dst in &targets {
-            let done = done.clone();
-            dst.map_async(wgpu::MapMode::Read, .., move |r| done.lock().map(|mut d| d.push(r)).unwrap_or(()));
-        }
-        self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: None }).map_err(wgpu_err)?;
-        let results = done.lock().map(|d| d.clone()).unwrap_or_default();
-        if results.len() != targets.len() {
-            return Err(WgslError::Wgpu(format!("{} of {} read-backs completed", results.len(), targets.len())));
-        }
-        if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
-            return Err(wgpu_err(e));
-        }
+        self.map_for_reading(&targets)?;
         let mut out = Vec::with_capacity(read.len());
         for (&i, dst) in read.iter().zip(&targets) {
             let b = &fused.buffers[i];
@@ -578,5 +569,41 @@ impl WgslProgram {
             out.push(t);
         }
         Ok(out)
+    }
+
+    /// Maps every read-back buffer and waits until each mapping has reported. The device is shared
+    /// between threads (`DEVICES`), and whichever thread polls runs the callbacks: our poll can
+    /// return while another thread is still inside our callback, so the wait is on the callbacks
+    /// themselves, polling again until they arrive or `READ_BACK_TIMEOUT` passes.
+    fn map_for_reading(&self, targets: &[&wgpu::Buffer]) -> Result<(), WgslError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        for dst in targets {
+            let sender = sender.clone();
+            dst.map_async(wgpu::MapMode::Read, .., move |r| {
+                let _ = sender.send(r);
+            });
+        }
+        drop(sender);
+        let deadline = Instant::now() + READ_BACK_TIMEOUT;
+        let mut mapped = 0;
+        while mapped < targets.len() {
+            self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(wgpu_err)?;
+            match receiver.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => {
+                    r.map_err(wgpu_err)?;
+                    mapped += 1;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => {}
+                Err(_) => {
+                    return Err(WgslError::Wgpu(format!(
+                        "{} of {} read-backs completed within {:?}",
+                        mapped,
+                        targets.len(),
+                        READ_BACK_TIMEOUT
+                    )))
+                }
+            }
+        }
+        Ok(())
     }
 }
