@@ -31,6 +31,9 @@
 //!   `x * sigmoid(x)`);
 //! - a CPU register tile loads unmasked buffers, so a masked value (a padded input) that reaches
 //!   a contraction, directly or through views, stays a buffer;
+//! - a contraction that a transpose reads with its last axis moved stays a buffer: inlined, the
+//!   consumer's layout would scatter the tile's columns (an integer convolution's `[N, H, W, C]`
+//!   product read back as `[N, C, H, W]`);
 //! - a contraction reshaped into a concatenation (gradients flattened into one bucket for an
 //!   all-reduce) stays a buffer: inlined, it would be computed in the concatenation's flat
 //!   index space, one dot product per element, where its own kernel is tiled. (A contraction
@@ -154,6 +157,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
         return Err(graph_error(graph, format!("cannot lower {} node(s):\n  {}", errors.len(), errors.join("\n  "))));
     }
     let users = users_of(graph);
+    let producers = graph.producers();
     let mut contractions_into: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     let is_output: Vec<bool> = (0..graph.values.len()).map(|v| graph.outputs.contains(&ValueId(v as u32))).collect();
     // Inlined nodes that feed each value, so a group can list what it covers.
@@ -194,6 +198,7 @@ pub fn fuse(graph: &Graph, options: &FuseOptions) -> Result<Fused, FuseError> {
                     is_output: &is_output,
                     contractions_into: &contractions_into,
                     avail: &avail,
+                    producers: &producers,
                 };
                 let decision = decide(&cx, v, &node.op, &expr, options, &mut vars);
                 let inlined = decision.inlined;
@@ -423,6 +428,8 @@ struct DecideCx<'a> {
     contractions_into: &'a BTreeMap<usize, Vec<String>>,
     /// How each value decided so far is available.
     avail: &'a BTreeMap<ValueId, Avail>,
+    /// The node computing each value (`None` for graph inputs).
+    producers: &'a [Option<usize>],
 }
 
 impl DecideCx<'_> {
@@ -619,6 +626,11 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         if users.iter().any(|&(node, _)| flattened_into_concat(node)) {
             return no("it is flattened into a concatenation: a contraction keeps its own (tiled) kernel".into());
         }
+        let moves_last_axis = |node: usize| matches!(&cx.graph.nodes[node].op, Op::Transpose { perm } if perm.last().is_some_and(|&p| p + 1 != perm.len()));
+        if users.iter().any(|&(node, _)| moves_last_axis(node)) {
+            // Inlined, the tile's columns (the contraction's last axis) would be stored apart.
+            return no("a transpose moves its last axis: the contraction writes its own layout".into());
+        }
         let own = contraction_keys(expr);
         for &(node, _) in users {
             if cx.contractions_into.get(&node).is_some_and(|keys| keys.iter().any(|k| !own.contains(k))) {
@@ -659,6 +671,23 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
     }
     let per_evaluation = work_per_element(expr, shape);
     let own_work = numel * per_evaluation;
+    let sliced = |&(node, _): &(usize, usize)| matches!(cx.graph.nodes[node].op, Op::Slice { .. });
+    if options.reread_cost_limit.is_some_and(|limit| per_evaluation > limit as f64) && users.iter().all(sliced) {
+        // Overlapping slices (a convolution's taps, gathered into its window matrix) each
+        // evaluate it once per element they take.
+        let taken: f64 = users
+            .iter()
+            .map(|&(node, _)| {
+                cx.shapes[cx.graph.nodes[node].outputs[0].index()].iter().map(|&d| d as f64).product::<f64>()
+            })
+            .sum();
+        if taken > numel * 1.5 {
+            return no(format!(
+                "its slices take each element {:.1} times, each costing {per_evaluation:.0} ops",
+                taken / numel
+            ));
+        }
+    }
     let mut inlined_work = 0.0;
     for &(node, operand) in users {
         let Some(Compute::Map(consumer)) = &cx.computes[node] else {
@@ -716,7 +745,18 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
 /// convolutions and matmuls read (through views): the activations of a quantized model's
 /// integer contraction.
 fn narrow_integer_for_contractions(cx: &DecideCx<'_>, v: ValueId, op: &Op, users: &[(usize, usize)]) -> bool {
-    let view = matches!(op, Op::Reshape { .. } | Op::Transpose { .. } | Op::Slice { .. } | Op::Expand { .. });
+    // A transpose of computed values is a copy worth making (into the channels-last rows a
+    // 1×1 convolution's integer product reads); one of a constant is a packed weight's view.
+    let of_constant = || {
+        let node = cx.producers[v.index()].map(|n| &cx.graph.nodes[n]);
+        let input = node.and_then(|n| n.inputs.first()).and_then(|i| cx.producers[i.index()]);
+        input.is_some_and(|n| matches!(cx.graph.nodes[n].op, Op::Constant(_)))
+    };
+    let view = match op {
+        Op::Reshape { .. } | Op::Slice { .. } | Op::Expand { .. } => true,
+        Op::Transpose { .. } => of_constant(),
+        _ => false,
+    };
     if view {
         return false;
     }

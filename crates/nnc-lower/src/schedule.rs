@@ -31,6 +31,7 @@ mod masks;
 use masks::{affine, always_holds, bounds_a_mask, mask_loads, reduction_guard, strip_masks};
 mod merge;
 use merge::cpu_view;
+mod concat_rows;
 mod int8_dot;
 mod shapes;
 use shapes::{axes_used, contraction_parts, matmul_parts, row_split};
@@ -384,15 +385,23 @@ impl KernelBuilder {
         };
         let lanes = row_vector as i64;
         if lanes > 1 && straight && contiguous && inner_len >= lanes {
-            let main = inner_len / lanes * lanes;
-            if main < inner_len {
-                let t = l.vars.index();
-                let rest = Expr::add_index(Expr::Var(t), Expr::i64(main));
-                let tail = copy_stmts(&body, &mut HashMap::from([(j.id, rest)]), l.vars);
-                l.push(Stmt::For { var: j, extent: Expr::i64(main), kind: LoopKind::Vector(row_vector), body });
-                l.push(Stmt::For { var: t, extent: Expr::i64(inner_len - main), kind: LoopKind::Serial, body: tail });
-            } else {
-                l.push(Stmt::For { var: j, extent: Expr::i64(inner_len), kind: LoopKind::Vector(row_vector), body });
+            // A concatenated row as one loop per source; each loop's length not a multiple of
+            // the lanes ends in a scalar loop over the rest.
+            let pieces = concat_rows::split_row(&body, j, inner_len, lanes).unwrap_or(vec![(0, inner_len, body)]);
+            for (start, end, piece) in pieces {
+                let main = (end - start) / lanes * lanes;
+                for (from, to, kind) in [(0, main, LoopKind::Vector(row_vector)), (main, end - start, LoopKind::Serial)]
+                {
+                    if to > from && start + from == 0 {
+                        // (The row's first loop keeps its variables.)
+                        l.push(Stmt::For { var: j, extent: Expr::i64(to), kind, body: piece.clone() });
+                    } else if to > from {
+                        let t = l.vars.index();
+                        let at = Expr::add_index(Expr::Var(t), Expr::i64(start + from));
+                        let body = copy_stmts(&piece, &mut HashMap::from([(j.id, at)]), l.vars);
+                        l.push(Stmt::For { var: t, extent: Expr::i64(to - from), kind, body });
+                    }
+                }
             }
         } else if let Some(chunks) = contiguous
             .then(|| vectorize_window_row(&body, j, inner_len, row_vector, l.vars, &mut self.buffers))

@@ -7,37 +7,15 @@
 
 mod common;
 
-use common::tensor_input;
+use common::{int_attribute, node, tensor_input};
 use nnc_ir::{DType, Graph, Op, TensorData};
-use nnc_onnx::proto::{
-    attribute_proto::AttributeType, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    ValueInfoProto,
-};
+use nnc_onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
 use nnc_onnx::tensor_to_proto;
 use prost::Message;
 
 const M: usize = 5;
 const K: usize = 12;
 const N: usize = 7;
-
-fn node(op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
-
-fn int_attribute(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(value),
-        ..Default::default()
-    }
-}
 
 fn import(nodes: Vec<NodeProto>, initializers: Vec<(&str, TensorData)>) -> Graph {
     let graph = GraphProto {

@@ -312,7 +312,7 @@ fn strip_checks(body: &[Stmt], checks: &[Expr]) -> Vec<Stmt> {
     map_exprs(body, &strip)
 }
 
-fn map_exprs(body: &[Stmt], f: &impl Fn(&Expr) -> Expr) -> Vec<Stmt> {
+pub(super) fn map_exprs(body: &[Stmt], f: &impl Fn(&Expr) -> Expr) -> Vec<Stmt> {
     body.iter()
         .map(|s| match s {
             Stmt::For { var, extent, kind, body } => {

@@ -18,19 +18,19 @@ use crate::import::Dequantized;
 use nnc_ir::{DType, TensorData, TensorType, ValueId};
 
 /// A dequantized operand in the form the integer product takes.
-struct Operand {
+pub(super) struct Operand {
     /// The ONNX name of the integers, and their type.
-    integers: String,
-    ty: TensorType,
+    pub integers: String,
+    pub ty: TensorType,
     /// Their values, where known at import (weights).
-    known: Option<TensorData>,
-    scale: Vec<f64>,
-    zero_point: Vec<i64>,
+    pub known: Option<TensorData>,
+    pub scale: Vec<f64>,
+    pub zero_point: Vec<i64>,
     /// The axis the scale and zero point run along, where they are not one value.
-    axis: Option<usize>,
+    pub axis: Option<usize>,
 }
 
-fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
+pub(super) fn operand(cx: &mut NodeCx, i: usize) -> Option<Operand> {
     let dq: Dequantized = cx.dequantized(i)?;
     let (ty, known) = cx.peek(&dq.integers)?;
     let rank = ty.rank();

@@ -9,6 +9,7 @@ mod einsum;
 mod elementwise;
 mod gather;
 mod indexing;
+mod integer_conv;
 mod integer_matmul;
 mod loss;
 mod nn;

@@ -21,7 +21,7 @@ fn check_pool_window(kernel: &[i64]) -> Result<(), Fail> {
 }
 
 /// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes.
-fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
+pub(super) fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
     let n = kernel.len();
     let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
     let dilations = cx.attr_ints("dilations")?.unwrap_or_else(|| vec![1; n]);
@@ -70,8 +70,13 @@ fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
 
 /// `Conv(X, W, B?)`: an IR `conv`, plus a bias add broadcast over the channel axis.
 pub fn conv(cx: &mut NodeCx) -> Out {
-    let (x, w) = (cx.input(0)?, cx.input(1)?);
-    let mut y = conv_of(cx, x, w)?;
+    let mut y = match super::integer_conv::integer_conv(cx)? {
+        Some(y) => y,
+        None => {
+            let (x, w) = (cx.input(0)?, cx.input(1)?);
+            conv_of(cx, x, w)?
+        }
+    };
     if let Some(bias) = cx.opt_input(2)? {
         y = add_channel_bias(cx, y, bias)?;
     }

@@ -1,6 +1,9 @@
 //! Builders shared by the importer's tests.
 
-use nnc_onnx::proto::{tensor_shape_proto, type_proto, TensorShapeProto, TypeProto, ValueInfoProto};
+use nnc_onnx::proto::{
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, NodeProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
+};
 
 /// A graph input `name: f32[dims]`.
 pub fn tensor_input(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -20,6 +23,40 @@ pub fn tensor_input(name: &str, dims: &[i64]) -> ValueInfoProto {
             })),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// A node `op(inputs) -> outputs` with `attribute`.
+#[allow(dead_code)]
+pub fn node(op: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
+    NodeProto {
+        op_type: Some(op.into()),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: outputs.iter().map(|s| s.to_string()).collect(),
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// An integer attribute.
+#[allow(dead_code)]
+pub fn int_attribute(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(value),
+        ..Default::default()
+    }
+}
+
+/// An attribute of integers.
+#[allow(dead_code)]
+pub fn ints_attribute(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: values.to_vec(),
         ..Default::default()
     }
 }
