@@ -5,7 +5,8 @@
 //! `sigmoid` 3 ulp, `tanh` 2 ulp, `erf` 6 ulp. The other transcendentals (trigonometric,
 //! hyperbolic other than `tanh`, inverse functions) still call the helper once per lane.
 
-use nnc_ir::UnaryOp;
+use nnc_ir::{BinaryOp, UnaryOp};
+use nnc_kernel::expr::{Expr, Literal};
 
 type R<T> = Result<T, String>;
 
@@ -82,6 +83,34 @@ pub(crate) fn through_integer<O: LaneOps>(o: &mut O, x: O::V, lo: f64, hi: f64) 
     let clamped = o.min(clamped, hi)?;
     let number = o.compare(Cmp::Eq, x, x)?;
     o.choose(number, clamped, zero)
+}
+
+/// [`through_integer`] of the value of `e`, which a quantization usually writes as
+/// `min(max(round(y), lo'), hi')` with integral bounds inside the integer's range: such a value
+/// is already integral and in range, so the conversion leaves it as it is but for NaN (to 0),
+/// and only that check is emitted (two operations where the general form takes a dozen).
+pub(crate) fn integer_valued<O: LaneOps>(o: &mut O, e: &Expr, x: O::V, lo: f64, hi: f64) -> R<O::V> {
+    if !clamped_integral(e, lo, hi) {
+        return through_integer(o, x, lo, hi);
+    }
+    let zero = o.splat_constant(0.0)?;
+    let number = o.compare(Cmp::Eq, x, x)?;
+    o.choose(number, x, zero)
+}
+
+/// Whether `e` is `min(max(r, a), b)` or `max(min(r, b), a)` with `r` a rounding (to even,
+/// down or up) and `a <= b` integral bounds within `[lo, hi]`: integral and in range
+/// wherever it is not NaN.
+fn clamped_integral(e: &Expr, lo: f64, hi: f64) -> bool {
+    let bound = |e: &Expr| match e {
+        Expr::Lit(Literal::Float(v, _)) if v.fract() == 0.0 && (lo..=hi).contains(v) => Some(*v),
+        _ => None,
+    };
+    let rounded = |e: &Expr| matches!(e, Expr::Unary(UnaryOp::Round | UnaryOp::Floor | UnaryOp::Ceil, _));
+    let Expr::Binary(outer, inner, b) = e else { return false };
+    let Expr::Binary(inner_op, r, a) = &**inner else { return false };
+    let ordered = matches!((outer, inner_op), (BinaryOp::Min, BinaryOp::Max) | (BinaryOp::Max, BinaryOp::Min));
+    ordered && rounded(r) && bound(a).is_some() && bound(b).is_some()
 }
 
 /// Coefficients (of x⁰, x², x⁴, ... ) of the numerator and denominator of the `f32` rational
@@ -264,4 +293,34 @@ fn horner<O: LaneOps>(o: &mut O, x: O::V, coefs: &[f64]) -> R<O::V> {
         acc = o.mul_add(acc, x, k)?;
     }
     Ok(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nnc_ir::DType;
+
+    fn lit(v: f64) -> Expr {
+        Expr::Lit(Literal::Float(v, DType::F32))
+    }
+
+    fn clamp(r: Expr, lo: f64, hi: f64) -> Expr {
+        Expr::Binary(
+            BinaryOp::Min,
+            Box::new(Expr::Binary(BinaryOp::Max, Box::new(r), Box::new(lit(lo)))),
+            Box::new(lit(hi)),
+        )
+    }
+
+    #[test]
+    fn only_rounded_values_clamped_to_integral_bounds_in_range_skip_the_conversion() {
+        let x = Expr::Load { buf: nnc_kernel::expr::BufId(0), dtype: DType::F32, index: vec![], mask: None };
+        let rounded = Expr::Unary(UnaryOp::Round, Box::new(x.clone()));
+        assert!(clamped_integral(&clamp(rounded.clone(), 0.0, 255.0), 0.0, 255.0));
+        assert!(clamped_integral(&clamp(rounded.clone(), -128.0, 127.0), -128.0, 127.0));
+        // Not rounded, a bound past the range, or a bound between integers: the full conversion.
+        assert!(!clamped_integral(&clamp(x, 0.0, 255.0), 0.0, 255.0));
+        assert!(!clamped_integral(&clamp(rounded.clone(), 0.0, 256.0), 0.0, 255.0));
+        assert!(!clamped_integral(&clamp(rounded, 0.5, 255.0), 0.0, 255.0));
+    }
 }

@@ -672,9 +672,13 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
     let per_evaluation = work_per_element(expr, shape);
     let own_work = numel * per_evaluation;
     let sliced = |&(node, _): &(usize, usize)| matches!(cx.graph.nodes[node].op, Op::Slice { .. });
-    if options.reread_cost_limit.is_some_and(|limit| per_evaluation > limit as f64) && users.iter().all(sliced) {
+    let costly = options
+        .reread_cost_limit
+        .is_some_and(|limit| per_evaluation > limit as f64 || loads_across_last_axis(expr, shape.len()));
+    if costly && users.iter().all(sliced) {
         // Overlapping slices (a convolution's taps, gathered into its window matrix) each
-        // evaluate it once per element they take.
+        // evaluate it once per element they take: its arithmetic, or its loads where they
+        // gather a vector's lanes from apart (a transposed read).
         let taken: f64 = users
             .iter()
             .map(|&(node, _)| {
@@ -738,6 +742,19 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         human(saved)
     );
     Decision { value, inlined: extra <= saved, reason: why }
+}
+
+/// Whether `expr`, over an output of rank `rank`, loads along its last axis from elements apart:
+/// some load indexes by that axis other than in its own last place (a transpose's read).
+fn loads_across_last_axis(expr: &Expr, rank: usize) -> bool {
+    let Some(last) = rank.checked_sub(1).and_then(|r| u8::try_from(r).ok()) else { return false };
+    let by_last = |e: &Expr| e.any(&mut |x| matches!(x, Expr::Axis(a) if *a == last));
+    expr.any(&mut |e| match e {
+        Expr::Load { index, .. } => {
+            index.split_last().is_some_and(|(tail, rest)| !by_last(tail) && rest.iter().any(by_last))
+        }
+        _ => false,
+    })
 }
 
 /// Whether `v` holds 8- or 16-bit integers computed by arithmetic (not a view: packed weights

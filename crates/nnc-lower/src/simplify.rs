@@ -266,13 +266,36 @@ fn simplify_node(e: Expr, ranges: &Ranges<'_>) -> Expr {
         Expr::Select(c, a, b) => match *c {
             Expr::Lit(Literal::Bool(true)) => *a,
             Expr::Lit(Literal::Bool(false)) => *b,
-            c => Expr::Select(Box::new(c), a, b),
+            c => narrowed_select(c, *a, *b),
         },
         Expr::Load { buf, dtype, index, mask: Some(m) } => match *m {
             Expr::Lit(Literal::Bool(true)) => Expr::Load { buf, dtype, index, mask: None },
             m => Expr::Load { buf, dtype, index, mask: Some(Box::new(m)) },
         },
         e => e,
+    }
+}
+
+/// `select(c, a, b)`, with a narrowing cast taken out of the select where one side narrows an
+/// `f32` and the other is a constant of the narrow type: `select(c, u8(x), 128u8)` becomes
+/// `u8(select(c, x, 128.0))` (the same value, NaN included: `u8(NaN)` is 0 on either side), which
+/// vector code computes in `f32` lanes, narrowing once as it stores (a quantized, padded input).
+fn narrowed_select(c: Expr, a: Expr, b: Expr) -> Expr {
+    let narrow = |t: DType| matches!(t, DType::U8 | DType::I8 | DType::U16 | DType::I16);
+    let widened = |k: &Expr, t: DType| match k {
+        Expr::Lit(Literal::Int(v, d)) if *d == t => Some(Expr::Lit(Literal::Float(*v as f64, DType::F32))),
+        _ => None,
+    };
+    match (&a, &b) {
+        (Expr::Cast(t, x), k) if narrow(*t) && x.dtype() == DType::F32 => match widened(k, *t) {
+            Some(k) => Expr::Cast(*t, Box::new(Expr::Select(Box::new(c), x.clone(), Box::new(k)))),
+            None => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
+        },
+        (k, Expr::Cast(t, x)) if narrow(*t) && x.dtype() == DType::F32 => match widened(k, *t) {
+            Some(k) => Expr::Cast(*t, Box::new(Expr::Select(Box::new(c), Box::new(k), x.clone()))),
+            None => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
+        },
+        _ => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
     }
 }
 
@@ -435,5 +458,26 @@ mod tests {
         let out = simplify_stmts(body, &mut r);
         let plain = Expr::add_index(var(3), var(2));
         assert_eq!(out, vec![Stmt::If { cond, then: vec![store(plain)], els: vec![store(wraps)] }]);
+    }
+
+    #[test]
+    fn a_narrowing_cast_leaves_a_select_whose_other_side_is_a_narrow_constant() {
+        let x =
+            Expr::Load { buf: nnc_kernel::expr::BufId(0), dtype: DType::F32, index: vec![Expr::i64(0)], mask: None };
+        let c = Expr::Binary(
+            BinaryOp::Lt,
+            Box::new(Expr::Var(nnc_kernel::expr::Var { id: 1, dtype: DType::I64 })),
+            Box::new(Expr::i64(3)),
+        );
+        let narrow = Expr::Cast(DType::U8, Box::new(x.clone()));
+        let pad = Expr::Lit(Literal::Int(128, DType::U8));
+        let got = narrowed_select(c.clone(), narrow.clone(), pad.clone());
+        assert_eq!(got.to_string(), "u8(select((v1 < 3), b0[0], 128.0))");
+        let got = narrowed_select(c.clone(), pad, narrow.clone());
+        assert_eq!(got.to_string(), "u8(select((v1 < 3), 128.0, b0[0]))");
+        // A constant of another type, or a select of two casts, stays as it is.
+        let wide = Expr::Lit(Literal::Int(128, DType::I32));
+        assert!(matches!(narrowed_select(c.clone(), narrow.clone(), wide), Expr::Select(..)));
+        assert!(matches!(narrowed_select(c, narrow.clone(), narrow), Expr::Select(..)));
     }
 }

@@ -211,11 +211,14 @@ pub fn run(args: QuantizeArgs) -> anyhow::Result<ExitCode> {
     );
     // What nnc's CPU target makes of the integer products on this host.
     if nnc_cpu::jit_device().int8_dot {
-        println!("on this CPU nnc runs the quantized MatMul/Gemm nodes with u8 x i8 dot products (VNNI); Conv nodes run in f32");
+        println!(
+            "on this CPU nnc runs the quantized MatMul/Gemm and Conv nodes with u8 x i8 dot products (VNNI) \
+             (convolutions of 16 input channels or more; depthwise ones in f32 arithmetic on the integers)"
+        );
     } else {
         println!(
-            "this CPU has no u8 x i8 dot-product instructions (VNNI) that nnc uses: the quantized MatMul/Gemm nodes \
-             run as i32 vector arithmetic, slower than with them; Conv nodes run in f32"
+            "this CPU has no u8 x i8 dot-product instructions (VNNI) that nnc uses: the quantized MatMul/Gemm and Conv \
+             nodes run as i32 vector arithmetic, slower than with them (and, for convolutions, than in f32)"
         );
     }
     for (node, why) in &q.kept_float {

@@ -16,9 +16,16 @@
 //!
 //! The windows cost `taps` bytes per input byte (9 for a 3×3 kernel) where the float
 //! convolution reads its input in place; in exchange the product runs as the integer matmul the
-//! CPU computes four multiply-adds per lane per instruction. Grouped (depthwise) convolutions
-//! keep the float form: each group's product is too small for the copy to pay; so do inputs of
-//! few channels (an image's three).
+//! CPU computes four multiply-adds per lane per instruction. Inputs of few channels (an image's
+//! three) keep the float convolution, as do grouped convolutions other than depthwise ones.
+//!
+//! A depthwise convolution (one group per channel) has no product to gather windows for: it
+//! imports channels-last as the sum over its taps of each tap's slice of the padded integers
+//! times the tap's weight per channel, less the zero point times the channel's weight sum, in
+//! `f32` holding integers (exact: 255 · 128 per product, and at most [`MAX_DEPTHWISE_TAPS`] of
+//! them stay below 2^24), scaled once per channel. Its point is the layout: between the channels-last products of a network like
+//! MobileNet it reads and writes rows of channels, where the float convolution would have the
+//! data moved to `[N, C, H, W]` and back around it.
 
 use super::integer_matmul::{centered_product, operand, ZeroPoint};
 use super::NodeCx;
@@ -39,12 +46,14 @@ const MIN_CHANNELS: i64 = 16;
 /// times).
 const MAX_WINDOW_BYTES: i64 = 1 << 28;
 
+/// The most taps a depthwise convolution sums in `f32` exactly (`2^24 / (255 · 128)`, rounded
+/// down to a power of two).
+const MAX_DEPTHWISE_TAPS: i64 = 256;
+
 /// The integer form of the node's `Conv(x, w)` without its bias, or `None` where the operands are
 /// not of the form the module docs describe (the caller then imports the float convolution).
 pub fn integer_conv(cx: &mut NodeCx) -> Result<Option<ValueId>, super::Fail> {
-    if cx.attr_int_or("group", 1)? != 1 {
-        return Ok(None);
-    }
+    let groups = cx.attr_int_or("group", 1)?;
     let (Some(x), Some(w)) = (operand(cx, 0), operand(cx, 1)) else { return Ok(None) };
     let Some(wq) = w.known.as_ref() else { return Ok(None) };
     let spatial = wq.shape().len().saturating_sub(2);
@@ -59,7 +68,13 @@ pub fn integer_conv(cx: &mut NodeCx) -> Result<Option<ValueId>, super::Fail> {
     let Some(input_shape) = x.ty.shape.iter().map(Dim::as_const).collect::<Option<Vec<i64>>>() else {
         return Ok(None);
     };
-    if !fits || input_shape[1] != wq.shape()[1] as i64 || input_shape[1] < MIN_CHANNELS {
+    if !fits || input_shape[1] < MIN_CHANNELS {
+        return Ok(None);
+    }
+    let channels = input_shape[1];
+    let (outputs, per_group) = (wq.shape()[0] as i64, wq.shape()[1] as i64);
+    let depthwise = groups == channels && outputs == channels && per_group == 1;
+    if !(groups == 1 && per_group == channels || depthwise) {
         return Ok(None);
     }
     let kernel: Vec<i64> = wq.shape()[2..].iter().map(|&k| k as i64).collect();
@@ -68,21 +83,27 @@ pub fn integer_conv(cx: &mut NodeCx) -> Result<Option<ValueId>, super::Fail> {
     let Some(out) = output_sizes(&input_shape[2..], &kernel, &window) else { return Ok(None) };
     let taps: i64 = kernel.iter().product();
     let bytes =
-        [input_shape[0], taps, input_shape[1]].into_iter().chain(out.iter().copied()).try_fold(1i64, i64::checked_mul);
-    if window.pads.iter().any(|&p| p < 0) || bytes.is_none_or(|b| b > MAX_WINDOW_BYTES) {
+        [input_shape[0], taps, channels].into_iter().chain(out.iter().copied()).try_fold(1i64, i64::checked_mul);
+    let too_large = if depthwise { taps > MAX_DEPTHWISE_TAPS } else { bytes.is_none_or(|b| b > MAX_WINDOW_BYTES) };
+    if window.pads.iter().any(|&p| p < 0) || too_large {
         return Ok(None);
     }
     let zero_point = x.zero_point[0];
     let xq = cx.value_named(&x.integers)?;
-    let windows = window_matrix(cx, xq, zero_point, &input_shape, &kernel, &window, &out)?;
-    let weights = weight_matrix(wq);
-    let acc = centered_product(cx, windows, ZeroPoint::Known(zero_point), &weights)?;
-    // `[N, out.., O]` in f32, scaled per output channel, back to `[N, O, out..]`.
-    let channels = wq.shape()[0];
-    let acc = cx.b.cast(acc, DType::F32)?;
+    let padded = channels_last_padded(cx, xq, zero_point, &window)?;
+    // `[N, out.., O]` in f32 holding integers.
+    let taps = tap_slices(cx, padded, &kernel, &window, &out)?;
+    let acc = if depthwise {
+        depthwise_sum(cx, &taps, zero_point, wq)?
+    } else {
+        let windows = window_matrix(cx, taps, channels)?;
+        let acc = centered_product(cx, windows, ZeroPoint::Known(zero_point), &weight_matrix(wq))?;
+        cx.b.cast(acc, DType::F32)?
+    };
+    // Scaled per output channel, and back to `[N, O, out..]`.
     let scales: Vec<f64> =
-        (0..channels).map(|o| x.scale[0] * w.scale[if w.scale.len() == 1 { 0 } else { o }]).collect();
-    let scale = cx.b.constant(TensorData::from_f64(DType::F32, vec![channels], &scales));
+        (0..outputs as usize).map(|o| x.scale[0] * w.scale[if w.scale.len() == 1 { 0 } else { o }]).collect();
+    let scale = cx.b.constant(TensorData::from_f64(DType::F32, vec![outputs as usize], &scales));
     let y = cx.b.mul(acc, scale)?;
     let mut perm = vec![0, spatial + 1];
     perm.extend(1..=spatial);
@@ -102,20 +123,16 @@ fn output_sizes(input: &[i64], kernel: &[i64], window: &nnc_ir::Window) -> Optio
         .collect()
 }
 
-/// The im2col matrix `[N, out.., taps · C (+ zeros to a multiple of four)]` of 8-bit integers
-/// (unflattened, so that its one reader is the product's widening cast): row `(n, p..)` holds, for each kernel tap in row-major order, the `C` channels the tap reads
-/// at output pixel `p`.
-fn window_matrix(
+/// The 8-bit input `[N, C, in..]` moved channels-last, so that every tap reads runs of
+/// channels, and padded with its zero point (a padded element then counts as a dequantized
+/// zero).
+fn channels_last_padded(
     cx: &mut NodeCx,
     xq: ValueId,
     zero_point: i64,
-    input: &[i64],
-    kernel: &[i64],
     window: &nnc_ir::Window,
-    out: &[i64],
 ) -> Result<ValueId, super::Fail> {
-    let spatial = kernel.len();
-    // Channels-last first, so the padded input and every tap read runs of channels.
+    let spatial = window.strides.len();
     let mut channels_last = vec![0];
     channels_last.extend(2..spatial + 2);
     channels_last.push(1);
@@ -125,12 +142,25 @@ fn window_matrix(
     pads.extend([0, 0]);
     pads.extend(&window.pads[spatial..]);
     pads.push(0);
-    let padded =
-        if pads.iter().any(|&p| p != 0) { cx.b.pad(xq, pads, PadMode::Constant, zero_point as f64)? } else { xq };
+    if pads.iter().all(|&p| p == 0) {
+        return Ok(xq);
+    }
+    Ok(cx.b.pad(xq, pads, PadMode::Constant, zero_point as f64)?)
+}
+
+/// Each kernel tap's view of the padded channels-last input, `[N, out.., C]`: the elements the
+/// tap multiplies at every output pixel, taps in row-major order over the kernel.
+fn tap_slices(
+    cx: &mut NodeCx,
+    padded: ValueId,
+    kernel: &[i64],
+    window: &nnc_ir::Window,
+    out: &[i64],
+) -> Result<Vec<ValueId>, super::Fail> {
+    let spatial = kernel.len();
     let taps: usize = kernel.iter().map(|&k| k as usize).product();
-    let mut columns = Vec::with_capacity(taps);
+    let mut slices = Vec::with_capacity(taps);
     for tap in 0..taps {
-        // The tap's offset along each spatial axis (row-major over the kernel).
         let mut rest = tap as i64;
         let mut offsets = vec![0; spatial];
         for a in (0..spatial).rev() {
@@ -140,21 +170,54 @@ fn window_matrix(
         let starts: Vec<i64> = (0..spatial).map(|a| offsets[a] * window.dilations[a]).collect();
         let ends: Vec<i64> = (0..spatial).map(|a| starts[a] + (out[a] - 1) * window.strides[a] + 1).collect();
         let slice = Op::Slice { axes: (1..spatial + 1).collect(), starts, ends, steps: window.strides.clone() };
-        columns.push(cx.b.op1(slice, &[padded])?);
+        slices.push(cx.b.op1(slice, &[padded])?);
     }
-    let depth = taps as i64 * input[1];
+    Ok(slices)
+}
+
+/// The im2col matrix `[N, out.., taps · C (+ zeros to a multiple of four)]` of 8-bit integers,
+/// the taps side by side (unflattened, so that its one reader is the product's widening cast).
+fn window_matrix(cx: &mut NodeCx, taps: Vec<ValueId>, channels: i64) -> Result<ValueId, super::Fail> {
+    let rank = cx.ty(taps[0]).rank();
+    let depth = taps.len() as i64 * channels;
     let extra = (DOT_DEPTH as i64 - depth % DOT_DEPTH as i64) % DOT_DEPTH as i64;
     // Concatenated (or padded) so that the matrix is computed, not a view: fusion keeps a
     // computed 8-bit operand of a widening contraction in memory, in this row-contiguous layout.
-    let mut matrix = cx.b.concat(&columns, -1)?;
-    if extra > 0 {
-        let mut ends = vec![0; spatial + 2];
-        ends[spatial + 1] = extra;
-        let mut zeros = vec![0; spatial + 2];
-        zeros.extend(ends);
-        matrix = cx.b.pad(matrix, zeros, PadMode::Constant, 0.0)?;
+    let matrix = cx.b.concat(&taps, -1)?;
+    if extra == 0 {
+        return Ok(matrix);
     }
-    Ok(matrix)
+    let mut pads = vec![0; 2 * rank];
+    pads[2 * rank - 1] = extra;
+    Ok(cx.b.pad(matrix, pads, PadMode::Constant, 0.0)?)
+}
+
+/// A depthwise convolution's `Σ_tap (tap − zero_point) · w[c, tap]`, `[N, out.., C]`, in `f32`
+/// (exact, see the module docs) as `Σ_tap tap · w[c, tap] − zero_point · Σ_tap w[c, tap]`: the
+/// taps read the 8-bit input as it is, and the zero point costs one subtraction per element.
+fn depthwise_sum(cx: &mut NodeCx, taps: &[ValueId], zero_point: i64, wq: &TensorData) -> Result<ValueId, super::Fail> {
+    let channels = wq.shape()[0];
+    let values = wq.to_i64_vec();
+    let weight = |c: usize, t: usize| values[c * taps.len() + t];
+    let mut sum: Option<ValueId> = None;
+    for (t, &tap) in taps.iter().enumerate() {
+        let weights: Vec<f64> = (0..channels).map(|c| weight(c, t) as f64).collect();
+        let weights = cx.b.constant(TensorData::from_f64(DType::F32, vec![channels], &weights));
+        let tap = cx.b.cast(tap, DType::F32)?;
+        let product = cx.b.mul(tap, weights)?;
+        sum = Some(match sum {
+            Some(s) => cx.b.add(s, product)?,
+            None => product,
+        });
+    }
+    let sum = sum.expect("a kernel has taps");
+    if zero_point == 0 {
+        return Ok(sum);
+    }
+    let correction: Vec<f64> =
+        (0..channels).map(|c| (zero_point * (0..taps.len()).map(|t| weight(c, t)).sum::<i64>()) as f64).collect();
+    let correction = cx.b.constant(TensorData::from_f64(DType::F32, vec![channels], &correction));
+    Ok(cx.b.sub(sum, correction)?)
 }
 
 /// The weights `[O, C, k..]` as the matrix `[taps · C (+ zero rows to a multiple of four), O]`

@@ -219,7 +219,7 @@ impl Emitter<'_, '_, '_> {
         if let Some((x, lo, hi)) = integer_round_trip(e) {
             let v = self.vexpr(x, lv, lanes)?;
             let v = self.splat(v);
-            return Ok(Val { v: vmath::through_integer(self, v, lo, hi)?, vector: true });
+            return Ok(Val { v: vmath::integer_valued(self, x, v, lo, hi)?, vector: true });
         }
         Ok(Val {
             vector: true,

@@ -50,7 +50,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
         }
         if let Some((x, lo, hi)) = integer_round_trip(e) {
             let v = self.vexpr(x)?;
-            return Ok(vmath::through_integer(self, v, lo, hi)?);
+            return Ok(vmath::integer_valued(self, x, v, lo, hi)?);
         }
         Ok(match e {
             Expr::Var(v) => match lanes.get(&v.id) {
@@ -130,7 +130,7 @@ impl<'a, 'ctx> Emitter<'a, 'ctx> {
             Expr::Cast(to, a) if to.is_int() && a.dtype() == DType::F32 => {
                 let x = self.vexpr(a)?;
                 let (lo, hi) = int_range(*to);
-                let integral = vmath::through_integer(self, x, lo as f64, hi as f64)?;
+                let integral = vmath::integer_valued(self, a, x, lo as f64, hi as f64)?;
                 let words = self.b().build_cast(Op::FPToSI, integral, self.cx.i32.vec_type(self.width()), "")?;
                 let vt = vector_of(self.cx.reg(*to)?, self.width())?;
                 self.b().build_cast(Op::Trunc, words, vt, "")?
