@@ -31,9 +31,11 @@
 //!   `x * sigmoid(x)`);
 //! - a CPU register tile loads unmasked buffers, so a masked value (a padded input) that reaches
 //!   a contraction, directly or through views, stays a buffer;
-//! - a contraction that a transpose reads with its last axis moved stays a buffer: inlined, the
-//!   consumer's layout would scatter the tile's columns (an integer convolution's `[N, H, W, C]`
-//!   product read back as `[N, C, H, W]`);
+//! - a contraction that a transpose reads with the tile's column axis (a matmul's last, a
+//!   convolution's channels) moved from the last place stays a buffer: inlined, the consumer's
+//!   layout would scatter the tile's columns (an integer convolution's `[N, H, W, C]` product
+//!   read back as `[N, C, H, W]`); and one moved by a transpose is stored before a pad that
+//!   reads it, whose border would otherwise put every load of the tile under a mask;
 //! - a contraction reshaped into a concatenation (gradients flattened into one bucket for an
 //!   all-reduce) stays a buffer: inlined, it would be computed in the concatenation's flat
 //!   index space, one dot product per element, where its own kernel is tiled. (A contraction
@@ -433,6 +435,24 @@ struct DecideCx<'a> {
 }
 
 impl DecideCx<'_> {
+    /// The axis a CPU tile of the contraction computing `v` (directly or through up to `depth`
+    /// elementwise steps of its shape) takes its columns along: a matmul's last, a convolution's
+    /// output channels.
+    fn column_axis(&self, v: ValueId, depth: usize) -> Option<usize> {
+        let node = &self.graph.nodes[self.producers[v.index()]?];
+        let rank = self.shapes[v.index()].len();
+        match node.op {
+            Op::MatMul => Some(rank.checked_sub(1)?),
+            Op::Conv { .. } => Some(1),
+            _ if depth > 0 => node
+                .inputs
+                .iter()
+                .filter(|i| self.shapes[i.index()] == self.shapes[v.index()])
+                .find_map(|&i| self.column_axis(i, depth - 1)),
+            _ => None,
+        }
+    }
+
     /// Whether `v`, or a value computed from it by elementwise ops of its size (up to `depth` of
     /// them: a bias, a sigmoid), is an operand of an elementwise binary op with at least twice
     /// its elements (a broadcast).
@@ -626,10 +646,20 @@ fn decide(cx: &DecideCx<'_>, v: ValueId, op: &Op, expr: &Expr, options: &FuseOpt
         if users.iter().any(|&(node, _)| flattened_into_concat(node)) {
             return no("it is flattened into a concatenation: a contraction keeps its own (tiled) kernel".into());
         }
-        let moves_last_axis = |node: usize| matches!(&cx.graph.nodes[node].op, Op::Transpose { perm } if perm.last().is_some_and(|&p| p + 1 != perm.len()));
-        if users.iter().any(|&(node, _)| moves_last_axis(node)) {
-            // Inlined, the tile's columns (the contraction's last axis) would be stored apart.
-            return no("a transpose moves its last axis: the contraction writes its own layout".into());
+        let columns = cx.column_axis(v, 8);
+        let scatters_columns = |node: usize| match (&cx.graph.nodes[node].op, columns) {
+            (Op::Transpose { perm }, Some(axis)) => perm.last().is_some_and(|&p| p != axis),
+            _ => false,
+        };
+        if users.iter().any(|&(node, _)| scatters_columns(node)) {
+            // Inlined, the tile's columns would be stored apart.
+            return no("a transpose moves its columns from the last axis: the contraction writes its own layout".into());
+        }
+        let pads = users.iter().any(|&(node, _)| matches!(cx.graph.nodes[node].op, Op::Pad { .. }));
+        if matches!(op, Op::Transpose { .. }) && pads {
+            // (A quantized convolution's output moved channels-last for the next one.) Inlined,
+            // the tile's rows would run over the padded border, every load under a mask.
+            return no("a contraction moved by a transpose is stored before the pad that reads it".into());
         }
         let own = contraction_keys(expr);
         for &(node, _) in users {
