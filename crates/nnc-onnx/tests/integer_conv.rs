@@ -6,11 +6,8 @@
 
 mod common;
 
-use common::{int_attribute, ints_attribute, node, tensor_input};
-use nnc_ir::{DType, Graph, Op, TensorData};
-use nnc_onnx::proto::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
-use nnc_onnx::tensor_to_proto;
-use prost::Message;
+use common::{import_single_io, int_attribute, ints_attribute, node};
+use nnc_ir::{DType, Op, TensorData};
 
 /// One convolution's shapes and window.
 struct Case {
@@ -124,21 +121,7 @@ fn check(index: usize, case: &Case) {
         ("ws", TensorData::from_vec(vec![o], &w_scales)),
         ("b", TensorData::from_vec(vec![o], &bias)),
     ];
-    let graph = GraphProto {
-        name: Some("quantized_conv".into()),
-        node: nodes,
-        initializer: initializers.iter().map(|(name, t)| tensor_to_proto(name, t)).collect(),
-        input: vec![tensor_input("x", &[1, c as i64, h as i64, w as i64])],
-        output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
-        ..Default::default()
-    };
-    let model = ModelProto {
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    let graph: Graph =
-        nnc_onnx::import_bytes(model.encode_to_vec().into(), "conv.onnx", None, &Default::default()).unwrap();
+    let graph = import_single_io(nodes, &initializers, &[1, c as i64, h as i64, w as i64]);
     let integer = graph.nodes.iter().any(|n| n.op == Op::MatMul && graph.ty(n.outputs[0]).dtype == DType::I32);
     assert!(integer, "case {index}: no integer matmul in\n{}", nnc_ir::text::print(&graph));
 

@@ -7,31 +7,16 @@
 
 mod common;
 
-use common::{int_attribute, node, tensor_input};
+use common::{import_single_io, int_attribute, node};
 use nnc_ir::{DType, Graph, Op, TensorData};
-use nnc_onnx::proto::{GraphProto, ModelProto, NodeProto, OperatorSetIdProto, ValueInfoProto};
-use nnc_onnx::tensor_to_proto;
-use prost::Message;
+use nnc_onnx::proto::NodeProto;
 
 const M: usize = 5;
 const K: usize = 12;
 const N: usize = 7;
 
 fn import(nodes: Vec<NodeProto>, initializers: Vec<(&str, TensorData)>) -> Graph {
-    let graph = GraphProto {
-        name: Some("quantized".into()),
-        node: nodes,
-        initializer: initializers.iter().map(|(name, t)| tensor_to_proto(name, t)).collect(),
-        input: vec![tensor_input("x", &[M as i64, K as i64])],
-        output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
-        ..Default::default()
-    };
-    let model = ModelProto {
-        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
-        graph: Some(graph),
-        ..Default::default()
-    };
-    nnc_onnx::import_bytes(model.encode_to_vec().into(), "quantized.onnx", None, &Default::default()).unwrap()
+    import_single_io(nodes, &initializers, &[M as i64, K as i64])
 }
 
 /// Integer weights `[K, N]` in -128..=127, and inputs in [-1, 1).

@@ -1,9 +1,12 @@
 //! Builders shared by the importer's tests.
 
+use nnc_ir::{Graph, TensorData};
 use nnc_onnx::proto::{
-    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, NodeProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
+use nnc_onnx::tensor_to_proto;
+use prost::Message;
 
 /// A graph input `name: f32[dims]`.
 pub fn tensor_input(name: &str, dims: &[i64]) -> ValueInfoProto {
@@ -59,4 +62,24 @@ pub fn ints_attribute(name: &str, values: &[i64]) -> AttributeProto {
         ints: values.to_vec(),
         ..Default::default()
     }
+}
+
+/// Imports the opset-13 model of `nodes` and `initializers` with one input `x: f32[x_dims]` and
+/// one output `y`.
+#[allow(dead_code)]
+pub fn import_single_io(nodes: Vec<NodeProto>, initializers: &[(&str, TensorData)], x_dims: &[i64]) -> Graph {
+    let graph = GraphProto {
+        name: Some("test".into()),
+        node: nodes,
+        initializer: initializers.iter().map(|(name, t)| tensor_to_proto(name, t)).collect(),
+        input: vec![tensor_input("x", x_dims)],
+        output: vec![ValueInfoProto { name: Some("y".into()), ..Default::default() }],
+        ..Default::default()
+    };
+    let model = ModelProto {
+        opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    nnc_onnx::import_bytes(model.encode_to_vec().into(), "test.onnx", None, &Default::default()).unwrap()
 }
