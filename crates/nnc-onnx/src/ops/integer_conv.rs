@@ -27,7 +27,7 @@
 //! MobileNet it reads and writes rows of channels, where the float convolution would have the
 //! data moved to `[N, C, H, W]` and back around it.
 
-use super::integer_matmul::{centered_product, operand, ZeroPoint};
+use super::integer_matmul::{centered_product, operand, rescaled, ZeroPoint};
 use super::NodeCx;
 use nnc_ir::{DType, Dim, Op, PadMode, TensorData, ValueId};
 
@@ -78,8 +78,7 @@ pub fn integer_conv(cx: &mut NodeCx) -> Result<Option<ValueId>, super::Fail> {
         return Ok(None);
     }
     let kernel: Vec<i64> = wq.shape()[2..].iter().map(|&k| k as i64).collect();
-    let dequantized_input = cx.input(0)?;
-    let window = super::nn::window(cx, dequantized_input, &kernel)?;
+    let window = super::nn::window(cx, &x.ty, &kernel)?;
     let Some(out) = output_sizes(&input_shape[2..], &kernel, &window) else { return Ok(None) };
     let taps: i64 = kernel.iter().product();
     let bytes =
@@ -91,20 +90,15 @@ pub fn integer_conv(cx: &mut NodeCx) -> Result<Option<ValueId>, super::Fail> {
     let zero_point = x.zero_point[0];
     let xq = cx.value_named(&x.integers)?;
     let padded = channels_last_padded(cx, xq, zero_point, &window)?;
-    // `[N, out.., O]` in f32 holding integers.
     let taps = tap_slices(cx, padded, &kernel, &window, &out)?;
+    // `[N, out.., O]`, integer-valued; scaled per output channel, then back to `[N, O, out..]`.
     let acc = if depthwise {
         depthwise_sum(cx, &taps, zero_point, wq)?
     } else {
         let windows = window_matrix(cx, taps, channels)?;
-        let acc = centered_product(cx, windows, ZeroPoint::Known(zero_point), &weight_matrix(wq))?;
-        cx.b.cast(acc, DType::F32)?
+        centered_product(cx, windows, ZeroPoint::Known(zero_point), &weight_matrix(wq))?
     };
-    // Scaled per output channel, and back to `[N, O, out..]`.
-    let scales: Vec<f64> =
-        (0..outputs as usize).map(|o| x.scale[0] * w.scale[if w.scale.len() == 1 { 0 } else { o }]).collect();
-    let scale = cx.b.constant(TensorData::from_f64(DType::F32, vec![outputs as usize], &scales));
-    let y = cx.b.mul(acc, scale)?;
+    let y = rescaled(cx, acc, &x, &w, outputs as usize)?;
     let mut perm = vec![0, spatial + 1];
     perm.extend(1..=spatial);
     Ok(Some(cx.b.transpose(y, perm)?))

@@ -85,17 +85,28 @@ pub fn integer_matmul(cx: &mut NodeCx, trans_b: bool) -> Result<Option<ValueId>,
     } else {
         wq.clone()
     };
-    let scale_x = x.scale[0];
-    let scales: Vec<f64> = (0..n).map(|nn| scale_x * w.scale[if w.scale.len() == 1 { 0 } else { nn }]).collect();
     let xq = cx.value_named(&x.integers)?;
     let acc = centered_product(cx, xq, ZeroPoint::Known(x.zero_point[0]), &weights)?;
-    let acc = cx.b.cast(acc, DType::F32)?;
+    Ok(Some(rescaled(cx, acc, &x, &w, n)?))
+}
+
+/// The integer-valued product `acc` (last axis: `columns` output columns) in `f32`, times each
+/// column's scale `s_x · s_w[column]` (one scalar where they are all equal).
+pub(super) fn rescaled(
+    cx: &mut NodeCx,
+    acc: ValueId,
+    x: &Operand,
+    w: &Operand,
+    columns: usize,
+) -> Result<ValueId, super::Fail> {
+    let acc = if cx.ty(acc).dtype == DType::F32 { acc } else { cx.b.cast(acc, DType::F32)? };
+    let scales: Vec<f64> = (0..columns).map(|c| x.scale[0] * w.scale[if w.scale.len() == 1 { 0 } else { c }]).collect();
     let scale = if scales.iter().all(|&s| s == scales[0]) {
         cx.b.scalar(DType::F32, scales[0])
     } else {
-        cx.b.constant(TensorData::from_f64(DType::F32, vec![n], &scales))
+        cx.b.constant(TensorData::from_f64(DType::F32, vec![columns], &scales))
     };
-    Ok(Some(cx.b.mul(acc, scale)?))
+    Ok(cx.b.mul(acc, scale)?)
 }
 
 /// The zero point of a product's activations: known at import, or a scalar computed at run

@@ -2,7 +2,7 @@
 
 use super::integer_matmul::integer_matmul;
 use super::{built_size, product, within_index_range, Fail, NodeCx, Out};
-use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, TensorData, UnaryOp, ValueId, Window};
+use nnc_ir::{BinaryOp, Dim, Op, PoolKind, ReduceKind, TensorData, TensorType, UnaryOp, ValueId, Window};
 
 /// The most elements a pooling window may cover: a window is all summed (or compared) for every
 /// output element, and nothing real pools over a million values at once, while a mutated
@@ -20,8 +20,9 @@ fn check_pool_window(kernel: &[i64]) -> Result<(), Fail> {
     }
 }
 
-/// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes.
-pub(super) fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, Fail> {
+/// Reads `strides`, `dilations` and `pads` (resolving `auto_pad`) for `n` spatial axes of an
+/// input of type `x`.
+pub(super) fn window(cx: &NodeCx, x: &TensorType, kernel: &[i64]) -> Result<Window, Fail> {
     let n = kernel.len();
     let strides = cx.attr_ints("strides")?.unwrap_or_else(|| vec![1; n]);
     let dilations = cx.attr_ints("dilations")?.unwrap_or_else(|| vec![1; n]);
@@ -33,8 +34,8 @@ pub(super) fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, 
             format!("kernel {kernel:?}, strides {strides:?} and dilations {dilations:?} must be positive").into()
         );
     }
-    if cx.ty(x).rank() != n + 2 {
-        return Err(format!("the input must be [N, C, {n} spatial axes], found {}", cx.ty(x)).into());
+    if x.rank() != n + 2 {
+        return Err(format!("the input must be [N, C, {n} spatial axes], found {x}").into());
     }
     let auto_pad = cx.attr_string("auto_pad")?.unwrap_or_else(|| "NOTSET".into());
     let pads = match auto_pad.as_str() {
@@ -43,7 +44,7 @@ pub(super) fn window(cx: &NodeCx, x: ValueId, kernel: &[i64]) -> Result<Window, 
         "SAME_UPPER" | "SAME_LOWER" => {
             // Output length ceil(len / stride); the padding that needs is split evenly, the odd
             // element going at the end (UPPER) or the beginning (LOWER).
-            let ty = cx.ty(x);
+            let ty = x;
             let mut pads = vec![0; 2 * n];
             for i in 0..n {
                 let len = ty.shape[2 + i].as_const().ok_or("auto_pad SAME needs concrete spatial sizes")?;
@@ -92,7 +93,7 @@ pub(super) fn conv_of(cx: &mut NodeCx, x: ValueId, w: ValueId) -> Result<ValueId
         .iter()
         .map(|d| d.as_const().ok_or("kernel sizes must be concrete"))
         .collect::<Result<_, _>>()?;
-    let window = window(cx, x, &kernel)?;
+    let window = window(cx, &cx.ty(x), &kernel)?;
     let groups = cx.attr_int_or("group", 1)?;
     Ok(cx.b.conv(x, w, window, groups)?)
 }
@@ -224,7 +225,7 @@ pub fn pool(cx: &mut NodeCx) -> Out {
     let x = cx.input(0)?;
     let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
     check_pool_window(&kernel)?;
-    let window = window(cx, x, &kernel)?;
+    let window = window(cx, &cx.ty(x), &kernel)?;
     let kind = if cx.node.op_type() == "MaxPool" { PoolKind::Max } else { PoolKind::Avg };
     let ceil_mode = cx.attr_int_or("ceil_mode", 0)? != 0;
     let op = Op::Pool {
@@ -256,7 +257,7 @@ pub fn lp_pool(cx: &mut NodeCx) -> Out {
     let x = cx.input(0)?;
     let kernel = cx.attr_ints("kernel_shape")?.ok_or("kernel_shape is required")?;
     check_pool_window(&kernel)?;
-    let window = window(cx, x, &kernel)?;
+    let window = window(cx, &cx.ty(x), &kernel)?;
     let magnitude = cx.b.unary(UnaryOp::Abs, x)?;
     let powered = cx.b.binary_scalar(BinaryOp::Pow, magnitude, p as f64)?;
     let op = Op::Pool {
