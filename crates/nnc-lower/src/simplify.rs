@@ -281,21 +281,25 @@ fn simplify_node(e: Expr, ranges: &Ranges<'_>) -> Expr {
 /// `u8(select(c, x, 128.0))` (the same value, NaN included: `u8(NaN)` is 0 on either side), which
 /// vector code computes in `f32` lanes, narrowing once as it stores (a quantized, padded input).
 fn narrowed_select(c: Expr, a: Expr, b: Expr) -> Expr {
-    let narrow = |t: DType| matches!(t, DType::U8 | DType::I8 | DType::U16 | DType::I16);
+    // The narrowed `f32` and the constant as an `f32`, whichever side each is on.
+    let narrowed = |e: &Expr| match e {
+        Expr::Cast(t @ (DType::U8 | DType::I8 | DType::U16 | DType::I16), x) if x.dtype() == DType::F32 => {
+            Some((*t, (**x).clone()))
+        }
+        _ => None,
+    };
     let widened = |k: &Expr, t: DType| match k {
         Expr::Lit(Literal::Int(v, d)) if *d == t => Some(Expr::Lit(Literal::Float(*v as f64, DType::F32))),
         _ => None,
     };
-    match (&a, &b) {
-        (Expr::Cast(t, x), k) if narrow(*t) && x.dtype() == DType::F32 => match widened(k, *t) {
-            Some(k) => Expr::Cast(*t, Box::new(Expr::Select(Box::new(c), x.clone(), Box::new(k)))),
-            None => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
-        },
-        (k, Expr::Cast(t, x)) if narrow(*t) && x.dtype() == DType::F32 => match widened(k, *t) {
-            Some(k) => Expr::Cast(*t, Box::new(Expr::Select(Box::new(c), Box::new(k), x.clone()))),
-            None => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
-        },
-        _ => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
+    let hoisted = match (narrowed(&a), narrowed(&b)) {
+        (Some((t, x)), _) => widened(&b, t).map(|k| (t, x, k)),
+        (_, Some((t, x))) => widened(&a, t).map(|k| (t, k, x)),
+        _ => None,
+    };
+    match hoisted {
+        Some((t, x, y)) => Expr::Cast(t, Box::new(Expr::Select(Box::new(c), Box::new(x), Box::new(y)))),
+        None => Expr::Select(Box::new(c), Box::new(a), Box::new(b)),
     }
 }
 
