@@ -36,6 +36,9 @@
 //!   layout would scatter the tile's columns (an integer convolution's `[N, H, W, C]` product
 //!   read back as `[N, C, H, W]`); and one moved by a transpose is stored before a pad that
 //!   reads it, whose border would otherwise put every load of the tile under a mask;
+//! - on a CPU, a value that overlapping slices take more than 1.5 times per element (a
+//!   convolution's taps, gathered into its window matrix) stays a buffer where an evaluation
+//!   costs arithmetic or gathers a vector's lanes from apart;
 //! - a contraction reshaped into a concatenation (gradients flattened into one bucket for an
 //!   all-reduce) stays a buffer: inlined, it would be computed in the concatenation's flat
 //!   index space, one dot product per element, where its own kernel is tiled. (A contraction

@@ -387,7 +387,8 @@ impl KernelBuilder {
         if lanes > 1 && straight && contiguous && inner_len >= lanes {
             // A concatenated row as one loop per source; each loop's length not a multiple of
             // the lanes ends in a scalar loop over the rest.
-            let pieces = concat_rows::split_row(&body, j, inner_len, lanes).unwrap_or(vec![(0, inner_len, body)]);
+            let pieces =
+                concat_rows::split_row(&body, j, inner_len, lanes).unwrap_or_else(|| vec![(0, inner_len, body)]);
             for (start, end, piece) in pieces {
                 let main = (end - start) / lanes * lanes;
                 for (from, to, kind) in [(0, main, LoopKind::Vector(row_vector)), (main, end - start, LoopKind::Serial)]
