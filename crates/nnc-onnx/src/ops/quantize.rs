@@ -4,8 +4,10 @@
 //! integers, the 4- and 2-bit integers, float8 and float4. The arithmetic follows ONNX's
 //! reference step by step (the division in the inputs' common precision, round half to even,
 //! the zero point added, then saturation), so the interpreter is bit-exact against it. The
-//! contractions accumulate in `i32` and requantize in `f64`, as the reference does. Turning
-//! Q/DQ pairs into integer kernels is a rewrite's job, not the importer's.
+//! contractions accumulate in `i32` and requantize in `f64`, as the reference does; matrix
+//! products of constant `int8` weights take the dot-product form of `integer_matmul`
+//! (`ConvInteger` and `QLinearConv` still convolve in `f64`). QDQ pairs around `MatMul`, `Gemm`
+//! and `Conv` become integer products in `integer_matmul` and `integer_conv`.
 
 use super::elementwise::convert;
 use super::integer_matmul::{centered_product, ZeroPoint};
