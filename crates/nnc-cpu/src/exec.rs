@@ -1,17 +1,18 @@
 //! Runs a compiled [`Program`] natively: every kernel JIT-compiled once, one arena per
-//! [`MemoryPlan`] for the intermediates, weights and inputs bound in place, and each kernel's
-//! grid split across a persistent rayon pool.
+//! [`MemoryPlan`] for the intermediates, weights and inputs bound in place, and each large
+//! kernel's grid split across the threads of a persistent pool, which spin beside the run as
+//! its team (`team`) while it lasts.
 
 use crate::abi::{KernelFn, Status};
 use crate::aot::{LoadedCode, LoadedImage};
 use crate::driver::{compile_kernels, EmitError, EmitOptions, JitCode};
+use crate::team::Team;
 use nnc_ir::TensorData;
 use nnc_kernel::backend::{BackendError, Checked, ErrorKind, Executable, Interface};
 use nnc_kernel::plan::MemoryPlan;
 use nnc_kernel::program::BufferKind;
 use nnc_kernel::program::Program;
 use nnc_kernel::DeviceKind;
-use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -109,19 +110,6 @@ enum Probe<'a> {
         repeats: u32,
         times: &'a mut Vec<Duration>,
     },
-}
-
-/// Pointers handed to kernels running on other threads.
-struct Ptrs(Vec<*mut u8>);
-// SAFETY: kernels of one launch write disjoint elements (the scheduler's contract, checked by the
-// Kernel-IR interpreter) and read only what no invocation of the launch writes.
-unsafe impl Sync for Ptrs {}
-unsafe impl Send for Ptrs {}
-
-impl Ptrs {
-    fn at(&self, i: usize) -> *mut u8 {
-        self.0[i]
-    }
 }
 
 #[repr(C, align(64))]
@@ -329,28 +317,33 @@ impl CpuProgram {
         }
         let arena_ptr = arena.as_mut_ptr() as *mut u8;
         // Inputs were checked against the interface, so each has its buffer's type and size.
-        let ptrs = Ptrs(
-            self.buffers
-                .iter()
-                .enumerate()
-                .map(|(i, b)| match &b.kind {
-                    BufferKind::Input(n) => inputs[*n].bytes().as_ptr() as *mut u8,
-                    BufferKind::Constant(t) => t.bytes().as_ptr() as *mut u8,
-                    BufferKind::Intermediate => match self.plan.offsets[i] {
-                        // SAFETY: the plan keeps every offset + size within the arena.
-                        Some(off) => unsafe { arena_ptr.add(off as usize) },
-                        None => arena_ptr,
-                    },
-                })
-                .collect(),
-        );
-        // The whole run is one job on the pool: each kernel's parallel loop is then a nested
-        // rayon call on a pool thread, not a hand-over from a thread that sleeps until the
-        // pool wakes it (tens of microseconds per kernel).
+        let ptrs: Vec<*mut u8> = self
+            .buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| match &b.kind {
+                BufferKind::Input(n) => inputs[*n].bytes().as_ptr() as *mut u8,
+                BufferKind::Constant(t) => t.bytes().as_ptr() as *mut u8,
+                BufferKind::Intermediate => match self.plan.offsets[i] {
+                    // SAFETY: the plan keeps every offset + size within the arena.
+                    Some(off) => unsafe { arena_ptr.add(off as usize) },
+                    None => arena_ptr,
+                },
+            })
+            .collect();
+        // A run with parallel kernels gets a team (see `team`): the other threads of the pool
+        // spin beside this one for the run's length, so a launch is not a wake-up.
+        let team = self.kernels.iter().any(|k| self.uses_pool(k)).then(|| Arc::new(Team::new()));
+        if let Some(team) = &team {
+            for _ in 1..self.pool.current_num_threads() {
+                let helper = team.clone();
+                self.pool.spawn(move || helper.help());
+            }
+        }
         let run_kernel = |k: &KernelRun| -> Result<Duration, CpuError> {
-            let args = Ptrs(k.params.iter().map(|&b| ptrs.at(b)).collect());
+            let args: Vec<*mut u8> = k.params.iter().map(|&b| ptrs[b]).collect();
             let start = Instant::now();
-            let status = self.launch(k, &args);
+            let status = self.launch(k, &args, team.as_deref());
             let took = start.elapsed();
             if status != 0 {
                 let message = Status::from_code(status).map(Status::message).unwrap_or("unknown status");
@@ -376,14 +369,11 @@ impl CpuProgram {
             }
             Ok(())
         };
-        // A program whose kernels all run inline (small models, ONNX node cases) never touches
-        // the pool: handing the run over and back would cost tens of microseconds, more than
-        // the arithmetic.
-        if self.kernels.iter().any(|k| self.uses_pool(k)) {
-            self.pool.install(run_all)?;
-        } else {
-            run_all()?;
+        let ran = run_all();
+        if let Some(team) = &team {
+            team.end();
         }
+        ran?;
         for (out, &o) in outputs.iter_mut().zip(&self.outputs) {
             let b = &self.buffers[o];
             let len = b.bytes() as usize;
@@ -414,27 +404,20 @@ impl CpuProgram {
         k.groups > 1 && self.pool.current_num_threads() > 1 && k.work >= INLINE_WORK
     }
 
-    /// Runs every workgroup of kernel `k`, split in chunks across the pool; the first nonzero
-    /// status wins.
-    fn launch(&self, k: &KernelRun, args: &Ptrs) -> u32 {
+    /// Runs every workgroup of kernel `k`, in pieces across the run's team where it has one
+    /// and the kernel is worth splitting; the first nonzero status wins.
+    fn launch(&self, k: &KernelRun, args: &[*mut u8], team: Option<&Team>) -> u32 {
         let n = k.groups;
         if n == 0 {
             return 0;
         }
-        let f = k.function;
-        if !self.uses_pool(k) {
-            // SAFETY: the pointers cover every buffer the kernel accesses.
-            return unsafe { f(args.0.as_ptr(), 0, n) };
+        match team.filter(|_| self.uses_pool(k)) {
+            // SAFETY: the pointers cover every buffer the kernel accesses; pieces are disjoint
+            // ranges of workgroups, which write disjoint elements.
+            Some(team) => unsafe { team.run(k.function, args, n, n.min(self.pool.current_num_threads() as u64 * 4)) },
+            // SAFETY: as above.
+            None => unsafe { (k.function)(args.as_ptr(), 0, n) },
         }
-        let chunks = n.min(self.pool.current_num_threads() as u64 * 4);
-        (0..chunks)
-            .into_par_iter()
-            .map(|c| {
-                let (lo, hi) = (n * c / chunks, n * (c + 1) / chunks);
-                // SAFETY: as above; chunks are disjoint ranges of workgroups.
-                unsafe { f(args.0.as_ptr(), lo, hi) }
-            })
-            .reduce(|| 0, |a, b| if a != 0 { a } else { b })
     }
 }
 

@@ -10,7 +10,8 @@
 //!   workgroups ([`compile_kernels`]), by [`llvm`] (inkwell, the host's widest vectors) where it
 //!   covers the kernel, by `cranelift` otherwise;
 //! - [`exec`]: [`CpuProgram`], a [`nnc_kernel::program::Program`] compiled once and run on
-//!   caller data with one arena for intermediates and the grid split across a rayon pool;
+//!   caller data with one arena for intermediates and the grid split across a pool's threads,
+//!   which spin beside a run as its team (`team`);
 //! - [`backend`]: [`CpuBackend`], the CPU behind the backend contract;
 //! - [`aot`] and [`bundle`]: the same machine code written to a folder and loaded again
 //!   without compiling ([`write_bundle`], [`load_bundle`]);
@@ -30,6 +31,7 @@ pub mod link;
 pub mod llvm;
 mod plan;
 mod scalar;
+mod team;
 mod vmath;
 
 pub use abi::{KernelFn, Status};
