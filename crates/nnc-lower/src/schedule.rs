@@ -80,6 +80,7 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
             // Columns that fit one vector (a convolution to 16 channels on 16 lanes) make tiles
             // of one vector and twice the rows: the same 8 accumulators, none of them idle.
             let (rows, columns) = if shape[c.j] <= v as i64 { (8, v) } else { (4, 2 * v) };
+            let (rows, columns) = shapes::wide_tile(expr, shape, &c, device).unwrap_or((rows, columns));
             let rows = if shape[c.i] < rows as i64 { shape[c.i].max(1) as u32 } else { rows };
             // Integer dot products take the reduction four steps at a time where they can (as
             // the tiles of these columns see the contraction).
