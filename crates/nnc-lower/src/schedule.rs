@@ -34,6 +34,7 @@ use merge::cpu_view;
 mod concat_rows;
 mod int8_dot;
 mod shapes;
+pub(crate) use shapes::cpu_tile;
 use shapes::{axes_used, contraction_parts, matmul_parts, row_split};
 mod window_rows;
 use window_rows::{copy_stmts, vectorize_window_row};
@@ -60,9 +61,7 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
     if device.kind == DeviceKind::Cpu {
         let shape_of = |b: BufId| fused.buffers[b.index()].shape.clone();
         let (expr, shape, merged) = &cpu_view(expr.clone(), shape, group.writes[0], shape_of);
-        // Register tiles of 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two
-        // loads fit the 16 vector registers of x86-64 and aarch64. Fewer rows than four (a
-        // matrix-vector product): one tile row per row.
+        // Register tiles as `shapes::cpu_tile` says.
         let v = device.vector;
         // A convolution whose factors both read the row axis (a depthwise convolution's
         // channels) reuses neither across the tile's rows: where the output's rows hold a
@@ -77,11 +76,17 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
         };
         let contraction = contraction_parts(expr, shape, 2 * v as i64).filter(|_| v > 1);
         if let Some(c) = contraction.filter(|c| !rows_of_windows(c)) {
-            // Columns that fit one vector (a convolution to 16 channels on 16 lanes) make tiles
-            // of one vector and twice the rows: the same 8 accumulators, none of them idle.
-            let (rows, columns) = if shape[c.j] <= v as i64 { (8, v) } else { (4, 2 * v) };
-            let (rows, columns) = shapes::wide_tile(expr, shape, &c, device).unwrap_or((rows, columns));
-            let rows = if shape[c.i] < rows as i64 { shape[c.i].max(1) as u32 } else { rows };
+            let depth: i64 = c.reduction.vars.iter().map(|(_, n)| n).product();
+            let wide = shapes::keeps_orientation_wide(expr, shape, &c, device);
+            let (rows, columns) = shapes::cpu_tile(shape[c.i], shape[c.j], depth, wide, device);
+            // Weights in panels of other columns than `layout` expected (it decides by the
+            // same function, so this is a safeguard): tiles of the panel's width.
+            let (rows, columns) = match shapes::panel_of(&c.b, c.j).map(|p| p as u32) {
+                Some(p) if p != columns && p % v == 0 => {
+                    (rows.min((device.vector_registers.max(4) - 2) / (p / v)).max(1), p)
+                }
+                _ => (rows, columns),
+            };
             // Integer dot products take the reduction four steps at a time where they can (as
             // the tiles of these columns see the contraction).
             let viewed = |b: BufId| merged.get(&b.0).cloned().unwrap_or_else(|| shape_of(b));
@@ -613,7 +618,7 @@ impl KernelBuilder {
         let (mr, nr) = (s.tile[0] as i64, s.tile[1] as i64);
         let c = contraction_parts(&expr, shape, nr)?;
         let v = s.vector.max(1);
-        if mr < 1 || nr < 1 || nr % v as i64 != 0 {
+        if mr < 1 || nr < 1 || nr % v as i64 != 0 || !shapes::panels_fit(&c.b, c.j, nr) {
             return None;
         }
         let rank = shape.len();

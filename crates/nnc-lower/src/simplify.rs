@@ -20,6 +20,9 @@ struct Ranges<'a> {
     launch: &'a nnc_kernel::kernel::Launch,
     /// `let`s of a variable, literal or thread id, propagated into their uses and dropped.
     copies: BTreeMap<u32, Expr>,
+    /// `let`s of a multiple of another index (`j0 = tile * 32`), as (multiplier, index):
+    /// divisions see through them (`(j0 + c) / 32` is `tile` for `c < 32`).
+    multiples: BTreeMap<u32, (i64, Expr)>,
     /// Extents of the output axes (`Expr::Axis`) of an unscheduled map expression.
     axes: &'a [i64],
     /// Bounds that hold where the expression being simplified is evaluated, from the conditions
@@ -30,7 +33,14 @@ struct Ranges<'a> {
 
 impl Ranges<'_> {
     fn new<'a>(launch: &'a nnc_kernel::kernel::Launch, vars: BTreeMap<u32, Range>, axes: &'a [i64]) -> Ranges<'a> {
-        Ranges { vars, launch, copies: BTreeMap::new(), axes, facts: RefCell::new(Vec::new()) }
+        Ranges {
+            vars,
+            launch,
+            copies: BTreeMap::new(),
+            multiples: BTreeMap::new(),
+            axes,
+            facts: RefCell::new(Vec::new()),
+        }
     }
 
     /// `e`'s range from its parts, narrowed by the facts about it.
@@ -122,6 +132,17 @@ fn rebuild_linear(terms: Vec<(i64, Expr)>, c: i64) -> Expr {
 /// `(a / c, a % c)` simplified, for `c > 0` and `a` known non-negative in every term.
 fn div_rem(a: &Expr, c: i64, ranges: &Ranges<'_>, want_div: bool) -> Option<Expr> {
     let (terms, constant) = linear(a);
+    let terms: Vec<(i64, Expr)> = terms
+        .into_iter()
+        .map(|(k, t)| match &t {
+            // Only where the multiple leaves the remainder alone (other terms stay as written).
+            Expr::Var(v) => match ranges.multiples.get(&v.id) {
+                Some((m, x)) if k.wrapping_mul(*m) % c == 0 => (k.wrapping_mul(*m), x.clone()),
+                _ => (k, t),
+            },
+            _ => (k, t),
+        })
+        .collect();
     if constant < 0 || terms.iter().any(|(k, t)| *k < 0 || !ranges.non_negative(t)) {
         return None;
     }
@@ -335,6 +356,13 @@ fn simplify_stmts(stmts: Vec<Stmt>, ranges: &mut Ranges<'_>) -> Vec<Stmt> {
                 if let Some(r) = ranges.of(&value) {
                     ranges.vars.insert(var.id, r);
                 }
+                if let (terms, 0) = linear(&value) {
+                    if let [(k, x)] = terms.as_slice() {
+                        if *k > 1 && var.dtype == DType::I64 {
+                            ranges.multiples.insert(var.id, (*k, x.clone()));
+                        }
+                    }
+                }
                 out.push(Stmt::Let { var, value });
             }
             Stmt::Local { var, init } => out.push(Stmt::Local { var, init: simplify_expr(init, ranges) }),
@@ -422,6 +450,23 @@ mod tests {
         // Not decided: v1 < 5.
         let open = Expr::binary(BinaryOp::Lt, var(1), Expr::i64(5));
         assert_eq!(simplify_expr(open.clone(), &r), open);
+    }
+
+    #[test]
+    fn divisions_see_through_a_let_of_a_multiple() {
+        // let v2 = v1 * 32; (v2 + v0) / 32 is v1 and (v2 + v0) % 32 is v0 for v0 < 32 (a tile's
+        // first column and a column within it, reading weights stored in 32-column panels).
+        let (vars, launch) = ranges(&[(0, 0, 31), (1, 0, 9)]);
+        let mut r = Ranges::new(&launch, vars, &[]);
+        let v2 = nnc_kernel::expr::Var { id: 2, dtype: DType::I64 };
+        let body = simplify_stmts(vec![Stmt::Let { var: v2, value: Expr::mul_index(var(1), Expr::i64(32)) }], &mut r);
+        assert_eq!(body.len(), 1, "the let stays");
+        let column = Expr::add_index(var(2), var(0));
+        assert_eq!(simplify_expr(Expr::div_index(column.clone(), Expr::i64(32)), &r), var(1));
+        assert_eq!(simplify_expr(Expr::rem_index(column.clone(), Expr::i64(32)), &r), var(0));
+        // A divisor the multiple does not divide leaves the let as written.
+        let by_7 = Expr::div_index(column, Expr::i64(7));
+        assert_eq!(simplify_expr(by_7.clone(), &r), by_7);
     }
 
     #[test]

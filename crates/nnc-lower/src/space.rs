@@ -7,7 +7,8 @@
 //!   as keep the accumulators, a broadcast of `a` and a scratch register within the device's
 //!   vector registers (a tile that spills accumulators is slower than any that fits), each with
 //!   row tiles or column tiles slowest ([`TileOrder`]), and the default's reduction step (four
-//!   for an integer contraction on a device with dot products);
+//!   for an integer contraction on a device with dot products); where the weights are stored
+//!   in panels (see `layout`), only tiles as wide as a panel;
 //! - CPU rows ([`Strategy::Elementwise`] on a CPU): the inner loop as vectors or scalars;
 //! - GPU elementwise kernels and row reductions: invocations per workgroup (powers of two up to
 //!   the device's limit, the reductions' workgroup memory within its own);
@@ -26,7 +27,7 @@ use std::fmt::Write;
 
 /// The version of the space and of the templates behind it: a tuned schedule recorded under
 /// another version is not used (the same schedule may build a different kernel).
-pub const SPACE_VERSION: u32 = 3;
+pub const SPACE_VERSION: u32 = 4;
 
 /// Register-tile rows and vector columns a CPU contraction may use.
 const TILE_ROWS: [u32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];

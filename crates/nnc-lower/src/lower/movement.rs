@@ -1,6 +1,9 @@
 //! Data movement: `reshape`, `transpose`, `expand`, `slice`, `concat`, `pad`.
 //!
-//! - `reshape` flattens the output index row-major and unflattens it in the operand's shape.
+//! - `reshape` maps each run of output axes to the run of operand axes with the same number of
+//!   elements (a merge, a split, or both), flattening and unflattening within the run only, so
+//!   merging `[O/16, 16]` into `[O]` reads `[o / 16, o % 16]`; shapes with no such runs (a zero
+//!   extent) flatten the whole index.
 //! - `slice` uses [`nnc_ir::infer::slice_bounds`] (ONNX rules: negative starts count from the
 //!   end and are clamped), so operand position = `start + a * step`.
 //! - `concat` is a chain of `select`s on the concatenation axis; only the chosen part is read.
@@ -20,28 +23,7 @@ pub(super) fn lower(cx: &Ctx, op: &Op) -> Result<Compute, LowerError> {
     let rank = out.len();
     let x = cx.in_shape(0)?.to_vec();
     let e = match op {
-        Op::Reshape { .. } => {
-            let os = strides(&out);
-            let flat = axes(rank)
-                .into_iter()
-                .zip(&os)
-                .fold(Expr::i64(0), |acc, (a, &s)| Expr::add_index(acc, Expr::mul_index(a, Expr::i64(s))));
-            let is = strides(&x);
-            let index = x
-                .iter()
-                .zip(&is)
-                .enumerate()
-                .map(|(k, (&n, &s))| {
-                    let q = Expr::div_index(flat.clone(), Expr::i64(s));
-                    if k == 0 {
-                        q
-                    } else {
-                        Expr::rem_index(q, Expr::i64(n))
-                    }
-                })
-                .collect();
-            cx.load(0, index)?
-        }
+        Op::Reshape { .. } => cx.load(0, reshape_index(&x, &out))?,
         Op::Transpose { perm } => {
             let mut index = vec![Expr::i64(0); x.len()];
             for (i, &p) in perm.iter().enumerate() {
@@ -157,4 +139,76 @@ fn pad(cx: &Ctx, x: &[i64], pads: &[i64], mode: PadMode, value: f64) -> Result<E
     } else {
         Expr::select(mask, load, fill)
     })
+}
+
+/// The operand index of a reshape from `x` to `out` (equal element counts): runs of axes with
+/// equal products map onto each other (see the module doc), extent-1 axes left over read 0.
+fn reshape_index(x: &[i64], out: &[i64]) -> Vec<Expr> {
+    let runs = reshape_runs(x, out).unwrap_or_else(|| vec![(0..x.len(), 0..out.len())]);
+    let mut index = vec![Expr::i64(0); x.len()];
+    for (ins, outs) in runs {
+        let os = strides(&out[outs.clone()]);
+        let flat = outs.zip(&os).fold(Expr::i64(0), |acc, (a, &s)| {
+            Expr::add_index(acc, Expr::mul_index(Expr::Axis(a as u8), Expr::i64(s)))
+        });
+        let is = strides(&x[ins.clone()]);
+        for (k, (a, &s)) in ins.clone().zip(&is).enumerate() {
+            let q = if s == 1 { flat.clone() } else { Expr::div_index(flat.clone(), Expr::i64(s)) };
+            index[a] = if k == 0 { q } else { Expr::rem_index(q, Expr::i64(x[a])) };
+        }
+    }
+    index
+}
+
+/// The runs of operand and output axes with equal element counts, in order; `None` where a
+/// zero extent makes every split equal.
+fn reshape_runs(x: &[i64], out: &[i64]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+    if x.contains(&0) || out.contains(&0) {
+        return None;
+    }
+    let mut runs = Vec::new();
+    let (mut i, mut o) = (0, 0);
+    while i < x.len() && o < out.len() {
+        let (first_i, first_o) = (i, o);
+        let (mut pi, mut po) = (x[i], out[o]);
+        (i, o) = (i + 1, o + 1);
+        while pi != po {
+            if pi < po {
+                pi = pi.checked_mul(*x.get(i)?)?;
+                i += 1;
+            } else {
+                po = po.checked_mul(*out.get(o)?)?;
+                o += 1;
+            }
+        }
+        runs.push((first_i..i, first_o..o));
+    }
+    // What is left on either side has one element: operand axes read 0, output axes nothing.
+    (x[i..].iter().chain(&out[o..]).all(|&n| n == 1)).then_some(runs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshapes_map_runs_of_axes_with_equal_counts() {
+        // Split, merge, a run of two on each side, and leftover ones.
+        assert_eq!(reshape_runs(&[16, 2, 3], &[4, 4, 6]), Some(vec![(0..1, 0..2), (1..3, 2..3)]));
+        assert_eq!(reshape_runs(&[2, 3], &[3, 2]), Some(vec![(0..2, 0..2)]));
+        assert_eq!(reshape_runs(&[1, 6, 1], &[6]), Some(vec![(0..2, 0..1)]));
+        assert_eq!(reshape_runs(&[6], &[6, 1, 1]), Some(vec![(0..1, 0..1)]));
+        assert_eq!(reshape_runs(&[0, 4], &[4, 0]), None);
+    }
+
+    #[test]
+    fn merging_two_axes_reads_a_quotient_and_a_remainder_of_one() {
+        // [2, 8] read as [16]: o / 8 and o % 8, no flattening of other axes.
+        let index = reshape_index(&[2, 8, 3], &[16, 3]);
+        let o = Expr::Axis(0);
+        assert_eq!(
+            index,
+            vec![Expr::div_index(o.clone(), Expr::i64(8)), Expr::rem_index(o, Expr::i64(8)), Expr::Axis(1)]
+        );
+    }
 }

@@ -680,6 +680,11 @@ fn reshape() {
     check_random(Op::Reshape { shape: vec![3.into(), 2.into(), 4.into()] }, &[(F, &[2, 12])]);
     check_random(Op::Reshape { shape: vec![24.into()] }, &[(I, &[2, 3, 4])]);
     check_random(Op::Reshape { shape: vec![] }, &[(F, &[1, 1])]);
+    // Runs of axes: a merge and a split; a run of two on each side; ones left over.
+    check_random(Op::Reshape { shape: vec![16.into(), 3.into()] }, &[(F, &[2, 8, 3])]);
+    check_random(Op::Reshape { shape: vec![2.into(), 4.into(), 3.into()] }, &[(F, &[8, 3])]);
+    check_random(Op::Reshape { shape: vec![3.into(), 2.into(), 5.into()] }, &[(F, &[2, 3, 5])]);
+    check_random(Op::Reshape { shape: vec![6.into()] }, &[(I, &[1, 6, 1])]);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Recognizing which template an expression fits: the rows a row kernel splits its output into
 //! ([`row_split`]), a matmul's parts for GPU tiles ([`matmul_parts`]) and a contraction's for
-//! CPU register tiles ([`contraction_parts`]), and the wider tile a device with 32 vector
-//! registers takes where it divides the contraction ([`wide_tile`]).
+//! CPU register tiles ([`contraction_parts`]), and the default shape of those tiles
+//! ([`cpu_tile`]).
 
 use super::affine;
 use crate::lower_reduce::{canonical_key, contains_reduce, free_vars};
@@ -214,7 +214,14 @@ pub(super) fn unit_stride(e: &Expr, j: usize) -> bool {
     e.any(&mut |x| {
         if let Expr::Load { index, .. } = x {
             if let Some((last, rest)) = index.split_last() {
-                if rest.iter().any(reads_j) {
+                if let Some(p) = panel_width(index, j) {
+                    // Panels of `p` columns (packed weights): consecutive within a tile whose
+                    // columns are one panel (see `layout`).
+                    ok &= rest
+                        .iter()
+                        .filter(|i| reads_j(i))
+                        .all(|i| *i == Expr::div_index(Expr::Axis(j as u8), Expr::i64(p)));
+                } else if rest.iter().any(reads_j) {
                     ok = false;
                 } else if reads_j(last) {
                     let mut terms = Vec::new();
@@ -238,31 +245,79 @@ pub(super) fn unit_stride(e: &Expr, j: usize) -> bool {
     ok
 }
 
-/// Rows and columns of the wider register tile a device with 32 vector registers can hold,
-/// where it divides the contraction exactly: 7 rows x 4 vectors (28 accumulators, a broadcast
-/// and a scratch register), about 10% faster than 4 x 2 on resnet18's 3x3 convolutions with
-/// AVX-512 (212 against 190 GFLOP/s on two Zen 4 cores). Only where neither rows nor columns
-/// leave a partial tile: a tile that runs partly outside the output takes the bounds-checked
-/// path, which is far slower than the tile saves (a 32-channel convolution in 64-column tiles
-/// ran 20x slower), and rows that do not divide the row axis are flattened over the axes
-/// outside it; and only for long reductions.
-pub(super) fn wide_tile(expr: &Expr, shape: &[i64], c: &Contraction, device: &Device) -> Option<(u32, u32)> {
-    const ROWS: u32 = 7;
-    const VECTORS: u32 = 4;
-    // Shorter reductions (resnet18's 1x1 and 7x7 stride-2 convolutions, 64 to 256 and 147
-    // steps) ran 17-33% slower in the wide tile: more accumulators to clear and store per step.
-    const MIN_DEPTH: i64 = 512;
-    let v = device.vector;
-    if device.vector_registers < ROWS * VECTORS + 2 {
-        return None;
+/// The width of the panels a load reads axis `j` in: its last index is `j % p` (weights packed
+/// as `[O/p, .., p]`, read back through a reshape).
+pub(super) fn panel_width(index: &[Expr], j: usize) -> Option<i64> {
+    match index.last()? {
+        Expr::Binary(BinaryOp::Rem, a, p) if matches!(**a, Expr::Axis(x) if x as usize == j) => p.as_int(),
+        _ => None,
     }
-    let columns = VECTORS * v;
-    // The tile's columns must not turn the contraction another way round.
-    let wide = contraction_parts(expr, shape, columns as i64)?;
-    // At least two tiles along the rows: on 7x7 maps (one tile per image row) the wide tile
-    // was no faster on resnet18's last 3x3 convolutions and 1.56x slower on mobilenet_v2's
-    // 960-to-320 1x1 convolution.
-    let exact = shape[c.i] % ROWS as i64 == 0 && shape[c.i] >= 2 * ROWS as i64 && shape[c.j] % columns as i64 == 0;
-    let depth: i64 = c.reduction.vars.iter().map(|(_, n)| n).product();
-    (wide.i == c.i && wide.j == c.j && wide.a == c.a && exact && depth >= MIN_DEPTH).then_some((ROWS, columns))
+}
+
+/// The panel width of the first load of `e` that reads axis `j` in panels, if any.
+pub(super) fn panel_of(e: &Expr, j: usize) -> Option<i64> {
+    let mut found = None;
+    e.any(&mut |x| {
+        if let Expr::Load { index, .. } = x {
+            found = found.or_else(|| panel_width(index, j));
+        }
+        false
+    });
+    found
+}
+
+/// Whether every load of `e` that reads axis `j` in panels (see [`panel_width`]) has panels
+/// of `columns`: a tile of other columns would read them through divisions, as scalars.
+pub(super) fn panels_fit(e: &Expr, j: usize, columns: i64) -> bool {
+    !e.any(&mut |x| matches!(x, Expr::Load { index, .. } if panel_width(index, j).is_some_and(|p| p != columns)))
+}
+
+/// The default CPU register tile (rows, columns) of a contraction whose row axis has `rows`
+/// elements, column axis `columns` and reduction `depth` steps, on `device`; `wide` whether the
+/// contraction keeps its orientation in tiles of four vectors of columns (see
+/// [`contraction_parts`]). [`crate::layout`] packs convolution weights in panels of these
+/// columns, so both must agree: this is the one place that decides.
+///
+/// 4 rows x 2 vectors: 8 vector accumulators, a broadcast and two loads fit the 16 vector
+/// registers of x86-64 and aarch64. Columns that fit one vector (a convolution to 16 channels
+/// on 16 lanes) make tiles of one vector and twice the rows: the same 8 accumulators, none of
+/// them idle. Fewer rows than the tile's (a matrix-vector product): one tile row per row.
+///
+/// With 32 vector registers (AVX-512), 7 rows x 4 vectors (28 accumulators, a broadcast and a
+/// scratch register) where that tile divides the contraction exactly: about 10% faster than
+/// 4 x 2 on resnet18's 3x3 convolutions (212 against 190 GFLOP/s on two Zen 4 cores). Only
+/// there: a tile that runs partly outside the output takes the bounds-checked path, far slower
+/// than the tile saves (a 32-channel convolution in 64-column tiles ran 20x slower), and rows
+/// that do not divide the row axis are flattened over the axes outside it. At least two tiles
+/// along the rows: on 7x7 maps (one tile per image row) the wide tile was no faster on
+/// resnet18's last 3x3 convolutions and 1.56x slower on mobilenet_v2's 960-to-320 1x1
+/// convolution. Shorter reductions than 512 steps (resnet18's 1x1 and 7x7 stride-2
+/// convolutions, 64 to 256 and 147 steps) ran 17-33% slower: more accumulators to clear and
+/// store per step.
+pub(crate) fn cpu_tile(rows: i64, columns: i64, depth: i64, wide: bool, device: &Device) -> (u32, u32) {
+    const WIDE_ROWS: u32 = 7;
+    const WIDE_VECTORS: u32 = 4;
+    const WIDE_MIN_DEPTH: i64 = 512;
+    let v = device.vector;
+    let wide_columns = WIDE_VECTORS * v;
+    let fits_wide = wide
+        && device.vector_registers >= WIDE_ROWS * WIDE_VECTORS + 2
+        && rows % WIDE_ROWS as i64 == 0
+        && rows >= 2 * WIDE_ROWS as i64
+        && columns % wide_columns as i64 == 0
+        && depth >= WIDE_MIN_DEPTH;
+    let (tile_rows, tile_columns) = if fits_wide {
+        (WIDE_ROWS, wide_columns)
+    } else if columns <= v as i64 {
+        (8, v)
+    } else {
+        (4, 2 * v)
+    };
+    (if rows < tile_rows as i64 { rows.max(1) as u32 } else { tile_rows }, tile_columns)
+}
+
+/// Whether contraction `c` keeps its row and column axes and factor order in tiles of four
+/// vectors of columns (the argument `wide` of [`cpu_tile`]).
+pub(super) fn keeps_orientation_wide(expr: &Expr, shape: &[i64], c: &Contraction, device: &Device) -> bool {
+    contraction_parts(expr, shape, 4 * device.vector as i64).is_some_and(|w| w.i == c.i && w.j == c.j && w.a == c.a)
 }
