@@ -79,13 +79,19 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
             let depth: i64 = c.reduction.vars.iter().map(|(_, n)| n).product();
             let wide = shapes::keeps_orientation_wide(expr, shape, &c, device);
             let (rows, columns) = shapes::cpu_tile(shape[c.i], shape[c.j], depth, wide, device);
-            // Weights in panels of other columns than `layout` expected (it decides by the
-            // same function, so this is a safeguard): tiles of the panel's width.
-            let (rows, columns) = match shapes::panel_of(&c.b, c.j).map(|p| p as u32) {
-                Some(p) if p != columns && p % v == 0 => {
-                    (rows.min((device.vector_registers.max(4) - 2) / (p / v)).max(1), p)
+            // Weights in panels (see `layout`, which decides by the same function) are read by
+            // tiles as wide as a panel, seen as the template will see the contraction (its
+            // orientation depends on the columns); where no width reads them whole, rows.
+            let fits = |columns: u32| {
+                contraction_parts(expr, shape, columns as i64)
+                    .map(|c| (shapes::panels_fit(&c.b, c.j, columns as i64), shapes::panel_of(&c.b, c.j)))
+            };
+            let (rows, columns) = match fits(columns) {
+                Some((true, _)) => (rows, columns),
+                Some((false, Some(p))) if p as u32 % v == 0 && fits(p as u32).is_some_and(|f| f.0) => {
+                    (rows.min((device.vector_registers.max(4) - 2) / (p as u32 / v)).max(1), p as u32)
                 }
-                _ => (rows, columns),
+                _ => return Schedule { vector: device.vector, ..base },
             };
             // Integer dot products take the reduction four steps at a time where they can (as
             // the tiles of these columns see the contraction).

@@ -217,6 +217,24 @@ mod tests {
     }
 
     #[test]
+    fn a_default_tile_reads_weight_panels_whole() {
+        // A 1x1 convolution on a 7x7 map: `layout` sees 7-element rows and packs 32-column
+        // panels; the schedule sees the 49 pixels merged into one axis, where the wide tile
+        // would fit. Its tile takes the panels' width instead of reading them in pieces.
+        let weights = vec!["0.5"; 128 * 512].join(", ");
+        let text = format!(
+            "graph c(%x: f32[1, 512, 7, 7]) {{\n  %w: f32[128, 512, 1, 1] = constant [{weights}]\n  \
+             %y: f32[1, 128, 7, 7] = conv(%x, %w) {{strides = [1, 1], dilations = [1, 1], pads = [0, 0, 0, 0], \
+             groups = 1}}\n  return %y\n}}\n"
+        );
+        let avx512 = Device::cpu_with_vector(16);
+        let f = fused(&text, &avx512);
+        let schedule = default_schedule(&f, 0, &avx512);
+        assert_eq!(schedule.tile, [7, 32, 1]);
+        assert!(build(&f, 0, &schedule, &avx512).is_some(), "the default builds");
+    }
+
+    #[test]
     fn gpu_kernels_offer_workgroup_sizes_within_limits() {
         let device = Device::gpu();
         let f = fused("graph e(%x: f32[1000]) {\n  %y: f32[1000] = exp(%x)\n  return %y\n}\n", &device);

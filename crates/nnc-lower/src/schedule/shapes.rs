@@ -291,7 +291,7 @@ pub(super) fn panels_fit(e: &Expr, j: usize, columns: i64) -> bool {
 /// that do not divide the row axis are flattened over the axes outside it. At least two tiles
 /// along the rows: on 7x7 maps (one tile per image row) the wide tile was no faster on
 /// resnet18's last 3x3 convolutions and 1.56x slower on mobilenet_v2's 960-to-320 1x1
-/// convolution. Shorter reductions than 512 steps (resnet18's 1x1 and 7x7 stride-2
+/// convolution (both measured over weights in `[k.., C, O]` rows, before panels). Shorter reductions than 512 steps (resnet18's 1x1 and 7x7 stride-2
 /// convolutions, 64 to 256 and 147 steps) ran 17-33% slower: more accumulators to clear and
 /// store per step.
 pub(crate) fn cpu_tile(rows: i64, columns: i64, depth: i64, wide: bool, device: &Device) -> (u32, u32) {
