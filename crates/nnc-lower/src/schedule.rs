@@ -88,7 +88,7 @@ pub fn default_schedule(fused: &Fused, g: usize, device: &Device) -> Schedule {
             };
             let (rows, columns) = match fits(columns) {
                 Some((true, _)) => (rows, columns),
-                Some((false, Some(p))) if p as u32 % v == 0 && fits(p as u32).is_some_and(|f| f.0) => {
+                Some((false, Some(p))) if (p as u32).is_multiple_of(v) && fits(p as u32).is_some_and(|f| f.0) => {
                     (rows.min((device.vector_registers.max(4) - 2) / (p as u32 / v)).max(1), p as u32)
                 }
                 _ => return Schedule { vector: device.vector, ..base },
