@@ -74,8 +74,10 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     };
     // The panel width of convolution weights stored in panels (see `Stored::Panels`): the
     // columns of the register tile the scheduler will give each convolution reading them
-    // (`cpu_tile`, the one place that decides), where all agree and divide the output channels
-    // into two panels or more; shapes not known here keep channels-last rows.
+    // (`cpu_tile`, the one place that decides), where all agree and the output channels fill
+    // more than one panel: whole panels, or the last padded with zero weights where there are
+    // eight or more (a classifier's 1,000 channels in 32 panels of 32); shapes not known here
+    // keep channels-last rows.
     let panel_width = |v: ValueId| -> Option<usize> {
         let shape = constant(v)?.shape();
         let outputs = *shape.first()? as i64;
@@ -87,7 +89,8 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
             Some(cpu_tile(rows, outputs, depth, true, device).1 as i64)
         });
         let p = widths.next()??;
-        (widths.all(|w| w == Some(p)) && outputs % p == 0 && outputs > p).then_some(p as usize)
+        let whole = outputs % p == 0 || outputs >= MIN_PADDED_PANELS * p;
+        (widths.all(|w| w == Some(p)) && outputs > p && whole).then_some(p as usize)
     };
     // `i8` weights of integer matmuls on a device with `u8 × i8` dot products: `[K, N]` stored
     // as `[K/4, N, 4]`, so the four consecutive `k` one instruction sums per column are one
@@ -123,13 +126,16 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
         .filter_map(|(i, node)| match &node.op {
             Op::Constant(t) if packs(node.outputs[0]) => {
                 if let Some(p) = panel_width(node.outputs[0]) {
-                    // [O, C, k..] as [O/P, P, C, k..], stored [O/P, k.., C, P].
-                    let o = t.shape()[0];
-                    let mut split = vec![o / p, p];
-                    split.extend_from_slice(&t.shape()[1..]);
-                    let rank = split.len();
-                    let store: Vec<usize> = [0].into_iter().chain(3..rank).chain([2, 1]).collect();
-                    return Some((i, (t.reshaped(split)?.transposed(&store)?, Stored::Panels)));
+                    // [O, C, k..] as [C, k.., O] with O padded to whole panels (zeros), split
+                    // into [C, k.., O/P, P] and stored [O/P, k.., C, P].
+                    let (o, rank) = (t.shape()[0], t.shape().len());
+                    let panels = o.div_ceil(p);
+                    let channels_last: Vec<usize> = (1..rank).chain([0]).collect();
+                    let mut split = t.shape()[1..].to_vec();
+                    split.extend([panels, p]);
+                    let store: Vec<usize> = [rank - 1].into_iter().chain(1..rank - 1).chain([0, rank]).collect();
+                    let padded = t.transposed_padded(&channels_last, panels * p - o)?;
+                    return Some((i, (padded.reshaped(split)?.transposed(&store)?, Stored::Panels)));
                 }
                 let store: Vec<usize> = (2..t.shape().len()).chain([1, 0]).collect();
                 let padding = match crowds_cache_sets(t.shape()[0] * t.dtype().size_bytes()) {
@@ -194,19 +200,32 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 let padding = match stored_as {
                     Stored::ChannelsLast { padding } => padding,
                     Stored::Panels => {
-                        // [O/P, k.., C, P] back to [O/P, P, C, k..], then [O, C, k..].
+                        // [O/P, k.., C, P] back to [O/P, P, C, k..], then [O, C, k..] (less the
+                        // padding channels, sliced off).
                         let r = rank + 1;
                         let back: Vec<usize> = [0, r - 1, r - 2].into_iter().chain(1..r - 2).collect();
-                        let p = packed_shape[r - 1];
-                        let panels = [&[t.shape()[0] / p, p][..], &t.shape()[1..]].concat();
-                        let panels_id = new_values.add(format!("{name}_panels"), ty(&panels));
-                        let shape = t.shape().iter().map(|&d| Dim::from(d)).collect();
-                        nodes.push(Node {
-                            op: Op::Transpose { perm: back },
-                            inputs: vec![packed_id],
-                            outputs: vec![panels_id],
-                        });
-                        nodes.push(Node { op: Op::Reshape { shape }, inputs: vec![panels_id], outputs: vec![v] });
+                        let (panels, p) = (packed_shape[0], packed_shape[r - 1]);
+                        let split = [&[panels, p][..], &t.shape()[1..]].concat();
+                        let panels_id = new_values.add(format!("{name}_panels"), ty(&split));
+                        let transpose = Op::Transpose { perm: back };
+                        nodes.push(Node { op: transpose, inputs: vec![packed_id], outputs: vec![panels_id] });
+                        let mut whole = t.shape().to_vec();
+                        whole[0] = panels * p;
+                        let shape = whole.iter().map(|&d| Dim::from(d)).collect();
+                        if whole[0] == t.shape()[0] {
+                            nodes.push(Node { op: Op::Reshape { shape }, inputs: vec![panels_id], outputs: vec![v] });
+                        } else {
+                            let whole_id = new_values.add(format!("{name}_whole"), ty(&whole));
+                            let outputs = t.shape()[0] as i64;
+                            let slice =
+                                Op::Slice { axes: vec![0], starts: vec![0], ends: vec![outputs], steps: vec![1] };
+                            nodes.push(Node {
+                                op: Op::Reshape { shape },
+                                inputs: vec![panels_id],
+                                outputs: vec![whole_id],
+                            });
+                            nodes.push(Node { op: slice, inputs: vec![whole_id], outputs: vec![v] });
+                        }
                         edits.push((i, nodes));
                         continue;
                     }
@@ -332,6 +351,10 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
     remove_dead_nodes(&mut g);
     g
 }
+
+/// Panels a convolution's output channels must fill for the last to be padded with zero
+/// weights (fewer, and the padding is a larger share of the work).
+const MIN_PADDED_PANELS: i64 = 8;
 
 /// How a convolution's weights `[O, C, k..]` are stored.
 enum Stored {
@@ -579,6 +602,15 @@ mod tests {
         // 128 output channels on 4 lanes with 16 registers: tiles of 2 vectors, panels of 8.
         let want = ["constant", "transpose", "reshape", "conv"];
         check_packed_conv([1, 2, 4, 4], &[128, 2, 3, 3], false, &want, &[16, 3, 3, 2, 8]);
+    }
+
+    #[test]
+    fn output_channels_short_of_whole_panels_are_padded_with_zero_weights_and_sliced_off() {
+        // 65 channels in 8-column panels: 9 panels, the last with 7 columns of zeros.
+        let want = ["constant", "transpose", "reshape", "slice", "conv"];
+        check_packed_conv([1, 2, 4, 4], &[65, 2, 3, 3], false, &want, &[9, 3, 3, 2, 8]);
+        // 20 channels would be 3 panels, a third of them padding: channels-last rows instead.
+        check_packed_conv([1, 2, 4, 4], &[20, 2, 3, 3], false, &["constant", "transpose", "conv"], &[3, 3, 2, 20]);
     }
 
     #[test]
