@@ -189,14 +189,14 @@ mod tests {
         assert!(candidates(&f, 0, &wide).iter().any(|(s, _)| s.tile == [8, 48, 1]));
     }
 
-    /// A 3x3 convolution of `channels` to `channels` on a `side` x `side` image, with constant
-    /// weights (packed for the device, as a model's are).
-    fn conv3x3(channels: usize, side: usize) -> String {
+    /// A 3x3 convolution of `inputs` channels to `outputs` on a `side` x `side` image, with
+    /// constant weights (packed for the device, as a model's are).
+    fn conv3x3(inputs: usize, outputs: usize, side: usize) -> String {
         let p = side + 2;
-        let weights = vec!["0.5"; channels * channels * 9].join(", ");
+        let weights = vec!["0.5"; outputs * inputs * 9].join(", ");
         format!(
-            "graph c(%x: f32[1, {channels}, {p}, {p}]) {{\n  %w: f32[{channels}, {channels}, 3, 3] = constant [{weights}]\n  \
-             %y: f32[1, {channels}, {side}, {side}] = conv(%x, %w) {{strides = [1, 1], dilations = [1, 1], \
+            "graph c(%x: f32[1, {inputs}, {p}, {p}]) {{\n  %w: f32[{outputs}, {inputs}, 3, 3] = constant [{weights}]\n  \
+             %y: f32[1, {outputs}, {side}, {side}] = conv(%x, %w) {{strides = [1, 1], dilations = [1, 1], \
              pads = [0, 0, 0, 0], groups = 1}}\n  return %y\n}}\n"
         )
     }
@@ -206,14 +206,19 @@ mod tests {
         let tile = |text: &str, device: &Device| default_schedule(&fused(text, device), 0, device).tile;
         let avx512 = Device::cpu_with_vector(16);
         // 28 = 4 x 7 rows, 64 = 4 vectors of columns, 576 reduction steps: 7 x 4 vectors.
-        assert_eq!(tile(&conv3x3(64, 28), &avx512), [7, 64, 1]);
+        assert_eq!(tile(&conv3x3(64, 64, 28), &avx512), [7, 64, 1]);
         // 16 registers (AVX2) hold 4 x 2 vectors.
-        assert_eq!(tile(&conv3x3(64, 28), &Device::cpu_with_vector(8)), [4, 16, 1]);
+        assert_eq!(tile(&conv3x3(64, 64, 28), &Device::cpu_with_vector(8)), [4, 16, 1]);
         // 32 channels leave half of every 64-column tile idle; 8 rows a partial 7-row tile;
-        // a 7x7 map is one tile per image row.
+        // a 7x7 map is one tile per image row, wide only for a long reduction (2,304 steps).
         for (channels, side) in [(32, 28), (64, 8), (64, 7)] {
-            assert_eq!(tile(&conv3x3(channels, side), &avx512), [4, 32, 1], "{channels} channels, {side}x{side}");
+            assert_eq!(
+                tile(&conv3x3(channels, channels, side), &avx512),
+                [4, 32, 1],
+                "{channels} channels, {side}x{side}"
+            );
         }
+        assert_eq!(tile(&conv3x3(256, 64, 7), &avx512), [7, 64, 1]);
     }
 
     #[test]

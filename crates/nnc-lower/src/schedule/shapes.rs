@@ -289,21 +289,23 @@ pub(super) fn panels_fit(e: &Expr, j: usize, columns: i64) -> bool {
 /// there: a tile that runs partly outside the output takes the bounds-checked path, far slower
 /// than the tile saves (a 32-channel convolution in 64-column tiles ran 20x slower), and rows
 /// that do not divide the row axis are flattened over the axes outside it. At least two tiles
-/// along the rows: on 7x7 maps (one tile per image row) the wide tile was no faster on
-/// resnet18's last 3x3 convolutions and 1.56x slower on mobilenet_v2's 960-to-320 1x1
-/// convolution (both measured over weights in `[k.., C, O]` rows, before panels). Shorter reductions than 512 steps (resnet18's 1x1 and 7x7 stride-2
+/// along the rows, unless the reduction is 2,048 steps or longer: over weight panels,
+/// resnet18's 3x3 convolutions on 7x7 maps (4,608 steps, one tile per image row) ran 13-16%
+/// faster in the wide tile, mobilenet_v2's 960-to-320 1x1 convolution on the same maps 29-50%
+/// slower. Shorter reductions than 512 steps (resnet18's 1x1 and 7x7 stride-2
 /// convolutions, 64 to 256 and 147 steps) ran 17-33% slower: more accumulators to clear and
 /// store per step.
 pub(crate) fn cpu_tile(rows: i64, columns: i64, depth: i64, wide: bool, device: &Device) -> (u32, u32) {
     const WIDE_ROWS: u32 = 7;
     const WIDE_VECTORS: u32 = 4;
     const WIDE_MIN_DEPTH: i64 = 512;
+    const WIDE_ONE_ROW_DEPTH: i64 = 2048;
     let v = device.vector;
     let wide_columns = WIDE_VECTORS * v;
     let fits_wide = wide
         && device.vector_registers >= WIDE_ROWS * WIDE_VECTORS + 2
         && rows % WIDE_ROWS as i64 == 0
-        && rows >= 2 * WIDE_ROWS as i64
+        && (rows >= 2 * WIDE_ROWS as i64 || depth >= WIDE_ONE_ROW_DEPTH)
         && columns % wide_columns as i64 == 0
         && depth >= WIDE_MIN_DEPTH;
     let (tile_rows, tile_columns) = if fits_wide {
