@@ -6,7 +6,7 @@
 use crate::abi::{KernelFn, Status};
 use crate::aot::{LoadedCode, LoadedImage};
 use crate::driver::{compile_kernels, EmitError, EmitOptions, JitCode};
-use crate::team::Team;
+use crate::team::{EndsRun, Team};
 use nnc_ir::TensorData;
 use nnc_kernel::backend::{BackendError, Checked, ErrorKind, Executable, Interface};
 use nnc_kernel::plan::MemoryPlan;
@@ -369,11 +369,9 @@ impl CpuProgram {
             }
             Ok(())
         };
-        let ran = run_all();
-        if let Some(team) = &team {
-            team.end();
-        }
-        ran?;
+        let ends = team.as_deref().map(EndsRun);
+        run_all()?;
+        drop(ends);
         for (out, &o) in outputs.iter_mut().zip(&self.outputs) {
             let b = &self.buffers[o];
             let len = b.bytes() as usize;

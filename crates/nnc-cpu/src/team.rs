@@ -150,6 +150,16 @@ impl Team {
     }
 }
 
+/// Ends a team's run when dropped, so its helpers return however the run leaves (an error, or
+/// a panic unwinding through it).
+pub(crate) struct EndsRun<'a>(pub(crate) &'a Team);
+
+impl Drop for EndsRun<'_> {
+    fn drop(&mut self) {
+        self.0.end();
+    }
+}
+
 /// One step of waiting: a spin hint at first, then giving the core away.
 fn wait(spins: &mut u32) {
     if *spins < SPINS_BEFORE_YIELD {

@@ -5,10 +5,13 @@
 //! loads the other as vectors along the tile's columns, which is fast only where those columns
 //! are adjacent in memory, unmasked, and not spread over few cache sets. Weights are constants,
 //! so their layout is ours to choose:
-//! - a convolution's weights `[O, C, k..]` (one group) are stored as `[k.., C, O]` and read
-//!   through a `transpose` back to `[O, C, k..]`, which fusion inlines as a view: the tile then
-//!   runs over output channels, loading weights as vectors and broadcasting input pixels. Rows
-//!   of a multiple of 512 bytes get 16 bytes of padding (read around by a slice), or a tile's
+//! - a convolution's weights `[O, C, k..]` (one group) are stored in panels of the register
+//!   tile's columns, `[O/P, k.., C, P]` (see `Stored::Panels`), and read back through a
+//!   `transpose` and a `reshape` to `[O, C, k..]`, which fusion inlines as a view: the tile then
+//!   runs over output channels, streaming one contiguous panel of weights as vectors and
+//!   broadcasting input pixels. Where the output's shape is not known yet, or one panel would
+//!   hold every channel, they are stored `[k.., C, O]` and read through a `transpose`; rows of
+//!   a multiple of 512 bytes then get 16 bytes of padding (read around by a slice), or a tile's
 //!   column of weights, one row per input channel, would sit in a few L1 sets. The convolution
 //!   reads a zero-padded copy of its input, so no load in the tile is masked;
 //! - a matmul's right operand computed from a constant by data movement with a transpose
@@ -115,8 +118,8 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
             && !uses[v.index()].is_empty()
             && uses[v.index()].iter().all(widened)
     };
-    // Each weight stored channels-last, `[O, C, k..]` as `[k.., C, O]`, computed on all cores
-    // (a large model's weights are tens of megabytes). Rows of a multiple of 512 bytes would
+    // Each weight stored in panels or channels-last, computed on all cores (a large model's
+    // weights are tens of megabytes). Channels-last rows of a multiple of 512 bytes would
     // put a tile's column of weights (one row per input channel) in a few cache sets, evicting
     // each other: such rows get padding in the same pass, read around by a slice.
     let mut stored: HashMap<usize, (TensorData, Stored)> = g
