@@ -166,9 +166,8 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                 let Some(packed) = t.reshaped(vec![k / 4, 4, n]).and_then(|q| q.transposed(&[0, 2, 1])) else {
                     continue;
                 };
-                let ty = |shape: &[usize]| TensorType::new(DType::I8, shape.iter().map(|&d| d as i64));
-                let packed_id = new_values.add(format!("{name}_packed"), ty(packed.shape()));
-                let groups_id = new_values.add(format!("{name}_groups"), ty(&[k / 4, 4, n]));
+                let packed_id = new_values.add(format!("{name}_packed"), shaped(DType::I8, packed.shape()));
+                let groups_id = new_values.add(format!("{name}_groups"), shaped(DType::I8, &[k / 4, 4, n]));
                 let shape = vec![Dim::from(k), Dim::from(n)];
                 edits.push((
                     i,
@@ -194,60 +193,11 @@ fn pack(mut g: Graph, device: &Device, own_constants: bool) -> Graph {
                     continue;
                 }
                 let Some((packed, stored_as)) = stored.remove(&i) else { continue };
-                let rank = t.shape().len();
-                let ty = |shape: &[usize]| TensorType::new(t.dtype(), shape.iter().map(|&d| d as i64));
                 let name = g.value(v).name.clone();
-                let packed_shape = packed.shape().to_vec();
-                let packed_id = new_values.add(format!("{name}_packed"), ty(&packed_shape));
+                let stored_shape = packed.shape().to_vec();
+                let packed_id = new_values.add(format!("{name}_packed"), shaped(t.dtype(), &stored_shape));
                 let mut nodes = vec![Node { op: Op::Constant(packed), inputs: vec![], outputs: vec![packed_id] }];
-                let padding = match stored_as {
-                    Stored::ChannelsLast { padding } => padding,
-                    Stored::Panels => {
-                        // [O/P, k.., C, P] back to [O/P, P, C, k..], then [O, C, k..] (less the
-                        // padding channels, sliced off).
-                        let r = rank + 1;
-                        let back: Vec<usize> = [0, r - 1, r - 2].into_iter().chain(1..r - 2).collect();
-                        let (panels, p) = (packed_shape[0], packed_shape[r - 1]);
-                        let split = [&[panels, p][..], &t.shape()[1..]].concat();
-                        let panels_id = new_values.add(format!("{name}_panels"), ty(&split));
-                        let transpose = Op::Transpose { perm: back };
-                        nodes.push(Node { op: transpose, inputs: vec![packed_id], outputs: vec![panels_id] });
-                        let mut whole = t.shape().to_vec();
-                        whole[0] = panels * p;
-                        let shape = whole.iter().map(|&d| Dim::from(d)).collect();
-                        if whole[0] == t.shape()[0] {
-                            nodes.push(Node { op: Op::Reshape { shape }, inputs: vec![panels_id], outputs: vec![v] });
-                        } else {
-                            let whole_id = new_values.add(format!("{name}_whole"), ty(&whole));
-                            let outputs = t.shape()[0] as i64;
-                            let slice =
-                                Op::Slice { axes: vec![0], starts: vec![0], ends: vec![outputs], steps: vec![1] };
-                            nodes.push(Node {
-                                op: Op::Reshape { shape },
-                                inputs: vec![panels_id],
-                                outputs: vec![whole_id],
-                            });
-                            nodes.push(Node { op: slice, inputs: vec![whole_id], outputs: vec![v] });
-                        }
-                        edits.push((i, nodes));
-                        continue;
-                    }
-                };
-                // The transpose back from [k.., C, O] is perm [r-1, r-2, 0..r-2].
-                let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
-                let outputs = t.shape()[0];
-                let mut rows = packed_shape.clone();
-                rows[rank - 1] = outputs;
-                let rows_id = if padding > 0 {
-                    let rows_id = new_values.add(format!("{name}_rows"), ty(&rows));
-                    let slice =
-                        Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
-                    nodes.push(Node { op: slice, inputs: vec![packed_id], outputs: vec![rows_id] });
-                    rows_id
-                } else {
-                    packed_id
-                };
-                nodes.push(Node { op: Op::Transpose { perm: back }, inputs: vec![rows_id], outputs: vec![v] });
+                nodes.extend(stored_as.read_back(t, &stored_shape, packed_id, v, &name, &mut new_values));
                 edits.push((i, nodes));
             }
             // A convolution with packed weights reads a zero-padded copy of its input: the
@@ -371,6 +321,72 @@ enum Stored {
     /// rows, 160-180 over 32-column panels), and the tile's load `[o / P, .., o % P]` is a
     /// plain vector load where `P` is the tile's width (`simplify` sees `j0 = tile * P`).
     Panels,
+}
+
+impl Stored {
+    /// The nodes that read weights `t` (`[O, C, k..]`) back as value `v` from their stored form
+    /// (value `packed`, shape `stored`), naming the values between after `name`.
+    fn read_back(
+        &self,
+        t: &TensorData,
+        stored: &[usize],
+        packed: ValueId,
+        v: ValueId,
+        name: &str,
+        new_values: &mut NewValues,
+    ) -> Vec<Node> {
+        let (shape, rank) = (t.shape(), t.shape().len());
+        let mut add =
+            |suffix: &str, dims: &[usize]| new_values.add(format!("{name}_{suffix}"), shaped(t.dtype(), dims));
+        let outputs = shape[0];
+        let node = |op: Op, input: ValueId, output: ValueId| Node { op, inputs: vec![input], outputs: vec![output] };
+        match *self {
+            Stored::Panels => {
+                // [O/P, k.., C, P] back to [O/P, P, C, k..], then [O, C, k..] (less the padding
+                // channels, sliced off).
+                let r = rank + 1;
+                let back: Vec<usize> = [0, r - 1, r - 2].into_iter().chain(1..r - 2).collect();
+                let (panels, p) = (stored[0], stored[r - 1]);
+                let panels_id = add("panels", &[&[panels, p][..], &shape[1..]].concat());
+                let mut nodes = vec![node(Op::Transpose { perm: back }, packed, panels_id)];
+                let whole = [&[panels * p][..], &shape[1..]].concat();
+                let reshape = Op::Reshape { shape: whole.iter().map(|&d| Dim::from(d)).collect() };
+                if panels * p == outputs {
+                    nodes.push(node(reshape, panels_id, v));
+                } else {
+                    let whole_id = add("whole", &whole);
+                    let slice =
+                        Op::Slice { axes: vec![0], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
+                    nodes.extend([node(reshape, panels_id, whole_id), node(slice, whole_id, v)]);
+                }
+                nodes
+            }
+            Stored::ChannelsLast { padding } => {
+                // [k.., C, O + padding], sliced to [k.., C, O], back to [O, C, k..] by the perm
+                // [r-1, r-2, 0..r-2].
+                let back: Vec<usize> = [rank - 1, rank - 2].into_iter().chain(0..rank - 2).collect();
+                let mut nodes = Vec::new();
+                let rows_id = if padding > 0 {
+                    let mut rows = stored.to_vec();
+                    rows[rank - 1] = outputs;
+                    let rows_id = add("rows", &rows);
+                    let slice =
+                        Op::Slice { axes: vec![rank - 1], starts: vec![0], ends: vec![outputs as i64], steps: vec![1] };
+                    nodes.push(node(slice, packed, rows_id));
+                    rows_id
+                } else {
+                    packed
+                };
+                nodes.push(node(Op::Transpose { perm: back }, rows_id, v));
+                nodes
+            }
+        }
+    }
+}
+
+/// The type of a tensor of `dtype` and `dims`.
+fn shaped(dtype: DType, dims: &[usize]) -> TensorType {
+    TensorType::new(dtype, dims.iter().map(|&d| d as i64))
 }
 
 /// Whether rows of `bytes` put the same column of consecutive rows into few cache sets: a
