@@ -356,9 +356,16 @@ fn simplify_stmts(stmts: Vec<Stmt>, ranges: &mut Ranges<'_>) -> Vec<Stmt> {
                 if let Some(r) = ranges.of(&value) {
                     ranges.vars.insert(var.id, r);
                 }
+                // Only of an index that keeps its value where the `let` is used: loop variables,
+                // thread ids and `let`s with ranges, no locals (assigned again) and no loads.
+                let fixed = |x: &Expr| {
+                    !x.any(&mut |e| {
+                        matches!(e, Expr::Load { .. }) || matches!(e, Expr::Var(u) if !ranges.vars.contains_key(&u.id))
+                    })
+                };
                 if let (terms, 0) = linear(&value) {
                     if let [(k, x)] = terms.as_slice() {
-                        if *k > 1 && var.dtype == DType::I64 {
+                        if *k > 1 && var.dtype == DType::I64 && fixed(x) {
                             ranges.multiples.insert(var.id, (*k, x.clone()));
                         }
                     }
@@ -467,6 +474,12 @@ mod tests {
         // A divisor the multiple does not divide leaves the let as written.
         let by_7 = Expr::div_index(column, Expr::i64(7));
         assert_eq!(simplify_expr(by_7.clone(), &r), by_7);
+        // A multiple of a value without a range (a local, which may be assigned again) is not
+        // seen through.
+        let v3 = nnc_kernel::expr::Var { id: 3, dtype: DType::I64 };
+        simplify_stmts(vec![Stmt::Let { var: v3, value: Expr::mul_index(var(9), Expr::i64(32)) }], &mut r);
+        let of_local = Expr::div_index(Expr::add_index(var(3), var(0)), Expr::i64(32));
+        assert_ne!(simplify_expr(of_local, &r), var(9));
     }
 
     #[test]
