@@ -50,7 +50,7 @@ unsafe impl Sync for Team {}
 unsafe impl Send for Team {}
 
 /// Most pieces one launch may have (the width of the word's piece fields).
-pub(crate) const MAX_PIECES: u64 = u16::MAX as u64;
+const MAX_PIECES: u64 = u16::MAX as u64;
 
 fn pack(generation: u32, pieces: u64, next: u64) -> u64 {
     (u64::from(generation) << 32) | (pieces << 16) | next
